@@ -1,0 +1,323 @@
+"""The HTTP API: commands in (published to Kafka), read models out.
+
+Writes go to `heddle.commands` like any other client's; the only synchronous write is
+publishing a workflow definition, so that an invalid one gets its problems back at
+once (422, with the path of each). Reads come from the projections' tables, except a
+run's events, which come straight from the event store.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+from uuid import UUID
+
+import yaml
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from domain.commands import CommandEnvelope, receipt_id
+from domain.definitions import parse_definition
+from domain.errors import DefinitionInvalid
+from handlers.unit_of_work import UnitOfWork
+from infra.bootstrap import Heddle
+from infra.store import dumps
+
+RUN_STATUSES = ("pending", "running", "paused", "waiting", "completed", "failed", "cancelled")
+
+
+class Caller(BaseModel):
+    """Who is calling: the tenant whose data they see, and the actor recorded in events."""
+
+    tenant: str
+    actor: str
+
+
+def caller(
+    x_heddle_tenant: str = Header(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    x_heddle_actor: str = Header(default="api", max_length=200),
+) -> Caller:
+    return Caller(tenant=x_heddle_tenant, actor=x_heddle_actor)
+
+
+class CommandIn(BaseModel):
+    """A command envelope; `command_id` is generated when missing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str | None = Field(default=None, min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    correlation_id: str | None = None
+
+
+class StartRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str = Field(min_length=1, max_length=128)
+    version: int | None = Field(default=None, ge=1)
+    run_id: UUID | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class Accepted(BaseModel):
+    command_id: str
+    status: str = "pending"
+    run_id: str | None = None
+
+
+class BodyLimit:
+    """Refuses request bodies over `limit` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and int(declared) > self.limit:
+            await self._too_large(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        body = json.dumps({"detail": f"request body larger than {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(heddle: Heddle) -> FastAPI:
+    """The API for a running Heddle (its lifespan belongs to whoever started Heddle)."""
+    app = FastAPI(
+        title="Heddle",
+        version="0.1.0",
+        description="Event-sourced LLM workflows: commands in, read models out.",
+    )
+    app.add_middleware(BodyLimit, limit=heddle.settings.max_body_bytes)
+    app.include_router(_routes(heddle))
+    return app
+
+
+def _routes(heddle: Heddle) -> APIRouter:  # noqa: C901 - one place that lists every route
+    router = APIRouter()
+    topics = heddle.topics
+
+    async def publish_command(envelope: CommandEnvelope, key: str) -> None:
+        await heddle.broker.publish(
+            envelope.model_dump_json().encode(), topics.commands, key=key.encode()
+        )
+
+    async def fetch(query: str, params: list[Any]) -> list[dict[str, Any]]:
+        async with heddle.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, params)
+            return await cur.fetchall()
+
+    @router.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await fetch("SELECT 1", [])
+            checks["postgres"] = "ok"
+        except Exception as error:
+            checks["postgres"] = f"unavailable: {type(error).__name__}"
+        try:
+            await heddle.broker.ping(timeout=2.0)
+            checks["kafka"] = "ok"
+        except Exception as error:
+            checks["kafka"] = f"unavailable: {type(error).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @router.post("/v1/commands", status_code=202, response_model=Accepted, tags=["commands"])
+    async def post_command(body: CommandIn, who: Caller = Depends(caller)) -> Accepted:
+        """Publish any command to `heddle.commands`; its outcome is at /v1/commands/{id}."""
+        envelope = CommandEnvelope(
+            command_id=body.command_id or str(uuid.uuid4()),
+            type=body.type,
+            tenant=who.tenant,
+            actor=who.actor,
+            correlation_id=body.correlation_id,
+            payload=body.payload,
+        )
+        key = str(body.payload.get("run_id") or envelope.command_id)
+        await publish_command(envelope, key)
+        return Accepted(command_id=envelope.command_id)
+
+    @router.post("/v1/runs", status_code=202, response_model=Accepted, tags=["runs"])
+    async def start_run(body: StartRunIn, who: Caller = Depends(caller)) -> Accepted:
+        """Start a run: publishes a `StartRun` command with a fresh run id."""
+        run_id = body.run_id or uuid.uuid4()
+        envelope = CommandEnvelope(
+            command_id=str(uuid.uuid4()),
+            type="StartRun",
+            tenant=who.tenant,
+            actor=who.actor,
+            payload={**body.model_dump(mode="json", exclude_none=True), "run_id": str(run_id)},
+        )
+        await publish_command(envelope, str(run_id))
+        return Accepted(command_id=envelope.command_id, run_id=str(run_id))
+
+    @router.get("/v1/commands/{command_id}", tags=["commands"])
+    async def get_command(command_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """`pending` until the intake has decided; then `accepted` or `rejected` with why."""
+        receipt = await heddle.writer.run(UnitOfWork(heddle.store).get, receipt_id(command_id))
+        if receipt is None:
+            return {"command_id": command_id, "status": "pending"}
+        if receipt.tenant != who.tenant:
+            raise HTTPException(404, f"no command {command_id}")
+        return dict(receipt.as_result())
+
+    @router.get("/v1/runs", tags=["runs"])
+    async def list_runs(
+        who: Caller = Depends(caller),
+        status: str | None = Query(default=None, pattern="^(" + "|".join(RUN_STATUSES) + ")$"),
+        workflow: str | None = None,
+        limit: int = Query(default=50, ge=1, le=500),
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Runs, newest first, with cursor pagination (`next_cursor`)."""
+        where, params = ["tenant = %s"], [who.tenant]
+        if status:
+            where.append("status = %s")
+            params.append(status)
+        if workflow:
+            where.append("workflow = %s")
+            params.append(workflow)
+        if cursor:
+            started_at, run_id = _decode_cursor(cursor)
+            where.append("(started_at, run_id) < (%s, %s)")
+            params += [started_at, run_id]
+        rows = await fetch(
+            "SELECT run_id, workflow, workflow_version, status, started_at, updated_at,"
+            " finished_at, usage FROM runs WHERE " + " AND ".join(where)
+            + " ORDER BY started_at DESC, run_id DESC LIMIT %s",
+            [*params, limit + 1],
+        )
+        page = rows[:limit]
+        next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+        return {"items": [_jsonable(r) for r in page], "next_cursor": next_cursor}
+
+    @router.get("/v1/runs/{run_id}", tags=["runs"])
+    async def get_run(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """A run's status, node states, variables, output, error and usage."""
+        rows = await fetch("SELECT * FROM runs WHERE run_id = %s AND tenant = %s", [run_id, who.tenant])
+        if not rows:
+            raise HTTPException(404, f"no run {run_id} (it may still be starting: retry shortly)")
+        return _jsonable(rows[0])
+
+    @router.get("/v1/runs/{run_id}/events", tags=["runs"])
+    async def run_events(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """The run's events as stored: the source of truth, in order."""
+        events = await heddle.writer.run(heddle.store.aggregate_events, run_id)
+        if not events or events[0]["data"].get("tenant") != who.tenant:
+            raise HTTPException(404, f"no run {run_id}")
+        return {"run_id": str(run_id), "events": json.loads(dumps(events))}
+
+    @router.put("/v1/workflows/{name}", tags=["workflows"])
+    async def put_workflow(name: str, request: Request, who: Caller = Depends(caller)) -> JSONResponse:
+        """Publish a definition (JSON, or YAML with a YAML content type) as a new version."""
+        document = await _read_document(request)
+        if isinstance(document, dict) and document.get("name", name) != name:
+            return _problems([{"path": "name", "message": f"must be {name!r} (the URL's name)"}])
+        if isinstance(document, dict):
+            document = {"name": name, **document}
+        try:
+            parse_definition(document)
+        except DefinitionInvalid as error:
+            return _problems([{"path": p.path, "message": p.message} for p in error.problems])
+        result = await heddle.publish_workflow(document, who.tenant, who.actor)
+        if result["status"] != "accepted":
+            return _problems([{"path": "", "message": result["reason"]}])
+        return JSONResponse(result["result"], status_code=200)
+
+    @router.get("/v1/workflows", tags=["workflows"])
+    async def list_workflows(who: Caller = Depends(caller)) -> dict[str, Any]:
+        """Every workflow with its latest version."""
+        rows = await fetch(
+            "SELECT DISTINCT ON (name) name, version, content_hash, published_by, published_at"
+            " FROM workflow_versions WHERE tenant = %s ORDER BY name, version DESC",
+            [who.tenant],
+        )
+        return {"items": [_jsonable(r) for r in rows]}
+
+    @router.get("/v1/workflows/{name}", tags=["workflows"])
+    async def get_workflow(
+        name: str, who: Caller = Depends(caller), version: int | None = Query(default=None, ge=1)
+    ) -> dict[str, Any]:
+        """One version of a workflow (the latest by default) and the list of versions."""
+        rows = await fetch(
+            "SELECT version, content_hash, spec, published_by, published_at FROM workflow_versions"
+            " WHERE tenant = %s AND name = %s ORDER BY version",
+            [who.tenant, name],
+        )
+        if not rows:
+            raise HTTPException(404, f"no workflow {name!r}")
+        chosen = rows[-1] if version is None else next((r for r in rows if r["version"] == version), None)
+        if chosen is None:
+            raise HTTPException(404, f"workflow {name!r} has no version {version}")
+        return {"name": name, **_jsonable(chosen), "versions": [r["version"] for r in rows]}
+
+    return router
+
+
+async def _read_document(request: Request) -> Any:
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "")
+    try:
+        if "yaml" in content_type:
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HTTPException(400, f"cannot parse the definition: {error}") from None
+
+
+def _problems(problems: list[dict[str, str]]) -> JSONResponse:
+    return JSONResponse({"detail": "invalid workflow definition", "problems": problems}, 422)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(dumps(row))  # type: ignore[no-any-return]
+
+
+def _encode_cursor(row: dict[str, Any]) -> str:
+    raw = json.dumps([row["started_at"].isoformat(), str(row["run_id"])])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        started_at, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(started_at), str(UUID(run_id))
+    except Exception:
+        raise HTTPException(400, "invalid cursor: pass next_cursor from the previous page") from None
+

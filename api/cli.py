@@ -1,0 +1,312 @@
+"""The `heddle` command line.
+
+Read commands print tables for people, or JSON only on stdout with `--json`. Commands
+that talk to a running Heddle use its API at `HEDDLE_API_URL` (default: the one
+`heddle up` started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from infra.settings import Settings
+
+app = typer.Typer(help="Heddle: durable, replayable LLM workflows.", no_args_is_help=True)
+workflows_app = typer.Typer(help="Publish and list workflow definitions.", no_args_is_help=True)
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+projections_app = typer.Typer(help="Maintain read models.", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(runs_app, name="runs")
+app.add_typer(projections_app, name="projections")
+
+out = Console()
+err = Console(stderr=True)
+TERMINAL = {"completed", "failed", "cancelled"}
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")]
+
+
+def _api_url() -> str:
+    if url := os.environ.get("HEDDLE_API_URL"):
+        return url.rstrip("/")
+    from infra.embedded import read_stack
+
+    stack = read_stack(Settings().data_dir)
+    return stack.api_url if stack else f"http://127.0.0.1:{Settings().api_port}"
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(base_url=_api_url(), timeout=30.0)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _call(method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        with _client() as client:
+            response = client.request(method, path, **kwargs)
+    except httpx.ConnectError:
+        _fail(f"cannot reach Heddle at {_api_url()}: start it with `make up` or set HEDDLE_API_URL")
+    if response.status_code == 422 and "problems" in response.json():
+        for problem in response.json()["problems"]:
+            err.print(f"  [red]{problem['path'] or '(document)'}[/red]: {problem['message']}")
+        _fail("the definition is invalid")
+    if response.status_code >= 400:
+        _fail(f"{response.status_code}: {response.json().get('detail', response.text)}")
+    return response.json()
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded stack: PostgreSQL, a Kafka broker, every role, the API."""
+    from infra.embedded import run_up
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        asyncio.run(run_up(Settings()))
+    except KeyboardInterrupt:
+        pass
+    err.print("Heddle stopped.")
+
+
+@app.command()
+def serve(
+    role: Annotated[list[str], typer.Option(help="intake, relay, worker, projector")] = [],  # noqa: B006
+    api: Annotated[bool, typer.Option(help="Serve the HTTP API too.")] = True,
+) -> None:
+    """Run roles against existing PostgreSQL and Kafka (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS)."""
+    from infra.serve import serve as run_serve
+
+    settings = Settings()
+    if not settings.database_url or not settings.kafka_bootstrap_servers:
+        _fail("set DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS (or use `heddle up`)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        asyncio.run(run_serve(settings, role or None, api))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def migrate() -> None:
+    """Create the event store and read-model tables (safe to repeat)."""
+    from infra.bootstrap import create_schema
+
+    settings = Settings()
+    create_schema(settings, _database_url(settings))
+    err.print("schema is up to date")
+
+
+@workflows_app.command("apply")
+def workflows_apply(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    as_json: JsonOption = False,
+) -> None:
+    """Publish a workflow definition (YAML or JSON) as a new version."""
+    try:
+        document = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        _fail(f"{file}: not valid YAML: {error}")
+    if not isinstance(document, dict) or "name" not in document:
+        _fail(f"{file}: a definition is a mapping with a `name`")
+    result = _call("PUT", f"/v1/workflows/{document['name']}", json=document)
+    if as_json:
+        _print_json(result)
+    else:
+        out.print(f"published {result['workflow']} v{result['version']} ({result['content_hash'][:19]})")
+
+
+@workflows_app.command("list")
+def workflows_list(as_json: JsonOption = False) -> None:
+    """List workflows and their latest versions."""
+    items = _call("GET", "/v1/workflows")["items"]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("name", "version", "published by", "published at")
+    for item in items:
+        table.add_row(item["name"], str(item["version"]), item["published_by"], item["published_at"])
+    out.print(table)
+
+
+def _parse_inputs(pairs: list[str], input_file: Path | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if input_file:
+        loaded = yaml.safe_load(input_file.read_text())
+        if not isinstance(loaded, dict):
+            _fail(f"{input_file}: the input must be a mapping")
+        values.update(loaded)
+    for pair in pairs:
+        if "=" not in pair:
+            _fail(f"--input {pair!r}: write key=value")
+        key, raw = pair.split("=", 1)
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+@app.command()
+def run(
+    workflow: str,
+    input: Annotated[list[str], typer.Option("--input", "-i", help="key=value (JSON values allowed)")] = [],  # noqa: B006
+    input_file: Annotated[Path | None, typer.Option(help="YAML or JSON file with the input")] = None,
+    version: Annotated[int | None, typer.Option(help="Pin a version (default: latest)")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Show progress until the run ends")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a run; with --follow, exit non-zero when it fails."""
+    body: dict[str, Any] = {"workflow": workflow, "input": _parse_inputs(input, input_file)}
+    if version:
+        body["version"] = version
+    started = _call("POST", "/v1/runs", json=body)
+    run_id, command_id = started["run_id"], started["command_id"]
+    if not follow:
+        if as_json:
+            _print_json(started)
+        else:
+            out.print(f"run {run_id} requested (command {command_id})")
+        return
+    final = _follow(run_id, command_id, quiet=as_json)
+    if as_json:
+        _print_json(final)
+    if final["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def _follow(run_id: str, command_id: str, quiet: bool) -> dict[str, Any]:
+    shown: dict[str, str] = {}
+    with _client() as client:
+        while True:
+            command = client.get(f"/v1/commands/{command_id}").json()
+            if command["status"] == "rejected":
+                _fail(f"the run was rejected: {command['reason']}", code=2)
+            response = client.get(f"/v1/runs/{run_id}")
+            if response.status_code == 200:
+                state = response.json()
+                for node_id, node in state["nodes"].items():
+                    if shown.get(node_id) != node["status"] and node["status"] != "pending":
+                        shown[node_id] = node["status"]
+                        if not quiet:
+                            _print_node(node_id, node)
+                if state["status"] in TERMINAL:
+                    if not quiet:
+                        _print_outcome(state)
+                    return dict(state)
+            time.sleep(0.2)
+
+
+def _print_node(node_id: str, node: dict[str, Any]) -> None:
+    colour = {"running": "yellow", "completed": "green", "failed": "red", "skipped": "dim"}
+    line = f"[{colour.get(node['status'], 'white')}]{node['status']:>9}[/] {node_id}"
+    if node["status"] == "completed" and isinstance(node.get("output"), str):
+        line += f": {node['output'][:120]}"
+    if node["status"] == "failed":
+        line += f": {node.get('error', {}).get('message')}"
+    out.print(line)
+
+
+def _print_outcome(state: dict[str, Any]) -> None:
+    if state["status"] == "completed":
+        out.print(f"[green]run completed[/] variables: {json.dumps(state['variables'])}")
+    else:
+        out.print(f"[red]run {state['status']}[/] {json.dumps(state.get('error'))}")
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow")] = None,
+    limit: int = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    params = {k: v for k, v in {"status": status, "workflow": workflow, "limit": limit}.items() if v}
+    items = _call("GET", "/v1/runs", params=params)["items"]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("run", "workflow", "status", "started", "tokens")
+    for item in items:
+        usage = item["usage"]
+        tokens = usage["input_tokens"] + usage["output_tokens"]
+        table.add_row(item["run_id"], f"{item['workflow']} v{item['workflow_version']}",
+                      item["status"], item["started_at"], str(tokens))
+    out.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: JsonOption = False) -> None:
+    """Show a run: status, nodes, variables, output, and its timeline."""
+    state = _call("GET", f"/v1/runs/{run_id}")
+    if as_json:
+        _print_json(state)
+        return
+    out.print(f"run {state['run_id']}  {state['workflow']} v{state['workflow_version']}  "
+              f"[bold]{state['status']}[/]")
+    nodes = Table("node", "status", "output")
+    for node_id, node in state["nodes"].items():
+        output = node.get("output")
+        nodes.add_row(node_id, node["status"], "" if output is None else json.dumps(output)[:100])
+    out.print(nodes)
+    out.print(f"variables: {json.dumps(state['variables'])}")
+    if state.get("error"):
+        out.print(f"[red]error:[/] {json.dumps(state['error'])}")
+    usage = state["usage"]
+    out.print(f"usage: {usage['llm_calls']} model calls, {usage['input_tokens']} in, "
+              f"{usage['output_tokens']} out, ${usage['cost_usd']:.6f}")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(name: str) -> None:
+    """Empty a read model and rebuild it from every stored event."""
+    from infra.projector import PROJECTIONS, rebuild
+    from infra.store import EventStore, store_environment
+
+    if name not in PROJECTIONS:
+        _fail(f"unknown projection {name!r} (known: {', '.join(PROJECTIONS)})")
+    settings = Settings()
+    database_url = _database_url(settings)
+    store = EventStore(env=store_environment(database_url, 0, create_tables=False))
+    try:
+        started = time.perf_counter()
+        count = rebuild(database_url, store, name)
+        seconds = time.perf_counter() - started
+    finally:
+        store.close()
+    out.print(f"rebuilt {name} from {count} events in {seconds:.2f} s")
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    from infra.embedded import read_stack
+
+    stack = read_stack(settings.data_dir)
+    if stack is None:
+        _fail("set DATABASE_URL, or start `heddle up` so that its database can be found")
+    return stack.database_url
+
+
+if __name__ == "__main__":
+    app()

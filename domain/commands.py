@@ -1,0 +1,103 @@
+"""Commands: the envelope every client sends, the payload of each type, and receipts.
+
+A `CommandReceipt` records, once per command id, whether the command was accepted or
+rejected and why. It makes redelivery harmless: a command whose receipt exists changes
+nothing, and anyone can look up what became of a command by its id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.definitions import HEDDLE_NAMESPACE
+
+MAX_COMMAND_ID_LENGTH = 200
+
+
+class CommandEnvelope(BaseModel):
+    """What goes on `heddle.commands`: `{command_id, type, tenant, actor, payload}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command_id: str = Field(min_length=1, max_length=MAX_COMMAND_ID_LENGTH)
+    type: str = Field(min_length=1, max_length=100)
+    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    actor: str = Field(default="anonymous", min_length=1, max_length=200)
+    correlation_id: str | None = Field(default=None, max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class StartRun(BaseModel):
+    """Start a run of a published workflow (the latest version unless `version` is set)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workflow: str = Field(min_length=1, max_length=128)
+    version: int | None = Field(default=None, ge=1)
+    run_id: UUID | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class PublishWorkflow(BaseModel):
+    """Publish a workflow definition as a new version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    definition: dict[str, Any]
+
+
+COMMAND_TYPES: dict[str, type[BaseModel]] = {
+    "StartRun": StartRun,
+    "PublishWorkflow": PublishWorkflow,
+}
+
+
+def receipt_id(command_id: str) -> UUID:
+    return uuid5(HEDDLE_NAMESPACE, f"command/{command_id}")
+
+
+def run_id_for(command_id: str) -> UUID:
+    """The run id a `StartRun` without `run_id` gets: the same on every redelivery."""
+    return uuid5(HEDDLE_NAMESPACE, f"run/{command_id}")
+
+
+class CommandReceipt(Aggregate):
+    """What became of one command: accepted (and what it touched) or rejected (and why)."""
+
+    @staticmethod
+    def create_id(command_id: str, **_: Any) -> UUID:
+        return receipt_id(command_id)
+
+    @event("Recorded")
+    def __init__(
+        self,
+        command_id: str,
+        type: str,
+        tenant: str,
+        actor: str,
+        outcome: Literal["accepted", "rejected"],
+        reason: str | None,
+        result: dict[str, Any],
+    ) -> None:
+        self.command_id = command_id
+        self.type = type
+        self.tenant = tenant
+        self.actor = actor
+        self.outcome = outcome
+        self.reason = reason
+        self.result = result
+
+    def as_result(self) -> dict[str, Any]:
+        """The message published on `heddle.command-results` and served by the API."""
+        return {
+            "command_id": self.command_id,
+            "type": self.type,
+            "tenant": self.tenant,
+            "status": self.outcome,
+            "reason": self.reason,
+            "result": self.result,
+        }

@@ -1,0 +1,301 @@
+"""Workflow definitions: the document people write, its validation, and its aggregate.
+
+A definition is a graph of named nodes. `next` and switch `cases` are its edges. A
+published version is immutable and identified by the hash of its canonical content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import cached_property, lru_cache
+from typing import Annotated, Any, Literal
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import jsonschema
+from eventsourcing.domain import Aggregate, event
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from domain.errors import DefinitionInvalid, ExpressionError, Problem, TemplateError
+from domain.expressions import compile_expression
+from domain.templates import parse_template
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
+NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+HEDDLE_NAMESPACE = uuid5(NAMESPACE_URL, "https://heddle.dev/ids")
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    next: str | None = None
+
+    def targets(self) -> list[str]:
+        """The nodes this node may hand over to."""
+        return [self.next] if self.next else []
+
+
+class LlmNode(_Node):
+    """Call a model with a rendered prompt; the reply text goes to `output`."""
+
+    kind: Literal["llm"]
+    model: str = Field(pattern=r"^[a-z][a-z0-9_-]*:.+$", description="provider:model")
+    prompt: str
+    system: str | None = None
+    output: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SwitchCase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when: str
+    next: str
+
+
+class SwitchNode(_Node):
+    """Take the first case whose CEL condition holds, else `default`."""
+
+    kind: Literal["switch"]
+    cases: list[SwitchCase] = Field(min_length=1)
+    default: str | None = None
+
+    def targets(self) -> list[str]:
+        targets = [case.next for case in self.cases]
+        if self.default:
+            targets.append(self.default)
+        return list(dict.fromkeys(targets))
+
+
+class SetNode(_Node):
+    """Set variables; string values are templates over `input`, `vars` and `nodes`."""
+
+    kind: Literal["set"]
+    vars: dict[str, Any] = Field(min_length=1)
+
+
+Node = Annotated[LlmNode | SwitchNode | SetNode, Field(discriminator="kind")]
+
+
+class WorkflowSpec(BaseModel):
+    """A workflow definition as written in YAML or JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    inputs: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    start: str
+    nodes: dict[str, Node] = Field(min_length=1)
+    output: str | None = Field(default=None, description="CEL expression for the run's output")
+
+    @field_validator("nodes")
+    @classmethod
+    def _node_ids_are_names(cls, nodes: dict[str, Node]) -> dict[str, Node]:
+        for node_id in nodes:
+            if not NODE_ID.match(node_id):
+                raise ValueError(f"node id {node_id!r} must match {NODE_ID.pattern}")
+        return nodes
+
+    @cached_property
+    def parents(self) -> dict[str, list[str]]:
+        """For each node, the nodes with an edge into it, in definition order."""
+        parents: dict[str, list[str]] = {node_id: [] for node_id in self.nodes}
+        for node_id, node in self.nodes.items():
+            for target in node.targets():
+                if target in parents:
+                    parents[target].append(node_id)
+        return parents
+
+    def canonical(self) -> dict[str, Any]:
+        """The JSON form that the content hash is computed from."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    def content_hash(self) -> str:
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_definition(document: Any) -> WorkflowSpec:
+    """Validate a definition document; raises DefinitionInvalid listing every problem."""
+    try:
+        spec = WorkflowSpec.model_validate(document)
+    except ValidationError as error:
+        raise DefinitionInvalid([_problem_from(e) for e in error.errors()]) from None
+    problems = _graph_problems(spec) + _expression_problems(spec)
+    if problems:
+        raise DefinitionInvalid(problems)
+    return spec
+
+
+def _problem_from(error: Any) -> Problem:
+    path = ""
+    for part in error["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("llm", "switch", "set") and path.startswith("nodes."):
+            continue  # pydantic's discriminator tag, not part of the user's document
+        else:
+            path += f".{part}" if path else str(part)
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        path += ".kind"
+    return Problem(path, error["msg"])
+
+
+def _graph_problems(spec: WorkflowSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    if spec.start not in spec.nodes:
+        problems.append(Problem("start", f"unknown node {spec.start!r}"))
+    for node_id, node in spec.nodes.items():
+        if isinstance(node, SwitchNode):
+            for index, case in enumerate(node.cases):
+                if case.next not in spec.nodes:
+                    problems.append(
+                        Problem(f"nodes.{node_id}.cases[{index}].next", _unknown(case.next, spec))
+                    )
+            if node.default and node.default not in spec.nodes:
+                problems.append(Problem(f"nodes.{node_id}.default", _unknown(node.default, spec)))
+        if node.next and node.next not in spec.nodes:
+            problems.append(Problem(f"nodes.{node_id}.next", _unknown(node.next, spec)))
+    if problems:
+        return problems
+    for node_id in spec.nodes:
+        if node_id != spec.start and not spec.parents[node_id]:
+            problems.append(Problem(f"nodes.{node_id}", f"unreachable from start {spec.start!r}"))
+    if spec.start in spec.nodes and spec.parents[spec.start]:
+        problems.append(Problem("start", f"{spec.start!r} has incoming edges; start must have none"))
+    cycle = _find_cycle(spec)
+    if cycle:
+        problems.append(Problem(f"nodes.{cycle[0]}", "cycle: " + " -> ".join(cycle)))
+    return problems
+
+
+def _unknown(target: str, spec: WorkflowSpec) -> str:
+    return f"unknown node {target!r} (known: {', '.join(spec.nodes)})"
+
+
+def _find_cycle(spec: WorkflowSpec) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node_id: str) -> list[str] | None:
+        state[node_id] = 1
+        stack.append(node_id)
+        for target in spec.nodes[node_id].targets():
+            if state.get(target) == 1:
+                return [*stack[stack.index(target) :], target]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+        stack.pop()
+        state[node_id] = 2
+        return None
+
+    for node_id in spec.nodes:
+        if node_id not in state:
+            found = visit(node_id)
+            if found:
+                return found
+    return None
+
+
+def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    try:
+        jsonschema.Draft202012Validator.check_schema(spec.inputs)
+    except jsonschema.SchemaError as error:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        problems.append(Problem(f"inputs{where}", f"not a valid JSON schema: {error.message}"))
+    if spec.output:
+        problems += _check(compile_expression, spec.output, "output")
+    for node_id, node in spec.nodes.items():
+        at = f"nodes.{node_id}"
+        if isinstance(node, LlmNode):
+            problems += _check(parse_template, node.prompt, f"{at}.prompt")
+            if node.system:
+                problems += _check(parse_template, node.system, f"{at}.system")
+        elif isinstance(node, SwitchNode):
+            for index, case in enumerate(node.cases):
+                problems += _check(compile_expression, case.when, f"{at}.cases[{index}].when")
+        elif isinstance(node, SetNode):
+            for name, value in node.vars.items():
+                if isinstance(value, str):
+                    problems += _check(parse_template, value, f"{at}.vars.{name}")
+    return problems
+
+
+def _check(check: Any, source: str, path: str) -> list[Problem]:
+    try:
+        check(source)
+    except (ExpressionError, TemplateError) as error:
+        return [Problem(path, str(error))]
+    return []
+
+
+@lru_cache(maxsize=512)
+def _input_validator(schema_json: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema_json))
+
+
+def input_problems(schema: dict[str, Any], value: Any) -> list[str]:
+    """Every way `value` fails the workflow's `inputs` schema, each with its path."""
+    validator = _input_validator(json.dumps(schema, sort_keys=True))
+    problems = []
+    for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path))):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        problems.append(f"input{where}: {error.message}")
+    return problems
+
+
+def definition_id(tenant: str, name: str) -> UUID:
+    """The aggregate id of a tenant's workflow, stable across versions."""
+    return uuid5(HEDDLE_NAMESPACE, f"workflow/{tenant}/{name}")
+
+
+class WorkflowDefinition(Aggregate):
+    """A named workflow of one tenant and its immutable published versions."""
+
+    @staticmethod
+    def create_id(tenant: str, name: str) -> UUID:
+        return definition_id(tenant, name)
+
+    @event("Created")
+    def __init__(self, tenant: str, name: str) -> None:
+        self.tenant = tenant
+        self.name = name
+        self.versions: list[dict[str, Any]] = []
+
+    def publish(self, spec: WorkflowSpec, actor: str) -> int:
+        """Publish `spec` as a new version, or return the latest if it is unchanged."""
+        if spec.name != self.name:
+            raise DefinitionInvalid([Problem("name", f"must be {self.name!r} to publish here")])
+        content_hash = spec.content_hash()
+        if self.versions and self.versions[-1]["content_hash"] == content_hash:
+            return int(self.versions[-1]["version"])
+        self._version_published(
+            self.tenant, len(self.versions) + 1, content_hash, spec.canonical(), actor
+        )
+        return len(self.versions)
+
+    @event("VersionPublished")
+    def _version_published(
+        self, tenant: str, number: int, content_hash: str, spec: dict[str, Any], actor: str
+    ) -> None:
+        self.versions.append(
+            {"version": number, "content_hash": content_hash, "spec": spec, "actor": actor}
+        )
+
+    def get_version(self, number: int | None) -> dict[str, Any] | None:
+        """A published version by number, or the latest when `number` is None."""
+        if not self.versions:
+            return None
+        if number is None:
+            return self.versions[-1]
+        if 1 <= number <= len(self.versions):
+            return self.versions[number - 1]
+        return None

@@ -1,0 +1,56 @@
+"""Errors the domain raises. Each says what is wrong and what to fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DomainError(Exception):
+    """A rule of the domain refused an action."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a document, at a dotted path such as `nodes.route.cases[0].next`."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class DefinitionInvalid(DomainError):
+    """A workflow definition has one or more problems, each with its path."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+class CommandRejected(DomainError):
+    """A command cannot be carried out; the reason goes back to whoever sent it."""
+
+
+class WorkflowNotFound(CommandRejected):
+    """No workflow of that name (or version) has been published for the tenant."""
+
+
+class InputInvalid(CommandRejected):
+    """A run's input does not match the workflow's `inputs` schema."""
+
+
+class RunAlreadyExists(CommandRejected):
+    """A run with the requested id exists already."""
+
+
+class NodeNotRunning(DomainError):
+    """A result arrived for a node attempt that is not running (late or duplicate)."""
+
+
+class ExpressionError(DomainError):
+    """A CEL expression failed to compile or evaluate."""
+
+
+class TemplateError(DomainError):
+    """A prompt template failed to parse or render."""

@@ -1,0 +1,302 @@
+"""The WorkflowRun aggregate: one execution of a pinned workflow version.
+
+Public methods decide (check the rules, work out what happens next); `@event` methods
+record facts and only update state. The graph semantics: a node's outgoing edges are
+`taken` or `skipped` when it completes; a node is ready when every incoming edge is
+resolved and at least one was taken; a node whose incoming edges were all skipped is
+skipped itself. The run completes when every node is completed or skipped.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Literal
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.definitions import LlmNode, SetNode, SwitchNode, WorkflowSpec
+from domain.errors import DomainError, ExpressionError, NodeNotRunning, TemplateError
+from domain.expressions import evaluate, evaluate_condition
+from domain.llm import LlmRequest, LlmResult, Message
+from domain.templates import render
+
+RunStatus = Literal["pending", "running", "paused", "waiting", "completed", "failed", "cancelled"]
+NodeStatus = Literal["pending", "running", "completed", "failed", "skipped"]
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+IO_NODE_KINDS = frozenset({"llm"})
+
+_SPECS: OrderedDict[str, WorkflowSpec] = OrderedDict()
+
+
+def _spec_of(content_hash: str, graph: dict[str, Any]) -> WorkflowSpec:
+    """Parsed graphs are shared between runs of the same version."""
+    spec = _SPECS.get(content_hash)
+    if spec is None:
+        spec = WorkflowSpec.model_validate(graph)
+        _SPECS[content_hash] = spec
+        if len(_SPECS) > 512:
+            _SPECS.popitem(last=False)
+    return spec
+
+
+class WorkflowRun(Aggregate):
+    """A run: its pinned graph, node states, variables, usage and outcome."""
+
+    @staticmethod
+    def create_id(run_id: UUID, **_: Any) -> UUID:
+        return run_id
+
+    @event("Started")
+    def __init__(
+        self,
+        run_id: UUID,
+        tenant: str,
+        actor: str,
+        workflow: str,
+        version: int,
+        content_hash: str,
+        graph: dict[str, Any],
+        input: dict[str, Any],
+        command_id: str,
+    ) -> None:
+        self.tenant = tenant
+        self.workflow = workflow
+        self.workflow_version = version
+        self.content_hash = content_hash
+        self.graph = graph
+        self.input = input
+        self.status: RunStatus = "running"
+        self.variables: dict[str, Any] = {}
+        self.nodes: dict[str, dict[str, Any]] = {
+            node_id: {"status": "pending", "attempt": 0} for node_id in graph["nodes"]
+        }
+        self.edges: dict[str, str] = {}
+        self.output: Any = None
+        self.error: dict[str, Any] | None = None
+        self.usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "llm_calls": 0}
+
+    @property
+    def spec(self) -> WorkflowSpec:
+        return _spec_of(self.content_hash, self.graph)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    # Decisions
+
+    def advance(self) -> None:
+        """Start every ready node; run `switch` and `set` nodes inline; finish the run."""
+        if self.status != "running":
+            return
+        progressed = True
+        while progressed and self.status == "running":
+            progressed = False
+            for node_id in self.ready_nodes():
+                self._start_node(node_id)
+                progressed = True
+        if self.status == "running" and all(
+            n["status"] in ("completed", "skipped") for n in self.nodes.values()
+        ):
+            self._finish()
+
+    def ready_nodes(self) -> list[str]:
+        """Pending nodes whose incoming edges are all resolved, at least one taken."""
+        ready = []
+        for node_id, parents in self.spec.parents.items():
+            if self.nodes[node_id]["status"] != "pending":
+                continue
+            if not parents:
+                if node_id == self.spec.start:
+                    ready.append(node_id)
+                continue
+            states = [self.edges.get(f"{parent}->{node_id}") for parent in parents]
+            if None not in states and "taken" in states:
+                ready.append(node_id)
+        return ready
+
+    def complete_llm_call(self, node_id: str, attempt: int, result: LlmResult) -> None:
+        """Record a model's answer, complete the node and move the run on."""
+        self.check_node_is_running(node_id, attempt)
+        self._llm_call_completed(node_id, attempt, result.model_dump(mode="json"))
+        node = self.spec.nodes[node_id]
+        assert isinstance(node, LlmNode)
+        variables = {node.output: result.text} if node.output else {}
+        self._complete_node(node_id, result.text, variables, None)
+        self.advance()
+
+    def record_llm_failure(
+        self, node_id: str, attempt: int, try_number: int, error: dict[str, Any], retry_in: float | None
+    ) -> None:
+        """One try of a model call failed; `retry_in` is None when no retry follows."""
+        self.check_node_is_running(node_id, attempt)
+        self._llm_call_failed(node_id, attempt, try_number, error, retry_in)
+
+    def fail_node(self, node_id: str, attempt: int, error: dict[str, Any]) -> None:
+        """A node failed for good: the run fails with the node's error."""
+        self.check_node_is_running(node_id, attempt)
+        self._node_failed(node_id, attempt, error)
+        self._run_failed({"node": node_id, **error})
+
+    def check_node_is_running(self, node_id: str, attempt: int) -> None:
+        state = self.nodes.get(node_id)
+        if state is None or state["status"] != "running" or state["attempt"] != attempt:
+            raise NodeNotRunning(
+                f"node {node_id!r} attempt {attempt} is not running in run {self.id}"
+            )
+
+    def llm_request(self, node_id: str) -> LlmRequest:
+        """The request recorded when the node started: what the worker must send."""
+        return LlmRequest.model_validate(self.nodes[node_id]["input"])
+
+    def activation(self) -> dict[str, Any]:
+        """What expressions and templates can see."""
+        return {
+            "input": self.input,
+            "vars": self.variables,
+            "nodes": {
+                node_id: {"status": state["status"], "output": state.get("output")}
+                for node_id, state in self.nodes.items()
+            },
+            "run": {"id": str(self.id), "workflow": self.workflow, "version": self.workflow_version},
+        }
+
+    def _start_node(self, node_id: str) -> None:
+        node = self.spec.nodes[node_id]
+        attempt = self.nodes[node_id]["attempt"] + 1
+        try:
+            if isinstance(node, LlmNode):
+                request = self._llm_request_for(node)
+                self._node_started(node_id, node.kind, attempt, request.model_dump(mode="json"))
+            elif isinstance(node, SwitchNode):
+                chosen = self._choose_case(node)
+                self._node_started(node_id, node.kind, attempt, {})
+                self._complete_node(node_id, {"next": chosen}, {}, chosen)
+            elif isinstance(node, SetNode):
+                context = self.activation()
+                values = {
+                    name: render(value, context) if isinstance(value, str) else value
+                    for name, value in node.vars.items()
+                }
+                self._node_started(node_id, node.kind, attempt, {})
+                self._complete_node(node_id, values, values, None)
+        except (ExpressionError, TemplateError) as error:
+            failure = {"class": "definition", "message": str(error)}
+            if self.nodes[node_id]["status"] != "running":
+                self._node_started(node_id, node.kind, attempt, {})
+            self._node_failed(node_id, attempt, failure)
+            self._run_failed({"node": node_id, **failure})
+
+    def _complete_node(
+        self, node_id: str, output: Any, variables: dict[str, Any], next: str | None
+    ) -> None:
+        self._node_completed(node_id, output, variables, next)
+        dead = self._dead_nodes()
+        if dead:
+            self._nodes_skipped(dead)
+
+    def _llm_request_for(self, node: LlmNode) -> LlmRequest:
+        context = self.activation()
+        messages = []
+        if node.system:
+            messages.append(Message(role="system", content=render(node.system, context)))
+        messages.append(Message(role="user", content=render(node.prompt, context)))
+        return LlmRequest(
+            model=node.model,
+            messages=messages,
+            temperature=node.temperature,
+            max_tokens=node.max_tokens,
+            options=node.options,
+        )
+
+    def _choose_case(self, node: SwitchNode) -> str | None:
+        context = self.activation()
+        for case in node.cases:
+            if evaluate_condition(case.when, context):
+                return case.next
+        return node.default
+
+    def _finish(self) -> None:
+        output: Any = dict(self.variables)
+        if self.spec.output:
+            try:
+                output = evaluate(self.spec.output, self.activation())
+            except ExpressionError as error:
+                self._run_failed({"class": "definition", "message": f"output: {error}"})
+                return
+        self._run_completed(output)
+
+    # Facts
+
+    @event("NodeStarted")
+    def _node_started(self, node_id: str, kind: str, attempt: int, input: dict[str, Any]) -> None:
+        self.nodes[node_id] = {"status": "running", "attempt": attempt, "kind": kind, "input": input}
+
+    @event("LlmCallCompleted")
+    def _llm_call_completed(self, node_id: str, attempt: int, result: dict[str, Any]) -> None:
+        usage = result.get("usage", {})
+        self.usage["input_tokens"] += usage.get("input_tokens", 0)
+        self.usage["output_tokens"] += usage.get("output_tokens", 0)
+        self.usage["cost_usd"] += result.get("cost_usd", 0.0)
+        self.usage["llm_calls"] += 1
+
+    @event("NodeCompleted")
+    def _node_completed(
+        self, node_id: str, output: Any, variables: dict[str, Any], next: str | None
+    ) -> None:
+        state = self.nodes[node_id]
+        self.nodes[node_id] = {"status": "completed", "attempt": state["attempt"], "output": output}
+        self.variables.update(variables)
+        targets = self.spec.nodes[node_id].targets()
+        taken = {next} if isinstance(self.spec.nodes[node_id], SwitchNode) else set(targets)
+        self._resolve_edges(node_id, taken)
+
+    @event("NodesSkipped")
+    def _nodes_skipped(self, node_ids: list[str]) -> None:
+        for node_id in node_ids:
+            self.nodes[node_id] = {"status": "skipped", "attempt": 0}
+            self._resolve_edges(node_id, set())
+
+    @event("LlmCallFailed")
+    def _llm_call_failed(
+        self, node_id: str, attempt: int, try_number: int, error: dict[str, Any], retry_in: float | None
+    ) -> None:
+        self.nodes[node_id]["failures"] = self.nodes[node_id].get("failures", 0) + 1
+
+    @event("NodeFailed")
+    def _node_failed(self, node_id: str, attempt: int, error: dict[str, Any]) -> None:
+        self.nodes[node_id] = {"status": "failed", "attempt": attempt, "error": error}
+
+    @event("Completed")
+    def _run_completed(self, output: Any) -> None:
+        self.status = "completed"
+        self.output = output
+
+    @event("Failed")
+    def _run_failed(self, error: dict[str, Any]) -> None:
+        self.status = "failed"
+        self.error = error
+
+    def _resolve_edges(self, node_id: str, taken: set[str | None]) -> None:
+        for target in self.spec.nodes[node_id].targets():
+            self.edges[f"{node_id}->{target}"] = "taken" if target in taken else "skipped"
+
+    def _dead_nodes(self) -> list[str]:
+        """Pending nodes that can no longer run: every incoming edge was skipped."""
+        edges = dict(self.edges)
+        dead: list[str] = []
+        changed = True
+        while changed:
+            changed = False
+            for node_id, parents in self.spec.parents.items():
+                if not parents or node_id in dead or self.nodes[node_id]["status"] != "pending":
+                    continue
+                if all(edges.get(f"{p}->{node_id}") == "skipped" for p in parents):
+                    dead.append(node_id)
+                    for target in self.spec.nodes[node_id].targets():
+                        edges[f"{node_id}->{target}"] = "skipped"
+                    changed = True
+        return dead
+
+__all__ = ["IO_NODE_KINDS", "TERMINAL_STATUSES", "DomainError", "WorkflowRun"]

@@ -1,0 +1,1 @@
+"""Command handlers and run workers: plain functions of (message, dependencies)."""

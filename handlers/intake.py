@@ -1,0 +1,182 @@
+"""Command intake: validate each command, run its handler, record a receipt.
+
+Every command ends in exactly one `CommandReceipt`, accepted or rejected with a reason
+that says what to fix. A command whose receipt exists already (a redelivery, or a
+client that sent it twice) changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from domain.commands import (
+    COMMAND_TYPES,
+    CommandEnvelope,
+    CommandReceipt,
+    PublishWorkflow,
+    StartRun,
+    receipt_id,
+    run_id_for,
+)
+from domain.definitions import WorkflowDefinition, definition_id, input_problems, parse_definition
+from domain.errors import (
+    CommandRejected,
+    DefinitionInvalid,
+    InputInvalid,
+    RunAlreadyExists,
+    WorkflowNotFound,
+)
+from domain.runs import WorkflowRun
+from handlers.records import Record
+from handlers.unit_of_work import UnitOfWork
+
+Handler = Callable[[Any, CommandEnvelope, UnitOfWork], dict[str, Any]]
+
+
+def start_run(command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+    """Start a run of the pinned (or latest) version of a published workflow."""
+    definition = uow.get(definition_id(envelope.tenant, command.workflow))
+    if definition is None or not definition.versions:
+        raise WorkflowNotFound(
+            f"no workflow named {command.workflow!r} is published for tenant "
+            f"{envelope.tenant!r}: publish it first (PUT /v1/workflows/{command.workflow})"
+        )
+    version = definition.get_version(command.version)
+    if version is None:
+        raise WorkflowNotFound(
+            f"workflow {command.workflow!r} has no version {command.version} "
+            f"(latest is {len(definition.versions)})"
+        )
+    problems = input_problems(version["spec"].get("inputs", {}), command.input)
+    if problems:
+        raise InputInvalid("input does not match the workflow's inputs: " + "; ".join(problems))
+    run_id = command.run_id or run_id_for(envelope.command_id)
+    if uow.get(run_id) is not None:
+        raise RunAlreadyExists(f"run {run_id} exists already: choose another run_id")
+    run = WorkflowRun(
+        run_id=run_id,
+        tenant=envelope.tenant,
+        actor=envelope.actor,
+        workflow=command.workflow,
+        version=version["version"],
+        content_hash=version["content_hash"],
+        graph=version["spec"],
+        input=command.input,
+        command_id=envelope.command_id,
+    )
+    run.advance()
+    uow.add(run)
+    return {"run_id": str(run_id), "workflow": command.workflow, "version": version["version"]}
+
+
+def publish_workflow(
+    command: PublishWorkflow, envelope: CommandEnvelope, uow: UnitOfWork
+) -> dict[str, Any]:
+    """Validate a definition and publish it as a new version (or the same, if unchanged)."""
+    spec = parse_definition(command.definition)
+    aggregate_id = definition_id(envelope.tenant, spec.name)
+    definition = uow.get(aggregate_id)
+    if definition is None:
+        definition = WorkflowDefinition(tenant=envelope.tenant, name=spec.name)
+        uow.add(definition)
+    number = definition.publish(spec, envelope.actor)
+    version = definition.get_version(number)
+    return {"workflow": spec.name, "version": number, "content_hash": version["content_hash"]}
+
+
+HANDLERS: dict[str, Handler] = {
+    "StartRun": start_run,
+    "PublishWorkflow": publish_workflow,
+}
+
+
+def handle_command(record: Record, uow: UnitOfWork) -> CommandReceipt | None:
+    """Decide one command from the wire. Returns the new receipt, or None for a repeat."""
+    try:
+        data = json.loads(record.value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return _reject(uow, _position_id(record), "?", None, f"malformed JSON: {error}")
+    if not isinstance(data, dict):
+        return _reject(uow, _position_id(record), "?", None, "a command must be a JSON object")
+    command_id = data.get("command_id")
+    if not isinstance(command_id, str) or not command_id:
+        command_id = _position_id(record)
+    if uow.get(receipt_id(command_id)) is not None:
+        return None
+    try:
+        envelope = CommandEnvelope.model_validate(data)
+    except ValidationError as error:
+        return _reject(uow, command_id, str(data.get("type", "?")), data, _explain(error))
+    return execute(envelope, uow)
+
+
+def execute(envelope: CommandEnvelope, uow: UnitOfWork) -> CommandReceipt | None:
+    """Run a validated command's handler and record its receipt."""
+    if uow.get(receipt_id(envelope.command_id)) is not None:
+        return None
+    payload_type = COMMAND_TYPES.get(envelope.type)
+    if payload_type is None:
+        known = ", ".join(COMMAND_TYPES)
+        reason = f"unknown command type {envelope.type!r} (known: {known})"
+        return _reject(uow, envelope.command_id, envelope.type, envelope.model_dump(), reason)
+    try:
+        payload = payload_type.model_validate(envelope.payload)
+    except ValidationError as error:
+        reason = _explain(error, prefix="payload")
+        return _reject(uow, envelope.command_id, envelope.type, envelope.model_dump(), reason)
+    before = {id(a) for a in uow.changed()}
+    try:
+        result = HANDLERS[envelope.type](payload, envelope, uow)
+    except (CommandRejected, DefinitionInvalid) as error:
+        for aggregate in uow.changed():
+            if id(aggregate) not in before:
+                uow.discard(aggregate.id)
+        return _reject(uow, envelope.command_id, envelope.type, envelope.model_dump(), str(error))
+    receipt = CommandReceipt(
+        command_id=envelope.command_id,
+        type=envelope.type,
+        tenant=envelope.tenant,
+        actor=envelope.actor,
+        outcome="accepted",
+        reason=None,
+        result=result,
+    )
+    uow.add(receipt)
+    return receipt
+
+
+def _reject(
+    uow: UnitOfWork, command_id: str, type_: str, data: dict[str, Any] | None, reason: str
+) -> CommandReceipt:
+    tenant = data.get("tenant") if isinstance(data, dict) else None
+    actor = data.get("actor") if isinstance(data, dict) else None
+    receipt = CommandReceipt(
+        command_id=command_id,
+        type=type_[:100],
+        tenant=tenant if isinstance(tenant, str) else "default",
+        actor=actor if isinstance(actor, str) else "anonymous",
+        outcome="rejected",
+        reason=reason,
+        result={},
+    )
+    uow.add(receipt)
+    return receipt
+
+
+def _position_id(record: Record) -> str:
+    """An id for a message too broken to carry its own: where it was read from."""
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
+def _explain(error: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
+        parts.append(f"{path}: {item['msg']}" if path else item["msg"])
+    return "invalid command: " + "; ".join(parts)
+
+

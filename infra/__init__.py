@@ -1,0 +1,1 @@
+"""Adapters: Kafka, PostgreSQL, LLM providers, settings, the composition root, the dev stack."""

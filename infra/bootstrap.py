@@ -1,0 +1,220 @@
+"""The composition root: builds Heddle's object graph and runs its roles.
+
+Roles: `intake` (commands → events), `relay` (store → `heddle.events`), `worker`
+(node execution), `projector` (read models). `heddle up` runs all of them in one
+process; production runs them as separate processes with `heddle serve --role`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from domain.commands import CommandEnvelope, CommandReceipt
+from domain.llm import LlmError, LlmRequest, LlmResult, RetryPolicy
+from handlers.intake import execute, handle_command
+from handlers.records import Record, trackings_for
+from handlers.run_worker import (
+    OnTryFailed,
+    call_llm,
+    decode_events,
+    llm_calls_due,
+    record_llm_outcomes,
+)
+from handlers.unit_of_work import UnitOfWork
+from infra.kafka import create_broker, ensure_topics, publish_all, subscribe_batches
+from infra.llm.retrying import complete_with_retries
+from infra.llm.router import ProviderRouter, ProviderSettings
+from infra.projector import Projector, create_read_models
+from infra.relay import Relay
+from infra.settings import Settings, Topics
+from infra.store import EventStore, Positions, Writer, dumps, store_environment
+
+log = logging.getLogger("heddle")
+ALL_ROLES = ("intake", "relay", "worker", "projector")
+SCHEMA_LOCK = 0x68656465  # serialises schema creation between processes
+
+
+def create_schema(settings: Settings, database_url: str) -> None:
+    """Create the event store's and the read models' tables once, under a lock."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", [SCHEMA_LOCK])
+        try:
+            store = EventStore(env=store_environment(database_url, 0, create_tables=True))
+            store.close()
+            create_read_models(conn)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", [SCHEMA_LOCK])
+
+
+@dataclass
+class Heddle:
+    """One process of Heddle: the store, the broker, the roles it runs."""
+
+    settings: Settings
+    database_url: str
+    bootstrap_servers: str
+    epoch: str = "kafka"
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def __post_init__(self) -> None:
+        self.topics = Topics(self.settings.topic_prefix)
+        self.store = EventStore(
+            env=store_environment(
+                self.database_url, self.settings.aggregate_cache_size, create_tables=False
+            )
+        )
+        self.writer = Writer()
+        self.broker = create_broker(self.settings, self.bootstrap_servers)
+        self.llm = ProviderRouter(ProviderSettings.from_env(self.environ))
+        self.retry_policy = RetryPolicy()
+        self.reads = AsyncConnectionPool(self.database_url, min_size=1, max_size=8, open=False)
+        self.relay: Relay | None = None
+        self.projector: Projector | None = None
+        self._intake_positions = Positions(self.store, f"intake@{self.epoch}")
+        self._worker_positions = Positions(self.store, f"worker@{self.epoch}")
+        self._tasks: list[asyncio.Task[None]] = []
+        self.roles: tuple[str, ...] = ()
+
+    async def start(self, roles: Iterable[str] = ALL_ROLES) -> None:
+        """Connect and start the given roles; returns when they are consuming."""
+        self.roles = tuple(roles)
+        unknown = set(self.roles) - set(ALL_ROLES) - {"api"}
+        if unknown:
+            raise ValueError(f"unknown roles {sorted(unknown)} (known: {', '.join(ALL_ROLES)}, api)")
+        await ensure_topics(self.bootstrap_servers, self.topics, self.settings.partitions)
+        await self.reads.open()
+        dlq = self.topics.dlq
+        if "intake" in self.roles:
+            subscribe_batches(
+                self.broker, self.settings, self.topics.commands, "intake", self.take_commands,
+                dlq_topic=dlq,
+            )
+        if "worker" in self.roles:
+            subscribe_batches(
+                self.broker, self.settings, self.topics.events, "worker", self.run_nodes,
+                dlq_topic=dlq,
+            )
+        if "projector" in self.roles:
+            self.projector = Projector(self.database_url, consumer=f"projector@{self.epoch}")
+            subscribe_batches(
+                self.broker, self.settings, self.topics.events, "projector", self.project,
+                dlq_topic=dlq,
+            )
+        await self.broker.start()
+        if "relay" in self.roles:
+            self.relay = Relay(
+                self.store, self.broker, self.database_url, self.topics.events,
+                position_name=f"relay@{self.epoch}",
+            )
+            self._tasks.append(asyncio.create_task(self._keep_running(self.relay.run)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.broker.stop()
+        await self.reads.close()
+        await self.llm.aclose()
+        if self.projector:
+            await asyncio.to_thread(self.projector.close)
+        self.writer.close()
+        self.store.close()
+
+    async def publish_workflow(self, document: Any, tenant: str, actor: str) -> dict[str, Any]:
+        """Publish a definition synchronously: the receipt says accepted or why not."""
+        envelope = CommandEnvelope(
+            command_id=str(uuid.uuid4()),
+            type="PublishWorkflow",
+            tenant=tenant,
+            actor=actor,
+            payload={"definition": document},
+        )
+
+        def publish() -> dict[str, Any]:
+            uow = UnitOfWork(self.store)
+            receipt = execute(envelope, uow)
+            uow.save()
+            assert receipt is not None
+            return receipt.as_result()
+
+        return await self.writer.run(publish)
+
+    # Roles
+
+    async def take_commands(self, records: list[Record]) -> None:
+        """Intake: decide a batch of commands, save in one transaction, report results."""
+
+        def decide() -> list[CommandReceipt]:
+            fresh = self._intake_positions.fresh(records)
+            uow = UnitOfWork(self.store)
+            receipts = [r for r in (handle_command(record, uow) for record in fresh) if r]
+            trackings = trackings_for(self._intake_positions.consumer, fresh)
+            uow.save(trackings)
+            self._intake_positions.advance(trackings)
+            return receipts
+
+        receipts = await self.writer.run(decide)
+        await publish_all(
+            self.broker,
+            self.topics.command_results,
+            [(r.command_id.encode(), dumps(r.as_result()), {}) for r in receipts],
+        )
+
+    async def run_nodes(self, records: list[Record]) -> None:
+        """Worker: make the model calls started nodes wait for, record the outcomes."""
+
+        def find_calls() -> tuple[UnitOfWork, list[Any], list[Record]]:
+            uow = UnitOfWork(self.store)
+            fresh = self._worker_positions.fresh(records)
+            return uow, llm_calls_due(decode_events(fresh), uow), fresh
+
+        uow, calls, fresh = await self.writer.run(find_calls)
+        if not calls:
+            return
+        outcomes = await asyncio.gather(*(call_llm(call, self.complete_llm) for call in calls))
+
+        def record() -> None:
+            record_llm_outcomes(list(outcomes), uow)
+            trackings = trackings_for(self._worker_positions.consumer, fresh)
+            uow.save(trackings)
+            self._worker_positions.advance(trackings)
+
+        await self.writer.run(record)
+
+    async def project(self, records: list[Record]) -> None:
+        assert self.projector is not None
+        await asyncio.to_thread(self.projector.apply, records)
+
+    async def complete_llm(self, request: LlmRequest, on_try_failed: OnTryFailed) -> LlmResult:
+        """The one retry layer around the providers."""
+
+        async def report(attempt: int, error: LlmError, delay: float | None) -> None:
+            await on_try_failed(attempt, error, delay)
+
+        return await complete_with_retries(
+            self.llm, request, self.retry_policy, report, rand=random.random
+        )
+
+    async def _keep_running(self, loop: Any) -> None:
+        """Restart a background loop after a failure, with a pause."""
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background loop failed; restarting in 1 s")
+                await asyncio.sleep(1.0)

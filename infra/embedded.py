@@ -1,0 +1,127 @@
+"""`heddle up`: the whole stack on one machine, in one process.
+
+An embedded PostgreSQL keeps the event store in the data directory, so it survives
+restarts. The embedded broker (Tansu) keeps nothing: each start is a new Kafka epoch,
+and the relay republishes the store into it from the beginning, which the consumers
+take in their stride because every reaction is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+import yaml
+
+from api.app import create_app
+from infra.bootstrap import Heddle, create_schema
+from infra.devstack import EmbeddedPostgres, Tansu
+from infra.settings import Settings
+
+log = logging.getLogger("heddle.up")
+STACK_FILE = "stack.json"
+
+
+@dataclass
+class Stack:
+    """Where the running stack can be reached."""
+
+    database_url: str
+    bootstrap_servers: str
+    api_url: str
+
+
+def read_stack(data_dir: Path) -> Stack | None:
+    """The stack a running `heddle up` wrote down, if any."""
+    path = data_dir / STACK_FILE
+    if not path.exists():
+        return None
+    return Stack(**json.loads(path.read_text()))
+
+
+async def publish_examples(heddle: Heddle, directory: Path) -> list[str]:
+    """Publish every workflow in `directory`; returns a line per file."""
+    lines = []
+    for path in sorted(directory.glob("*.y*ml")) + sorted(directory.glob("*.json")):
+        document = yaml.safe_load(path.read_text())
+        result = await heddle.publish_workflow(document, "default", "heddle-up")
+        if result["status"] == "accepted":
+            lines.append(f"{result['result']['workflow']} v{result['result']['version']}")
+        else:
+            lines.append(f"{path.name}: {result['reason']}")
+    return lines
+
+
+async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> None:
+    """Start everything, announce where it is, run until cancelled, stop cleanly."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.database_url:
+            database_url = settings.database_url
+        else:
+            postgres = EmbeddedPostgres(data_dir / "postgres")
+            await asyncio.to_thread(postgres.start)
+            stack.callback(postgres.stop)
+            database_url = postgres.url
+        if settings.kafka_bootstrap_servers:
+            bootstrap, epoch = settings.kafka_bootstrap_servers, "kafka"
+        else:
+            broker = Tansu(port=settings.kafka_port)
+            await asyncio.to_thread(broker.start)
+            stack.callback(broker.stop)
+            bootstrap, epoch = broker.bootstrap_servers, f"tansu-{uuid.uuid4().hex[:12]}"
+        await asyncio.to_thread(create_schema, settings, database_url)
+        heddle = Heddle(settings, database_url, bootstrap, epoch=epoch)
+        await heddle.start()
+        stack.push_async_callback(heddle.stop)
+        examples = settings.examples_dir or Path("examples")
+        published = await publish_examples(heddle, examples) if examples.is_dir() else []
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(heddle),
+                host=settings.api_host,
+                port=settings.api_port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        server_task = asyncio.create_task(server.serve())
+        while not server.started:
+            if server_task.done():
+                await server_task
+                raise RuntimeError(f"the API could not start on {api_url}")
+            await asyncio.sleep(0.05)
+        stack_file = data_dir / STACK_FILE
+        stack_file.write_text(json.dumps(Stack(database_url, bootstrap, api_url).__dict__))
+        stack.callback(stack_file.unlink, missing_ok=True)
+        announce(_banner(api_url, bootstrap, heddle.topics.commands, published))
+        try:
+            await server_task
+        finally:
+            server.should_exit = True
+
+
+def _banner(api_url: str, bootstrap: str, commands_topic: str, published: list[str]) -> str:
+    workflows = ", ".join(published) or "none (put YAML files in examples/)"
+    return f"""
+Heddle is up.
+  API              {api_url}  (docs: {api_url}/docs)
+  Kafka bootstrap  {bootstrap}  (commands topic: {commands_topic})
+  Workflows        {workflows}
+
+Start a run:
+  heddle run hello --input name=Ada --follow
+  curl -s -X POST {api_url}/v1/runs -H 'content-type: application/json' \\
+       -d '{{"workflow": "hello", "input": {{"name": "Ada"}}}}'
+Press Ctrl-C to stop.
+"""

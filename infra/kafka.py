@@ -1,0 +1,165 @@
+"""Kafka: the FastStream broker, topic creation, and batch consumers with tracked offsets.
+
+Every consumer here follows one pattern: take a batch per poll, hand the records to a
+plain handler, and commit the Kafka offsets only after the handler's results (and the
+positions they were made from) are committed in PostgreSQL. A redelivered record is
+dropped by the handler's tracked position; a batch that fails is sought back and
+retried; a record that fails on its own is sent to the dead-letter topic so that the
+partition keeps flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+
+from handlers.records import Record
+from infra.settings import Settings, Topics
+
+log = logging.getLogger("heddle.kafka")
+
+BatchHandler = Callable[[list[Record]], Awaitable[None]]
+
+
+def create_broker(settings: Settings, bootstrap_servers: str) -> KafkaBroker:
+    """The one Kafka connection of a process, used to publish and to subscribe."""
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id="heddle",
+        acks="all",
+        linger_ms=1,
+        max_batch_size=256 * 1024,
+        logger=log,
+        log_level=logging.DEBUG,
+        graceful_timeout=10.0,
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int) -> None:
+    """Create Heddle's topics if they are missing (idempotent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="heddle-admin")
+    for attempt in range(30):
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if attempt == 29:
+                raise
+            await asyncio.sleep(0.5)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            for name in topics.all()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def subscribe_batches(
+    broker: KafkaBroker,
+    settings: Settings,
+    topic: str,
+    group: str,
+    handler: BatchHandler,
+    *,
+    dlq_topic: str,
+) -> None:
+    """Register `handler` for batches of `topic` in consumer group `group`."""
+    failures: dict[tuple[int, int], int] = {}
+
+    async def consume() -> None:
+        message = broker.context.get_local("message")
+        records = [_record(raw) for raw in message.raw_message]
+        if not records:
+            return
+        first = (records[0].partition, records[0].offset)
+        try:
+            await handler(records)
+        except Exception as error:
+            failures[first] = failures.get(first, 0) + 1
+            if failures[first] < settings.dlq_after_attempts:
+                log.warning("batch from %s failed (attempt %s): %r", topic, failures[first], error)
+                await asyncio.sleep(min(0.1 * 2 ** failures[first], 5.0))
+                raise
+            failures.pop(first, None)
+            await _isolate_poison(broker, handler, records, dlq_topic, error)
+        else:
+            failures.pop(first, None)
+        await message.ack()
+
+    broker.subscriber(
+        topic,
+        group_id=f"{settings.group_prefix}-{group}",
+        batch=True,
+        max_records=settings.batch_size,
+        batch_timeout_ms=1000,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        auto_offset_reset="earliest",
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"{group}:{topic}",
+    )(consume)
+
+
+async def _isolate_poison(
+    broker: KafkaBroker,
+    handler: BatchHandler,
+    records: list[Record],
+    dlq_topic: str,
+    batch_error: Exception,
+) -> None:
+    """Retry a failing batch one record at a time; dead-letter the ones that still fail."""
+    log.error("batch keeps failing (%r); isolating the poison records", batch_error)
+    for record in records:
+        try:
+            await handler([record])
+        except Exception as error:
+            await publish_dead_letter(broker, dlq_topic, record, error)
+
+
+async def publish_dead_letter(
+    broker: KafkaBroker, dlq_topic: str, record: Record, error: BaseException
+) -> None:
+    """Send the original record to the dead-letter topic with the error in its headers."""
+    headers = {
+        **record.headers,
+        "x-error": f"{type(error).__name__}: {error}"[:1000],
+        "x-original-topic": record.topic,
+        "x-original-partition": str(record.partition),
+        "x-original-offset": str(record.offset),
+    }
+    log.error("dead-lettered %s:%s@%s: %s", record.topic, record.partition, record.offset, error)
+    await broker.publish(record.value, dlq_topic, key=record.key, headers=headers)
+
+
+def _record(raw: ConsumerRecord[Any, Any]) -> Record:
+    headers = {k: v.decode(errors="replace") for k, v in (raw.headers or ())}
+    return Record(raw.topic, raw.partition, raw.offset, raw.key, raw.value or b"", headers)
+
+
+async def publish_all(
+    broker: KafkaBroker, topic: str, messages: Iterable[tuple[bytes, bytes, dict[str, str]]]
+) -> None:
+    """Publish many messages, keyed, and wait until the broker has acknowledged all."""
+    futures = [
+        await broker.publish(value, topic, key=key, headers=headers, no_confirm=True)
+        for key, value, headers in messages
+    ]
+    if futures:
+        await asyncio.gather(*futures)

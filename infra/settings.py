@@ -1,0 +1,47 @@
+"""Settings, read once from the environment and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Heddle's settings. Every field can be set by its environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="HEDDLE_", extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    data_dir: Path = Path(".heddle")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    kafka_port: int = 9092
+    topic_prefix: str = ""
+    group_prefix: str = "heddle"
+    partitions: int = 4
+    max_body_bytes: int = 1024 * 1024
+    batch_size: int = 500
+    fetch_max_wait_ms: int = 10
+    aggregate_cache_size: int = 20_000
+    dlq_after_attempts: int = 5
+    examples_dir: Path | None = None
+
+
+class Topics:
+    """Topic names, optionally prefixed so that tests and tenants of a cluster stay apart."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.commands = f"{prefix}heddle.commands"
+        self.command_results = f"{prefix}heddle.command-results"
+        self.events = f"{prefix}heddle.events"
+        self.tokens = f"{prefix}heddle.tokens"
+        self.dlq = f"{prefix}heddle.dlq"
+
+    def all(self) -> list[str]:
+        return [self.commands, self.command_results, self.events, self.tokens, self.dlq]

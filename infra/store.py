@@ -1,0 +1,163 @@
+"""The event store: the `eventsourcing` library on PostgreSQL via psycopg 3.
+
+All aggregates live in one application (`heddle_events`, one notification log). Its
+recorder writes new events together with any number of tracking positions (one per
+consumed partition) in one transaction, which is what makes redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid5
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.postgres import PostgresProcessRecorder
+from psycopg.conninfo import conninfo_to_dict
+
+from handlers.records import Record
+
+T = TypeVar("T")
+STORE_NAME = "heddle"
+
+
+class TrackingRecorder(PostgresProcessRecorder):
+    """Writes events and several tracking positions in one transaction."""
+
+    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        for tracking in kwargs.get("trackings") or ():
+            self._insert_tracking(curs, tracking)
+        super()._insert_events(curs, stored_events, **kwargs)
+
+
+class EventStore(Application[UUID]):
+    """Heddle's aggregates and their events."""
+
+    name = STORE_NAME
+
+    def construct_recorder(self) -> Any:
+        return self.factory.process_recorder()
+
+    def positions(self, names: Sequence[str]) -> dict[str, int]:
+        """Tracked positions by name (missing ones are absent)."""
+        found = {}
+        for name in names:
+            value = self.recorder.max_tracking_id(name)  # type: ignore[attr-defined]
+            if value is not None:
+                found[name] = value
+        return found
+
+    def aggregate_events(self, aggregate_id: UUID) -> list[dict[str, Any]]:
+        """An aggregate's events as envelopes, with their positions in the store."""
+        recorder = self.recorder
+        query = (
+            f"SELECT originator_id, originator_version, topic, state, notification_id AS id"  # noqa: S608
+            f" FROM {recorder.datastore.schema}.{recorder.events_table_name}"  # type: ignore[attr-defined]
+            " WHERE originator_id = %s ORDER BY originator_version"
+        )
+        with recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+            curs.execute(query, [aggregate_id])
+            rows = curs.fetchall()
+        return [self.envelope(Notification(**row)) for row in rows]
+
+    def envelope(self, notification: Notification) -> dict[str, Any]:
+        """The JSON envelope published on `heddle.events` for a stored event."""
+        domain_event = self.mapper.to_domain_event(notification)
+        data = {
+            k: v
+            for k, v in domain_event.__dict__.items()
+            if k not in ("originator_id", "originator_version", "timestamp", "originator_topic")
+        }
+        type_name = notification.topic.split(":", 1)[1]
+        return {
+            "id": str(uuid5(notification.originator_id, str(notification.originator_version))),
+            "position": notification.id,
+            "type": type_name,
+            "aggregate_type": type_name.rsplit(".", 1)[0],
+            "aggregate_id": str(notification.originator_id),
+            "aggregate_version": notification.originator_version,
+            "timestamp": domain_event.timestamp.isoformat(),
+            "data": data,
+        }
+
+
+def store_environment(database_url: str, cache_size: int, create_tables: bool) -> dict[str, str]:
+    """The `eventsourcing` settings for a database URL (a unix socket host works)."""
+    parts = conninfo_to_dict(database_url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(parts.get("dbname", "postgres")),
+        "POSTGRES_HOST": str(parts.get("host", "127.0.0.1")),
+        "POSTGRES_PORT": str(parts.get("port", "5432")),
+        "POSTGRES_USER": str(parts.get("user", "postgres")),
+        "POSTGRES_PASSWORD": str(parts.get("password", "")),
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_MAX_OVERFLOW": "4",
+        "PROCESS_RECORDER_TOPIC": f"{__name__}:TrackingRecorder",
+        "CREATE_TABLE": "y" if create_tables else "n",
+        "AGGREGATE_CACHE_MAXSIZE": str(cache_size),
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
+
+
+class Writer:
+    """The one thread that changes aggregates in this process.
+
+    The store's API is synchronous and cached aggregates are shared without copying,
+    so every decision and save runs here, one batch at a time, off the event loop.
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heddle-writer")
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class Positions:
+    """Tracked positions of one consumer per partition, read once and kept current."""
+
+    def __init__(self, store: EventStore, consumer: str) -> None:
+        self.store = store
+        self.consumer = consumer
+        self._known: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, records: list[Record]) -> list[Record]:
+        """Drop records at or below the tracked offset of their partition."""
+        with self._lock:
+            for source in {r.source for r in records} - self._known.keys():
+                name = f"{self.consumer}@{source}"
+                self._known[source] = self.store.positions([name]).get(name, -1)
+            return [r for r in records if r.offset > self._known[r.source]]
+
+    def advance(self, trackings: list[Tracking]) -> None:
+        with self._lock:
+            for tracking in trackings:
+                source = tracking.application_name.split("@", 1)[1]
+                self._known[source] = max(self._known.get(source, -1), tracking.notification_id)
+
+
+def dumps(value: Any) -> bytes:
+    """JSON for the wire: UUIDs and datetimes as strings."""
+    return json.dumps(value, default=_default, separators=(",", ":")).encode()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -1,0 +1,42 @@
+"""`workflow_versions`: every published version of every workflow."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from projections import Cursor
+
+NAME = "definitions"
+TABLES = ["workflow_versions"]
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS workflow_versions (
+    tenant text NOT NULL,
+    name text NOT NULL,
+    version integer NOT NULL,
+    content_hash text NOT NULL,
+    spec jsonb NOT NULL,
+    published_by text NOT NULL,
+    published_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant, name, version)
+);
+"""
+
+
+def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+    rows = [
+        (
+            e["data"]["tenant"], e["data"]["spec"]["name"], e["data"]["number"],
+            e["data"]["content_hash"], json.dumps(e["data"]["spec"]), e["data"]["actor"],
+            e["timestamp"],
+        )
+        for e in events
+        if e["type"] == "WorkflowDefinition.VersionPublished"
+    ]
+    if rows:
+        sql.executemany(
+            "INSERT INTO workflow_versions (tenant, name, version, content_hash, spec,"
+            " published_by, published_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            rows,
+        )

@@ -1,0 +1,139 @@
+"""`runs`: one row per run with its status, node states, variables, output and usage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from projections import Cursor
+
+NAME = "run_history"
+TABLES = ["runs"]
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id uuid PRIMARY KEY,
+    tenant text NOT NULL,
+    workflow text NOT NULL,
+    workflow_version integer NOT NULL,
+    status text NOT NULL,
+    input jsonb NOT NULL,
+    variables jsonb NOT NULL,
+    nodes jsonb NOT NULL,
+    output jsonb,
+    error jsonb,
+    usage jsonb NOT NULL,
+    started_by text NOT NULL,
+    command_id text NOT NULL,
+    started_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    version integer NOT NULL,
+    position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_tenant_time ON runs (tenant, started_at DESC, run_id DESC);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (tenant, status, started_at DESC);
+"""
+COLUMNS = [
+    "run_id", "tenant", "workflow", "workflow_version", "status", "input", "variables",
+    "nodes", "output", "error", "usage", "started_by", "command_id", "started_at",
+    "updated_at", "finished_at", "version", "position",
+]
+JSON_COLUMNS = {"input", "variables", "nodes", "output", "error", "usage"}
+FINISHED = {"WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled"}
+
+
+def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] | None:
+    """The row after `event`; None when the event does not concern an existing row."""
+    data, at = event["data"], event["timestamp"]
+    if event["type"] == "WorkflowRun.Started":
+        if row is not None:
+            return row
+        return {
+            "run_id": event["aggregate_id"],
+            "tenant": data["tenant"],
+            "workflow": data["workflow"],
+            "workflow_version": data["version"],
+            "status": "running",
+            "input": data["input"],
+            "variables": {},
+            "nodes": {n: {"status": "pending", "attempt": 0} for n in data["graph"]["nodes"]},
+            "output": None,
+            "error": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "llm_calls": 0},
+            "started_by": data["actor"],
+            "command_id": data["command_id"],
+            "started_at": at,
+            "updated_at": at,
+            "finished_at": None,
+            "version": event["aggregate_version"],
+            "position": event["position"],
+        }
+    if row is None or event["aggregate_version"] <= row["version"]:
+        return None
+    row = {**row, "nodes": dict(row["nodes"])}
+    nodes = row["nodes"]
+    kind = event["type"].removeprefix("WorkflowRun.")
+    if kind == "NodeStarted":
+        nodes[data["node_id"]] = {
+            "status": "running", "attempt": data["attempt"], "kind": data["kind"], "started_at": at,
+        }
+    elif kind == "NodeCompleted":
+        nodes[data["node_id"]] = {
+            **nodes[data["node_id"]], "status": "completed", "output": data["output"],
+            "finished_at": at,
+        }
+        row["variables"] = {**row["variables"], **data["variables"]}
+    elif kind == "NodesSkipped":
+        for node_id in data["node_ids"]:
+            nodes[node_id] = {**nodes[node_id], "status": "skipped"}
+    elif kind == "LlmCallCompleted":
+        usage, result = dict(row["usage"]), data["result"]
+        usage["input_tokens"] += result["usage"]["input_tokens"]
+        usage["output_tokens"] += result["usage"]["output_tokens"]
+        usage["cost_usd"] = round(usage["cost_usd"] + result.get("cost_usd", 0.0), 8)
+        usage["llm_calls"] += 1
+        row["usage"] = usage
+        nodes[data["node_id"]] = {
+            **nodes[data["node_id"]], "model": result["model"], "usage": result["usage"],
+            "latency_ms": result["latency_ms"],
+        }
+    elif kind == "LlmCallFailed":
+        nodes[data["node_id"]] = {**nodes[data["node_id"]], "last_error": data["error"]}
+    elif kind == "NodeFailed":
+        nodes[data["node_id"]] = {
+            **nodes[data["node_id"]], "status": "failed", "error": data["error"], "finished_at": at,
+        }
+    elif kind == "Completed":
+        row.update(status="completed", output=data["output"])
+    elif kind == "Failed":
+        row.update(status="failed", error=data["error"])
+    if event["type"] in FINISHED:
+        row["finished_at"] = at
+    row.update(updated_at=at, version=event["aggregate_version"], position=event["position"])
+    return row
+
+
+def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+    """Apply a batch: read the touched rows once, evolve them, write them back once."""
+    runs = [e for e in events if e["aggregate_type"] == "WorkflowRun"]
+    if not runs:
+        return
+    ids = list(dict.fromkeys(e["aggregate_id"] for e in runs))
+    sql.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE run_id = ANY(%s::uuid[])", [ids])
+    rows: dict[str, dict[str, Any]] = {str(r[0]): dict(zip(COLUMNS, r, strict=True)) for r in sql.fetchall()}
+    changed: dict[str, dict[str, Any]] = {}
+    for event in runs:
+        row = evolve(rows.get(event["aggregate_id"]), event)
+        if row is not None:
+            rows[event["aggregate_id"]] = changed[event["aggregate_id"]] = row
+    if changed:
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
+        sql.executemany(
+            f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+            f"ON CONFLICT (run_id) DO UPDATE SET {updates} WHERE runs.version < EXCLUDED.version",
+            [_values(row) for row in changed.values()],
+        )
+
+
+def _values(row: dict[str, Any]) -> list[Any]:
+    return [json.dumps(row[c]) if c in JSON_COLUMNS else row[c] for c in COLUMNS]

@@ -1,0 +1,75 @@
+"""`run_timeline`: every event of every run, in order, with a one-line summary."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from projections import Cursor
+
+NAME = "run_timeline"
+TABLES = ["run_timeline"]
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_timeline (
+    run_id uuid NOT NULL,
+    version integer NOT NULL,
+    position bigint NOT NULL,
+    type text NOT NULL,
+    node_id text,
+    at timestamptz NOT NULL,
+    summary text NOT NULL,
+    data jsonb NOT NULL,
+    PRIMARY KEY (run_id, version)
+);
+"""
+
+
+def summarize(event: dict[str, Any]) -> str:
+    """A human line for an event, as `heddle runs show` and the UI print it."""
+    data = event["data"]
+    kind = event["type"].removeprefix("WorkflowRun.")
+    node = data.get("node_id")
+    if kind == "Started":
+        return f"run of {data['workflow']} v{data['version']} started by {data['actor']}"
+    if kind == "NodeStarted":
+        return f"{node} ({data['kind']}) started, attempt {data['attempt']}"
+    if kind == "LlmCallCompleted":
+        result = data["result"]
+        usage = result["usage"]
+        return (
+            f"{node}: {result['provider']}:{result['model']} answered in "
+            f"{result['latency_ms']:.0f} ms ({usage['input_tokens']} in, "
+            f"{usage['output_tokens']} out)"
+        )
+    if kind == "LlmCallFailed":
+        retry = data.get("retry_in")
+        then = f"; retrying in {retry:.1f} s" if retry is not None else ""
+        return f"{node}: model call failed: {data['error'].get('message')}{then}"
+    if kind == "NodeCompleted":
+        return f"{node} completed" + (f" → {data['next']}" if data.get("next") else "")
+    if kind == "NodesSkipped":
+        return "skipped " + ", ".join(data["node_ids"])
+    if kind == "NodeFailed":
+        return f"{node} failed: {data['error'].get('message')}"
+    if kind == "Completed":
+        return "run completed"
+    if kind == "Failed":
+        return f"run failed: {data['error'].get('message')}"
+    return kind
+
+
+def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+    rows = [
+        (
+            e["aggregate_id"], e["aggregate_version"], e["position"], e["type"],
+            e["data"].get("node_id"), e["timestamp"], summarize(e), json.dumps(e["data"]),
+        )
+        for e in events
+        if e["aggregate_type"] == "WorkflowRun"
+    ]
+    if rows:
+        sql.executemany(
+            "INSERT INTO run_timeline (run_id, version, position, type, node_id, at, summary, data)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            rows,
+        )
