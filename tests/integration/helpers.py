@@ -1,0 +1,59 @@
+"""Helpers for integration tests: an API client and waiting for what a user would see."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+def api_client(heddle: Any) -> httpx.AsyncClient:
+    from api.app import create_app
+
+    transport = httpx.ASGITransport(app=create_app(heddle))
+    return httpx.AsyncClient(transport=transport, base_url="http://heddle.test")
+
+
+def example(name: str) -> dict[str, Any]:
+    return yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())  # type: ignore[no-any-return]
+
+
+async def publish(client: httpx.AsyncClient, definition: dict[str, Any]) -> dict[str, Any]:
+    response = await client.put(f"/v1/workflows/{definition['name']}", json=definition)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def wait_for_run(
+    client: httpx.AsyncClient, run_id: str, timeout: float = 30.0, status: set[str] = TERMINAL
+) -> dict[str, Any]:
+    """Poll the run read model until the run reaches one of `status`."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = await client.get(f"/v1/runs/{run_id}")
+        if response.status_code == 200:
+            last = response.json()
+            if last["status"] in status:
+                return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not reach {status} in {timeout} s; last seen: {last}")
+
+
+async def wait_for_command(
+    client: httpx.AsyncClient, command_id: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = (await client.get(f"/v1/commands/{command_id}")).json()
+        if result["status"] != "pending":
+            return result  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"command {command_id} still pending after {timeout} s")
