@@ -184,6 +184,8 @@ class Heddle:
         uow, calls, fresh = await self.writer.run(find_calls)
         if not calls:
             return
+        for call in calls:
+            log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
         outcomes = await asyncio.gather(*(call_llm(call, self.complete_llm) for call in calls))
 
         def record() -> None:

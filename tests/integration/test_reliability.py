@@ -1,0 +1,176 @@
+"""What a user relies on when things go wrong: rejections, redelivery, restarts, poison."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from infra.bootstrap import Heddle
+from tests.integration.helpers import api_client, example, publish, wait_for_command, wait_for_run
+
+
+async def _send(bootstrap: str, topic: str, *values: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def _read_all(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> list[dict]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    found: list[dict] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(found) < count:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    found += [
+                        {"value": r.value, "headers": {k: v.decode() for k, v in r.headers}}
+                        for r in records
+                    ]
+    finally:
+        await consumer.stop()
+    return found
+
+
+def _command(run_id: str, name: str = "Ada", command_id: str | None = None) -> bytes:
+    return json.dumps({
+        "command_id": command_id or str(uuid.uuid4()),
+        "type": "StartRun",
+        "payload": {"workflow": "hello", "run_id": run_id, "input": {"name": name}},
+    }).encode()
+
+
+async def test_bad_commands_are_rejected_with_reasons_and_the_next_good_one_runs(
+    heddle, kafka_bootstrap
+) -> None:
+    async with api_client(heddle) as client:
+        await publish(client, example("hello"))
+        run_id = str(uuid.uuid4())
+        bad = [
+            b"{not json",
+            json.dumps({"command_id": "unknown-1", "type": "LaunchRocket", "payload": {}}).encode(),
+            json.dumps({"command_id": "bad-payload-1", "type": "StartRun", "payload": {"input": {}}}).encode(),
+            json.dumps({"command_id": "no-workflow-1", "type": "StartRun",
+                        "payload": {"workflow": "nope"}}).encode(),
+            json.dumps({"command_id": "bad-input-1", "type": "StartRun",
+                        "payload": {"workflow": "hello", "input": {"name": 7}}}).encode(),
+        ]
+        await _send(kafka_bootstrap, heddle.topics.commands, *bad, _command(run_id))
+        run = await wait_for_run(client, run_id)
+        assert run["status"] == "completed"
+        reasons = {cid: (await wait_for_command(client, cid))["reason"]
+                   for cid in ("unknown-1", "bad-payload-1", "no-workflow-1", "bad-input-1")}
+    assert "unknown command type 'LaunchRocket'" in reasons["unknown-1"]
+    assert "payload.workflow: Field required" in reasons["bad-payload-1"]
+    assert "no workflow named 'nope'" in reasons["no-workflow-1"]
+    assert "input.name: 7 is not of type 'string'" in reasons["bad-input-1"]
+    results = await _read_all(kafka_bootstrap, heddle.topics.command_results, 6)
+    statuses = [json.loads(r["value"])["status"] for r in results]
+    assert statuses.count("rejected") == 5
+    assert any("malformed JSON" in (json.loads(r["value"])["reason"] or "") for r in results)
+
+
+async def test_a_redelivered_command_adds_no_events(heddle, kafka_bootstrap) -> None:
+    async with api_client(heddle) as client:
+        await publish(client, example("hello"))
+        run_id, command_id = str(uuid.uuid4()), str(uuid.uuid4())
+        await _send(kafka_bootstrap, heddle.topics.commands, _command(run_id, command_id=command_id))
+        await wait_for_run(client, run_id)
+        before = (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
+        await _send(kafka_bootstrap, heddle.topics.commands, _command(run_id, command_id=command_id))
+        marker = str(uuid.uuid4())
+        await _send(kafka_bootstrap, heddle.topics.commands, _command(marker))
+        await wait_for_run(client, marker)
+        after = (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
+    assert after == before
+
+
+def _spawn_worker(settings, database_url: str, kafka_bootstrap: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "HEDDLE_TOPIC_PREFIX": settings.topic_prefix,
+        "HEDDLE_GROUP_PREFIX": settings.group_prefix,
+        "HEDDLE_PARTITIONS": str(settings.partitions),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--role", "worker", "--no-api"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+async def _wait_for_line(process: subprocess.Popen[bytes], text: str, timeout: float = 60) -> None:
+    """Read the process's log until a line contains `text`."""
+    assert process.stderr is not None
+    async with asyncio.timeout(timeout):
+        while True:
+            line = await asyncio.to_thread(process.stderr.readline)
+            if not line:
+                raise AssertionError(f"the worker exited before logging {text!r}")
+            if text.encode() in line:
+                return
+
+
+async def test_a_worker_killed_mid_call_is_replaced_and_the_run_completes(
+    settings, database_url, kafka_bootstrap
+) -> None:
+    from infra.bootstrap import create_schema
+
+    create_schema(settings, database_url)
+    slow = example("hello")
+    slow["nodes"]["greet"]["model"] = "scripted:slow"
+    slow["nodes"]["greet"]["options"] = {"latency_ms": 2000, "reply": "Hello, {{ prompt[13:] }}!"}
+    front = Heddle(settings, database_url, kafka_bootstrap)
+    await front.start(["intake", "relay", "projector"])
+    try:
+        async with api_client(front) as client:
+            await publish(client, slow)
+            worker = _spawn_worker(settings, database_url, kafka_bootstrap)
+            started = (await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})).json()
+            await _wait_for_line(worker, "node greet")
+            worker.kill()
+            worker.wait()
+            worker.stderr.close()  # type: ignore[union-attr]
+            state = (await client.get(f"/v1/runs/{started['run_id']}")).json()
+            assert state["status"] == "running", "the killed worker must not have finished the call"
+            replacement = _spawn_worker(settings, database_url, kafka_bootstrap)
+            replacement.stderr.close()  # type: ignore[union-attr]
+            try:
+                run = await wait_for_run(client, started["run_id"], timeout=60)
+            finally:
+                replacement.kill()
+                replacement.wait()
+    finally:
+        await front.stop()
+    assert run["status"] == "completed"
+    assert run["variables"] == {"greeting": "Hello, Ada!", "tier": "vip"}
+    assert run["usage"]["llm_calls"] == 1
+
+
+async def test_a_poison_event_goes_to_the_dead_letter_topic_and_runs_keep_flowing(
+    heddle, kafka_bootstrap
+) -> None:
+    await _send(kafka_bootstrap, heddle.topics.events, b"\x00 not an event")
+    async with api_client(heddle) as client:
+        await publish(client, example("hello"))
+        started = (await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})).json()
+        run = await wait_for_run(client, started["run_id"], timeout=60)
+    assert run["status"] == "completed"
+    dead = await _read_all(kafka_bootstrap, heddle.topics.dlq, 1, timeout=30)
+    assert dead[0]["value"] == b"\x00 not an event"
+    assert dead[0]["headers"]["x-original-topic"] == heddle.topics.events
+    assert "x-error" in dead[0]["headers"]
