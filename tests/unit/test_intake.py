@@ -1,0 +1,75 @@
+"""Command intake against the in-memory store: every command ends in one receipt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from domain.commands import run_id_for
+from handlers.intake import handle_command
+from handlers.records import Record
+
+HELLO = yaml.safe_load((Path(__file__).parents[2] / "examples" / "hello.yaml").read_text())
+
+
+def record(value: object, offset: int = 0) -> Record:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return Record("heddle.commands", 0, offset, None, raw)
+
+
+def publish_hello(uow) -> None:
+    handle_command(record({"command_id": "p1", "type": "PublishWorkflow",
+                           "payload": {"definition": HELLO}}), uow)
+
+
+def test_start_run_creates_the_run_and_an_accepted_receipt(uow) -> None:
+    publish_hello(uow)
+    receipt = handle_command(record({"command_id": "c1", "type": "StartRun",
+                                     "payload": {"workflow": "hello", "input": {"name": "Ada"}}}), uow)
+    assert receipt is not None and receipt.outcome == "accepted"
+    run = uow.get(run_id_for("c1"))
+    assert run.workflow == "hello" and run.nodes["greet"]["status"] == "running"
+
+
+def test_the_same_command_id_twice_is_decided_once(uow) -> None:
+    publish_hello(uow)
+    command = {"command_id": "c1", "type": "StartRun",
+               "payload": {"workflow": "hello", "input": {"name": "Ada"}}}
+    assert handle_command(record(command), uow) is not None
+    uow.save()
+    assert handle_command(record(command, offset=7), uow) is None
+    assert uow.changed() == []
+
+
+def test_rejections_say_what_to_fix(uow) -> None:
+    publish_hello(uow)
+    cases = {
+        b"[1, 2": "malformed JSON",
+        json.dumps([1]).encode(): "a command must be a JSON object",
+        json.dumps({"command_id": "x1", "type": "StartRun"}).encode(): "payload.workflow: Field required",
+        json.dumps({"command_id": "x2", "type": "StartRun", "payload": {"workflow": "hello", "version": 9}}).encode():
+            "has no version 9 (latest is 1)",
+        json.dumps({"command_id": "x3", "type": "StartRun", "tenant": "bad tenant!"}).encode(): "tenant",
+    }
+    for offset, (raw, expected) in enumerate(cases.items()):
+        receipt = handle_command(record(raw, offset=offset), uow)
+        assert receipt is not None and receipt.outcome == "rejected"
+        assert expected in receipt.reason, receipt.reason
+
+
+def test_a_rejected_start_leaves_no_run_behind(uow) -> None:
+    publish_hello(uow)
+    handle_command(record({"command_id": "c1", "type": "StartRun",
+                           "payload": {"workflow": "hello", "input": {}}}), uow)
+    uow.save()
+    assert uow.get(run_id_for("c1")) is None
+
+
+def test_an_invalid_definition_is_rejected_with_its_paths(uow) -> None:
+    broken = {**HELLO, "start": "nowhere"}
+    receipt = handle_command(record({"command_id": "p9", "type": "PublishWorkflow",
+                                     "payload": {"definition": broken}}), uow)
+    assert receipt.outcome == "rejected"
+    assert "start: unknown node 'nowhere'" in receipt.reason
