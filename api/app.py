@@ -27,6 +27,7 @@ from domain.errors import DefinitionInvalid
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Heddle
 from infra.store import dumps
+from projections.run_history import in_graph_order
 
 RUN_STATUSES = ("pending", "running", "paused", "waiting", "completed", "failed", "cancelled")
 
@@ -233,7 +234,7 @@ def _routes(heddle: Heddle) -> APIRouter:  # noqa: C901 - one place that lists e
         rows = await fetch("SELECT * FROM runs WHERE run_id = %s AND tenant = %s", [run_id, who.tenant])
         if not rows:
             raise HTTPException(404, f"no run {run_id} (it may still be starting: retry shortly)")
-        return _jsonable(rows[0])
+        return _jsonable(in_graph_order(rows[0]))
 
     @router.get("/v1/runs/{run_id}/events", tags=["runs"])
     async def run_events(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:

@@ -110,8 +110,8 @@ def subscribe_batches(
         batch_timeout_ms=1000,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         auto_offset_reset="earliest",
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{group}:{topic}",
     )(consume)

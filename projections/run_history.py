@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS runs (
     input jsonb NOT NULL,
     variables jsonb NOT NULL,
     nodes jsonb NOT NULL,
+    node_order jsonb NOT NULL,
     output jsonb,
     error jsonb,
     usage jsonb NOT NULL,
@@ -35,10 +36,10 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs (tenant, status, started_at DE
 """
 COLUMNS = [
     "run_id", "tenant", "workflow", "workflow_version", "status", "input", "variables",
-    "nodes", "output", "error", "usage", "started_by", "command_id", "started_at",
+    "nodes", "node_order", "output", "error", "usage", "started_by", "command_id", "started_at",
     "updated_at", "finished_at", "version", "position",
 ]
-JSON_COLUMNS = {"input", "variables", "nodes", "output", "error", "usage"}
+JSON_COLUMNS = {"input", "variables", "nodes", "node_order", "output", "error", "usage"}
 FINISHED = {"WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled"}
 
 
@@ -57,6 +58,7 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "input": data["input"],
             "variables": {},
             "nodes": {n: {"status": "pending", "attempt": 0} for n in data["graph"]["nodes"]},
+            "node_order": list(data["graph"]["nodes"]),
             "output": None,
             "error": None,
             "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "llm_calls": 0},
@@ -111,6 +113,13 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
         row["finished_at"] = at
     row.update(updated_at=at, version=event["aggregate_version"], position=event["position"])
     return row
+
+
+def in_graph_order(row: dict[str, Any]) -> dict[str, Any]:
+    """The row for the API: JSONB keeps no key order, so nodes come back in graph order."""
+    nodes = row["nodes"]
+    ordered = {node_id: nodes[node_id] for node_id in row.pop("node_order") if node_id in nodes}
+    return {**row, "nodes": ordered}
 
 
 def project(events: list[dict[str, Any]], sql: Cursor) -> None:
