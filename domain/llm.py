@@ -40,6 +40,9 @@ class ToolDefinition(_Frozen):
 
 
 class Usage(_Frozen):
+    """Tokens of one call. `input_tokens` counts every prompt token, `cached_tokens` those
+    of them read from the provider's prompt cache (billed at a lower price)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
@@ -87,6 +90,8 @@ class LlmResult(_Frozen):
     provider: str
     latency_ms: float
     cost_usd: float = 0.0
+    priced: bool = True
+    """False when the price of `model` is unknown: `cost_usd` is then 0, not the cost."""
 
 
 class LlmDelta(_Frozen):
@@ -146,11 +151,15 @@ class RetryPolicy(_Frozen):
     deadline_seconds: float = 120.0
 
     def delay(self, attempt: int, error: LlmError, rand: float) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up."""
+        """Seconds to wait before the next attempt, or None to give up.
+
+        A provider's `retry_after` is a floor, even above `max_delay`: asking again sooner
+        only earns another refusal. The caller gives up if the wait passes its deadline.
+        """
         if not error.retryable or attempt >= self.max_attempts:
             return None
-        backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        backoff *= 1 + self.jitter * (2 * rand - 1)
+        backoff = self.base_delay * 2 ** (attempt - 1) * (1 + self.jitter * (2 * rand - 1))
+        backoff = min(backoff, self.max_delay)
         if error.retry_after is not None:
             backoff = max(backoff, error.retry_after)
-        return min(backoff, self.max_delay) if error.retry_after is None else backoff
+        return backoff
