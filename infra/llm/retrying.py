@@ -10,9 +10,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from domain.llm import LlmError, LlmProvider, LlmRequest, LlmResult, RetryPolicy
+from domain.llm import LlmDelta, LlmError, LlmProvider, LlmRequest, LlmResult, RetryPolicy
 
 OnAttemptFailed = Callable[[int, LlmError, float | None], Awaitable[None]]
+OnDelta = Callable[[int, LlmDelta], Awaitable[None]]
+"""Receives (attempt, delta). A new attempt starts its text over: drop earlier attempts'."""
 
 
 async def complete_with_retries(
@@ -24,13 +26,50 @@ async def complete_with_retries(
     rand: Callable[[], float] = random.random,
 ) -> LlmResult:
     """The provider's answer, or the last error once it is fatal or tries run out."""
+
+    async def attempt(_: int) -> LlmResult:
+        return await provider.complete(request)
+
+    return await _with_retries(attempt, request, policy, on_attempt_failed, sleep, rand)
+
+
+async def stream_with_retries(
+    provider: LlmProvider,
+    request: LlmRequest,
+    policy: RetryPolicy,
+    on_delta: OnDelta,
+    on_attempt_failed: OnAttemptFailed | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rand: Callable[[], float] = random.random,
+) -> LlmResult:
+    """Like `complete_with_retries`, passing each try's text deltas to `on_delta` as they
+    arrive. A stream cut mid-answer is retried from the start."""
+
+    async def attempt(number: int) -> LlmResult:
+        async for item in provider.stream(request):
+            if isinstance(item, LlmResult):
+                return item
+            await on_delta(number, item)
+        raise LlmError(request.provider, "retryable", "stream ended without a result")
+
+    return await _with_retries(attempt, request, policy, on_attempt_failed, sleep, rand)
+
+
+async def _with_retries(
+    attempt_once: Callable[[int], Awaitable[LlmResult]],
+    request: LlmRequest,
+    policy: RetryPolicy,
+    on_attempt_failed: OnAttemptFailed | None,
+    sleep: Callable[[float], Awaitable[None]],
+    rand: Callable[[], float],
+) -> LlmResult:
     deadline = time.monotonic() + policy.deadline_seconds
     attempt = 0
     while True:
         attempt += 1
         try:
             return await asyncio.wait_for(
-                provider.complete(request), timeout=max(0.001, deadline - time.monotonic())
+                attempt_once(attempt), timeout=max(0.001, deadline - time.monotonic())
             )
         except LlmError as error:
             failure = error
@@ -40,6 +79,7 @@ async def complete_with_retries(
                 f"no answer within the {policy.deadline_seconds:.0f} s deadline of the call",
             )
         delay = policy.delay(attempt, failure, rand())
+        # Never wait past the deadline: a retry that could not finish in time is no retry.
         if delay is not None and time.monotonic() + delay >= deadline:
             delay = None
         if on_attempt_failed is not None:

@@ -17,15 +17,15 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer. `events` makes it a server-sent-event stream; `cut` drops the
-    connection after those events instead of ending the body."""
+    """One scripted answer. `events` makes it a server-sent-event stream. `cut` drops the
+    connection mid-answer: after the events of a stream, or halfway through a JSON body."""
 
     status: int = 200
     body: Any = None
@@ -130,6 +130,11 @@ async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:
     head += [f"{name}: {value}" for name, value in headers.items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
     if reply.events is None:
+        if reply.cut:
+            writer.write(payload[: len(payload) // 2])
+            await writer.drain()
+            writer.transport.abort()
+            return
         writer.write(payload)
     else:
         for event in reply.events:
@@ -157,6 +162,17 @@ def sse(data: Any, event: str | None = None) -> str:
     """One server-sent event; `data` is JSON-encoded unless it is already a string."""
     text = data if isinstance(data, str) else json.dumps(data)
     return (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
+
+
+def cut(reply: Reply) -> Reply:
+    """The same answer, its connection dropped halfway."""
+    return replace(reply, cut=True)
+
+
+def sent_key(request: Received) -> str:
+    """The credential a request carried, whichever header the SDK put it in."""
+    bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+    return request.headers.get("x-api-key") or bearer
 
 
 def error_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
