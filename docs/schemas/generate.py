@@ -1,0 +1,45 @@
+"""Regenerate the JSON Schemas of the command envelope and payloads from the models.
+
+Run from the repository root: `.venv/bin/python docs/schemas/generate.py`.
+`tests/unit/test_docs.py` fails when the committed files differ from what this writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """Each schema file's name and content, generated from the pydantic models now."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from domain.commands import CommandEnvelope, PublishWorkflow, StartRun
+
+    models = {
+        "command-envelope.json": CommandEnvelope,
+        "start-run.json": StartRun,
+        "publish-workflow.json": PublishWorkflow,
+    }
+    return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
+
+
+def render(schema: dict[str, Any]) -> str:
+    """The exact text committed for a schema."""
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> None:
+    for name, schema in schemas().items():
+        (HERE / name).write_text(render(schema))
+        print(f"wrote docs/schemas/{name}")
+
+
+if __name__ == "__main__":
+    main()
