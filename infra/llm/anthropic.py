@@ -32,7 +32,8 @@ ERRORS = SdkErrors(
 )
 DEFAULT_MAX_TOKENS = 1024
 """Anthropic requires `max_tokens`; this is sent when the request sets none."""
-PASSED_OPTIONS = frozenset({"top_p", "top_k", "stop_sequences", "tool_choice", "metadata"})
+PASSED_OPTIONS = frozenset({"stop_sequences", "tool_choice", "metadata", "thinking", "service_tier"})
+SAMPLING_OPTIONS = frozenset({"top_p", "top_k"})
 
 
 class AnthropicProvider:
@@ -145,9 +146,13 @@ def _body(request: LlmRequest) -> dict[str, Any]:
             {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
             for tool in request.tools
         ]
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
     body.update({k: v for k, v in request.options.items() if k in PASSED_OPTIONS})
+    # This SDK no longer declares sampling parameters; models that take them still do.
+    sampling = {k: v for k, v in request.options.items() if k in SAMPLING_OPTIONS}
+    if request.temperature is not None:
+        sampling["temperature"] = request.temperature
+    if sampling:
+        body["extra_body"] = sampling
     return body
 
 

@@ -1,6 +1,6 @@
 """What a call cost: a price table in USD per million tokens, overridable by settings.
 
-Prices are the providers' published list prices (mid-2025) for standard, non-batch
+Prices are the providers' published list prices (as of late 2025) for standard, non-batch
 calls; check them against your invoice and override any of them with `HEDDLE_PRICES`,
 which holds JSON or the path of a JSON or YAML file:
 
@@ -71,10 +71,15 @@ DEFAULT_PRICES: dict[str, Price] = {
     "anthropic:claude-3-5-sonnet": _p(3.00, 15.00, 0.30),
     "anthropic:claude-3-7-sonnet": _p(3.00, 15.00, 0.30),
     "anthropic:claude-sonnet-4": _p(3.00, 15.00, 0.30),
+    "anthropic:claude-sonnet-4-0": _p(3.00, 15.00, 0.30),
     "anthropic:claude-3-5-haiku": _p(0.80, 4.00, 0.08),
     "anthropic:claude-3-haiku": _p(0.25, 1.25, 0.03),
     "anthropic:claude-opus-4": _p(15.00, 75.00, 1.50),
+    "anthropic:claude-opus-4-0": _p(15.00, 75.00, 1.50),
     "anthropic:claude-opus-4-1": _p(15.00, 75.00, 1.50),
+    "anthropic:claude-sonnet-4-5": _p(3.00, 15.00, 0.30),
+    "anthropic:claude-haiku-4-5": _p(1.00, 5.00, 0.10),
+    "anthropic:claude-opus-4-5": _p(5.00, 25.00, 0.50),
     # Groq
     "groq:llama-3.3-70b-versatile": _p(0.59, 0.79),
     "groq:llama-3.1-8b-instant": _p(0.05, 0.08),

@@ -266,7 +266,7 @@ class AnthropicWire:
         text: str = "",
         tool_uses: Iterable[tuple[str, str, dict[str, Any]]] = (),
         stop_reason: str = "end_turn",
-        model: str = "claude-sonnet-4-20250514",
+        model: str = "claude-haiku-4-5-20251001",
         usage: tuple[int, int, int] = (20, 7, 0),
     ) -> Reply:
         """`tool_uses` are (id, name, input); `usage` is (input, output, cache read)."""
@@ -302,7 +302,7 @@ class AnthropicWire:
         usage: tuple[int, int, int] = (20, 7, 0),
         cut: bool = False,
         tool_use: tuple[str, str, list[str]] | None = None,
-        model: str = "claude-sonnet-4-20250514",
+        model: str = "claude-haiku-4-5-20251001",
     ) -> Reply:
         """Text pieces (and a tool use whose JSON input arrives in `tool_use[2]` pieces),
         then, if `stop_reason`, message_delta and message_stop."""

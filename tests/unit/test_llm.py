@@ -63,3 +63,32 @@ def test_backoff_grows_and_stops_at_max_attempts() -> None:
     policy = RetryPolicy(max_attempts=3, base_delay=1, jitter=0)
     error = LlmError("x", "retryable", "overloaded", status=529)
     assert [policy.delay(n, error, 0.5) for n in (1, 2, 3)] == [1, 2, None]
+
+
+def test_a_retry_after_above_max_delay_is_still_waited_in_full() -> None:
+    policy = RetryPolicy(max_delay=5, jitter=0)
+    error = LlmError("x", "retryable", "rate limited", status=429, retry_after=12)
+    assert policy.delay(1, error, 0.5) == 12
+
+
+def test_a_short_retry_after_does_not_lift_the_backoff_above_max_delay() -> None:
+    policy = RetryPolicy(max_attempts=20, base_delay=1, max_delay=30, jitter=0)
+    error = LlmError("x", "retryable", "rate limited", status=429, retry_after=1)
+    assert policy.delay(10, error, 0.5) == 30
+
+
+async def test_a_retry_after_beyond_the_deadline_gives_up_instead_of_waiting() -> None:
+    waited: list[float] = []
+    reported: list[float | None] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    async def on_failed(attempt: int, error: LlmError, delay: float | None) -> None:
+        reported.append(delay)
+
+    scripted = request("scripted:slow", fail=[{"status": 429, "retry_after": 600}])
+    with pytest.raises(LlmError) as caught:
+        await complete_with_retries(ScriptedProvider(), scripted,
+                                    RetryPolicy(deadline_seconds=60), on_failed, sleep=sleep)
+    assert caught.value.status == 429 and waited == [] and reported == [None]
