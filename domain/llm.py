@@ -158,7 +158,7 @@ class RetryPolicy(_Frozen):
         """
         if not error.retryable or attempt >= self.max_attempts:
             return None
-        backoff = self.base_delay * 2 ** (attempt - 1) * (1 + self.jitter * (2 * rand - 1))
+        backoff = self.base_delay * 2.0 ** (attempt - 1) * (1 + self.jitter * (2 * rand - 1))
         backoff = min(backoff, self.max_delay)
         if error.retry_after is not None:
             backoff = max(backoff, error.retry_after)

@@ -32,7 +32,9 @@ ERRORS = SdkErrors(
 )
 DEFAULT_MAX_TOKENS = 1024
 """Anthropic requires `max_tokens`; this is sent when the request sets none."""
-PASSED_OPTIONS = frozenset({"stop_sequences", "tool_choice", "metadata", "thinking", "service_tier"})
+PASSED_OPTIONS = frozenset(
+    {"stop_sequences", "tool_choice", "metadata", "thinking", "service_tier"}
+)
 SAMPLING_OPTIONS = frozenset({"top_p", "top_k"})
 
 

@@ -82,7 +82,9 @@ class OpenAiProvider:
         client = self._clients.for_request(request)
         started = time.perf_counter()
         body = {**self._body(request), "stream": True, "stream_options": {"include_usage": True}}
-        chunks = await guarded(client.chat.completions.create(**body), ERRORS, self.endpoint, request)
+        chunks = await guarded(
+            client.chat.completions.create(**body), ERRORS, self.endpoint, request
+        )
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         finish_reason: str | None = None

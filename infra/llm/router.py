@@ -109,7 +109,9 @@ class ProviderRouter:
 
     async def stream(self, request: LlmRequest) -> AsyncIterator[LlmDelta | LlmResult]:
         async for item in self.provider(_provider_of(request)).stream(request):
-            yield self.prices.priced(item, request.model_name) if isinstance(item, LlmResult) else item
+            if isinstance(item, LlmResult):
+                item = self.prices.priced(item, request.model_name)
+            yield item
 
     async def aclose(self) -> None:
         providers, self._providers = self._providers, {"scripted": ScriptedProvider()}

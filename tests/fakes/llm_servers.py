@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 
+from domain.llm import LlmDelta, LlmError, LlmProvider, LlmRequest, LlmResult
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -156,6 +158,33 @@ async def running_server() -> AsyncIterator[FakeLlmServer]:
         yield server
     finally:
         await server.stop()
+
+
+async def failure_of(provider: LlmProvider, request: LlmRequest) -> LlmError:
+    """The error a completion raises; a completion that succeeds is an `AssertionError`."""
+    try:
+        result = await provider.complete(request)
+    except LlmError as error:
+        return error
+    raise AssertionError(f"the call did not fail; it answered {result}")
+
+
+async def collect(provider: LlmProvider, request: LlmRequest) -> list[LlmDelta | LlmResult]:
+    return [item async for item in provider.stream(request)]
+
+
+async def stream_until_failure(
+    stream: AsyncIterator[LlmDelta | LlmResult],
+) -> tuple[list[LlmDelta | LlmResult], LlmError]:
+    """What a stream yielded before it failed, and the failure; a stream that does not
+    fail is an `AssertionError`."""
+    items: list[LlmDelta | LlmResult] = []
+    try:
+        async for item in stream:
+            items.append(item)
+    except LlmError as error:
+        return items, error
+    raise AssertionError(f"the stream did not fail; it yielded {items}")
 
 
 def sse(data: Any, event: str | None = None) -> str:

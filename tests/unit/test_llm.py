@@ -91,4 +91,6 @@ async def test_a_retry_after_beyond_the_deadline_gives_up_instead_of_waiting() -
     with pytest.raises(LlmError) as caught:
         await complete_with_retries(ScriptedProvider(), scripted,
                                     RetryPolicy(deadline_seconds=60), on_failed, sleep=sleep)
-    assert caught.value.status == 429 and waited == [] and reported == [None]
+    assert caught.value.status == 429
+    assert waited == []
+    assert reported == [None]

@@ -26,7 +26,8 @@ def test_a_known_model_costs_its_input_cached_and_output_prices() -> None:
     result = PriceTable().priced(answer("openai", "gpt-4o", usage), "gpt-4o")
 
     # 600k fresh at $2.50/M + 400k cached at $1.25/M + 100k out at $10/M
-    assert result.cost_usd == pytest.approx(1.50 + 0.50 + 1.00) and result.priced
+    assert result.cost_usd == pytest.approx(1.50 + 0.50 + 1.00)
+    assert result.priced
 
 
 def test_a_dated_snapshot_costs_what_its_model_costs() -> None:
@@ -66,7 +67,8 @@ def test_heddle_prices_json_overrides_a_price_and_adds_a_provider() -> None:
     mini = table.priced(answer("openai", "gpt-4o-mini", MILLION_IN_MILLION_OUT), "gpt-4o-mini")
 
     assert gpt.cost_usd == pytest.approx(3.0)
-    assert vllm.cost_usd == pytest.approx(0.3) and vllm.priced
+    assert vllm.cost_usd == pytest.approx(0.3)
+    assert vllm.priced
     assert mini.cost_usd == pytest.approx(0.75)  # untouched defaults stay
 
 
@@ -108,6 +110,7 @@ async def test_the_router_fills_in_the_cost_of_completions_and_of_streamed_resul
     streamed = [item async for item in router.stream(request)][-1]
     await router.aclose()
 
-    # the scripted echo counts 3 words in and 3 out: 3 × $1 + 3 × $2
+    # the scripted echo counts 3 words in and 3 out: 3 x $1 + 3 x $2
     assert completed.cost_usd == pytest.approx(9.0)
-    assert isinstance(streamed, LlmResult) and streamed.cost_usd == pytest.approx(9.0)
+    assert isinstance(streamed, LlmResult)
+    assert streamed.cost_usd == pytest.approx(9.0)

@@ -25,9 +25,12 @@ from tests.fakes.llm_servers import (
     AnthropicWire,
     FakeLlmServer,
     Reply,
+    collect,
+    failure_of,
     running_server,
     sent_key,
     sse,
+    stream_until_failure,
 )
 
 KEY = "sk-ant-test-77e2b0-do-not-leak"
@@ -66,16 +69,6 @@ def ask(text: str = "What is the weather in Paris?", model: str = "anthropic:cla
     return LlmRequest(model=model, messages=[Message(role="user", content=text)], **fields)  # type: ignore[arg-type]
 
 
-async def failure_of(router: ProviderRouter, request: LlmRequest) -> LlmError:
-    with pytest.raises(LlmError) as caught:
-        await router.complete(request)
-    return caught.value
-
-
-async def collect(router: ProviderRouter, request: LlmRequest) -> list[LlmDelta | LlmResult]:
-    return [item async for item in router.stream(request)]
-
-
 async def test_a_completion_sends_the_system_prompt_apart_and_a_default_max_tokens(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
@@ -87,13 +80,16 @@ async def test_a_completion_sends_the_system_prompt_apart_and_a_default_max_toke
 
     result = await router.complete(request)
 
-    assert result.text == "Sunny, 21 °C." and result.finish_reason == "end_turn"
-    assert result.provider == "anthropic" and result.model == "claude-haiku-4-5-20251001"
+    assert result.text == "Sunny, 21 °C."
+    assert result.finish_reason == "end_turn"
+    assert result.provider == "anthropic"
+    assert result.model == "claude-haiku-4-5-20251001"
     # cache reads count as input too, and are also reported as cached
     assert (result.usage.input_tokens, result.usage.cached_tokens) == (1000, 900)
     assert result.usage.output_tokens == 50
     # claude-haiku-4-5: 100 fresh input at $1/M, 900 cache reads at $0.10/M, 50 output at $5/M
-    assert result.cost_usd == pytest.approx(0.00044) and result.priced
+    assert result.cost_usd == pytest.approx(0.00044)
+    assert result.priced
     sent = server.requests[0]
     assert (sent.method, sent.path) == ("POST", "/v1/messages")
     assert sent_key(sent) == KEY
@@ -101,7 +97,8 @@ async def test_a_completion_sends_the_system_prompt_apart_and_a_default_max_toke
     assert sent.body["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]}
     ]
-    assert sent.body["max_tokens"] == 1024 and sent.body["model"] == "claude-haiku-4-5"
+    assert sent.body["max_tokens"] == 1024
+    assert sent.body["model"] == "claude-haiku-4-5"
 
 
 async def test_a_requests_own_max_tokens_and_temperature_are_sent(
@@ -126,7 +123,8 @@ async def test_tools_are_sent_and_tool_use_blocks_come_back_as_tool_calls(
 
     result = await router.complete(ask(tools=[WEATHER]))
 
-    assert result.text == "Let me check." and result.finish_reason == "tool_use"
+    assert result.text == "Let me check."
+    assert result.finish_reason == "tool_use"
     assert result.tool_calls == [
         ToolCall(id="toolu_1", name="get_weather", arguments={"city": "Paris"})
     ]
@@ -180,7 +178,8 @@ async def test_a_stream_yields_text_then_the_whole_result_with_tool_use_and_usag
     *deltas, result = await collect(router, ask(tools=[WEATHER]))
 
     assert [d.text for d in deltas if isinstance(d, LlmDelta)] == ["Let me ", "check."]
-    assert isinstance(result, LlmResult) and result.text == "Let me check."
+    assert isinstance(result, LlmResult)
+    assert result.text == "Let me check."
     assert result.finish_reason == "tool_use"
     assert result.tool_calls == [
         ToolCall(id="toolu_9", name="get_weather", arguments={"city": "Paris"})
@@ -194,16 +193,13 @@ async def test_a_stream_without_message_stop_is_a_retryable_failure_not_an_answe
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
     server.then(AnthropicWire.stream(["Sunny, 2"], stop_reason=None))
-    items: list[LlmDelta | LlmResult] = []
 
-    with pytest.raises(LlmError) as caught:
-        async for item in router.stream(ask()):
-            items.append(item)
+    items, error = await stream_until_failure(router.stream(ask()))
 
     assert [i.text for i in items if isinstance(i, LlmDelta)] == ["Sunny, 2"]
     assert not any(isinstance(item, LlmResult) for item in items)
-    assert caught.value.retryable
-    assert "stream ended before the model finished" in caught.value.message
+    assert error.retryable
+    assert "stream ended before the model finished" in error.message
 
 
 async def test_a_dropped_stream_is_retried_from_the_start_and_then_succeeds(
@@ -222,9 +218,11 @@ async def test_a_dropped_stream_is_retried_from_the_start_and_then_succeeds(
 
     result = await stream_with_retries(router, ask(), FAST, on_delta, on_failed)
 
-    assert result.text == "Sunny, 21 °C." and server.calls == 2
+    assert result.text == "Sunny, 21 °C."
+    assert server.calls == 2
     assert deltas == [(1, "Sunny, 2"), (2, "Sunny, "), (2, "21 °C.")]
-    assert len(failures) == 1 and failures[0].retryable
+    assert len(failures) == 1
+    assert failures[0].retryable
     assert "connection to anthropic" in failures[0].message
 
 
@@ -237,7 +235,8 @@ async def test_an_error_event_inside_a_stream_is_classified_by_its_type(
     with pytest.raises(LlmError) as caught:
         await collect(router, ask())
 
-    assert caught.value.retryable and caught.value.status == 529
+    assert caught.value.retryable
+    assert caught.value.status == 529
     assert caught.value.message.startswith("anthropic is overloaded (529)")
 
 
@@ -255,7 +254,9 @@ async def test_overload_server_errors_and_rate_limits_are_retried_then_succeed(
 
     result = await complete_with_retries(router, ask(), FAST, on_failed)
 
-    assert result.text == "ok" and server.calls == 2 and failed == [status]
+    assert result.text == "ok"
+    assert server.calls == 2
+    assert failed == [status]
 
 
 async def test_a_401_fails_at_once_and_says_which_key_to_set(
@@ -267,11 +268,13 @@ async def test_a_401_fails_at_once_and_says_which_key_to_set(
         await complete_with_retries(router, ask(), FAST)
 
     error = caught.value
-    assert error.kind == "fatal" and server.calls == 1
+    assert error.kind == "fatal"
+    assert server.calls == 1
     assert error.message == (
         "anthropic rejected the API key (401): set ANTHROPIC_API_KEY or the node's credential"
     )
-    assert KEY not in str(error) and KEY not in str(error.to_dict())
+    assert KEY not in str(error)
+    assert KEY not in str(error.to_dict())
 
 
 async def test_an_unknown_model_fails_at_once_and_names_the_model(
@@ -281,7 +284,8 @@ async def test_an_unknown_model_fails_at_once_and_names_the_model(
 
     error = await failure_of(router, ask(model="anthropic:claude-nope"))
 
-    assert error.kind == "fatal" and error.status == 404
+    assert error.kind == "fatal"
+    assert error.status == 404
     assert error.message == "anthropic: model 'claude-nope' not found (404): check the node's model"
 
 
@@ -293,7 +297,8 @@ async def test_a_prompt_too_long_fails_at_once_and_says_so(
     with pytest.raises(LlmError) as caught:
         await complete_with_retries(router, ask(), FAST)
 
-    assert caught.value.kind == "fatal" and server.calls == 1
+    assert caught.value.kind == "fatal"
+    assert server.calls == 1
     assert caught.value.message.startswith(
         "anthropic: the prompt is longer than the model's context window (400)"
     )
@@ -311,7 +316,8 @@ async def test_a_server_that_does_not_answer_in_time_is_a_retryable_timeout(
     finally:
         await router.aclose()
 
-    assert error.retryable and error.message == "anthropic did not answer within 0.3 s"
+    assert error.retryable
+    assert error.message == "anthropic did not answer within 0.3 s"
     assert elapsed < 2.0
 
 
@@ -323,5 +329,6 @@ async def test_a_missing_anthropic_key_is_fatal_names_the_variable_and_calls_nob
     error = await failure_of(router, ask())
     await router.aclose()
 
-    assert error.kind == "fatal" and "set ANTHROPIC_API_KEY" in error.message
+    assert error.kind == "fatal"
+    assert "set ANTHROPIC_API_KEY" in error.message
     assert server.calls == 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -23,7 +23,16 @@ from domain.llm import (
 from infra.llm.common import retry_after_seconds
 from infra.llm.retrying import complete_with_retries, stream_with_retries
 from infra.llm.router import ProviderRouter, ProviderSettings
-from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, cut, running_server, sent_key
+from tests.fakes.llm_servers import (
+    FakeLlmServer,
+    OpenAiWire,
+    collect,
+    cut,
+    failure_of,
+    running_server,
+    sent_key,
+    stream_until_failure,
+)
 
 KEY = "sk-test-4f9c1e-do-not-leak"
 FAST = RetryPolicy(base_delay=0.01, jitter=0, deadline_seconds=30)
@@ -61,16 +70,6 @@ def ask(text: str = "What is the weather in Paris?", model: str = "openai:gpt-4o
     return LlmRequest(model=model, messages=[Message(role="user", content=text)], **fields)  # type: ignore[arg-type]
 
 
-async def failure_of(router: ProviderRouter, request: LlmRequest) -> LlmError:
-    with pytest.raises(LlmError) as caught:
-        await router.complete(request)
-    return caught.value
-
-
-async def collect(router: ProviderRouter, request: LlmRequest) -> list[LlmDelta | LlmResult]:
-    return [item async for item in router.stream(request)]
-
-
 async def test_a_completion_returns_text_usage_with_cached_tokens_and_its_cost(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
@@ -78,32 +77,40 @@ async def test_a_completion_returns_text_usage_with_cached_tokens_and_its_cost(
 
     result = await router.complete(ask(max_tokens=300, temperature=0.2))
 
-    assert result.text == "Sunny, 21 °C." and result.finish_reason == "stop"
+    assert result.text == "Sunny, 21 °C."
+    assert result.finish_reason == "stop"
     assert (result.usage.input_tokens, result.usage.output_tokens) == (1000, 200)
     assert result.usage.cached_tokens == 400
-    assert result.provider == "openai" and result.model == "gpt-4o-mini-2024-07-18"
+    assert result.provider == "openai"
+    assert result.model == "gpt-4o-mini-2024-07-18"
     assert result.latency_ms > 0
     # gpt-4o-mini: 600 fresh input at $0.15/M, 400 cached at $0.075/M, 200 output at $0.60/M
-    assert result.cost_usd == pytest.approx(0.00024) and result.priced
+    assert result.cost_usd == pytest.approx(0.00024)
+    assert result.priced
     sent = server.requests[0]
     assert (sent.method, sent.path) == ("POST", "/v1/chat/completions")
     assert sent_key(sent) == KEY
     assert sent.body["model"] == "gpt-4o-mini"
     assert sent.body["messages"] == [{"role": "user", "content": "What is the weather in Paris?"}]
-    assert sent.body["max_completion_tokens"] == 300 and sent.body["temperature"] == 0.2
+    assert sent.body["max_completion_tokens"] == 300
+    assert sent.body["temperature"] == 0.2
 
 
 async def test_tools_are_sent_and_the_models_tool_calls_come_back_with_parsed_arguments(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
     server.then(OpenAiWire.completion(
-        None, tool_calls=[("call_1", "get_weather", '{"city": "Paris"}')], finish_reason="tool_calls"
+        None, tool_calls=[("call_1", "get_weather", '{"city": "Paris"}')],
+        finish_reason="tool_calls",
     ))
 
     result = await router.complete(ask(tools=[WEATHER]))
 
-    assert result.tool_calls == [ToolCall(id="call_1", name="get_weather", arguments={"city": "Paris"})]
-    assert result.text == "" and result.finish_reason == "tool_calls"
+    assert result.tool_calls == [
+        ToolCall(id="call_1", name="get_weather", arguments={"city": "Paris"})
+    ]
+    assert result.text == ""
+    assert result.finish_reason == "tool_calls"
     assert server.requests[0].body["tools"] == [{
         "type": "function",
         "function": {
@@ -148,7 +155,8 @@ async def test_tool_arguments_that_are_not_json_are_retryable_and_name_the_tool(
     error = await failure_of(router, ask(tools=[WEATHER]))
 
     assert error.retryable
-    assert "'get_weather'" in error.message and "not a JSON object" in error.message
+    assert "'get_weather'" in error.message
+    assert "not a JSON object" in error.message
 
 
 async def test_a_stream_yields_text_as_it_arrives_then_the_whole_result_with_usage_and_cost(
@@ -161,11 +169,13 @@ async def test_a_stream_yields_text_as_it_arrives_then_the_whole_result_with_usa
     *deltas, result = items
     assert [d.text for d in deltas if isinstance(d, LlmDelta)] == ["Sun", "ny, ", "21 °C."]
     assert [d.index for d in deltas if isinstance(d, LlmDelta)] == [0, 1, 2]
-    assert isinstance(result, LlmResult) and result.text == "Sunny, 21 °C."
+    assert isinstance(result, LlmResult)
+    assert result.text == "Sunny, 21 °C."
     assert (result.usage.input_tokens, result.usage.output_tokens) == (1000, 200)
     assert result.cost_usd == pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6)
     body = server.requests[0].body
-    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
 
 
 async def test_streamed_tool_call_arguments_are_assembled_from_their_pieces(
@@ -182,23 +192,23 @@ async def test_streamed_tool_call_arguments_are_assembled_from_their_pieces(
 
     *_, result = await collect(router, ask(tools=[WEATHER]))
 
-    assert isinstance(result, LlmResult) and result.finish_reason == "tool_calls"
-    assert result.tool_calls == [ToolCall(id="call_7", name="get_weather", arguments={"city": "Paris"})]
+    assert isinstance(result, LlmResult)
+    assert result.finish_reason == "tool_calls"
+    assert result.tool_calls == [
+        ToolCall(id="call_7", name="get_weather", arguments={"city": "Paris"})
+    ]
 
 
 async def test_a_stream_that_ends_without_a_finish_reason_is_a_retryable_failure_not_an_answer(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
     server.then(OpenAiWire.stream(["Sunny, 2"], finish_reason=None))
-    items: list[LlmDelta | LlmResult] = []
 
-    with pytest.raises(LlmError) as caught:
-        async for item in router.stream(ask()):
-            items.append(item)
+    items, error = await stream_until_failure(router.stream(ask()))
 
     assert not any(isinstance(item, LlmResult) for item in items)
-    assert caught.value.retryable
-    assert "stream ended before the model finished" in caught.value.message
+    assert error.retryable
+    assert "stream ended before the model finished" in error.message
 
 
 async def test_a_stream_cut_mid_answer_is_retried_from_the_start_and_then_succeeds(
@@ -219,7 +229,8 @@ async def test_a_stream_cut_mid_answer_is_retried_from_the_start_and_then_succee
 
     assert result.text == "Sunny, 21 °C."
     assert deltas == [(1, "Sunny, 2"), (2, "Sunny, "), (2, "21 °C.")]
-    assert failed == [(1, "retryable")] and server.calls == 2
+    assert failed == [(1, "retryable")]
+    assert server.calls == 2
 
 
 async def test_a_completion_whose_connection_drops_mid_body_is_retried_and_then_succeeds(
@@ -233,8 +244,10 @@ async def test_a_completion_whose_connection_drops_mid_body_is_retried_and_then_
 
     result = await complete_with_retries(router, ask(), FAST, on_failed)
 
-    assert result.text == "Sunny" and server.calls == 2
-    assert len(failed) == 1 and "connection to openai" in failed[0]
+    assert result.text == "Sunny"
+    assert server.calls == 2
+    assert len(failed) == 1
+    assert "connection to openai" in failed[0]
 
 
 async def test_a_malformed_stream_chunk_is_a_retryable_failure(
@@ -245,7 +258,8 @@ async def test_a_malformed_stream_chunk_is_a_retryable_failure(
     with pytest.raises(LlmError) as caught:
         await collect(router, ask())
 
-    assert caught.value.retryable and "malformed stream chunk" in caught.value.message
+    assert caught.value.retryable
+    assert "malformed stream chunk" in caught.value.message
 
 
 async def test_two_429s_with_retry_after_are_waited_out_then_the_call_succeeds(
@@ -262,7 +276,8 @@ async def test_two_429s_with_retry_after_are_waited_out_then_the_call_succeeds(
     result = await complete_with_retries(router, ask(), FAST, on_failed)
     waited = time.monotonic() - started
 
-    assert result.text == "Sunny" and server.calls == 3
+    assert result.text == "Sunny"
+    assert server.calls == 3
     assert waited >= 2.0
     assert [(attempt, status) for attempt, status, _ in failed] == [(1, 429), (2, 429)]
     assert all(delay is not None and delay >= 1.0 for _, _, delay in failed)
@@ -275,7 +290,8 @@ async def test_retry_after_ms_is_read_in_milliseconds(
 
     error = await failure_of(router, ask())
 
-    assert error.retryable and error.retry_after == 1.5
+    assert error.retryable
+    assert error.retry_after == 1.5
     assert error.message == "openai is rate limiting requests (429): slow down"
 
 
@@ -294,7 +310,8 @@ async def test_server_errors_are_retried_and_then_the_call_succeeds(
 
     result = await complete_with_retries(router, ask(), FAST)
 
-    assert result.text == "ok" and server.calls == 2
+    assert result.text == "ok"
+    assert server.calls == 2
 
 
 async def test_a_401_fails_at_once_and_says_which_key_to_set(
@@ -310,11 +327,16 @@ async def test_a_401_fails_at_once_and_says_which_key_to_set(
         await complete_with_retries(router, ask(), FAST, on_failed)
 
     error = caught.value
-    assert error.kind == "fatal" and error.status == 401 and server.calls == 1 and tries == [1]
+    assert error.kind == "fatal"
+    assert error.status == 401
+    assert server.calls == 1
+    assert tries == [1]
     assert error.message == (
         "openai rejected the API key (401): set OPENAI_API_KEY or the node's credential"
     )
-    assert KEY not in str(error) and KEY not in repr(error) and KEY not in str(error.to_dict())
+    assert KEY not in str(error)
+    assert KEY not in repr(error)
+    assert KEY not in str(error.to_dict())
 
 
 async def test_a_key_echoed_in_an_error_message_is_redacted(
@@ -324,7 +346,9 @@ async def test_a_key_echoed_in_an_error_message_is_redacted(
 
     error = await failure_of(router, ask())
 
-    assert error.kind == "fatal" and KEY not in error.message and "[redacted]" in error.message
+    assert error.kind == "fatal"
+    assert KEY not in error.message
+    assert "[redacted]" in error.message
 
 
 async def test_an_unknown_model_fails_at_once_and_names_the_model(
@@ -335,7 +359,8 @@ async def test_an_unknown_model_fails_at_once_and_names_the_model(
     with pytest.raises(LlmError) as caught:
         await complete_with_retries(router, ask(model="openai:gpt-9"), FAST)
 
-    assert caught.value.kind == "fatal" and server.calls == 1
+    assert caught.value.kind == "fatal"
+    assert server.calls == 1
     assert caught.value.message == "openai: model 'gpt-9' not found (404): check the node's model"
 
 
@@ -349,7 +374,8 @@ async def test_a_prompt_longer_than_the_context_window_fails_at_once_and_says_so
 
     error = await failure_of(router, ask())
 
-    assert error.kind == "fatal" and error.status == 400
+    assert error.kind == "fatal"
+    assert error.status == 400
     assert "the prompt is longer than the model's context window" in error.message
 
 
@@ -360,7 +386,8 @@ async def test_an_exhausted_quota_is_fatal_though_it_comes_as_a_429(
 
     error = await failure_of(router, ask())
 
-    assert error.kind == "fatal" and "out of quota" in error.message
+    assert error.kind == "fatal"
+    assert "out of quota" in error.message
 
 
 async def test_a_server_that_does_not_answer_in_time_is_a_retryable_timeout(
@@ -375,7 +402,8 @@ async def test_a_server_that_does_not_answer_in_time_is_a_retryable_timeout(
     finally:
         await router.aclose()
 
-    assert error.retryable and error.message == "openai did not answer within 0.3 s"
+    assert error.retryable
+    assert error.message == "openai did not answer within 0.3 s"
     assert elapsed < 2.0
 
 
@@ -397,7 +425,8 @@ async def test_groq_and_ollama_presets_call_their_own_base_urls(server: FakeLlmS
     ]
     assert (groq.provider, groq.text) == ("groq", "from groq")
     assert sent_key(server.requests[0]) == "gsk-groq-key"
-    assert groq.priced and groq.cost_usd > 0
+    assert groq.priced
+    assert groq.cost_usd > 0
     assert (ollama.provider, ollama.text, ollama.cost_usd, ollama.priced) == (
         "ollama", "from ollama", 0.0, True,
     )
@@ -413,7 +442,8 @@ async def test_a_missing_openai_key_is_fatal_names_the_variable_and_calls_nobody
     error = await failure_of(router, ask())
     await router.aclose()
 
-    assert error.kind == "fatal" and "set OPENAI_API_KEY" in error.message
+    assert error.kind == "fatal"
+    assert "set OPENAI_API_KEY" in error.message
     assert server.calls == 0
 
 
@@ -428,7 +458,8 @@ async def test_a_node_credential_selects_its_own_key(server: FakeLlmServer) -> N
         await router.aclose()
 
     assert [sent_key(r) for r in server.requests] == ["sk-team-a", KEY]
-    assert missing.kind == "fatal" and "set HEDDLE_CREDENTIAL_TEAM_B" in missing.message
+    assert missing.kind == "fatal"
+    assert "set HEDDLE_CREDENTIAL_TEAM_B" in missing.message
 
 
 async def test_an_unknown_provider_is_fatal_and_lists_the_known_ones(
@@ -453,4 +484,5 @@ async def test_the_key_never_reaches_the_logs_even_at_debug_level(
 
     assert "chat/completions" in caplog.text  # the SDK did log its requests
     assert KEY not in caplog.text
-    assert KEY not in repr(router.settings) and KEY not in str(router.settings)
+    assert KEY not in repr(router.settings)
+    assert KEY not in str(router.settings)
