@@ -47,8 +47,13 @@ class LlmOutcome:
 
 
 def decode_events(records: list[Record]) -> list[dict[str, Any]]:
-    """Event envelopes from `heddle.events` records."""
-    return [json.loads(record.value) for record in records]
+    """The envelopes of events the worker may act on (the relay names each event's type
+    in a header, so the others are never decoded)."""
+    return [
+        json.loads(record.value)
+        for record in records
+        if record.headers.get("type", NODE_STARTED) == NODE_STARTED
+    ]
 
 
 def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:

@@ -114,7 +114,7 @@ class Heddle:
         await self.broker.start()
         if "relay" in self.roles:
             self.relay = Relay(
-                self.store, self.broker, self.database_url, self.topics.events,
+                self.store, self.database_url, self.topics.events, self.bootstrap_servers,
                 position_name=f"relay@{self.epoch}",
             )
             self._tasks.append(asyncio.create_task(self._keep_running(self.relay.run)))

@@ -107,14 +107,22 @@ def subscribe_batches(
         group_id=f"{settings.group_prefix}-{group}",
         batch=True,
         max_records=settings.batch_size,
-        batch_timeout_ms=1000,
+        # FastStream sleeps this long again after a poll that found nothing, so it
+        # bounds how long a message sent to an idle consumer waits: keep it short.
+        batch_timeout_ms=settings.idle_poll_ms,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_undecoded,
         title=f"{group}:{topic}",
     )(consume)
+
+
+async def _undecoded(message: Any) -> None:
+    """Skip FastStream's decoding: handlers take the raw records, and decode only what they need."""
+    return None
 
 
 async def _isolate_poison(

@@ -1,26 +1,39 @@
 """The relay: publishes the store's notification log to `heddle.events`, in order.
 
 It is the outbox of the event store. It wakes on PostgreSQL's NOTIFY (sent by every
-insert), publishes each new event keyed by its aggregate id and waits for the
-broker's acknowledgements before it records how far it got, so that after a restart
-it resumes there: at-least-once, in order. One relay per database publishes at a
-time (an advisory lock elects it); others wait as standbys.
+insert), publishes each new event keyed by its aggregate id, waits for the broker's
+acknowledgements, and then moves on; how far it got is written to the store in the
+background (at most one write at a time), so that after a restart it resumes there or
+a little before: at-least-once, in order, and the write is off the hot path. One relay
+per database publishes at a time (an advisory lock elects it); others wait as standbys.
+It has its own Kafka producer: one in-flight batch per partition keeps per-key order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import psycopg
-from eventsourcing.persistence import Tracking
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaProducer
+from eventsourcing.persistence import Notification, Tracking
 
-from infra.kafka import publish_all
 from infra.store import EventStore, dumps
 
 log = logging.getLogger("heddle.relay")
 RELAY_LOCK = 0x68656464  # "hedd": the advisory lock that elects the publishing relay
+
+Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+class Producer(Protocol):
+    """What the relay needs of a Kafka producer (aiokafka's satisfies it)."""
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]: ...
 
 
 class Relay:
@@ -29,20 +42,24 @@ class Relay:
     def __init__(
         self,
         store: EventStore,
-        broker: KafkaBroker,
         database_url: str,
         topic: str,
+        bootstrap_servers: str | None = None,
         position_name: str = "relay",
         batch_size: int = 1000,
+        producer: Producer | None = None,
     ) -> None:
         self.position_name = position_name
         self.store = store
-        self.broker = broker
         self.database_url = database_url
         self.topic = topic
+        self.bootstrap_servers = bootstrap_servers
         self.batch_size = batch_size
+        self.producer = producer
         self.position = 0
+        self.saved_position = 0
         self.published = 0
+        self._checkpoint: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Publish until cancelled."""
@@ -52,16 +69,29 @@ class Relay:
         ) as conn:
             await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
             await self._become_leader(conn)
-            self.position = self.store.positions([self.position_name]).get(self.position_name, 0)
-            log.info("relay publishing to %s from position %s", self.topic, self.position)
-            while True:
-                published = await self.publish_pending()
-                if published < self.batch_size:
-                    async for _ in conn.notifies(timeout=1.0, stop_after=1):
-                        pass
+            own = self.producer is None
+            if own:
+                self.producer = await self._start_producer()
+            try:
+                self.position = self.store.positions([self.position_name]).get(self.position_name, 0)
+                self.saved_position = self.position
+                log.info("relay publishing to %s from position %s", self.topic, self.position)
+                while True:
+                    published = await self.publish_pending()
+                    if published < self.batch_size:
+                        async for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            pass
+            finally:
+                if self._checkpoint is not None:
+                    await asyncio.gather(self._checkpoint, return_exceptions=True)
+                await self.save_position()
+                if own:
+                    await self.producer.stop()  # type: ignore[union-attr]
+                    self.producer = None
 
     async def publish_pending(self) -> int:
         """Publish one batch of new events; returns how many."""
+        assert self.producer is not None, "start the relay's producer first"
         notifications = await asyncio.to_thread(
             self.store.recorder.select_notifications,
             self.position,
@@ -70,26 +100,53 @@ class Relay:
         )
         if not notifications:
             return 0
+        futures = [
+            await self.producer.send(self.topic, value, key=key, headers=headers)
+            for key, value, headers in self.messages(notifications)
+        ]
+        await asyncio.gather(*futures)
+        self.position = notifications[-1].id
+        self.published += len(notifications)
+        log.debug("published %s events up to position %s", len(notifications), self.position)
+        if self._checkpoint is None or self._checkpoint.done():
+            self._checkpoint = asyncio.create_task(self.save_position())
+        return len(notifications)
+
+    def messages(self, notifications: Sequence[Notification]) -> list[Message]:
+        """The Kafka messages for stored events: keyed by aggregate id, typed in headers."""
         messages = []
         for notification in notifications:
             envelope = self.store.envelope(notification)
-            headers = {
-                "event-id": envelope["id"],
-                "position": str(notification.id),
-                "type": envelope["type"],
-                "aggregate-id": envelope["aggregate_id"],
-                "aggregate-version": str(notification.originator_version),
-            }
+            headers = [
+                ("event-id", envelope["id"].encode()),
+                ("position", str(notification.id).encode()),
+                ("type", envelope["type"].encode()),
+                ("aggregate-id", envelope["aggregate_id"].encode()),
+                ("aggregate-version", str(notification.originator_version).encode()),
+            ]
             messages.append((str(notification.originator_id).encode(), dumps(envelope), headers))
-        await publish_all(self.broker, self.topic, messages)
-        last = notifications[-1].id
-        await asyncio.to_thread(
-            self.store.recorder.insert_tracking,  # type: ignore[attr-defined]
-            Tracking(self.position_name, last),
+        return messages
+
+    async def save_position(self) -> None:
+        """Record how far the relay has published (only ever forwards)."""
+        position = self.position
+        if position > self.saved_position:
+            await asyncio.to_thread(
+                self.store.recorder.insert_tracking,  # type: ignore[attr-defined]
+                Tracking(self.position_name, position),
+            )
+            self.saved_position = position
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id="heddle-relay",
+            acks="all",
+            linger_ms=1,
+            max_batch_size=512 * 1024,
         )
-        self.position = last
-        self.published += len(notifications)
-        return len(notifications)
+        await producer.start()
+        return producer
 
     async def _become_leader(self, conn: psycopg.AsyncConnection) -> None:
         waiting_logged = False

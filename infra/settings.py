@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     batch_size: int = 500
     fetch_max_wait_ms: int = 10
+    idle_poll_ms: int = 25
     session_timeout_ms: int = 10_000
     aggregate_cache_size: int = 20_000
     dlq_after_attempts: int = 5

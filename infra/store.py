@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid5
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
 
 from handlers.records import Record
@@ -28,12 +29,26 @@ STORE_NAME = "heddle"
 
 
 class TrackingRecorder(PostgresProcessRecorder):
-    """Writes events and several tracking positions in one transaction."""
+    """Writes events and several tracking positions in one transaction.
 
-    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
-        for tracking in kwargs.get("trackings") or ():
-            self._insert_tracking(curs, tracking)
-        super()._insert_events(curs, stored_events, **kwargs)
+    The library sends this transaction in psycopg's pipeline mode, which can hang for
+    good on a large batch (client and server each waiting to read; psycopg#685): a
+    batch of a few hundred runs' events did so here. One plain transaction of four
+    statements costs nothing measurable on a local socket and cannot hang that way.
+    """
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        trackings = list(kwargs.get("trackings") or ())
+        if kwargs.get("tracking") is not None:
+            trackings.append(kwargs["tracking"])
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            for tracking in trackings:
+                self._insert_tracking(curs, tracking)
+            if not stored_events:
+                return []
+            self._insert_stored_events(curs, stored_events)  # locks the table, notifies
+            return self._fetch_ids_after_insert_events(curs, stored_events)
 
 
 class EventStore(Application[UUID]):
