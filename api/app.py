@@ -54,7 +54,7 @@ class CommandIn(BaseModel):
     command_id: str | None = Field(default=None, min_length=1, max_length=200)
     type: str = Field(min_length=1, max_length=100)
     payload: dict[str, Any] = Field(default_factory=dict)
-    correlation_id: str | None = None
+    correlation_id: str | None = Field(default=None, max_length=200)
 
 
 class StartRunIn(BaseModel):
@@ -191,11 +191,11 @@ def _routes(heddle: Heddle) -> APIRouter:  # noqa: C901 - one place that lists e
     @router.get("/v1/commands/{command_id}", tags=["commands"])
     async def get_command(command_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
         """`pending` until the intake has decided; then `accepted` or `rejected` with why."""
-        receipt = await heddle.writer.run(UnitOfWork(heddle.store).get, receipt_id(command_id))
+        receipt = await heddle.writer.run(
+            UnitOfWork(heddle.store).get, receipt_id(who.tenant, command_id)
+        )
         if receipt is None:
             return {"command_id": command_id, "status": "pending"}
-        if receipt.tenant != who.tenant:
-            raise HTTPException(404, f"no command {command_id}")
         return dict(receipt.as_result())
 
     @router.get("/v1/runs", tags=["runs"])

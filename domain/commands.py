@@ -7,6 +7,7 @@ nothing, and anyone can look up what became of a command by its id.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 from uuid import UUID, uuid5
 
@@ -16,16 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.definitions import HEDDLE_NAMESPACE
 
 MAX_COMMAND_ID_LENGTH = 200
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+DEFAULT_TENANT = "default"
 
 
 class CommandEnvelope(BaseModel):
-    """What goes on `heddle.commands`: `{command_id, type, tenant, actor, payload}`."""
+    """What goes on `heddle.commands`: `{command_id, type, tenant, actor, correlation_id,
+    payload}`. The correlation id is the caller's, kept in the command's receipt."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     command_id: str = Field(min_length=1, max_length=MAX_COMMAND_ID_LENGTH)
     type: str = Field(min_length=1, max_length=100)
-    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
     actor: str = Field(default="anonymous", min_length=1, max_length=200)
     correlation_id: str | None = Field(default=None, max_length=200)
     payload: dict[str, Any] = Field(default_factory=dict)
@@ -56,21 +60,30 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
 }
 
 
-def receipt_id(command_id: str) -> UUID:
-    return uuid5(HEDDLE_NAMESPACE, f"command/{command_id}")
+def receipt_id(tenant: str, command_id: str) -> UUID:
+    """Command ids are the sender's: unique within a tenant, not across tenants."""
+    return uuid5(HEDDLE_NAMESPACE, f"command/{tenant}/{command_id}")
 
 
-def run_id_for(command_id: str) -> UUID:
+def run_id_for(tenant: str, command_id: str) -> UUID:
     """The run id a `StartRun` without `run_id` gets: the same on every redelivery."""
-    return uuid5(HEDDLE_NAMESPACE, f"run/{command_id}")
+    return uuid5(HEDDLE_NAMESPACE, f"run/{tenant}/{command_id}")
+
+
+def tenant_of(data: dict[str, Any]) -> str:
+    """The tenant a raw command names, or the default one when it names none or a bad one."""
+    tenant = data.get("tenant", DEFAULT_TENANT)
+    if isinstance(tenant, str) and re.match(TENANT_PATTERN, tenant):
+        return tenant
+    return DEFAULT_TENANT
 
 
 class CommandReceipt(Aggregate):
     """What became of one command: accepted (and what it touched) or rejected (and why)."""
 
     @staticmethod
-    def create_id(command_id: str, **_: Any) -> UUID:
-        return receipt_id(command_id)
+    def create_id(command_id: str, tenant: str, **_: Any) -> UUID:
+        return receipt_id(tenant, command_id)
 
     @event("Recorded")
     def __init__(
@@ -82,8 +95,10 @@ class CommandReceipt(Aggregate):
         outcome: Literal["accepted", "rejected"],
         reason: str | None,
         result: dict[str, Any],
+        correlation_id: str | None = None,
     ) -> None:
         self.command_id = command_id
+        self.correlation_id = correlation_id
         self.type = type
         self.tenant = tenant
         self.actor = actor
@@ -97,6 +112,7 @@ class CommandReceipt(Aggregate):
             "command_id": self.command_id,
             "type": self.type,
             "tenant": self.tenant,
+            "correlation_id": self.correlation_id,
             "status": self.outcome,
             "reason": self.reason,
             "result": self.result,

@@ -69,5 +69,9 @@ def to_python(value: Any) -> Any:
 
 
 def _first_line(error: object) -> str:
+    """The gist of a CEL error: its first line, without the activation celpy appends
+    (which would copy the run's inputs and variables into error messages and events)."""
     text = error.args[0] if isinstance(error, Exception) and error.args else error
-    return str(text).strip().splitlines()[0] if str(text).strip() else type(error).__name__
+    line = str(text).strip().splitlines()[0] if str(text).strip() else type(error).__name__
+    line = line.split(" (in activation", 1)[0]
+    return line if len(line) <= 300 else line[:300] + "..."

@@ -19,8 +19,10 @@ from domain.commands import (
     CommandReceipt,
     PublishWorkflow,
     StartRun,
+    MAX_COMMAND_ID_LENGTH,
     receipt_id,
     run_id_for,
+    tenant_of,
 )
 from domain.definitions import WorkflowDefinition, definition_id, input_problems, parse_definition
 from domain.errors import (
@@ -54,7 +56,7 @@ def start_run(command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork) -> 
     problems = input_problems(version["spec"].get("inputs", {}), command.input)
     if problems:
         raise InputInvalid("input does not match the workflow's inputs: " + "; ".join(problems))
-    run_id = command.run_id or run_id_for(envelope.command_id)
+    run_id = command.run_id or run_id_for(envelope.tenant, envelope.command_id)
     if uow.get(run_id) is not None:
         raise RunAlreadyExists(f"run {run_id} exists already: choose another run_id")
     run = WorkflowRun(
@@ -103,9 +105,9 @@ def handle_command(record: Record, uow: UnitOfWork) -> CommandReceipt | None:
     if not isinstance(data, dict):
         return _reject(uow, _position_id(record), "?", None, "a command must be a JSON object")
     command_id = data.get("command_id")
-    if not isinstance(command_id, str) or not command_id:
-        command_id = _position_id(record)
-    if uow.get(receipt_id(command_id)) is not None:
+    if not isinstance(command_id, str) or not 0 < len(command_id) <= MAX_COMMAND_ID_LENGTH:
+        command_id = _position_id(record)  # its receipt still says what is wrong with it
+    if uow.get(receipt_id(tenant_of(data), command_id)) is not None:
         return None
     try:
         envelope = CommandEnvelope.model_validate(data)
@@ -116,7 +118,7 @@ def handle_command(record: Record, uow: UnitOfWork) -> CommandReceipt | None:
 
 def execute(envelope: CommandEnvelope, uow: UnitOfWork) -> CommandReceipt | None:
     """Run a validated command's handler and record its receipt."""
-    if uow.get(receipt_id(envelope.command_id)) is not None:
+    if uow.get(receipt_id(envelope.tenant, envelope.command_id)) is not None:
         return None
     payload_type = COMMAND_TYPES.get(envelope.type)
     if payload_type is None:
@@ -144,6 +146,7 @@ def execute(envelope: CommandEnvelope, uow: UnitOfWork) -> CommandReceipt | None
         outcome="accepted",
         reason=None,
         result=result,
+        correlation_id=envelope.correlation_id,
     )
     uow.add(receipt)
     return receipt
@@ -152,16 +155,17 @@ def execute(envelope: CommandEnvelope, uow: UnitOfWork) -> CommandReceipt | None
 def _reject(
     uow: UnitOfWork, command_id: str, type_: str, data: dict[str, Any] | None, reason: str
 ) -> CommandReceipt:
-    tenant = data.get("tenant") if isinstance(data, dict) else None
-    actor = data.get("actor") if isinstance(data, dict) else None
+    data = data if isinstance(data, dict) else {}
+    actor, correlation_id = data.get("actor"), data.get("correlation_id")
     receipt = CommandReceipt(
         command_id=command_id,
         type=type_[:100],
-        tenant=tenant if isinstance(tenant, str) else "default",
-        actor=actor if isinstance(actor, str) else "anonymous",
+        tenant=tenant_of(data),
+        actor=actor[:200] if isinstance(actor, str) and actor else "anonymous",
         outcome="rejected",
         reason=reason,
         result={},
+        correlation_id=correlation_id[:200] if isinstance(correlation_id, str) else None,
     )
     uow.add(receipt)
     return receipt

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,8 +115,20 @@ async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> 
             server.should_exit = True
 
 
+def _cli_name() -> str:
+    """How to call the CLI from the user's shell: `heddle` if on PATH, else its path."""
+    script = Path(sys.argv[0])
+    if script.name == "heddle" and shutil.which("heddle") != str(script.resolve()):
+        try:
+            return str(script.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(script.resolve())
+    return "heddle"
+
+
 def _banner(api_url: str, bootstrap: str, commands_topic: str, published: list[str]) -> str:
     workflows = ", ".join(published) or "none (put YAML files in examples/)"
+    heddle = _cli_name()
     return f"""
 Heddle is up.
   API              {api_url}  (docs: {api_url}/docs)
@@ -122,7 +136,8 @@ Heddle is up.
   Workflows        {workflows}
 
 Start a run:
-  heddle run hello --input name=Ada --follow
+  {heddle} run hello --input name=Ada --follow
+  {heddle} runs show RUN_ID
   curl -s -X POST {api_url}/v1/runs -H 'content-type: application/json' \\
        -d '{{"workflow": "hello", "input": {{"name": "Ada"}}}}'
 Press Ctrl-C to stop.

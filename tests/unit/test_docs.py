@@ -491,7 +491,9 @@ def test_the_command_envelope_fields_are_the_documented_ones() -> None:
     outcome_block = next(
         json.loads(b) for lang, b, _ in blocks(COMMANDS_MD) if lang == "json" and '"status"' in b
     )
-    assert set(outcome_block) == {"command_id", "type", "tenant", "status", "reason", "result"}
+    assert set(outcome_block) == {
+        "command_id", "type", "tenant", "correlation_id", "status", "reason", "result",
+    }
 
 
 # Events and dead letters

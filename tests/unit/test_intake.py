@@ -29,7 +29,7 @@ def test_start_run_creates_the_run_and_an_accepted_receipt(uow) -> None:
     receipt = handle_command(record({"command_id": "c1", "type": "StartRun",
                                      "payload": {"workflow": "hello", "input": {"name": "Ada"}}}), uow)
     assert receipt is not None and receipt.outcome == "accepted"
-    run = uow.get(run_id_for("c1"))
+    run = uow.get(run_id_for("default", "c1"))
     assert run.workflow == "hello" and run.nodes["greet"]["status"] == "running"
 
 
@@ -64,7 +64,7 @@ def test_a_rejected_start_leaves_no_run_behind(uow) -> None:
     handle_command(record({"command_id": "c1", "type": "StartRun",
                            "payload": {"workflow": "hello", "input": {}}}), uow)
     uow.save()
-    assert uow.get(run_id_for("c1")) is None
+    assert uow.get(run_id_for("default", "c1")) is None
 
 
 def test_an_invalid_definition_is_rejected_with_its_paths(uow) -> None:
@@ -73,3 +73,34 @@ def test_an_invalid_definition_is_rejected_with_its_paths(uow) -> None:
                                      "payload": {"definition": broken}}), uow)
     assert receipt.outcome == "rejected"
     assert "start: unknown node 'nowhere'" in receipt.reason
+
+
+def test_two_tenants_may_use_the_same_command_id(uow) -> None:
+    for tenant in ("acme", "globex"):
+        handle_command(record({"command_id": f"p-{tenant}", "type": "PublishWorkflow",
+                               "tenant": tenant, "payload": {"definition": HELLO}}), uow)
+    start = {"command_id": "c1", "type": "StartRun",
+             "payload": {"workflow": "hello", "input": {"name": "Ada"}}}
+    first = handle_command(record({**start, "tenant": "acme"}), uow)
+    second = handle_command(record({**start, "tenant": "globex"}, offset=1), uow)
+    assert first is not None and first.outcome == "accepted"
+    assert second is not None and second.outcome == "accepted"
+    assert first.result["run_id"] != second.result["run_id"]
+    assert uow.get(run_id_for("globex", "c1")).tenant == "globex"
+
+
+def test_the_callers_correlation_id_is_kept_in_the_outcome(uow) -> None:
+    publish_hello(uow)
+    receipt = handle_command(record({"command_id": "c1", "type": "StartRun",
+                                     "correlation_id": "order-1842",
+                                     "payload": {"workflow": "nope"}}), uow)
+    assert receipt is not None
+    assert receipt.as_result()["correlation_id"] == "order-1842"
+    assert receipt.as_result()["status"] == "rejected"
+
+
+def test_a_command_id_too_long_to_keep_is_rejected_under_its_position(uow) -> None:
+    receipt = handle_command(record({"command_id": "x" * 201, "type": "StartRun",
+                                     "payload": {"workflow": "hello"}}, offset=9), uow)
+    assert receipt is not None and receipt.command_id == "heddle.commands/0/9"
+    assert "command_id: String should have at most 200 characters" in (receipt.reason or "")
