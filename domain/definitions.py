@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from domain.errors import DefinitionInvalid, ExpressionError, Problem, TemplateError
 from domain.expressions import compile_expression
+from domain.schemas import schema_problems
 from domain.templates import parse_template
+from domain.tools import TOOLS
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -37,10 +39,12 @@ class _Node(BaseModel):
         return [self.next] if self.next else []
 
 
-class LlmNode(_Node):
-    """Call a model with a rendered prompt; the reply text goes to `output`."""
+CREDENTIAL_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
-    kind: Literal["llm"]
+
+class _ModelNode(_Node):
+    """What every node that calls a model has."""
+
     model: str = Field(pattern=r"^[a-z][a-z0-9_-]*:.+$", description="provider:model")
     prompt: str
     system: str | None = None
@@ -48,6 +52,26 @@ class LlmNode(_Node):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
+    credential: str | None = Field(
+        default=None, pattern=CREDENTIAL_ID, description="id of a stored credential"
+    )
+    stream: bool = Field(default=True, description="publish token deltas to heddle.tokens")
+
+
+class LlmNode(_ModelNode):
+    """Call a model with a rendered prompt; the reply text goes to `output`."""
+
+    kind: Literal["llm"]
+
+
+class AgentNode(_ModelNode):
+    """A tool-calling loop: the model may call `tools` until it answers, within `max_steps`
+    model turns and `max_repairs` rejected tool calls; the answer goes to `output`."""
+
+    kind: Literal["agent"]
+    tools: list[str] = Field(default_factory=list)
+    max_steps: int = Field(default=8, ge=1, le=100)
+    max_repairs: int = Field(default=3, ge=0, le=100)
 
 
 class SwitchCase(BaseModel):
@@ -78,7 +102,7 @@ class SetNode(_Node):
     vars: dict[str, Any] = Field(min_length=1)
 
 
-Node = Annotated[LlmNode | SwitchNode | SetNode, Field(discriminator="kind")]
+Node = Annotated[LlmNode | AgentNode | SwitchNode | SetNode, Field(discriminator="kind")]
 
 
 class WorkflowSpec(BaseModel):
@@ -120,6 +144,9 @@ class WorkflowSpec(BaseModel):
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+NODE_KINDS = ("llm", "agent", "switch", "set")
+
+
 def parse_definition(document: Any) -> WorkflowSpec:
     """Validate a definition document; raises DefinitionInvalid listing every problem."""
     try:
@@ -137,7 +164,7 @@ def _problem_from(error: Any) -> Problem:
     for part in error["loc"]:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in ("llm", "switch", "set") and path.startswith("nodes."):
+        elif part in NODE_KINDS and path.startswith("nodes."):
             continue  # pydantic's discriminator tag, not part of the user's document
         else:
             path += f".{part}" if path else str(part)
@@ -215,10 +242,17 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
         problems += _check(compile_expression, spec.output, "output")
     for node_id, node in spec.nodes.items():
         at = f"nodes.{node_id}"
-        if isinstance(node, LlmNode):
+        if isinstance(node, _ModelNode):
             problems += _check(parse_template, node.prompt, f"{at}.prompt")
             if node.system:
                 problems += _check(parse_template, node.system, f"{at}.system")
+        if isinstance(node, AgentNode):
+            for index, tool in enumerate(node.tools):
+                if TOOLS.get(tool) is None:
+                    known = ", ".join(TOOLS.names())
+                    problems.append(
+                        Problem(f"{at}.tools[{index}]", f"unknown tool {tool!r} (known: {known})")
+                    )
         elif isinstance(node, SwitchNode):
             for index, case in enumerate(node.cases):
                 problems += _check(compile_expression, case.when, f"{at}.cases[{index}].when")
@@ -237,19 +271,9 @@ def _check(check: Any, source: str, path: str) -> list[Problem]:
     return []
 
 
-@lru_cache(maxsize=512)
-def _input_validator(schema_json: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(json.loads(schema_json))
-
-
 def input_problems(schema: dict[str, Any], value: Any) -> list[str]:
     """Every way `value` fails the workflow's `inputs` schema, each with its path."""
-    validator = _input_validator(json.dumps(schema, sort_keys=True))
-    problems = []
-    for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path))):
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
-        problems.append(f"input{where}: {error.message}")
-    return problems
+    return schema_problems(schema, value, "input")
 
 
 def definition_id(tenant: str, name: str) -> UUID:

@@ -15,16 +15,17 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.definitions import LlmNode, SetNode, SwitchNode, WorkflowSpec
+from domain.definitions import AgentNode, LlmNode, SetNode, SwitchNode, WorkflowSpec, _ModelNode
 from domain.errors import DomainError, ExpressionError, NodeNotRunning, TemplateError
 from domain.expressions import evaluate, evaluate_condition
-from domain.llm import LlmRequest, LlmResult, Message
+from domain.llm import LlmRequest, LlmResult, Message, ToolCall
 from domain.templates import render
+from domain.tools import TOOLS, argument_problems
 
 RunStatus = Literal["pending", "running", "paused", "waiting", "completed", "failed", "cancelled"]
 NodeStatus = Literal["pending", "running", "completed", "failed", "skipped"]
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
-IO_NODE_KINDS = frozenset({"llm"})
+IO_NODE_KINDS = frozenset({"llm", "agent"})
 
 _SPECS: OrderedDict[str, WorkflowSpec] = OrderedDict()
 
@@ -38,6 +39,28 @@ def _spec_of(content_hash: str, graph: dict[str, Any]) -> WorkflowSpec:
         if len(_SPECS) > 512:
             _SPECS.popitem(last=False)
     return spec
+
+
+def new_usage() -> dict[str, Any]:
+    """A run's usage totals before any model call."""
+    return {
+        "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0,
+        "llm_calls": 0, "cost_complete": True,
+    }
+
+
+def add_usage(usage: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Totals after one more model answer (a recorded `LlmResult`); `cost_complete` turns
+    false for good once an answer's price was unknown."""
+    tokens = result.get("usage", {})
+    return {
+        "input_tokens": usage.get("input_tokens", 0) + tokens.get("input_tokens", 0),
+        "output_tokens": usage.get("output_tokens", 0) + tokens.get("output_tokens", 0),
+        "cached_tokens": usage.get("cached_tokens", 0) + tokens.get("cached_tokens", 0),
+        "cost_usd": round(usage.get("cost_usd", 0.0) + result.get("cost_usd", 0.0), 8),
+        "llm_calls": usage.get("llm_calls", 0) + 1,
+        "cost_complete": usage.get("cost_complete", True) and result.get("priced", True),
+    }
 
 
 class WorkflowRun(Aggregate):
@@ -74,7 +97,7 @@ class WorkflowRun(Aggregate):
         self.edges: dict[str, str] = {}
         self.output: Any = None
         self.error: dict[str, Any] | None = None
-        self.usage = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "llm_calls": 0}
+        self.usage: dict[str, Any] = new_usage()
 
     @property
     def spec(self) -> WorkflowSpec:
@@ -119,12 +142,91 @@ class WorkflowRun(Aggregate):
     def complete_llm_call(self, node_id: str, attempt: int, result: LlmResult) -> None:
         """Record a model's answer, complete the node and move the run on."""
         self.check_node_is_running(node_id, attempt)
-        self._llm_call_completed(node_id, attempt, result.model_dump(mode="json"))
         node = self.spec.nodes[node_id]
+        if isinstance(node, AgentNode):
+            self.complete_agent_step(node_id, attempt, result)
+            return
+        self._llm_call_completed(node_id, attempt, result.model_dump(mode="json"))
         assert isinstance(node, LlmNode)
         variables = {node.output: result.text} if node.output else {}
         self._complete_node(node_id, result.text, variables, None)
         self.advance()
+
+    # The agent loop: the worker calls the model and the tools; the run decides.
+
+    def complete_agent_step(self, node_id: str, attempt: int, result: LlmResult) -> list[ToolCall]:
+        """Record one model turn of an agent node. A turn without tool calls is the answer;
+        otherwise each call is checked (known tool, arguments valid against its schema)
+        and the valid ones are returned for the worker to run. A rejected call goes back
+        to the model as a tool error and counts as a repair."""
+        self.check_node_is_running(node_id, attempt)
+        node = self.spec.nodes[node_id]
+        assert isinstance(node, AgentNode)
+        state = self.nodes[node_id]
+        step = state.get("steps", 0) + 1
+        self._agent_step_completed(node_id, attempt, step, result.model_dump(mode="json"))
+        if not result.tool_calls:
+            variables = {node.output: result.text} if node.output else {}
+            self._complete_node(node_id, result.text, variables, None)
+            self.advance()
+            return []
+        offered = {tool.name: tool for tool in self.llm_request(node_id).tools}
+        valid: list[ToolCall] = []
+        last_problem = ""
+        for call in result.tool_calls:
+            definition = offered.get(call.name)
+            if definition is None:
+                problems = [f"unknown tool {call.name!r}; the tools are: {', '.join(offered)}"]
+            else:
+                problems = argument_problems(definition, call.arguments)
+            if problems:
+                last_problem = f"{call.name}: " + "; ".join(problems)
+                content = "error: invalid tool call: " + "; ".join(problems)
+                self._tool_call_completed(
+                    node_id, attempt, step, call.id, call.name, call.arguments, "rejected", content
+                )
+            else:
+                valid.append(call)
+        repairs = self.nodes[node_id].get("repairs", 0)
+        if repairs > node.max_repairs:
+            self._fail_node(node_id, attempt, {"class": "agent", "message": (
+                f"agent node {node_id!r} made {repairs} invalid tool calls, more than its "
+                f"max_repairs of {node.max_repairs}; the last: {last_problem}"
+            )})
+            return []
+        if step >= node.max_steps:
+            self._fail_node(node_id, attempt, {"class": "agent", "message": (
+                f"agent node {node_id!r} used all {node.max_steps} of its max_steps and still "
+                "calls tools instead of answering: raise max_steps or narrow the prompt"
+            )})
+            return []
+        self._tool_calls_requested(node_id, attempt, step, [c.model_dump() for c in valid])
+        return valid
+
+    def complete_tool_call(
+        self, node_id: str, attempt: int, call_id: str, ok: bool, content: str
+    ) -> None:
+        """Record what a tool the model called returned (or its error, for the model)."""
+        self.check_node_is_running(node_id, attempt)
+        pending = {c["id"]: c for c in self.nodes[node_id].get("pending", [])}
+        call = pending.get(call_id)
+        if call is None:
+            raise NodeNotRunning(f"no tool call {call_id!r} is waiting in node {node_id!r}")
+        step = self.nodes[node_id]["steps"]
+        outcome = "ok" if ok else "error"
+        self._tool_call_completed(
+            node_id, attempt, step, call_id, call["name"], call["arguments"], outcome, content
+        )
+
+    def pending_tool_calls(self, node_id: str) -> list[ToolCall]:
+        """Tool calls of an agent node waiting for their results."""
+        return [ToolCall.model_validate(c) for c in self.nodes[node_id].get("pending", [])]
+
+    def agent_request(self, node_id: str) -> LlmRequest:
+        """The next model turn of an agent node: its first request and everything since."""
+        first = self.llm_request(node_id)
+        messages = [Message.model_validate(m) for m in self.nodes[node_id].get("messages", [])]
+        return first.model_copy(update={"messages": [*first.messages, *messages]})
 
     def record_llm_failure(
         self, node_id: str, attempt: int, try_number: int, error: dict[str, Any], retry_in: float | None
@@ -136,6 +238,9 @@ class WorkflowRun(Aggregate):
     def fail_node(self, node_id: str, attempt: int, error: dict[str, Any]) -> None:
         """A node failed for good: the run fails with the node's error."""
         self.check_node_is_running(node_id, attempt)
+        self._fail_node(node_id, attempt, error)
+
+    def _fail_node(self, node_id: str, attempt: int, error: dict[str, Any]) -> None:
         self._node_failed(node_id, attempt, error)
         self._run_failed({"node": node_id, **error})
 
@@ -166,7 +271,7 @@ class WorkflowRun(Aggregate):
         node = self.spec.nodes[node_id]
         attempt = self.nodes[node_id]["attempt"] + 1
         try:
-            if isinstance(node, LlmNode):
+            if isinstance(node, _ModelNode):
                 request = self._llm_request_for(node)
                 self._node_started(node_id, node.kind, attempt, request.model_dump(mode="json"))
             elif isinstance(node, SwitchNode):
@@ -196,7 +301,7 @@ class WorkflowRun(Aggregate):
         if dead:
             self._nodes_skipped(dead)
 
-    def _llm_request_for(self, node: LlmNode) -> LlmRequest:
+    def _llm_request_for(self, node: _ModelNode) -> LlmRequest:
         context = self.activation()
         messages = []
         if node.system:
@@ -208,6 +313,8 @@ class WorkflowRun(Aggregate):
             temperature=node.temperature,
             max_tokens=node.max_tokens,
             options=node.options,
+            credential=node.credential,
+            tools=[TOOLS.get(name) for name in node.tools] if isinstance(node, AgentNode) else [],
         )
 
     def _choose_case(self, node: SwitchNode) -> str | None:
@@ -235,11 +342,47 @@ class WorkflowRun(Aggregate):
 
     @event("LlmCallCompleted")
     def _llm_call_completed(self, node_id: str, attempt: int, result: dict[str, Any]) -> None:
-        usage = result.get("usage", {})
-        self.usage["input_tokens"] += usage.get("input_tokens", 0)
-        self.usage["output_tokens"] += usage.get("output_tokens", 0)
-        self.usage["cost_usd"] += result.get("cost_usd", 0.0)
-        self.usage["llm_calls"] += 1
+        self.usage = add_usage(self.usage, result)
+
+    @event("AgentStepCompleted")
+    def _agent_step_completed(
+        self, node_id: str, attempt: int, step: int, result: dict[str, Any]
+    ) -> None:
+        self.usage = add_usage(self.usage, result)
+        state = self.nodes[node_id]
+        message = Message(
+            role="assistant",
+            content=result["text"],
+            tool_calls=[ToolCall.model_validate(c) for c in result.get("tool_calls", [])],
+        )
+        state["messages"] = [*state.get("messages", []), message.model_dump(mode="json")]
+        state["steps"] = step
+        state["pending"] = []
+
+    @event("ToolCallsRequested")
+    def _tool_calls_requested(
+        self, node_id: str, attempt: int, step: int, calls: list[dict[str, Any]]
+    ) -> None:
+        self.nodes[node_id]["pending"] = calls
+
+    @event("ToolCallCompleted")
+    def _tool_call_completed(
+        self,
+        node_id: str,
+        attempt: int,
+        step: int,
+        call_id: str,
+        tool: str,
+        arguments: dict[str, Any],
+        outcome: str,
+        content: str,
+    ) -> None:
+        state = self.nodes[node_id]
+        message = Message(role="tool", content=content, tool_call_id=call_id)
+        state["messages"] = [*state.get("messages", []), message.model_dump(mode="json")]
+        state["pending"] = [c for c in state.get("pending", []) if c["id"] != call_id]
+        if outcome == "rejected":
+            state["repairs"] = state.get("repairs", 0) + 1
 
     @event("NodeCompleted")
     def _node_completed(
@@ -249,7 +392,9 @@ class WorkflowRun(Aggregate):
         self.nodes[node_id] = {"status": "completed", "attempt": state["attempt"], "output": output}
         self.variables.update(variables)
         targets = self.spec.nodes[node_id].targets()
-        taken = {next} if isinstance(self.spec.nodes[node_id], SwitchNode) else set(targets)
+        taken: set[str | None] = (
+            {next} if isinstance(self.spec.nodes[node_id], SwitchNode) else set(targets)
+        )
         self._resolve_edges(node_id, taken)
 
     @event("NodesSkipped")

@@ -4,6 +4,11 @@ Nodes that need no I/O (`switch`, `set`) are decided inside the aggregate as soo
 they are ready. A model call is made because a `NodeStarted` event says so, and only
 while the run still shows that node attempt running, so a redelivered event repeats
 nothing. The answer is recorded in the run with everything a replay needs.
+
+A streamed call sends its text deltas to `heddle.tokens` as they come (`TokenDelta`);
+only the final answer is recorded. An `agent` node loops here: the run decides (which
+tool calls are valid, whether the node is done), the worker calls the model and runs
+the tools, and every turn and tool result is recorded in the run.
 """
 
 from __future__ import annotations
@@ -11,19 +16,39 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from itertools import count
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from domain.errors import NodeNotRunning
-from domain.llm import LlmError, LlmRequest, LlmResult
+from domain.llm import LlmDelta, LlmError, LlmRequest, LlmResult, ToolCall
 from domain.runs import IO_NODE_KINDS
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 
 NODE_STARTED = "WorkflowRun.NodeStarted"
+T = TypeVar("T")
 
 OnTryFailed = Callable[[int, LlmError, float | None], Awaitable[None]]
-CompleteLlm = Callable[[LlmRequest, OnTryFailed], Awaitable[LlmResult]]
+OnDelta = Callable[[int, LlmDelta], Awaitable[None]]
+
+
+class CompleteLlm(Protocol):
+    """The one retry layer: a model's answer for `tenant`, streamed when `on_delta` is given."""
+
+    def __call__(
+        self, request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
+        on_delta: OnDelta | None = None,
+    ) -> Awaitable[LlmResult]: ...
+
+
+PublishToken = Callable[["TokenDelta"], Awaitable[None]]
+Decide = Callable[[Callable[[], T]], Awaitable[T]]
+
+
+class RunTool(Protocol):
+    def __call__(self, call: ToolCall) -> Awaitable[tuple[bool, str]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +59,32 @@ class LlmCall:
     node_id: str
     attempt: int
     request: LlmRequest
+    tenant: str = "default"
+    kind: str = "llm"
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    """A piece of streamed text as published on `heddle.tokens` (key: the run id). `try`
+    numbers the tries of one model call: a reader drops the text of a try that a later
+    one replaces. `sequence` orders every delta of a node attempt; `step` numbers the
+    model turns of an agent node (1 for an `llm` node)."""
+
+    run_id: UUID
+    node_id: str
+    attempt: int
+    step: int
+    try_number: int
+    sequence: int
+    text: str
+
+    def as_message(self) -> dict[str, Any]:
+        return {
+            "run_id": str(self.run_id), "node_id": self.node_id, "attempt": self.attempt,
+            "step": self.step, "try": self.try_number, "sequence": self.sequence,
+            "text": self.text,
+        }
 
 
 @dataclass(slots=True)
@@ -70,26 +121,42 @@ def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall
         state = run.nodes.get(node_id, {})
         if state.get("status") == "running" and state.get("attempt") == attempt:
             request = LlmRequest.model_validate(envelope["data"]["input"])
-            due[(run_id, node_id, attempt)] = LlmCall(run_id, node_id, attempt, request)
+            node = run.spec.nodes[node_id]
+            due[(run_id, node_id, attempt)] = LlmCall(
+                run_id, node_id, attempt, request, run.tenant, node.kind, node.stream
+            )
     return list(due.values())
 
 
-async def call_llm(call: LlmCall, complete: CompleteLlm) -> LlmOutcome:
-    """Make one model call through the retrying provider; never raises for model errors."""
+async def call_llm(
+    call: LlmCall, complete: CompleteLlm, publish: PublishToken | None = None, step: int = 1
+) -> LlmOutcome:
+    """Make one model call through the retrying provider; never raises for model errors.
+    A streamed call publishes its deltas without waiting for each to be acknowledged."""
     outcome = LlmOutcome(call)
+    sequence = count()
 
     async def on_try_failed(try_number: int, error: LlmError, retry_in: float | None) -> None:
         outcome.failed_tries.append((try_number, error, retry_in))
 
+    async def on_delta(try_number: int, delta: LlmDelta) -> None:
+        assert publish is not None
+        await publish(TokenDelta(
+            call.run_id, call.node_id, call.attempt, step, try_number, next(sequence), delta.text
+        ))
+
+    streaming = on_delta if call.stream and publish is not None else None
     try:
-        outcome.result = await complete(call.request, on_try_failed)
+        outcome.result = await complete(call.request, call.tenant, on_try_failed, streaming)
     except LlmError as error:
         outcome.error = error
     return outcome
 
 
-def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> None:
-    """Record each outcome in its run, which then schedules what comes next."""
+def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> list[ToolCall]:
+    """Record each outcome in its run, which then schedules what comes next. Returns the
+    tool calls an agent's answer asked for (valid ones only), to run next."""
+    tool_calls: list[ToolCall] = []
     for outcome in outcomes:
         call = outcome.call
         run = uow.get(call.run_id)
@@ -100,9 +167,60 @@ def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> None:
                 run.record_llm_failure(
                     call.node_id, call.attempt, try_number, error.to_dict(), retry_in
                 )
-            if outcome.result is not None:
+            if outcome.result is not None and call.kind == "agent":
+                tool_calls += run.complete_agent_step(call.node_id, call.attempt, outcome.result)
+            elif outcome.result is not None:
                 run.complete_llm_call(call.node_id, call.attempt, outcome.result)
             elif outcome.error is not None:
                 run.fail_node(call.node_id, call.attempt, outcome.error.to_dict())
         except NodeNotRunning:
             continue
+    return tool_calls
+
+
+async def drive_agent(
+    call: LlmCall,
+    uow: UnitOfWork,
+    complete: CompleteLlm,
+    run_tool: RunTool,
+    decide: Decide[Any],
+    publish: PublishToken | None = None,
+) -> None:
+    """Run an agent node until the run says it is done: model turn, then the tools it
+    asked for, then the next turn with their results. `decide` runs a decision on the
+    thread that owns the run's aggregate."""
+
+    def next_work() -> tuple[LlmRequest | None, list[ToolCall], int]:
+        run = uow.get(call.run_id)
+        state = run.nodes.get(call.node_id, {}) if run is not None else {}
+        if state.get("status") != "running" or state.get("attempt") != call.attempt:
+            return None, [], 0
+        pending = run.pending_tool_calls(call.node_id)
+        step = state.get("steps", 0) + 1
+        return (None if pending else run.agent_request(call.node_id)), pending, step
+
+    while True:
+        request, pending, step = await decide(next_work)
+        if request is None and not pending:
+            return
+        if request is not None:
+            turn = LlmCall(call.run_id, call.node_id, call.attempt, request, call.tenant,
+                           call.kind, call.stream)
+            outcome = await call_llm(turn, complete, publish, step)
+            pending = await decide(partial(record_llm_outcomes, [outcome], uow))
+        results = [(tool_call, await run_tool(tool_call)) for tool_call in pending]
+        if results:
+            await decide(partial(_record_tool_results, call, results, uow))
+
+
+def _record_tool_results(
+    call: LlmCall, results: list[tuple[ToolCall, tuple[bool, str]]], uow: UnitOfWork
+) -> None:
+    run = uow.get(call.run_id)
+    if run is None:
+        return
+    for tool_call, (ok, content) in results:
+        try:
+            run.complete_tool_call(call.node_id, call.attempt, tool_call.id, ok, content)
+        except NodeNotRunning:
+            return

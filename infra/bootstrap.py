@@ -21,19 +21,24 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from domain.commands import CommandEnvelope, CommandReceipt
-from domain.llm import LlmError, LlmRequest, LlmResult, RetryPolicy
+from domain.llm import LlmRequest, LlmResult, RetryPolicy
 from handlers.intake import execute, handle_command
 from handlers.records import Record, trackings_for
 from handlers.run_worker import (
+    OnDelta,
     OnTryFailed,
+    TokenDelta,
     call_llm,
     decode_events,
+    drive_agent,
     llm_calls_due,
     record_llm_outcomes,
 )
+from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
+from infra.credentials import CredentialStore, create_credentials_table
 from infra.kafka import create_broker, ensure_topics, publish_all, subscribe_batches
-from infra.llm.retrying import complete_with_retries
+from infra.llm.retrying import complete_with_retries, stream_with_retries
 from infra.llm.router import ProviderRouter, ProviderSettings
 from infra.projector import Projector, create_read_models
 from infra.relay import Relay
@@ -53,6 +58,7 @@ def create_schema(settings: Settings, database_url: str) -> None:
             store = EventStore(env=store_environment(database_url, 0, create_tables=True))
             store.close()
             create_read_models(conn)
+            create_credentials_table(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", [SCHEMA_LOCK])
 
@@ -76,9 +82,13 @@ class Heddle:
         )
         self.writer = Writer()
         self.broker = create_broker(self.settings, self.bootstrap_servers)
-        self.llm = ProviderRouter(ProviderSettings.from_env(self.environ))
-        self.retry_policy = RetryPolicy()
         self.reads = AsyncConnectionPool(self.database_url, min_size=1, max_size=8, open=False)
+        self.credentials = CredentialStore(self.reads, self.environ)
+        self.llm = ProviderRouter(
+            ProviderSettings.from_env(self.environ), credentials=self.credentials
+        )
+        self.retry_policy = RetryPolicy()
+        self.tools = builtin_tools()
         self.relay: Relay | None = None
         self.projector: Projector | None = None
         self._intake_positions = Positions(self.store, f"intake@{self.epoch}")
@@ -186,7 +196,24 @@ class Heddle:
             return
         for call in calls:
             log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
-        outcomes = await asyncio.gather(*(call_llm(call, self.complete_llm) for call in calls))
+        acks: list[asyncio.Future[Any]] = []
+
+        async def publish(delta: TokenDelta) -> None:
+            acks.append(await self.broker.publish(
+                dumps(delta.as_message()), self.topics.tokens, key=str(delta.run_id).encode(),
+                no_confirm=True,
+            ))
+
+        agents = [c for c in calls if c.kind == "agent"]
+        outcomes, *_ = await asyncio.gather(
+            asyncio.gather(*(
+                call_llm(call, self.complete_llm, publish) for call in calls if call.kind != "agent"
+            )),
+            *(
+                drive_agent(call, uow, self.complete_llm, self.tools.run, self.writer.run, publish)
+                for call in agents
+            ),
+        )
 
         def record() -> None:
             record_llm_outcomes(list(outcomes), uow)
@@ -195,19 +222,28 @@ class Heddle:
             self._worker_positions.advance(trackings)
 
         await self.writer.run(record)
+        # Tokens are a live view, not the record: a lost delta must not fail the node.
+        lost = [r for r in await asyncio.gather(*acks, return_exceptions=True) if r is not None
+                and isinstance(r, BaseException)]
+        if lost:
+            log.warning("%d token deltas were not acknowledged: %r", len(lost), lost[0])
 
     async def project(self, records: list[Record]) -> None:
         assert self.projector is not None
         await asyncio.to_thread(self.projector.apply, records)
 
-    async def complete_llm(self, request: LlmRequest, on_try_failed: OnTryFailed) -> LlmResult:
-        """The one retry layer around the providers."""
-
-        async def report(attempt: int, error: LlmError, delay: float | None) -> None:
-            await on_try_failed(attempt, error, delay)
-
+    async def complete_llm(
+        self, request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
+        on_delta: OnDelta | None = None,
+    ) -> LlmResult:
+        """The one retry layer around the providers; streamed when `on_delta` is given."""
+        providers = self.llm.for_tenant(tenant)
+        if on_delta is not None:
+            return await stream_with_retries(
+                providers, request, self.retry_policy, on_delta, on_try_failed, rand=random.random
+            )
         return await complete_with_retries(
-            self.llm, request, self.retry_policy, report, rand=random.random
+            providers, request, self.retry_policy, on_try_failed, rand=random.random
         )
 
     async def _keep_running(self, loop: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from domain.runs import add_usage, new_usage
 from projections import Cursor
 
 NAME = "run_history"
@@ -61,7 +62,7 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "node_order": list(data["graph"]["nodes"]),
             "output": None,
             "error": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "llm_calls": 0},
+            "usage": new_usage(),
             "started_by": data["actor"],
             "command_id": data["command_id"],
             "started_at": at,
@@ -88,17 +89,18 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
     elif kind == "NodesSkipped":
         for node_id in data["node_ids"]:
             nodes[node_id] = {**nodes[node_id], "status": "skipped"}
-    elif kind == "LlmCallCompleted":
-        usage, result = dict(row["usage"]), data["result"]
-        usage["input_tokens"] += result["usage"]["input_tokens"]
-        usage["output_tokens"] += result["usage"]["output_tokens"]
-        usage["cost_usd"] = round(usage["cost_usd"] + result.get("cost_usd", 0.0), 8)
-        usage["llm_calls"] += 1
-        row["usage"] = usage
+    elif kind in ("LlmCallCompleted", "AgentStepCompleted"):
+        result, node = data["result"], nodes[data["node_id"]]
+        row["usage"] = add_usage(row["usage"], result)
+        node_usage = add_usage(node.get("usage", {}), result) if "step" in data else result["usage"]
         nodes[data["node_id"]] = {
-            **nodes[data["node_id"]], "model": result["model"], "usage": result["usage"],
-            "latency_ms": result["latency_ms"],
+            **node, "model": result["model"], "usage": node_usage,
+            "latency_ms": round(node.get("latency_ms", 0.0) + result["latency_ms"], 3),
+            **({"steps": data["step"]} if "step" in data else {}),
         }
+    elif kind == "ToolCallCompleted":
+        node = nodes[data["node_id"]]
+        nodes[data["node_id"]] = {**node, "tool_calls": node.get("tool_calls", 0) + 1}
     elif kind == "LlmCallFailed":
         nodes[data["node_id"]] = {**nodes[data["node_id"]], "last_error": data["error"]}
     elif kind == "NodeFailed":

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS run_timeline (
 def summarize(event: dict[str, Any]) -> str:
     """A human line for an event, as `heddle runs show` and the UI print it."""
     data = event["data"]
-    kind = event["type"].removeprefix("WorkflowRun.")
+    kind: str = event["type"].removeprefix("WorkflowRun.")
     node = data.get("node_id")
     if kind == "Started":
         return f"run of {data['workflow']} v{data['version']} started by {data['actor']}"
@@ -41,6 +41,16 @@ def summarize(event: dict[str, Any]) -> str:
             f"{result['latency_ms']:.0f} ms ({usage['input_tokens']} in, "
             f"{usage['output_tokens']} out)"
         )
+    if kind == "AgentStepCompleted":
+        result = data["result"]
+        calls = ", ".join(call["name"] for call in result.get("tool_calls", []))
+        then = f"calls {calls}" if calls else "answers"
+        return f"{node}: step {data['step']}, {result['provider']}:{result['model']} {then}"
+    if kind == "ToolCallsRequested":
+        return f"{node}: running " + ", ".join(call["name"] for call in data["calls"])
+    if kind == "ToolCallCompleted":
+        what: str = {"ok": "returned", "error": "failed", "rejected": "rejected"}[data["outcome"]]
+        return f"{node}: tool {data['tool']} {what}: {data['content'][:120]}"
     if kind == "LlmCallFailed":
         retry = data.get("retry_in")
         then = f"; retrying in {retry:.1f} s" if retry is not None else ""

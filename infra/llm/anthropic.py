@@ -46,8 +46,8 @@ class AnthropicProvider:
         self.endpoint = endpoint
         self._clients = Clients(endpoint, self._client)
 
-    async def complete(self, request: LlmRequest) -> LlmResult:
-        client = self._clients.for_request(request)
+    async def complete(self, request: LlmRequest, api_key: str | None = None) -> LlmResult:
+        client = self._clients.for_request(request, api_key)
         started = time.perf_counter()
         message = await guarded(
             client.messages.create(**_body(request)), ERRORS, self.endpoint, request
@@ -68,10 +68,12 @@ class AnthropicProvider:
             latency_ms=since(started),
         )
 
-    async def stream(self, request: LlmRequest) -> AsyncIterator[LlmDelta | LlmResult]:
+    async def stream(
+        self, request: LlmRequest, api_key: str | None = None
+    ) -> AsyncIterator[LlmDelta | LlmResult]:
         """Text deltas as they come, then the whole result. A stream without `message_stop`
         and a stop reason raises a retryable error: it is not an answer."""
-        client = self._clients.for_request(request)
+        client = self._clients.for_request(request, api_key)
         started = time.perf_counter()
         events = await guarded(
             client.messages.create(**_body(request), stream=True), ERRORS, self.endpoint, request

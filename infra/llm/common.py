@@ -60,6 +60,8 @@ class Endpoint:
     key_variable: str | None
     timeout_seconds: float
     credentials: Mapping[str, str] = field(default_factory=dict)
+    resolved: set[str] = field(default_factory=set)
+    """Keys read from the credential store for calls here: redacted like the others."""
 
     def key_for(self, request: LlmRequest) -> str:
         """The key for this request, or a fatal error naming the variable to set."""
@@ -70,7 +72,8 @@ class Endpoint:
                 raise LlmError(
                     self.provider, "fatal",
                     f"{self.provider}: the node's credential {request.credential!r} is not "
-                    f"configured: set {variable}",
+                    f"configured: store it with `heddle credentials set {request.credential} "
+                    f"--provider {self.provider}` or set {variable}",
                 )
             return key
         if self.key_variable is None:
@@ -83,7 +86,7 @@ class Endpoint:
         return self.api_key
 
     def secrets(self) -> list[str]:
-        return [key for key in (self.api_key, *self.credentials.values()) if key]
+        return [key for key in (self.api_key, *self.credentials.values(), *self.resolved) if key]
 
     def __repr__(self) -> str:
         return f"Endpoint({self.provider!r}, {self.base_url!r})"
@@ -102,18 +105,19 @@ ClientT = TypeVar("ClientT", bound=_Closable)
 
 
 class Clients(Generic[ClientT]):
-    """One SDK client per key, created at the first call that needs it."""
+    """One SDK client per key, created at the first call that needs it. `api_key` is a
+    key the router resolved (from the credential store); else the endpoint's is used."""
 
     def __init__(self, endpoint: Endpoint, create: Callable[[str], ClientT]) -> None:
         self.endpoint = endpoint
         self._create = create
         self._clients: dict[str, ClientT] = {}
 
-    def for_request(self, request: LlmRequest) -> ClientT:
-        name = request.credential or ""
-        if name not in self._clients:
-            self._clients[name] = self._create(self.endpoint.key_for(request))
-        return self._clients[name]
+    def for_request(self, request: LlmRequest, api_key: str | None = None) -> ClientT:
+        key = api_key or self.endpoint.key_for(request)
+        if key not in self._clients:
+            self._clients[key] = self._create(key)
+        return self._clients[key]
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

@@ -50,8 +50,8 @@ class OpenAiProvider:
         self.max_tokens_field = max_tokens_field
         self._clients = Clients(endpoint, self._client)
 
-    async def complete(self, request: LlmRequest) -> LlmResult:
-        client = self._clients.for_request(request)
+    async def complete(self, request: LlmRequest, api_key: str | None = None) -> LlmResult:
+        client = self._clients.for_request(request, api_key)
         started = time.perf_counter()
         response = await guarded(
             client.chat.completions.create(**self._body(request)), ERRORS, self.endpoint, request
@@ -77,9 +77,11 @@ class OpenAiProvider:
             latency_ms=since(started),
         )
 
-    async def stream(self, request: LlmRequest) -> AsyncIterator[LlmDelta | LlmResult]:
+    async def stream(
+        self, request: LlmRequest, api_key: str | None = None
+    ) -> AsyncIterator[LlmDelta | LlmResult]:
         """Text deltas as they come, then the whole result; an unfinished stream raises."""
-        client = self._clients.for_request(request)
+        client = self._clients.for_request(request, api_key)
         started = time.perf_counter()
         body = {**self._body(request), "stream": True, "stream_options": {"include_usage": True}}
         chunks = await guarded(

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, SecretStr
 
-from domain.llm import LlmDelta, LlmError, LlmRequest, LlmResult
+from domain.llm import LlmDelta, LlmError, LlmRequest, LlmResult, Message
+from infra.credentials import CredentialStoreError
 from infra.llm.anthropic import AnthropicProvider
-from infra.llm.common import Endpoint
+from infra.llm.common import Endpoint, credential_variable
 from infra.llm.openai import OpenAiProvider
 from infra.llm.pricing import PriceTable
 from infra.llm.scripted import ScriptedProvider
 
 KNOWN_PROVIDERS = ("anthropic", "groq", "ollama", "openai", "scripted")
 CREDENTIAL_PREFIX = "HEDDLE_CREDENTIAL_"
+HEALTH_MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-haiku-4-5",
+    "groq": "llama-3.1-8b-instant",
+    "ollama": "llama3.2",
+    "scripted": "echo",
+}
+HEALTH_TIMEOUT_SECONDS = 15.0
+
+
+class CredentialSource(Protocol):
+    """Where stored credentials are looked up: (provider, key) or None."""
+
+    async def key(self, tenant: str, credential_id: str) -> tuple[str, str] | None: ...
 
 
 class ProviderSettings(BaseModel):
@@ -23,8 +40,10 @@ class ProviderSettings(BaseModel):
 
     Read from the environment by `from_env`: OPENAI_API_KEY, OPENAI_BASE_URL,
     ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, GROQ_API_KEY, GROQ_BASE_URL, OLLAMA_BASE_URL,
-    HEDDLE_LLM_TIMEOUT_SECONDS, HEDDLE_PRICES and HEDDLE_CREDENTIAL_<NAME> (the key a node
-    names with `credential: <name>`).
+    HEDDLE_LLM_TIMEOUT_SECONDS, HEDDLE_PRICES, HEDDLE_CREDENTIAL_<NAME> (the key a node
+    names with `credential: <name>`, unless the credential store has it) and
+    HEDDLE_HEALTH_MODEL_<PROVIDER> (the model a health check calls). `configured` is the
+    providers whose key or base URL is set, and `scripted`.
     """
 
     openai_api_key: SecretStr | None = None
@@ -37,6 +56,8 @@ class ProviderSettings(BaseModel):
     timeout_seconds: float = 60.0
     prices: str | None = None
     credentials: dict[str, SecretStr] = {}
+    configured: frozenset[str] = frozenset({"scripted"})
+    health_models: dict[str, str] = dict(HEALTH_MODELS)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ProviderSettings:
@@ -58,6 +79,19 @@ class ProviderSettings(BaseModel):
             variable: value
             for variable, value in environ.items()
             if variable.startswith(CREDENTIAL_PREFIX) and value
+        }
+        signs = {
+            "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+            "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+            "groq": ("GROQ_API_KEY",),
+            "ollama": ("OLLAMA_BASE_URL",),
+        }
+        fields["configured"] = frozenset(
+            {"scripted"} | {p for p, names in signs.items() if any(environ.get(n) for n in names)}
+        )
+        fields["health_models"] = {
+            provider: environ.get(f"HEDDLE_HEALTH_MODEL_{provider.upper()}") or model
+            for provider, model in HEALTH_MODELS.items()
         }
         return cls(**fields)
 
@@ -90,12 +124,20 @@ class ProviderRouter:
     """One provider per prefix, created on first use and reused; every answer priced.
 
     `complete(request)` and `stream(request)` take any `provider:model`; wrap the router
-    in `infra.llm.retrying.complete_with_retries` for the one retry layer.
+    in `infra.llm.retrying.complete_with_retries` for the one retry layer. A request's
+    `credential` is resolved at call time: `HEDDLE_CREDENTIAL_<ID>` if set, else the
+    credential store (for the tenant the call is made for: see `for_tenant`).
     """
 
-    def __init__(self, settings: ProviderSettings, prices: PriceTable | None = None) -> None:
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        prices: PriceTable | None = None,
+        credentials: CredentialSource | None = None,
+    ) -> None:
         self.settings = settings
         self.prices = prices or PriceTable.from_setting(settings.prices)
+        self.credentials = credentials
         self._providers: dict[str, Any] = {"scripted": ScriptedProvider()}
 
     def provider(self, name: str) -> Any:
@@ -103,20 +145,83 @@ class ProviderRouter:
             self._providers[name] = self._create(name)
         return self._providers[name]
 
-    async def complete(self, request: LlmRequest) -> LlmResult:
-        result = await self.provider(_provider_of(request)).complete(request)
+    def for_tenant(self, tenant: str) -> TenantProviders:
+        """The router as one tenant's calls see it (their stored credentials)."""
+        return TenantProviders(self, tenant)
+
+    async def complete(self, request: LlmRequest, tenant: str = "default") -> LlmResult:
+        name = _provider_of(request)
+        provider = self.provider(name)
+        key = await self._stored_key(request, tenant, name)
+        result = await provider.complete(request, api_key=key)
         return self.prices.priced(result, request.model_name)
 
-    async def stream(self, request: LlmRequest) -> AsyncIterator[LlmDelta | LlmResult]:
-        async for item in self.provider(_provider_of(request)).stream(request):
+    async def stream(
+        self, request: LlmRequest, tenant: str = "default"
+    ) -> AsyncIterator[LlmDelta | LlmResult]:
+        name = _provider_of(request)
+        provider = self.provider(name)
+        key = await self._stored_key(request, tenant, name)
+        async for item in provider.stream(request, api_key=key):
             if isinstance(item, LlmResult):
                 item = self.prices.priced(item, request.model_name)
             yield item
+
+    async def check(self, name: str) -> dict[str, Any]:
+        """One minimal real call to a provider: `{provider, ok, latency_ms, error?}`."""
+        request = LlmRequest(
+            model=f"{name}:{self.settings.health_models.get(name, 'unknown')}",
+            messages=[Message(role="user", content="ping")],
+            max_tokens=1,
+        )
+        started = time.perf_counter()
+        report: dict[str, Any] = {"provider": name, "model": request.model_name, "ok": True}
+        try:
+            await asyncio.wait_for(self.complete(request), HEALTH_TIMEOUT_SECONDS)
+        except LlmError as error:
+            report.update(ok=False, error=error.message, retryable=error.retryable)
+        except TimeoutError:
+            report.update(ok=False, error=f"{name} did not answer within "
+                          f"{HEALTH_TIMEOUT_SECONDS:g} s", retryable=True)
+        report["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return report
+
+    async def check_all(self) -> list[dict[str, Any]]:
+        """A health check of every configured provider, at once."""
+        names = sorted(self.settings.configured)
+        return list(await asyncio.gather(*(self.check(name) for name in names)))
 
     async def aclose(self) -> None:
         providers, self._providers = self._providers, {"scripted": ScriptedProvider()}
         for provider in providers.values():
             await provider.aclose()
+
+    async def _stored_key(self, request: LlmRequest, tenant: str, name: str) -> str | None:
+        """The key of the request's credential from the store, or None to let the
+        adapter use the environment (which also explains a credential found nowhere)."""
+        credential = request.credential
+        if not credential or name == "scripted" or self.credentials is None:
+            return None
+        if credential_variable(credential) in self.settings.credentials:
+            return None
+        try:
+            found = await self.credentials.key(tenant, credential)
+        except CredentialStoreError as error:
+            raise LlmError(
+                name, "fatal",
+                f"{name}: the node's credential {credential!r} cannot be read: {error}",
+            ) from None
+        if found is None:
+            return None
+        provider, key = found
+        if provider != name:
+            raise LlmError(
+                name, "fatal",
+                f"{name}: the node's credential {credential!r} is a {provider} key: store a "
+                f"{name} key under another id, or change the node's model",
+            )
+        self.provider(name).endpoint.resolved.add(key)
+        return key
 
     def _create(self, name: str) -> Any:
         if name in {"openai", "groq"}:
@@ -127,6 +232,20 @@ class ProviderRouter:
             return AnthropicProvider(self.settings.endpoint(name))
         known = ", ".join(KNOWN_PROVIDERS)
         raise LlmError(name, "fatal", f"unknown provider {name!r} (known: {known})")
+
+
+class TenantProviders:
+    """The `LlmProvider` interface of a router, for one tenant's calls."""
+
+    def __init__(self, router: ProviderRouter, tenant: str) -> None:
+        self.router = router
+        self.tenant = tenant
+
+    async def complete(self, request: LlmRequest) -> LlmResult:
+        return await self.router.complete(request, self.tenant)
+
+    def stream(self, request: LlmRequest) -> AsyncIterator[LlmDelta | LlmResult]:
+        return self.router.stream(request, self.tenant)
 
 
 def _provider_of(request: LlmRequest) -> str:

@@ -57,7 +57,8 @@ def test_the_answer_routes_the_switch_and_skips_the_branch_not_taken() -> None:
     assert run.status == "completed"
     assert run.variables == {"greeting": "Hello Ada", "tier": "vip"}
     assert run.nodes["regular"]["status"] == "skipped"
-    assert run.usage == {"input_tokens": 3, "output_tokens": 2, "cost_usd": 0.001, "llm_calls": 1}
+    assert run.usage == {"input_tokens": 3, "output_tokens": 2, "cached_tokens": 0,
+                         "cost_usd": 0.001, "llm_calls": 1, "cost_complete": True}
 
 
 def test_the_default_branch_is_taken_when_no_case_holds() -> None:

@@ -1,0 +1,102 @@
+"""What the tools of `agent` nodes do, run by the worker (their declarations: `domain/tools.py`).
+
+A tool is a Python function of its (already validated) arguments returning text or
+JSON-able data. A tool that raises answers the model with the error instead: the model
+may try again, within the node's step cap.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import operator
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.llm import ToolCall, ToolDefinition
+from domain.tools import CALCULATOR, CURRENT_TIME, TOOLS, ToolCatalogue
+
+ToolFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
+
+
+class ToolError(Exception):
+    """A tool could not do what it was asked; the message goes back to the model."""
+
+
+class ToolRegistry:
+    """Tool functions by name; registering one also declares it for definitions."""
+
+    def __init__(self, catalogue: ToolCatalogue = TOOLS) -> None:
+        self.catalogue = catalogue
+        self._functions: dict[str, ToolFunction] = {}
+
+    def register(self, definition: ToolDefinition, function: ToolFunction) -> None:
+        self.catalogue.declare(definition)
+        self._functions[definition.name] = function
+
+    def names(self) -> list[str]:
+        return sorted(self._functions)
+
+    async def run(self, call: ToolCall) -> tuple[bool, str]:
+        """(ok, content for the model). Arguments were validated by the run already."""
+        function = self._functions.get(call.name)
+        if function is None:
+            return False, f"error: tool {call.name!r} is not available in this worker"
+        try:
+            value = function(**call.arguments)
+            if inspect.isawaitable(value):
+                value = await value
+        except ToolError as error:
+            return False, f"error: {error}"
+        except Exception as error:
+            return False, f"error: {call.name} failed: {type(error).__name__}: {error}"
+        return True, value if isinstance(value, str) else json.dumps(value)
+
+
+_OPERATORS: dict[type[ast.AST], Callable[..., Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos,
+}
+
+
+def calculate(expression: str) -> str:
+    """Arithmetic on numbers only, by walking the syntax tree: nothing is evaluated."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        raise ToolError(f"not an arithmetic expression: {expression!r}") from None
+    value = _arithmetic(tree.body)
+    return str(int(value) if isinstance(value, float) and value.is_integer() else value)
+
+
+def _arithmetic(node: ast.AST) -> int | float:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        if isinstance(node.value, bool):
+            raise ToolError("only numbers are allowed, not booleans")
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _arithmetic(node.left), _arithmetic(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 100:
+            raise ToolError("exponent too large (at most 100)")
+        try:
+            return _OPERATORS[type(node.op)](left, right)  # type: ignore[no-any-return]
+        except ZeroDivisionError:
+            raise ToolError("division by zero") from None
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+        return _OPERATORS[type(node.op)](_arithmetic(node.operand))  # type: ignore[no-any-return]
+    raise ToolError(f"only numbers and + - * / // % ** ( ) are allowed, not {ast.unparse(node)!r}")
+
+
+def current_time() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def builtin_tools() -> ToolRegistry:
+    """A registry with the tools Heddle ships."""
+    registry = ToolRegistry()
+    registry.register(CALCULATOR, calculate)
+    registry.register(CURRENT_TIME, current_time)
+    return registry
