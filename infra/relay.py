@@ -145,7 +145,11 @@ class Relay:
             linger_ms=1,
             max_batch_size=512 * 1024,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:  # cancelled while connecting: close it, or it warns when freed
+            await asyncio.shield(producer.stop())
+            raise
         return producer
 
     async def _become_leader(self, conn: psycopg.AsyncConnection) -> None:

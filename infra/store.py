@@ -21,6 +21,7 @@ from eventsourcing.persistence import InterfaceError, Notification, OperationalE
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import SQL, Identifier
 
 from handlers.records import Record
 
@@ -31,11 +32,24 @@ STORE_NAME = "heddle"
 class TrackingRecorder(PostgresProcessRecorder):
     """Writes events and several tracking positions in one transaction.
 
-    The library sends this transaction in psycopg's pipeline mode, which can hang for
-    good on a large batch (client and server each waiting to read; psycopg#685): a
-    batch of a few hundred runs' events did so here. One plain transaction of four
-    statements costs nothing measurable on a local socket and cannot hang that way.
+    Two departures from the library's recorder, both measured here. It sends this
+    transaction in psycopg's pipeline mode, which can hang for good on a large batch
+    (client and server each waiting to read; psycopg#685): a batch of a few hundred runs'
+    events did so. And it passes the events as one array of a composite type, which
+    psycopg dumps in Python, row by row: a third of a worker's save. Four arrays of plain
+    types (dumped in C) unnested side by side insert the same rows in the same order.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        table = SQL("{0}.{1}").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        )
+        self.insert_columns_statement = SQL(
+            "INSERT INTO {0} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%s::{1}[], %s::bigint[], %s::text[], %s::bytea[])"
+            " RETURNING notification_id"
+        ).format(table, SQL(self.datastore.originator_id_type))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
@@ -47,8 +61,19 @@ class TrackingRecorder(PostgresProcessRecorder):
                 self._insert_tracking(curs, tracking)
             if not stored_events:
                 return []
-            self._insert_stored_events(curs, stored_events)  # locks the table, notifies
-            return self._fetch_ids_after_insert_events(curs, stored_events)
+            self._lock_table(curs)  # commit order = notification order, for the relay
+            self._notify_channel(curs)
+            curs.execute(
+                self.insert_columns_statement,
+                [
+                    [e.originator_id for e in stored_events],
+                    [e.originator_version for e in stored_events],
+                    [e.topic for e in stored_events],
+                    [e.state for e in stored_events],
+                ],
+                prepare=True,
+            )
+            return [row["notification_id"] for row in curs.fetchall()]
 
 
 class EventStore(Application[UUID]):
