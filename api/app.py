@@ -122,6 +122,10 @@ def create_app(heddle: Heddle) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=heddle.settings.max_body_bytes)
     app.include_router(_routes(heddle))
+    from api.credentials import credential_routes  # here: those modules import this one
+    app.include_router(credential_routes(heddle))
+    from api.providers import provider_routes
+    app.include_router(provider_routes(heddle))
     return app
 
 

@@ -31,6 +31,10 @@ projections_app = typer.Typer(help="Maintain read models.", no_args_is_help=True
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(runs_app, name="runs")
 app.add_typer(projections_app, name="projections")
+credentials_app = typer.Typer(help="Store provider keys for nodes to name.", no_args_is_help=True)
+providers_app = typer.Typer(help="Check the LLM providers.", no_args_is_help=True)
+app.add_typer(credentials_app, name="credentials")
+app.add_typer(providers_app, name="providers")
 
 out = Console()
 err = Console(stderr=True)
@@ -295,6 +299,78 @@ def projections_rebuild(name: str) -> None:
     finally:
         store.close()
     out.print(f"rebuilt {name} from {count} events in {seconds:.2f} s")
+
+
+@credentials_app.command("set")
+def credentials_set(
+    credential_id: Annotated[str, typer.Argument(metavar="ID", help="what nodes name")],
+    provider: Annotated[str, typer.Option(help="openai, anthropic, groq or ollama")],
+    as_json: JsonOption = False,
+) -> None:
+    """Store a provider key under ID; the key is read from stdin or a hidden prompt."""
+    if sys.stdin.isatty():
+        api_key = typer.prompt(f"{provider} API key for {credential_id}", hide_input=True)
+    else:
+        api_key = sys.stdin.read().strip()
+    if not api_key:
+        _fail("no key given: pipe it in (`heddle credentials set ID --provider P < key.txt`)")
+    stored = _call("PUT", f"/v1/credentials/{credential_id}",
+                   json={"provider": provider, "api_key": api_key})
+    if as_json:
+        _print_json(stored)
+    else:
+        out.print(f"stored credential {stored['id']} for {stored['provider']}")
+
+
+@credentials_app.command("list")
+def credentials_list(as_json: JsonOption = False) -> None:
+    """List stored credentials (ids and providers; keys are never shown)."""
+    items = _call("GET", "/v1/credentials")["items"]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("id", "provider", "created at", "updated at")
+    for item in items:
+        table.add_row(item["id"], item["provider"], item["created_at"], item["updated_at"])
+    out.print(table)
+
+
+@credentials_app.command("delete")
+def credentials_delete(credential_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Delete a stored credential; nodes that name it fail until it is stored again."""
+    try:
+        with _client() as client:
+            response = client.delete(f"/v1/credentials/{credential_id}")
+    except httpx.ConnectError:
+        _fail(f"cannot reach Heddle at {_api_url()}: start it with `make up` or set HEDDLE_API_URL")
+    if response.status_code >= 400:
+        _fail(f"{response.status_code}: {response.json().get('detail', response.text)}")
+    out.print(f"deleted credential {credential_id}")
+
+
+@providers_app.command("check")
+def providers_check(as_json: JsonOption = False) -> None:
+    """Call every provider configured in this environment once (max_tokens=1); exit 1 if
+    any fails. Set keys and base URLs as for the workers."""
+    from infra.llm.router import ProviderRouter, ProviderSettings
+
+    async def check() -> list[dict[str, Any]]:
+        router = ProviderRouter(ProviderSettings.from_env(os.environ))
+        try:
+            return await router.check_all()
+        finally:
+            await router.aclose()
+
+    reports = asyncio.run(check())
+    if as_json:
+        _print_json(reports)
+    else:
+        for report in reports:
+            mark = "[green]ok[/]    " if report["ok"] else "[red]failed[/]"
+            line = f"{mark} {report['provider']}:{report['model']} {report['latency_ms']:.0f} ms"
+            out.print(line + ("" if report["ok"] else f": {report['error']}"))
+    if not all(report["ok"] for report in reports):
+        raise typer.Exit(1)
 
 
 def _database_url(settings: Settings) -> str:

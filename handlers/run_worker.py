@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import count
@@ -128,8 +129,25 @@ def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall
     return list(due.values())
 
 
+@dataclass(frozen=True, slots=True)
+class Recorder:
+    """Where a call records its failed tries as they happen: the batch's runs, and the
+    thread that owns them. Recorded at once, a try's event carries the time it failed."""
+
+    uow: UnitOfWork
+    decide: Decide[Any]
+
+    async def failed(self, call: LlmCall, try_number: int, error: LlmError,
+                     retry_in: float | None) -> None:
+        await self.decide(partial(_record_failure, call, try_number, error, retry_in, self.uow))
+
+
 async def call_llm(
-    call: LlmCall, complete: CompleteLlm, publish: PublishToken | None = None, step: int = 1
+    call: LlmCall,
+    complete: CompleteLlm,
+    publish: PublishToken | None = None,
+    step: int = 1,
+    recorder: Recorder | None = None,
 ) -> LlmOutcome:
     """Make one model call through the retrying provider; never raises for model errors.
     A streamed call publishes its deltas without waiting for each to be acknowledged."""
@@ -137,7 +155,10 @@ async def call_llm(
     sequence = count()
 
     async def on_try_failed(try_number: int, error: LlmError, retry_in: float | None) -> None:
-        outcome.failed_tries.append((try_number, error, retry_in))
+        if recorder is None:
+            outcome.failed_tries.append((try_number, error, retry_in))
+        else:
+            await recorder.failed(call, try_number, error, retry_in)
 
     async def on_delta(try_number: int, delta: LlmDelta) -> None:
         assert publish is not None
@@ -151,6 +172,16 @@ async def call_llm(
     except LlmError as error:
         outcome.error = error
     return outcome
+
+
+def _record_failure(
+    call: LlmCall, try_number: int, error: LlmError, retry_in: float | None, uow: UnitOfWork
+) -> None:
+    run = uow.get(call.run_id)
+    if run is None:
+        return
+    with suppress(NodeNotRunning):
+        run.record_llm_failure(call.node_id, call.attempt, try_number, error.to_dict(), retry_in)
 
 
 def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> list[ToolCall]:
@@ -206,7 +237,7 @@ async def drive_agent(
         if request is not None:
             turn = LlmCall(call.run_id, call.node_id, call.attempt, request, call.tenant,
                            call.kind, call.stream)
-            outcome = await call_llm(turn, complete, publish, step)
+            outcome = await call_llm(turn, complete, publish, step, Recorder(uow, decide))
             pending = await decide(partial(record_llm_outcomes, [outcome], uow))
         results = [(tool_call, await run_tool(tool_call)) for tool_call in pending]
         if results:

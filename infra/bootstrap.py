@@ -27,6 +27,7 @@ from handlers.records import Record, trackings_for
 from handlers.run_worker import (
     OnDelta,
     OnTryFailed,
+    Recorder,
     TokenDelta,
     call_llm,
     decode_events,
@@ -205,9 +206,11 @@ class Heddle:
             ))
 
         agents = [c for c in calls if c.kind == "agent"]
+        recorder = Recorder(uow, self.writer.run)
         outcomes, *_ = await asyncio.gather(
             asyncio.gather(*(
-                call_llm(call, self.complete_llm, publish) for call in calls if call.kind != "agent"
+                call_llm(call, self.complete_llm, publish, recorder=recorder)
+                for call in calls if call.kind != "agent"
             )),
             *(
                 drive_agent(call, uow, self.complete_llm, self.tools.run, self.writer.run, publish)
