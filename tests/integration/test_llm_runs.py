@@ -4,7 +4,6 @@ and a canary key that must never leak."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -12,6 +11,8 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -42,9 +43,6 @@ async def heddle_with(
     create_schema(settings, database_url)
     instance = Heddle(settings, database_url, kafka_bootstrap, environ=environ)
     await instance.start()
-    # The relay leaks its producer when stopped while starting it: let it start first.
-    while instance.relay.producer is None:
-        await asyncio.sleep(0.01)
     try:
         yield instance
     finally:
@@ -207,15 +205,13 @@ async def test_two_429s_with_retry_after_are_waited_out_then_the_call_succeeds(
     assert all(e["data"]["retry_in"] >= 1.0 for e in failed)
     assert all(e["data"]["error"]["status"] == 429 for e in failed)
     arrivals = [r.at for r in openai.requests]
-    waits = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    waits = [later - earlier for earlier, later in pairwise(arrivals)]
     assert len(waits) == 2
     assert min(waits) >= 1.0, waits
     times = [e["timestamp"] for e in [*failed, *of_type(events, "LlmCallCompleted")]]
     assert times == sorted(times)
-    from datetime import datetime
-
     stamps = [datetime.fromisoformat(t) for t in times]
-    assert all((b - a).total_seconds() >= 1.0 for a, b in zip(stamps, stamps[1:], strict=False))
+    assert all((b - a).total_seconds() >= 1.0 for a, b in pairwise(stamps))
 
 
 async def test_a_401_fails_the_node_at_once_with_the_fix_in_the_message(
