@@ -217,8 +217,8 @@ class ProviderRouter:
         if provider != name:
             raise LlmError(
                 name, "fatal",
-                f"{name}: the node's credential {credential!r} is a {provider} key: store a "
-                f"{name} key under another id, or change the node's model",
+                f"{name}: the node's credential {credential!r} is for {provider}, not {name}: "
+                f"store a {name} key under another id, or change the node's model",
             )
         self.provider(name).endpoint.resolved.add(key)
         return key

@@ -39,6 +39,8 @@ from domain.runs import WorkflowRun
 from domain.templates import render
 from handlers.intake import handle_command
 from handlers.records import Record
+from handlers.run_worker import LlmCall, TokenDelta, drive_agent
+from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.kafka import publish_dead_letter
 from infra.llm.retrying import complete_with_retries
@@ -51,6 +53,7 @@ ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs"
 WORKFLOWS_MD = (DOCS / "workflows.md").read_text()
 COMMANDS_MD = (DOCS / "commands.md").read_text()
+PROVIDERS_MD = (DOCS / "providers.md").read_text()
 FENCE = re.compile(
     r"(?:<!--[ \t]*(?P<mark>[^\n]*?)[ \t]*-->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S
 )
@@ -257,6 +260,42 @@ async def test_the_flaky_example_succeeds_after_its_scripted_failures() -> None:
     assert result.text == "summary of summarise the news"
     assert RetryPolicy().max_attempts == 4
     assert "up to 4 tries in all" in WORKFLOWS_MD
+
+
+async def test_the_agent_example_calls_the_calculator_and_answers_as_the_docs_say(
+    uow: UnitOfWork,
+) -> None:
+    spec = parse_definition(documented("arithmetic"))
+    run = WorkflowRun(
+        run_id=uuid.uuid4(), tenant="default", actor="docs", workflow=spec.name, version=1,
+        content_hash=spec.content_hash(), graph=spec.canonical(),
+        input={"question": "six times seven"}, command_id="c",
+    )
+    run.advance()
+    uow.add(run)
+    provider = ScriptedProvider()
+
+    async def complete(request: LlmRequest, tenant: str, on_failed: Any, on_delta: Any) -> Any:
+        return await provider.complete(request)
+
+    async def decide(decision: Any) -> Any:
+        return decision()
+
+    call = LlmCall(run.id, "solve", 1, run.llm_request("solve"), kind="agent")
+    await drive_agent(call, uow, complete, builtin_tools().run, decide)
+    assert run.status == "completed"
+    [tool] = [e for e in run.pending_events if type(e).__name__ == "ToolCallCompleted"]
+    assert (tool.arguments, tool.content) == ({"expression": "6 * 7"}, "42")
+    assert f"`{run.variables['answer']}`" in WORKFLOWS_MD
+
+
+def test_the_token_delta_in_the_provider_docs_has_the_fields_the_worker_publishes() -> None:
+    shown = json.loads(next(b for _, b, mark in blocks(PROVIDERS_MD) if mark == "token-delta"))
+    delta = TokenDelta(uuid.UUID(shown["run_id"]), shown["node_id"], shown["attempt"],
+                       shown["step"], shown["try"], shown["sequence"], shown["text"])
+    assert delta.as_message() == shown
+    for field in shown:
+        assert f"`{field}`" in PROVIDERS_MD
 
 
 async def test_an_unknown_provider_fails_with_the_error_the_docs_quote() -> None:
