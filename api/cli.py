@@ -72,11 +72,22 @@ def _call(method: str, path: str, **kwargs: Any) -> Any:
         _fail("the definition is invalid")
     if response.status_code >= 400:
         _fail(f"{response.status_code}: {response.json().get('detail', response.text)}")
-    return response.json()
+    return response.json() if response.content else None
 
 
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _print_items(items: list[dict[str, Any]], as_json: bool, columns: dict[str, str]) -> None:
+    """A list as JSON, or as a table of `columns` (header: field)."""
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(*columns)
+    for item in items:
+        table.add_row(*(str(item[field]) for field in columns.values()))
+    out.print(table)
 
 
 @app.command()
@@ -142,14 +153,10 @@ def workflows_apply(
 @workflows_app.command("list")
 def workflows_list(as_json: JsonOption = False) -> None:
     """List workflows and their latest versions."""
-    items = _call("GET", "/v1/workflows")["items"]
-    if as_json:
-        _print_json(items)
-        return
-    table = Table("name", "version", "published by", "published at")
-    for item in items:
-        table.add_row(item["name"], str(item["version"]), item["published_by"], item["published_at"])
-    out.print(table)
+    _print_items(_call("GET", "/v1/workflows")["items"], as_json, {
+        "name": "name", "version": "version", "published by": "published_by",
+        "published at": "published_at",
+    })
 
 
 def _parse_inputs(pairs: list[str], input_file: Path | None) -> dict[str, Any]:
@@ -325,26 +332,15 @@ def credentials_set(
 @credentials_app.command("list")
 def credentials_list(as_json: JsonOption = False) -> None:
     """List stored credentials (ids and providers; keys are never shown)."""
-    items = _call("GET", "/v1/credentials")["items"]
-    if as_json:
-        _print_json(items)
-        return
-    table = Table("id", "provider", "created at", "updated at")
-    for item in items:
-        table.add_row(item["id"], item["provider"], item["created_at"], item["updated_at"])
-    out.print(table)
+    _print_items(_call("GET", "/v1/credentials")["items"], as_json, {
+        "id": "id", "provider": "provider", "created at": "created_at", "updated at": "updated_at",
+    })
 
 
 @credentials_app.command("delete")
 def credentials_delete(credential_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Delete a stored credential; nodes that name it fail until it is stored again."""
-    try:
-        with _client() as client:
-            response = client.delete(f"/v1/credentials/{credential_id}")
-    except httpx.ConnectError:
-        _fail(f"cannot reach Heddle at {_api_url()}: start it with `make up` or set HEDDLE_API_URL")
-    if response.status_code >= 400:
-        _fail(f"{response.status_code}: {response.json().get('detail', response.text)}")
+    _call("DELETE", f"/v1/credentials/{credential_id}")
     out.print(f"deleted credential {credential_id}")
 
 
