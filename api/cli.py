@@ -284,8 +284,10 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
     if state.get("error"):
         out.print(f"[red]error:[/] {json.dumps(state['error'])}")
     usage = state["usage"]
-    out.print(f"usage: {usage['llm_calls']} model calls, {usage['input_tokens']} in, "
-              f"{usage['output_tokens']} out, ${usage['cost_usd']:.6f}")
+    unpriced = "" if usage.get("cost_complete", True) else " (at least: a model had no price)"
+    out.print(f"usage: {usage['llm_calls']} model calls, {usage['input_tokens']} in "
+              f"({usage.get('cached_tokens', 0)} cached), {usage['output_tokens']} out, "
+              f"${usage['cost_usd']:.6f}{unpriced}")
 
 
 @projections_app.command("rebuild")

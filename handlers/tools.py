@@ -1,13 +1,15 @@
 """What the tools of `agent` nodes do, run by the worker (their declarations: `domain/tools.py`).
 
-A tool is a Python function of its (already validated) arguments returning text or
-JSON-able data. A tool that raises answers the model with the error instead: the model
-may try again, within the node's step cap.
+A tool is a Python function (plain, run in a thread, or async) of its already validated
+arguments, returning text or JSON-able data, within a time limit. A tool that raises or
+runs out of time answers the model with the error instead: the model may try again,
+within the node's step cap.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import json
 import operator
@@ -28,8 +30,9 @@ class ToolError(Exception):
 class ToolRegistry:
     """Tool functions by name; registering one also declares it for definitions."""
 
-    def __init__(self, catalogue: ToolCatalogue = TOOLS) -> None:
+    def __init__(self, catalogue: ToolCatalogue = TOOLS, timeout_seconds: float = 30.0) -> None:
         self.catalogue = catalogue
+        self.timeout_seconds = timeout_seconds
         self._functions: dict[str, ToolFunction] = {}
 
     def register(self, definition: ToolDefinition, function: ToolFunction) -> None:
@@ -45,9 +48,13 @@ class ToolRegistry:
         if function is None:
             return False, f"error: tool {call.name!r} is not available in this worker"
         try:
-            value = function(**call.arguments)
-            if inspect.isawaitable(value):
-                value = await value
+            if inspect.iscoroutinefunction(function):
+                running = function(**call.arguments)
+            else:  # off the event loop, which the worker's other calls share
+                running = asyncio.to_thread(function, **call.arguments)
+            value = await asyncio.wait_for(running, self.timeout_seconds)
+        except TimeoutError:
+            return False, f"error: {call.name} took longer than {self.timeout_seconds:g} s"
         except ToolError as error:
             return False, f"error: {error}"
         except Exception as error:

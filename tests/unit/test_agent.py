@@ -3,6 +3,7 @@ scripted model and runs the tools. No network: the in-memory store and scripted 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -168,6 +169,18 @@ async def test_a_tool_that_fails_tells_the_model_why(tools: ToolRegistry, uow: U
                       tools, uow)
     assert run.variables == {"answer": "error: division by zero"}
     assert tool_events(run)[0].outcome == "error"
+
+
+async def test_a_tool_that_runs_too_long_answers_the_model_with_an_error(uow: UnitOfWork) -> None:
+    async def slow(text: str) -> str:
+        await asyncio.sleep(5)
+        return text
+
+    registry = ToolRegistry(timeout_seconds=0.05)
+    registry.register(WORD_COUNT, slow)
+    run = await solve(agent([call("word_count", text="hi"), "{{ messages[-1].content }}"]),
+                      registry, uow)
+    assert run.variables == {"answer": "error: word_count took longer than 0.05 s"}
 
 
 async def test_replaying_an_agents_events_rebuilds_the_run_without_a_provider(
