@@ -121,6 +121,8 @@ def create_app(heddle: Heddle) -> FastAPI:
         description="Event-sourced LLM workflows: commands in, read models out.",
     )
     app.add_middleware(BodyLimit, limit=heddle.settings.max_body_bytes)
+    from api.replay import replay_routes  # first: /v1/runs/diff is not a run id
+    app.include_router(replay_routes(heddle))
     app.include_router(_routes(heddle))
     from api.credentials import credential_routes  # here: those modules import this one
     app.include_router(credential_routes(heddle))

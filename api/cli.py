@@ -382,5 +382,9 @@ def _database_url(settings: Settings) -> str:
     return stack.database_url
 
 
+from api.cli_replay import register as _register_replay  # noqa: E402 - needs the apps above
+_register_replay(app, runs_app)  # replay, runs diff|export|import
+
+
 if __name__ == "__main__":
     app()

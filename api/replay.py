@@ -1,0 +1,115 @@
+"""Replay routes: a run's state at any event, two runs compared, histories exported and
+imported. Reads come from the event store alone (never the read models), so they show
+what the events say even while a projection lags or is being rebuilt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
+
+from api.app import Caller, caller
+from handlers.replay import (
+    ReplayError,
+    RunExists,
+    choose_version,
+    diff_runs,
+    export_history,
+    import_history,
+    load_run,
+    replay_view,
+    run_state,
+    tenant_of,
+)
+from infra.bootstrap import Heddle
+from infra.store import dumps
+from projections.run_timeline import summarize
+
+
+def replay_routes(heddle: Heddle) -> APIRouter:
+    """The replay routes of one Heddle (include before the `/v1/runs/{id}` routes)."""
+    router = APIRouter(tags=["replay"])
+
+    async def events_of(run_id: UUID, tenant: str) -> list[dict[str, Any]]:
+        events = await asyncio.to_thread(heddle.store.aggregate_events, run_id)
+        if tenant_of(events) != tenant:
+            raise HTTPException(404, f"no run {run_id}")
+        return json.loads(dumps(events))  # type: ignore[no-any-return]
+
+    @router.get("/v1/runs/diff")
+    async def diff(
+        a: UUID = Query(description="a run id"),
+        b: UUID = Query(description="the run id to compare it with"),
+        who: Caller = Depends(caller),
+    ) -> dict[str, Any]:
+        """Where two runs diverge, node by node (status, recorded request, output, tokens,
+        cost, latency), the first divergent node, and run-level differences."""
+        events_a, events_b = await asyncio.gather(
+            events_of(a, who.tenant), events_of(b, who.tenant)
+        )
+        run_a, run_b = await asyncio.gather(
+            asyncio.to_thread(load_run, heddle.store, a),
+            asyncio.to_thread(load_run, heddle.store, b),
+        )
+        return _jsonable(diff_runs(events_a, run_state(run_a), events_b, run_state(run_b)))
+
+    @router.get("/v1/runs/{run_id}/state")
+    async def state(
+        run_id: UUID,
+        who: Caller = Depends(caller),
+        at: int | None = Query(default=None, ge=1, description="after the run's Nth event"),
+        at_position: int | None = Query(default=None, ge=0, description="a global store position"),
+        at_node: str | None = Query(default=None, description="right after this node ended"),
+    ) -> dict[str, Any]:
+        """The run as it stood after one of its events (the latest without a point),
+        rebuilt from the event store, with its timeline and the point marked."""
+        events = await events_of(run_id, who.tenant)
+        try:
+            version = choose_version(events, at=at, at_position=at_position, at_node=at_node)
+        except ReplayError as error:
+            raise HTTPException(422, str(error)) from None
+        run = await asyncio.to_thread(load_run, heddle.store, run_id, version)
+        return _jsonable(replay_view(events, run, summarize))
+
+    @router.get("/v1/runs/{run_id}/export")
+    async def export(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """The run's history as a portable JSON document (see docs/replay.md)."""
+        return export_history(await events_of(run_id, who.tenant))
+
+    @router.post("/v1/runs/import", status_code=201)
+    async def import_run(
+        document: dict[str, Any] = Body(description="a history from /v1/runs/{id}/export"),
+        keep_id: bool = Query(default=False, description="keep the history's run id"),
+        who: Caller = Depends(caller),
+    ) -> dict[str, Any]:
+        """Load a finished run's history into this store, into the caller's tenant, as a
+        new run id unless `keep_id`. A history that does not replay is refused (422)."""
+        original = str(document.get("run_id", ""))
+        try:
+            run_id = UUID(original) if keep_id else uuid.uuid4()
+        except ValueError:
+            reason = f"keep_id: the history's run_id {original!r} is not a UUID"
+            raise HTTPException(422, reason) from None
+
+        def load() -> dict[str, Any]:
+            run = import_history(document, heddle.store, run_id, tenant=who.tenant)
+            return {"run_id": str(run.id), "imported_from": original, "status": run.status,
+                    "events": run.version}
+
+        try:
+            return await heddle.writer.run(load)
+        except RunExists as error:
+            raise HTTPException(409, str(error)) from None
+        except ReplayError as error:
+            raise HTTPException(422, str(error)) from None
+
+    return router
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(dumps(value))  # type: ignore[no-any-return]
