@@ -99,8 +99,10 @@ def runs_import(
     if as_json:
         cli._print_json(result)
     else:
-        cli.out.print(f"imported run {result['imported_from']} as {result['run_id']} "
-                      f"({result['status']}, {result['events']} events)")
+        cli.out.print(
+            f"imported run {result['imported_from']} as {result['run_id']} "
+            f"({result['status']}, {result['events']} events)"
+        )
 
 
 # Formatting

@@ -98,8 +98,12 @@ def replay_routes(heddle: Heddle) -> APIRouter:
 
         def load() -> dict[str, Any]:
             run = import_history(document, heddle.store, run_id, tenant=who.tenant)
-            return {"run_id": str(run.id), "imported_from": original, "status": run.status,
-                    "events": run.version}
+            return {
+                "run_id": str(run.id),
+                "imported_from": original,
+                "status": run.status,
+                "events": run.version,
+            }
 
         try:
             return await heddle.writer.run(load)

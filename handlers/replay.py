@@ -57,23 +57,25 @@ def run_state(run: WorkflowRun) -> dict[str, Any]:
     """
     order = list(run.graph["nodes"])
     nodes = {node_id: run.nodes[node_id] for node_id in order if node_id in run.nodes}
-    return copy.deepcopy({
-        "run_id": str(run.id),
-        "tenant": run.tenant,
-        "workflow": run.workflow,
-        "workflow_version": run.workflow_version,
-        "content_hash": run.content_hash,
-        "version": run.version,
-        "status": run.status,
-        "input": run.input,
-        "variables": run.variables,
-        "nodes": nodes,
-        "edges": run.edges,
-        "usage": run.usage,
-        "output": run.output,
-        "error": run.error,
-        "graph": run.graph,
-    })
+    return copy.deepcopy(
+        {
+            "run_id": str(run.id),
+            "tenant": run.tenant,
+            "workflow": run.workflow,
+            "workflow_version": run.workflow_version,
+            "content_hash": run.content_hash,
+            "version": run.version,
+            "status": run.status,
+            "input": run.input,
+            "variables": run.variables,
+            "nodes": nodes,
+            "edges": run.edges,
+            "usage": run.usage,
+            "output": run.output,
+            "error": run.error,
+            "graph": run.graph,
+        }
+    )
 
 
 def tenant_of(events: list[Envelope]) -> str | None:
@@ -116,7 +118,8 @@ def choose_version(
             known = ", ".join(graph_nodes)
             raise ReplayError(f"at_node={at_node!r}: no such node (nodes: {known})")
         ends = [
-            e for e in events
+            e
+            for e in events
             if e["type"] in ("WorkflowRun.NodeCompleted", "WorkflowRun.NodeFailed")
             and e["data"].get("node_id") == at_node
         ]
@@ -186,10 +189,19 @@ def node_facts(events: list[Envelope]) -> dict[str, dict[str, Any]]:
         return {}
     facts: dict[str, dict[str, Any]] = {
         node_id: {
-            "kind": node.get("kind"), "status": "pending", "attempts": 0, "input": None,
-            "output": None, "error": None,
-            "tokens": {"input": 0, "output": 0, "cached": 0}, "cost_usd": 0.0, "llm_calls": 0,
-            "model": None, "model_latency_ms": 0.0, "duration_ms": None, "started_version": None,
+            "kind": node.get("kind"),
+            "status": "pending",
+            "attempts": 0,
+            "input": None,
+            "output": None,
+            "error": None,
+            "tokens": {"input": 0, "output": 0, "cached": 0},
+            "cost_usd": 0.0,
+            "llm_calls": 0,
+            "model": None,
+            "model_latency_ms": 0.0,
+            "duration_ms": None,
+            "started_version": None,
         }
         for node_id, node in events[0]["data"]["graph"]["nodes"].items()
     }
@@ -232,8 +244,10 @@ def node_facts(events: list[Envelope]) -> dict[str, dict[str, Any]]:
 
 
 def diff_runs(
-    events_a: list[Envelope], state_a: dict[str, Any],
-    events_b: list[Envelope], state_b: dict[str, Any],
+    events_a: list[Envelope],
+    state_a: dict[str, Any],
+    events_b: list[Envelope],
+    state_b: dict[str, Any],
 ) -> dict[str, Any]:
     """Where two runs diverge: each node of either graph (A's order, then B's new ones)
     side by side with a `same` flag and the fields that differ, the first divergent node
@@ -243,10 +257,7 @@ def diff_runs(
     nodes: dict[str, dict[str, Any]] = {}
     for node_id in order:
         a, b = facts_a.get(node_id), facts_b.get(node_id)
-        differs = [
-            f for f in NODE_FIELDS_COMPARED
-            if a is None or b is None or a[f] != b[f]
-        ]
+        differs = [f for f in NODE_FIELDS_COMPARED if a is None or b is None or a[f] != b[f]]
         nodes[node_id] = {"same": not differs, "differs": differs, "a": a, "b": b}
 
     def reached(node_id: str) -> tuple[float, float, int]:
@@ -291,7 +302,9 @@ def _variables_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     only_b = {name: b[name] for name in b if name not in a}
     return {
         "same": not (changed or only_a or only_b),
-        "changed": changed, "only_a": only_a, "only_b": only_b,
+        "changed": changed,
+        "only_a": only_a,
+        "only_b": only_b,
     }
 
 
@@ -305,8 +318,11 @@ def export_history(events: list[Envelope]) -> dict[str, Any]:
         raise ReplayError("not a run: its first event is not WorkflowRun.Started")
     started = events[0]["data"]
     final = next(
-        (e for e in reversed(events)
-         if e["type"] in ("WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled")),
+        (
+            e
+            for e in reversed(events)
+            if e["type"] in ("WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled")
+        ),
         None,
     )
     return {
@@ -363,9 +379,9 @@ def history_events(
                 data["tenant"] = tenant
         try:
             timestamp = datetime.fromisoformat(str(item.get("timestamp")))
-            events.append(cls(
-                originator_id=run_id, originator_version=index, timestamp=timestamp, **data
-            ))
+            events.append(
+                cls(originator_id=run_id, originator_version=index, timestamp=timestamp, **data)
+            )
         except (TypeError, ValueError) as error:
             raise HistoryInvalid(f"{where}: {error}") from None
     return events

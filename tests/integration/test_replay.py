@@ -33,8 +33,12 @@ async def heddle(
 
     test_id = uuid.uuid4().hex[:10]
     settings = Settings(
-        topic_prefix=f"t{test_id}.", group_prefix=f"t{test_id}", partitions=2,
-        data_dir=Path(tmp_path_factory.mktemp("heddle")), dlq_after_attempts=2, _env_file=None,
+        topic_prefix=f"t{test_id}.",
+        group_prefix=f"t{test_id}",
+        partitions=2,
+        data_dir=Path(tmp_path_factory.mktemp("heddle")),
+        dlq_after_attempts=2,
+        _env_file=None,
     )
     database_url = create_database(postgres_url, f"test_{test_id}")
     create_schema(settings, database_url)
@@ -59,8 +63,7 @@ async def hello_runs(heddle: Any) -> dict[str, dict[str, Any]]:
         await publish(api, example("hello"))
         runs = {}
         for name in ("Ada", "Grace"):
-            started = await api.post("/v1/runs", json={"workflow": "hello", "input": {"name": name}})
-            runs[name] = started.json()["run_id"]
+            runs[name] = await start(api, "hello", name=name)
         return {name: await wait_for_run(api, run_id) for name, run_id in runs.items()}
 
 
@@ -71,10 +74,22 @@ def slow_chain(name: str, prompt: str, latency_ms: int) -> dict[str, Any]:
         "name": name,
         "start": "first",
         "nodes": {
-            "first": {"kind": "llm", "model": "scripted:slow", "prompt": prompt,
-                      "options": options, "output": "one", "next": "second"},
-            "second": {"kind": "llm", "model": "scripted:slow", "prompt": "then {{ vars.one }}",
-                       "options": options, "output": "two", "next": "done"},
+            "first": {
+                "kind": "llm",
+                "model": "scripted:slow",
+                "prompt": prompt,
+                "options": options,
+                "output": "one",
+                "next": "second",
+            },
+            "second": {
+                "kind": "llm",
+                "model": "scripted:slow",
+                "prompt": "then {{ vars.one }}",
+                "options": options,
+                "output": "two",
+                "next": "done",
+            },
             "done": {"kind": "set", "vars": {"finished": "yes"}},
         },
     }
@@ -126,7 +141,10 @@ async def test_the_state_right_after_a_node_shows_its_output_and_what_had_not_ru
     assert state["status"] == "running"
     assert state["variables"] == {"greeting": "Say hello to Ada"}
     assert {n: s["status"] for n, s in state["nodes"].items()} == {
-        "greet": "completed", "route": "pending", "vip": "pending", "regular": "pending",
+        "greet": "completed",
+        "route": "pending",
+        "vip": "pending",
+        "regular": "pending",
     }
     assert state["graph"]["nodes"]["greet"]["prompt"] == "Say hello to {{ input.name }}"
     marked = [e for e in view["timeline"] if e["current"]]
@@ -153,9 +171,9 @@ async def test_a_global_position_gives_the_run_as_it_stood_then(
     run_id = hello_runs["Ada"]["run_id"]
     events = (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
     third = events[2]
-    view = (await client.get(
-        f"/v1/runs/{run_id}/state", params={"at_position": third["position"]}
-    )).json()
+    view = (
+        await client.get(f"/v1/runs/{run_id}/state", params={"at_position": third["position"]})
+    ).json()
     assert view["at"]["version"] == 3
     latest = (await client.get(f"/v1/runs/{run_id}/state")).json()
     assert latest["state"]["status"] == "completed"
@@ -178,10 +196,12 @@ async def test_ada_and_grace_diverge_first_at_greet_and_then_take_different_bran
     assert diff["nodes"]["route"]["a"]["output"] == {"next": "vip"}
     assert diff["nodes"]["route"]["b"]["output"] == {"next": "regular"}
     assert (diff["nodes"]["vip"]["a"]["status"], diff["nodes"]["vip"]["b"]["status"]) == (
-        "completed", "skipped",
+        "completed",
+        "skipped",
     )
     assert (diff["nodes"]["regular"]["a"]["status"], diff["nodes"]["regular"]["b"]["status"]) == (
-        "skipped", "completed",
+        "skipped",
+        "completed",
     )
     assert diff["run"]["variables"]["changed"]["tier"] == {"a": "vip", "b": "regular"}
     assert diff["run"]["status"]["same"] is True
@@ -204,7 +224,9 @@ async def test_an_exported_run_imports_as_a_new_run_with_the_same_state(
     history = (await client.get(f"/v1/runs/{original}/export")).json()
     assert history["format"] == "heddle.run-history/1"
     assert (history["workflow"], history["workflow_version"], history["status"]) == (
-        "hello", 1, "completed",
+        "hello",
+        1,
+        "completed",
     )
     assert [e["version"] for e in history["events"]] == list(range(1, history["event_count"] + 1))
     imported = await client.post("/v1/runs/import", json=history)
