@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from infra.bootstrap import ALL_ROLES
 from tests.fakes.llm_servers import (
     AnthropicWire,
     FakeLlmServer,
@@ -35,14 +36,16 @@ CREDENTIALS_KEY = base64.b64encode(os.urandom(32)).decode()
 
 @asynccontextmanager
 async def heddle_with(
-    settings: Any, database_url: str, kafka_bootstrap: str, environ: dict[str, str]
+    settings: Any, database_url: str, kafka_bootstrap: str, environ: dict[str, str],
+    roles: tuple[str, ...] = ALL_ROLES,
 ) -> AsyncIterator[Any]:
-    """Every role of a Heddle that sees only `environ` (provider keys and base URLs)."""
+    """A Heddle that sees only `environ` (provider keys and base URLs); every role, or
+    none for a test of the API alone."""
     from infra.bootstrap import Heddle, create_schema
 
     create_schema(settings, database_url)
     instance = Heddle(settings, database_url, kafka_bootstrap, environ=environ)
-    await instance.start()
+    await instance.start(roles)
     try:
         yield instance
     finally:
@@ -296,7 +299,7 @@ async def test_storing_a_credential_without_an_encryption_key_says_what_to_set(
     environ = environment(openai, anthropic)
     del environ["HEDDLE_CREDENTIALS_KEY"]
     async with heddle_with(settings, database_url, kafka_bootstrap,
-                           environ) as heddle, api_client(heddle) as client:
+                           environ, roles=()) as heddle, api_client(heddle) as client:
         response = await client.put("/v1/credentials/team-a",
                                     json={"provider": "openai", "api_key": "sk-team-a-key"})
     assert response.status_code == 503
@@ -309,8 +312,8 @@ async def test_the_health_check_calls_each_configured_provider_and_reports_the_r
     openai, anthropic = fakes
     openai.then(OpenAiWire.completion("p", finish_reason="length"))
     anthropic.then(AnthropicWire.error(401, "invalid x-api-key", "authentication_error"))
-    async with heddle_with(settings, database_url, kafka_bootstrap,
-                           environment(openai, anthropic)) as heddle, api_client(heddle) as client:
+    async with heddle_with(settings, database_url, kafka_bootstrap, environment(openai, anthropic),
+                           roles=()) as heddle, api_client(heddle) as client:
         response = await client.get("/v1/providers/health")
     assert response.status_code == 503
     reports = {r["provider"]: r for r in response.json()["providers"]}
