@@ -383,6 +383,7 @@ def _database_url(settings: Settings) -> str:
 
 
 from api.cli_replay import register as _register_replay  # noqa: E402 - needs the apps above
+
 _register_replay(app, runs_app)  # replay, runs diff|export|import
 
 

@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -37,12 +36,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
-from aiokafka import AIOKafkaProducer  # noqa: E402
+import psycopg
+from aiokafka import AIOKafkaProducer
 
-from infra.bootstrap import ALL_ROLES, Heddle, create_schema  # noqa: E402
-from infra.devstack import ApacheKafka, EmbeddedPostgres, Tansu, create_database  # noqa: E402
-from infra.settings import Settings  # noqa: E402
+from infra.bootstrap import ALL_ROLES, Heddle, create_schema
+from infra.devstack import ApacheKafka, EmbeddedPostgres, Tansu, create_database
+from infra.settings import Settings
 
 
 def chain(nodes: int) -> dict[str, Any]:

@@ -15,11 +15,11 @@ from pydantic import ValidationError
 
 from domain.commands import (
     COMMAND_TYPES,
+    MAX_COMMAND_ID_LENGTH,
     CommandEnvelope,
     CommandReceipt,
     PublishWorkflow,
     StartRun,
-    MAX_COMMAND_ID_LENGTH,
     receipt_id,
     run_id_for,
     tenant_of,

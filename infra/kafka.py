@@ -26,6 +26,7 @@ from infra.settings import Settings, Topics
 
 log = logging.getLogger("heddle.kafka")
 
+TOKEN_RETENTION_MS = 60 * 60 * 1000
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
 
 
@@ -57,7 +58,13 @@ async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int)
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=1,
+                # Token deltas are a live view; the answer is recorded as an event.
+                topic_configs={"retention.ms": str(TOKEN_RETENTION_MS)} if name == topics.tokens else {},
+            )
             for name in topics.all()
             if name not in existing
         ]

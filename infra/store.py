@@ -97,7 +97,7 @@ class EventStore(Application[UUID]):
         """An aggregate's events as envelopes, with their positions in the store."""
         recorder = self.recorder
         query = (
-            f"SELECT originator_id, originator_version, topic, state, notification_id AS id"  # noqa: S608
+            f"SELECT originator_id, originator_version, topic, state, notification_id AS id"
             f" FROM {recorder.datastore.schema}.{recorder.events_table_name}"  # type: ignore[attr-defined]
             " WHERE originator_id = %s ORDER BY originator_version"
         )
