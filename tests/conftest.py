@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,24 +66,24 @@ def database_url(postgres_url: str) -> str:
     return create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
 
 
-@pytest.fixture
-def settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+def isolated_settings(data_dir: Path):  # type: ignore[no-untyped-def]
+    """Settings with topics and consumer groups of their own, so tests never meet."""
     from infra.settings import Settings
 
     test_id = uuid.uuid4().hex[:10]
     return Settings(
         topic_prefix=f"t{test_id}.",
         group_prefix=f"t{test_id}",
-        data_dir=tmp_path / "heddle",
+        data_dir=data_dir,
         partitions=2,
         dlq_after_attempts=2,
         _env_file=None,
     )
 
 
-@pytest.fixture
-async def heddle(settings, database_url: str, kafka_bootstrap: str) -> AsyncIterator[object]:  # type: ignore[no-untyped-def]
-    """Every role of Heddle, started against this test's database and topics."""
+@asynccontextmanager
+async def running_heddle(settings, database_url: str, kafka_bootstrap: str) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+    """Every role of Heddle, started against one database and one set of topics."""
     from infra.bootstrap import Heddle, create_schema
 
     create_schema(settings, database_url)
@@ -91,3 +93,15 @@ async def heddle(settings, database_url: str, kafka_bootstrap: str) -> AsyncIter
         yield instance
     finally:
         await instance.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return isolated_settings(tmp_path / "heddle")
+
+
+@pytest.fixture
+async def heddle(settings, database_url: str, kafka_bootstrap: str) -> AsyncIterator[object]:  # type: ignore[no-untyped-def]
+    """Every role of Heddle, started against this test's database and topics."""
+    async with running_heddle(settings, database_url, kafka_bootstrap) as instance:
+        yield instance

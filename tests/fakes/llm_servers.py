@@ -22,7 +22,15 @@ from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 
-from domain.llm import LlmDelta, LlmError, LlmProvider, LlmRequest, LlmResult
+from domain.llm import (
+    LlmDelta,
+    LlmError,
+    LlmProvider,
+    LlmRequest,
+    LlmResult,
+    RetryPolicy,
+    ToolDefinition,
+)
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,15 @@ async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:
             return
         writer.write(b"0\r\n\r\n")
     await writer.drain()
+
+
+FAST = RetryPolicy(base_delay=0.01, jitter=0, deadline_seconds=30)
+"""Retries without waiting, for tests of what is retried rather than how long it waits."""
+WEATHER = ToolDefinition(
+    name="get_weather",
+    description="Current weather in a city",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+)
 
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import isolated_settings, running_heddle
 from tests.integration.helpers import api_client, example, publish, wait_for_run
 
 OTHER_TENANT = {"X-Heddle-Tenant": "someone-else"}
@@ -27,27 +28,13 @@ OTHER_TENANT = {"X-Heddle-Tenant": "someone-else"}
 async def heddle(
     postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Any]:
-    from infra.bootstrap import Heddle, create_schema
+    """One Heddle for the whole module: these tests only read the runs they start."""
     from infra.devstack import create_database
-    from infra.settings import Settings
 
-    test_id = uuid.uuid4().hex[:10]
-    settings = Settings(
-        topic_prefix=f"t{test_id}.",
-        group_prefix=f"t{test_id}",
-        partitions=2,
-        data_dir=Path(tmp_path_factory.mktemp("heddle")),
-        dlq_after_attempts=2,
-        _env_file=None,
-    )
-    database_url = create_database(postgres_url, f"test_{test_id}")
-    create_schema(settings, database_url)
-    instance = Heddle(settings, database_url, kafka_bootstrap)
-    await instance.start()
-    try:
+    settings = isolated_settings(Path(tmp_path_factory.mktemp("heddle")))
+    database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
+    async with running_heddle(settings, database_url, kafka_bootstrap) as instance:
         yield instance
-    finally:
-        await instance.stop()
 
 
 @pytest.fixture

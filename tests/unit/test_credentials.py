@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,7 +18,6 @@ from tests.fakes.llm_servers import (
     AnthropicWire,
     FakeLlmServer,
     OpenAiWire,
-    running_server,
     sent_key,
 )
 
@@ -34,12 +32,6 @@ class Stored:
 
     async def key(self, tenant: str, credential_id: str) -> tuple[str, str] | None:
         return self.rows.get((tenant, credential_id))
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLlmServer]:
-    async with running_server() as server:
-        yield server
 
 
 def ask(credential: str | None, model: str = "openai:gpt-4o-mini") -> LlmRequest:

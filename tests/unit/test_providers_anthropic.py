@@ -15,39 +15,24 @@ from domain.llm import (
     LlmRequest,
     LlmResult,
     Message,
-    RetryPolicy,
     ToolCall,
-    ToolDefinition,
 )
 from infra.llm.retrying import complete_with_retries, stream_with_retries
 from infra.llm.router import ProviderRouter, ProviderSettings
 from tests.fakes.llm_servers import (
+    FAST,
+    WEATHER,
     AnthropicWire,
     FakeLlmServer,
     Reply,
     collect,
     failure_of,
-    running_server,
     sent_key,
     sse,
     stream_until_failure,
 )
 
 KEY = "sk-ant-test-77e2b0-do-not-leak"
-FAST = RetryPolicy(base_delay=0.01, jitter=0, deadline_seconds=30)
-WEATHER = ToolDefinition(
-    name="get_weather",
-    description="Current weather in a city",
-    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
-)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLlmServer]:
-    async with running_server() as server:
-        yield server
-
-
 def router_for(server: FakeLlmServer, **environ: str) -> ProviderRouter:
     return ProviderRouter(ProviderSettings.from_env({
         "ANTHROPIC_API_KEY": KEY,

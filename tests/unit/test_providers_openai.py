@@ -16,39 +16,24 @@ from domain.llm import (
     LlmRequest,
     LlmResult,
     Message,
-    RetryPolicy,
     ToolCall,
-    ToolDefinition,
 )
 from infra.llm.common import retry_after_seconds
 from infra.llm.retrying import complete_with_retries, stream_with_retries
 from infra.llm.router import ProviderRouter, ProviderSettings
 from tests.fakes.llm_servers import (
+    FAST,
+    WEATHER,
     FakeLlmServer,
     OpenAiWire,
     collect,
     cut,
     failure_of,
-    running_server,
     sent_key,
     stream_until_failure,
 )
 
 KEY = "sk-test-4f9c1e-do-not-leak"
-FAST = RetryPolicy(base_delay=0.01, jitter=0, deadline_seconds=30)
-WEATHER = ToolDefinition(
-    name="get_weather",
-    description="Current weather in a city",
-    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
-)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLlmServer]:
-    async with running_server() as server:
-        yield server
-
-
 def router_for(server: FakeLlmServer, **environ: str) -> ProviderRouter:
     return ProviderRouter(ProviderSettings.from_env({
         "OPENAI_API_KEY": KEY,
