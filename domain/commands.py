@@ -15,6 +15,7 @@ from eventsourcing.domain import Aggregate, event
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.definitions import HEDDLE_NAMESPACE
+from domain.edits import Edit
 
 MAX_COMMAND_ID_LENGTH = 200
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -54,9 +55,38 @@ class PublishWorkflow(BaseModel):
     definition: dict[str, Any]
 
 
+class ForkRun(BaseModel):
+    """Start a new run from a node of an existing one: the nodes that finished before that
+    node started are reused as recorded, and the run goes on live from the node, with
+    `variables`, `prompts` and `models` overridden. In `recorded` mode a later `llm` node
+    whose request is unchanged gets the source run's recorded answer instead of a call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_run_id: UUID
+    from_node: str = Field(min_length=1, max_length=64)
+    run_id: UUID | None = None
+    mode: Literal["live", "recorded"] = "live"
+    variables: dict[str, Any] = Field(default_factory=dict)
+    prompts: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, str] = Field(default_factory=dict)
+
+
+class EditGraph(BaseModel):
+    """Change a running run's graph: every edit or none (see docs/replay.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    edits: list[Edit] = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=1000)
+
+
 COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "StartRun": StartRun,
     "PublishWorkflow": PublishWorkflow,
+    "ForkRun": ForkRun,
+    "EditGraph": EditGraph,
 }
 
 

@@ -44,6 +44,18 @@ class RunAlreadyExists(CommandRejected):
     """A run with the requested id exists already."""
 
 
+class RunNotFound(CommandRejected):
+    """No run with that id belongs to the tenant."""
+
+
+class GraphEditRejected(CommandRejected):
+    """An edit to a run's graph breaks a rule of running graphs; the message says which."""
+
+
+class ForkRejected(CommandRejected):
+    """A fork cannot start from the requested point; the message says why."""
+
+
 class NodeNotRunning(DomainError):
     """A result arrived for a node attempt that is not running (late or duplicate)."""
 

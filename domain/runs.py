@@ -15,8 +15,25 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.definitions import AgentNode, LlmNode, SetNode, SwitchNode, WorkflowSpec, _ModelNode
-from domain.errors import DomainError, ExpressionError, NodeNotRunning, TemplateError
+from domain.definitions import (
+    AgentNode,
+    LlmNode,
+    SetNode,
+    SwitchNode,
+    WorkflowSpec,
+    _ModelNode,
+    parse_definition,
+)
+from domain.edits import EDGE_FIELDS, apply_edits
+from domain.errors import (
+    DefinitionInvalid,
+    DomainError,
+    ExpressionError,
+    GraphEditRejected,
+    NodeNotRunning,
+    Problem,
+    TemplateError,
+)
 from domain.expressions import evaluate, evaluate_condition
 from domain.llm import LlmRequest, LlmResult, Message, ToolCall
 from domain.templates import render
@@ -44,8 +61,12 @@ def _spec_of(content_hash: str, graph: dict[str, Any]) -> WorkflowSpec:
 def new_usage() -> dict[str, Any]:
     """A run's usage totals before any model call."""
     return {
-        "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0,
-        "llm_calls": 0, "cost_complete": True,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cached_tokens": 0,
+        "cost_usd": 0.0,
+        "llm_calls": 0,
+        "cost_complete": True,
     }
 
 
@@ -82,7 +103,10 @@ class WorkflowRun(Aggregate):
         graph: dict[str, Any],
         input: dict[str, Any],
         command_id: str,
+        fork: dict[str, Any] | None = None,
     ) -> None:
+        """`fork` makes the run a fork of another (see `handlers/forks.py`): it starts
+        from that run's variables, edges and finished nodes at the fork point."""
         self.tenant = tenant
         self.workflow = workflow
         self.workflow_version = version
@@ -98,6 +122,16 @@ class WorkflowRun(Aggregate):
         self.output: Any = None
         self.error: dict[str, Any] | None = None
         self.usage: dict[str, Any] = new_usage()
+        self.forked_from: dict[str, Any] | None = None
+        self._recorded: dict[str, dict[str, Any]] = {}
+        if fork is not None:
+            self.variables = dict(fork["variables"])
+            self.nodes.update(fork["nodes"])
+            self.edges = dict(fork["edges"])
+            self.forked_from = {
+                key: fork[key] for key in ("run_id", "node", "version", "mode", "overrides")
+            }
+            self._recorded = fork.get("recorded", {})
 
     @property
     def spec(self) -> WorkflowSpec:
@@ -152,6 +186,63 @@ class WorkflowRun(Aggregate):
         self._complete_node(node_id, result.text, variables, None)
         self.advance()
 
+    def edit_graph(self, edits: list[Any], actor: str, reason: str) -> None:
+        """Change the graph of a running run: all `edits` or none. The new graph must be a
+        valid definition, and every node that has started must stay as it was (a running
+        node's outgoing edges excepted: they are decided when it ends). Nodes that became
+        ready start at once; nodes left with no way in are skipped."""
+        if self.status != "running":
+            raise GraphEditRejected(
+                f"run {self.id} is {self.status}: only a running run's graph can change"
+            )
+        graph = apply_edits(self.graph, edits)
+        problems = self._edit_problems(graph)
+        try:
+            spec = parse_definition(graph)
+        except DefinitionInvalid as invalid:
+            problems += invalid.problems
+        if problems:
+            raise DefinitionInvalid(problems)
+        summary = [edit.model_dump(mode="json", by_alias=True) for edit in edits]
+        self._graph_edited(spec.canonical(), spec.content_hash(), summary, actor, reason)
+        dead = self._dead_nodes()
+        if dead:
+            self._nodes_skipped(dead)
+        self.advance()
+
+    def _edit_problems(self, graph: dict[str, Any]) -> list[Problem]:
+        problems = []
+        if graph.get("start") != self.spec.start:
+            problems.append(Problem("start", "a running run's start node cannot change"))
+        for node_id, state in self.nodes.items():
+            status = state["status"]
+            if status == "pending":
+                continue
+            old = self.graph["nodes"][node_id]
+            new = graph["nodes"].get(node_id)
+            if new is None:
+                problems.append(
+                    Problem(f"nodes.{node_id}", f"is {status}: only pending nodes can be removed")
+                )
+                continue
+            changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+            if status == "running":
+                changed -= EDGE_FIELDS
+            if changed:
+                what = ", ".join(sorted(changed))
+                problems.append(
+                    Problem(
+                        f"nodes.{node_id}",
+                        f"is {status}: its {what} cannot change"
+                        + (
+                            " (only its outgoing edges can, until it ends)"
+                            if status == "running"
+                            else ""
+                        ),
+                    )
+                )
+        return problems
+
     # The agent loop: the worker calls the model and the tools; the run decides.
 
     def complete_agent_step(self, node_id: str, attempt: int, result: LlmResult) -> list[ToolCall]:
@@ -189,16 +280,30 @@ class WorkflowRun(Aggregate):
                 valid.append(call)
         repairs = self.nodes[node_id].get("repairs", 0)
         if repairs > node.max_repairs:
-            self._fail_node(node_id, attempt, {"class": "agent", "message": (
-                f"agent node {node_id!r} made {repairs} invalid tool calls, more than its "
-                f"max_repairs of {node.max_repairs}; the last: {last_problem}"
-            )})
+            self._fail_node(
+                node_id,
+                attempt,
+                {
+                    "class": "agent",
+                    "message": (
+                        f"agent node {node_id!r} made {repairs} invalid tool calls, more than its "
+                        f"max_repairs of {node.max_repairs}; the last: {last_problem}"
+                    ),
+                },
+            )
             return []
         if step >= node.max_steps:
-            self._fail_node(node_id, attempt, {"class": "agent", "message": (
-                f"agent node {node_id!r} used all {node.max_steps} of its max_steps and still "
-                "calls tools instead of answering: raise max_steps or narrow the prompt"
-            )})
+            self._fail_node(
+                node_id,
+                attempt,
+                {
+                    "class": "agent",
+                    "message": (
+                        f"agent node {node_id!r} used all {node.max_steps} of its max_steps and still "
+                        "calls tools instead of answering: raise max_steps or narrow the prompt"
+                    ),
+                },
+            )
             return []
         self._tool_calls_requested(node_id, attempt, step, [c.model_dump() for c in valid])
         return valid
@@ -229,7 +334,12 @@ class WorkflowRun(Aggregate):
         return first.model_copy(update={"messages": [*first.messages, *messages]})
 
     def record_llm_failure(
-        self, node_id: str, attempt: int, try_number: int, error: dict[str, Any], retry_in: float | None
+        self,
+        node_id: str,
+        attempt: int,
+        try_number: int,
+        error: dict[str, Any],
+        retry_in: float | None,
     ) -> None:
         """One try of a model call failed; `retry_in` is None when no retry follows."""
         self.check_node_is_running(node_id, attempt)
@@ -264,7 +374,11 @@ class WorkflowRun(Aggregate):
                 node_id: {"status": state["status"], "output": state.get("output")}
                 for node_id, state in self.nodes.items()
             },
-            "run": {"id": str(self.id), "workflow": self.workflow, "version": self.workflow_version},
+            "run": {
+                "id": str(self.id),
+                "workflow": self.workflow,
+                "version": self.workflow_version,
+            },
         }
 
     def _start_node(self, node_id: str) -> None:
@@ -274,6 +388,13 @@ class WorkflowRun(Aggregate):
             if isinstance(node, _ModelNode):
                 request = self._llm_request_for(node)
                 self._node_started(node_id, node.kind, attempt, request.model_dump(mode="json"))
+                recorded = self._recorded.get(request.fingerprint())
+                if recorded is not None and isinstance(node, LlmNode):
+                    self._llm_call_replayed(node_id, attempt, recorded)
+                    text = recorded["text"]
+                    self._complete_node(
+                        node_id, text, {node.output: text} if node.output else {}, None
+                    )
             elif isinstance(node, SwitchNode):
                 chosen = self._choose_case(node)
                 self._node_started(node_id, node.kind, attempt, {})
@@ -338,7 +459,32 @@ class WorkflowRun(Aggregate):
 
     @event("NodeStarted")
     def _node_started(self, node_id: str, kind: str, attempt: int, input: dict[str, Any]) -> None:
-        self.nodes[node_id] = {"status": "running", "attempt": attempt, "kind": kind, "input": input}
+        self.nodes[node_id] = {
+            "status": "running",
+            "attempt": attempt,
+            "kind": kind,
+            "input": input,
+        }
+
+    @event("GraphEdited")
+    def _graph_edited(
+        self,
+        graph: dict[str, Any],
+        content_hash: str,
+        edits: list[dict[str, Any]],
+        actor: str,
+        reason: str,
+    ) -> None:
+        self.graph = graph
+        self.content_hash = content_hash
+        self.nodes = {
+            node_id: self.nodes.get(node_id, {"status": "pending", "attempt": 0})
+            for node_id in graph["nodes"]
+        }
+
+    @event("LlmCallReplayed")
+    def _llm_call_replayed(self, node_id: str, attempt: int, result: dict[str, Any]) -> None:
+        """A fork in `recorded` mode re-served a recorded answer: nothing was spent."""
 
     @event("LlmCallCompleted")
     def _llm_call_completed(self, node_id: str, attempt: int, result: dict[str, Any]) -> None:
@@ -405,7 +551,12 @@ class WorkflowRun(Aggregate):
 
     @event("LlmCallFailed")
     def _llm_call_failed(
-        self, node_id: str, attempt: int, try_number: int, error: dict[str, Any], retry_in: float | None
+        self,
+        node_id: str,
+        attempt: int,
+        try_number: int,
+        error: dict[str, Any],
+        retry_in: float | None,
     ) -> None:
         self.nodes[node_id]["failures"] = self.nodes[node_id].get("failures", 0) + 1
 
@@ -443,5 +594,6 @@ class WorkflowRun(Aggregate):
                         edges[f"{node_id}->{target}"] = "skipped"
                     changed = True
         return dead
+
 
 __all__ = ["IO_NODE_KINDS", "TERMINAL_STATUSES", "DomainError", "WorkflowRun"]

@@ -33,6 +33,7 @@ from domain.errors import (
     WorkflowNotFound,
 )
 from domain.runs import WorkflowRun
+from handlers.forks import edit_graph, fork_run
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 
@@ -93,6 +94,8 @@ def publish_workflow(
 HANDLERS: dict[str, Handler] = {
     "StartRun": start_run,
     "PublishWorkflow": publish_workflow,
+    "ForkRun": fork_run,
+    "EditGraph": edit_graph,
 }
 
 

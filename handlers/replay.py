@@ -374,6 +374,7 @@ def history_events(
             raise HistoryInvalid(f"{where}: a run's history starts with one WorkflowRun.Started")
         data = dict(item.get("data") or {})
         if is_start:
+            data.setdefault("fork", None)  # histories from before forks existed
             data.update(run_id=run_id, originator_topic=get_topic(WorkflowRun))
             if tenant is not None:
                 data["tenant"] = tenant

@@ -20,12 +20,14 @@ def schemas() -> dict[str, dict[str, Any]]:
     """Each schema file's name and content, generated from the pydantic models now."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from domain.commands import CommandEnvelope, PublishWorkflow, StartRun
+    from domain.commands import CommandEnvelope, EditGraph, ForkRun, PublishWorkflow, StartRun
 
     models = {
         "command-envelope.json": CommandEnvelope,
         "start-run.json": StartRun,
         "publish-workflow.json": PublishWorkflow,
+        "fork-run.json": ForkRun,
+        "edit-graph.json": EditGraph,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 
