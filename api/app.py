@@ -131,14 +131,15 @@ def create_app(heddle: Heddle) -> FastAPI:
     return app
 
 
+async def publish_command(heddle: Heddle, envelope: CommandEnvelope, key: str) -> None:
+    """Send a command to `heddle.commands`, keyed by `key` (a run id, to keep its order)."""
+    await heddle.broker.publish(
+        envelope.model_dump_json().encode(), heddle.topics.commands, key=key.encode()
+    )
+
+
 def _routes(heddle: Heddle) -> APIRouter:
     router = APIRouter()
-    topics = heddle.topics
-
-    async def publish_command(envelope: CommandEnvelope, key: str) -> None:
-        await heddle.broker.publish(
-            envelope.model_dump_json().encode(), topics.commands, key=key.encode()
-        )
 
     async def fetch(query: str, params: list[Any]) -> list[dict[str, Any]]:
         async with heddle.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -177,7 +178,7 @@ def _routes(heddle: Heddle) -> APIRouter:
             payload=body.payload,
         )
         key = str(body.payload.get("run_id") or envelope.command_id)
-        await publish_command(envelope, key)
+        await publish_command(heddle, envelope, key)
         return Accepted(command_id=envelope.command_id)
 
     @router.post("/v1/runs", status_code=202, response_model=Accepted, tags=["runs"])
@@ -191,7 +192,7 @@ def _routes(heddle: Heddle) -> APIRouter:
             actor=who.actor,
             payload={**body.model_dump(mode="json", exclude_none=True), "run_id": str(run_id)},
         )
-        await publish_command(envelope, str(run_id))
+        await publish_command(heddle, envelope, str(run_id))
         return Accepted(command_id=envelope.command_id, run_id=str(run_id))
 
     @router.get("/v1/commands/{command_id}", tags=["commands"])

@@ -1,4 +1,5 @@
-"""`heddle replay`, `heddle runs diff|export|import`: replay to debug, from the command line.
+"""`heddle replay`, `heddle runs diff|export|import|fork|edit`: replay to debug, from the
+command line.
 
 The commands call the replay routes of a running Heddle (see `api/replay.py`); the
 `format_*` functions turn their answers into the lines people read, and are plain
@@ -9,10 +10,12 @@ the CLI's typer apps (`api/cli.py` calls it once).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 MARK = "▶"
 
@@ -23,6 +26,8 @@ def register(app: typer.Typer, runs_app: typer.Typer) -> None:
     runs_app.command("diff")(runs_diff)
     runs_app.command("export")(runs_export)
     runs_app.command("import")(runs_import)
+    runs_app.command("fork")(runs_fork)
+    runs_app.command("edit")(runs_edit)
 
 
 def _cli() -> Any:
@@ -103,6 +108,93 @@ def runs_import(
             f"imported run {result['imported_from']} as {result['run_id']} "
             f"({result['status']}, {result['events']} events)"
         )
+
+
+def runs_fork(
+    run_id: str,
+    from_node: Annotated[str, typer.Option(help="The node to run again (it must have started)")],
+    set_: Annotated[
+        list[str], typer.Option("--set", help="var=value before the node runs (JSON values allowed)")
+    ] = [],  # noqa: B006
+    prompt: Annotated[list[str], typer.Option(help="NODE=TEXT: a new prompt template")] = [],  # noqa: B006
+    model: Annotated[list[str], typer.Option(help="NODE=provider:model")] = [],  # noqa: B006
+    recorded: Annotated[
+        bool, typer.Option(help="Re-serve recorded answers to unchanged llm requests")
+    ] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Show progress until it ends")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Fork a run from a node: reuse what finished before it, run live from it on."""
+    cli = _cli()
+    body = {
+        "from_node": from_node,
+        "mode": "recorded" if recorded else "live",
+        "variables": cli._parse_inputs(set_, None),
+        "prompts": _assignments("--prompt", prompt),
+        "models": _assignments("--model", model),
+    }
+    sent = cli._call("POST", f"/v1/runs/{run_id}/fork", json=body)
+    outcome = _decided(sent["command_id"])
+    if not follow:
+        if as_json:
+            cli._print_json(outcome["result"])
+        else:
+            result = outcome["result"]
+            reused = ", ".join(result["reused"]) or "nothing"
+            cli.out.print(f"fork {result['run_id']} of {run_id} from {from_node}; reused {reused}")
+        return
+    final = cli._follow(sent["run_id"], sent["command_id"], quiet=as_json)
+    if as_json:
+        cli._print_json(final)
+    if final["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def runs_edit(
+    run_id: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="YAML or JSON: a list of edits")],
+    reason: Annotated[str, typer.Option(help="Why; shown in the run's timeline")],
+    as_json: JsonOption = False,
+) -> None:
+    """Edit a running run's graph (every edit or none); see docs/replay.md for the edits."""
+    cli = _cli()
+    try:
+        edits = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        cli._fail(f"{file}: not YAML or JSON: {error}")
+    sent = cli._call("POST", f"/v1/runs/{run_id}/edits", json={"edits": edits, "reason": reason})
+    outcome = _decided(sent["command_id"])
+    if as_json:
+        cli._print_json(outcome["result"])
+    else:
+        started = ", ".join(outcome["result"]["started"]) or "nothing new"
+        cli.out.print(f"edited run {run_id}; started {started}")
+
+
+def _assignments(option: str, pairs: list[str]) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        node, sep, value = pair.partition("=")
+        if not sep or not node:
+            _cli()._fail(f"{option} {pair!r}: write NODE=VALUE")
+        values[node] = value
+    return values
+
+
+def _decided(command_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The command's outcome once the intake has decided; exits 2 when it was rejected."""
+    cli = _cli()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        outcome: dict[str, Any] = cli._call("GET", f"/v1/commands/{command_id}")
+        if outcome["status"] == "rejected":
+            cli._fail(f"rejected: {outcome['reason']}", code=2)
+        if outcome["status"] == "accepted":
+            return outcome
+        time.sleep(0.1)
+    cli._fail(f"command {command_id} was not decided within {timeout:.0f} s; is Heddle running?")
+    raise AssertionError  # _fail exits
 
 
 # Formatting

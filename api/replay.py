@@ -12,8 +12,10 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import ValidationError
 
-from api.app import Caller, caller
+from api.app import Accepted, Caller, caller, publish_command
+from domain.commands import COMMAND_TYPES, CommandEnvelope
 from handlers.replay import (
     ReplayError,
     RunExists,
@@ -111,6 +113,50 @@ def replay_routes(heddle: Heddle) -> APIRouter:
             raise HTTPException(409, str(error)) from None
         except ReplayError as error:
             raise HTTPException(422, str(error)) from None
+
+    async def send(type_: str, payload: dict[str, Any], key: str, who: Caller) -> Accepted:
+        """Publish a command whose payload the route checked; 422 lists every problem."""
+        try:
+            COMMAND_TYPES[type_].model_validate(payload)
+        except ValidationError as error:
+            problems = [
+                {"path": ".".join(str(p) for p in item["loc"]), "message": item["msg"]}
+                for item in error.errors()
+            ]
+            raise HTTPException(422, problems) from None
+        envelope = CommandEnvelope(
+            command_id=str(uuid.uuid4()), type=type_, tenant=who.tenant, actor=who.actor,
+            payload=payload,
+        )
+        await publish_command(heddle, envelope, key)
+        return Accepted(command_id=envelope.command_id, run_id=key)
+
+    @router.post("/v1/runs/{run_id}/fork", status_code=202, response_model=Accepted)
+    async def fork(
+        run_id: UUID,
+        body: dict[str, Any] = Body(
+            description="the `ForkRun` payload without `source_run_id` (docs/commands.md)",
+            examples=[{"from_node": "greet", "mode": "recorded", "prompts": {"greet": "Hi"}}],
+        ),
+        who: Caller = Depends(caller),
+    ) -> Accepted:
+        """Fork a run from a node: publishes a `ForkRun` command; the new run's id is in
+        the answer, its outcome at /v1/commands/{command_id}."""
+        new_run = str(body.get("run_id") or uuid.uuid4())
+        payload = {**body, "source_run_id": str(run_id), "run_id": new_run}
+        return await send("ForkRun", payload, new_run, who)
+
+    @router.post("/v1/runs/{run_id}/edits", status_code=202, response_model=Accepted)
+    async def edit(
+        run_id: UUID,
+        body: dict[str, Any] = Body(
+            description="`{edits, reason}`: the `EditGraph` payload without `run_id`",
+        ),
+        who: Caller = Depends(caller),
+    ) -> Accepted:
+        """Edit a running run's graph: publishes an `EditGraph` command; whether the edits
+        applied (or why not) is at /v1/commands/{command_id}."""
+        return await send("EditGraph", {**body, "run_id": str(run_id)}, str(run_id), who)
 
     return router
 

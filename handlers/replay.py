@@ -113,7 +113,8 @@ def choose_version(
             )
         return int(before[-1]["aggregate_version"])
     if at_node is not None:
-        graph_nodes = list(events[0]["data"]["graph"]["nodes"])
+        graphs = [e["data"]["graph"] for e in events if "graph" in e["data"]]
+        graph_nodes = list(dict.fromkeys(n for graph in graphs for n in graph["nodes"]))
         if at_node not in graph_nodes:
             known = ", ".join(graph_nodes)
             raise ReplayError(f"at_node={at_node!r}: no such node (nodes: {known})")
@@ -184,30 +185,31 @@ def load_run(app: Application[UUID], run_id: UUID, version: int | None = None) -
 def node_facts(events: list[Envelope]) -> dict[str, dict[str, Any]]:
     """Per node, in graph order, what its events say: status, attempts, the recorded
     request (for model nodes), output or error, tokens, cost, the model's latency and the
-    node's wall time (from its last start to its end)."""
+    node's wall time (from its last start to its end). A fork's reused nodes show what
+    its source recorded, with `reused`; answers a recorded fork re-served show `replayed`."""
     if not events:
         return {}
-    facts: dict[str, dict[str, Any]] = {
-        node_id: {
-            "kind": node.get("kind"),
-            "status": "pending",
-            "attempts": 0,
-            "input": None,
-            "output": None,
-            "error": None,
-            "tokens": {"input": 0, "output": 0, "cached": 0},
-            "cost_usd": 0.0,
-            "llm_calls": 0,
-            "model": None,
-            "model_latency_ms": 0.0,
-            "duration_ms": None,
-            "started_version": None,
-        }
-        for node_id, node in events[0]["data"]["graph"]["nodes"].items()
-    }
+    start = events[0]["data"]
+    facts = {node_id: _blank(node.get("kind")) for node_id, node in start["graph"]["nodes"].items()}
+    fork = start.get("fork") or {}
+    for node_id, state in fork.get("nodes", {}).items():
+        node = facts[node_id]
+        node.update(status=state["status"], attempts=state["attempt"], output=state.get("output"))
+        recorded = fork.get("reused", {}).get(node_id)
+        if recorded is not None:
+            node.update(input=recorded["input"], reused=True)
+            for result in recorded["results"]:
+                _add_answer(node, result)
     started_at: dict[str, datetime] = {}
     for e in events:
         data, kind = e["data"], e["type"].removeprefix("WorkflowRun.")
+        if kind == "GraphEdited":
+            graph = data["graph"]["nodes"]
+            facts = {
+                n: facts.get(n) or _blank(graph[n].get("kind"))
+                for n in [*facts, *graph]
+                if n in graph
+            }
         node = facts.get(data.get("node_id", ""))
         if kind == "NodesSkipped":
             for node_id in data["node_ids"]:
@@ -220,17 +222,10 @@ def node_facts(events: list[Envelope]) -> dict[str, dict[str, Any]]:
             if node["started_version"] is None:
                 node["started_version"] = e["aggregate_version"]
             started_at[data["node_id"]] = datetime.fromisoformat(e["timestamp"])
-        elif kind in ("LlmCallCompleted", "AgentStepCompleted"):
-            result = data["result"]
-            usage = result.get("usage", {})
-            tokens = node["tokens"]
-            tokens["input"] += usage.get("input_tokens", 0)
-            tokens["output"] += usage.get("output_tokens", 0)
-            tokens["cached"] += usage.get("cached_tokens", 0)
-            node["cost_usd"] = round(node["cost_usd"] + result.get("cost_usd", 0.0), 8)
-            node["llm_calls"] += 1
-            node["model"] = f"{result['provider']}:{result['model']}"
-            node["model_latency_ms"] = round(node["model_latency_ms"] + result["latency_ms"], 3)
+        elif kind in ("LlmCallCompleted", "AgentStepCompleted", "LlmCallReplayed"):
+            _add_answer(node, data["result"])
+            if kind == "LlmCallReplayed":
+                node["replayed"] = True
         elif kind in ("NodeCompleted", "NodeFailed"):
             if kind == "NodeCompleted":
                 node.update(status="completed", output=data["output"], error=None)
@@ -241,6 +236,36 @@ def node_facts(events: list[Envelope]) -> dict[str, dict[str, Any]]:
                 ended = datetime.fromisoformat(e["timestamp"])
                 node["duration_ms"] = round((ended - begun).total_seconds() * 1000, 3)
     return facts
+
+
+def _blank(kind: str | None) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "status": "pending",
+        "attempts": 0,
+        "input": None,
+        "output": None,
+        "error": None,
+        "tokens": {"input": 0, "output": 0, "cached": 0},
+        "cost_usd": 0.0,
+        "llm_calls": 0,
+        "model": None,
+        "model_latency_ms": 0.0,
+        "duration_ms": None,
+        "started_version": None,
+    }
+
+
+def _add_answer(node: dict[str, Any], result: dict[str, Any]) -> None:
+    usage = result.get("usage", {})
+    tokens = node["tokens"]
+    tokens["input"] += usage.get("input_tokens", 0)
+    tokens["output"] += usage.get("output_tokens", 0)
+    tokens["cached"] += usage.get("cached_tokens", 0)
+    node["cost_usd"] = round(node["cost_usd"] + result.get("cost_usd", 0.0), 8)
+    node["llm_calls"] += 1
+    node["model"] = f"{result['provider']}:{result['model']}"
+    node["model_latency_ms"] = round(node["model_latency_ms"] + result["latency_ms"], 3)
 
 
 def diff_runs(

@@ -50,6 +50,7 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
     if event["type"] == "WorkflowRun.Started":
         if row is not None:
             return row
+        fork = data.get("fork") or {}
         return {
             "run_id": event["aggregate_id"],
             "tenant": data["tenant"],
@@ -57,8 +58,11 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "workflow_version": data["version"],
             "status": "running",
             "input": data["input"],
-            "variables": {},
-            "nodes": {n: {"status": "pending", "attempt": 0} for n in data["graph"]["nodes"]},
+            "variables": fork.get("variables", {}),
+            "nodes": {
+                n: fork.get("nodes", {}).get(n, {"status": "pending", "attempt": 0})
+                for n in data["graph"]["nodes"]
+            },
             "node_order": list(data["graph"]["nodes"]),
             "output": None,
             "error": None,
@@ -76,7 +80,12 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
     row = {**row, "nodes": dict(row["nodes"])}
     nodes = row["nodes"]
     kind = event["type"].removeprefix("WorkflowRun.")
-    if kind == "NodeStarted":
+    if kind == "GraphEdited":
+        row["node_order"] = list(data["graph"]["nodes"])
+        row["nodes"] = nodes = {
+            n: nodes.get(n, {"status": "pending", "attempt": 0}) for n in row["node_order"]
+        }
+    elif kind == "NodeStarted":
         nodes[data["node_id"]] = {
             "status": "running", "attempt": data["attempt"], "kind": data["kind"], "started_at": at,
         }
@@ -89,6 +98,10 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
     elif kind == "NodesSkipped":
         for node_id in data["node_ids"]:
             nodes[node_id] = {**nodes[node_id], "status": "skipped"}
+    elif kind == "LlmCallReplayed":
+        result, node = data["result"], nodes[data["node_id"]]
+        nodes[data["node_id"]] = {**node, "model": result["model"], "usage": result["usage"],
+                                  "replayed": True}
     elif kind in ("LlmCallCompleted", "AgentStepCompleted"):
         result, node = data["result"], nodes[data["node_id"]]
         row["usage"] = add_usage(row["usage"], result)

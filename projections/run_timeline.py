@@ -29,8 +29,22 @@ def summarize(event: dict[str, Any]) -> str:
     data = event["data"]
     kind: str = event["type"].removeprefix("WorkflowRun.")
     node = data.get("node_id")
+    if kind == "Started" and data.get("fork"):
+        fork = data["fork"]
+        reused = [n for n, state in fork["nodes"].items() if state["status"] == "completed"]
+        return (
+            f"fork of run {fork['run_id']} from {fork['node']} ({fork['mode']}) started by "
+            f"{data['actor']}; reused " + (", ".join(reused) or "nothing")
+        )
     if kind == "Started":
         return f"run of {data['workflow']} v{data['version']} started by {data['actor']}"
+    if kind == "GraphEdited":
+        ops = ", ".join(f"{e['op']} {e.get('new') or e.get('node') or e['from'] + '->' + e['to']}"
+                        for e in data["edits"])
+        return f"graph edited by {data['actor']}: {data['reason']} ({ops})"
+    if kind == "LlmCallReplayed":
+        result = data["result"]
+        return f"{node}: recorded answer of {result['provider']}:{result['model']} re-served (same request)"
     if kind == "NodeStarted":
         return f"{node} ({data['kind']}) started, attempt {data['attempt']}"
     if kind == "LlmCallCompleted":
