@@ -5,16 +5,18 @@ they are ready. A model call is made because a `NodeStarted` event says so, and 
 while the run still shows that node attempt running, so a redelivered event repeats
 nothing. The answer is recorded in the run with everything a replay needs.
 
-A streamed call sends its text deltas to `heddle.tokens` as they come (`TokenDelta`);
-only the final answer is recorded. An `agent` node loops here: the run decides (which
+A streamed call sends its text to `heddle.tokens` as it comes (`TokenDelta`), the
+deltas of each try gathered into pieces of at most `TOKEN_PIECE_SECONDS`; only the final
+answer is recorded. An `agent` node loops here: the run decides (which
 tool calls are valid, whether the node is done), the worker calls the model and runs
 the tools, and every turn and tool result is recorded in the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,6 +31,10 @@ from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 
 NODE_STARTED = "WorkflowRun.NodeStarted"
+# Token deltas are gathered for this long (or up to this much text) before they are
+# published: a stream costs a few messages instead of one per delta, unnoticeably later.
+TOKEN_PIECE_SECONDS = 0.025
+TOKEN_PIECE_CHARS = 4096
 T = TypeVar("T")
 
 OnTryFailed = Callable[[int, LlmError, float | None], Awaitable[None]]
@@ -44,7 +50,8 @@ class CompleteLlm(Protocol):
     ) -> Awaitable[LlmResult]: ...
 
 
-PublishToken = Callable[["TokenDelta"], Awaitable[None]]
+PublishToken = Callable[["TokenDelta"], None]
+"""Hands a piece of text to the transport, in order, without waiting for it to be sent."""
 Decide = Callable[[Callable[[], T]], Awaitable[T]]
 
 
@@ -86,6 +93,43 @@ class TokenDelta:
             "step": self.step, "try": self.try_number, "sequence": self.sequence,
             "text": self.text,
         }
+
+
+class TokenPieces:
+    """Gathers the text deltas of a streamed call into `TokenDelta` pieces: a piece is
+    published when it is `TOKEN_PIECE_SECONDS` old, holds `TOKEN_PIECE_CHARS`, a new try
+    begins, or the call ends (`flush`)."""
+
+    def __init__(
+        self, call: LlmCall, step: int, publish: PublishToken, sequence: Iterator[int]
+    ) -> None:
+        self.call, self.step, self.publish, self.sequence = call, step, publish, sequence
+        self._texts: list[str] = []
+        self._size = 0
+        self._try_number = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, try_number: int, text: str) -> None:
+        if try_number != self._try_number:
+            self.flush()
+            self._try_number = try_number
+        self._texts.append(text)
+        self._size += len(text)
+        if self._size >= TOKEN_PIECE_CHARS:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(TOKEN_PIECE_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._texts:
+            call, text = self.call, "".join(self._texts)
+            self._texts.clear()
+            self._size = 0
+            self.publish(TokenDelta(call.run_id, call.node_id, call.attempt, self.step,
+                                    self._try_number, next(self.sequence), text))
 
 
 @dataclass(slots=True)
@@ -148,11 +192,13 @@ async def call_llm(
     publish: PublishToken | None = None,
     step: int = 1,
     recorder: Recorder | None = None,
+    sequence: Iterator[int] | None = None,
 ) -> LlmOutcome:
     """Make one model call through the retrying provider; never raises for model errors.
-    A streamed call publishes its deltas without waiting for each to be acknowledged."""
+    A streamed call publishes its text in pieces numbered by `sequence` (from 0 unless
+    given: an agent's turns continue the numbers of the node attempt) and hands over the
+    last piece before it returns."""
     outcome = LlmOutcome(call)
-    sequence = count()
 
     async def on_try_failed(try_number: int, error: LlmError, retry_in: float | None) -> None:
         if recorder is None:
@@ -160,17 +206,23 @@ async def call_llm(
         else:
             await recorder.failed(call, try_number, error, retry_in)
 
-    async def on_delta(try_number: int, delta: LlmDelta) -> None:
-        assert publish is not None
-        await publish(TokenDelta(
-            call.run_id, call.node_id, call.attempt, step, try_number, next(sequence), delta.text
-        ))
+    pieces = None
+    if call.stream and publish is not None:
+        pieces = TokenPieces(call, step, publish, count() if sequence is None else sequence)
 
-    streaming = on_delta if call.stream and publish is not None else None
+    async def on_delta(try_number: int, delta: LlmDelta) -> None:
+        assert pieces is not None
+        pieces.add(try_number, delta.text)
+
     try:
-        outcome.result = await complete(call.request, call.tenant, on_try_failed, streaming)
+        outcome.result = await complete(
+            call.request, call.tenant, on_try_failed, on_delta if pieces else None
+        )
     except LlmError as error:
         outcome.error = error
+    finally:
+        if pieces is not None:
+            pieces.flush()
     return outcome
 
 
@@ -230,6 +282,7 @@ async def drive_agent(
         step = state.get("steps", 0) + 1
         return (None if pending else run.agent_request(call.node_id)), pending, step
 
+    sequence = count()
     while True:
         request, pending, step = await decide(next_work)
         if request is None and not pending:
@@ -237,7 +290,9 @@ async def drive_agent(
         if request is not None:
             turn = LlmCall(call.run_id, call.node_id, call.attempt, request, call.tenant,
                            call.kind, call.stream)
-            outcome = await call_llm(turn, complete, publish, step, Recorder(uow, decide))
+            outcome = await call_llm(
+                turn, complete, publish, step, Recorder(uow, decide), sequence
+            )
             pending = await decide(partial(record_llm_outcomes, [outcome], uow))
         results = [(tool_call, await run_tool(tool_call)) for tool_call in pending]
         if results:

@@ -28,7 +28,6 @@ from handlers.run_worker import (
     OnDelta,
     OnTryFailed,
     Recorder,
-    TokenDelta,
     call_llm,
     decode_events,
     drive_agent,
@@ -38,7 +37,13 @@ from handlers.run_worker import (
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.credentials import CredentialStore, create_credentials_table
-from infra.kafka import create_broker, ensure_topics, publish_all, subscribe_batches
+from infra.kafka import (
+    TokenPublisher,
+    create_broker,
+    ensure_topics,
+    publish_all,
+    subscribe_batches,
+)
 from infra.llm.retrying import complete_with_retries, stream_with_retries
 from infra.llm.router import ProviderRouter, ProviderSettings
 from infra.projector import Projector, create_read_models
@@ -92,6 +97,7 @@ class Heddle:
         self.tools = builtin_tools()
         self.relay: Relay | None = None
         self.projector: Projector | None = None
+        self.tokens = TokenPublisher(self.bootstrap_servers, self.topics.tokens)
         self._intake_positions = Positions(self.store, f"intake@{self.epoch}")
         self._worker_positions = Positions(self.store, f"worker@{self.epoch}")
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,7 +108,8 @@ class Heddle:
         self.roles = tuple(roles)
         unknown = set(self.roles) - set(ALL_ROLES) - {"api"}
         if unknown:
-            raise ValueError(f"unknown roles {sorted(unknown)} (known: {', '.join(ALL_ROLES)}, api)")
+            known = ", ".join(ALL_ROLES)
+            raise ValueError(f"unknown roles {sorted(unknown)} (known: {known}, api)")
         await ensure_topics(self.bootstrap_servers, self.topics, self.settings.partitions)
         await self.reads.open()
         dlq = self.topics.dlq
@@ -112,6 +119,7 @@ class Heddle:
                 dlq_topic=dlq,
             )
         if "worker" in self.roles:
+            await self.tokens.start()
             subscribe_batches(
                 self.broker, self.settings, self.topics.events, "worker", self.run_nodes,
                 dlq_topic=dlq,
@@ -137,6 +145,7 @@ class Heddle:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.broker.stop()
+        await self.tokens.stop()
         await self.reads.close()
         await self.llm.aclose()
         if self.projector:
@@ -197,23 +206,18 @@ class Heddle:
             return
         for call in calls:
             log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
-        acks: list[asyncio.Future[Any]] = []
-
-        async def publish(delta: TokenDelta) -> None:
-            acks.append(await self.broker.publish(
-                dumps(delta.as_message()), self.topics.tokens, key=str(delta.run_id).encode(),
-                no_confirm=True,
-            ))
-
         agents = [c for c in calls if c.kind == "agent"]
         recorder = Recorder(uow, self.writer.run)
         outcomes, *_ = await asyncio.gather(
             asyncio.gather(*(
-                call_llm(call, self.complete_llm, publish, recorder=recorder)
+                call_llm(call, self.complete_llm, self.tokens.publish, recorder=recorder)
                 for call in calls if call.kind != "agent"
             )),
             *(
-                drive_agent(call, uow, self.complete_llm, self.tools.run, self.writer.run, publish)
+                drive_agent(
+                    call, uow, self.complete_llm, self.tools.run, self.writer.run,
+                    self.tokens.publish,
+                )
                 for call in agents
             ),
         )
@@ -225,11 +229,6 @@ class Heddle:
             self._worker_positions.advance(trackings)
 
         await self.writer.run(record)
-        # Tokens are a live view, not the record: a lost delta must not fail the node.
-        lost = [r for r in await asyncio.gather(*acks, return_exceptions=True) if r is not None
-                and isinstance(r, BaseException)]
-        if lost:
-            log.warning("%d token deltas were not acknowledged: %r", len(lost), lost[0])
 
     async def project(self, records: list[Record]) -> None:
         assert self.projector is not None

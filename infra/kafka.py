@@ -11,22 +11,26 @@ partition keeps flowing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
 from handlers.records import Record
+from handlers.run_worker import TokenDelta
 from infra.settings import Settings, Topics
+from infra.store import dumps
 
 log = logging.getLogger("heddle.kafka")
 
 TOKEN_RETENTION_MS = 60 * 60 * 1000
+TOKEN_QUEUE_LIMIT = 10_000
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
 
 
@@ -63,16 +67,16 @@ async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int)
                 num_partitions=partitions,
                 replication_factor=1,
                 # Token deltas are a live view; the answer is recorded as an event.
-                topic_configs={"retention.ms": str(TOKEN_RETENTION_MS)} if name == topics.tokens else {},
+                topic_configs=(
+                    {"retention.ms": str(TOKEN_RETENTION_MS)} if name == topics.tokens else {}
+                ),
             )
             for name in topics.all()
             if name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 
@@ -178,3 +182,75 @@ async def publish_all(
     ]
     if futures:
         await asyncio.gather(*futures)
+
+
+async def start_producer(
+    bootstrap_servers: str, client_id: str, **options: Any
+) -> AIOKafkaProducer:
+    """A bare aiokafka producer, for the hot paths where the broker's per-message
+    machinery would cost more than the message."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, client_id=client_id, **options)
+    try:
+        await producer.start()
+    except BaseException:  # cancelled while connecting: close it, or it warns when freed
+        await asyncio.shield(producer.stop())
+        raise
+    return producer
+
+
+class TokenPublisher:
+    """Publishes token pieces to `heddle.tokens`, keyed by run id, with its own producer.
+
+    `publish` never waits: pieces are queued and one task hands them to the producer in
+    order, without waiting for each acknowledgement. Tokens are a live view (the answer
+    is recorded as an event), so a piece that is not delivered is logged, never raised,
+    and pieces are dropped rather than queued without bound while the broker is away.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.lost = 0
+        self._queue: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue(TOKEN_QUEUE_LIMIT)
+        self._producer: AIOKafkaProducer | None = None
+        self._sender: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._producer = await start_producer(self.bootstrap_servers, "heddle-tokens", linger_ms=5)
+        self._sender = asyncio.create_task(self._send())
+
+    async def stop(self) -> None:
+        """Send what is queued, then close."""
+        if self._sender is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout=5.0)
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
+
+    def publish(self, delta: TokenDelta) -> None:
+        try:
+            self._queue.put_nowait((str(delta.run_id).encode(), dumps(delta.as_message())))
+        except asyncio.QueueFull:
+            self._lose(RuntimeError(f"{TOKEN_QUEUE_LIMIT} token pieces already waiting"))
+
+    async def _send(self) -> None:
+        assert self._producer is not None
+        while True:
+            key, value = await self._queue.get()
+            try:
+                sent = await self._producer.send(self.topic, value, key=key)
+                sent.add_done_callback(self._delivered)
+            except Exception as error:
+                self._lose(error)
+            finally:
+                self._queue.task_done()
+
+    def _delivered(self, sent: asyncio.Future[Any]) -> None:
+        if not sent.cancelled() and sent.exception() is not None:
+            self._lose(sent.exception())
+
+    def _lose(self, error: BaseException | None) -> None:
+        self.lost += 1
+        log.warning("a token piece was not delivered (%d so far): %r", self.lost, error)

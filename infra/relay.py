@@ -20,6 +20,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import Notification, Tracking
 
+from infra.kafka import start_producer
 from infra.store import EventStore, dumps
 
 log = logging.getLogger("heddle.relay")
@@ -73,7 +74,8 @@ class Relay:
             if own:
                 self.producer = await self._start_producer()
             try:
-                self.position = self.store.positions([self.position_name]).get(self.position_name, 0)
+                positions = self.store.positions([self.position_name])
+                self.position = positions.get(self.position_name, 0)
                 self.saved_position = self.position
                 log.info("relay publishing to %s from position %s", self.topic, self.position)
                 while True:
@@ -138,19 +140,11 @@ class Relay:
             self.saved_position = position
 
     async def _start_producer(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id="heddle-relay",
-            acks="all",
-            linger_ms=1,
+        assert self.bootstrap_servers is not None, "give the relay a producer or servers"
+        return await start_producer(
+            self.bootstrap_servers, "heddle-relay", acks="all", linger_ms=1,
             max_batch_size=512 * 1024,
         )
-        try:
-            await producer.start()
-        except BaseException:  # cancelled while connecting: close it, or it warns when freed
-            await asyncio.shield(producer.stop())
-            raise
-        return producer
 
     async def _become_leader(self, conn: psycopg.AsyncConnection) -> None:
         waiting_logged = False
