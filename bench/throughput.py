@@ -7,6 +7,10 @@ worker and its saves. Two scenarios:
 - `--runs 100` concurrent runs: node-steps per second over the whole batch;
 - one run at a time (`--sequential 20`): per-step and per-run latency.
 
+Each scenario also prints the CPU time Heddle's processes (this one and any spawned
+role) used per step: on a machine shared with other work it varies far less than
+steps/s, so compare changes by it too.
+
 A step is one `llm` node: from the previous node's completion to this node's completion
 (the hop through the relay and Kafka to the worker, the call, the save). Timestamps are
 the events' own, read back from the store after the runs end.
@@ -87,6 +91,16 @@ def stop_child(child: subprocess.Popen[bytes]) -> None:
         child.wait(timeout=15)
     except subprocess.TimeoutExpired:
         child.kill()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time used so far by these processes (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -201,10 +215,11 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {cpus} CPUs{memory} ({model}), Python {platform.python_version()}"
 
 
-def report(title: str, result: dict[str, Any]) -> None:
+def report(title: str, result: dict[str, Any], cpu_s: float) -> None:
     steps, span = result["steps"], result["span_s"]
     print(f"\n{title}")
     print(f"  node-steps        {steps} in {span:.2f} s = {steps / span:,.0f} steps/s")
+    print(f"  Heddle CPU        {cpu_s * 1000 / steps:.2f} ms per step")
     print(
         f"  per step          p50 {percentile(result['step_ms'], 0.5):.1f} ms"
         f"   p99 {percentile(result['step_ms'], 0.99):.1f} ms"
@@ -239,6 +254,7 @@ async def main(args: argparse.Namespace) -> None:
             stack.callback(stop_child, child)
         heddle = Heddle(settings, database_url, bootstrap)
         await heddle.start(in_process)
+        pids = [os.getpid(), *(child.pid for child in children)]
         try:
             result = await heddle.publish_workflow(chain(args.nodes), "default", "bench")
             assert result["status"] == "accepted", result
@@ -253,21 +269,31 @@ async def main(args: argparse.Namespace) -> None:
 
             if args.sequential:
                 ids: list[str] = []
+                cpu = cpu_seconds(pids)
                 for _ in range(args.sequential):
                     one = await start_runs(bootstrap, heddle.topics.commands, 1)
                     await wait_until_finished(database_url, one, 60)
                     ids += one
+                cpu = cpu_seconds(pids) - cpu
                 report(
                     f"one run at a time ({args.sequential} runs)",
-                    measure(await asyncio.to_thread(run_events, database_url, ids)),
+                    measure(await asyncio.to_thread(run_events, database_url, ids)), cpu,
                 )
 
+            rates, cpus = [], []
             for round_ in range(1, args.rounds + 1 if args.runs else 1):
+                cpu = cpu_seconds(pids)
                 ids = await start_runs(bootstrap, heddle.topics.commands, args.runs)
                 await wait_until_finished(database_url, ids, 600)
-                report(
-                    f"{args.runs} concurrent runs (round {round_} of {args.rounds})",
-                    measure(await asyncio.to_thread(run_events, database_url, ids)),
+                cpu = cpu_seconds(pids) - cpu
+                result = measure(await asyncio.to_thread(run_events, database_url, ids))
+                report(f"{args.runs} concurrent runs (round {round_} of {args.rounds})", result, cpu)
+                rates.append(result["steps"] / result["span_s"])
+                cpus.append(cpu * 1000 / result["steps"])
+            if len(rates) > 1:
+                print(
+                    f"\nmedian of {len(rates)} rounds: {percentile(rates, 0.5):,.0f} steps/s,"
+                    f" Heddle CPU {percentile(cpus, 0.5):.2f} ms per step"
                 )
         finally:
             await heddle.stop()
