@@ -102,7 +102,47 @@ class SetNode(_Node):
     vars: dict[str, Any] = Field(min_length=1)
 
 
-Node = Annotated[LlmNode | AgentNode | SwitchNode | SetNode, Field(discriminator="kind")]
+class ParallelNode(_Node):
+    """Fan out: every branch starts; a `join` (or any node with several parents) meets them."""
+
+    kind: Literal["parallel"]
+    branches: list[str] = Field(min_length=2)
+
+    def targets(self) -> list[str]:
+        return list(dict.fromkeys(self.branches))
+
+
+class JoinNode(_Node):
+    """Fan in: waits for every incoming edge; `output` gets the outputs of the parents that
+    ran, in the order the definition lists those parents."""
+
+    kind: Literal["join"]
+    output: str | None = None
+
+
+class MapStep(_ModelNode):
+    """What a `map` node does for each item: a model call whose templates also see `item`
+    and `index`."""
+
+    kind: Literal["llm"] = "llm"
+
+
+class MapNode(_Node):
+    """Run `do` once per item of the list `items` (CEL), at most `concurrency` at a time;
+    `output` gets the results in the order of the items."""
+
+    kind: Literal["map"]
+    items: str
+    do: MapStep
+    concurrency: int = Field(default=4, ge=1, le=100)
+    max_items: int = Field(default=1000, ge=1, le=10_000)
+    output: str | None = None
+
+
+Node = Annotated[
+    LlmNode | AgentNode | SwitchNode | SetNode | ParallelNode | JoinNode | MapNode,
+    Field(discriminator="kind"),
+]
 
 
 class WorkflowSpec(BaseModel):
@@ -144,7 +184,7 @@ class WorkflowSpec(BaseModel):
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-NODE_KINDS = ("llm", "agent", "switch", "set")
+NODE_KINDS = ("llm", "agent", "switch", "set", "parallel", "join", "map")
 
 
 def parse_definition(document: Any) -> WorkflowSpec:
@@ -186,15 +226,39 @@ def _graph_problems(spec: WorkflowSpec) -> list[Problem]:
                     )
             if node.default and node.default not in spec.nodes:
                 problems.append(Problem(f"nodes.{node_id}.default", _unknown(node.default, spec)))
-        if node.next and node.next not in spec.nodes:
+        if isinstance(node, ParallelNode):
+            for index, branch in enumerate(node.branches):
+                if branch not in spec.nodes:
+                    problems.append(
+                        Problem(f"nodes.{node_id}.branches[{index}]", _unknown(branch, spec))
+                    )
+            if node.next:
+                problems.append(
+                    Problem(
+                        f"nodes.{node_id}.next", "a parallel node goes on through its branches only"
+                    )
+                )
+        elif node.next and node.next not in spec.nodes:
             problems.append(Problem(f"nodes.{node_id}.next", _unknown(node.next, spec)))
     if problems:
         return problems
+    for node_id, node in spec.nodes.items():
+        parents = spec.parents[node_id]
+        if isinstance(node, JoinNode) and len(parents) < 2:
+            problems.append(
+                Problem(
+                    f"nodes.{node_id}",
+                    f"a join needs at least two incoming edges; it has {len(parents)}"
+                    + (f" (from {', '.join(parents)})" if parents else ""),
+                )
+            )
     for node_id in spec.nodes:
         if node_id != spec.start and not spec.parents[node_id]:
             problems.append(Problem(f"nodes.{node_id}", f"unreachable from start {spec.start!r}"))
     if spec.start in spec.nodes and spec.parents[spec.start]:
-        problems.append(Problem("start", f"{spec.start!r} has incoming edges; start must have none"))
+        problems.append(
+            Problem("start", f"{spec.start!r} has incoming edges; start must have none")
+        )
     cycle = _find_cycle(spec)
     if cycle:
         problems.append(Problem(f"nodes.{cycle[0]}", "cycle: " + " -> ".join(cycle)))
@@ -256,6 +320,11 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
         elif isinstance(node, SwitchNode):
             for index, case in enumerate(node.cases):
                 problems += _check(compile_expression, case.when, f"{at}.cases[{index}].when")
+        elif isinstance(node, MapNode):
+            problems += _check(compile_expression, node.items, f"{at}.items")
+            problems += _check(parse_template, node.do.prompt, f"{at}.do.prompt")
+            if node.do.system:
+                problems += _check(parse_template, node.do.system, f"{at}.do.system")
         elif isinstance(node, SetNode):
             for name, value in node.vars.items():
                 if isinstance(value, str):

@@ -17,7 +17,10 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.definitions import (
     AgentNode,
+    JoinNode,
     LlmNode,
+    MapNode,
+    ParallelNode,
     SetNode,
     SwitchNode,
     WorkflowSpec,
@@ -173,10 +176,19 @@ class WorkflowRun(Aggregate):
                 ready.append(node_id)
         return ready
 
-    def complete_llm_call(self, node_id: str, attempt: int, result: LlmResult) -> None:
-        """Record a model's answer, complete the node and move the run on."""
-        self.check_node_is_running(node_id, attempt)
+    def complete_llm_call(
+        self, node_id: str, attempt: int, result: LlmResult, item: int | None = None
+    ) -> None:
+        """Record a model's answer (for one `item` of a map node, when given), complete the
+        node if that was its last call, and move the run on."""
+        self.check_node_is_running(node_id, attempt, item)
         node = self.spec.nodes[node_id]
+        if isinstance(node, MapNode):
+            assert item is not None
+            self._map_item_completed(node_id, attempt, item, result.model_dump(mode="json"))
+            self._continue_map(node_id, node)
+            self.advance()
+            return
         if isinstance(node, AgentNode):
             self.complete_agent_step(node_id, attempt, result)
             return
@@ -340,26 +352,38 @@ class WorkflowRun(Aggregate):
         try_number: int,
         error: dict[str, Any],
         retry_in: float | None,
+        item: int | None = None,
     ) -> None:
         """One try of a model call failed; `retry_in` is None when no retry follows."""
-        self.check_node_is_running(node_id, attempt)
-        self._llm_call_failed(node_id, attempt, try_number, error, retry_in)
+        self.check_node_is_running(node_id, attempt, item)
+        self._llm_call_failed(node_id, attempt, try_number, error, retry_in, item)
 
-    def fail_node(self, node_id: str, attempt: int, error: dict[str, Any]) -> None:
-        """A node failed for good: the run fails with the node's error."""
-        self.check_node_is_running(node_id, attempt)
+    def fail_node(
+        self, node_id: str, attempt: int, error: dict[str, Any], item: int | None = None
+    ) -> None:
+        """A node (or one item of a map node) failed for good: the run fails with the
+        node's error."""
+        self.check_node_is_running(node_id, attempt, item)
+        if item is not None:
+            error = {**error, "item": item, "message": f"item {item}: {error.get('message')}"}
         self._fail_node(node_id, attempt, error)
 
     def _fail_node(self, node_id: str, attempt: int, error: dict[str, Any]) -> None:
         self._node_failed(node_id, attempt, error)
         self._run_failed({"node": node_id, **error})
 
-    def check_node_is_running(self, node_id: str, attempt: int) -> None:
+    def check_node_is_running(self, node_id: str, attempt: int, item: int | None = None) -> None:
         state = self.nodes.get(node_id)
         if state is None or state["status"] != "running" or state["attempt"] != attempt:
             raise NodeNotRunning(
                 f"node {node_id!r} attempt {attempt} is not running in run {self.id}"
             )
+        if item is not None and self.item_state(node_id, item).get("status") != "running":
+            raise NodeNotRunning(f"item {item} of node {node_id!r} is not running in run {self.id}")
+
+    def item_state(self, node_id: str, item: int) -> dict[str, Any]:
+        """One item of a map node: pending (empty), running (with its request) or completed."""
+        return self.nodes[node_id].get("item_states", {}).get(str(item), {})  # type: ignore[no-any-return]
 
     def llm_request(self, node_id: str) -> LlmRequest:
         """The request recorded when the node started: what the worker must send."""
@@ -399,6 +423,32 @@ class WorkflowRun(Aggregate):
                 chosen = self._choose_case(node)
                 self._node_started(node_id, node.kind, attempt, {})
                 self._complete_node(node_id, {"next": chosen}, {}, chosen)
+            elif isinstance(node, ParallelNode):
+                self._node_started(node_id, node.kind, attempt, {})
+                self._complete_node(node_id, None, {}, None)
+            elif isinstance(node, JoinNode):
+                outputs = [
+                    self.nodes[parent].get("output")
+                    for parent in self.spec.parents[node_id]
+                    if self.nodes[parent]["status"] == "completed"
+                ]
+                self._node_started(node_id, node.kind, attempt, {})
+                self._complete_node(
+                    node_id, outputs, {node.output: outputs} if node.output else {}, None
+                )
+            elif isinstance(node, MapNode):
+                items = evaluate(node.items, self.activation())
+                if not isinstance(items, list):
+                    raise ExpressionError(
+                        f"items {node.items!r} gave {type(items).__name__}, expected a list"
+                    )
+                if len(items) > node.max_items:
+                    raise ExpressionError(
+                        f"items {node.items!r} gave {len(items)} items, more than "
+                        f"max_items ({node.max_items})"
+                    )
+                self._node_started(node_id, node.kind, attempt, {"items": items})
+                self._continue_map(node_id, node)
             elif isinstance(node, SetNode):
                 context = self.activation()
                 values = {
@@ -414,6 +464,26 @@ class WorkflowRun(Aggregate):
             self._node_failed(node_id, attempt, failure)
             self._run_failed({"node": node_id, **failure})
 
+    def _continue_map(self, node_id: str, node: MapNode) -> None:
+        """Start items while fewer than `concurrency` run; complete the node after the last."""
+        state = self.nodes[node_id]
+        items = state["input"]["items"]
+        started = state.get("item_states", {})
+        running = sum(1 for item in started.values() if item["status"] == "running")
+        for index in range(len(started), len(items)):
+            if running >= node.concurrency:
+                return
+            context = {**self.activation(), "item": items[index], "index": index}
+            request = self._llm_request_for(node.do, context)
+            self._map_item_started(
+                node_id, state["attempt"], index, request.model_dump(mode="json")
+            )
+            running += 1
+        if running == 0:
+            results = [started[str(index)]["output"] for index in range(len(items))]
+            variables = {node.output: results} if node.output else {}
+            self._complete_node(node_id, results, variables, None)
+
     def _complete_node(
         self, node_id: str, output: Any, variables: dict[str, Any], next: str | None
     ) -> None:
@@ -422,8 +492,10 @@ class WorkflowRun(Aggregate):
         if dead:
             self._nodes_skipped(dead)
 
-    def _llm_request_for(self, node: _ModelNode) -> LlmRequest:
-        context = self.activation()
+    def _llm_request_for(
+        self, node: _ModelNode, context: dict[str, Any] | None = None
+    ) -> LlmRequest:
+        context = context or self.activation()
         messages = []
         if node.system:
             messages.append(Message(role="system", content=render(node.system, context)))
@@ -480,6 +552,23 @@ class WorkflowRun(Aggregate):
         self.nodes = {
             node_id: self.nodes.get(node_id, {"status": "pending", "attempt": 0})
             for node_id in graph["nodes"]
+        }
+
+    @event("MapItemStarted")
+    def _map_item_started(
+        self, node_id: str, attempt: int, index: int, input: dict[str, Any]
+    ) -> None:
+        states = self.nodes[node_id].setdefault("item_states", {})
+        states[str(index)] = {"status": "running", "input": input}
+
+    @event("MapItemCompleted")
+    def _map_item_completed(
+        self, node_id: str, attempt: int, index: int, result: dict[str, Any]
+    ) -> None:
+        self.usage = add_usage(self.usage, result)
+        self.nodes[node_id]["item_states"][str(index)] = {
+            "status": "completed",
+            "output": result["text"],
         }
 
     @event("LlmCallReplayed")
@@ -557,6 +646,7 @@ class WorkflowRun(Aggregate):
         try_number: int,
         error: dict[str, Any],
         retry_in: float | None,
+        item: int | None = None,
     ) -> None:
         self.nodes[node_id]["failures"] = self.nodes[node_id].get("failures", 0) + 1
 

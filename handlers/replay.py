@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import inspect
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -222,7 +224,12 @@ def node_facts(events: list[Envelope]) -> dict[str, dict[str, Any]]:
             if node["started_version"] is None:
                 node["started_version"] = e["aggregate_version"]
             started_at[data["node_id"]] = datetime.fromisoformat(e["timestamp"])
-        elif kind in ("LlmCallCompleted", "AgentStepCompleted", "LlmCallReplayed"):
+        elif kind in (
+            "LlmCallCompleted",
+            "AgentStepCompleted",
+            "LlmCallReplayed",
+            "MapItemCompleted",
+        ):
             _add_answer(node, data["result"])
             if kind == "LlmCallReplayed":
                 node["replayed"] = True
@@ -397,9 +404,8 @@ def history_events(
         is_start = cls.__qualname__ == STARTED
         if (index == 1) != is_start:
             raise HistoryInvalid(f"{where}: a run's history starts with one WorkflowRun.Started")
-        data = dict(item.get("data") or {})
+        data = {**_defaults(cls), **(item.get("data") or {})}
         if is_start:
-            data.setdefault("fork", None)  # histories from before forks existed
             data.update(run_id=run_id, originator_topic=get_topic(WorkflowRun))
             if tenant is not None:
                 data["tenant"] = tenant
@@ -465,6 +471,18 @@ def import_history(
     except IntegrityError:
         raise RunExists(f"run {run_id} exists already: import it as a new run id") from None
     return run
+
+
+@functools.cache
+def _defaults(cls: type[WorkflowRun.Event]) -> dict[str, Any]:
+    """The fields an event gained after it was first recorded, with their defaults: what
+    an older history lacks (the event's method declares them with a default)."""
+    name = cls.__qualname__.rpartition(".")[2]
+    for method in vars(WorkflowRun).values():
+        if getattr(method, "event_cls_name", None) == name:
+            parameters = inspect.signature(method.decorated_func).parameters.values()
+            return {p.name: p.default for p in parameters if p.default is not p.empty}
+    return {}
 
 
 def _event_class(type_name: str) -> type[WorkflowRun.Event] | None:

@@ -31,6 +31,7 @@ from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 
 NODE_STARTED = "WorkflowRun.NodeStarted"
+MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
 # Token deltas are gathered for this long (or up to this much text) before they are
 # published: a stream costs a few messages instead of one per delta, unnoticeably later.
 TOKEN_PIECE_SECONDS = 0.025
@@ -45,7 +46,10 @@ class CompleteLlm(Protocol):
     """The one retry layer: a model's answer for `tenant`, streamed when `on_delta` is given."""
 
     def __call__(
-        self, request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
+        self,
+        request: LlmRequest,
+        tenant: str,
+        on_try_failed: OnTryFailed,
         on_delta: OnDelta | None = None,
     ) -> Awaitable[LlmResult]: ...
 
@@ -70,6 +74,13 @@ class LlmCall:
     tenant: str = "default"
     kind: str = "llm"
     stream: bool = False
+    item: int | None = None
+    """The item of a `map` node this call is for."""
+
+    @property
+    def label(self) -> str:
+        """The node, or the map item (`titles[3]`), as token deltas name it."""
+        return self.node_id if self.item is None else f"{self.node_id}[{self.item}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +100,12 @@ class TokenDelta:
 
     def as_message(self) -> dict[str, Any]:
         return {
-            "run_id": str(self.run_id), "node_id": self.node_id, "attempt": self.attempt,
-            "step": self.step, "try": self.try_number, "sequence": self.sequence,
+            "run_id": str(self.run_id),
+            "node_id": self.node_id,
+            "attempt": self.attempt,
+            "step": self.step,
+            "try": self.try_number,
+            "sequence": self.sequence,
             "text": self.text,
         }
 
@@ -128,8 +143,17 @@ class TokenPieces:
             call, text = self.call, "".join(self._texts)
             self._texts.clear()
             self._size = 0
-            self.publish(TokenDelta(call.run_id, call.node_id, call.attempt, self.step,
-                                    self._try_number, next(self.sequence), text))
+            self.publish(
+                TokenDelta(
+                    call.run_id,
+                    call.label,
+                    call.attempt,
+                    self.step,
+                    self._try_number,
+                    next(self.sequence),
+                    text,
+                )
+            )
 
 
 @dataclass(slots=True)
@@ -148,28 +172,33 @@ def decode_events(records: list[Record]) -> list[dict[str, Any]]:
     return [
         json.loads(record.value)
         for record in records
-        if record.headers.get("type", NODE_STARTED) == NODE_STARTED
+        if record.headers.get("type", NODE_STARTED) in (NODE_STARTED, MAP_ITEM_STARTED)
     ]
 
 
 def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:
-    """The model calls that started nodes are waiting for, once each."""
-    due: dict[tuple[UUID, str, int], LlmCall] = {}
+    """The model calls that started nodes (and map items) are waiting for, once each."""
+    due: dict[tuple[UUID, str, int, int | None], LlmCall] = {}
     for envelope in events:
-        if envelope["type"] != NODE_STARTED or envelope["data"]["kind"] not in IO_NODE_KINDS:
+        data = envelope["data"]
+        item = data.get("index") if envelope["type"] == MAP_ITEM_STARTED else None
+        if item is None and (envelope["type"] != NODE_STARTED or data["kind"] not in IO_NODE_KINDS):
             continue
         run_id = UUID(envelope["aggregate_id"])
-        node_id, attempt = envelope["data"]["node_id"], envelope["data"]["attempt"]
+        node_id, attempt = data["node_id"], data["attempt"]
         run = uow.get(run_id, at_least_version=envelope["aggregate_version"])
         if run is None or run.is_finished:
             continue
-        state = run.nodes.get(node_id, {})
-        if state.get("status") == "running" and state.get("attempt") == attempt:
-            request = LlmRequest.model_validate(envelope["data"]["input"])
-            node = run.spec.nodes[node_id]
-            due[(run_id, node_id, attempt)] = LlmCall(
-                run_id, node_id, attempt, request, run.tenant, node.kind, node.stream
-            )
+        try:
+            run.check_node_is_running(node_id, attempt, item)
+        except NodeNotRunning:
+            continue
+        request = LlmRequest.model_validate(data["input"])
+        node = run.spec.nodes[node_id]
+        kind, stream = ("llm", node.do.stream) if item is not None else (node.kind, node.stream)
+        due[(run_id, node_id, attempt, item)] = LlmCall(
+            run_id, node_id, attempt, request, run.tenant, kind, stream, item
+        )
     return list(due.values())
 
 
@@ -181,8 +210,9 @@ class Recorder:
     uow: UnitOfWork
     decide: Decide[Any]
 
-    async def failed(self, call: LlmCall, try_number: int, error: LlmError,
-                     retry_in: float | None) -> None:
+    async def failed(
+        self, call: LlmCall, try_number: int, error: LlmError, retry_in: float | None
+    ) -> None:
         await self.decide(partial(_record_failure, call, try_number, error, retry_in, self.uow))
 
 
@@ -233,7 +263,9 @@ def _record_failure(
     if run is None:
         return
     with suppress(NodeNotRunning):
-        run.record_llm_failure(call.node_id, call.attempt, try_number, error.to_dict(), retry_in)
+        run.record_llm_failure(
+            call.node_id, call.attempt, try_number, error.to_dict(), retry_in, call.item
+        )
 
 
 def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> list[ToolCall]:
@@ -248,14 +280,14 @@ def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> list[Too
         try:
             for try_number, error, retry_in in outcome.failed_tries:
                 run.record_llm_failure(
-                    call.node_id, call.attempt, try_number, error.to_dict(), retry_in
+                    call.node_id, call.attempt, try_number, error.to_dict(), retry_in, call.item
                 )
             if outcome.result is not None and call.kind == "agent":
                 tool_calls += run.complete_agent_step(call.node_id, call.attempt, outcome.result)
             elif outcome.result is not None:
-                run.complete_llm_call(call.node_id, call.attempt, outcome.result)
+                run.complete_llm_call(call.node_id, call.attempt, outcome.result, call.item)
             elif outcome.error is not None:
-                run.fail_node(call.node_id, call.attempt, outcome.error.to_dict())
+                run.fail_node(call.node_id, call.attempt, outcome.error.to_dict(), call.item)
         except NodeNotRunning:
             continue
     return tool_calls
@@ -288,11 +320,16 @@ async def drive_agent(
         if request is None and not pending:
             return
         if request is not None:
-            turn = LlmCall(call.run_id, call.node_id, call.attempt, request, call.tenant,
-                           call.kind, call.stream)
-            outcome = await call_llm(
-                turn, complete, publish, step, Recorder(uow, decide), sequence
+            turn = LlmCall(
+                call.run_id,
+                call.node_id,
+                call.attempt,
+                request,
+                call.tenant,
+                call.kind,
+                call.stream,
             )
+            outcome = await call_llm(turn, complete, publish, step, Recorder(uow, decide), sequence)
             pending = await decide(partial(record_llm_outcomes, [outcome], uow))
         results = [(tool_call, await run_tool(tool_call)) for tool_call in pending]
         if results:

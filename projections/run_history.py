@@ -36,9 +36,25 @@ CREATE INDEX IF NOT EXISTS runs_by_tenant_time ON runs (tenant, started_at DESC,
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (tenant, status, started_at DESC);
 """
 COLUMNS = [
-    "run_id", "tenant", "workflow", "workflow_version", "status", "input", "variables",
-    "nodes", "node_order", "output", "error", "usage", "started_by", "command_id", "started_at",
-    "updated_at", "finished_at", "version", "position",
+    "run_id",
+    "tenant",
+    "workflow",
+    "workflow_version",
+    "status",
+    "input",
+    "variables",
+    "nodes",
+    "node_order",
+    "output",
+    "error",
+    "usage",
+    "started_by",
+    "command_id",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "version",
+    "position",
 ]
 JSON_COLUMNS = {"input", "variables", "nodes", "node_order", "output", "error", "usage"}
 FINISHED = {"WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled"}
@@ -87,11 +103,16 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
         }
     elif kind == "NodeStarted":
         nodes[data["node_id"]] = {
-            "status": "running", "attempt": data["attempt"], "kind": data["kind"], "started_at": at,
+            "status": "running",
+            "attempt": data["attempt"],
+            "kind": data["kind"],
+            "started_at": at,
         }
     elif kind == "NodeCompleted":
         nodes[data["node_id"]] = {
-            **nodes[data["node_id"]], "status": "completed", "output": data["output"],
+            **nodes[data["node_id"]],
+            "status": "completed",
+            "output": data["output"],
             "finished_at": at,
         }
         row["variables"] = {**row["variables"], **data["variables"]}
@@ -100,14 +121,28 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             nodes[node_id] = {**nodes[node_id], "status": "skipped"}
     elif kind == "LlmCallReplayed":
         result, node = data["result"], nodes[data["node_id"]]
-        nodes[data["node_id"]] = {**node, "model": result["model"], "usage": result["usage"],
-                                  "replayed": True}
+        nodes[data["node_id"]] = {
+            **node,
+            "model": result["model"],
+            "usage": result["usage"],
+            "replayed": True,
+        }
+    elif kind == "MapItemCompleted":
+        node = nodes[data["node_id"]]
+        row["usage"] = add_usage(row["usage"], data["result"])
+        nodes[data["node_id"]] = {
+            **node,
+            "items_done": node.get("items_done", 0) + 1,
+            "usage": add_usage(node.get("usage", {}), data["result"]),
+        }
     elif kind in ("LlmCallCompleted", "AgentStepCompleted"):
         result, node = data["result"], nodes[data["node_id"]]
         row["usage"] = add_usage(row["usage"], result)
         node_usage = add_usage(node.get("usage", {}), result) if "step" in data else result["usage"]
         nodes[data["node_id"]] = {
-            **node, "model": result["model"], "usage": node_usage,
+            **node,
+            "model": result["model"],
+            "usage": node_usage,
             "latency_ms": round(node.get("latency_ms", 0.0) + result["latency_ms"], 3),
             **({"steps": data["step"]} if "step" in data else {}),
         }
@@ -118,7 +153,10 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
         nodes[data["node_id"]] = {**nodes[data["node_id"]], "last_error": data["error"]}
     elif kind == "NodeFailed":
         nodes[data["node_id"]] = {
-            **nodes[data["node_id"]], "status": "failed", "error": data["error"], "finished_at": at,
+            **nodes[data["node_id"]],
+            "status": "failed",
+            "error": data["error"],
+            "finished_at": at,
         }
     elif kind == "Completed":
         row.update(status="completed", output=data["output"])
@@ -144,7 +182,9 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
         return
     ids = list(dict.fromkeys(e["aggregate_id"] for e in runs))
     sql.execute(f"SELECT {', '.join(COLUMNS)} FROM runs WHERE run_id = ANY(%s::uuid[])", [ids])
-    rows: dict[str, dict[str, Any]] = {str(r[0]): dict(zip(COLUMNS, r, strict=True)) for r in sql.fetchall()}
+    rows: dict[str, dict[str, Any]] = {
+        str(r[0]): dict(zip(COLUMNS, r, strict=True)) for r in sql.fetchall()
+    }
     changed: dict[str, dict[str, Any]] = {}
     for event in runs:
         row = evolve(rows.get(event["aggregate_id"]), event)

@@ -39,9 +39,19 @@ def summarize(event: dict[str, Any]) -> str:
     if kind == "Started":
         return f"run of {data['workflow']} v{data['version']} started by {data['actor']}"
     if kind == "GraphEdited":
-        ops = ", ".join(f"{e['op']} {e.get('new') or e.get('node') or e['from'] + '->' + e['to']}"
-                        for e in data["edits"])
+        ops = ", ".join(
+            f"{e['op']} {e.get('new') or e.get('node') or e['from'] + '->' + e['to']}"
+            for e in data["edits"]
+        )
         return f"graph edited by {data['actor']}: {data['reason']} ({ops})"
+    if kind == "MapItemStarted":
+        return f"{node}[{data['index']}] started"
+    if kind == "MapItemCompleted":
+        result = data["result"]
+        return (
+            f"{node}[{data['index']}]: {result['provider']}:{result['model']} answered in "
+            f"{result['latency_ms']:.0f} ms"
+        )
     if kind == "LlmCallReplayed":
         result = data["result"]
         return f"{node}: recorded answer of {result['provider']}:{result['model']} re-served (same request)"
@@ -85,8 +95,14 @@ def summarize(event: dict[str, Any]) -> str:
 def project(events: list[dict[str, Any]], sql: Cursor) -> None:
     rows = [
         (
-            e["aggregate_id"], e["aggregate_version"], e["position"], e["type"],
-            e["data"].get("node_id"), e["timestamp"], summarize(e), json.dumps(e["data"]),
+            e["aggregate_id"],
+            e["aggregate_version"],
+            e["position"],
+            e["type"],
+            e["data"].get("node_id"),
+            e["timestamp"],
+            summarize(e),
+            json.dumps(e["data"]),
         )
         for e in events
         if e["aggregate_type"] == "WorkflowRun"

@@ -82,17 +82,38 @@ def isolated_settings(data_dir: Path):  # type: ignore[no-untyped-def]
 
 
 @asynccontextmanager
-async def running_heddle(settings, database_url: str, kafka_bootstrap: str) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
-    """Every role of Heddle, started against one database and one set of topics."""
-    from infra.bootstrap import Heddle, create_schema
+async def running_heddle(  # type: ignore[no-untyped-def]
+    settings,
+    database_url: str,
+    kafka_bootstrap: str,
+    environ: dict[str, str] | None = None,
+    roles: tuple[str, ...] | None = None,
+) -> AsyncIterator[Any]:
+    """Heddle's roles (every one by default), started against one database and one set of
+    topics; `environ` replaces the process environment (provider keys and base URLs)."""
+    from infra.bootstrap import ALL_ROLES, Heddle, create_schema
 
     create_schema(settings, database_url)
-    instance = Heddle(settings, database_url, kafka_bootstrap)
-    await instance.start()
+    given = {} if environ is None else {"environ": environ}
+    instance = Heddle(settings, database_url, kafka_bootstrap, **given)
+    await instance.start(ALL_ROLES if roles is None else roles)
     try:
         yield instance
     finally:
         await instance.stop()
+
+
+@asynccontextmanager
+async def module_heddle(  # type: ignore[no-untyped-def]
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, kafka_bootstrap: str,
+    environ: dict[str, str] | None = None,
+) -> AsyncIterator[Any]:
+    """A Heddle with a database and topics of its own, for a module of tests that each
+    start their own runs (starting one costs seconds)."""
+    settings = isolated_settings(Path(tmp_path_factory.mktemp("heddle")))
+    database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
+    async with running_heddle(settings, database_url, kafka_bootstrap, environ) as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -3,18 +3,15 @@ a fake server that counts the model calls a fork makes."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import isolated_settings
+from tests.conftest import module_heddle
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, running_server
 from tests.integration.helpers import api_client, publish, wait_for_command, wait_for_run
-from tests.integration.test_llm_runs import heddle_with
 
 CHAIN = {
     "name": "chain",
@@ -44,12 +41,8 @@ async def heddle(
     provider: FakeLlmServer, postgres_url: str, kafka_bootstrap: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Any]:
-    from infra.devstack import create_database
-
-    settings = isolated_settings(Path(tmp_path_factory.mktemp("heddle")))
-    database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
     environ = {"OPENAI_BASE_URL": f"{provider.url}/v1", "OPENAI_API_KEY": "sk-test"}
-    async with heddle_with(settings, database_url, kafka_bootstrap, environ) as instance:
+    async with module_heddle(tmp_path_factory, postgres_url, kafka_bootstrap, environ) as instance:
         yield instance
 
 

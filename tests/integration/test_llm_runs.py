@@ -10,7 +10,6 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from infra.bootstrap import ALL_ROLES
+from tests.conftest import running_heddle
 from tests.fakes.llm_servers import (
     AnthropicWire,
     FakeLlmServer,
@@ -32,24 +31,6 @@ from tests.fakes.llm_servers import (
 from tests.integration.helpers import api_client, publish, wait_for_run
 
 CREDENTIALS_KEY = base64.b64encode(os.urandom(32)).decode()
-
-
-@asynccontextmanager
-async def heddle_with(
-    settings: Any, database_url: str, kafka_bootstrap: str, environ: dict[str, str],
-    roles: tuple[str, ...] = ALL_ROLES,
-) -> AsyncIterator[Any]:
-    """A Heddle that sees only `environ` (provider keys and base URLs); every role, or
-    none for a test of the API alone."""
-    from infra.bootstrap import Heddle, create_schema
-
-    create_schema(settings, database_url)
-    instance = Heddle(settings, database_url, kafka_bootstrap, environ=environ)
-    await instance.start(roles)
-    try:
-        yield instance
-    finally:
-        await instance.stop()
 
 
 @pytest.fixture
@@ -130,7 +111,7 @@ async def test_an_openai_node_completes_with_the_reply_and_the_usage_is_in_the_r
     definition = one_node("openai-hello", model="openai:gpt-4o-mini", next="bye")
     definition["nodes"]["bye"] = {"kind": "llm", "model": "openai:my-vllm-model",
                                   "prompt": "Say bye", "output": "bye", "stream": False}
-    async with heddle_with(settings, database_url, kafka_bootstrap,
+    async with running_heddle(settings, database_url, kafka_bootstrap,
                            environment(openai, anthropic)) as heddle, api_client(heddle) as client:
         state, events = await run(client, definition)
     assert state["status"] == "completed"
@@ -152,7 +133,7 @@ async def test_an_anthropic_node_completes_with_the_reply_and_the_usage_is_in_th
 ) -> None:
     openai, anthropic = fakes
     anthropic.then(AnthropicWire.stream(["Bonjour", " Ada"], usage=(20, 7, 0)))
-    async with heddle_with(settings, database_url, kafka_bootstrap,
+    async with running_heddle(settings, database_url, kafka_bootstrap,
                            environment(openai, anthropic)) as heddle, api_client(heddle) as client:
         state, _ = await run(client, one_node("claude-hello", model="anthropic:claude-haiku-4-5"))
     assert state["status"] == "completed"
@@ -175,7 +156,7 @@ async def test_an_agent_calls_a_tool_then_answers_and_the_tool_call_is_in_the_ru
     definition = {"name": "agent-sum", "start": "solve", "nodes": {"solve": {
         "kind": "agent", "model": "anthropic:claude-haiku-4-5", "tools": ["calculator"],
         "prompt": "What is 6 times 7?", "output": "answer"}}}
-    async with heddle_with(settings, database_url, kafka_bootstrap,
+    async with running_heddle(settings, database_url, kafka_bootstrap,
                            environment(openai, anthropic)) as heddle, api_client(heddle) as client:
         state, events = await run(client, definition)
     assert state["status"] == "completed"
@@ -198,7 +179,7 @@ async def test_two_429s_with_retry_after_are_waited_out_then_the_call_succeeds(
     openai, anthropic = fakes
     limited = OpenAiWire.error(429, "Rate limit reached", headers={"Retry-After": "1"})
     openai.then(limited, limited, OpenAiWire.stream(["at last"]))
-    async with heddle_with(settings, database_url, kafka_bootstrap,
+    async with running_heddle(settings, database_url, kafka_bootstrap,
                            environment(openai, anthropic)) as heddle, api_client(heddle) as client:
         state, events = await run(client, one_node("patient", model="openai:gpt-4o-mini"))
     assert state["status"] == "completed"
@@ -222,7 +203,7 @@ async def test_a_401_fails_the_node_at_once_with_the_fix_in_the_message(
 ) -> None:
     openai, anthropic = fakes
     openai.then(OpenAiWire.error(401, "Incorrect API key provided", code="invalid_api_key"))
-    async with heddle_with(settings, database_url, kafka_bootstrap,
+    async with running_heddle(settings, database_url, kafka_bootstrap,
                            environment(openai, anthropic)) as heddle, api_client(heddle) as client:
         state, events = await run(client, one_node("locked-out", model="openai:gpt-4o-mini"))
     assert state["status"] == "failed"
@@ -242,7 +223,7 @@ async def test_a_stream_cut_mid_answer_is_retried_and_its_partial_text_never_bec
         OpenAiWire.stream(["The capital", " is Lyon"], finish_reason=None, cut=True),
         OpenAiWire.stream(["The capital", " is Paris"]),
     )
-    async with heddle_with(settings, database_url, kafka_bootstrap,
+    async with running_heddle(settings, database_url, kafka_bootstrap,
                            environment(openai, anthropic)) as heddle, api_client(heddle) as client:
         state, events = await run(client, one_node("geography", model="openai:gpt-4o-mini"))
         topics = await read_topics(kafka_bootstrap, settings.topic_prefix)
@@ -270,7 +251,7 @@ async def test_stored_credentials_are_listed_without_their_keys_and_used_by_the_
 ) -> None:
     openai, anthropic = fakes
     openai.then(OpenAiWire.stream(["team reply"]))
-    async with heddle_with(settings, database_url, kafka_bootstrap,
+    async with running_heddle(settings, database_url, kafka_bootstrap,
                            environment(openai, anthropic)) as heddle, api_client(heddle) as client:
         stored = await client.put("/v1/credentials/team-a",
                                   json={"provider": "openai", "api_key": "sk-team-a-key"})
@@ -300,7 +281,7 @@ async def test_storing_a_credential_without_an_encryption_key_says_what_to_set(
     openai, anthropic = fakes
     environ = environment(openai, anthropic)
     del environ["HEDDLE_CREDENTIALS_KEY"]
-    async with heddle_with(settings, database_url, kafka_bootstrap,
+    async with running_heddle(settings, database_url, kafka_bootstrap,
                            environ, roles=()) as heddle, api_client(heddle) as client:
         response = await client.put("/v1/credentials/team-a",
                                     json={"provider": "openai", "api_key": "sk-team-a-key"})
@@ -314,7 +295,7 @@ async def test_the_health_check_calls_each_configured_provider_and_reports_the_r
     openai, anthropic = fakes
     openai.then(OpenAiWire.completion("p", finish_reason="length"))
     anthropic.then(AnthropicWire.error(401, "invalid x-api-key", "authentication_error"))
-    async with heddle_with(settings, database_url, kafka_bootstrap, environment(openai, anthropic),
+    async with running_heddle(settings, database_url, kafka_bootstrap, environment(openai, anthropic),
                            roles=()) as heddle, api_client(heddle) as client:
         response = await client.get("/v1/providers/health")
     assert response.status_code == 503
@@ -339,7 +320,7 @@ async def test_a_canary_key_appears_in_no_event_topic_log_line_or_api_response(
     stored_canary = f"sk-canary-{uuid.uuid4()}"
     environ = environment(openai, anthropic, OPENAI_API_KEY=env_canary)
     responses: list[str] = []
-    async with heddle_with(settings, database_url, kafka_bootstrap,
+    async with running_heddle(settings, database_url, kafka_bootstrap,
                            environ) as heddle, api_client(heddle) as client:
         stored = await client.put("/v1/credentials/canary",
                                   json={"provider": "openai", "api_key": stored_canary})

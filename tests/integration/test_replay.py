@@ -12,13 +12,12 @@ import copy
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import isolated_settings, running_heddle
+from tests.conftest import module_heddle
 from tests.integration.helpers import api_client, example, publish, wait_for_run
 
 OTHER_TENANT = {"X-Heddle-Tenant": "someone-else"}
@@ -29,11 +28,7 @@ async def heddle(
     postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Any]:
     """One Heddle for the whole module: these tests only read the runs they start."""
-    from infra.devstack import create_database
-
-    settings = isolated_settings(Path(tmp_path_factory.mktemp("heddle")))
-    database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
-    async with running_heddle(settings, database_url, kafka_bootstrap) as instance:
+    async with module_heddle(tmp_path_factory, postgres_url, kafka_bootstrap) as instance:
         yield instance
 
 

@@ -1,0 +1,62 @@
+"""Node kinds through Kafka and PostgreSQL: each example in examples/ runs to the outcome
+its documentation promises."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import module_heddle
+from tests.integration.helpers import api_client, example, publish, wait_for_run
+
+
+@pytest.fixture(scope="module")
+async def heddle(
+    postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Any]:
+    async with module_heddle(tmp_path_factory, postgres_url, kafka_bootstrap) as instance:
+        yield instance
+
+
+@pytest.fixture
+async def client(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(heddle) as api:
+        yield api
+
+
+async def run_example(client: httpx.AsyncClient, name: str, input: dict[str, Any]) -> dict[str, Any]:
+    definition = example(name)
+    await publish(client, definition)
+    started = (await client.post("/v1/runs", json={"workflow": definition["name"], "input": input})).json()
+    return await wait_for_run(client, started["run_id"], timeout=60)
+
+
+async def test_parallel_branches_meet_at_a_join_with_their_answers_in_order(
+    client: httpx.AsyncClient,
+) -> None:
+    run = await run_example(client, "fanout", {"topic": "tea"})
+    assert run["status"] == "completed"
+    assert run["variables"]["views"] == ["Pros of tea", "Cons of tea"]
+    assert run["variables"]["summary"] == "Weigh Pros of tea against Cons of tea"
+    events = (await client.get(f"/v1/runs/{run['run_id']}/events")).json()["events"]
+    started = [e["data"]["node_id"] for e in events if e["type"] == "WorkflowRun.NodeStarted"]
+    assert started.index("meet") > max(started.index("pros"), started.index("cons"))
+
+
+async def test_a_map_over_50_items_completes_with_all_50_results_in_order(
+    client: httpx.AsyncClient,
+) -> None:
+    chapters = [f"chapter {i}" for i in range(50)]
+    run = await run_example(client, "map", {"chapters": chapters})
+    assert run["status"] == "completed"
+    assert run["variables"]["titles"] == [f"Title {i + 1}: chapter {i}" for i in range(50)]
+    assert run["usage"]["llm_calls"] == 50
+    events = (await client.get(f"/v1/runs/{run['run_id']}/events")).json()["events"]
+    running = peak = 0
+    for event in events:
+        running += {"WorkflowRun.MapItemStarted": 1, "WorkflowRun.MapItemCompleted": -1}.get(event["type"], 0)
+        peak = max(peak, running)
+    assert peak == 8  # the example's concurrency
