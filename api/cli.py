@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 import yaml
+from httpx_sse import SSEError, connect_sse
 from rich.console import Console
 from rich.table import Table
 
@@ -38,7 +39,6 @@ app.add_typer(providers_app, name="providers")
 
 out = Console()
 err = Console(stderr=True)
-TERMINAL = {"completed", "failed", "cancelled"}
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")]
 
 
@@ -206,25 +206,93 @@ def run(
 
 
 def _follow(run_id: str, command_id: str, quiet: bool) -> dict[str, Any]:
-    shown: dict[str, str] = {}
+    """Wait for the run to start, print its stream (tokens as they arrive) until it ends,
+    and return the run as the API shows it once its projection holds the end."""
     with _client() as client:
-        while True:
-            command = client.get(f"/v1/commands/{command_id}").json()
-            if command["status"] == "rejected":
-                _fail(f"the run was rejected: {command['reason']}", code=2)
-            response = client.get(f"/v1/runs/{run_id}")
-            if response.status_code == 200:
-                state = response.json()
-                for node_id, node in state["nodes"].items():
-                    if shown.get(node_id) != node["status"] and node["status"] != "pending":
-                        shown[node_id] = node["status"]
-                        if not quiet:
-                            _print_node(node_id, node)
-                if state["status"] in TERMINAL:
-                    if not quiet:
-                        _print_outcome(state)
-                    return dict(state)
-            time.sleep(0.2)
+        while (command := client.get(f"/v1/commands/{command_id}").json())["status"] == "pending":
+            time.sleep(0.1)
+        if command["status"] == "rejected":
+            _fail(f"the run was rejected: {command['reason']}", code=2)
+        printer = _StreamPrinter(quiet)
+        end = _stream(client, run_id, printer)
+        printer.finish_line()
+        response = client.get(
+            f"/v1/runs/{run_id}",
+            headers={"X-Heddle-Wait-For-Position": str(end["position"]),
+                     "X-Heddle-Wait-Timeout": "30"},
+        )
+        if response.status_code != 200:
+            _fail(f"{response.status_code}: {response.json().get('detail', response.text)}")
+        state: dict[str, Any] = response.json()
+        if not quiet:
+            _print_outcome(state)
+        return state
+
+
+def _stream(client: httpx.Client, run_id: str, printer: _StreamPrinter) -> dict[str, Any]:
+    """Read the run's stream to its `end`, reconnecting where it broke off."""
+    last_id: str | None = None
+    for _ in range(100):
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        try:
+            with connect_sse(client, "GET", f"/v1/runs/{run_id}/stream", headers=headers,
+                             timeout=httpx.Timeout(30.0, read=None)) as source:
+                if source.response.status_code != 200:
+                    source.response.read()
+                    _fail(f"{source.response.status_code}: {source.response.text}")
+                for message in source.iter_sse():
+                    last_id = message.id or last_id
+                    if message.event == "end":
+                        return dict(message.json())
+                    printer.show(message.event, message.json())
+        except (httpx.TransportError, SSEError) as error:
+            printer.finish_line()
+            err.print(f"[dim]stream interrupted ({type(error).__name__}); resuming[/]")
+            time.sleep(1.0)
+    _fail(f"lost the stream of run {run_id} too often: see `heddle runs show {run_id}`")
+
+
+class _StreamPrinter:
+    """Prints a run's stream: a line per node change, model text as it arrives."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.writing: tuple[str, int, int, int] | None = None  # node, attempt, step, try
+
+    def show(self, kind: str, data: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        if kind == "token":
+            self.token(data)
+            return
+        event, node = data["type"].removeprefix("WorkflowRun."), data["data"].get("node_id")
+        if event == "NodeStarted":
+            self.line(node, {"status": "running"})
+        elif event == "NodeCompleted":
+            self.line(node, {"status": "completed", "output": data["data"]["output"]})
+        elif event == "NodeFailed":
+            self.line(node, {"status": "failed", "error": data["data"]["error"]})
+        elif event == "NodesSkipped":
+            for skipped in data["data"]["node_ids"]:
+                self.line(skipped, {"status": "skipped"})
+
+    def token(self, delta: dict[str, Any]) -> None:
+        writing = (delta["node_id"], delta["attempt"], delta["step"], delta["try"])
+        if self.writing != writing:
+            self.finish_line()
+            if delta["try"] > 1:
+                out.print(f"[dim](try {delta['try']} of {delta['node_id']})[/]")
+            self.writing = writing
+        out.print(delta["text"], end="", markup=False, highlight=False, soft_wrap=True)
+
+    def line(self, node_id: str, node: dict[str, Any]) -> None:
+        self.finish_line()
+        _print_node(node_id, node)
+
+    def finish_line(self) -> None:
+        if self.writing is not None:
+            out.print()
+            self.writing = None
 
 
 def _print_node(node_id: str, node: dict[str, Any]) -> None:

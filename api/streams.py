@@ -1,0 +1,203 @@
+"""`GET /v1/runs/{id}/stream`: a run's events and token deltas as server-sent events.
+
+Every message's id is a cursor, `<version>:<offset>`: the run's events up to aggregate
+version `version` and its token deltas before Kafka offset `offset` (of the run's
+partition of `heddle.tokens`) have been sent. A client that reconnects with it in
+`Last-Event-ID` gets exactly what came after: events from the store by version, deltas
+from Kafka by offset, so nothing is missed or repeated. The stream ends with an `end`
+message once the run has finished and its last deltas are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import anyio
+from fastapi import APIRouter, Depends, Header, HTTPException
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.app import Caller, caller
+from domain.runs import TERMINAL_STATUSES
+from infra.bootstrap import Heddle
+from infra.live import Doorbell, RunTokens, events_after, first_and_last_event
+from infra.store import dumps
+
+log = logging.getLogger("heddle.streams")
+CURSOR = re.compile(r"^(\d{1,12}):(\d{1,18})$")
+TOKEN_LATENESS = 0.25
+"""Seconds to wait, once a run has ended, for deltas published just before its end."""
+REREAD_SECONDS = 5.0
+"""Look at the store this often even when the doorbell stays silent."""
+TOKENS_BEFORE_START = timedelta(minutes=1)
+"""Read deltas from this long before the run started (clocks of two machines differ)."""
+
+
+def stream_routes(heddle: Heddle) -> APIRouter:
+    router = APIRouter(tags=["runs"])
+    doorbell = Doorbell(heddle.store, heddle.database_url)
+
+    @router.get("/v1/runs/{run_id}/stream", response_class=EventSourceResponse)
+    async def stream_run(
+        run_id: UUID,
+        who: Caller = Depends(caller),
+        last_event_id: str | None = Header(default=None, max_length=40),
+    ) -> EventSourceResponse:
+        """The run's events (`event`) and token deltas (`token`) as they happen, then `end`.
+        Reconnect with `Last-Event-ID` to resume after the last message received."""
+        version, offset = _parse_cursor(last_event_id)
+        found = await first_and_last_event(heddle.store, heddle.reads, run_id)
+        if found is None or found[0]["data"].get("tenant") != who.tenant:
+            raise HTTPException(404, f"no run {run_id} (it may still be starting: retry shortly)")
+        first, latest = found
+        if version > latest["aggregate_version"]:
+            raise HTTPException(
+                400,
+                f"Last-Event-ID {last_event_id!r} is ahead of run {run_id}: "
+                "pass the id of a message this stream sent",
+            )
+        started = datetime.fromisoformat(first["timestamp"]) - TOKENS_BEFORE_START
+        messages = _messages(heddle, doorbell, run_id, version, offset, started, latest)
+        return EventSourceResponse(messages, ping=15)
+
+    return router
+
+
+def _parse_cursor(value: str | None) -> tuple[int, int]:
+    if value is None:
+        return 0, 0
+    match = CURSOR.match(value.strip())
+    if match is None:
+        raise HTTPException(
+            400,
+            f"Last-Event-ID {value!r} is not an id of this stream: expect <version>:<offset>, "
+            "as in the `id` of the last message received (e.g. 12:340)",
+        )
+    return int(match[1]), int(match[2])
+
+
+def end_of(run_id: UUID, envelope: dict[str, Any]) -> dict[str, Any]:
+    """The data of the `end` message, for the event that ended the run."""
+    return {
+        "run_id": str(run_id),
+        "status": ending(envelope),
+        "version": envelope["aggregate_version"],
+        "position": envelope["position"],
+    }
+
+
+def ending(envelope: dict[str, Any]) -> str | None:
+    """The run's final status if this event ends it."""
+    kind = envelope["type"].removeprefix("WorkflowRun.").lower()
+    return kind if kind in TERMINAL_STATUSES else None
+
+
+@dataclass
+class _TokenProgress:
+    offset: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    moved: asyncio.Event = field(default_factory=asyncio.Event)
+    alive: bool = True
+
+
+async def _messages(
+    heddle: Heddle,
+    doorbell: Doorbell,
+    run_id: UUID,
+    version: int,
+    offset: int,
+    started: datetime,
+    latest: dict[str, Any],
+) -> AsyncIterator[ServerSentEvent]:
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
+    tokens = RunTokens(
+        heddle.bootstrap_servers, heddle.topics.tokens, run_id, heddle.settings.fetch_max_wait_ms
+    )
+    progress = _TokenProgress()
+
+    async def follow_tokens(offset: int) -> None:
+        try:
+            await tokens.start(offset, int(started.timestamp() * 1000))
+            progress.ready.set()
+            while True:
+                deltas, progress.offset = await tokens.read(timeout_ms=200)
+                for delta in deltas:
+                    await queue.put(("token", delta))
+                progress.moved.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the deltas are a live view: the events go on
+            log.warning("no token deltas for run %s: %r", run_id, error)
+        finally:
+            progress.alive = False
+            progress.ready.set()
+            progress.moved.set()
+
+    async def tokens_caught_up() -> None:
+        """Wait until the deltas published so far are queued, so that a model call's
+        deltas come before the event that records its answer (a slow Kafka costs order,
+        never events)."""
+        with contextlib.suppress(TimeoutError, Exception):
+            async with asyncio.timeout(5.0):
+                await progress.ready.wait()
+                end = await tokens.end_offset() if progress.alive else 0
+                while progress.alive and progress.offset < end:
+                    progress.moved.clear()
+                    await progress.moved.wait()
+
+    async def follow_events(bell: asyncio.Event, seen: int) -> None:
+        ended = latest if ending(latest) else None
+        while True:
+            bell.clear()
+            batch = await events_after(heddle.store, heddle.reads, run_id, seen)
+            if batch:
+                await tokens_caught_up()
+            for envelope in batch:
+                seen = envelope["aggregate_version"]
+                await queue.put(("event", envelope))
+                if ending(envelope):
+                    ended = envelope
+            if ended is not None and seen >= ended["aggregate_version"]:
+                await asyncio.sleep(TOKEN_LATENESS)
+                await tokens_caught_up()
+                await queue.put(("end", ended))
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(bell.wait(), REREAD_SECONDS)
+
+    async with doorbell.watch(run_id) as bell:
+        tasks = [
+            asyncio.create_task(follow_events(bell, version)),
+            asyncio.create_task(follow_tokens(offset)),
+        ]
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "token":
+                    offset = item[0] + 1
+                    yield ServerSentEvent(item[1].decode(), event="token", id=f"{version}:{offset}")
+                elif kind == "event":
+                    version = item["aggregate_version"]
+                    yield ServerSentEvent(
+                        dumps(item).decode(), event="event", id=f"{version}:{offset}"
+                    )
+                else:
+                    yield ServerSentEvent(
+                        dumps(end_of(run_id, item)).decode(), event="end", id=f"{version}:{offset}"
+                    )
+                    return
+        finally:
+            # A client that hangs up cancels this generator: clean up all the same.
+            with anyio.CancelScope(shield=True):
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await tokens.stop()
