@@ -82,11 +82,68 @@ class EditGraph(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
+class CompleteTask(BaseModel):
+    """Complete an open task of a run: a `human` node's (`task` is the node id) or its
+    budget approval (`task` is `budget`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    task: str = Field(min_length=1, max_length=64)
+    decision: Literal["approve", "reject"] | None = None
+    input: dict[str, Any] | None = None
+    comment: str = Field(default="", max_length=5000)
+
+
+class ReassignTask(BaseModel):
+    """Give an open task to another assignee or role, or raise its priority (escalate)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    task: str = Field(min_length=1, max_length=64)
+    assignee: str | None = Field(default=None, max_length=200)
+    role: str | None = Field(default=None, max_length=100)
+    priority: int | None = Field(default=None, ge=0, le=100)
+    reason: str = Field(default="", max_length=1000)
+
+
+class PauseRun(BaseModel):
+    """Start no new node until `ResumeRun`; calls in flight finish and are recorded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    reason: str = Field(default="", max_length=1000)
+
+
+class ResumeRun(BaseModel):
+    """Go on with a paused run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+
+
+class CancelRun(BaseModel):
+    """End a run: its running nodes and open tasks are cancelled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    reason: str = Field(default="", max_length=1000)
+
+
 COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "StartRun": StartRun,
     "PublishWorkflow": PublishWorkflow,
     "ForkRun": ForkRun,
     "EditGraph": EditGraph,
+    "CompleteTask": CompleteTask,
+    "ReassignTask": ReassignTask,
+    "PauseRun": PauseRun,
+    "ResumeRun": ResumeRun,
+    "CancelRun": CancelRun,
 }
 
 

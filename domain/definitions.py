@@ -139,8 +139,45 @@ class MapNode(_Node):
     output: str | None = None
 
 
+DURATION = r"^\d+(\.\d+)?\s*(s|m|h|d)$"
+
+
+def seconds(duration: str) -> float:
+    """`90s`, `15m`, `4h` or `2d` in seconds."""
+    value, unit = float(duration[:-1].strip()), duration[-1]
+    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+class HumanNode(_Node):
+    """A task for a person: an `approval` (approve or reject, with a comment) or an `input`
+    (data matching `form`, a JSON schema). The run waits at this node until `CompleteTask`;
+    `output` gets the decision or the data."""
+
+    kind: Literal["human"]
+    task: Literal["approval", "input"] = "approval"
+    title: str = Field(min_length=1, max_length=500, description="a template")
+    instructions: str = Field(default="", description="a template")
+    assignee: str | None = Field(default=None, description="a template; who should do it")
+    role: str | None = Field(default=None, max_length=100, description="or who may do it")
+    priority: int = Field(default=50, ge=0, le=100)
+    due_in: str | None = Field(default=None, pattern=DURATION, description="e.g. 4h or 2d")
+    form: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    output: str | None = None
+
+
+class Budget(BaseModel):
+    """Limits per run; crossing one pauses the run and asks for an approval to go on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_steps: int | None = Field(default=None, gt=0, description="nodes started")
+    approver_role: str | None = Field(default=None, max_length=100)
+
+
 Node = Annotated[
-    LlmNode | AgentNode | SwitchNode | SetNode | ParallelNode | JoinNode | MapNode,
+    LlmNode | AgentNode | SwitchNode | SetNode | ParallelNode | JoinNode | MapNode | HumanNode,
     Field(discriminator="kind"),
 ]
 
@@ -156,6 +193,7 @@ class WorkflowSpec(BaseModel):
     start: str
     nodes: dict[str, Node] = Field(min_length=1)
     output: str | None = Field(default=None, description="CEL expression for the run's output")
+    budget: Budget | None = None
 
     @field_validator("nodes")
     @classmethod
@@ -184,7 +222,7 @@ class WorkflowSpec(BaseModel):
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-NODE_KINDS = ("llm", "agent", "switch", "set", "parallel", "join", "map")
+NODE_KINDS = ("llm", "agent", "switch", "set", "parallel", "join", "map", "human")
 
 
 def parse_definition(document: Any) -> WorkflowSpec:
@@ -320,6 +358,14 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
         elif isinstance(node, SwitchNode):
             for index, case in enumerate(node.cases):
                 problems += _check(compile_expression, case.when, f"{at}.cases[{index}].when")
+        elif isinstance(node, HumanNode):
+            for field in ("title", "instructions", "assignee"):
+                if getattr(node, field):
+                    problems += _check(parse_template, getattr(node, field), f"{at}.{field}")
+            try:
+                jsonschema.Draft202012Validator.check_schema(node.form)
+            except jsonschema.SchemaError as error:
+                problems.append(Problem(f"{at}.form", f"not a valid JSON schema: {error.message}"))
         elif isinstance(node, MapNode):
             problems += _check(compile_expression, node.items, f"{at}.items")
             problems += _check(parse_template, node.do.prompt, f"{at}.do.prompt")

@@ -56,6 +56,14 @@ class ForkRejected(CommandRejected):
     """A fork cannot start from the requested point; the message says why."""
 
 
+class TaskInvalid(CommandRejected):
+    """A task cannot be completed or reassigned like that; the message says why."""
+
+
+class RunNotActive(CommandRejected):
+    """The run is not in a state that allows the command (paused, finished...)."""
+
+
 class NodeNotRunning(DomainError):
     """A result arrived for a node attempt that is not running (late or duplicate)."""
 

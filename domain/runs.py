@@ -10,6 +10,7 @@ skipped itself. The run completes when every node is completed or skipped.
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.definitions import (
     AgentNode,
+    HumanNode,
     JoinNode,
     LlmNode,
     MapNode,
@@ -26,6 +28,7 @@ from domain.definitions import (
     WorkflowSpec,
     _ModelNode,
     parse_definition,
+    seconds,
 )
 from domain.edits import EDGE_FIELDS, apply_edits
 from domain.errors import (
@@ -35,15 +38,20 @@ from domain.errors import (
     GraphEditRejected,
     NodeNotRunning,
     Problem,
+    RunNotActive,
+    TaskInvalid,
     TemplateError,
 )
 from domain.expressions import evaluate, evaluate_condition
 from domain.llm import LlmRequest, LlmResult, Message, ToolCall
+from domain.schemas import schema_problems
 from domain.templates import render
 from domain.tools import TOOLS, argument_problems
 
 RunStatus = Literal["pending", "running", "paused", "waiting", "completed", "failed", "cancelled"]
-NodeStatus = Literal["pending", "running", "completed", "failed", "skipped"]
+NodeStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
+BUDGET_TASK = "budget"
+"""The task id of a run's budget approval (node tasks are named by their node)."""
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 IO_NODE_KINDS = frozenset({"llm", "agent"})
 
@@ -126,6 +134,9 @@ class WorkflowRun(Aggregate):
         self.error: dict[str, Any] | None = None
         self.usage: dict[str, Any] = new_usage()
         self.forked_from: dict[str, Any] | None = None
+        self.steps = 0
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.waived: list[str] = []
         self._recorded: dict[str, dict[str, Any]] = {}
         if fork is not None:
             self.variables = dict(fork["variables"])
@@ -147,13 +158,20 @@ class WorkflowRun(Aggregate):
     # Decisions
 
     def advance(self) -> None:
-        """Start every ready node; run `switch` and `set` nodes inline; finish the run."""
+        """Start every ready node; run `switch` and `set` nodes inline; finish the run.
+        A run over its budget pauses instead of starting a node."""
         if self.status != "running":
             return
         progressed = True
         while progressed and self.status == "running":
             progressed = False
             for node_id in self.ready_nodes():
+                if self.status != "running":
+                    break
+                crossed = self.budget_crossed()
+                if crossed:
+                    self._pause_for_budget(crossed)
+                    return
                 self._start_node(node_id)
                 progressed = True
         if self.status == "running" and all(
@@ -197,6 +215,129 @@ class WorkflowRun(Aggregate):
         variables = {node.output: result.text} if node.output else {}
         self._complete_node(node_id, result.text, variables, None)
         self.advance()
+
+    # People: tasks, pause, resume, cancel
+
+    def complete_task(
+        self,
+        task_id: str,
+        actor: str,
+        decision: str | None,
+        data: dict[str, Any] | None,
+        comment: str,
+    ) -> None:
+        """Complete an open task: a human node's (`task_id` is the node) or the budget
+        approval. An approval needs `decision` approve or reject; an input task needs
+        `data` that matches its form."""
+        task = self.tasks.get(task_id)
+        if task is None or task["status"] != "open":
+            opened = [t for t, v in self.tasks.items() if v["status"] == "open"]
+            raise TaskInvalid(
+                f"run {self.id} has no open task {task_id!r} (open: {', '.join(opened) or 'none'})"
+            )
+        if task["type"] == "approval":
+            if decision not in ("approve", "reject"):
+                raise TaskInvalid(f"task {task_id!r} is an approval: decide approve or reject")
+            output: dict[str, Any] = {"decision": decision, "comment": comment, "by": actor}
+        else:
+            problems = schema_problems(task["form"], data if data is not None else {}, "input")
+            if problems:
+                raise TaskInvalid(
+                    f"task {task_id!r}: the input does not match its form: " + "; ".join(problems)
+                )
+            output = dict(data or {})
+        self._task_completed(task_id, actor, output)
+        if task_id == BUDGET_TASK:
+            if decision == "approve":
+                self._run_resumed(actor)
+                self.advance()
+            else:
+                self._run_cancelled(actor, f"budget not approved: {comment}".strip(": "))
+            return
+        node = self.spec.nodes[task_id]
+        assert isinstance(node, HumanNode)
+        self._complete_node(task_id, output, {node.output: output} if node.output else {}, None)
+        self.advance()
+
+    def reassign_task(
+        self,
+        task_id: str,
+        actor: str,
+        assignee: str | None,
+        role: str | None,
+        priority: int | None,
+        reason: str,
+    ) -> None:
+        """Give an open task to someone else, or raise its priority (escalate)."""
+        task = self.tasks.get(task_id)
+        if task is None or task["status"] != "open":
+            raise TaskInvalid(f"run {self.id} has no open task {task_id!r}")
+        changes = {
+            key: value
+            for key, value in (("assignee", assignee), ("role", role), ("priority", priority))
+            if value is not None
+        }
+        if not changes:
+            raise TaskInvalid("give an assignee, a role or a priority")
+        self._task_reassigned(task_id, actor, changes, reason)
+
+    def pause(self, actor: str, reason: str) -> None:
+        """Start no new node until `resume`; work in flight completes and is recorded."""
+        if self.status != "running":
+            raise RunNotActive(f"run {self.id} is {self.status}: only a running run can pause")
+        self._run_paused(actor, reason, None)
+
+    def resume(self, actor: str) -> None:
+        if self.status != "paused":
+            raise RunNotActive(f"run {self.id} is {self.status}, not paused")
+        if BUDGET_TASK in self.tasks and self.tasks[BUDGET_TASK]["status"] == "open":
+            raise RunNotActive(
+                f"run {self.id} waits for its budget approval: complete task {BUDGET_TASK!r}"
+            )
+        self._run_resumed(actor)
+        self.advance()
+
+    def cancel(self, actor: str, reason: str) -> None:
+        """End the run: running nodes and open tasks are cancelled; late results are ignored."""
+        if self.is_finished:
+            raise RunNotActive(f"run {self.id} is {self.status} already")
+        self._run_cancelled(actor, reason)
+
+    def budget_crossed(self) -> list[tuple[str, str]]:
+        """The limits of the workflow's budget that this run has reached and no one waived,
+        each with a line that says so."""
+        budget = self.spec.budget
+        if budget is None:
+            return []
+        used = {
+            "max_tokens": self.usage["input_tokens"] + self.usage["output_tokens"],
+            "max_cost_usd": self.usage["cost_usd"],
+            "max_steps": self.steps,
+        }
+        return [
+            (limit, f"{limit} {getattr(budget, limit)} (used {used[limit]})")
+            for limit in ("max_tokens", "max_cost_usd", "max_steps")
+            if getattr(budget, limit) is not None
+            and used[limit] >= getattr(budget, limit)
+            and limit not in self.waived
+        ]
+
+    def _pause_for_budget(self, crossed: list[tuple[str, str]]) -> None:
+        budget = self.spec.budget
+        assert budget is not None
+        why = ", ".join(text for _, text in crossed)
+        task = {
+            "type": "approval",
+            "title": f"Run {self.id} of {self.workflow} reached its budget: {why}. "
+            "Approve to go on without this limit, reject to cancel the run.",
+            "assignee": None,
+            "role": budget.approver_role,
+            "priority": 90,
+            "due_at": None,
+            "form": {"type": "object"},
+            "limits": [limit for limit, _ in crossed],
+        }
+        self._run_paused("heddle", f"budget: {why}", task)
 
     def edit_graph(self, edits: list[Any], actor: str, reason: str) -> None:
         """Change the graph of a running run: all `edits` or none. The new graph must be a
@@ -373,6 +514,8 @@ class WorkflowRun(Aggregate):
         self._run_failed({"node": node_id, **error})
 
     def check_node_is_running(self, node_id: str, attempt: int, item: int | None = None) -> None:
+        if self.is_finished:
+            raise NodeNotRunning(f"run {self.id} is {self.status}: node {node_id!r} is over")
         state = self.nodes.get(node_id)
         if state is None or state["status"] != "running" or state["attempt"] != attempt:
             raise NodeNotRunning(
@@ -423,6 +566,8 @@ class WorkflowRun(Aggregate):
                 chosen = self._choose_case(node)
                 self._node_started(node_id, node.kind, attempt, {})
                 self._complete_node(node_id, {"next": chosen}, {}, chosen)
+            elif isinstance(node, HumanNode):
+                self._node_started(node_id, node.kind, attempt, {"task": self._task_for(node)})
             elif isinstance(node, ParallelNode):
                 self._node_started(node_id, node.kind, attempt, {})
                 self._complete_node(node_id, None, {}, None)
@@ -463,6 +608,22 @@ class WorkflowRun(Aggregate):
                 self._node_started(node_id, node.kind, attempt, {})
             self._node_failed(node_id, attempt, failure)
             self._run_failed({"node": node_id, **failure})
+
+    def _task_for(self, node: HumanNode) -> dict[str, Any]:
+        context = self.activation()
+        due_at = None
+        if node.due_in:
+            due_at = (datetime.now(UTC) + timedelta(seconds=seconds(node.due_in))).isoformat()
+        return {
+            "type": node.task,
+            "title": render(node.title, context),
+            "instructions": render(node.instructions, context) if node.instructions else "",
+            "assignee": render(node.assignee, context) if node.assignee else None,
+            "role": node.role,
+            "priority": node.priority,
+            "due_at": due_at,
+            "form": node.form,
+        }
 
     def _continue_map(self, node_id: str, node: MapNode) -> None:
         """Start items while fewer than `concurrency` run; complete the node after the last."""
@@ -537,6 +698,9 @@ class WorkflowRun(Aggregate):
             "kind": kind,
             "input": input,
         }
+        self.steps += 1
+        if kind == "human":
+            self.tasks[node_id] = {**input["task"], "status": "open", "node_id": node_id}
 
     @event("GraphEdited")
     def _graph_edited(
@@ -553,6 +717,40 @@ class WorkflowRun(Aggregate):
             node_id: self.nodes.get(node_id, {"status": "pending", "attempt": 0})
             for node_id in graph["nodes"]
         }
+
+    @event("TaskCompleted")
+    def _task_completed(self, task_id: str, actor: str, output: dict[str, Any]) -> None:
+        task = self.tasks[task_id]
+        self.tasks[task_id] = {**task, "status": "completed", "by": actor}
+        if task_id == BUDGET_TASK and output.get("decision") == "approve":
+            self.waived = [*self.waived, *task["limits"]]
+
+    @event("TaskReassigned")
+    def _task_reassigned(
+        self, task_id: str, actor: str, changes: dict[str, Any], reason: str
+    ) -> None:
+        self.tasks[task_id] = {**self.tasks[task_id], **changes}
+
+    @event("Paused")
+    def _run_paused(self, actor: str, reason: str, task: dict[str, Any] | None) -> None:
+        self.status = "paused"
+        if task is not None:
+            self.tasks[BUDGET_TASK] = {**task, "status": "open", "node_id": None}
+
+    @event("Resumed")
+    def _run_resumed(self, actor: str) -> None:
+        self.status = "running"
+
+    @event("Cancelled")
+    def _run_cancelled(self, actor: str, reason: str) -> None:
+        self.status = "cancelled"
+        self.error = {"class": "cancelled", "message": reason, "by": actor}
+        for node_id, state in self.nodes.items():
+            if state["status"] == "running":
+                self.nodes[node_id] = {**state, "status": "cancelled"}
+        for task_id, task in self.tasks.items():
+            if task["status"] == "open":
+                self.tasks[task_id] = {**task, "status": "cancelled"}
 
     @event("MapItemStarted")
     def _map_item_started(

@@ -125,7 +125,7 @@ def fork_run(command: ForkRun, envelope: CommandEnvelope, uow: UnitOfWork) -> di
 
 def edit_graph(command: EditGraph, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
     """Apply a graph edit to a running run of the caller's tenant."""
-    run = _run_of(uow, command.run_id, envelope.tenant)
+    run = run_of(uow, command.run_id, envelope.tenant)
     before = {n for n, s in run.nodes.items() if s["status"] != "pending"}
     run.edit_graph(list(command.edits), envelope.actor, command.reason)
     return {
@@ -135,7 +135,8 @@ def edit_graph(command: EditGraph, envelope: CommandEnvelope, uow: UnitOfWork) -
     }
 
 
-def _run_of(uow: UnitOfWork, run_id: UUID, tenant: str) -> WorkflowRun:
+def run_of(uow: UnitOfWork, run_id: UUID, tenant: str) -> WorkflowRun:
+    """The run `run_id` of `tenant`; `RunNotFound` for another tenant's, as for none."""
     run = uow.get(run_id)
     if not isinstance(run, WorkflowRun) or run.tenant != tenant:
         raise RunNotFound(f"no run {run_id}")

@@ -33,6 +33,7 @@ from domain.errors import (
     WorkflowNotFound,
 )
 from domain.runs import WorkflowRun
+from handlers.controls import cancel_run, complete_task, pause_run, reassign_task, resume_run
 from handlers.forks import edit_graph, fork_run
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
@@ -96,6 +97,11 @@ HANDLERS: dict[str, Handler] = {
     "PublishWorkflow": publish_workflow,
     "ForkRun": fork_run,
     "EditGraph": edit_graph,
+    "CompleteTask": complete_task,
+    "ReassignTask": reassign_task,
+    "PauseRun": pause_run,
+    "ResumeRun": resume_run,
+    "CancelRun": cancel_run,
 }
 
 

@@ -20,7 +20,18 @@ def schemas() -> dict[str, dict[str, Any]]:
     """Each schema file's name and content, generated from the pydantic models now."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from domain.commands import CommandEnvelope, EditGraph, ForkRun, PublishWorkflow, StartRun
+    from domain.commands import (
+        CancelRun,
+        CommandEnvelope,
+        CompleteTask,
+        EditGraph,
+        ForkRun,
+        PauseRun,
+        PublishWorkflow,
+        ReassignTask,
+        ResumeRun,
+        StartRun,
+    )
 
     models = {
         "command-envelope.json": CommandEnvelope,
@@ -28,6 +39,11 @@ def schemas() -> dict[str, dict[str, Any]]:
         "publish-workflow.json": PublishWorkflow,
         "fork-run.json": ForkRun,
         "edit-graph.json": EditGraph,
+        "complete-task.json": CompleteTask,
+        "reassign-task.json": ReassignTask,
+        "pause-run.json": PauseRun,
+        "resume-run.json": ResumeRun,
+        "cancel-run.json": CancelRun,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 

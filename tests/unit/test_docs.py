@@ -342,6 +342,11 @@ PAYLOAD_SCHEMAS = {
     "PublishWorkflow": "publish-workflow.json",
     "ForkRun": "fork-run.json",
     "EditGraph": "edit-graph.json",
+    "CompleteTask": "complete-task.json",
+    "ReassignTask": "reassign-task.json",
+    "PauseRun": "pause-run.json",
+    "ResumeRun": "resume-run.json",
+    "CancelRun": "cancel-run.json",
 }
 
 

@@ -1,0 +1,60 @@
+"""Commands people send about a run while it runs: complete or reassign a task, pause,
+resume, cancel. Each decision is the run's (`WorkflowRun`); these only route them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.commands import (
+    CancelRun,
+    CommandEnvelope,
+    CompleteTask,
+    PauseRun,
+    ReassignTask,
+    ResumeRun,
+)
+from handlers.forks import run_of
+from handlers.unit_of_work import UnitOfWork
+
+
+def complete_task(
+    command: CompleteTask, envelope: CommandEnvelope, uow: UnitOfWork
+) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    run.complete_task(
+        command.task, envelope.actor, command.decision, command.input, command.comment
+    )
+    return {"run_id": str(run.id), "task": command.task, "status": run.status}
+
+
+def reassign_task(
+    command: ReassignTask, envelope: CommandEnvelope, uow: UnitOfWork
+) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    run.reassign_task(
+        command.task,
+        envelope.actor,
+        command.assignee,
+        command.role,
+        command.priority,
+        command.reason,
+    )
+    return {"run_id": str(run.id), "task": {command.task: run.tasks[command.task]}}
+
+
+def pause_run(command: PauseRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    run.pause(envelope.actor, command.reason)
+    return {"run_id": str(run.id), "status": run.status}
+
+
+def resume_run(command: ResumeRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    run.resume(envelope.actor)
+    return {"run_id": str(run.id), "status": run.status}
+
+
+def cancel_run(command: CancelRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    run.cancel(envelope.actor, command.reason)
+    return {"run_id": str(run.id), "status": run.status}
