@@ -132,6 +132,8 @@ def create_app(heddle: Heddle) -> FastAPI:
     from api.streams import stream_routes
     app.include_router(stream_routes(heddle))
     app.include_router(projection_routes(heddle))
+    from api.asyncapi import asyncapi_routes
+    app.include_router(asyncapi_routes(heddle.topics, heddle.bootstrap_servers))
     return app
 
 

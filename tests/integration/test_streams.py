@@ -206,3 +206,13 @@ async def test_run_follow_prints_the_model_text_as_it_streams_and_the_outcome(
     final = json.loads(stdout)
     assert final["status"] == "completed"
     assert final["variables"]["three"] == f"{STORY} (three)"
+
+
+async def test_a_running_heddle_serves_the_asyncapi_document_of_its_own_topics(
+    client: httpx.AsyncClient, heddle: Any
+) -> None:
+    document = (await client.get("/asyncapi.json")).json()
+    assert document["channels"]["tokens"]["address"] == heddle.topics.tokens
+    page = await client.get("/asyncapi")
+    assert page.status_code == 200
+    assert heddle.topics.events in page.text
