@@ -122,7 +122,9 @@ def create_app(heddle: Heddle) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=heddle.settings.max_body_bytes)
     from api.replay import replay_routes  # first: /v1/runs/diff is not a run id
+    from api.tasks import task_routes
     app.include_router(replay_routes(heddle))
+    app.include_router(task_routes(heddle))
     from api.projections_api import consistent_reads, projection_routes
     app.include_router(_routes(heddle), dependencies=[Depends(consistent_reads(heddle))])
     from api.credentials import credential_routes  # here: those modules import this one

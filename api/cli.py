@@ -452,7 +452,11 @@ def _database_url(settings: Settings) -> str:
 
 from api.cli_replay import register as _register_replay  # noqa: E402 - needs the apps above
 
-_register_replay(app, runs_app)  # replay, runs diff|export|import
+_register_replay(app, runs_app)  # replay, runs diff|export|import|fork|edit
+
+from api.cli_tasks import register as _register_tasks  # noqa: E402
+
+_register_tasks(app, runs_app)  # tasks list|complete|reassign, runs pause|resume|cancel
 
 
 if __name__ == "__main__":

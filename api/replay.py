@@ -12,10 +12,9 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
-from pydantic import ValidationError
 
-from api.app import Accepted, Caller, caller, publish_command
-from domain.commands import COMMAND_TYPES, CommandEnvelope
+from api.app import Accepted, Caller, caller
+from api.commands import send_command
 from handlers.replay import (
     ReplayError,
     RunExists,
@@ -114,23 +113,6 @@ def replay_routes(heddle: Heddle) -> APIRouter:
         except ReplayError as error:
             raise HTTPException(422, str(error)) from None
 
-    async def send(type_: str, payload: dict[str, Any], key: str, who: Caller) -> Accepted:
-        """Publish a command whose payload the route checked; 422 lists every problem."""
-        try:
-            COMMAND_TYPES[type_].model_validate(payload)
-        except ValidationError as error:
-            problems = [
-                {"path": ".".join(str(p) for p in item["loc"]), "message": item["msg"]}
-                for item in error.errors()
-            ]
-            raise HTTPException(422, problems) from None
-        envelope = CommandEnvelope(
-            command_id=str(uuid.uuid4()), type=type_, tenant=who.tenant, actor=who.actor,
-            payload=payload,
-        )
-        await publish_command(heddle, envelope, key)
-        return Accepted(command_id=envelope.command_id, run_id=key)
-
     @router.post("/v1/runs/{run_id}/fork", status_code=202, response_model=Accepted)
     async def fork(
         run_id: UUID,
@@ -144,7 +126,7 @@ def replay_routes(heddle: Heddle) -> APIRouter:
         the answer, its outcome at /v1/commands/{command_id}."""
         new_run = str(body.get("run_id") or uuid.uuid4())
         payload = {**body, "source_run_id": str(run_id), "run_id": new_run}
-        return await send("ForkRun", payload, new_run, who)
+        return await send_command(heddle, "ForkRun", payload, new_run, who)
 
     @router.post("/v1/runs/{run_id}/edits", status_code=202, response_model=Accepted)
     async def edit(
@@ -156,7 +138,9 @@ def replay_routes(heddle: Heddle) -> APIRouter:
     ) -> Accepted:
         """Edit a running run's graph: publishes an `EditGraph` command; whether the edits
         applied (or why not) is at /v1/commands/{command_id}."""
-        return await send("EditGraph", {**body, "run_id": str(run_id)}, str(run_id), who)
+        return await send_command(
+            heddle, "EditGraph", {**body, "run_id": str(run_id)}, str(run_id), who
+        )
 
     return router
 

@@ -162,6 +162,9 @@ class HumanNode(_Node):
     priority: int = Field(default=50, ge=0, le=100)
     due_in: str | None = Field(default=None, pattern=DURATION, description="e.g. 4h or 2d")
     form: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    value: str | None = Field(
+        default=None, description="CEL: the customer's value (0-100) for the work queue"
+    )
     output: str | None = None
 
 
@@ -359,6 +362,8 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
             for index, case in enumerate(node.cases):
                 problems += _check(compile_expression, case.when, f"{at}.cases[{index}].when")
         elif isinstance(node, HumanNode):
+            if node.value:
+                problems += _check(compile_expression, node.value, f"{at}.value")
             for field in ("title", "instructions", "assignee"):
                 if getattr(node, field):
                     problems += _check(parse_template, getattr(node, field), f"{at}.{field}")

@@ -335,6 +335,7 @@ class WorkflowRun(Aggregate):
             "priority": 90,
             "due_at": None,
             "form": {"type": "object"},
+            "value": None,
             "limits": [limit for limit, _ in crossed],
         }
         self._run_paused("heddle", f"budget: {why}", task)
@@ -623,6 +624,7 @@ class WorkflowRun(Aggregate):
             "priority": node.priority,
             "due_at": due_at,
             "form": node.form,
+            "value": evaluate(node.value, context) if node.value else None,
         }
 
     def _continue_map(self, node_id: str, node: MapNode) -> None:

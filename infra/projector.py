@@ -16,9 +16,11 @@ import psycopg
 
 from handlers.records import Record
 from infra.store import EventStore, dumps
-from projections import definitions, run_history, run_timeline
+from projections import definitions, run_history, run_timeline, tasks
 
-PROJECTIONS: dict[str, ModuleType] = {p.NAME: p for p in (run_history, run_timeline, definitions)}
+PROJECTIONS: dict[str, ModuleType] = {
+    p.NAME: p for p in (run_history, run_timeline, definitions, tasks)
+}
 
 POSITIONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_positions (

@@ -158,6 +158,14 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "error": data["error"],
             "finished_at": at,
         }
+    elif kind in ("Paused", "Resumed"):
+        row["status"] = "paused" if kind == "Paused" else "running"
+    elif kind == "Cancelled":
+        row.update(status="cancelled", error={"class": "cancelled", "message": data["reason"],
+                                              "by": data["actor"]})
+        for node_id, node in nodes.items():
+            if node["status"] == "running":
+                nodes[node_id] = {**node, "status": "cancelled", "finished_at": at}
     elif kind == "Completed":
         row.update(status="completed", output=data["output"])
     elif kind == "Failed":

@@ -55,8 +55,26 @@ def summarize(event: dict[str, Any]) -> str:
     if kind == "LlmCallReplayed":
         result = data["result"]
         return f"{node}: recorded answer of {result['provider']}:{result['model']} re-served (same request)"
+    if kind == "NodeStarted" and data["kind"] == "human":
+        task = data["input"]["task"]
+        who = task.get("assignee") or task.get("role") or "anyone"
+        return f"{node}: {task['type']} task for {who}: {task['title']}"
     if kind == "NodeStarted":
         return f"{node} ({data['kind']}) started, attempt {data['attempt']}"
+    if kind == "TaskCompleted":
+        decision = data["output"].get("decision")
+        how = f"{decision}d" if decision else "completed"
+        return f"task {data['task_id']} {how} by {data['actor']}"
+    if kind == "TaskReassigned":
+        changes = ", ".join(f"{k} {v}" for k, v in data["changes"].items())
+        return f"task {data['task_id']} reassigned by {data['actor']}: {changes}" + (
+            f" ({data['reason']})" if data["reason"] else "")
+    if kind == "Paused":
+        return f"run paused by {data['actor']}" + (f": {data['reason']}" if data["reason"] else "")
+    if kind == "Resumed":
+        return f"run resumed by {data['actor']}"
+    if kind == "Cancelled":
+        return f"run cancelled by {data['actor']}" + (f": {data['reason']}" if data["reason"] else "")
     if kind == "LlmCallCompleted":
         result = data["result"]
         usage = result["usage"]

@@ -1,0 +1,104 @@
+"""`tasks`: every task for a person (human nodes, budget approvals), open or done, and the
+work queue that orders the open ones.
+
+The queue's order is a score, computed when the queue is read (waiting time and due
+time change as the clock runs):
+
+    score = priority                                   (0 to 100, from the node)
+          + min(minutes waiting / 10, 30)              (waiting time)
+          + 50 if overdue, 20 if due within the hour   (due time)
+          + min(max(value, 0), 100) / 5                (the customer's value, 0 to 100)
+
+Highest first; ties go to the task that has waited longest.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from projections import Cursor
+
+NAME = "tasks"
+TABLES = ["tasks"]
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id uuid NOT NULL,
+    task_id text NOT NULL,
+    tenant text NOT NULL,
+    type text NOT NULL,
+    title text NOT NULL,
+    instructions text NOT NULL,
+    assignee text,
+    role text,
+    priority integer NOT NULL,
+    value double precision,
+    due_at timestamptz,
+    form jsonb NOT NULL,
+    status text NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    completed_by text,
+    output jsonb,
+    version integer NOT NULL,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE INDEX IF NOT EXISTS tasks_open ON tasks (tenant, status, created_at);
+"""
+SCORE = """(
+    priority
+    + LEAST(EXTRACT(EPOCH FROM now() - created_at) / 600, 30)
+    + CASE WHEN due_at < now() THEN 50 WHEN due_at < now() + interval '1 hour' THEN 20 ELSE 0 END
+    + LEAST(GREATEST(COALESCE(value, 0), 0), 100) / 5
+)"""
+"""The work-queue score in SQL (see the module's docstring)."""
+
+_OPEN = """
+INSERT INTO tasks (run_id, task_id, tenant, type, title, instructions, assignee, role, priority,
+                   value, due_at, form, status, created_at, updated_at, version)
+SELECT %(run_id)s, %(task_id)s, tenant, %(type)s, %(title)s, %(instructions)s, %(assignee)s,
+       %(role)s, %(priority)s, %(value)s, %(due_at)s, %(form)s, 'open', %(at)s, %(at)s, %(version)s
+FROM runs WHERE run_id = %(run_id)s
+ON CONFLICT DO NOTHING
+"""
+_CHANGE = """
+UPDATE tasks SET {changes}, updated_at = %(at)s, version = %(version)s
+WHERE run_id = %(run_id)s AND {which} AND version < %(version)s
+"""
+
+
+def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+    """Runs rows come first (`run_history` projects the same batch before this one), so a
+    task takes its tenant from its run."""
+    for event in events:
+        kind, data = event["type"], event["data"]
+        where = {"run_id": event["aggregate_id"], "at": event["timestamp"],
+                 "version": event["aggregate_version"]}
+        if kind == "WorkflowRun.NodeStarted" and data["kind"] == "human":
+            _open(sql, where, data["node_id"], data["input"]["task"])
+        elif kind == "WorkflowRun.Paused" and data.get("task"):
+            _open(sql, where, "budget", data["task"])
+        elif kind == "WorkflowRun.TaskCompleted":
+            _change(sql, where, "status = 'completed', completed_by = %(by)s, output = %(output)s",
+                    data["task_id"], by=data["actor"], output=json.dumps(data["output"]))
+        elif kind == "WorkflowRun.TaskReassigned":
+            changes = {k: v for k, v in data["changes"].items() if k in ("assignee", "role", "priority")}
+            _change(sql, where, ", ".join(f"{k} = %({k})s" for k in changes), data["task_id"], **changes)
+        elif kind == "WorkflowRun.Cancelled":
+            _change(sql, where, "status = 'cancelled'", None)
+
+
+def _open(sql: Cursor, where: dict[str, Any], task_id: str, task: dict[str, Any]) -> None:
+    sql.execute(_OPEN, {
+        **where, "task_id": task_id, "type": task["type"], "title": task["title"],
+        "instructions": task.get("instructions", ""), "assignee": task.get("assignee"),
+        "role": task.get("role"), "priority": task["priority"], "value": task.get("value"),
+        "due_at": task.get("due_at"), "form": json.dumps(task.get("form", {})),
+    })
+
+
+def _change(sql: Cursor, where: dict[str, Any], changes: str, task_id: str | None,
+            **values: Any) -> None:
+    which = "task_id = %(task_id)s" if task_id is not None else "status = 'open'"
+    sql.execute(_CHANGE.format(changes=changes, which=which),
+                {**where, "task_id": task_id, **values})
