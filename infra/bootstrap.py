@@ -128,7 +128,7 @@ class Heddle:
             self.projector = Projector(self.database_url, consumer=f"projector@{self.epoch}")
             subscribe_batches(
                 self.broker, self.settings, self.topics.events, "projector", self.project,
-                dlq_topic=dlq,
+                dlq_topic=dlq, gather_ms=self.settings.projector_gather_ms,
             )
         await self.broker.start()
         if "relay" in self.roles:

@@ -31,6 +31,7 @@ log = logging.getLogger("heddle.kafka")
 
 TOKEN_RETENTION_MS = 60 * 60 * 1000
 TOKEN_QUEUE_LIMIT = 10_000
+GATHER_BYTES = 1024 * 1024
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
 
 
@@ -89,8 +90,11 @@ def subscribe_batches(
     handler: BatchHandler,
     *,
     dlq_topic: str,
+    gather_ms: int | None = None,
 ) -> None:
-    """Register `handler` for batches of `topic` in consumer group `group`."""
+    """Register `handler` for batches of `topic` in consumer group `group`. With
+    `gather_ms`, the broker holds each fetch until it has `GATHER_BYTES` or that long has
+    passed: fewer, fuller batches, for a consumer whose cost is mostly per batch."""
     failures: dict[tuple[int, int], int] = {}
 
     async def consume() -> None:
@@ -121,7 +125,8 @@ def subscribe_batches(
         # FastStream sleeps this long again after a poll that found nothing, so it
         # bounds how long a message sent to an idle consumer waits: keep it short.
         batch_timeout_ms=settings.idle_poll_ms,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=gather_ms or settings.fetch_max_wait_ms,
+        fetch_min_bytes=GATHER_BYTES if gather_ms else 1,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),

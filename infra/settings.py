@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     batch_size: int = 500
     fetch_max_wait_ms: int = 10
     idle_poll_ms: int = 25
+    # The projector waits up to this long for a fuller batch: it reads and writes each
+    # touched run's row once per batch, so fewer batches cost less; read models lag as much.
+    projector_gather_ms: int = 100
     session_timeout_ms: int = 10_000
     aggregate_cache_size: int = 20_000
     dlq_after_attempts: int = 5
