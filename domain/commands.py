@@ -109,20 +109,52 @@ class ReassignTask(BaseModel):
 
 
 class PauseRun(BaseModel):
-    """Start no new node until `ResumeRun`; calls in flight finish and are recorded."""
+    """Start no new node until `ResumeRun` (or until `until`: snooze); calls in flight
+    finish and are recorded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     run_id: UUID
     reason: str = Field(default="", max_length=1000)
+    until: str | None = Field(default=None, description="ISO 8601 time or duration (2h)")
 
 
 class ResumeRun(BaseModel):
-    """Go on with a paused run."""
+    """Go on with a paused run, now or at `at` (schedule)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     run_id: UUID
+    at: str | None = Field(default=None, description="ISO 8601 time or duration (2h)")
+
+
+class SkipNode(BaseModel):
+    """Skip a step that is running, waiting or retrying: it completes with no output."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    node: str = Field(min_length=1, max_length=64)
+    reason: str = Field(default="", max_length=1000)
+
+
+class SignalRun(BaseModel):
+    """Send an outside event to a run: `wait` nodes whose `event` condition holds go on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    name: str = Field(min_length=1, max_length=200)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class FireTimer(BaseModel):
+    """Sent by the timer role when a run's timer is due (not meant for people)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    timer: str = Field(min_length=1, max_length=200)
 
 
 class CancelRun(BaseModel):
@@ -144,6 +176,9 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "PauseRun": PauseRun,
     "ResumeRun": ResumeRun,
     "CancelRun": CancelRun,
+    "SkipNode": SkipNode,
+    "SignalRun": SignalRun,
+    "FireTimer": FireTimer,
 }
 
 

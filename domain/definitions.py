@@ -28,15 +28,55 @@ NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 HEDDLE_NAMESPACE = uuid5(NAMESPACE_URL, "https://heddle.dev/ids")
 
 
+DURATION = r"^\d+(\.\d+)?\s*(s|m|h|d)$"
+
+
+def seconds(duration: str) -> float:
+    """`90s`, `15m`, `4h` or `2d` in seconds."""
+    value, unit = float(duration[:-1].strip()), duration[-1]
+    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+ERROR_CLASSES = ("retryable", "fatal", "timeout", "definition", "agent")
+
+
+class Retry(BaseModel):
+    """Try a failed node again: up to `attempts` in all, waiting `backoff`, then
+    `backoff * factor`, and so on, for the error classes in `on`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: int = Field(ge=2, le=20)
+    backoff: str = Field(default="1s", pattern=DURATION)
+    factor: float = Field(default=2.0, ge=1, le=10)
+    on: list[Literal["retryable", "fatal", "timeout", "definition", "agent"]] = Field(
+        default_factory=lambda: ["retryable", "timeout"], min_length=1
+    )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after attempt `attempt` (1 = the first) failed."""
+        return seconds(self.backoff) * self.factor ** (attempt - 1)
+
+
 class _Node(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
     next: str | None = None
+    retry: Retry | None = None
+    timeout: str | None = Field(default=None, pattern=DURATION, description="e.g. 30s or 2h")
+    on_error: str | None = Field(default=None, description="the node that handles a failure")
+
+    def next_targets(self) -> list[str]:
+        """The nodes this node may hand over to when it completes."""
+        return [self.next] if self.next else []
 
     def targets(self) -> list[str]:
-        """The nodes this node may hand over to."""
-        return [self.next] if self.next else []
+        """Every node this node may hand over to: the next ones and its error handler."""
+        targets = self.next_targets()
+        if self.on_error and self.on_error not in targets:
+            targets.append(self.on_error)
+        return targets
 
 
 CREDENTIAL_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -88,7 +128,7 @@ class SwitchNode(_Node):
     cases: list[SwitchCase] = Field(min_length=1)
     default: str | None = None
 
-    def targets(self) -> list[str]:
+    def next_targets(self) -> list[str]:
         targets = [case.next for case in self.cases]
         if self.default:
             targets.append(self.default)
@@ -108,7 +148,7 @@ class ParallelNode(_Node):
     kind: Literal["parallel"]
     branches: list[str] = Field(min_length=2)
 
-    def targets(self) -> list[str]:
+    def next_targets(self) -> list[str]:
         return list(dict.fromkeys(self.branches))
 
 
@@ -139,15 +179,6 @@ class MapNode(_Node):
     output: str | None = None
 
 
-DURATION = r"^\d+(\.\d+)?\s*(s|m|h|d)$"
-
-
-def seconds(duration: str) -> float:
-    """`90s`, `15m`, `4h` or `2d` in seconds."""
-    value, unit = float(duration[:-1].strip()), duration[-1]
-    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-
-
 class HumanNode(_Node):
     """A task for a person: an `approval` (approve or reject, with a comment) or an `input`
     (data matching `form`, a JSON schema). The run waits at this node until `CompleteTask`;
@@ -168,6 +199,20 @@ class HumanNode(_Node):
     output: str | None = None
 
 
+class WaitNode(_Node):
+    """Wait for a duration (`for`), until a time (`until`, CEL giving an ISO 8601 time), or
+    until a signal that matches `event` (CEL over `event.name` and `event.data`); with
+    `timeout`, a wait for a signal fails with class `timeout` when none came in time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    kind: Literal["wait"]
+    for_: str | None = Field(default=None, alias="for", pattern=DURATION)
+    until: str | None = None
+    event: str | None = None
+    output: str | None = None
+
+
 class Budget(BaseModel):
     """Limits per run; crossing one pauses the run and asks for an approval to go on."""
 
@@ -180,7 +225,15 @@ class Budget(BaseModel):
 
 
 Node = Annotated[
-    LlmNode | AgentNode | SwitchNode | SetNode | ParallelNode | JoinNode | MapNode | HumanNode,
+    LlmNode
+    | AgentNode
+    | SwitchNode
+    | SetNode
+    | ParallelNode
+    | JoinNode
+    | MapNode
+    | HumanNode
+    | WaitNode,
     Field(discriminator="kind"),
 ]
 
@@ -197,6 +250,9 @@ class WorkflowSpec(BaseModel):
     nodes: dict[str, Node] = Field(min_length=1)
     output: str | None = Field(default=None, description="CEL expression for the run's output")
     budget: Budget | None = None
+    deadline: str | None = Field(
+        default=None, pattern=DURATION, description="a run not finished by then fails"
+    )
 
     @field_validator("nodes")
     @classmethod
@@ -218,14 +274,14 @@ class WorkflowSpec(BaseModel):
 
     def canonical(self) -> dict[str, Any]:
         """The JSON form that the content hash is computed from."""
-        return self.model_dump(mode="json", exclude_defaults=True)
+        return self.model_dump(mode="json", exclude_defaults=True, by_alias=True)
 
     def content_hash(self) -> str:
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-NODE_KINDS = ("llm", "agent", "switch", "set", "parallel", "join", "map", "human")
+NODE_KINDS = ("llm", "agent", "switch", "set", "parallel", "join", "map", "human", "wait")
 
 
 def parse_definition(document: Any) -> WorkflowSpec:
@@ -281,6 +337,13 @@ def _graph_problems(spec: WorkflowSpec) -> list[Problem]:
                 )
         elif node.next and node.next not in spec.nodes:
             problems.append(Problem(f"nodes.{node_id}.next", _unknown(node.next, spec)))
+        if node.on_error and node.on_error not in spec.nodes:
+            problems.append(Problem(f"nodes.{node_id}.on_error", _unknown(node.on_error, spec)))
+        if (
+            isinstance(node, WaitNode)
+            and sum(x is not None for x in (node.for_, node.until, node.event)) != 1
+        ):
+            problems.append(Problem(f"nodes.{node_id}", "a wait needs one of for, until and event"))
     if problems:
         return problems
     for node_id, node in spec.nodes.items():
@@ -371,6 +434,10 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
                 jsonschema.Draft202012Validator.check_schema(node.form)
             except jsonschema.SchemaError as error:
                 problems.append(Problem(f"{at}.form", f"not a valid JSON schema: {error.message}"))
+        elif isinstance(node, WaitNode):
+            for field in ("until", "event"):
+                if getattr(node, field):
+                    problems += _check(compile_expression, getattr(node, field), f"{at}.{field}")
         elif isinstance(node, MapNode):
             problems += _check(compile_expression, node.items, f"{at}.items")
             problems += _check(parse_template, node.do.prompt, f"{at}.do.prompt")

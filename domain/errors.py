@@ -64,6 +64,10 @@ class RunNotActive(CommandRejected):
     """The run is not in a state that allows the command (paused, finished...)."""
 
 
+class SignalIgnored(CommandRejected):
+    """No node of the run waits for the event that was sent."""
+
+
 class NodeNotRunning(DomainError):
     """A result arrived for a node attempt that is not running (late or duplicate)."""
 

@@ -9,6 +9,7 @@ skipped itself. The run completes when every node is completed or skipped.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.definitions import (
+    DURATION,
     AgentNode,
     HumanNode,
     JoinNode,
@@ -25,6 +27,7 @@ from domain.definitions import (
     ParallelNode,
     SetNode,
     SwitchNode,
+    WaitNode,
     WorkflowSpec,
     _ModelNode,
     parse_definition,
@@ -39,6 +42,7 @@ from domain.errors import (
     NodeNotRunning,
     Problem,
     RunNotActive,
+    SignalIgnored,
     TaskInvalid,
     TemplateError,
 )
@@ -67,6 +71,19 @@ def _spec_of(content_hash: str, graph: dict[str, Any]) -> WorkflowSpec:
         if len(_SPECS) > 512:
             _SPECS.popitem(last=False)
     return spec
+
+
+def moment(value: str, field: str) -> datetime:
+    """A time given as ISO 8601 (`2026-11-24T09:00:00Z`) or as a duration from now (`2h`)."""
+    if re.match(DURATION, value):
+        return datetime.now(UTC) + timedelta(seconds=seconds(value))
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise RunNotActive(
+            f"{field}: {value!r} is neither an ISO 8601 time nor a duration such as 2h"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def new_usage() -> dict[str, Any]:
@@ -135,6 +152,7 @@ class WorkflowRun(Aggregate):
         self.usage: dict[str, Any] = new_usage()
         self.forked_from: dict[str, Any] | None = None
         self.steps = 0
+        self.timers: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
         self.waived: list[str] = []
         self._recorded: dict[str, dict[str, Any]] = {}
@@ -162,6 +180,8 @@ class WorkflowRun(Aggregate):
         A run over its budget pauses instead of starting a node."""
         if self.status != "running":
             return
+        if self.spec.deadline and "deadline" not in self.timers:
+            self._set_timer("deadline", "deadline", seconds(self.spec.deadline))
         progressed = True
         while progressed and self.status == "running":
             progressed = False
@@ -175,7 +195,8 @@ class WorkflowRun(Aggregate):
                 self._start_node(node_id)
                 progressed = True
         if self.status == "running" and all(
-            n["status"] in ("completed", "skipped") for n in self.nodes.values()
+            n["status"] in ("completed", "skipped") or n.get("handled")
+            for n in self.nodes.values()
         ):
             self._finish()
 
@@ -281,19 +302,27 @@ class WorkflowRun(Aggregate):
             raise TaskInvalid("give an assignee, a role or a priority")
         self._task_reassigned(task_id, actor, changes, reason)
 
-    def pause(self, actor: str, reason: str) -> None:
-        """Start no new node until `resume`; work in flight completes and is recorded."""
+    def pause(self, actor: str, reason: str, until: str | None = None) -> None:
+        """Start no new node until `resume` (or until `until`: a snooze); work in flight
+        completes and is recorded."""
         if self.status != "running":
             raise RunNotActive(f"run {self.id} is {self.status}: only a running run can pause")
+        at = moment(until, "until") if until else None
         self._run_paused(actor, reason, None)
+        if at is not None:
+            self._set_timer(f"resume:{self.version}", "resume", 0, at=at)
 
-    def resume(self, actor: str) -> None:
+    def resume(self, actor: str, at: str | None = None) -> None:
+        """Go on now, or at `at` (a time or a duration from now: a scheduled resume)."""
         if self.status != "paused":
             raise RunNotActive(f"run {self.id} is {self.status}, not paused")
-        if BUDGET_TASK in self.tasks and self.tasks[BUDGET_TASK]["status"] == "open":
+        if self._budget_task_open():
             raise RunNotActive(
                 f"run {self.id} waits for its budget approval: complete task {BUDGET_TASK!r}"
             )
+        if at:
+            self._set_timer(f"resume:{self.version}", "resume", 0, at=moment(at, "at"))
+            return
         self._run_resumed(actor)
         self.advance()
 
@@ -511,8 +540,131 @@ class WorkflowRun(Aggregate):
         self._fail_node(node_id, attempt, error)
 
     def _fail_node(self, node_id: str, attempt: int, error: dict[str, Any]) -> None:
+        """A node attempt failed: try again later if its `retry` covers the error's class,
+        else hand over to its `on_error` node, else fail the run."""
+        node = self.spec.nodes[node_id]
+        retry = node.retry
+        if retry is not None and attempt < retry.attempts and error.get("class") in retry.on:
+            delay = retry.delay(attempt)
+            self._node_retry_scheduled(node_id, attempt, error, delay)
+            self._set_timer(f"retry:{node_id}:{attempt}", "retry", delay, node_id, attempt)
+            return
+        if node.on_error:
+            self._node_failed(node_id, attempt, error, True)
+            dead = self._dead_nodes()
+            if dead:
+                self._nodes_skipped(dead)
+            self.advance()
+            return
         self._node_failed(node_id, attempt, error)
         self._run_failed({"node": node_id, **error})
+
+    # Timers: set as events, fired by the timer role through `FireTimer` commands.
+
+    def _set_timer(
+        self,
+        timer_id: str,
+        purpose: str,
+        delay: float,
+        node_id: str | None = None,
+        attempt: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        fire_at = at if at is not None else datetime.now(UTC) + timedelta(seconds=delay)
+        self._timer_set(timer_id, purpose, fire_at.isoformat(), node_id, attempt)
+
+    def fire_timer(self, timer_id: str) -> bool:
+        """A timer is due: do what it was set for. False (and nothing changes) when it has
+        fired already, or no longer matters (the run ended, the node moved on)."""
+        timer = self.timers.get(timer_id)
+        if timer is None or timer["status"] != "pending" or self.is_finished:
+            return False
+        self._timer_fired(timer_id)
+        node_id, attempt, purpose = timer["node_id"], timer["attempt"], timer["purpose"]
+        state = self.nodes.get(node_id, {}) if node_id else {}
+        if purpose == "deadline":
+            deadline = self.spec.deadline
+            self._run_failed(
+                {"class": "deadline", "message": f"the run passed its deadline of {deadline}"}
+            )
+        elif purpose == "resume" and self.status == "paused":
+            if not self._budget_task_open():
+                self._run_resumed("heddle")
+                self.advance()
+        elif purpose == "retry" and state.get("status") == "retrying":
+            self._start_node(node_id)
+            self.advance()
+        elif state.get("status") == "running" and state.get("attempt") == attempt:
+            if purpose == "wait":
+                node = self.spec.nodes[node_id]
+                fired = {"fired_at": timer["fire_at"]}
+                self._complete_node(
+                    node_id, fired, {node.output: fired} if node.output else {}, None
+                )
+                self.advance()
+            elif purpose == "timeout":
+                self._fail_node(
+                    node_id,
+                    attempt,
+                    {
+                        "class": "timeout",
+                        "message": f"node {node_id!r} took longer than its timeout of "
+                        f"{self.spec.nodes[node_id].timeout}",
+                    },
+                )
+        return True
+
+    def signal(self, name: str, data: dict[str, Any], actor: str) -> list[str]:
+        """An outside event reached the run: every `wait` node whose `event` condition
+        holds for it completes with the event. Returns those nodes; none is an error."""
+        event_value = {"name": name, "data": data, "by": actor}
+        matched = []
+        for node_id, state in self.nodes.items():
+            node = self.spec.nodes.get(node_id)
+            if state["status"] != "running" or not isinstance(node, WaitNode) or not node.event:
+                continue
+            if evaluate_condition(node.event, {**self.activation(), "event": event_value}):
+                matched.append(node_id)
+        if not matched:
+            waiting = [
+                n
+                for n, st in self.nodes.items()
+                if st["status"] == "running" and isinstance(self.spec.nodes.get(n), WaitNode)
+            ]
+            raise SignalIgnored(
+                f"no node of run {self.id} waits for this event (waiting: "
+                f"{', '.join(waiting) or 'none'})"
+            )
+        self._signal_received(name, data, actor, matched)
+        for node_id in matched:
+            node = self.spec.nodes[node_id]
+            assert isinstance(node, WaitNode)
+            self._complete_node(
+                node_id, event_value, {node.output: event_value} if node.output else {}, None
+            )
+        self.advance()
+        return matched
+
+    def skip_node(self, node_id: str, actor: str, reason: str) -> None:
+        """A person skips a step that is running, waiting or retrying: it completes with
+        no output and the run goes on; its open task, if any, is cancelled."""
+        state = self.nodes.get(node_id)
+        if (
+            self.status not in ("running", "paused")
+            or state is None
+            or state["status"] not in ("running", "retrying")
+        ):
+            current = [n for n, st in self.nodes.items() if st["status"] in ("running", "retrying")]
+            raise RunNotActive(
+                f"node {node_id!r} of run {self.id} is not running (running: "
+                f"{', '.join(current) or 'none'})"
+            )
+        self._node_skipped_by(node_id, actor, reason)
+        self._complete_node(node_id, None, {}, None)
+        self.advance()
+
+    def _budget_task_open(self) -> bool:
+        return self.tasks.get(BUDGET_TASK, {}).get("status") == "open"
 
     def check_node_is_running(self, node_id: str, attempt: int, item: int | None = None) -> None:
         if self.is_finished:
@@ -539,7 +691,11 @@ class WorkflowRun(Aggregate):
             "input": self.input,
             "vars": self.variables,
             "nodes": {
-                node_id: {"status": state["status"], "output": state.get("output")}
+                node_id: {
+                    "status": state["status"],
+                    "output": state.get("output"),
+                    "error": state.get("error"),
+                }
                 for node_id, state in self.nodes.items()
             },
             "run": {
@@ -569,6 +725,13 @@ class WorkflowRun(Aggregate):
                 self._complete_node(node_id, {"next": chosen}, {}, chosen)
             elif isinstance(node, HumanNode):
                 self._node_started(node_id, node.kind, attempt, {"task": self._task_for(node)})
+            elif isinstance(node, WaitNode):
+                if node.event:
+                    self._node_started(node_id, node.kind, attempt, {"event": node.event})
+                else:
+                    at = self._wait_until(node)
+                    self._node_started(node_id, node.kind, attempt, {"until": at.isoformat()})
+                    self._set_timer(f"wait:{node_id}:{attempt}", "wait", 0, node_id, attempt, at)
             elif isinstance(node, ParallelNode):
                 self._node_started(node_id, node.kind, attempt, {})
                 self._complete_node(node_id, None, {}, None)
@@ -603,12 +766,30 @@ class WorkflowRun(Aggregate):
                 }
                 self._node_started(node_id, node.kind, attempt, {})
                 self._complete_node(node_id, values, values, None)
+            state = self.nodes[node_id]
+            if node.timeout and state["status"] == "running" and state["attempt"] == attempt:
+                timeout = seconds(node.timeout)
+                self._set_timer(
+                    f"timeout:{node_id}:{attempt}", "timeout", timeout, node_id, attempt
+                )
         except (ExpressionError, TemplateError) as error:
             failure = {"class": "definition", "message": str(error)}
             if self.nodes[node_id]["status"] != "running":
                 self._node_started(node_id, node.kind, attempt, {})
-            self._node_failed(node_id, attempt, failure)
-            self._run_failed({"node": node_id, **failure})
+            self._fail_node(node_id, attempt, failure)
+
+    def _wait_until(self, node: WaitNode) -> datetime:
+        if node.for_:
+            return datetime.now(UTC) + timedelta(seconds=seconds(node.for_))
+        assert node.until
+        value = evaluate(node.until, self.activation())
+        try:
+            at = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise ExpressionError(
+                f"until {node.until!r} gave {value!r}, not an ISO 8601 time"
+            ) from None
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
 
     def _task_for(self, node: HumanNode) -> dict[str, Any]:
         context = self.activation()
@@ -750,9 +931,7 @@ class WorkflowRun(Aggregate):
         for node_id, state in self.nodes.items():
             if state["status"] == "running":
                 self.nodes[node_id] = {**state, "status": "cancelled"}
-        for task_id, task in self.tasks.items():
-            if task["status"] == "open":
-                self.tasks[task_id] = {**task, "status": "cancelled"}
+        self._close_tasks()
 
     @event("MapItemStarted")
     def _map_item_started(
@@ -826,9 +1005,9 @@ class WorkflowRun(Aggregate):
         state = self.nodes[node_id]
         self.nodes[node_id] = {"status": "completed", "attempt": state["attempt"], "output": output}
         self.variables.update(variables)
-        targets = self.spec.nodes[node_id].targets()
+        node = self.spec.nodes[node_id]
         taken: set[str | None] = (
-            {next} if isinstance(self.spec.nodes[node_id], SwitchNode) else set(targets)
+            {next} if isinstance(node, SwitchNode) else set(node.next_targets())
         )
         self._resolve_edges(node_id, taken)
 
@@ -851,8 +1030,52 @@ class WorkflowRun(Aggregate):
         self.nodes[node_id]["failures"] = self.nodes[node_id].get("failures", 0) + 1
 
     @event("NodeFailed")
-    def _node_failed(self, node_id: str, attempt: int, error: dict[str, Any]) -> None:
+    def _node_failed(
+        self, node_id: str, attempt: int, error: dict[str, Any], handled: bool = False
+    ) -> None:
+        """`handled`: the node's `on_error` takes over, and the run goes on."""
         self.nodes[node_id] = {"status": "failed", "attempt": attempt, "error": error}
+        if handled:
+            self.nodes[node_id]["handled"] = True
+            self._resolve_edges(node_id, {self.spec.nodes[node_id].on_error})
+
+    @event("NodeRetryScheduled")
+    def _node_retry_scheduled(
+        self, node_id: str, attempt: int, error: dict[str, Any], delay: float
+    ) -> None:
+        self.nodes[node_id] = {
+            "status": "retrying",
+            "attempt": attempt,
+            "error": error,
+            "retry_in": delay,
+        }
+
+    @event("TimerSet")
+    def _timer_set(
+        self, timer_id: str, purpose: str, fire_at: str, node_id: str | None, attempt: int | None
+    ) -> None:
+        self.timers[timer_id] = {
+            "purpose": purpose,
+            "fire_at": fire_at,
+            "node_id": node_id,
+            "attempt": attempt,
+            "status": "pending",
+        }
+
+    @event("TimerFired")
+    def _timer_fired(self, timer_id: str) -> None:
+        self.timers[timer_id] = {**self.timers[timer_id], "status": "fired"}
+
+    @event("SignalReceived")
+    def _signal_received(
+        self, name: str, data: dict[str, Any], actor: str, nodes: list[str]
+    ) -> None:
+        pass
+
+    @event("StepSkipped")
+    def _node_skipped_by(self, node_id: str, actor: str, reason: str) -> None:
+        if self.tasks.get(node_id, {}).get("status") == "open":
+            self.tasks[node_id] = {**self.tasks[node_id], "status": "skipped"}
 
     @event("Completed")
     def _run_completed(self, output: Any) -> None:
@@ -863,6 +1086,12 @@ class WorkflowRun(Aggregate):
     def _run_failed(self, error: dict[str, Any]) -> None:
         self.status = "failed"
         self.error = error
+        self._close_tasks()
+
+    def _close_tasks(self) -> None:
+        for task_id, task in self.tasks.items():
+            if task["status"] == "open":
+                self.tasks[task_id] = {**task, "status": "cancelled"}
 
     def _resolve_edges(self, node_id: str, taken: set[str | None]) -> None:
         for target in self.spec.nodes[node_id].targets():

@@ -9,9 +9,12 @@ from domain.commands import (
     CancelRun,
     CommandEnvelope,
     CompleteTask,
+    FireTimer,
     PauseRun,
     ReassignTask,
     ResumeRun,
+    SignalRun,
+    SkipNode,
 )
 from handlers.forks import run_of
 from handlers.unit_of_work import UnitOfWork
@@ -44,13 +47,13 @@ def reassign_task(
 
 def pause_run(command: PauseRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.pause(envelope.actor, command.reason)
+    run.pause(envelope.actor, command.reason, command.until)
     return {"run_id": str(run.id), "status": run.status}
 
 
 def resume_run(command: ResumeRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.resume(envelope.actor)
+    run.resume(envelope.actor, command.at)
     return {"run_id": str(run.id), "status": run.status}
 
 
@@ -58,3 +61,21 @@ def cancel_run(command: CancelRun, envelope: CommandEnvelope, uow: UnitOfWork) -
     run = run_of(uow, command.run_id, envelope.tenant)
     run.cancel(envelope.actor, command.reason)
     return {"run_id": str(run.id), "status": run.status}
+
+
+def skip_node(command: SkipNode, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    run.skip_node(command.node, envelope.actor, command.reason)
+    return {"run_id": str(run.id), "node": command.node, "status": run.status}
+
+
+def signal_run(command: SignalRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    matched = run.signal(command.name, command.data, envelope.actor)
+    return {"run_id": str(run.id), "nodes": matched, "status": run.status}
+
+
+def fire_timer(command: FireTimer, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    fired = run.fire_timer(command.timer)
+    return {"run_id": str(run.id), "timer": command.timer, "fired": fired, "status": run.status}

@@ -33,7 +33,16 @@ from domain.errors import (
     WorkflowNotFound,
 )
 from domain.runs import WorkflowRun
-from handlers.controls import cancel_run, complete_task, pause_run, reassign_task, resume_run
+from handlers.controls import (
+    cancel_run,
+    complete_task,
+    fire_timer,
+    pause_run,
+    reassign_task,
+    resume_run,
+    signal_run,
+    skip_node,
+)
 from handlers.forks import edit_graph, fork_run
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
@@ -102,6 +111,9 @@ HANDLERS: dict[str, Handler] = {
     "PauseRun": pause_run,
     "ResumeRun": resume_run,
     "CancelRun": cancel_run,
+    "SkipNode": skip_node,
+    "SignalRun": signal_run,
+    "FireTimer": fire_timer,
 }
 
 

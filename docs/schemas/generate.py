@@ -25,11 +25,14 @@ def schemas() -> dict[str, dict[str, Any]]:
         CommandEnvelope,
         CompleteTask,
         EditGraph,
+        FireTimer,
         ForkRun,
         PauseRun,
         PublishWorkflow,
         ReassignTask,
         ResumeRun,
+        SignalRun,
+        SkipNode,
         StartRun,
     )
 
@@ -44,6 +47,9 @@ def schemas() -> dict[str, dict[str, Any]]:
         "pause-run.json": PauseRun,
         "resume-run.json": ResumeRun,
         "cancel-run.json": CancelRun,
+        "skip-node.json": SkipNode,
+        "signal-run.json": SignalRun,
+        "fire-timer.json": FireTimer,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 
