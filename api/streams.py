@@ -54,7 +54,11 @@ def stream_routes(heddle: Heddle) -> APIRouter:
         Reconnect with `Last-Event-ID` to resume after the last message received."""
         version, offset = _parse_cursor(last_event_id)
         found = await first_and_last_event(heddle.store, heddle.reads, run_id)
-        if found is None or found[0]["data"].get("tenant") != who.tenant:
+        if (
+            found is None
+            or found[0]["type"] != "WorkflowRun.Started"
+            or found[0]["data"].get("tenant") != who.tenant
+        ):
             raise HTTPException(404, f"no run {run_id} (it may still be starting: retry shortly)")
         first, latest = found
         if version > latest["aggregate_version"]:

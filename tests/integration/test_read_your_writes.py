@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.projector import PROJECTIONS
 from tests.integration.helpers import api_client, example, publish
 
 
@@ -32,11 +33,7 @@ async def test_the_projections_show_their_position_and_lag_and_catch_up(heddle: 
         await publish(client, example("hello"))
         await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
         before = (await client.get("/v1/projections")).json()
-        assert {p["name"] for p in before["projections"]} == {
-            "run_history",
-            "run_timeline",
-            "definitions",
-        }
+        assert {p["name"] for p in before["projections"]} == set(PROJECTIONS)
         for projection in before["projections"]:
             assert projection["lag"] == before["store_position"] - projection["position"]
         newest = before["store_position"]

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from domain.commands import receipt_id
 from tests.integration.helpers import publish, wait_for_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,6 +166,10 @@ async def test_a_stream_of_an_unknown_or_foreign_run_is_404_and_a_bad_id_is_400(
     assert unknown.status_code == 404
     foreign = await client.get(f"/v1/runs/{run_id}/stream", headers={"X-Heddle-Tenant": "other"})
     assert foreign.status_code == 404
+    started = (await client.post("/v1/runs", json={"workflow": "story"})).json()
+    await wait_for_command(client, started["command_id"])
+    not_a_run = receipt_id("default", started["command_id"])  # an aggregate, but no run
+    assert (await client.get(f"/v1/runs/{not_a_run}/stream")).status_code == 404
     bad = await client.get(f"/v1/runs/{run_id}/stream", headers={"Last-Event-ID": "seven"})
     assert bad.status_code == 400
     assert "<version>:<offset>" in bad.json()["detail"]
