@@ -141,9 +141,7 @@ def create_app(heddle: Heddle) -> FastAPI:
 
 async def publish_command(heddle: Heddle, envelope: CommandEnvelope, key: str) -> None:
     """Send a command to `heddle.commands`, keyed by `key` (a run id, to keep its order)."""
-    await heddle.broker.publish(
-        envelope.model_dump_json().encode(), heddle.topics.commands, key=key.encode()
-    )
+    await heddle.send_command(envelope, key)
 
 
 def _routes(heddle: Heddle) -> APIRouter:

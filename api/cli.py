@@ -105,7 +105,7 @@ def up() -> None:
 
 @app.command()
 def serve(
-    role: Annotated[list[str], typer.Option(help="intake, relay, worker, projector")] = [],  # noqa: B006
+    role: Annotated[list[str], typer.Option(help="intake, relay, worker, projector, timers")] = [],  # noqa: B006
     api: Annotated[bool, typer.Option(help="Serve the HTTP API too.")] = True,
 ) -> None:
     """Run roles against existing PostgreSQL and Kafka (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS)."""

@@ -42,14 +42,14 @@ ERROR_CLASSES = ("retryable", "fatal", "timeout", "definition", "agent")
 
 class Retry(BaseModel):
     """Try a failed node again: up to `attempts` in all, waiting `backoff`, then
-    `backoff * factor`, and so on, for the error classes in `on`."""
+    `backoff * factor`, and so on, for the error classes in `errors`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     attempts: int = Field(ge=2, le=20)
     backoff: str = Field(default="1s", pattern=DURATION)
     factor: float = Field(default=2.0, ge=1, le=10)
-    on: list[Literal["retryable", "fatal", "timeout", "definition", "agent"]] = Field(
+    errors: list[Literal["retryable", "fatal", "timeout", "definition", "agent"]] = Field(
         default_factory=lambda: ["retryable", "timeout"], min_length=1
     )
 

@@ -544,7 +544,7 @@ class WorkflowRun(Aggregate):
         else hand over to its `on_error` node, else fail the run."""
         node = self.spec.nodes[node_id]
         retry = node.retry
-        if retry is not None and attempt < retry.attempts and error.get("class") in retry.on:
+        if retry is not None and attempt < retry.attempts and error.get("class") in retry.errors:
             delay = retry.delay(attempt)
             self._node_retry_scheduled(node_id, attempt, error, delay)
             self._set_timer(f"retry:{node_id}:{attempt}", "retry", delay, node_id, attempt)

@@ -50,9 +50,10 @@ from infra.projector import Projector, create_read_models
 from infra.relay import Relay
 from infra.settings import Settings, Topics
 from infra.store import EventStore, Positions, Writer, dumps, store_environment
+from infra.timers import Timers
 
 log = logging.getLogger("heddle")
-ALL_ROLES = ("intake", "relay", "worker", "projector")
+ALL_ROLES = ("intake", "relay", "worker", "projector", "timers")
 SCHEMA_LOCK = 0x68656465  # serialises schema creation between processes
 
 
@@ -137,6 +138,9 @@ class Heddle:
                 position_name=f"relay@{self.epoch}",
             )
             self._tasks.append(asyncio.create_task(self._keep_running(self.relay.run)))
+        if "timers" in self.roles:
+            timers = Timers(self.reads, self.send_command, self.settings.timer_poll_ms / 1000)
+            self._tasks.append(asyncio.create_task(self._keep_running(timers.run)))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -152,6 +156,12 @@ class Heddle:
             await asyncio.to_thread(self.projector.close)
         self.writer.close()
         self.store.close()
+
+    async def send_command(self, envelope: CommandEnvelope, key: str) -> None:
+        """Publish a command to `heddle.commands`, keyed by `key` (a run id keeps its order)."""
+        await self.broker.publish(
+            envelope.model_dump_json().encode(), self.topics.commands, key=key.encode()
+        )
 
     async def publish_workflow(self, document: Any, tenant: str, actor: str) -> dict[str, Any]:
         """Publish a definition synchronously: the receipt says accepted or why not."""

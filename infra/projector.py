@@ -16,10 +16,11 @@ import psycopg
 
 from handlers.records import Record
 from infra.store import EventStore, dumps
-from projections import definitions, run_history, run_timeline, tasks
+from projections import definitions, run_history, run_timeline, tasks, timers
 
 PROJECTIONS: dict[str, ModuleType] = {
-    p.NAME: p for p in (run_history, run_timeline, definitions, tasks)
+    # run_history first: tasks and timers take a run's tenant from its row
+    p.NAME: p for p in (run_history, run_timeline, definitions, tasks, timers)
 }
 
 POSITIONS_SCHEMA = """

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # The projector waits up to this long for a fuller batch: it reads and writes each
     # touched run's row once per batch, so fewer batches cost less; read models lag as much.
     projector_gather_ms: int = 100
+    # How often the timer role looks for due timers: how late a timer may fire, at most.
+    timer_poll_ms: int = 250
     session_timeout_ms: int = 10_000
     aggregate_cache_size: int = 20_000
     dlq_after_attempts: int = 5

@@ -94,7 +94,7 @@ async def test_a_paused_run_waits_until_resumed_and_a_cancelled_one_ends(
     code, out, err = await heddle_cli(client, "runs", "pause", run_id, "--reason", "audit")
     assert code == 0, err
     assert f"run {run_id} is paused" in out
-    assert (await client.get(f"/v1/runs/{run_id}")).json()["status"] == "paused"
+    assert (await wait_for_run(client, run_id, status={"paused"}))["status"] == "paused"
     code, out, _ = await heddle_cli(client, "runs", "resume", run_id)
     assert f"run {run_id} is running" in out
     code, out, _ = await heddle_cli(client, "runs", "cancel", run_id, "--reason", "withdrawn")

@@ -17,6 +17,13 @@ def _table_digest(database_url: str, table: str) -> tuple[int, str]:
     return len(rows), hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
 
 
+async def _until_rows(database_url: str, table: str) -> None:
+    for _ in range(200):
+        if _table_digest(database_url, table)[0]:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_url) -> None:
     async with api_client(heddle) as client:
         await publish(client, example("hello"))
@@ -26,6 +33,18 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
         ))
         for response in started:
             await wait_for_run(client, response.json()["run_id"])
+        # A run that waits on a person and one that waits on a timer: rows for tasks and timers.
+        await publish(client, example("approval"))
+        await publish(client, example("reminder"))
+        waiting = [
+            (await client.post("/v1/runs", json={"workflow": workflow, "input": input})).json()
+            for workflow, input in (("refund-approval", {"customer": "Ada", "amount": 5}),
+                                    ("reminder", {"about": "tea"}))
+        ]
+        for run in waiting:
+            await wait_for_run(client, run["run_id"], status={"running"})
+        await _until_rows(database_url, "tasks")
+        await _until_rows(database_url, "timers")
     for name, projection in PROJECTIONS.items():
         for table in projection.TABLES:
             before = _table_digest(database_url, table)

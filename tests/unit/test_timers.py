@@ -55,7 +55,7 @@ FLAKY = {
     "start": "ask",
     "nodes": {
         "ask": {"kind": "llm", "model": "scripted:echo", "prompt": "hi", "output": "a",
-                "retry": {"attempts": 3, "backoff": "2s", "on": ["fatal"]}},
+                "retry": {"attempts": 3, "backoff": "2s", "errors": ["fatal"]}},
     },
 }
 
