@@ -107,13 +107,16 @@ class EventStore(Application[UUID]):
         return [self.envelope(Notification(**row)) for row in rows]
 
     def envelope(self, notification: Notification) -> dict[str, Any]:
-        """The JSON envelope published on `heddle.events` for a stored event."""
-        domain_event = self.mapper.to_domain_event(notification)
-        data = {
-            k: v
-            for k, v in domain_event.__dict__.items()
-            if k not in ("originator_id", "originator_version", "timestamp", "originator_topic")
-        }
+        """The JSON envelope published on `heddle.events` for a stored event.
+
+        Read from the stored JSON itself rather than through a domain event object: the
+        relay does this for every event, and the values it needs are the JSON ones. The
+        store is set up without compression or encryption (`store_environment`), and no
+        event class has an upcast (`class_version`) that a domain event would apply.
+        """
+        data = json.loads(notification.state, object_hook=_plain)
+        timestamp = data.pop("timestamp")
+        data.pop("originator_topic", None)
         type_name = notification.topic.split(":", 1)[1]
         return {
             "id": str(uuid5(notification.originator_id, str(notification.originator_version))),
@@ -122,9 +125,19 @@ class EventStore(Application[UUID]):
             "aggregate_type": type_name.rsplit(".", 1)[0],
             "aggregate_id": str(notification.originator_id),
             "aggregate_version": notification.originator_version,
-            "timestamp": domain_event.timestamp.isoformat(),
+            "timestamp": timestamp,
             "data": data,
         }
+
+
+# How the library's transcodings (`{"_type_": ..., "_data_": ...}`) appear on the wire.
+_PLAIN = {"uuid_hex": lambda data: str(UUID(data)), "datetime_iso": str, "decimal_str": str}
+
+
+def _plain(value: dict[str, Any]) -> Any:
+    if len(value) == 2 and "_type_" in value and "_data_" in value:
+        return _PLAIN[value["_type_"]](value["_data_"])
+    return value
 
 
 def store_environment(database_url: str, cache_size: int, create_tables: bool) -> dict[str, str]:
