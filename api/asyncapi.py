@@ -18,7 +18,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.commands import CommandEnvelope
+from domain.commands import DEFAULT_TENANT, CommandEnvelope, CompleteRemoteTask
 from infra.settings import Topics
 
 VERSION = "0.1.0"
@@ -78,6 +78,26 @@ class TokenDeltaMessage(BaseModel):
     text: str
 
 
+class RemoteTask(BaseModel):
+    """A task of a `remote` node (docs/remote.md#the-task)."""
+
+    task_id: str
+    capability: str
+    input: dict[str, Any]
+    run_id: str
+    tenant: str
+    workflow: str
+    node_id: str
+    attempt: int
+    reply_to: str
+
+
+class TaskResult(CompleteRemoteTask):
+    """A worker's result (docs/remote.md#the-result)."""
+
+    tenant: str = DEFAULT_TENANT
+
+
 class DeadLetter(BaseModel):
     """The original message, unchanged, with `x-error`, `x-original-topic`,
     `x-original-partition` and `x-original-offset` added to its headers."""
@@ -98,6 +118,15 @@ def specification(topics: Topics, bootstrap_servers: str = "localhost:9092") -> 
     async def take_command(command: CommandEnvelope) -> None:
         """Only declares the topic."""
 
+    @broker.subscriber(
+        topics.task_results,
+        title="task-results",
+        description="Results of `remote` nodes' tasks from outside workers, keyed by run id "
+        "(docs/remote.md); each is decided once per task id.",
+    )
+    async def take_task_result(result: TaskResult) -> None:
+        """Only declares the topic."""
+
     published = [
         (
             topics.command_results,
@@ -116,6 +145,13 @@ def specification(topics: Topics, bootstrap_servers: str = "localhost:9092") -> 
             "tokens",
             TokenDeltaMessage,
             "The text of streamed model calls as it is written, keyed by run id; kept one hour.",
+        ),
+        (
+            topics.tasks_for("{capability}"),
+            "tasks",
+            RemoteTask,
+            "Tasks of `remote` nodes for outside workers, one topic per capability, keyed by "
+            "run id (docs/remote.md).",
         ),
         (
             topics.dlq,

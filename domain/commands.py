@@ -166,6 +166,35 @@ class CancelRun(BaseModel):
     reason: str = Field(default="", max_length=1000)
 
 
+TASK_ID = r"^[0-9a-f-]{36}:[A-Za-z_][A-Za-z0-9_-]{0,63}:[0-9]+$"
+
+
+class TaskError(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message: str = Field(min_length=1, max_length=5000)
+    code: str | None = Field(default=None, max_length=200)
+
+
+class CompleteRemoteTask(BaseModel):
+    """What a remote worker answers for a task (docs/remote.md). Sent on
+    `heddle.task-results`, Heddle turns it into this command, once per `task_id`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_id: str = Field(pattern=TASK_ID, description="the task's id, as it was sent")
+    status: Literal["ok", "task_error", "infra_error"]
+    output: Any = None
+    error: TaskError | None = None
+    edits: list[Edit] = Field(default_factory=list, max_length=100)
+    worker: str | None = Field(default=None, max_length=200, description="who did it")
+
+    def parts(self) -> tuple[UUID, str, int]:
+        """The run, node and attempt the task id names."""
+        run_id, node_id, attempt = self.task_id.split(":")
+        return UUID(run_id), node_id, int(attempt)
+
+
 COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "StartRun": StartRun,
     "PublishWorkflow": PublishWorkflow,
@@ -179,6 +208,7 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "SkipNode": SkipNode,
     "SignalRun": SignalRun,
     "FireTimer": FireTimer,
+    "CompleteRemoteTask": CompleteRemoteTask,
 }
 
 

@@ -37,7 +37,8 @@ def seconds(duration: str) -> float:
     return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
 
-ERROR_CLASSES = ("retryable", "fatal", "timeout", "definition", "agent")
+ERROR_CLASSES = ("retryable", "fatal", "timeout", "definition", "agent", "task")
+ErrorClass = Literal["retryable", "fatal", "timeout", "definition", "agent", "task"]
 
 
 class Retry(BaseModel):
@@ -49,9 +50,7 @@ class Retry(BaseModel):
     attempts: int = Field(ge=2, le=20)
     backoff: str = Field(default="1s", pattern=DURATION)
     factor: float = Field(default=2.0, ge=1, le=10)
-    errors: list[Literal["retryable", "fatal", "timeout", "definition", "agent"]] = Field(
-        default_factory=lambda: ["retryable", "timeout"], min_length=1
-    )
+    errors: list[ErrorClass] = Field(default_factory=lambda: ["retryable", "timeout"], min_length=1)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after attempt `attempt` (1 = the first) failed."""
@@ -66,6 +65,11 @@ class _Node(BaseModel):
     retry: Retry | None = None
     timeout: str | None = Field(default=None, pattern=DURATION, description="e.g. 30s or 2h")
     on_error: str | None = Field(default=None, description="the node that handles a failure")
+
+    @property
+    def retries(self) -> Retry | None:
+        """How this node is retried: its `retry`, or its kind's default."""
+        return self.retry
 
     def next_targets(self) -> list[str]:
         """The nodes this node may hand over to when it completes."""
@@ -213,6 +217,27 @@ class WaitNode(_Node):
     output: str | None = None
 
 
+CAPABILITY = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class RemoteNode(_Node):
+    """Work done by an outside worker: a task on `heddle.tasks.<capability>`, answered on
+    `heddle.task-results` (docs/remote.md). Infrastructure errors are retried (3 attempts
+    unless `retry` says otherwise); task errors are not, unless `retry.errors` has `task`."""
+
+    kind: Literal["remote"]
+    capability: str = Field(pattern=CAPABILITY)
+    input: dict[str, Any] = Field(
+        default_factory=dict, description="sent to the worker; string values are templates"
+    )
+    output: str | None = None
+    accept_edits: bool = Field(default=False, description="the worker may return graph edits")
+
+    @property
+    def retries(self) -> Retry | None:
+        return self.retry or Retry(attempts=3, backoff="2s", errors=["retryable", "timeout"])
+
+
 class Budget(BaseModel):
     """Limits per run; crossing one pauses the run and asks for an approval to go on."""
 
@@ -233,7 +258,8 @@ Node = Annotated[
     | JoinNode
     | MapNode
     | HumanNode
-    | WaitNode,
+    | WaitNode
+    | RemoteNode,
     Field(discriminator="kind"),
 ]
 
@@ -281,7 +307,7 @@ class WorkflowSpec(BaseModel):
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-NODE_KINDS = ("llm", "agent", "switch", "set", "parallel", "join", "map", "human", "wait")
+NODE_KINDS = ("llm", "agent", "switch", "set", "parallel", "join", "map", "human", "wait", "remote")
 
 
 def parse_definition(document: Any) -> WorkflowSpec:
@@ -434,6 +460,10 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
                 jsonschema.Draft202012Validator.check_schema(node.form)
             except jsonschema.SchemaError as error:
                 problems.append(Problem(f"{at}.form", f"not a valid JSON schema: {error.message}"))
+        elif isinstance(node, RemoteNode):
+            for name, value in node.input.items():
+                if isinstance(value, str):
+                    problems += _check(parse_template, value, f"{at}.input.{name}")
         elif isinstance(node, WaitNode):
             for field in ("until", "event"):
                 if getattr(node, field):

@@ -25,6 +25,7 @@ from domain.definitions import (
     LlmNode,
     MapNode,
     ParallelNode,
+    RemoteNode,
     SetNode,
     SwitchNode,
     WaitNode,
@@ -195,8 +196,7 @@ class WorkflowRun(Aggregate):
                 self._start_node(node_id)
                 progressed = True
         if self.status == "running" and all(
-            n["status"] in ("completed", "skipped") or n.get("handled")
-            for n in self.nodes.values()
+            n["status"] in ("completed", "skipped") or n.get("handled") for n in self.nodes.values()
         ):
             self._finish()
 
@@ -543,7 +543,7 @@ class WorkflowRun(Aggregate):
         """A node attempt failed: try again later if its `retry` covers the error's class,
         else hand over to its `on_error` node, else fail the run."""
         node = self.spec.nodes[node_id]
-        retry = node.retry
+        retry = node.retries
         if retry is not None and attempt < retry.attempts and error.get("class") in retry.errors:
             delay = retry.delay(attempt)
             self._node_retry_scheduled(node_id, attempt, error, delay)
@@ -613,6 +613,59 @@ class WorkflowRun(Aggregate):
                     },
                 )
         return True
+
+    def complete_remote(
+        self,
+        node_id: str,
+        attempt: int,
+        status: str,
+        output: Any,
+        error: dict[str, Any] | None,
+        edits: list[Any],
+        actor: str,
+    ) -> None:
+        """Record what a remote worker answered. `ok`: the output (after the graph edits it
+        returned, if the node accepts edits); `task_error`: the work failed (class `task`);
+        `infra_error`: the worker could not do it now (class `retryable`, retried)."""
+        self.check_node_is_running(node_id, attempt)
+        node = self.spec.nodes[node_id]
+        assert isinstance(node, RemoteNode)
+        message = (error or {}).get("message") or "no message"
+        if status == "task_error":
+            self._fail_node(node_id, attempt, {"class": "task", "message": message})
+            return
+        if status == "infra_error":
+            self._fail_node(node_id, attempt, {"class": "retryable", "message": message})
+            return
+        if edits and not node.accept_edits:
+            self._fail_node(
+                node_id,
+                attempt,
+                {
+                    "class": "task",
+                    "message": (
+                        f"the worker returned graph edits, but node {node_id!r} does not accept them "
+                        "(set accept_edits: true)"
+                    ),
+                },
+            )
+            return
+        if edits:
+            try:
+                self.edit_graph(edits, actor, f"returned by the {node.capability} worker")
+            except (DefinitionInvalid, GraphEditRejected) as invalid:
+                self._fail_node(
+                    node_id,
+                    attempt,
+                    {
+                        "class": "task",
+                        "message": f"the worker's graph edits were refused: {invalid}",
+                    },
+                )
+                return
+        variables = {node.output: output} if node.output else {}
+        self._complete_node(node_id, output, variables, None)
+        self.advance()
 
     def signal(self, name: str, data: dict[str, Any], actor: str) -> list[str]:
         """An outside event reached the run: every `wait` node whose `event` condition
@@ -725,6 +778,17 @@ class WorkflowRun(Aggregate):
                 self._complete_node(node_id, {"next": chosen}, {}, chosen)
             elif isinstance(node, HumanNode):
                 self._node_started(node_id, node.kind, attempt, {"task": self._task_for(node)})
+            elif isinstance(node, RemoteNode):
+                context = self.activation()
+                task = {
+                    "task_id": f"{self.id}:{node_id}:{attempt}",
+                    "capability": node.capability,
+                    "input": {
+                        name: render(value, context) if isinstance(value, str) else value
+                        for name, value in node.input.items()
+                    },
+                }
+                self._node_started(node_id, node.kind, attempt, task)
             elif isinstance(node, WaitNode):
                 if node.event:
                     self._node_started(node_id, node.kind, attempt, {"event": node.event})

@@ -8,6 +8,7 @@ from typing import Any
 from domain.commands import (
     CancelRun,
     CommandEnvelope,
+    CompleteRemoteTask,
     CompleteTask,
     FireTimer,
     PauseRun,
@@ -16,6 +17,7 @@ from domain.commands import (
     SignalRun,
     SkipNode,
 )
+from domain.errors import CommandRejected, NodeNotRunning
 from handlers.forks import run_of
 from handlers.unit_of_work import UnitOfWork
 
@@ -79,3 +81,19 @@ def fire_timer(command: FireTimer, envelope: CommandEnvelope, uow: UnitOfWork) -
     run = run_of(uow, command.run_id, envelope.tenant)
     fired = run.fire_timer(command.timer)
     return {"run_id": str(run.id), "timer": command.timer, "fired": fired, "status": run.status}
+
+
+def complete_remote_task(
+    command: CompleteRemoteTask, envelope: CommandEnvelope, uow: UnitOfWork
+) -> dict[str, Any]:
+    run_id, node_id, attempt = command.parts()
+    run = run_of(uow, run_id, envelope.tenant)
+    error = command.error.model_dump() if command.error else None
+    try:
+        run.complete_remote(node_id, attempt, command.status, command.output, error,
+                            list(command.edits), envelope.actor)
+    except NodeNotRunning:
+        raise CommandRejected(
+            f"task {command.task_id} is not running any more (a late or repeated result)"
+        ) from None
+    return {"run_id": str(run.id), "node": node_id, "status": run.status}

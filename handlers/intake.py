@@ -7,6 +7,7 @@ client that sent it twice) changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from domain.commands import (
     COMMAND_TYPES,
+    DEFAULT_TENANT,
     MAX_COMMAND_ID_LENGTH,
     CommandEnvelope,
     CommandReceipt,
@@ -35,6 +37,7 @@ from domain.errors import (
 from domain.runs import WorkflowRun
 from handlers.controls import (
     cancel_run,
+    complete_remote_task,
     complete_task,
     fire_timer,
     pause_run,
@@ -114,7 +117,29 @@ HANDLERS: dict[str, Handler] = {
     "SkipNode": skip_node,
     "SignalRun": signal_run,
     "FireTimer": fire_timer,
+    "CompleteRemoteTask": complete_remote_task,
 }
+
+
+def task_result_as_command(record: Record) -> Record:
+    """A message from `heddle.task-results` as the `CompleteRemoteTask` command it stands
+    for (same position): decided once per task id, rejected with a reason when broken."""
+    try:
+        data = json.loads(record.value)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return record  # handle_command rejects it as malformed JSON
+    if not isinstance(data, dict):
+        return record
+    task_id = data.get("task_id")
+    worker = data.get("worker")
+    command = {
+        "command_id": f"task-result:{task_id}" if isinstance(task_id, str) else _position_id(record),
+        "type": "CompleteRemoteTask",
+        "tenant": data.get("tenant", DEFAULT_TENANT),
+        "actor": f"worker:{worker}" if isinstance(worker, str) and worker else "worker",
+        "payload": {k: v for k, v in data.items() if k != "tenant"},
+    }
+    return dataclasses.replace(record, value=json.dumps(command).encode())
 
 
 def handle_command(record: Record, uow: UnitOfWork) -> CommandReceipt | None:

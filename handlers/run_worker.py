@@ -32,6 +32,8 @@ from handlers.unit_of_work import UnitOfWork
 
 NODE_STARTED = "WorkflowRun.NodeStarted"
 MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
+VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
+WORKER_EVENTS = (NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED)
 # Token deltas are gathered for this long (or up to this much text) before they are
 # published: a stream costs a few messages instead of one per delta, unnoticeably later.
 TOKEN_PIECE_SECONDS = 0.025
@@ -172,7 +174,7 @@ def decode_events(records: list[Record]) -> list[dict[str, Any]]:
     return [
         json.loads(record.value)
         for record in records
-        if record.headers.get("type", NODE_STARTED) in (NODE_STARTED, MAP_ITEM_STARTED)
+        if record.headers.get("type", NODE_STARTED) in WORKER_EVENTS
     ]
 
 
@@ -200,6 +202,40 @@ def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall
             run_id, node_id, attempt, request, run.tenant, kind, stream, item
         )
     return list(due.values())
+
+
+def capabilities_published(events: list[dict[str, Any]]) -> set[str]:
+    """The capabilities of the `remote` nodes of newly published workflow versions: their
+    task topics should exist before the first task, so that workers can subscribe."""
+    return {
+        node["capability"]
+        for envelope in events
+        if envelope["type"] == VERSION_PUBLISHED
+        for node in envelope["data"]["spec"]["nodes"].values()
+        if node.get("kind") == "remote"
+    }
+
+
+def remote_tasks_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[dict[str, Any]]:
+    """The tasks of `remote` nodes that started and still wait, as messages for
+    `heddle.tasks.<capability>` (docs/remote.md)."""
+    tasks = []
+    for envelope in events:
+        data = envelope["data"]
+        if envelope["type"] != NODE_STARTED or data["kind"] != "remote":
+            continue
+        run = uow.get(UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"])
+        if run is None:
+            continue
+        try:
+            run.check_node_is_running(data["node_id"], data["attempt"])
+        except NodeNotRunning:
+            continue
+        tasks.append({
+            **data["input"], "run_id": str(run.id), "tenant": run.tenant,
+            "workflow": run.workflow, "node_id": data["node_id"], "attempt": data["attempt"],
+        })
+    return tasks
 
 
 @dataclass(frozen=True, slots=True)

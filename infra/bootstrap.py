@@ -22,17 +22,19 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.commands import CommandEnvelope, CommandReceipt
 from domain.llm import LlmRequest, LlmResult, RetryPolicy
-from handlers.intake import execute, handle_command
+from handlers.intake import execute, handle_command, task_result_as_command
 from handlers.records import Record, trackings_for
 from handlers.run_worker import (
     OnDelta,
     OnTryFailed,
     Recorder,
     call_llm,
+    capabilities_published,
     decode_events,
     drive_agent,
     llm_calls_due,
     record_llm_outcomes,
+    remote_tasks_due,
 )
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
@@ -40,6 +42,7 @@ from infra.credentials import CredentialStore, create_credentials_table
 from infra.kafka import (
     TokenPublisher,
     create_broker,
+    create_topics,
     ensure_topics,
     publish_all,
     subscribe_batches,
@@ -102,6 +105,8 @@ class Heddle:
         self._intake_positions = Positions(self.store, f"intake@{self.epoch}")
         self._worker_positions = Positions(self.store, f"worker@{self.epoch}")
         self._tasks: list[asyncio.Task[None]] = []
+        self._task_topics: set[str] = set()
+        self._new_capabilities: set[str] = set()
         self.roles: tuple[str, ...] = ()
 
     async def start(self, roles: Iterable[str] = ALL_ROLES) -> None:
@@ -118,6 +123,10 @@ class Heddle:
             subscribe_batches(
                 self.broker, self.settings, self.topics.commands, "intake", self.take_commands,
                 dlq_topic=dlq,
+            )
+            subscribe_batches(
+                self.broker, self.settings, self.topics.task_results, "intake-results",
+                self.take_task_results, dlq_topic=dlq,
             )
         if "worker" in self.roles:
             await self.tokens.start()
@@ -206,12 +215,19 @@ class Heddle:
     async def run_nodes(self, records: list[Record]) -> None:
         """Worker: make the model calls started nodes wait for, record the outcomes."""
 
-        def find_calls() -> tuple[UnitOfWork, list[Any], list[Record]]:
+        def find_work() -> tuple[UnitOfWork, list[Any], list[dict[str, Any]], list[Record]]:
             uow = UnitOfWork(self.store)
             fresh = self._worker_positions.fresh(records)
-            return uow, llm_calls_due(decode_events(fresh), uow), fresh
+            events = decode_events(fresh)
+            self._new_capabilities |= capabilities_published(events)
+            return uow, llm_calls_due(events, uow), remote_tasks_due(events, uow), fresh
 
-        uow, calls, fresh = await self.writer.run(find_calls)
+        uow, calls, tasks, fresh = await self.writer.run(find_work)
+        capabilities = self._new_capabilities | {task["capability"] for task in tasks}
+        if capabilities:
+            await self.create_task_topics(capabilities)
+        if tasks:
+            await self.send_tasks(tasks)
         if not calls:
             return
         for call in calls:
@@ -239,6 +255,28 @@ class Heddle:
             self._worker_positions.advance(trackings)
 
         await self.writer.run(record)
+
+    async def create_task_topics(self, capabilities: set[str]) -> None:
+        """Make the task topics of these capabilities, once per process."""
+        topics = {self.topics.tasks_for(c) for c in capabilities} - self._task_topics
+        if topics:
+            await create_topics(self.bootstrap_servers, sorted(topics), self.settings.partitions)
+            self._task_topics |= topics
+        self._new_capabilities.clear()
+
+    async def send_tasks(self, tasks: list[dict[str, Any]]) -> None:
+        """Publish tasks of `remote` nodes to their capability's topic."""
+        for task in tasks:
+            log.info("sending task %s to %s", task["task_id"], task["capability"])
+            message = {**task, "reply_to": self.topics.task_results}
+            await self.broker.publish(
+                dumps(message), self.topics.tasks_for(task["capability"]),
+                key=task["run_id"].encode(), headers={"task_id": task["task_id"]},
+            )
+
+    async def take_task_results(self, records: list[Record]) -> None:
+        """Intake: answers of remote workers, decided as `CompleteRemoteTask` commands."""
+        await self.take_commands([task_result_as_command(record) for record in records])
 
     async def project(self, records: list[Record]) -> None:
         assert self.projector is not None

@@ -51,6 +51,17 @@ def create_broker(settings: Settings, bootstrap_servers: str) -> KafkaBroker:
 
 async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int) -> None:
     """Create Heddle's topics if they are missing (idempotent)."""
+    await create_topics(bootstrap_servers, topics.all(), partitions, {
+        # Token deltas are a live view; the answer is recorded as an event.
+        topics.tokens: {"retention.ms": str(TOKEN_RETENTION_MS)},
+    })
+
+
+async def create_topics(
+    bootstrap_servers: str, names: list[str], partitions: int,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """Create the topics of `names` that are missing (idempotent), with their `configs`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="heddle-admin")
     for attempt in range(30):
         try:
@@ -63,16 +74,9 @@ async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int)
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(
-                name,
-                num_partitions=partitions,
-                replication_factor=1,
-                # Token deltas are a live view; the answer is recorded as an event.
-                topic_configs=(
-                    {"retention.ms": str(TOKEN_RETENTION_MS)} if name == topics.tokens else {}
-                ),
-            )
-            for name in topics.all()
+            NewTopic(name, num_partitions=partitions, replication_factor=1,
+                     topic_configs=(configs or {}).get(name, {}))
+            for name in names
             if name not in existing
         ]
         if missing:

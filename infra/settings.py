@@ -49,6 +49,14 @@ class Topics:
         self.events = f"{prefix}heddle.events"
         self.tokens = f"{prefix}heddle.tokens"
         self.dlq = f"{prefix}heddle.dlq"
+        self.task_results = f"{prefix}heddle.task-results"
+
+    def tasks_for(self, capability: str) -> str:
+        """Where tasks of `remote` nodes with this capability go."""
+        return f"{self.prefix}heddle.tasks.{capability}"
 
     def all(self) -> list[str]:
-        return [self.commands, self.command_results, self.events, self.tokens, self.dlq]
+        return [
+            self.commands, self.command_results, self.events, self.tokens, self.dlq,
+            self.task_results,
+        ]

@@ -23,6 +23,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     from domain.commands import (
         CancelRun,
         CommandEnvelope,
+        CompleteRemoteTask,
         CompleteTask,
         EditGraph,
         FireTimer,
@@ -50,6 +51,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         "skip-node.json": SkipNode,
         "signal-run.json": SignalRun,
         "fire-timer.json": FireTimer,
+        "complete-remote-task.json": CompleteRemoteTask,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 

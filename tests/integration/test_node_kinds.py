@@ -3,28 +3,12 @@ its documentation promises."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.conftest import module_heddle
-from tests.integration.helpers import api_client, example, publish, wait_for_run
-
-
-@pytest.fixture(scope="module")
-async def heddle(
-    postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Any]:
-    async with module_heddle(tmp_path_factory, postgres_url, kafka_bootstrap) as instance:
-        yield instance
-
-
-@pytest.fixture
-async def client(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(heddle) as api:
-        yield api
+from tests.integration.helpers import example, publish, wait_for_run
+from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
 
 
 async def run_example(client: httpx.AsyncClient, name: str, input: dict[str, Any]) -> dict[str, Any]:

@@ -10,17 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import module_heddle
 from tests.integration.helpers import example, publish, wait_for_run
+from tests.integration.shared import heddle  # noqa: F401 (a fixture)
 from tests.integration.test_streams import heddle_cli, served
-
-
-@pytest.fixture(scope="module")
-async def heddle(
-    postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Any]:
-    async with module_heddle(tmp_path_factory, postgres_url, kafka_bootstrap) as instance:
-        yield instance
 
 
 @pytest.fixture

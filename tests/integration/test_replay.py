@@ -11,31 +11,15 @@ import asyncio
 import copy
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import module_heddle
 from tests.integration.helpers import api_client, example, publish, wait_for_run
+from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
 
 OTHER_TENANT = {"X-Heddle-Tenant": "someone-else"}
-
-
-@pytest.fixture(scope="module")
-async def heddle(
-    postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Any]:
-    """One Heddle for the whole module: these tests only read the runs they start."""
-    async with module_heddle(tmp_path_factory, postgres_url, kafka_bootstrap) as instance:
-        yield instance
-
-
-@pytest.fixture
-async def client(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(heddle) as api:
-        yield api
 
 
 @pytest.fixture(scope="module")

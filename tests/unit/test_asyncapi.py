@@ -39,6 +39,8 @@ def test_the_committed_asyncapi_document_is_what_the_code_generates() -> None:
         "heddle.events",
         "heddle.tokens",
         "heddle.dlq",
+        "heddle.task-results",
+        "heddle.tasks.{capability}",
     }
 
 
