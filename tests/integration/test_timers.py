@@ -7,8 +7,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import isolated_settings, running_heddle
 from tests.integration.helpers import api_client, publish, wait_for_run
 
