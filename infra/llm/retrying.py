@@ -68,9 +68,8 @@ async def _with_retries(
     while True:
         attempt += 1
         try:
-            return await asyncio.wait_for(
-                attempt_once(attempt), timeout=max(0.001, deadline - time.monotonic())
-            )
+            async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+                return await attempt_once(attempt)
         except LlmError as error:
             failure = error
         except TimeoutError:

@@ -134,3 +134,27 @@ async def test_an_agents_turns_number_their_pieces_over_the_node_attempt(uow: Un
     assert run.variables == {"answer": "It is 42."}
     assert [(d.step, d.sequence, d.text) for d in published] == [
         (1, 0, "Let me work it out."), (2, 1, "It is 42.")]
+
+
+async def test_a_stream_that_outlives_the_calls_deadline_fails_for_good_keeping_its_text() -> None:
+    class Endless:
+        name = "scripted"
+
+        async def stream(self, request: LlmRequest) -> Any:
+            yield LlmDelta(text="Once", index=0)
+            await asyncio.sleep(3600)
+
+    published: list[TokenDelta] = []
+
+    async def complete(request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
+                       on_delta: OnDelta | None = None) -> LlmResult:
+        assert on_delta is not None
+        policy = RetryPolicy(deadline_seconds=0.05)
+        return await stream_with_retries(Endless(), request, policy, on_delta, on_try_failed)  # type: ignore[arg-type]
+
+    outcome = await call_llm(LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete,
+                             published.append)
+    assert outcome.error is not None
+    assert (outcome.error.kind, str(outcome.error)) == (
+        "fatal", "no answer within the 0 s deadline of the call")
+    assert [(d.sequence, d.text) for d in published] == [(0, "Once")]
