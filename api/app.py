@@ -15,8 +15,9 @@ from typing import Any
 from uuid import UUID
 
 import yaml
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,9 +27,11 @@ from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Heddle
+from infra.keys import ApiKey, ApiKeys, KeyRefused
 from infra.store import dumps
 from projections.run_history import in_graph_order
 
+TENANT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 RUN_STATUSES = ("pending", "running", "paused", "waiting", "completed", "failed", "cancelled")
 
 
@@ -39,11 +42,53 @@ class Caller(BaseModel):
     actor: str
 
 
-def caller(
-    x_heddle_tenant: str = Header(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
-    x_heddle_actor: str = Header(default="api", max_length=200),
-) -> Caller:
-    return Caller(tenant=x_heddle_tenant, actor=x_heddle_actor)
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key (`heddle keys create`; `heddle up` writes one to .heddle/admin.key).",
+)
+SEND_A_KEY = (
+    "send an API key as `Authorization: Bearer <key>` (the heddle CLI sends HEDDLE_API_KEY, "
+    "or the admin.key that `heddle up` writes to its data directory; make keys with "
+    "`heddle keys create`)"
+)
+
+
+async def api_key(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> ApiKey:
+    """The caller's key, from `Authorization: Bearer <key>`; 401 saying what to send."""
+    if credentials is None:
+        raise _unauthorized(f"missing API key: {SEND_A_KEY}")
+    try:
+        return await request.app.state.keys.verify(credentials.credentials)  # type: ignore[no-any-return]
+    except KeyRefused as error:
+        raise _unauthorized(f"{error}: {SEND_A_KEY}") from None
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def caller(key: ApiKey = Depends(api_key)) -> Caller:
+    """The tenant and actor of the caller's key (its name, or `key <id>`)."""
+    return Caller(tenant=key.tenant, actor=key.actor)
+
+
+def _require(key: ApiKey, scope: str) -> None:
+    if not key.allows(scope):
+        raise HTTPException(
+            403, f"this API key lacks the {scope!r} scope (it has: {', '.join(key.scopes)})"
+        )
+
+
+async def read_or_write_scope(request: Request, key: ApiKey = Depends(api_key)) -> None:
+    """GET needs the `read` scope, anything else `write`."""
+    _require(key, "read" if request.method in ("GET", "HEAD") else "write")
+
+
+async def admin_scope(key: ApiKey = Depends(api_key)) -> None:
+    """Keys and credentials need the `admin` scope."""
+    _require(key, "admin")
 
 
 class CommandIn(BaseModel):
@@ -114,28 +159,41 @@ class _TooLarge(Exception):
 
 
 def create_app(heddle: Heddle) -> FastAPI:
-    """The API for a running Heddle (its lifespan belongs to whoever started Heddle)."""
+    """The API for a running Heddle (its lifespan belongs to whoever started Heddle).
+
+    Every route but the health checks needs an API key (docs/security.md): GETs the
+    `read` scope, other methods `write`, keys and credentials `admin`."""
     app = FastAPI(
         title="Heddle",
         version="0.1.0",
         description="Event-sourced LLM workflows: commands in, read models out.",
     )
+    app.state.keys = ApiKeys(heddle.reads)
     app.add_middleware(BodyLimit, limit=heddle.settings.max_body_bytes)
-    from api.replay import replay_routes  # first: /v1/runs/diff is not a run id
-    from api.tasks import task_routes
-    app.include_router(replay_routes(heddle))
-    app.include_router(task_routes(heddle))
+    from api.asyncapi import asyncapi_routes  # here: those modules import this one
+    from api.credentials import credential_routes
+    from api.keys import key_routes
     from api.projections_api import consistent_reads, projection_routes
-    app.include_router(_routes(heddle), dependencies=[Depends(consistent_reads(heddle))])
-    from api.credentials import credential_routes  # here: those modules import this one
-    app.include_router(credential_routes(heddle))
     from api.providers import provider_routes
-    app.include_router(provider_routes(heddle))
+    from api.replay import replay_routes
     from api.streams import stream_routes
-    app.include_router(stream_routes(heddle))
-    app.include_router(projection_routes(heddle))
-    from api.asyncapi import asyncapi_routes
-    app.include_router(asyncapi_routes(heddle.topics, heddle.bootstrap_servers))
+    from api.tasks import task_routes
+
+    app.include_router(_health_routes(heddle))
+    by_method, admin = [Depends(read_or_write_scope)], [Depends(admin_scope)]
+    for router in (
+        replay_routes(heddle),  # first: /v1/runs/diff is not a run id
+        task_routes(heddle),
+        provider_routes(heddle),
+        stream_routes(heddle),
+        projection_routes(heddle),
+        asyncapi_routes(heddle.topics, heddle.bootstrap_servers),
+    ):
+        app.include_router(router, dependencies=by_method)
+    waits = Depends(consistent_reads(heddle))
+    app.include_router(_routes(heddle), dependencies=[*by_method, waits])
+    app.include_router(credential_routes(heddle), dependencies=admin)
+    app.include_router(key_routes(heddle), dependencies=admin)
     return app
 
 
@@ -144,23 +202,19 @@ async def publish_command(heddle: Heddle, envelope: CommandEnvelope, key: str) -
     await heddle.send_command(envelope, key)
 
 
-def _routes(heddle: Heddle) -> APIRouter:
-    router = APIRouter()
+def _health_routes(heddle: Heddle) -> APIRouter:
+    """Health checks, open to anyone (load balancers carry no keys)."""
+    router = APIRouter(tags=["health"])
 
-    async def fetch(query: str, params: list[Any]) -> list[dict[str, Any]]:
-        async with heddle.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query, params)
-            return await cur.fetchall()
-
-    @router.get("/healthz", tags=["health"])
+    @router.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", tags=["health"])
+    @router.get("/readyz")
     async def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
-            await fetch("SELECT 1", [])
+            await _fetch(heddle, "SELECT 1", [])
             checks["postgres"] = "ok"
         except Exception as error:
             checks["postgres"] = f"unavailable: {type(error).__name__}"
@@ -171,6 +225,21 @@ def _routes(heddle: Heddle) -> APIRouter:
             checks["kafka"] = f"unavailable: {type(error).__name__}"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    return router
+
+
+async def _fetch(heddle: Heddle, query: str, params: list[Any]) -> list[dict[str, Any]]:
+    async with heddle.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+def _routes(heddle: Heddle) -> APIRouter:
+    router = APIRouter()
+
+    async def fetch(query: str, params: list[Any]) -> list[dict[str, Any]]:
+        return await _fetch(heddle, query, params)
 
     @router.post("/v1/commands", status_code=202, response_model=Accepted, tags=["commands"])
     async def post_command(body: CommandIn, who: Caller = Depends(caller)) -> Accepted:

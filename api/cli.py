@@ -2,7 +2,7 @@
 
 Read commands print tables for people, or JSON only on stdout with `--json`. Commands
 that talk to a running Heddle use its API at `HEDDLE_API_URL` (default: the one
-`heddle up` started).
+`heddle up` started), with the key in `HEDDLE_API_KEY` (default: `heddle up`'s admin key).
 """
 
 from __future__ import annotations
@@ -51,8 +51,24 @@ def _api_url() -> str:
     return stack.api_url if stack else f"http://127.0.0.1:{Settings().api_port}"
 
 
+def _api_key() -> str | None:
+    """`HEDDLE_API_KEY`; else the admin key of the running `heddle up`, sent to its API only
+    (never to another server that HEDDLE_API_URL names)."""
+    if key := os.environ.get("HEDDLE_API_KEY"):
+        return key.strip()
+    from infra.embedded import ADMIN_KEY_FILE, read_stack
+
+    data_dir = Settings().data_dir
+    stack, path = read_stack(data_dir), data_dir / ADMIN_KEY_FILE
+    if stack is None or stack.api_url != _api_url() or not path.exists():
+        return None
+    return path.read_text().strip()
+
+
 def _client() -> httpx.Client:
-    return httpx.Client(base_url=_api_url(), timeout=30.0)
+    key = _api_key()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=_api_url(), timeout=30.0, headers=headers)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -457,6 +473,10 @@ _register_replay(app, runs_app)  # replay, runs diff|export|import|fork|edit
 from api.cli_tasks import register as _register_tasks  # noqa: E402
 
 _register_tasks(app, runs_app)  # tasks list|complete|reassign, runs pause|resume|cancel
+
+from api.cli_keys import register as _register_keys  # noqa: E402
+
+_register_keys(app)  # keys create|list|revoke
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from infra.kafka import (
     publish_all,
     subscribe_batches,
 )
+from infra.keys import create_keys_table
 from infra.llm.retrying import complete_with_retries, stream_with_retries
 from infra.llm.router import ProviderRouter, ProviderSettings
 from infra.projector import Projector, create_read_models
@@ -69,6 +70,7 @@ def create_schema(settings: Settings, database_url: str) -> None:
             store.close()
             create_read_models(conn)
             create_credentials_table(conn)
+            create_keys_table(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", [SCHEMA_LOCK])
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
 import sys
 import uuid
@@ -26,10 +27,12 @@ import yaml
 from api.app import create_app
 from infra.bootstrap import Heddle, create_schema
 from infra.devstack import EmbeddedPostgres, Tansu
+from infra.keys import ApiKeys, KeyRefused
 from infra.settings import Settings
 
 log = logging.getLogger("heddle.up")
 STACK_FILE = "stack.json"
+ADMIN_KEY_FILE = "admin.key"
 
 
 @dataclass
@@ -62,6 +65,23 @@ async def publish_examples(heddle: Heddle, directory: Path) -> list[str]:
     return lines
 
 
+async def local_admin_key(keys: ApiKeys, data_dir: Path) -> tuple[Path, str | None]:
+    """`heddle up`'s admin key (tenant `default`), in `admin.key` in the data directory,
+    readable by its owner only. The key already there is kept while it works; else a new
+    one is made and written. Returns the file and the new key (None when kept)."""
+    path = data_dir / ADMIN_KEY_FILE
+    if path.exists():
+        with contextlib.suppress(KeyRefused):
+            await keys.verify(path.read_text().strip())
+            return path, None
+    _, key = await keys.create("default", ["read", "write", "admin"], "local-admin")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(file.fileno(), 0o600)  # a file that was there keeps its mode otherwise
+        file.write(key + "\n")
+    return path, key
+
+
 async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> None:
     """Start everything, announce where it is, run until cancelled, stop cleanly."""
     data_dir = settings.data_dir.resolve()
@@ -89,6 +109,7 @@ async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> 
         stack.push_async_callback(heddle.stop)
         examples = settings.examples_dir or Path("examples")
         published = await publish_examples(heddle, examples) if examples.is_dir() else []
+        key_file, new_key = await local_admin_key(ApiKeys(heddle.reads), data_dir)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         server = uvicorn.Server(
             uvicorn.Config(
@@ -108,7 +129,7 @@ async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> 
         stack_file = data_dir / STACK_FILE
         stack_file.write_text(json.dumps(Stack(database_url, bootstrap, api_url).__dict__))
         stack.callback(stack_file.unlink, missing_ok=True)
-        announce(_banner(api_url, bootstrap, heddle.topics.commands, published))
+        announce(_banner(api_url, bootstrap, heddle.topics.commands, published, key_file, new_key))
         try:
             await server_task
         finally:
@@ -126,19 +147,33 @@ def _cli_name() -> str:
     return "heddle"
 
 
-def _banner(api_url: str, bootstrap: str, commands_topic: str, published: list[str]) -> str:
+def _shown(path: Path) -> str:
+    """A path as the user's shell can use it: relative to here when it is below here."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _banner(
+    api_url: str, bootstrap: str, commands_topic: str, published: list[str], key_file: Path,
+    new_key: str | None,
+) -> str:
     workflows = ", ".join(published) or "none (put YAML files in examples/)"
     heddle = _cli_name()
+    key = _shown(key_file)
+    made = f"\n  New admin key    {new_key}  (printed this once; the file keeps it)"
     return f"""
 Heddle is up.
   API              {api_url}  (docs: {api_url}/docs)
   Kafka bootstrap  {bootstrap}  (commands topic: {commands_topic})
   Workflows        {workflows}
+  API key          {key}  (admin of tenant default; {heddle} sends it){made if new_key else ""}
 
 Start a run:
   {heddle} run hello --input name=Ada --follow
   {heddle} runs show RUN_ID
-  curl -s -X POST {api_url}/v1/runs -H 'content-type: application/json' \\
-       -d '{{"workflow": "hello", "input": {{"name": "Ada"}}}}'
+  curl -s -X POST {api_url}/v1/runs -H "Authorization: Bearer $(cat {key})" \\
+       -H 'content-type: application/json' -d '{{"workflow": "hello", "input": {{"name": "Ada"}}}}'
 Press Ctrl-C to stop.
 """

@@ -45,6 +45,7 @@ class Up:
             HEDDLE_KAFKA_PORT=str(self.kafka_port),
         )
         self.api = f"http://127.0.0.1:{self.api_port}"
+        self.key_file = data_dir / "admin.key"
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
         self.log = data_dir.parent / f"up-{uuid.uuid4().hex[:6]}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -65,6 +66,10 @@ class Up:
                 raise AssertionError(f"heddle up exited with {self.process.returncode}:\n{text}")
             time.sleep(0.1)
         raise AssertionError(f"heddle up did not come up in {timeout} s:\n{self.log.read_text()}")
+
+    def headers(self) -> dict[str, str]:
+        """What a client of this stack sends: the admin key `heddle up` wrote down."""
+        return {"Authorization": f"Bearer {self.key_file.read_text().strip()}"}
 
     def interrupt(self, timeout: float = 30.0) -> tuple[int, list[psutil.Process]]:
         """Ctrl-C; returns the exit code and the children that were running before."""
@@ -118,11 +123,11 @@ async def _start_run_with_a_plain_kafka_client(bootstrap: str, name: str) -> str
     return run_id
 
 
-def _wait_for_run(api: str, run_id: str, timeout: float = 30.0) -> dict[str, Any]:
+def _wait_for_run(up: Up, run_id: str, timeout: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        response = httpx.get(f"{api}/v1/runs/{run_id}")
+        response = httpx.get(f"{up.api}/v1/runs/{run_id}", headers=up.headers())
         if response.status_code == 200:
             last = response.json()
             if last["status"] in ("completed", "failed", "cancelled"):
@@ -134,8 +139,15 @@ def _wait_for_run(api: str, run_id: str, timeout: float = 30.0) -> dict[str, Any
 async def test_a_start_run_from_a_plain_kafka_client_completes_and_the_cli_agrees(up: Up) -> None:
     banner = up.start()
     assert up.api in banner and up.bootstrap in banner and "hello v1" in banner
+    key = up.key_file.read_text().strip()
+    assert f"New admin key    {key}" in banner
+    assert f'-H "Authorization: Bearer $(cat {up.key_file})"' in banner
+    assert up.key_file.stat().st_mode & 0o777 == 0o600
+    refused = httpx.get(f"{up.api}/v1/runs")
+    assert refused.status_code == 401
+    assert "admin.key" in refused.json()["detail"]
     run_id = await _start_run_with_a_plain_kafka_client(up.bootstrap, "Ada")
-    run = _wait_for_run(up.api, run_id)
+    run = _wait_for_run(up, run_id)
     assert run["status"] == "completed"
     assert run["variables"]["tier"] == "vip"
     shown = up.cli("runs", "show", run_id, "--json")
@@ -149,7 +161,7 @@ async def test_a_start_run_from_a_plain_kafka_client_completes_and_the_cli_agree
 async def test_ctrl_c_stops_everything_and_the_store_survives_a_restart(up: Up) -> None:
     up.start()
     run_id = await _start_run_with_a_plain_kafka_client(up.bootstrap, "Ada")
-    assert _wait_for_run(up.api, run_id)["status"] == "completed"
+    assert _wait_for_run(up, run_id)["status"] == "completed"
     code, children = up.interrupt()
     assert code == 0
     assert "Heddle stopped." in up.log.read_text()
@@ -157,8 +169,9 @@ async def test_ctrl_c_stops_everything_and_the_store_survives_a_restart(up: Up) 
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
     up.start()
-    assert _wait_for_run(up.api, run_id)["variables"]["tier"] == "vip"
-    events = httpx.get(f"{up.api}/v1/runs/{run_id}/events").json()["events"]
-    assert events[-1]["type"] == "WorkflowRun.Completed"
+    assert _wait_for_run(up, run_id)["variables"]["tier"] == "vip"
+    assert "New admin key" not in up.log.read_text(), "a restart keeps the key it made"
+    events = httpx.get(f"{up.api}/v1/runs/{run_id}/events", headers=up.headers()).json()
+    assert events["events"][-1]["type"] == "WorkflowRun.Completed"
     again = await _start_run_with_a_plain_kafka_client(up.bootstrap, "Grace")
-    assert _wait_for_run(up.api, again)["variables"]["tier"] == "regular"
+    assert _wait_for_run(up, again)["variables"]["tier"] == "regular"

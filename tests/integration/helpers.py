@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,32 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
-def api_client(heddle: Any) -> httpx.AsyncClient:
+ALL_SCOPES = ("read", "write", "admin")
+
+
+async def key_headers(
+    heddle: Any, tenant: str = "default", scopes: tuple[str, ...] = ALL_SCOPES, name: str = "api"
+) -> dict[str, str]:
+    """The `Authorization` header of a new API key (named `api`: the actor in events)."""
+    from infra.keys import ApiKeys
+
+    _, key = await ApiKeys(heddle.reads).create(tenant, list(scopes), name)
+    return {"Authorization": f"Bearer {key}"}
+
+
+@asynccontextmanager
+async def api_client(
+    heddle: Any, tenant: str = "default", scopes: tuple[str, ...] = ALL_SCOPES
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in process, called with a new key of `tenant` with `scopes`."""
     from api.app import create_app
 
     transport = httpx.ASGITransport(app=create_app(heddle))
-    return httpx.AsyncClient(transport=transport, base_url="http://heddle.test")
+    headers = await key_headers(heddle, tenant, scopes)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://heddle.test", headers=headers
+    ) as client:
+        yield client
 
 
 def example(name: str) -> dict[str, Any]:

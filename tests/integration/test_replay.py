@@ -16,11 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.helpers import api_client, example, publish, wait_for_run
+from tests.integration.helpers import api_client, example, key_headers, publish, wait_for_run
 from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
-
-OTHER_TENANT = {"X-Heddle-Tenant": "someone-else"}
-
 
 @pytest.fixture(scope="module")
 async def hello_runs(heddle: Any) -> dict[str, dict[str, Any]]:
@@ -227,16 +224,17 @@ async def test_an_import_never_overwrites_a_run_and_refuses_a_history_that_does_
 
 
 async def test_another_tenant_cannot_replay_export_or_diff_a_run(
-    client: httpx.AsyncClient, hello_runs: dict[str, dict[str, Any]]
+    client: httpx.AsyncClient, heddle: Any, hello_runs: dict[str, dict[str, Any]]
 ) -> None:
     ada, grace = hello_runs["Ada"]["run_id"], hello_runs["Grace"]["run_id"]
+    other_tenant = await key_headers(heddle, "someone-else")
     for path, params in [
         (f"/v1/runs/{ada}/state", {}),
         (f"/v1/runs/{ada}/state", {"at": 1}),
         (f"/v1/runs/{ada}/export", {}),
         ("/v1/runs/diff", {"a": ada, "b": grace}),
     ]:
-        response = await client.get(path, params=params, headers=OTHER_TENANT)
+        response = await client.get(path, params=params, headers=other_tenant)
         assert response.status_code == 404, path
     unknown = await client.get(f"/v1/runs/{uuid.uuid4()}/state")
     assert unknown.status_code == 404

@@ -20,7 +20,7 @@ import uvicorn
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from domain.commands import receipt_id
-from tests.integration.helpers import publish, wait_for_command
+from tests.integration.helpers import key_headers, publish, wait_for_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,8 +58,11 @@ async def served(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
             task.result()
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
+    headers = await key_headers(heddle)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30.0, headers=headers
+        ) as client:
             yield client
     finally:
         server.should_exit = True
@@ -158,13 +161,14 @@ async def test_a_client_that_connects_after_the_end_gets_the_history_then_the_en
 
 
 async def test_a_stream_of_an_unknown_or_foreign_run_is_404_and_a_bad_id_is_400(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, heddle: Any
 ) -> None:
     await publish(client, story("story"))
     run_id = await start(client, "story")
     unknown = await client.get(f"/v1/runs/{uuid.uuid4()}/stream")
     assert unknown.status_code == 404
-    foreign = await client.get(f"/v1/runs/{run_id}/stream", headers={"X-Heddle-Tenant": "other"})
+    other = await key_headers(heddle, "other")
+    foreign = await client.get(f"/v1/runs/{run_id}/stream", headers=other)
     assert foreign.status_code == 404
     started = (await client.post("/v1/runs", json={"workflow": "story"})).json()
     await wait_for_command(client, started["command_id"])
@@ -186,7 +190,12 @@ async def heddle_cli(client: httpx.AsyncClient, *args: str) -> tuple[int, str, s
         "api.cli",
         *args,
         cwd=ROOT,
-        env={**os.environ, "HEDDLE_API_URL": str(client.base_url), "COLUMNS": "200"},
+        env={
+            **os.environ,
+            "HEDDLE_API_URL": str(client.base_url),
+            "HEDDLE_API_KEY": client.headers["Authorization"].removeprefix("Bearer "),
+            "COLUMNS": "200",
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
