@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,9 @@ def chain(nodes: int) -> dict[str, Any]:
     }
 
 
-def spawn_role(role: str, settings: Settings, database_url: str, bootstrap: str) -> subprocess.Popen[bytes]:
+def spawn_role(
+    role: str, settings: Settings, database_url: str, bootstrap: str
+) -> subprocess.Popen[bytes]:
     """One role in its own process, as production runs it (`heddle serve --role`)."""
     env = {
         **os.environ,
@@ -80,8 +82,11 @@ def spawn_role(role: str, settings: Settings, database_url: str, bootstrap: str)
     }
     return subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--role", role, "--no-api"],
-        env=env, cwd=Path(__file__).resolve().parents[1], stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=open(os.environ.get("HEDDLE_BENCH_CHILD_LOG", os.devnull), "ab"),
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.environ.get("HEDDLE_BENCH_CHILD_LOG", os.devnull), "ab"),
     )
 
 
@@ -125,7 +130,9 @@ async def start_runs(bootstrap: str, topic: str, count: int) -> list[str]:
                 "actor": "bench",
                 "payload": {"workflow": "bench-chain", "run_id": run_id, "input": {"topic": "x"}},
             }
-            futures.append(await producer.send(topic, json.dumps(command).encode(), key=run_id.encode()))
+            futures.append(
+                await producer.send(topic, json.dumps(command).encode(), key=run_id.encode())
+            )
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -150,9 +157,9 @@ def run_events(database_url: str, run_ids: list[str]) -> dict[str, list[tuple[st
         store.close()
 
 
-async def wait_until_finished(database_url: str, run_ids: list[str], timeout: float) -> float:
+async def wait_until_finished(database_url: str, run_ids: list[str], limit_s: float) -> float:
     """Poll the run read model until every run has finished; returns when that was seen."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_s
     shown = time.monotonic()
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
@@ -169,7 +176,7 @@ async def wait_until_finished(database_url: str, run_ids: list[str], timeout: fl
                 shown = time.monotonic()
                 print(f"  ... {dict(counts)} of {len(run_ids)}", file=sys.stderr)
             await asyncio.sleep(0.02)
-    raise SystemExit(f"runs did not finish within {timeout} s: {counts}")
+    raise SystemExit(f"runs did not finish within {limit_s} s: {counts}")
 
 
 def measure(events: dict[str, list[tuple[str, str, datetime]]]) -> dict[str, Any]:
@@ -190,7 +197,8 @@ def measure(events: dict[str, list[tuple[str, str, datetime]]]) -> dict[str, Any
         steps += len(completions)
         first = started if first is None or started < first else first
         last = finished if last is None or finished > last else last
-    assert first is not None and last is not None
+    assert first is not None
+    assert last is not None
     span = (last - first).total_seconds()
     return {"steps": steps, "span_s": span, "step_ms": step_ms, "run_ms": run_ms}
 
@@ -198,21 +206,20 @@ def measure(events: dict[str, list[tuple[str, str, datetime]]]) -> dict[str, Any
 def machine() -> str:
     cpus = os.cpu_count()
     memory = ""
-    try:
-        total = next(line for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line)
+    with suppress(OSError, StopIteration):
+        total = next(
+            line for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line
+        )
         memory = f", {int(total.split()[1]) / 1024 / 1024:.0f} GiB"
-    except (OSError, StopIteration):
-        pass
     model = ""
-    try:
+    with suppress(OSError, StopIteration):
         model = next(
             line.split(":", 1)[1].strip()
             for line in Path("/proc/cpuinfo").read_text().splitlines()
             if line.startswith("model name")
         )
-    except (OSError, StopIteration):
-        pass
-    return f"{platform.system()} {platform.machine()}, {cpus} CPUs{memory} ({model}), Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.machine()}"
+    return f"{system}, {cpus} CPUs{memory} ({model}), Python {platform.python_version()}"
 
 
 def report(title: str, result: dict[str, Any], cpu_s: float) -> None:
@@ -246,7 +253,9 @@ async def main(args: argparse.Namespace) -> None:
             else:
                 bootstrap = stack.enter_context(ApacheKafka(work / "kafka")).bootstrap_servers
         prefix = f"bench{uuid.uuid4().hex[:8]}."
-        settings = Settings(topic_prefix=prefix, group_prefix=prefix[:-1], _env_file=None, **overrides)  # type: ignore[call-arg]
+        settings = Settings(
+            topic_prefix=prefix, group_prefix=prefix[:-1], _env_file=None, **overrides
+        )  # type: ignore[call-arg]
         create_schema(settings, database_url)
         in_process = [role for role in ALL_ROLES if role not in args.spawn]
         children = [spawn_role(role, settings, database_url, bootstrap) for role in args.spawn]
@@ -259,9 +268,11 @@ async def main(args: argparse.Namespace) -> None:
             result = await heddle.publish_workflow(chain(args.nodes), "default", "bench")
             assert result["status"] == "accepted", result
             print(f"machine: {machine()}")
-            print(f"broker: {args.broker if not os.environ.get('KAFKA_BOOTSTRAP_SERVERS') else bootstrap}")
+            broker = bootstrap if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else args.broker
+            print(f"broker: {broker}")
             print(f"workflow: a chain of {args.nodes} llm nodes on scripted:echo")
-            print(f"roles in this process: {', '.join(in_process)}; in their own: {', '.join(args.spawn) or 'none'}")
+            spawned = ", ".join(args.spawn) or "none"
+            print(f"roles in this process: {', '.join(in_process)}; in their own: {spawned}")
 
             # Warm up: consumer groups joined, caches and code paths hot.
             warm = await start_runs(bootstrap, heddle.topics.commands, 5)
@@ -277,7 +288,8 @@ async def main(args: argparse.Namespace) -> None:
                 cpu = cpu_seconds(pids) - cpu
                 report(
                     f"one run at a time ({args.sequential} runs)",
-                    measure(await asyncio.to_thread(run_events, database_url, ids)), cpu,
+                    measure(await asyncio.to_thread(run_events, database_url, ids)),
+                    cpu,
                 )
 
             rates, cpus = [], []
@@ -287,7 +299,9 @@ async def main(args: argparse.Namespace) -> None:
                 await wait_until_finished(database_url, ids, 600)
                 cpu = cpu_seconds(pids) - cpu
                 result = measure(await asyncio.to_thread(run_events, database_url, ids))
-                report(f"{args.runs} concurrent runs (round {round_} of {args.rounds})", result, cpu)
+                report(
+                    f"{args.runs} concurrent runs (round {round_} of {args.rounds})", result, cpu
+                )
                 rates.append(result["steps"] / result["span_s"])
                 cpus.append(cpu * 1000 / result["steps"])
             if len(rates) > 1:
@@ -300,14 +314,19 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=100, help="concurrent runs (0 to skip)")
     parser.add_argument("--sequential", type=int, default=20, help="runs one at a time (0 to skip)")
     parser.add_argument("--rounds", type=int, default=3, help="batches of concurrent runs")
     parser.add_argument("--nodes", type=int, default=10, help="llm nodes per chain")
     parser.add_argument("--broker", choices=["kafka", "tansu"], default="kafka")
     parser.add_argument(
-        "--spawn", action="append", default=[], choices=list(ALL_ROLES),
+        "--spawn",
+        action="append",
+        default=[],
+        choices=list(ALL_ROLES),
         help="run this role in its own process (repeatable); default: all roles in one",
     )
     args = parser.parse_args()
