@@ -3,7 +3,9 @@
 Writes go to `heddle.commands` like any other client's; the only synchronous write is
 publishing a workflow definition, so that an invalid one gets its problems back at
 once (422, with the path of each). Reads come from the projections' tables, except a
-run's events, which come straight from the event store.
+run's events, which come straight from the event store. Every route but the health
+checks needs an API key, which decides the caller's tenant, actor and scopes
+(docs/security.md).
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ def create_app(heddle: Heddle) -> FastAPI:
     from api.keys import key_routes
     from api.projections_api import consistent_reads, projection_routes
     from api.providers import provider_routes
+    from api.reads import read_routes
     from api.replay import replay_routes
     from api.streams import stream_routes
     from api.tasks import task_routes
@@ -184,6 +187,7 @@ def create_app(heddle: Heddle) -> FastAPI:
     for router in (
         replay_routes(heddle),  # first: /v1/runs/diff is not a run id
         task_routes(heddle),
+        read_routes(heddle),
         provider_routes(heddle),
         stream_routes(heddle),
         projection_routes(heddle),
