@@ -7,20 +7,33 @@ store in one transaction, so readers see the old rows or the new ones, never a m
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
 import psycopg
 
 from handlers.records import Record
-from infra.store import EventStore, dumps
-from projections import definitions, run_history, run_timeline, tasks, timers
+from infra.store import EventStore
+from projections import (
+    definitions,
+    node_attempts,
+    run_history,
+    run_timeline,
+    tasks,
+    timers,
+    usage,
+)
 
 PROJECTIONS: dict[str, ModuleType] = {
-    # run_history first: tasks and timers take a run's tenant from its row
-    p.NAME: p for p in (run_history, run_timeline, definitions, tasks, timers)
+    # run_history first: tasks, timers and usage take a run's tenant from its row
+    p.NAME: p
+    for p in (run_history, run_timeline, definitions, tasks, timers, node_attempts, usage)
 }
 
 POSITIONS_SCHEMA = """
@@ -110,27 +123,55 @@ class Projector:
         )
 
 
-def rebuild(database_url: str, store: EventStore, name: str, page: int = 2000) -> int:
-    """Drop a projection's rows and replay every stored event; returns the event count."""
-    projection = PROJECTIONS.get(name)
-    if projection is None:
-        raise KeyError(f"unknown projection {name!r} (known: {', '.join(PROJECTIONS)})")
+def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_000) -> int:
+    """Drop the named projections' rows (every projection's when none is named) and replay
+    every stored event into them, in one pass over the store; returns the event count.
+
+    The next page of events is read and decoded in a thread while this one is applied, so
+    the two overlap whenever either waits for PostgreSQL. The garbage collector is paused
+    meanwhile: a rebuild makes millions of short-lived dicts and no cycles, and collecting
+    while they pile up took a third of its time.
+    """
+    unknown = [name for name in names if name not in PROJECTIONS]
+    if unknown:
+        raise KeyError(f"unknown projection {unknown[0]!r} (known: {', '.join(PROJECTIONS)})")
+    chosen = [p for name, p in PROJECTIONS.items() if name in names or not names]
+
+    def read(after: int) -> list[dict[str, Any]]:
+        notifications = store.recorder.select_notifications(after, page, inclusive_of_start=False)
+        return [store.envelope(n) for n in notifications]
+
     count, position = 0, 0
-    with psycopg.connect(database_url) as conn, conn.transaction(), conn.cursor() as cur:
-        cur.execute(f"TRUNCATE {', '.join(projection.TABLES)}")
-        while True:
-            notifications = store.recorder.select_notifications(
-                position, page, inclusive_of_start=False
-            )
-            if not notifications:
-                break
-            events = [json.loads(dumps(store.envelope(n))) for n in notifications]
-            projection.project(events, cur)
-            position = notifications[-1].id
-            count += len(notifications)
-        cur.execute(
+    with (
+        _garbage_collection_paused(),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="heddle-rebuild") as reader,
+        psycopg.connect(database_url) as conn,
+        conn.transaction(),
+        conn.cursor() as cur,
+    ):
+        cur.execute(f"TRUNCATE {', '.join(t for p in chosen for t in p.TABLES)}")
+        events = read(position)
+        while events:
+            position = events[-1]["position"]
+            upcoming = reader.submit(read, position)
+            for projection in chosen:
+                projection.project(events, cur)
+            count += len(events)
+            events = upcoming.result()
+        cur.executemany(
             "INSERT INTO projection_positions (projection, source, position) VALUES (%s, %s, %s)"
             " ON CONFLICT (projection, source) DO UPDATE SET position = EXCLUDED.position",
-            [name, STORE_SOURCE, position],
+            [(p.NAME, STORE_SOURCE, position) for p in chosen],
         )
     return count
+
+
+@contextmanager
+def _garbage_collection_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

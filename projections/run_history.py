@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from domain.runs import add_usage, new_usage
-from projections import Cursor
+from projections import Cursor, write_rows
 
 NAME = "run_history"
 TABLES = ["runs"]
@@ -198,13 +198,11 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
         row = evolve(rows.get(event["aggregate_id"]), event)
         if row is not None:
             rows[event["aggregate_id"]] = changed[event["aggregate_id"]] = row
-    if changed:
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
-        sql.executemany(
-            f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
-            f"ON CONFLICT (run_id) DO UPDATE SET {updates} WHERE runs.version < EXCLUDED.version",
-            [_values(row) for row in changed.values()],
-        )
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
+    write_rows(
+        sql, "runs", COLUMNS, (_values(row) for row in changed.values()),
+        f"ON CONFLICT (run_id) DO UPDATE SET {updates} WHERE runs.version < EXCLUDED.version",
+    )
 
 
 def _values(row: dict[str, Any]) -> list[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from projections import Cursor
+from projections import Cursor, write_rows
 
 NAME = "run_timeline"
 TABLES = ["run_timeline"]
@@ -110,24 +110,14 @@ def summarize(event: dict[str, Any]) -> str:
     return kind
 
 
+COLUMNS = ["run_id", "version", "position", "type", "node_id", "at", "summary", "data"]
+
+
 def project(events: list[dict[str, Any]], sql: Cursor) -> None:
-    rows = [
-        (
-            e["aggregate_id"],
-            e["aggregate_version"],
-            e["position"],
-            e["type"],
-            e["data"].get("node_id"),
-            e["timestamp"],
-            summarize(e),
-            json.dumps(e["data"]),
-        )
+    rows = (
+        (e["aggregate_id"], e["aggregate_version"], e["position"], e["type"],
+         e["data"].get("node_id"), e["timestamp"], summarize(e), json.dumps(e["data"]))
         for e in events
         if e["aggregate_type"] == "WorkflowRun"
-    ]
-    if rows:
-        sql.executemany(
-            "INSERT INTO run_timeline (run_id, version, position, type, node_id, at, summary, data)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            rows,
-        )
+    )
+    write_rows(sql, "run_timeline", COLUMNS, rows, "ON CONFLICT DO NOTHING")

@@ -28,9 +28,19 @@ ENDED = {"WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled"}
 
 
 def project(events: list[dict[str, Any]], sql: Cursor) -> None:
-    """A timer takes its tenant from its run's row (`run_history` projects first)."""
+    """A timer takes its tenant from its run's row (`run_history` projects first). The
+    runs that ended are gathered and their pending timers made obsolete in one statement
+    (before any later timer event of the batch)."""
+    ended: list[tuple[str, int]] = []
     for event in events:
         kind, data = event["type"], event["data"]
+        if kind in ENDED:
+            ended.append((event["aggregate_id"], event["aggregate_version"]))
+            continue
+        if kind not in ("WorkflowRun.TimerSet", "WorkflowRun.TimerFired"):
+            continue
+        _obsolete(sql, ended)
+        ended = []
         key = {"run_id": event["aggregate_id"], "version": event["aggregate_version"]}
         if kind == "WorkflowRun.TimerSet":
             sql.execute(
@@ -41,12 +51,22 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
                 {**key, "timer_id": data["timer_id"], "purpose": data["purpose"],
                  "node_id": data["node_id"], "fire_at": data["fire_at"]},
             )
-        elif kind == "WorkflowRun.TimerFired" or kind in ENDED:
-            which = "timer_id = %(timer_id)s" if kind == "WorkflowRun.TimerFired" else "TRUE"
-            status = "fired" if kind == "WorkflowRun.TimerFired" else "obsolete"
+        else:
             sql.execute(
-                f"UPDATE timers SET status = '{status}', version = %(version)s"
-                f" WHERE run_id = %(run_id)s AND status = 'pending' AND {which}"
+                "UPDATE timers SET status = 'fired', version = %(version)s"
+                " WHERE run_id = %(run_id)s AND status = 'pending' AND timer_id = %(timer_id)s"
                 " AND version < %(version)s",
-                {**key, "timer_id": data.get("timer_id")},
+                {**key, "timer_id": data["timer_id"]},
             )
+    _obsolete(sql, ended)
+
+
+def _obsolete(sql: Cursor, ended: list[tuple[str, int]]) -> None:
+    if ended:
+        sql.execute(
+            "UPDATE timers SET status = 'obsolete', version = ended.version"
+            " FROM unnest(%s::uuid[], %s::int[]) AS ended (run_id, version)"
+            " WHERE timers.run_id = ended.run_id AND timers.status = 'pending'"
+            " AND timers.version < ended.version",
+            [[run_id for run_id, _ in ended], [version for _, version in ended]],
+        )
