@@ -22,8 +22,13 @@ from api.app import Caller, caller
 from api.projections_api import consistent_reads
 from infra.bootstrap import Heddle
 from infra.store import dumps
+from projections import node_attempts
 
 ATTEMPT_STATUSES = Literal["running", "completed", "failed", "retried", "skipped", "cancelled"]
+ATTEMPT_FIELDS = [
+    c for c in node_attempts.COLUMNS if c not in ("run_id", "started_position", "version")
+]
+"""An attempt's fields (and `position`, the store position of the event that opened it)."""
 GROUPS: dict[str, list[str]] = {
     "run": ["run_id"],
     "workflow": ["workflow"],
@@ -77,9 +82,7 @@ def read_routes(heddle: Heddle) -> APIRouter:
             where.append("started_position > %s")
             params += _decode(cursor, ["position"])
         rows = await fetch(
-            "SELECT node_id, attempt, item, step, kind, status, request, response, tool_calls,"
-            " output, provider, model, finish_reason, usage, latency_ms, replayed, failed_tries,"
-            " error, started_at, finished_at, started_position AS position FROM node_attempts"
+            f"SELECT {', '.join(ATTEMPT_FIELDS)}, started_position AS position FROM node_attempts"
             f" WHERE {' AND '.join(where)} ORDER BY started_position LIMIT %s",
             [*params, limit + 1],
         )
