@@ -276,6 +276,9 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "GET /v1/runs/{run_id}/state": lambda: not_found("GET", f"/v1/runs/{finished}/state"),
             "GET /v1/runs/{run_id}/export": lambda: not_found("GET", f"/v1/runs/{finished}/export"),
             "GET /v1/runs/{run_id}/stream": lambda: not_found("GET", f"/v1/runs/{waiting}/stream"),
+            "GET /v1/runs/{run_id}/attempts": lambda: not_found(
+                "GET", f"/v1/runs/{finished}/attempts"),
+            "GET /v1/usage": lambda: empty("/v1/usage", group_by="run"),
             "GET /v1/runs/diff": lambda: not_found(
                 "GET", "/v1/runs/diff", params={"a": finished, "b": finished}),
             "GET /v1/workflows/{name}": lambda: not_found("GET", "/v1/workflows/refund-approval"),
