@@ -339,7 +339,7 @@ class ApacheKafka(ServerProcess):
         if (self.data_dir / "data" / "meta.properties").exists():
             return
         command = [*jvm, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                   "--cluster-id", random_cluster_id(), "--config", str(config)]  # fmt: skip
+                   f"--cluster-id={random_cluster_id()}", "--config", str(config)]  # fmt: skip
         result = subprocess.run(
             command,
             capture_output=True,
