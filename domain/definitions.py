@@ -238,6 +238,16 @@ class RemoteNode(_Node):
         return self.retry or Retry(attempts=3, backoff="2s", errors=["retryable", "timeout"])
 
 
+class ToolNode(_Node):
+    """Call one registered tool with `arguments` (string values are templates), checked
+    against the tool's schema; `output` gets what it returns (JSON when it is JSON)."""
+
+    kind: Literal["tool"]
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    output: str | None = None
+
+
 class Budget(BaseModel):
     """Limits per run; crossing one pauses the run and asks for an approval to go on."""
 
@@ -259,7 +269,8 @@ Node = Annotated[
     | MapNode
     | HumanNode
     | WaitNode
-    | RemoteNode,
+    | RemoteNode
+    | ToolNode,
     Field(discriminator="kind"),
 ]
 
@@ -307,7 +318,19 @@ class WorkflowSpec(BaseModel):
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-NODE_KINDS = ("llm", "agent", "switch", "set", "parallel", "join", "map", "human", "wait", "remote")
+NODE_KINDS = (
+    "llm",
+    "agent",
+    "switch",
+    "set",
+    "parallel",
+    "join",
+    "map",
+    "human",
+    "wait",
+    "remote",
+    "tool",
+)
 
 
 def parse_definition(document: Any) -> WorkflowSpec:
@@ -460,6 +483,15 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
                 jsonschema.Draft202012Validator.check_schema(node.form)
             except jsonschema.SchemaError as error:
                 problems.append(Problem(f"{at}.form", f"not a valid JSON schema: {error.message}"))
+        elif isinstance(node, ToolNode):
+            if TOOLS.get(node.tool) is None:
+                known = ", ".join(TOOLS.names())
+                problems.append(
+                    Problem(f"{at}.tool", f"unknown tool {node.tool!r} (known: {known})")
+                )
+            for name, value in node.arguments.items():
+                if isinstance(value, str):
+                    problems += _check(parse_template, value, f"{at}.arguments.{name}")
         elif isinstance(node, RemoteNode):
             for name, value in node.input.items():
                 if isinstance(value, str):

@@ -9,6 +9,7 @@ skipped itself. The run completes when every node is completed or skipped.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from domain.definitions import (
     RemoteNode,
     SetNode,
     SwitchNode,
+    ToolNode,
     WaitNode,
     WorkflowSpec,
     _ModelNode,
@@ -59,6 +61,7 @@ BUDGET_TASK = "budget"
 """The task id of a run's budget approval (node tasks are named by their node)."""
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 IO_NODE_KINDS = frozenset({"llm", "agent"})
+TOOL_NODE = "tool"
 
 _SPECS: OrderedDict[str, WorkflowSpec] = OrderedDict()
 
@@ -614,6 +617,22 @@ class WorkflowRun(Aggregate):
                 )
         return True
 
+    def complete_tool_node(self, node_id: str, attempt: int, ok: bool, content: str) -> None:
+        """Record what a `tool` node's tool returned (JSON output when it is JSON), or its
+        error (class `task`)."""
+        self.check_node_is_running(node_id, attempt)
+        node = self.spec.nodes[node_id]
+        assert isinstance(node, ToolNode)
+        if not ok:
+            self._fail_node(node_id, attempt, {"class": "task", "message": content})
+            return
+        try:
+            output: Any = json.loads(content)
+        except ValueError:
+            output = content
+        self._complete_node(node_id, output, {node.output: output} if node.output else {}, None)
+        self.advance()
+
     def complete_remote(
         self,
         node_id: str,
@@ -778,6 +797,29 @@ class WorkflowRun(Aggregate):
                 self._complete_node(node_id, {"next": chosen}, {}, chosen)
             elif isinstance(node, HumanNode):
                 self._node_started(node_id, node.kind, attempt, {"task": self._task_for(node)})
+            elif isinstance(node, ToolNode):
+                context = self.activation()
+                arguments = {
+                    name: render(value, context) if isinstance(value, str) else value
+                    for name, value in node.arguments.items()
+                }
+                started = {"tool": node.tool, "arguments": arguments}
+                self._node_started(node_id, node.kind, attempt, started)
+                definition = TOOLS.get(node.tool)
+                problems = (
+                    argument_problems(definition, arguments)
+                    if definition
+                    else [f"unknown tool {node.tool!r}"]
+                )
+                if problems:
+                    self._fail_node(
+                        node_id,
+                        attempt,
+                        {
+                            "class": "definition",
+                            "message": f"tool {node.tool!r}: " + "; ".join(problems),
+                        },
+                    )
             elif isinstance(node, RemoteNode):
                 context = self.activation()
                 task = {

@@ -26,7 +26,7 @@ from uuid import UUID
 
 from domain.errors import NodeNotRunning
 from domain.llm import LlmDelta, LlmError, LlmRequest, LlmResult, ToolCall
-from domain.runs import IO_NODE_KINDS
+from domain.runs import IO_NODE_KINDS, TOOL_NODE
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 
@@ -202,6 +202,45 @@ def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall
             run_id, node_id, attempt, request, run.tenant, kind, stream, item
         )
     return list(due.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ToolNodeCall:
+    """The tool a started `tool` node waits for."""
+
+    run_id: UUID
+    node_id: str
+    attempt: int
+    call: ToolCall
+
+
+def tool_nodes_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[ToolNodeCall]:
+    """The tools that started `tool` nodes wait for, once each."""
+    due = []
+    for envelope in events:
+        data = envelope["data"]
+        if envelope["type"] != NODE_STARTED or data["kind"] != TOOL_NODE:
+            continue
+        run = uow.get(UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"])
+        if run is None:
+            continue
+        try:
+            run.check_node_is_running(data["node_id"], data["attempt"])
+        except NodeNotRunning:
+            continue
+        call = ToolCall(id=f"{data['node_id']}:{data['attempt']}", name=data["input"]["tool"],
+                        arguments=data["input"]["arguments"])
+        due.append(ToolNodeCall(run.id, data["node_id"], data["attempt"], call))
+    return due
+
+
+def record_tool_nodes(results: list[tuple[ToolNodeCall, tuple[bool, str]]], uow: UnitOfWork) -> None:
+    """Record what each tool returned in its run."""
+    for due, (ok, content) in results:
+        run = uow.get(due.run_id)
+        if run is not None:
+            with suppress(NodeNotRunning):
+                run.complete_tool_node(due.node_id, due.attempt, ok, content)
 
 
 def capabilities_published(events: list[dict[str, Any]]) -> set[str]:

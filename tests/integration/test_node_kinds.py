@@ -44,3 +44,12 @@ async def test_a_map_over_50_items_completes_with_all_50_results_in_order(
         running += {"WorkflowRun.MapItemStarted": 1, "WorkflowRun.MapItemCompleted": -1}.get(event["type"], 0)
         peak = max(peak, running)
     assert peak == 8  # the example's concurrency
+
+
+async def test_a_tool_node_runs_its_tool_in_the_worker_and_hands_on_the_result(
+    client: httpx.AsyncClient,
+) -> None:
+    run = await run_example(client, "tool", {"quantity": 3, "price": 2.5})
+    assert run["status"] == "completed"
+    assert run["variables"]["total"] == 7.5
+    assert run["variables"]["line"] == "The total is 7.5 EUR"
