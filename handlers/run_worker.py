@@ -214,12 +214,14 @@ class ToolNodeCall:
     call: ToolCall
 
 
-def tool_nodes_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[ToolNodeCall]:
-    """The tools that started `tool` nodes wait for, once each."""
-    due = []
+def waiting_nodes(
+    events: list[dict[str, Any]], uow: UnitOfWork, kind: str
+) -> list[tuple[Any, dict[str, Any]]]:
+    """Each `NodeStarted` of a node of `kind` whose attempt is still running, with its run."""
+    waiting = []
     for envelope in events:
         data = envelope["data"]
-        if envelope["type"] != NODE_STARTED or data["kind"] != TOOL_NODE:
+        if envelope["type"] != NODE_STARTED or data["kind"] != kind:
             continue
         run = uow.get(UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"])
         if run is None:
@@ -228,10 +230,19 @@ def tool_nodes_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[ToolNo
             run.check_node_is_running(data["node_id"], data["attempt"])
         except NodeNotRunning:
             continue
-        call = ToolCall(id=f"{data['node_id']}:{data['attempt']}", name=data["input"]["tool"],
-                        arguments=data["input"]["arguments"])
-        due.append(ToolNodeCall(run.id, data["node_id"], data["attempt"], call))
-    return due
+        waiting.append((run, data))
+    return waiting
+
+
+def tool_nodes_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[ToolNodeCall]:
+    """The tools that started `tool` nodes wait for, once each."""
+    return [
+        ToolNodeCall(run.id, data["node_id"], data["attempt"], ToolCall(
+            id=f"{data['node_id']}:{data['attempt']}", name=data["input"]["tool"],
+            arguments=data["input"]["arguments"],
+        ))
+        for run, data in waiting_nodes(events, uow, TOOL_NODE)
+    ]
 
 
 def record_tool_nodes(results: list[tuple[ToolNodeCall, tuple[bool, str]]], uow: UnitOfWork) -> None:
@@ -258,23 +269,13 @@ def capabilities_published(events: list[dict[str, Any]]) -> set[str]:
 def remote_tasks_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[dict[str, Any]]:
     """The tasks of `remote` nodes that started and still wait, as messages for
     `heddle.tasks.<capability>` (docs/remote.md)."""
-    tasks = []
-    for envelope in events:
-        data = envelope["data"]
-        if envelope["type"] != NODE_STARTED or data["kind"] != "remote":
-            continue
-        run = uow.get(UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"])
-        if run is None:
-            continue
-        try:
-            run.check_node_is_running(data["node_id"], data["attempt"])
-        except NodeNotRunning:
-            continue
-        tasks.append({
+    return [
+        {
             **data["input"], "run_id": str(run.id), "tenant": run.tenant,
             "workflow": run.workflow, "node_id": data["node_id"], "attempt": data["attempt"],
-        })
-    return tasks
+        }
+        for run, data in waiting_nodes(events, uow, "remote")
+    ]
 
 
 @dataclass(frozen=True, slots=True)
