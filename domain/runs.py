@@ -52,7 +52,7 @@ from domain.errors import (
 from domain.expressions import evaluate, evaluate_condition
 from domain.llm import LlmRequest, LlmResult, Message, ToolCall
 from domain.schemas import schema_problems
-from domain.templates import render
+from domain.templates import render, render_values
 from domain.tools import TOOLS, argument_problems
 
 RunStatus = Literal["pending", "running", "paused", "waiting", "completed", "failed", "cancelled"]
@@ -80,13 +80,24 @@ def _spec_of(content_hash: str, graph: dict[str, Any]) -> WorkflowSpec:
 def moment(value: str, field: str) -> datetime:
     """A time given as ISO 8601 (`2026-11-24T09:00:00Z`) or as a duration from now (`2h`)."""
     if re.match(DURATION, value):
-        return datetime.now(UTC) + timedelta(seconds=seconds(value))
+        return later(value)
     try:
-        at = datetime.fromisoformat(value)
+        return aware(value)
     except ValueError:
         raise RunNotActive(
             f"{field}: {value!r} is neither an ISO 8601 time nor a duration such as 2h"
         ) from None
+
+
+def later(duration: str | float) -> datetime:
+    """Now plus a duration (`90s`, `2h`) or a number of seconds."""
+    delay = seconds(duration) if isinstance(duration, str) else duration
+    return datetime.now(UTC) + timedelta(seconds=delay)
+
+
+def aware(text: str) -> datetime:
+    """An ISO 8601 time; one without a zone is UTC. Raises ValueError for anything else."""
+    at = datetime.fromisoformat(text)
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
@@ -236,8 +247,7 @@ class WorkflowRun(Aggregate):
             return
         self._llm_call_completed(node_id, attempt, result.model_dump(mode="json"))
         assert isinstance(node, LlmNode)
-        variables = {node.output: result.text} if node.output else {}
-        self._complete_node(node_id, result.text, variables, None)
+        self._complete_with_output(node_id, node, result.text)
         self.advance()
 
     # People: tasks, pause, resume, cancel
@@ -280,7 +290,7 @@ class WorkflowRun(Aggregate):
             return
         node = self.spec.nodes[task_id]
         assert isinstance(node, HumanNode)
-        self._complete_node(task_id, output, {node.output: output} if node.output else {}, None)
+        self._complete_with_output(task_id, node, output)
         self.advance()
 
     def reassign_task(
@@ -391,9 +401,7 @@ class WorkflowRun(Aggregate):
             raise DefinitionInvalid(problems)
         summary = [edit.model_dump(mode="json", by_alias=True) for edit in edits]
         self._graph_edited(spec.canonical(), spec.content_hash(), summary, actor, reason)
-        dead = self._dead_nodes()
-        if dead:
-            self._nodes_skipped(dead)
+        self._skip_dead_nodes()
         self.advance()
 
     def _edit_problems(self, graph: dict[str, Any]) -> list[Problem]:
@@ -443,8 +451,7 @@ class WorkflowRun(Aggregate):
         step = state.get("steps", 0) + 1
         self._agent_step_completed(node_id, attempt, step, result.model_dump(mode="json"))
         if not result.tool_calls:
-            variables = {node.output: result.text} if node.output else {}
-            self._complete_node(node_id, result.text, variables, None)
+            self._complete_with_output(node_id, node, result.text)
             self.advance()
             return []
         offered = {tool.name: tool for tool in self.llm_request(node_id).tools}
@@ -554,9 +561,7 @@ class WorkflowRun(Aggregate):
             return
         if node.on_error:
             self._node_failed(node_id, attempt, error, True)
-            dead = self._dead_nodes()
-            if dead:
-                self._nodes_skipped(dead)
+            self._skip_dead_nodes()
             self.advance()
             return
         self._node_failed(node_id, attempt, error)
@@ -573,7 +578,7 @@ class WorkflowRun(Aggregate):
         attempt: int | None = None,
         at: datetime | None = None,
     ) -> None:
-        fire_at = at if at is not None else datetime.now(UTC) + timedelta(seconds=delay)
+        fire_at = at if at is not None else later(delay)
         self._timer_set(timer_id, purpose, fire_at.isoformat(), node_id, attempt)
 
     def fire_timer(self, timer_id: str) -> bool:
@@ -601,9 +606,7 @@ class WorkflowRun(Aggregate):
             if purpose == "wait":
                 node = self.spec.nodes[node_id]
                 fired = {"fired_at": timer["fire_at"]}
-                self._complete_node(
-                    node_id, fired, {node.output: fired} if node.output else {}, None
-                )
+                self._complete_with_output(node_id, node, fired)
                 self.advance()
             elif purpose == "timeout":
                 self._fail_node(
@@ -630,7 +633,7 @@ class WorkflowRun(Aggregate):
             output: Any = json.loads(content)
         except ValueError:
             output = content
-        self._complete_node(node_id, output, {node.output: output} if node.output else {}, None)
+        self._complete_with_output(node_id, node, output)
         self.advance()
 
     def complete_remote(
@@ -682,8 +685,7 @@ class WorkflowRun(Aggregate):
                     },
                 )
                 return
-        variables = {node.output: output} if node.output else {}
-        self._complete_node(node_id, output, variables, None)
+        self._complete_with_output(node_id, node, output)
         self.advance()
 
     def signal(self, name: str, data: dict[str, Any], actor: str) -> list[str]:
@@ -711,9 +713,7 @@ class WorkflowRun(Aggregate):
         for node_id in matched:
             node = self.spec.nodes[node_id]
             assert isinstance(node, WaitNode)
-            self._complete_node(
-                node_id, event_value, {node.output: event_value} if node.output else {}, None
-            )
+            self._complete_with_output(node_id, node, event_value)
         self.advance()
         return matched
 
@@ -787,10 +787,7 @@ class WorkflowRun(Aggregate):
                 recorded = self._recorded.get(request.fingerprint())
                 if recorded is not None and isinstance(node, LlmNode):
                     self._llm_call_replayed(node_id, attempt, recorded)
-                    text = recorded["text"]
-                    self._complete_node(
-                        node_id, text, {node.output: text} if node.output else {}, None
-                    )
+                    self._complete_with_output(node_id, node, recorded["text"])
             elif isinstance(node, SwitchNode):
                 chosen = self._choose_case(node)
                 self._node_started(node_id, node.kind, attempt, {})
@@ -799,10 +796,7 @@ class WorkflowRun(Aggregate):
                 self._node_started(node_id, node.kind, attempt, {"task": self._task_for(node)})
             elif isinstance(node, ToolNode):
                 context = self.activation()
-                arguments = {
-                    name: render(value, context) if isinstance(value, str) else value
-                    for name, value in node.arguments.items()
-                }
+                arguments = render_values(node.arguments, context)
                 started = {"tool": node.tool, "arguments": arguments}
                 self._node_started(node_id, node.kind, attempt, started)
                 definition = TOOLS.get(node.tool)
@@ -825,10 +819,7 @@ class WorkflowRun(Aggregate):
                 task = {
                     "task_id": f"{self.id}:{node_id}:{attempt}",
                     "capability": node.capability,
-                    "input": {
-                        name: render(value, context) if isinstance(value, str) else value
-                        for name, value in node.input.items()
-                    },
+                    "input": render_values(node.input, context),
                 }
                 self._node_started(node_id, node.kind, attempt, task)
             elif isinstance(node, WaitNode):
@@ -848,9 +839,7 @@ class WorkflowRun(Aggregate):
                     if self.nodes[parent]["status"] == "completed"
                 ]
                 self._node_started(node_id, node.kind, attempt, {})
-                self._complete_node(
-                    node_id, outputs, {node.output: outputs} if node.output else {}, None
-                )
+                self._complete_with_output(node_id, node, outputs)
             elif isinstance(node, MapNode):
                 items = evaluate(node.items, self.activation())
                 if not isinstance(items, list):
@@ -866,10 +855,7 @@ class WorkflowRun(Aggregate):
                 self._continue_map(node_id, node)
             elif isinstance(node, SetNode):
                 context = self.activation()
-                values = {
-                    name: render(value, context) if isinstance(value, str) else value
-                    for name, value in node.vars.items()
-                }
+                values = render_values(node.vars, context)
                 self._node_started(node_id, node.kind, attempt, {})
                 self._complete_node(node_id, values, values, None)
             state = self.nodes[node_id]
@@ -886,22 +872,21 @@ class WorkflowRun(Aggregate):
 
     def _wait_until(self, node: WaitNode) -> datetime:
         if node.for_:
-            return datetime.now(UTC) + timedelta(seconds=seconds(node.for_))
+            return later(node.for_)
         assert node.until
         value = evaluate(node.until, self.activation())
         try:
-            at = datetime.fromisoformat(str(value))
+            return aware(str(value))
         except ValueError:
             raise ExpressionError(
                 f"until {node.until!r} gave {value!r}, not an ISO 8601 time"
             ) from None
-        return at if at.tzinfo else at.replace(tzinfo=UTC)
 
     def _task_for(self, node: HumanNode) -> dict[str, Any]:
         context = self.activation()
         due_at = None
         if node.due_in:
-            due_at = (datetime.now(UTC) + timedelta(seconds=seconds(node.due_in))).isoformat()
+            due_at = later(node.due_in).isoformat()
         return {
             "type": node.task,
             "title": render(node.title, context),
@@ -931,13 +916,19 @@ class WorkflowRun(Aggregate):
             running += 1
         if running == 0:
             results = [started[str(index)]["output"] for index in range(len(items))]
-            variables = {node.output: results} if node.output else {}
-            self._complete_node(node_id, results, variables, None)
+            self._complete_with_output(node_id, node, results)
 
     def _complete_node(
         self, node_id: str, output: Any, variables: dict[str, Any], next: str | None
     ) -> None:
         self._node_completed(node_id, output, variables, next)
+        self._skip_dead_nodes()
+
+    def _complete_with_output(self, node_id: str, node: Any, output: Any) -> None:
+        """Complete a node that hands `output` to its `output` variable, if it names one."""
+        self._complete_node(node_id, output, {node.output: output} if node.output else {}, None)
+
+    def _skip_dead_nodes(self) -> None:
         dead = self._dead_nodes()
         if dead:
             self._nodes_skipped(dead)

@@ -54,3 +54,11 @@ def render(source: str, context: dict[str, Any]) -> str:
     if len(rendered) > MAX_RENDERED_LENGTH:
         raise TemplateError(f"rendered text longer than {MAX_RENDERED_LENGTH} characters")
     return rendered
+
+
+def render_values(values: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """A mapping whose string values are rendered as templates; other values stay as written."""
+    return {
+        name: render(value, context) if isinstance(value, str) else value
+        for name, value in values.items()
+    }
