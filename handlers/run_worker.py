@@ -180,28 +180,17 @@ def decode_events(records: list[Record]) -> list[dict[str, Any]]:
 
 def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:
     """The model calls that started nodes (and map items) are waiting for, once each."""
-    due: dict[tuple[UUID, str, int, int | None], LlmCall] = {}
-    for envelope in events:
-        data = envelope["data"]
-        item = data.get("index") if envelope["type"] == MAP_ITEM_STARTED else None
-        if item is None and (envelope["type"] != NODE_STARTED or data["kind"] not in IO_NODE_KINDS):
-            continue
-        run_id = UUID(envelope["aggregate_id"])
-        node_id, attempt = data["node_id"], data["attempt"]
-        run = uow.get(run_id, at_least_version=envelope["aggregate_version"])
-        if run is None or run.is_finished:
-            continue
-        try:
-            run.check_node_is_running(node_id, attempt, item)
-        except NodeNotRunning:
-            continue
-        request = LlmRequest.model_validate(data["input"])
-        node = run.spec.nodes[node_id]
+    calls = []
+    for run, data, item in waiting_nodes(events, uow, {*IO_NODE_KINDS, "map"}):
+        node = run.spec.nodes[data["node_id"]]
         kind, stream = ("llm", node.do.stream) if item is not None else (node.kind, node.stream)
-        due[(run_id, node_id, attempt, item)] = LlmCall(
-            run_id, node_id, attempt, request, run.tenant, kind, stream, item
+        request = LlmRequest.model_validate(data["input"])
+        calls.append(
+            LlmCall(
+                run.id, data["node_id"], data["attempt"], request, run.tenant, kind, stream, item
+            )
         )
-    return list(due.values())
+    return calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,37 +204,53 @@ class ToolNodeCall:
 
 
 def waiting_nodes(
-    events: list[dict[str, Any]], uow: UnitOfWork, kind: str
-) -> list[tuple[Any, dict[str, Any]]]:
-    """Each `NodeStarted` of a node of `kind` whose attempt is still running, with its run."""
-    waiting = []
+    events: list[dict[str, Any]], uow: UnitOfWork, kinds: set[str]
+) -> list[tuple[Any, dict[str, Any], int | None]]:
+    """Once each, the started nodes of `kinds` (and the started items of `map` nodes, when
+    `kinds` has `map`) whose attempt is still running: (run, event data, item or None)."""
+    waiting: dict[tuple[str, str, int, int | None], tuple[Any, dict[str, Any], int | None]] = {}
     for envelope in events:
         data = envelope["data"]
-        if envelope["type"] != NODE_STARTED or data["kind"] != kind:
+        if envelope["type"] == MAP_ITEM_STARTED and "map" in kinds:
+            item = data["index"]
+        elif envelope["type"] == NODE_STARTED and data["kind"] in kinds - {"map"}:
+            item = None
+        else:
             continue
-        run = uow.get(UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"])
+        run = uow.get(
+            UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"]
+        )
         if run is None:
             continue
         try:
-            run.check_node_is_running(data["node_id"], data["attempt"])
+            run.check_node_is_running(data["node_id"], data["attempt"], item)
         except NodeNotRunning:
             continue
-        waiting.append((run, data))
-    return waiting
+        key = (envelope["aggregate_id"], data["node_id"], data["attempt"], item)
+        waiting[key] = (run, data, item)
+    return list(waiting.values())
 
 
 def tool_nodes_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[ToolNodeCall]:
     """The tools that started `tool` nodes wait for, once each."""
     return [
-        ToolNodeCall(run.id, data["node_id"], data["attempt"], ToolCall(
-            id=f"{data['node_id']}:{data['attempt']}", name=data["input"]["tool"],
-            arguments=data["input"]["arguments"],
-        ))
-        for run, data in waiting_nodes(events, uow, TOOL_NODE)
+        ToolNodeCall(
+            run.id,
+            data["node_id"],
+            data["attempt"],
+            ToolCall(
+                id=f"{data['node_id']}:{data['attempt']}",
+                name=data["input"]["tool"],
+                arguments=data["input"]["arguments"],
+            ),
+        )
+        for run, data, _ in waiting_nodes(events, uow, {TOOL_NODE})
     ]
 
 
-def record_tool_nodes(results: list[tuple[ToolNodeCall, tuple[bool, str]]], uow: UnitOfWork) -> None:
+def record_tool_nodes(
+    results: list[tuple[ToolNodeCall, tuple[bool, str]]], uow: UnitOfWork
+) -> None:
     """Record what each tool returned in its run."""
     for due, (ok, content) in results:
         run = uow.get(due.run_id)
@@ -271,10 +276,14 @@ def remote_tasks_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[dict
     `heddle.tasks.<capability>` (docs/remote.md)."""
     return [
         {
-            **data["input"], "run_id": str(run.id), "tenant": run.tenant,
-            "workflow": run.workflow, "node_id": data["node_id"], "attempt": data["attempt"],
+            **data["input"],
+            "run_id": str(run.id),
+            "tenant": run.tenant,
+            "workflow": run.workflow,
+            "node_id": data["node_id"],
+            "attempt": data["attempt"],
         }
-        for run, data in waiting_nodes(events, uow, "remote")
+        for run, data, _ in waiting_nodes(events, uow, {"remote"})
     ]
 
 
