@@ -201,11 +201,6 @@ def create_app(heddle: Heddle) -> FastAPI:
     return app
 
 
-async def publish_command(heddle: Heddle, envelope: CommandEnvelope, key: str) -> None:
-    """Send a command to `heddle.commands`, keyed by `key` (a run id, to keep its order)."""
-    await heddle.send_command(envelope, key)
-
-
 def _health_routes(heddle: Heddle) -> APIRouter:
     """Health checks, open to anyone (load balancers carry no keys)."""
     router = APIRouter(tags=["health"])
@@ -257,7 +252,7 @@ def _routes(heddle: Heddle) -> APIRouter:
             payload=body.payload,
         )
         key = str(body.payload.get("run_id") or envelope.command_id)
-        await publish_command(heddle, envelope, key)
+        await heddle.send_command(envelope, key)
         return Accepted(command_id=envelope.command_id)
 
     @router.post("/v1/runs", status_code=202, response_model=Accepted, tags=["runs"])
@@ -271,7 +266,7 @@ def _routes(heddle: Heddle) -> APIRouter:
             actor=who.actor,
             payload={**body.model_dump(mode="json", exclude_none=True), "run_id": str(run_id)},
         )
-        await publish_command(heddle, envelope, str(run_id))
+        await heddle.send_command(envelope, str(run_id))
         return Accepted(command_id=envelope.command_id, run_id=str(run_id))
 
     @router.get("/v1/commands/{command_id}", tags=["commands"])

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import HTTPException
 from pydantic import ValidationError
 
-from api.app import Accepted, Caller, publish_command
+from api.app import Accepted, Caller
 from domain.commands import COMMAND_TYPES, CommandEnvelope
 from infra.bootstrap import Heddle
 
@@ -31,5 +31,5 @@ async def send_command(
         command_id=str(uuid.uuid4()), type=type_, tenant=who.tenant, actor=who.actor,
         payload=payload,
     )
-    await publish_command(heddle, envelope, run_id)
+    await heddle.send_command(envelope, run_id)
     return Accepted(command_id=envelope.command_id, run_id=run_id)
