@@ -172,6 +172,7 @@ def create_app(heddle: Heddle) -> FastAPI:
     )
     app.state.keys = ApiKeys(heddle.reads)
     app.add_middleware(BodyLimit, limit=heddle.settings.max_body_bytes)
+    from api.artifacts import artifact_routes
     from api.asyncapi import asyncapi_routes  # here: those modules import this one
     from api.credentials import credential_routes
     from api.keys import key_routes
@@ -188,6 +189,7 @@ def create_app(heddle: Heddle) -> FastAPI:
         replay_routes(heddle),  # first: /v1/runs/diff is not a run id
         task_routes(heddle),
         read_routes(heddle),
+        artifact_routes(heddle),
         provider_routes(heddle),
         stream_routes(heddle),
         projection_routes(heddle),

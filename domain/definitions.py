@@ -17,6 +17,7 @@ import jsonschema
 from eventsourcing.domain import Aggregate, event
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from domain.actions import Action, action_problems
 from domain.errors import DefinitionInvalid, ExpressionError, Problem, TemplateError
 from domain.expressions import compile_expression
 from domain.schemas import schema_problems
@@ -65,6 +66,8 @@ class _Node(BaseModel):
     retry: Retry | None = None
     timeout: str | None = Field(default=None, pattern=DURATION, description="e.g. 30s or 2h")
     on_error: str | None = Field(default=None, description="the node that handles a failure")
+    on_enter: list[Action] = Field(default_factory=list, description="actions when it starts")
+    on_exit: list[Action] = Field(default_factory=list, description="actions when it is done")
 
     @property
     def retries(self) -> Retry | None:
@@ -347,10 +350,10 @@ def parse_definition(document: Any) -> WorkflowSpec:
 
 def _problem_from(error: Any) -> Problem:
     path = ""
-    for part in error["loc"]:
+    for index, part in enumerate(error["loc"]):
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in NODE_KINDS and path.startswith("nodes."):
+        elif index == 2 and part in NODE_KINDS and path.startswith("nodes."):
             continue  # pydantic's discriminator tag, not part of the user's document
         else:
             path += f".{part}" if path else str(part)
@@ -459,6 +462,7 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
         problems += _check(compile_expression, spec.output, "output")
     for node_id, node in spec.nodes.items():
         at = f"nodes.{node_id}"
+        problems += action_problems(node_id, node)
         if isinstance(node, _ModelNode):
             problems += _check(parse_template, node.prompt, f"{at}.prompt")
             if node.system:
@@ -502,6 +506,11 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
                     problems += _check(compile_expression, getattr(node, field), f"{at}.{field}")
         elif isinstance(node, MapNode):
             problems += _check(compile_expression, node.items, f"{at}.items")
+            for phase in ("on_enter", "on_exit"):
+                if getattr(node.do, phase):
+                    problems.append(
+                        Problem(f"{at}.do.{phase}", f"put {phase} on the map node, not in do")
+                    )
             problems += _check(parse_template, node.do.prompt, f"{at}.do.prompt")
             if node.do.system:
                 problems += _check(parse_template, node.do.system, f"{at}.do.system")

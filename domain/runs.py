@@ -9,15 +9,18 @@ skipped itself. The run completes when every node is completed or skipped.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import re
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.actions import Locator, Performed, perform, phase_queue
 from domain.definitions import (
     DURATION,
     AgentNode,
@@ -567,6 +570,91 @@ class WorkflowRun(Aggregate):
         self._node_failed(node_id, attempt, error)
         self._run_failed({"node": node_id, **error})
 
+    # Entry and exit actions (what each action does: domain/actions.py)
+
+    def complete_action_llm(
+        self, node_id: str, attempt: int, action: str, result: LlmResult
+    ) -> None:
+        """Record the answer an `llm` action waited for (its text goes to the action's
+        `output` variable) and carry on with the node's remaining actions."""
+        self.check_node_is_running(node_id, attempt)
+        waiting = self.nodes[node_id].get("action")
+        if waiting is None or waiting["action"] != action:
+            raise NodeNotRunning(f"action {action} is not waiting for a model in run {self.id}")
+        output = waiting["output"]
+        self._action_llm_completed(node_id, attempt, action, output, result.model_dump(mode="json"))
+        if waiting["phase"] == "on_enter":
+            if self._enter_node(node_id, attempt, waiting["remaining"]):
+                self._start_node(node_id, entered=True)
+        else:
+            completion = waiting["completion"]
+            variables = {**completion["variables"], output: result.text}
+            completion = {**completion, "variables": variables}
+            exited = self._exit_node(node_id, attempt, waiting["remaining"], completion)
+            if exited is not None:
+                self._node_completed(node_id, completion["output"], exited, completion["next"])
+                self._skip_dead_nodes()
+        self.advance()
+
+    def action_waiting(self, node_id: str) -> dict[str, Any] | None:
+        """The `llm` action a running node waits for, if any: its path and request."""
+        return self.nodes.get(node_id, {}).get("action")
+
+    def _enter_node(self, node_id: str, attempt: int, queue: list[Locator]) -> bool:
+        """Run entry actions from `queue`; True when the node's work may begin now."""
+        done = perform(node_id, self.spec.nodes[node_id], queue, self.activation())
+        return self._record_actions(node_id, attempt, "on_enter", done, None)
+
+    def _exit_node(
+        self, node_id: str, attempt: int, queue: list[Locator], completion: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Run exit actions from `queue`, seeing the node's `output` and the variables it
+        sets (`completion`); the variables the node completes with (its own and those the
+        actions set), or None while an action waits or after one failed."""
+        context = self.activation()
+        context["vars"] = {**context["vars"], **completion["variables"]}
+        context["nodes"][node_id] = {**context["nodes"][node_id], "output": completion["output"]}
+        context["output"] = completion["output"]
+        done = perform(node_id, self.spec.nodes[node_id], queue, context)
+        completion = {**completion, "variables": {**completion["variables"], **done.variables}}
+        if not self._record_actions(node_id, attempt, "on_exit", done, completion):
+            return None
+        return completion["variables"]  # type: ignore[no-any-return]
+
+    def _record_actions(
+        self,
+        node_id: str,
+        attempt: int,
+        phase: str,
+        done: Performed,
+        completion: dict[str, Any] | None,
+    ) -> bool:
+        """Record what actions did; True when none waits and none failed. A failed action
+        fails the node (class `definition`); one waiting for a model keeps it running."""
+        for effect in done.effects:
+            if effect.kind == "variables":
+                self._variables_set(node_id, attempt, effect.action, effect.data["variables"])
+            else:
+                artifact_id = uuid5(self.id, f"{node_id}:{attempt}:{effect.action}")
+                digest = "sha256:" + hashlib.sha256(effect.data["content"].encode()).hexdigest()
+                self._artifact_saved(
+                    str(artifact_id), node_id, attempt, effect.action, sha256=digest, **effect.data
+                )
+        kind = self.spec.nodes[node_id].kind
+        if done.failure is not None:
+            if self.nodes[node_id]["status"] != "running":
+                self._node_started(node_id, kind, attempt, {})
+            self._fail_node(node_id, attempt, {"class": "definition", "message": done.failure})
+            return False
+        if done.waiting is not None:
+            wait = done.waiting
+            self._action_llm_requested(
+                node_id, kind, attempt, phase, wait.action, wait.request.model_dump(mode="json"),
+                wait.output, wait.remaining, completion,
+            )
+            return False
+        return True
+
     # Timers: set as events, fired by the timer role through `FireTimer` commands.
 
     def _set_timer(
@@ -732,7 +820,7 @@ class WorkflowRun(Aggregate):
                 f"{', '.join(current) or 'none'})"
             )
         self._node_skipped_by(node_id, actor, reason)
-        self._complete_node(node_id, None, {}, None)
+        self._complete_node(node_id, None, {}, None, exit_actions=False)
         self.advance()
 
     def _budget_task_open(self) -> bool:
@@ -777,9 +865,14 @@ class WorkflowRun(Aggregate):
             },
         }
 
-    def _start_node(self, node_id: str) -> None:
+    def _start_node(self, node_id: str, entered: bool = False) -> None:
+        """Start a node: its entry actions, then its work (`entered`: the entry actions
+        have run, the work is next)."""
         node = self.spec.nodes[node_id]
-        attempt = self.nodes[node_id]["attempt"] + 1
+        attempt = self.nodes[node_id]["attempt"] + (0 if entered else 1)
+        entry = [] if entered else phase_queue(node, "on_enter")
+        if entry and not self._enter_node(node_id, attempt, entry):
+            return
         try:
             if isinstance(node, _ModelNode):
                 request = self._llm_request_for(node)
@@ -919,8 +1012,23 @@ class WorkflowRun(Aggregate):
             self._complete_with_output(node_id, node, results)
 
     def _complete_node(
-        self, node_id: str, output: Any, variables: dict[str, Any], next: str | None
+        self,
+        node_id: str,
+        output: Any,
+        variables: dict[str, Any],
+        next: str | None,
+        exit_actions: bool = True,
     ) -> None:
+        """The node's work is done: its exit actions run (unless a person skipped it), then
+        it completes and its outgoing edges are resolved."""
+        node = self.spec.nodes[node_id]
+        if exit_actions and node.on_exit:
+            completion = {"output": output, "variables": dict(variables), "next": next}
+            attempt = self.nodes[node_id]["attempt"]
+            exited = self._exit_node(node_id, attempt, phase_queue(node, "on_exit"), completion)
+            if exited is None:
+                return
+            variables = exited
         self._node_completed(node_id, output, variables, next)
         self._skip_dead_nodes()
 
@@ -1107,6 +1215,67 @@ class WorkflowRun(Aggregate):
             {next} if isinstance(node, SwitchNode) else set(node.next_targets())
         )
         self._resolve_edges(node_id, taken)
+
+    @event("VariablesSet")
+    def _variables_set(
+        self, node_id: str, attempt: int, action: str, variables: dict[str, Any]
+    ) -> None:
+        """A `variable` action of a node set these variables."""
+        self.variables.update(variables)
+
+    @event("ArtifactSaved")
+    def _artifact_saved(
+        self,
+        artifact_id: str,
+        node_id: str,
+        attempt: int,
+        action: str,
+        name: str,
+        content_type: str,
+        content: str,
+        size: int,
+        sha256: str,
+    ) -> None:
+        """A `document` action saved an artifact (read at `GET /v1/artifacts/{id}`)."""
+
+    @event("ActionLlmRequested")
+    def _action_llm_requested(
+        self,
+        node_id: str,
+        kind: str,
+        attempt: int,
+        phase: str,
+        action: str,
+        request: dict[str, Any],
+        output: str,
+        remaining: list[Locator],
+        completion: dict[str, Any] | None,
+    ) -> None:
+        """An `llm` action waits for the run worker's model call; the node runs meanwhile."""
+        if phase == "on_enter":
+            self.nodes[node_id] = {"status": "running", "attempt": attempt, "kind": kind}
+            self.nodes[node_id]["input"] = {}
+        self.nodes[node_id] = {
+            **self.nodes[node_id],
+            "action": copy.deepcopy(
+                {
+                    "action": action,
+                    "phase": phase,
+                    "request": request,
+                    "output": output,
+                    "remaining": remaining,
+                    "completion": completion,
+                }
+            ),
+        }
+
+    @event("ActionLlmCompleted")
+    def _action_llm_completed(
+        self, node_id: str, attempt: int, action: str, output: str, result: dict[str, Any]
+    ) -> None:
+        self.usage = add_usage(self.usage, result)
+        self.variables[output] = result["text"]
+        self.nodes[node_id] = {k: v for k, v in self.nodes[node_id].items() if k != "action"}
 
     @event("NodesSkipped")
     def _nodes_skipped(self, node_ids: list[str]) -> None:

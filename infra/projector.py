@@ -21,6 +21,7 @@ import psycopg
 from handlers.records import Record
 from infra.store import EventStore
 from projections import (
+    artifacts,
     definitions,
     node_attempts,
     run_history,
@@ -31,9 +32,11 @@ from projections import (
 )
 
 PROJECTIONS: dict[str, ModuleType] = {
-    # run_history first: tasks, timers and usage take a run's tenant from its row
+    # run_history first: tasks, timers, usage and artifacts take a run's tenant from its row
     p.NAME: p
-    for p in (run_history, run_timeline, definitions, tasks, timers, node_attempts, usage)
+    for p in (
+        run_history, run_timeline, definitions, tasks, timers, node_attempts, usage, artifacts
+    )
 }
 
 POSITIONS_SCHEMA = """

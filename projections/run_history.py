@@ -116,6 +116,11 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "finished_at": at,
         }
         row["variables"] = {**row["variables"], **data["variables"]}
+    elif kind == "VariablesSet":
+        row["variables"] = {**row["variables"], **data["variables"]}
+    elif kind == "ActionLlmCompleted":
+        row["variables"] = {**row["variables"], data["output"]: data["result"]["text"]}
+        row["usage"] = add_usage(row["usage"], data["result"])
     elif kind == "NodesSkipped":
         for node_id in data["node_ids"]:
             nodes[node_id] = {**nodes[node_id], "status": "skipped"}

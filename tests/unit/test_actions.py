@@ -1,0 +1,278 @@
+"""Entry and exit actions: variables, conditionals, documents and model calls, run in order
+when a node starts and when its work is done, recorded so that a replay calls no model.
+The run worker's functions make the model calls, against the scripted provider."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from domain.definitions import parse_definition
+from domain.errors import DefinitionInvalid, NodeNotRunning
+from domain.llm import LlmRequest, RetryPolicy
+from domain.runs import WorkflowRun
+from handlers.run_worker import LlmCall, OnDelta, OnTryFailed, call_llm, record_llm_outcomes
+from handlers.unit_of_work import UnitOfWork
+from infra.llm.retrying import complete_with_retries
+from infra.llm.scripted import ScriptedProvider
+
+EXAMPLE = yaml.safe_load((Path(__file__).parents[2] / "examples" / "actions.yaml").read_text())
+ACME = {"customer": "Acme", "arr": 120000, "days_to_renewal": 20}
+
+
+def start(document: dict[str, Any], input: dict[str, Any] | None = None) -> WorkflowRun:
+    spec = parse_definition(document)
+    run = WorkflowRun(
+        run_id=uuid.uuid4(), tenant="default", actor="test", workflow=spec.name, version=1,
+        content_hash=spec.content_hash(), graph=spec.canonical(),
+        input=ACME if input is None else input, command_id="c1",
+    )
+    run.advance()
+    return run
+
+
+async def complete(request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
+                   on_delta: OnDelta | None = None) -> Any:
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    return await complete_with_retries(
+        ScriptedProvider(), request, RetryPolicy(), on_try_failed, sleep=no_wait
+    )
+
+
+async def work(run: WorkflowRun, uow: UnitOfWork) -> WorkflowRun:
+    """Play the run worker until nothing waits for a model: an action's call or a node's."""
+    uow.add(run)
+    while calls := [
+        LlmCall(run.id, node_id, state["attempt"], LlmRequest.model_validate(waiting["request"]),
+                kind="action", action=waiting["action"])
+        if (waiting := run.action_waiting(node_id))
+        else LlmCall(run.id, node_id, state["attempt"], run.llm_request(node_id))
+        for node_id, state in run.nodes.items()
+        if state["status"] == "running" and not run.is_finished
+    ]:
+        outcomes = [await call_llm(call, complete) for call in calls]
+        record_llm_outcomes(outcomes, uow)
+    return run
+
+
+def names(run: WorkflowRun) -> list[str]:
+    return [type(e).__name__ for e in run.pending_events]
+
+
+def workflow(**nodes: Any) -> dict[str, Any]:
+    return {"name": "acts", "start": next(iter(nodes)), "nodes": nodes}
+
+
+def problems(document: dict[str, Any]) -> list[str]:
+    with pytest.raises(DefinitionInvalid) as invalid:
+        parse_definition(document)
+    return [str(problem) for problem in invalid.value.problems]
+
+
+async def test_the_example_sets_variables_asks_a_model_and_saves_the_brief_as_a_document(
+    uow: UnitOfWork,
+) -> None:
+    run = await work(start(EXAMPLE), uow)
+    assert run.status == "completed"
+    assert run.variables == {
+        "urgent": True,
+        "account": "Acme (120000 USD ARR)",
+        "tone": "urgent",
+        "risk": "low: Acme (120000 USD ARR) renews every year",
+        "brief": "Brief on Acme (120000 USD ARR), tone urgent. "
+                 "Risk: low: Acme (120000 USD ARR) renews every year",
+        "headline": "URGENT: Acme",
+    }
+    [document] = [e for e in run.pending_events if type(e).__name__ == "ArtifactSaved"]
+    assert (document.name, document.content_type, document.action) == (
+        "brief-acme.md", "text/markdown", "nodes.draft.on_exit[0]")
+    assert document.content == f"# Renewal brief: Acme\n\n{run.variables['brief']}"
+    assert document.size == len(document.content.encode())
+    assert run.usage["llm_calls"] == 2  # the action's call and the node's
+
+
+async def test_entry_actions_run_before_the_work_and_exit_actions_before_the_next_node(
+    uow: UnitOfWork,
+) -> None:
+    run = await work(start(workflow(
+        ask={"kind": "llm", "model": "scripted:echo", "prompt": "Hi {{ vars.who }}",
+             "output": "reply", "next": "after",
+             "on_enter": [{"variable": {"set": {"who": "{{ input.customer }}"}}}],
+             "on_exit": [{"variable": {"set": {"reply": "{{ output | upper }}", "seen": "yes"}}}]},
+        after={"kind": "set", "vars": {"copy": "{{ vars.reply }} ({{ vars.seen }})"}},
+    )), uow)
+    assert names(run) == [
+        "Started", "VariablesSet", "NodeStarted", "LlmCallCompleted", "VariablesSet",
+        "NodeCompleted", "NodeStarted", "NodeCompleted", "Completed",
+    ]
+    # The exit action's value wins over the node's own output variable.
+    assert run.variables["reply"] == "HI ACME"
+    assert run.variables["copy"] == "HI ACME (yes)"
+    assert run.nodes["ask"]["output"] == "Hi Acme"
+
+
+async def test_a_conditional_runs_else_when_its_condition_is_false() -> None:
+    run = start(EXAMPLE, {**ACME, "days_to_renewal": 200})
+    assert run.variables["urgent"] is False
+    assert run.variables["tone"] == "relaxed"
+
+
+async def test_the_answer_of_an_entry_llm_action_is_recorded_before_the_node_starts(
+    uow: UnitOfWork,
+) -> None:
+    run = start(EXAMPLE)
+    waiting = run.action_waiting("draft")
+    assert waiting is not None
+    assert waiting["action"] == "nodes.draft.on_enter[2]"
+    assert names(run)[-1] == "ActionLlmRequested"
+    assert "brief" not in run.variables
+    assert run.nodes["draft"]["status"] == "running"
+    await work(run, uow)
+    order = names(run)
+    assert order.index("ActionLlmCompleted") < order.index("NodeStarted")
+
+
+def test_a_failing_action_fails_the_node_with_class_definition_and_the_actions_path() -> None:
+    run = start(workflow(
+        draft={"kind": "set", "vars": {"x": 1}, "on_enter": [
+            {"variable": {"set": {"a": "1"}}},
+            {"conditional": {"if": "true", "then": [{"document": {
+                "name": "n.md", "template": "{{ vars.missing }}"}}]}},
+        ]},
+    ))
+    assert run.status == "failed"
+    assert run.error == {
+        "node": "draft", "class": "definition",
+        "message": "nodes.draft.on_enter[1].conditional.then[0]: undefined variable: "
+                   "'dict object' has no attribute 'missing'",
+    }
+    assert run.variables == {"a": "1"}  # what ran before the failure is recorded
+
+
+def test_a_failing_exit_action_fails_the_node_and_its_next_never_runs() -> None:
+    run = start(workflow(
+        first={"kind": "set", "vars": {"x": 1}, "next": "second",
+               "on_exit": [{"variable": {"compute": {"y": "vars.x / 0"}}}]},
+        second={"kind": "set", "vars": {"z": 1}},
+    ))
+    assert run.status == "failed"
+    assert run.error["message"].startswith("nodes.first.on_exit[0]: 'vars.x / 0' failed: ")
+    assert run.nodes["second"]["status"] == "pending"
+
+
+def test_a_document_over_the_size_limit_fails_the_node_saying_how_large() -> None:
+    run = start(workflow(
+        big={"kind": "set", "vars": {"x": 1}, "on_exit": [{"document": {
+            "name": "big.txt", "content_type": "text/plain",
+            "template": "{% for i in range(3000) %}{{ 'x' * 100 }}{% endfor %}"}}]},
+    ))
+    assert run.status == "failed"
+    assert run.error["message"] == (
+        "nodes.big.on_exit[0]: document 'big.txt' is 300,000 bytes, more than the 262,144 an "
+        "artifact may hold: shorten the template or split the document")
+
+
+def test_bad_actions_are_reported_with_their_paths_when_the_workflow_is_published() -> None:
+    assert problems(workflow(
+        draft={"kind": "set", "vars": {"x": 1},
+               "on_enter": [
+                   {"variable": {"compute": {"total": "input.a +"}}},
+                   {"variable": {"set": {"my var": "x"}}},
+                   {"document": {"name": "n", "template": "{{ oops"}},
+               ],
+               "on_exit": [
+                   {"conditional": {"if": "true", "then": [{"llm": {
+                       "model": "scripted:echo", "prompt": "{% if %}", "output": "a"}}]}},
+                   {"variable": {"set": {"a": "1"}}, "document": {"name": "n", "template": "t"}},
+                   {"llm": {"model": "scripted:echo", "prompt": "hi"}},
+                   {"webhook": {"url": "http://example.com"}},
+               ]},
+    )) == [
+        "nodes.draft.on_exit[1]: Value error, an action is exactly one of variable, "
+        "conditional, document, llm (this one has variable, document)",
+        "nodes.draft.on_exit[2].llm.output: Field required",
+        "nodes.draft.on_exit[3].webhook: Extra inputs are not permitted",
+    ]
+    assert problems(workflow(
+        draft={"kind": "set", "vars": {"x": 1},
+               "on_enter": [
+                   {"variable": {"compute": {"total": "input.a +"}}},
+                   {"variable": {"set": {"my var": "x"}}},
+                   {"document": {"name": "n", "template": "{{ oops"}},
+                   {"variable": {}},
+               ],
+               "on_exit": [
+                   {"conditional": {"if": "true", "then": [{"llm": {
+                       "model": "scripted:echo", "prompt": "{% if %}", "output": "a"}}]}},
+               ]},
+    )) == [
+        "nodes.draft.on_enter[0].variable.compute.total: invalid CEL: input.a +",
+        "nodes.draft.on_enter[1].variable.set: variable name 'my var' must match "
+        "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        "nodes.draft.on_enter[2].document.template: line 1: unexpected end of template, "
+        "expected 'end of print statement'.",
+        "nodes.draft.on_enter[3].variable: give the variables to set in set or compute",
+        "nodes.draft.on_exit[0].conditional.then[0].llm.prompt: line 1: Expected an "
+        "expression, got 'end of statement block'",
+    ]
+
+
+async def test_a_model_answer_that_looks_like_a_template_stays_literal_in_later_templates(
+    uow: UnitOfWork,
+) -> None:
+    run = await work(start(workflow(
+        ask={"kind": "set", "vars": {"x": 1}, "on_enter": [
+            {"llm": {"model": "scripted:sly", "prompt": "p", "output": "answer",
+                     "options": {"reply": "{{ '{{ 7*7 }}' }} {{ '{{ input }}' }}"}}},
+        ], "on_exit": [
+            {"variable": {"set": {"echo": "said: {{ vars.answer }}"}}},
+            {"document": {"name": "{{ vars.answer }}", "template": "{{ vars.answer }}"}},
+        ]},
+    )), uow)
+    assert run.variables["answer"] == "{{ 7*7 }} {{ input }}"
+    assert run.variables["echo"] == "said: {{ 7*7 }} {{ input }}"
+    [document] = [e for e in run.pending_events if type(e).__name__ == "ArtifactSaved"]
+    assert document.content == document.name == "{{ 7*7 }} {{ input }}"
+
+
+async def test_replaying_a_runs_events_rebuilds_it_without_calling_a_model(uow: UnitOfWork) -> None:
+    run = await work(start(EXAMPLE), uow)
+    replayed = None
+    for event in run.pending_events:
+        replayed = event.mutate(replayed)
+    assert replayed is not None
+    assert (replayed.variables, replayed.nodes, replayed.usage, replayed.status) == (
+        run.variables, run.nodes, run.usage, run.status)
+
+
+def test_a_late_or_repeated_action_answer_changes_nothing() -> None:
+    run = start(EXAMPLE)
+    waiting = run.action_waiting("draft")
+    assert waiting is not None
+    run.skip_node("draft", "ada", "not needed")
+    run.collect_events()
+    from tests.unit.test_runs import answer
+
+    with pytest.raises(NodeNotRunning):
+        run.complete_action_llm("draft", 1, waiting["action"], answer("late"))
+    assert run.collect_events() == []
+    assert "risk" not in run.variables
+
+
+async def test_an_action_model_call_that_fails_for_good_fails_the_node(uow: UnitOfWork) -> None:
+    run = await work(start(workflow(
+        ask={"kind": "set", "vars": {"x": 1}, "on_enter": [
+            {"llm": {"model": "scripted:broken", "prompt": "{{ run.id }}", "output": "a",
+                     "options": {"fail": [{"status": 401, "message": "bad key"}]}}},
+        ]},
+    )), uow)
+    assert run.status == "failed"
+    assert run.error["node"] == "ask"
+    assert run.error["class"] == "fatal"
+    assert "bad key" in run.error["message"]
