@@ -195,6 +195,12 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
         "workflow": "refund-approval", "input": {"customer": "Ada", "amount": 40}})).json()
     finished, waiting = hello["run_id"], refund["run_id"]
     await wait_for_run(client, finished)
+    await publish(client, example("actions"))
+    brief = (await client.post("/v1/runs", json={"workflow": "renewal-brief", "input": {
+        "customer": "Acme", "arr": 1, "days_to_renewal": 9}})).json()
+    await wait_for_run(client, brief["run_id"])
+    [artifact] = (await client.get(f"/v1/runs/{brief['run_id']}/artifacts")).json()["items"]
+    artifact_id = artifact["artifact_id"]
     await wait_for_run(client, waiting, status={"running"})
     for _ in range(200):
         if (await client.get("/v1/tasks", params={"run_id": waiting})).json()["items"]:
@@ -279,6 +285,12 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "GET /v1/runs/{run_id}/attempts": lambda: not_found(
                 "GET", f"/v1/runs/{finished}/attempts"),
             "GET /v1/usage": lambda: empty("/v1/usage", group_by="run"),
+            "GET /v1/runs/{run_id}/artifacts": lambda: not_found(
+                "GET", f"/v1/runs/{brief['run_id']}/artifacts"),
+            "GET /v1/artifacts/{artifact_id}": lambda: not_found(
+                "GET", f"/v1/artifacts/{artifact_id}"),
+            "GET /v1/artifacts/{artifact_id}/content": lambda: not_found(
+                "GET", f"/v1/artifacts/{artifact_id}/content"),
             "GET /v1/runs/diff": lambda: not_found(
                 "GET", "/v1/runs/diff", params={"a": finished, "b": finished}),
             "GET /v1/workflows/{name}": lambda: not_found("GET", "/v1/workflows/refund-approval"),
