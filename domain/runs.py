@@ -229,6 +229,8 @@ class WorkflowRun(Aggregate):
                     return
                 self._start_node(node_id)
                 progressed = True
+            if progressed:
+                self._release_waiting_edges()  # nodes that ran at once may have set variables
         if self.status == "running" and all(
             n["status"] in ("completed", "skipped") or n.get("handled") for n in self.nodes.values()
         ):
