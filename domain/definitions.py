@@ -18,6 +18,8 @@ from eventsourcing.domain import Aggregate, event
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from domain.actions import Action, action_problems
+from domain.durations import DURATION, seconds
+from domain.edges import Edge, edge_list, edge_problems, forward_targets, loop_problems
 from domain.errors import DefinitionInvalid, ExpressionError, Problem, TemplateError
 from domain.expressions import compile_expression
 from domain.schemas import schema_problems
@@ -29,17 +31,8 @@ NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 HEDDLE_NAMESPACE = uuid5(NAMESPACE_URL, "https://heddle.dev/ids")
 
 
-DURATION = r"^\d+(\.\d+)?\s*(s|m|h|d)$"
-
-
-def seconds(duration: str) -> float:
-    """`90s`, `15m`, `4h` or `2d` in seconds."""
-    value, unit = float(duration[:-1].strip()), duration[-1]
-    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-
-
-ERROR_CLASSES = ("retryable", "fatal", "timeout", "definition", "agent", "task")
-ErrorClass = Literal["retryable", "fatal", "timeout", "definition", "agent", "task"]
+ERROR_CLASSES = ("retryable", "fatal", "timeout", "definition", "agent", "task", "validation")
+ErrorClass = Literal["retryable", "fatal", "timeout", "definition", "agent", "task", "validation"]
 
 
 class Retry(BaseModel):
@@ -62,7 +55,9 @@ class _Node(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
-    next: str | None = None
+    next: str | list[Edge] | None = Field(
+        default=None, description="a node id, or a list of edges (domain/edges.py)"
+    )
     retry: Retry | None = None
     timeout: str | None = Field(default=None, pattern=DURATION, description="e.g. 30s or 2h")
     on_error: str | None = Field(default=None, description="the node that handles a failure")
@@ -76,7 +71,7 @@ class _Node(BaseModel):
 
     def next_targets(self) -> list[str]:
         """The nodes this node may hand over to when it completes."""
-        return [self.next] if self.next else []
+        return [edge.to for edge in edge_list(self.next)]
 
     def targets(self) -> list[str]:
         """Every node this node may hand over to: the next ones and its error handler."""
@@ -304,10 +299,11 @@ class WorkflowSpec(BaseModel):
 
     @cached_property
     def parents(self) -> dict[str, list[str]]:
-        """For each node, the nodes with an edge into it, in definition order."""
+        """For each node, the nodes with an edge into it, in definition order (loop edges
+        do not count: a node waits for its parents, never for a later node)."""
         parents: dict[str, list[str]] = {node_id: [] for node_id in self.nodes}
         for node_id, node in self.nodes.items():
-            for target in node.targets():
+            for target in forward_targets(node):
                 if target in parents:
                     parents[target].append(node_id)
         return parents
@@ -341,16 +337,41 @@ def parse_definition(document: Any) -> WorkflowSpec:
     try:
         spec = WorkflowSpec.model_validate(document)
     except ValidationError as error:
-        raise DefinitionInvalid([_problem_from(e) for e in error.errors()]) from None
+        raise DefinitionInvalid([_problem_from(e) for e in _next_errors(error.errors())]) from None
     problems = _graph_problems(spec) + _expression_problems(spec)
     if problems:
         raise DefinitionInvalid(problems)
     return spec
 
 
+NEXT_BRANCHES = ("str", "list[Edge]")
+"""How pydantic names the two forms of `next` in an error's location."""
+
+
+def _next_errors(errors: list[Any]) -> list[Any]:
+    """The errors of a `next` as one form of it: a list's problems without the complaint
+    that it is no string; for anything else, one error that names both forms."""
+    kept, named = [], set()
+    for error in errors:
+        loc = error["loc"]
+        branch = next((i for i, part in enumerate(loc) if part in NEXT_BRANCHES), None)
+        if branch is None:
+            kept.append(error)
+        elif isinstance(error["input"], list) and loc[branch] == "str":
+            continue
+        elif isinstance(error["input"], (list, str)) or len(loc) > branch + 1:
+            kept.append(error)
+        elif loc[:branch] not in named:
+            named.add(loc[:branch])
+            kept.append({**error, "loc": loc[:branch], "msg": "give a node id or a list of edges"})
+    return kept
+
+
 def _problem_from(error: Any) -> Problem:
     path = ""
     for index, part in enumerate(error["loc"]):
+        if part in NEXT_BRANCHES:
+            continue  # pydantic's name for a form of `next`
         if isinstance(part, int):
             path += f"[{part}]"
         elif index == 2 and part in NODE_KINDS and path.startswith("nodes."):
@@ -387,7 +408,7 @@ def _graph_problems(spec: WorkflowSpec) -> list[Problem]:
                         f"nodes.{node_id}.next", "a parallel node goes on through its branches only"
                     )
                 )
-        elif node.next and node.next not in spec.nodes:
+        elif isinstance(node.next, str) and node.next not in spec.nodes:
             problems.append(Problem(f"nodes.{node_id}.next", _unknown(node.next, spec)))
         if node.on_error and node.on_error not in spec.nodes:
             problems.append(Problem(f"nodes.{node_id}.on_error", _unknown(node.on_error, spec)))
@@ -396,6 +417,7 @@ def _graph_problems(spec: WorkflowSpec) -> list[Problem]:
             and sum(x is not None for x in (node.for_, node.until, node.event)) != 1
         ):
             problems.append(Problem(f"nodes.{node_id}", "a wait needs one of for, until and event"))
+    problems += edge_problems(spec)
     if problems:
         return problems
     for node_id, node in spec.nodes.items():
@@ -415,9 +437,16 @@ def _graph_problems(spec: WorkflowSpec) -> list[Problem]:
         problems.append(
             Problem("start", f"{spec.start!r} has incoming edges; start must have none")
         )
+    problems += loop_problems(spec)
     cycle = _find_cycle(spec)
     if cycle:
-        problems.append(Problem(f"nodes.{cycle[0]}", "cycle: " + " -> ".join(cycle)))
+        problems.append(
+            Problem(
+                f"nodes.{cycle[0]}",
+                "cycle: " + " -> ".join(cycle)
+                + "; only a loop edge (loop: {max_iterations: N}) may close a cycle",
+            )
+        )
     return problems
 
 
@@ -432,7 +461,7 @@ def _find_cycle(spec: WorkflowSpec) -> list[str] | None:
     def visit(node_id: str) -> list[str] | None:
         state[node_id] = 1
         stack.append(node_id)
-        for target in spec.nodes[node_id].targets():
+        for target in forward_targets(spec.nodes[node_id]):
             if state.get(target) == 1:
                 return [*stack[stack.index(target) :], target]
             if target not in state:

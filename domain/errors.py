@@ -78,3 +78,7 @@ class ExpressionError(DomainError):
 
 class TemplateError(DomainError):
     """A prompt template failed to parse or render."""
+
+
+class LlmRequestNotPending(DomainError):
+    """A run-level model call was answered already, or its run is over."""

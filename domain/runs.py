@@ -39,12 +39,24 @@ from domain.definitions import (
     parse_definition,
     seconds,
 )
+from domain.edges import (
+    NOT_TAKEN,
+    RESOLVED,
+    Edge,
+    edge_key,
+    judge_request,
+    loop_body,
+    loops_within,
+    reachable,
+    verdict,
+)
 from domain.edits import EDGE_FIELDS, apply_edits
 from domain.errors import (
     DefinitionInvalid,
     DomainError,
     ExpressionError,
     GraphEditRejected,
+    LlmRequestNotPending,
     NodeNotRunning,
     Problem,
     RunNotActive,
@@ -173,6 +185,10 @@ class WorkflowRun(Aggregate):
         self.timers: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
         self.waived: list[str] = []
+        self.loops: dict[str, int] = {}
+        self.attempt_base: dict[str, int] = {}
+        self.llm_requests: dict[str, dict[str, Any]] = {}
+        self.blocked: dict[str, str] = {}
         self._recorded: dict[str, dict[str, Any]] = {}
         if fork is not None:
             self.variables = dict(fork["variables"])
@@ -195,7 +211,11 @@ class WorkflowRun(Aggregate):
 
     def advance(self) -> None:
         """Start every ready node; run `switch` and `set` nodes inline; finish the run.
-        A run over its budget pauses instead of starting a node."""
+        A run over its budget pauses instead of starting a node. Edges waiting for a
+        condition are checked again first; a run left with nothing but waiting edges waits."""
+        if self.status not in ("running", "waiting"):
+            return
+        self._release_waiting_edges()
         if self.status != "running":
             return
         if self.spec.deadline and "deadline" not in self.timers:
@@ -212,10 +232,14 @@ class WorkflowRun(Aggregate):
                     return
                 self._start_node(node_id)
                 progressed = True
+            if progressed:
+                self._release_waiting_edges()  # nodes that ran at once may have set variables
         if self.status == "running" and all(
             n["status"] in ("completed", "skipped") or n.get("handled") for n in self.nodes.values()
         ):
             self._finish()
+        elif self.status == "running" and self._only_triggers_left():
+            self._run_waiting(sorted(k for k, state in self.edges.items() if state == "waiting"))
 
     def ready_nodes(self) -> list[str]:
         """Pending nodes whose incoming edges are all resolved, at least one taken."""
@@ -228,7 +252,7 @@ class WorkflowRun(Aggregate):
                     ready.append(node_id)
                 continue
             states = [self.edges.get(f"{parent}->{node_id}") for parent in parents]
-            if None not in states and "taken" in states:
+            if all(state in RESOLVED for state in states) and "taken" in states:
                 ready.append(node_id)
         return ready
 
@@ -557,8 +581,9 @@ class WorkflowRun(Aggregate):
         else hand over to its `on_error` node, else fail the run."""
         node = self.spec.nodes[node_id]
         retry = node.retries
-        if retry is not None and attempt < retry.attempts and error.get("class") in retry.errors:
-            delay = retry.delay(attempt)
+        tries = attempt - self.attempt_base.get(node_id, 0)  # in this pass of a loop
+        if retry is not None and tries < retry.attempts and error.get("class") in retry.errors:
+            delay = retry.delay(tries)
             self._node_retry_scheduled(node_id, attempt, error, delay)
             self._set_timer(f"retry:{node_id}:{attempt}", "retry", delay, node_id, attempt)
             return
@@ -572,33 +597,47 @@ class WorkflowRun(Aggregate):
 
     # Entry and exit actions (what each action does: domain/actions.py)
 
-    def complete_action_llm(
-        self, node_id: str, attempt: int, action: str, result: LlmResult
+    def _action_answered(
+        self, context: dict[str, Any], result: LlmResult | None, error: dict[str, Any] | None
     ) -> None:
-        """Record the answer an `llm` action waited for (its text goes to the action's
-        `output` variable) and carry on with the node's remaining actions."""
-        self.check_node_is_running(node_id, attempt)
-        waiting = self.nodes[node_id].get("action")
-        if waiting is None or waiting["action"] != action:
-            raise NodeNotRunning(f"action {action} is not waiting for a model in run {self.id}")
-        output = waiting["output"]
-        self._action_llm_completed(node_id, attempt, action, output, result.model_dump(mode="json"))
-        if waiting["phase"] == "on_enter":
-            if self._enter_node(node_id, attempt, waiting["remaining"]):
+        """The model an `llm` action asked answered (its text goes to the action's `output`
+        variable, and the node's remaining actions run) or could not be asked (the node
+        fails with the call's error). A node that moved on meanwhile ignores the answer."""
+        node_id, attempt, action = context["node_id"], context["attempt"], context["action"]
+        state = self.nodes.get(node_id, {})
+        if state.get("status") != "running" or state.get("attempt") != attempt:
+            return
+        if result is None:
+            message = f"{action}: {(error or {}).get('message')}"
+            self._fail_node(node_id, attempt, {**(error or {}), "message": message})
+            return
+        output = context["output"]
+        self._action_variables_set(node_id, attempt, action, {output: result.text})
+        if context["phase"] == "on_enter":
+            if self._enter_node(node_id, attempt, context["remaining"]):
                 self._start_node(node_id, entered=True)
-        else:
-            completion = waiting["completion"]
-            variables = {**completion["variables"], output: result.text}
-            completion = {**completion, "variables": variables}
-            exited = self._exit_node(node_id, attempt, waiting["remaining"], completion)
-            if exited is not None:
-                self._node_completed(node_id, completion["output"], exited, completion["next"])
-                self._skip_dead_nodes()
-        self.advance()
+            return
+        completion = context["completion"]
+        variables = {**completion["variables"], output: result.text}
+        completion = {**completion, "variables": variables}
+        exited = self._exit_node(node_id, attempt, context["remaining"], completion)
+        if exited is not None:
+            next = completion["next"]
+            self._complete_node(node_id, completion["output"], exited, next, exit_actions=False)
 
     def action_waiting(self, node_id: str) -> dict[str, Any] | None:
-        """The `llm` action a running node waits for, if any: its path and request."""
-        return self.nodes.get(node_id, {}).get("action")
+        """The `llm` action a running node waits for, if any: its run-level request id,
+        the action's path and the request."""
+        attempt = self.nodes.get(node_id, {}).get("attempt")
+        for request_id, pending in self.llm_requests.items():
+            context = pending["context"]
+            if (
+                pending["purpose"] == "action"
+                and pending["status"] == "pending"
+                and (context["node_id"], context["attempt"]) == (node_id, attempt)
+            ):
+                return {"request_id": request_id, "action": context["action"], **pending}
+        return None
 
     def _enter_node(self, node_id: str, attempt: int, queue: list[Locator]) -> bool:
         """Run entry actions from `queue`; True when the node's work may begin now."""
@@ -633,7 +672,8 @@ class WorkflowRun(Aggregate):
         fails the node (class `definition`); one waiting for a model keeps it running."""
         for effect in done.effects:
             if effect.kind == "variables":
-                self._variables_set(node_id, attempt, effect.action, effect.data["variables"])
+                variables = effect.data["variables"]
+                self._action_variables_set(node_id, attempt, effect.action, variables)
             else:
                 artifact_id = uuid5(self.id, f"{node_id}:{attempt}:{effect.action}")
                 digest = "sha256:" + hashlib.sha256(effect.data["content"].encode()).hexdigest()
@@ -648,10 +688,19 @@ class WorkflowRun(Aggregate):
             return False
         if done.waiting is not None:
             wait = done.waiting
-            self._action_llm_requested(
-                node_id, kind, attempt, phase, wait.action, wait.request.model_dump(mode="json"),
-                wait.output, wait.remaining, completion,
-            )
+            if self.nodes[node_id]["status"] != "running":
+                self._node_entering(node_id, kind, attempt)
+            context = {
+                "node_id": node_id,
+                "attempt": attempt,
+                "phase": phase,
+                "action": wait.action,
+                "output": wait.output,
+                "remaining": wait.remaining,
+                "completion": completion,
+            }
+            request_id = f"action:{node_id}:{attempt}:{wait.action}"
+            self._request_llm(request_id, "action", wait.request, copy.deepcopy(context))
             return False
         return True
 
@@ -690,6 +739,8 @@ class WorkflowRun(Aggregate):
         elif purpose == "retry" and state.get("status") == "retrying":
             self._start_node(node_id)
             self.advance()
+        elif purpose == "edge":
+            self._scheduled_edge_due(timer_id, node_id, attempt)
         elif state.get("status") == "running" and state.get("attempt") == attempt:
             if purpose == "wait":
                 node = self.spec.nodes[node_id]
@@ -1030,6 +1081,7 @@ class WorkflowRun(Aggregate):
                 return
             variables = exited
         self._node_completed(node_id, output, variables, next)
+        self._decide_edges(node_id)
         self._skip_dead_nodes()
 
     def _complete_with_output(self, node_id: str, node: Any, output: Any) -> None:
@@ -1214,13 +1266,14 @@ class WorkflowRun(Aggregate):
         taken: set[str | None] = (
             {next} if isinstance(node, SwitchNode) else set(node.next_targets())
         )
-        self._resolve_edges(node_id, taken)
+        # the edges of a `next` list are decided by the events that follow (EdgeDecided, ...)
+        self._resolve_edges(node_id, taken, leave={e.to for e in self._listed_edges(node_id)})
 
-    @event("VariablesSet")
-    def _variables_set(
+    @event("ActionVariablesSet")
+    def _action_variables_set(
         self, node_id: str, attempt: int, action: str, variables: dict[str, Any]
     ) -> None:
-        """A `variable` action of a node set these variables."""
+        """A `variable` action of a node (or an `llm` action's answer) set these variables."""
         self.variables.update(variables)
 
     @event("ArtifactSaved")
@@ -1238,49 +1291,17 @@ class WorkflowRun(Aggregate):
     ) -> None:
         """A `document` action saved an artifact (read at `GET /v1/artifacts/{id}`)."""
 
-    @event("ActionLlmRequested")
-    def _action_llm_requested(
-        self,
-        node_id: str,
-        kind: str,
-        attempt: int,
-        phase: str,
-        action: str,
-        request: dict[str, Any],
-        output: str,
-        remaining: list[Locator],
-        completion: dict[str, Any] | None,
-    ) -> None:
-        """An `llm` action waits for the run worker's model call; the node runs meanwhile."""
-        if phase == "on_enter":
-            self.nodes[node_id] = {"status": "running", "attempt": attempt, "kind": kind}
-            self.nodes[node_id]["input"] = {}
-        self.nodes[node_id] = {
-            **self.nodes[node_id],
-            "action": copy.deepcopy(
-                {
-                    "action": action,
-                    "phase": phase,
-                    "request": request,
-                    "output": output,
-                    "remaining": remaining,
-                    "completion": completion,
-                }
-            ),
-        }
-
-    @event("ActionLlmCompleted")
-    def _action_llm_completed(
-        self, node_id: str, attempt: int, action: str, output: str, result: dict[str, Any]
-    ) -> None:
-        self.usage = add_usage(self.usage, result)
-        self.variables[output] = result["text"]
-        self.nodes[node_id] = {k: v for k, v in self.nodes[node_id].items() if k != "action"}
+    @event("NodeEntering")
+    def _node_entering(self, node_id: str, kind: str, attempt: int) -> None:
+        """The node's entry actions wait for a model (`LlmRequested`); it runs meanwhile,
+        and `NodeStarted` follows once its work begins."""
+        self.nodes[node_id] = {"status": "running", "attempt": attempt, "kind": kind}
+        self.nodes[node_id]["input"] = {}
 
     @event("NodesSkipped")
     def _nodes_skipped(self, node_ids: list[str]) -> None:
         for node_id in node_ids:
-            self.nodes[node_id] = {"status": "skipped", "attempt": 0}
+            self.nodes[node_id] = {"status": "skipped", "attempt": self.nodes[node_id]["attempt"]}
             self._resolve_edges(node_id, set())
 
     @event("LlmCallFailed")
@@ -1315,6 +1336,7 @@ class WorkflowRun(Aggregate):
             "error": error,
             "retry_in": delay,
         }
+        self._clear_edges(node_id)  # a validation failure had decided them
 
     @event("TimerSet")
     def _timer_set(
@@ -1359,9 +1381,16 @@ class WorkflowRun(Aggregate):
             if task["status"] == "open":
                 self.tasks[task_id] = {**task, "status": "cancelled"}
 
-    def _resolve_edges(self, node_id: str, taken: set[str | None]) -> None:
+    def _resolve_edges(
+        self, node_id: str, taken: set[str | None], leave: set[str] | frozenset[str] = frozenset()
+    ) -> None:
         for target in self.spec.nodes[node_id].targets():
-            self.edges[f"{node_id}->{target}"] = "taken" if target in taken else "skipped"
+            if target not in leave:
+                self.edges[f"{node_id}->{target}"] = "taken" if target in taken else "skipped"
+
+    def _clear_edges(self, node_id: str) -> None:
+        for target in self.spec.nodes[node_id].targets():
+            self.edges.pop(edge_key(node_id, target), None)
 
     def _dead_nodes(self) -> list[str]:
         """Pending nodes that can no longer run: every incoming edge was skipped."""
@@ -1373,12 +1402,327 @@ class WorkflowRun(Aggregate):
             for node_id, parents in self.spec.parents.items():
                 if not parents or node_id in dead or self.nodes[node_id]["status"] != "pending":
                     continue
-                if all(edges.get(f"{p}->{node_id}") == "skipped" for p in parents):
+                if all(edges.get(f"{p}->{node_id}") in NOT_TAKEN for p in parents):
                     dead.append(node_id)
                     for target in self.spec.nodes[node_id].targets():
                         edges[f"{node_id}->{target}"] = "skipped"
                     changed = True
         return dead
 
+
+    # Edges: `when`, triggers, validators and loops (the model: domain/edges.py).
+    #
+    # A `next` list's edges are decided when their source completes: loop edges first
+    # (one taken runs the loop body again and leaves the other edges for the next pass),
+    # then the others in order. An edge is `skipped` when its `when` is false, `waiting`
+    # while its trigger has not fired, `validating` while a model judges it, `blocked`
+    # when a validator fails (a blocked edge counts as skipped), else `taken`. When every
+    # edge of a node is decided, none taken and one blocked, the node fails with class
+    # `validation`, so that its `retry` and `on_error` apply.
+
+    def set_variables(self, variables: dict[str, Any], actor: str, reason: str = "") -> None:
+        """Set run variables from outside; edges waiting for a condition are checked again."""
+        if self.is_finished:
+            raise RunNotActive(f"run {self.id} is {self.status}: its variables cannot change")
+        self._variables_set(variables, actor, reason)
+        self.advance()
+
+    def _listed_edges(self, node_id: str) -> list[Edge]:
+        node = self.spec.nodes[node_id]
+        if isinstance(node, (SwitchNode, ParallelNode)) or not isinstance(node.next, list):
+            return []
+        return list(node.next)
+
+    def _edge(self, source: str, target: str) -> Edge | None:
+        return next((e for e in self._listed_edges(source) if e.to == target), None)
+
+    def _decide_edges(self, source: str) -> None:
+        edges = self._listed_edges(source)
+        if not edges:
+            return
+        context = self.activation()
+        for edge in edges:
+            if edge.loop and self._take_loop(source, edge, context):
+                return
+        for edge in edges:
+            if not edge.loop and not self._open_edge(source, edge, context):
+                return
+        self._check_source_stuck(source)
+
+    def _take_loop(self, source: str, edge: Edge, context: dict[str, Any]) -> bool:
+        """Run the loop body again when the bound allows and `when` holds; True if so (or
+        if the source failed on its `when`)."""
+        assert edge.loop is not None
+        passes = self.loops.get(edge_key(source, edge.to), 1)
+        if passes >= edge.loop.max_iterations:
+            why = f"loop bound reached: {passes} of {edge.loop.max_iterations} iterations ran"
+            self._edge_decided(source, edge.to, "skipped", why)
+            return False
+        holds = self._when_holds(source, edge, context)
+        if holds is None:
+            return True
+        if not holds:
+            self._edge_decided(source, edge.to, "skipped", f"when {edge.when!r} is false")
+            return False
+        body = loop_body(self.spec, source, edge.to)
+        after = reachable(self.spec, edge.to) - set(body)
+        revived = [n for n in self.spec.nodes if n in after and self.nodes[n]["status"] == "skipped"]
+        inner = [key for key in loops_within(self.spec, body) if key != edge_key(source, edge.to)]
+        self._loop_iterated(source, edge.to, passes + 1, body + revived, sorted(inner))
+        return True
+
+    def _open_edge(self, source: str, edge: Edge, context: dict[str, Any]) -> bool:
+        """Decide an edge as far as it can be now; False if the source failed instead."""
+        holds = self._when_holds(source, edge, context)
+        if holds is None:
+            return False
+        if not holds:
+            self._edge_decided(source, edge.to, "skipped", f"when {edge.when!r} is false")
+            return True
+        trigger = edge.trigger
+        if trigger is not None and trigger.condition is not None:
+            if not self._condition_holds(trigger.condition, context):
+                self._edge_decided(source, edge.to, "waiting", f"until {trigger.condition}")
+                return True
+        elif trigger is not None and trigger.schedule is not None:
+            at = trigger.schedule.fire_at(datetime.now(UTC))
+            attempt = self.nodes[source]["attempt"]
+            key = edge_key(source, edge.to)
+            self._set_timer(f"edge:{key}:{attempt}", "edge", 0, source, attempt, at)
+            self._edge_decided(source, edge.to, "waiting", f"until {at.isoformat()}")
+            return True
+        self._validate_edge(source, edge, 0, context)
+        return True
+
+    def _when_holds(self, source: str, edge: Edge, context: dict[str, Any]) -> bool | None:
+        """Whether `when` holds (True without one); None when it cannot be evaluated: then
+        the source node fails with class `definition`."""
+        if edge.when is None:
+            return True
+        try:
+            return evaluate_condition(edge.when, context)
+        except ExpressionError as error:
+            message = f"the edge to {edge.to!r}: when: {error}"
+            self._fail_node(source, self.nodes[source]["attempt"], {"class": "definition", "message": message})
+            return None
+
+    @staticmethod
+    def _condition_holds(condition: str, context: dict[str, Any]) -> bool:
+        """A trigger's condition; one that cannot be evaluated yet (a variable not set,
+        say) does not hold."""
+        try:
+            return evaluate_condition(condition, context)
+        except ExpressionError:
+            return False
+
+    def _validate_edge(
+        self, source: str, edge: Edge, first: int, context: dict[str, Any] | None = None
+    ) -> None:
+        """Run the edge's validators from `first` on: take it when all pass, block it at the
+        first that fails, or ask a model and wait for its verdict."""
+        context = context or self.activation()
+        attempt = self.nodes[source]["attempt"]
+        for index in range(first, len(edge.validators)):
+            validator = edge.validators[index]
+            try:
+                if validator.llm is not None:
+                    request = judge_request(validator.llm, context)
+                    key = edge_key(source, edge.to)
+                    self._edge_decided(
+                        source, edge.to, "validating", f"validator {index}: asking {request.model}"
+                    )
+                    self._request_llm(
+                        f"validator:{key}:{attempt}:{index}",
+                        "validator",
+                        request,
+                        {"source": source, "target": edge.to, "attempt": attempt, "validator": index},
+                    )
+                    return
+                assert validator.expression is not None
+                passed = evaluate_condition(validator.expression, context)
+                reason = validator.message or f"{validator.expression} is false"
+            except (ExpressionError, TemplateError) as error:
+                passed, reason = False, f"the validator could not be evaluated: {error}"
+            if not passed:
+                self._transition_blocked(source, edge.to, index, validator.kind, reason)
+                return
+        self._edge_decided(source, edge.to, "taken", "validated" if edge.validators else "")
+
+    def _validator_answered(
+        self, context: dict[str, Any], result: LlmResult | None, error: dict[str, Any] | None
+    ) -> None:
+        """A judge answered (or could not be asked): go on with the next validator, or block."""
+        source, target, index = context["source"], context["target"], context["validator"]
+        edge = self._edge(source, target)
+        if (
+            edge is None
+            or self.edges.get(edge_key(source, target)) != "validating"
+            or self.nodes[source]["attempt"] != context["attempt"]
+        ):
+            return
+        if result is not None:
+            passed, why = verdict(result)
+        else:
+            passed, why = False, f"the judge could not be asked: {(error or {}).get('message')}"
+        if passed:
+            self._validate_edge(source, edge, index + 1)
+        else:
+            message = edge.validators[index].message
+            self._transition_blocked(source, target, index, "llm", f"{message}: {why}" if message else why)
+        self._check_source_stuck(source)
+
+    def _check_source_stuck(self, source: str) -> None:
+        """Fail a node whose edges are all decided, none taken, one blocked."""
+        edges = self._listed_edges(source)
+        states = [self.edges.get(edge_key(source, edge.to)) for edge in edges]
+        if self.nodes[source]["status"] != "completed" or "blocked" not in states:
+            return
+        if "taken" in states or not all(state in RESOLVED for state in states):
+            return
+        reasons = [
+            f"to {edge.to!r}: {self.blocked[edge_key(source, edge.to)]}"
+            for edge in edges
+            if self.edges.get(edge_key(source, edge.to)) == "blocked"
+        ]
+        message = f"no transition out of {source!r} passed its validators: " + "; ".join(reasons)
+        self._fail_node(source, self.nodes[source]["attempt"], {"class": "validation", "message": message})
+
+    def _release_waiting_edges(self) -> None:
+        """Take (after their validators) the edges whose trigger condition now holds."""
+        waiting = [key for key, state in self.edges.items() if state == "waiting"]
+        if not waiting:
+            return
+        context = self.activation()
+        for key in waiting:
+            source, _, target = key.partition("->")
+            edge = self._edge(source, target)
+            if (
+                edge is None
+                or edge.trigger is None
+                or edge.trigger.condition is None
+                or self.edges.get(key) != "waiting"
+            ):
+                continue
+            if self._condition_holds(edge.trigger.condition, context):
+                self._validate_edge(source, edge, 0, context)
+                self._check_source_stuck(source)
+
+    def _scheduled_edge_due(self, timer_id: str, source: str | None, attempt: int | None) -> None:
+        key = timer_id.split(":")[1]
+        target = key.partition("->")[2]
+        edge = self._edge(source, target) if source else None
+        if (
+            edge is None
+            or source is None
+            or self.edges.get(key) != "waiting"
+            or self.nodes[source]["attempt"] != attempt
+        ):
+            return
+        self._validate_edge(source, edge, 0)
+        self._check_source_stuck(source)
+        self.advance()
+
+    def _only_triggers_left(self) -> bool:
+        """Nothing runs and no model is asked, but some edge waits for its trigger."""
+        return (
+            "waiting" in self.edges.values()
+            and not any(n["status"] in ("running", "retrying") for n in self.nodes.values())
+            and not any(r["status"] == "pending" for r in self.llm_requests.values())
+        )
+
+    @event("EdgeDecided")
+    def _edge_decided(self, source: str, target: str, state: str, reason: str) -> None:
+        self._set_edge(edge_key(source, target), state)
+
+    @event("TransitionBlocked")
+    def _transition_blocked(
+        self, source: str, target: str, validator: int, kind: str, reason: str
+    ) -> None:
+        self._set_edge(edge_key(source, target), "blocked")
+        self.blocked[edge_key(source, target)] = reason
+
+    def _set_edge(self, key: str, state: str) -> None:
+        self.edges[key] = state
+        if self.status == "waiting" and state != "waiting":
+            self.status = "running"  # an edge moved: the run goes on
+
+    @event("RunWaiting")
+    def _run_waiting(self, edges: list[str]) -> None:
+        self.status = "waiting"
+
+    @event("LoopIterated")
+    def _loop_iterated(
+        self, source: str, target: str, iteration: int, nodes: list[str], inner_loops: list[str]
+    ) -> None:
+        """`nodes` run again: the loop body, and nodes after it that were skipped."""
+        self.loops[edge_key(source, target)] = iteration
+        for key in inner_loops:
+            self.loops.pop(key, None)
+        for node_id in nodes:
+            attempt = self.nodes[node_id]["attempt"]
+            self.nodes[node_id] = {"status": "pending", "attempt": attempt}
+            self.attempt_base[node_id] = attempt
+            self._clear_edges(node_id)
+
+    @event("VariablesSet")
+    def _variables_set(self, variables: dict[str, Any], actor: str, reason: str) -> None:
+        self.variables.update(variables)
+
+    # Run-level model calls: a call the run asks for outside any node, keyed by its
+    # purpose (an edge's `llm` validator: "validator"). The worker answers it
+    # (handlers/llm_requests.py) and records the answer with `complete_llm_request` or
+    # `fail_llm_request`; the run hands it to the method LLM_REQUEST_PURPOSES names.
+
+    def _request_llm(
+        self, request_id: str, purpose: str, request: LlmRequest, context: dict[str, Any]
+    ) -> None:
+        assert purpose in LLM_REQUEST_PURPOSES, purpose
+        self._llm_requested(request_id, purpose, request.model_dump(mode="json"), context)
+
+    def check_llm_request_pending(self, request_id: str) -> dict[str, Any]:
+        """The pending request `request_id`; raises LlmRequestNotPending otherwise."""
+        pending = self.llm_requests.get(request_id)
+        if self.is_finished or pending is None or pending["status"] != "pending":
+            raise LlmRequestNotPending(f"run {self.id} waits for no model call {request_id!r}")
+        return pending
+
+    def complete_llm_request(self, request_id: str, result: LlmResult) -> None:
+        """Record the model's answer to a run-level request and act on it."""
+        pending = self.check_llm_request_pending(request_id)
+        self._llm_request_completed(request_id, pending["purpose"], result.model_dump(mode="json"))
+        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(pending["context"], result, None)
+        self.advance()
+
+    def fail_llm_request(self, request_id: str, error: dict[str, Any]) -> None:
+        """Record that a run-level request got no answer (after the provider's retries)."""
+        pending = self.check_llm_request_pending(request_id)
+        self._llm_request_failed(request_id, pending["purpose"], error)
+        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(pending["context"], None, error)
+        self.advance()
+
+    @event("LlmRequested")
+    def _llm_requested(
+        self, request_id: str, purpose: str, request: dict[str, Any], context: dict[str, Any]
+    ) -> None:
+        self.llm_requests[request_id] = {
+            "purpose": purpose,
+            "request": request,
+            "context": context,
+            "status": "pending",
+        }
+
+    @event("LlmRequestCompleted")
+    def _llm_request_completed(self, request_id: str, purpose: str, result: dict[str, Any]) -> None:
+        self.usage = add_usage(self.usage, result)
+        self.llm_requests[request_id] = {**self.llm_requests[request_id], "status": "completed"}
+
+    @event("LlmRequestFailed")
+    def _llm_request_failed(self, request_id: str, purpose: str, error: dict[str, Any]) -> None:
+        self.llm_requests[request_id] = {**self.llm_requests[request_id], "status": "failed"}
+
+
+LLM_REQUEST_PURPOSES = {"validator": "_validator_answered", "action": "_action_answered"}
+"""For each purpose of a run-level model call, the `WorkflowRun` method that takes the
+answer: `(context, result or None, error or None)`."""
 
 __all__ = ["IO_NODE_KINDS", "TERMINAL_STATUSES", "DomainError", "WorkflowRun"]

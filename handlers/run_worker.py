@@ -33,8 +33,8 @@ from handlers.unit_of_work import UnitOfWork
 NODE_STARTED = "WorkflowRun.NodeStarted"
 MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
 VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
-ACTION_LLM_REQUESTED = "WorkflowRun.ActionLlmRequested"
-WORKER_EVENTS = (NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, ACTION_LLM_REQUESTED)
+LLM_REQUESTED = "WorkflowRun.LlmRequested"
+WORKER_EVENTS = (NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, LLM_REQUESTED)
 # Token deltas are gathered for this long (or up to this much text) before they are
 # published: a stream costs a few messages instead of one per delta, unnoticeably later.
 TOKEN_PIECE_SECONDS = 0.025
@@ -79,8 +79,6 @@ class LlmCall:
     stream: bool = False
     item: int | None = None
     """The item of a `map` node this call is for."""
-    action: str | None = None
-    """The path of the `llm` action this call is for (kind `action`)."""
 
     @property
     def label(self) -> str:
@@ -193,34 +191,7 @@ def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall
                 run.id, data["node_id"], data["attempt"], request, run.tenant, kind, stream, item
             )
         )
-    return calls + action_calls_due(events, uow)
-
-
-def action_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:
-    """The model calls that `llm` actions of running nodes wait for, once each."""
-    calls: dict[tuple[str, str, int, str], LlmCall] = {}
-    for envelope in events:
-        if envelope["type"] != ACTION_LLM_REQUESTED:
-            continue
-        data = envelope["data"]
-        run = uow.get(
-            UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"]
-        )
-        if run is None or run.is_finished:
-            continue
-        waiting = run.action_waiting(data["node_id"])
-        state = run.nodes.get(data["node_id"], {})
-        if waiting is None or waiting["action"] != data["action"]:
-            continue
-        if state.get("attempt") != data["attempt"]:
-            continue
-        request = LlmRequest.model_validate(data["request"])
-        key = (envelope["aggregate_id"], data["node_id"], data["attempt"], data["action"])
-        calls[key] = LlmCall(
-            run.id, data["node_id"], data["attempt"], request, run.tenant, "action",
-            action=data["action"],
-        )
-    return list(calls.values())
+    return calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,8 +370,6 @@ def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> list[Too
                 )
             if outcome.result is not None and call.kind == "agent":
                 tool_calls += run.complete_agent_step(call.node_id, call.attempt, outcome.result)
-            elif outcome.result is not None and call.action is not None:
-                run.complete_action_llm(call.node_id, call.attempt, call.action, outcome.result)
             elif outcome.result is not None:
                 run.complete_llm_call(call.node_id, call.attempt, outcome.result, call.item)
             elif outcome.error is not None:

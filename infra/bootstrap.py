@@ -24,6 +24,7 @@ from domain.commands import CommandEnvelope, CommandReceipt
 from domain.llm import LlmRequest, LlmResult, RetryPolicy
 from handlers.intake import execute, handle_command, task_result_as_command
 from handlers.records import Record, trackings_for
+from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
 from handlers.run_worker import (
     OnDelta,
     OnTryFailed,
@@ -219,34 +220,37 @@ class Heddle:
     async def run_nodes(self, records: list[Record]) -> None:
         """Worker: make the model calls started nodes wait for, record the outcomes."""
 
-        def find_work() -> tuple[UnitOfWork, list[Any], list[Any], list[Any], list[Record]]:
+        def find_work() -> tuple[
+            UnitOfWork, list[Any], list[Any], list[Any], list[Any], list[Record]
+        ]:
             uow = UnitOfWork(self.store)
             fresh = self._worker_positions.fresh(records)
             events = decode_events(fresh)
             self._new_capabilities |= capabilities_published(events)
             return (
                 uow, llm_calls_due(events, uow), remote_tasks_due(events, uow),
-                tool_nodes_due(events, uow), fresh,
+                tool_nodes_due(events, uow), llm_requests_due(events, uow), fresh,
             )
 
-        uow, calls, tasks, tools, fresh = await self.writer.run(find_work)
+        uow, calls, tasks, tools, requests, fresh = await self.writer.run(find_work)
         capabilities = self._new_capabilities | {task["capability"] for task in tasks}
         if capabilities:
             await self.create_task_topics(capabilities)
         if tasks:
             await self.send_tasks(tasks)
-        if not calls and not tools:
+        if not calls and not tools and not requests:
             return
         for call in calls:
             log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
         agents = [c for c in calls if c.kind == "agent"]
         recorder = Recorder(uow, self.writer.run)
-        outcomes, tool_results, *_ = await asyncio.gather(
+        outcomes, tool_results, answers, *_ = await asyncio.gather(
             asyncio.gather(*(
                 call_llm(call, self.complete_llm, self.tokens.publish, recorder=recorder)
                 for call in calls if call.kind != "agent"
             )),
             asyncio.gather(*(self.tools.run(due.call) for due in tools)),
+            asyncio.gather(*(answer_llm_request(due, self.complete_llm) for due in requests)),
             *(
                 drive_agent(
                     call, uow, self.complete_llm, self.tools.run, self.writer.run,
@@ -259,6 +263,7 @@ class Heddle:
         def record() -> None:
             record_llm_outcomes(list(outcomes), uow)
             record_tool_nodes(list(zip(tools, tool_results, strict=True)), uow)
+            record_llm_answers(list(answers), uow)
             trackings = trackings_for(self._worker_positions.consumer, fresh)
             uow.save(trackings)
             self._worker_positions.advance(trackings)

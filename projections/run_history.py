@@ -116,11 +116,17 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "finished_at": at,
         }
         row["variables"] = {**row["variables"], **data["variables"]}
-    elif kind == "VariablesSet":
+    elif kind in ("VariablesSet", "ActionVariablesSet"):
         row["variables"] = {**row["variables"], **data["variables"]}
-    elif kind == "ActionLlmCompleted":
-        row["variables"] = {**row["variables"], data["output"]: data["result"]["text"]}
+    elif kind == "LlmRequestCompleted":
         row["usage"] = add_usage(row["usage"], data["result"])
+    elif kind == "NodeEntering":
+        nodes[data["node_id"]] = {
+            "status": "running",
+            "attempt": data["attempt"],
+            "kind": data["kind"],
+            "started_at": at,
+        }
     elif kind == "NodesSkipped":
         for node_id in data["node_ids"]:
             nodes[node_id] = {**nodes[node_id], "status": "skipped"}

@@ -97,21 +97,27 @@ def summarize(event: dict[str, Any]) -> str:
         retry = data.get("retry_in")
         then = f"; retrying in {retry:.1f} s" if retry is not None else ""
         return f"{node}: model call failed: {data['error'].get('message')}{then}"
-    if kind == "VariablesSet":
+    if kind == "ActionVariablesSet":
         return f"{data['action']}: set " + ", ".join(data["variables"])
+    if kind == "VariablesSet":
+        return f"variables set by {data['actor']}: " + ", ".join(data["variables"])
+    if kind == "NodeEntering":
+        return f"{node} ({data['kind']}) entering, attempt {data['attempt']}: waits for a model"
     if kind == "ArtifactSaved":
         return (
             f"{data['action']}: saved {data['name']} ({data['content_type']}, "
             f"{data['size']:,} bytes)"
         )
-    if kind == "ActionLlmRequested":
-        return f"{data['action']}: asking {data['request']['model']}"
-    if kind == "ActionLlmCompleted":
+    if kind == "LlmRequested":
+        return f"{data['request_id']}: asking {data['request']['model']}"
+    if kind == "LlmRequestCompleted":
         result = data["result"]
         return (
-            f"{data['action']}: {result['provider']}:{result['model']} answered in "
-            f"{result['latency_ms']:.0f} ms; {data['output']} set"
+            f"{data['request_id']}: {result['provider']}:{result['model']} answered in "
+            f"{result['latency_ms']:.0f} ms"
         )
+    if kind == "LlmRequestFailed":
+        return f"{data['request_id']}: model call failed: {data['error'].get('message')}"
     if kind == "NodeCompleted":
         return f"{node} completed" + (f" → {data['next']}" if data.get("next") else "")
     if kind == "NodesSkipped":

@@ -2,7 +2,7 @@
 tenant and workflow, so that usage per run, workflow, tenant, model or day is a sum.
 
 Counted are the answers a run paid for (`LlmCallCompleted`, `AgentStepCompleted`,
-`MapItemCompleted`, `ActionLlmCompleted`), as in a run's own `usage`; answers a fork re-served from the record
+`MapItemCompleted`, and `LlmRequestCompleted` of run-level calls such as `llm` actions), as in a run's own `usage`; answers a fork re-served from the record
 (`LlmCallReplayed`) cost nothing and are not counted.
 """
 
@@ -48,7 +48,7 @@ PAID = {
     "WorkflowRun.LlmCallCompleted",
     "WorkflowRun.AgentStepCompleted",
     "WorkflowRun.MapItemCompleted",
-    "WorkflowRun.ActionLlmCompleted",
+    "WorkflowRun.LlmRequestCompleted",
 }
 
 Key = tuple[str, str, str, str]  # run, provider, model, day

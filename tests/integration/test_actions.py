@@ -81,7 +81,7 @@ async def test_the_actions_example_sets_variables_and_saves_a_brief_readable_as_
     assert raw.text == artifact["content"]
     timeline = (await client.get(f"/v1/runs/{state['run_id']}/events")).json()["events"]
     types = [e["type"].removeprefix("WorkflowRun.") for e in timeline]
-    assert types.index("ActionLlmCompleted") < types.index("NodeStarted")
+    assert types.index("LlmRequestCompleted") < types.index("NodeStarted")
     assert types.index("ArtifactSaved") < types.index("NodeCompleted")
 
 

@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from domain.definitions import parse_definition
-from domain.errors import DefinitionInvalid, NodeNotRunning
+from domain.errors import DefinitionInvalid, LlmRequestNotPending
 from domain.llm import LlmRequest, RetryPolicy
 from domain.runs import WorkflowRun
+from handlers.llm_requests import LlmRequestDue, answer_llm_request, record_llm_answers
 from handlers.run_worker import LlmCall, OnDelta, OnTryFailed, call_llm, record_llm_outcomes
 from handlers.unit_of_work import UnitOfWork
 from infra.llm.retrying import complete_with_retries
@@ -46,18 +47,22 @@ async def complete(request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
 
 
 async def work(run: WorkflowRun, uow: UnitOfWork) -> WorkflowRun:
-    """Play the run worker until nothing waits for a model: an action's call or a node's."""
+    """Play the run worker until nothing waits for a model: an action's call (a run-level
+    request) or a node's."""
     uow.add(run)
-    while calls := [
-        LlmCall(run.id, node_id, state["attempt"], LlmRequest.model_validate(waiting["request"]),
-                kind="action", action=waiting["action"])
-        if (waiting := run.action_waiting(node_id))
-        else LlmCall(run.id, node_id, state["attempt"], run.llm_request(node_id))
-        for node_id, state in run.nodes.items()
-        if state["status"] == "running" and not run.is_finished
-    ]:
-        outcomes = [await call_llm(call, complete) for call in calls]
-        record_llm_outcomes(outcomes, uow)
+    while running := [n for n, s in run.nodes.items() if s["status"] == "running"]:
+        if run.is_finished:
+            break
+        for node_id in running:
+            waiting = run.action_waiting(node_id)
+            if waiting is not None:
+                request = LlmRequest.model_validate(waiting["request"])
+                due = LlmRequestDue(run.id, waiting["request_id"], request, run.tenant)
+                record_llm_answers([await answer_llm_request(due, complete)], uow)
+            else:
+                call = LlmCall(run.id, node_id, run.nodes[node_id]["attempt"],
+                               run.llm_request(node_id))
+                record_llm_outcomes([await call_llm(call, complete)], uow)
     return run
 
 
@@ -108,7 +113,7 @@ async def test_entry_actions_run_before_the_work_and_exit_actions_before_the_nex
         after={"kind": "set", "vars": {"copy": "{{ vars.reply }} ({{ vars.seen }})"}},
     )), uow)
     assert names(run) == [
-        "Started", "VariablesSet", "NodeStarted", "LlmCallCompleted", "VariablesSet",
+        "Started", "ActionVariablesSet", "NodeStarted", "LlmCallCompleted", "ActionVariablesSet",
         "NodeCompleted", "NodeStarted", "NodeCompleted", "Completed",
     ]
     # The exit action's value wins over the node's own output variable.
@@ -130,12 +135,12 @@ async def test_the_answer_of_an_entry_llm_action_is_recorded_before_the_node_sta
     waiting = run.action_waiting("draft")
     assert waiting is not None
     assert waiting["action"] == "nodes.draft.on_enter[2]"
-    assert names(run)[-1] == "ActionLlmRequested"
+    assert names(run)[-2:] == ["NodeEntering", "LlmRequested"]
     assert "brief" not in run.variables
     assert run.nodes["draft"]["status"] == "running"
     await work(run, uow)
     order = names(run)
-    assert order.index("ActionLlmCompleted") < order.index("NodeStarted")
+    assert order.index("LlmRequestCompleted") < order.index("NodeStarted")
 
 
 def test_a_failing_action_fails_the_node_with_class_definition_and_the_actions_path() -> None:
@@ -251,18 +256,24 @@ async def test_replaying_a_runs_events_rebuilds_it_without_calling_a_model(uow: 
         run.variables, run.nodes, run.usage, run.status)
 
 
-def test_a_late_or_repeated_action_answer_changes_nothing() -> None:
-    run = start(EXAMPLE)
-    waiting = run.action_waiting("draft")
-    assert waiting is not None
-    run.skip_node("draft", "ada", "not needed")
-    run.collect_events()
+def test_an_answer_for_a_node_that_moved_on_changes_nothing() -> None:
     from tests.unit.test_runs import answer
 
-    with pytest.raises(NodeNotRunning):
-        run.complete_action_llm("draft", 1, waiting["action"], answer("late"))
-    assert run.collect_events() == []
+    document = workflow(
+        first={**EXAMPLE["nodes"]["draft"], "next": "second"},
+        second={"kind": "human", "title": "Read the brief"},
+    )
+    run = start(document)
+    waiting = run.action_waiting("first")
+    assert waiting is not None
+    run.skip_node("first", "ada", "not needed")
+    run.collect_events()
+    run.complete_llm_request(waiting["request_id"], answer("late"))
+    assert names(run) == ["LlmRequestCompleted"]  # paid for, so counted; nothing else
     assert "risk" not in run.variables
+    assert run.nodes["first"]["status"] == "completed"
+    with pytest.raises(LlmRequestNotPending):
+        run.complete_llm_request(waiting["request_id"], answer("again"))
 
 
 async def test_an_action_model_call_that_fails_for_good_fails_the_node(uow: UnitOfWork) -> None:
@@ -275,4 +286,5 @@ async def test_an_action_model_call_that_fails_for_good_fails_the_node(uow: Unit
     assert run.status == "failed"
     assert run.error["node"] == "ask"
     assert run.error["class"] == "fatal"
+    assert run.error["message"].startswith("nodes.ask.on_enter[0]: ")
     assert "bad key" in run.error["message"]

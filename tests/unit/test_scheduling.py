@@ -185,3 +185,79 @@ def test_any_graph_runs_each_node_once_after_its_parents_and_replays_to_the_same
     assert set(started) == {n for n, s in run.nodes.items() if s["status"] == "completed"}
     rebuilt = project_aggregate(None, events)
     assert rebuilt.__dict__ == run.__dict__
+
+
+@st.composite
+def looped_dags(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
+    """A random DAG with up to three loop edges, each from an `llm` or `set` node back to
+    one of its ancestors, with a bound of 2 or 3 and a `when` that holds or not; and the
+    bound of each loop edge by key."""
+    document, input = draw(dags())
+    nodes = document["nodes"]
+    children = {n: _children(node) for n, node in nodes.items()}
+    bounds: dict[str, int] = {}
+    for _ in range(draw(st.integers(1, 3))):
+        source = draw(st.sampled_from(sorted(nodes)))
+        node = nodes[source]
+        ancestors = sorted(n for n in nodes if n != source and source in _reach(children, n))
+        if node["kind"] not in ("llm", "set") or not ancestors:
+            continue
+        target = draw(st.sampled_from(ancestors))
+        bound = draw(st.integers(2, 3))
+        edges = node.get("next", [])
+        edges = [{"to": edges}] if isinstance(edges, str) else edges
+        if any(edge["to"] == target for edge in edges):
+            continue
+        when = draw(st.sampled_from(["true", "false", "size(vars) % 2 == 0"]))
+        node["next"] = [*edges, {"to": target, "loop": {"max_iterations": bound}, "when": when}]
+        bounds[f"{source}->{target}"] = bound
+    return document, input, bounds
+
+
+def _children(node: dict[str, Any]) -> list[str]:
+    if node["kind"] == "parallel":
+        return node["branches"]
+    if node["kind"] == "switch":
+        return [case["next"] for case in node["cases"]] + [node["default"]]
+    next = node.get("next", [])
+    return [next] if isinstance(next, str) else [e["to"] for e in next if "loop" not in e]
+
+
+def _reach(children: dict[str, list[str]], start: str) -> set[str]:
+    seen, stack = {start}, [start]
+    while stack:
+        for child in children[stack.pop()]:
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return seen
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=looped_dags(), order=st.randoms(use_true_random=False))
+def test_any_graph_with_bounded_loops_finishes_within_its_bounds_and_replays_to_the_same_state(
+    graph: tuple[dict[str, Any], dict[str, Any], dict[str, int]], order: Any
+) -> None:
+    document, input, bounds = graph
+    run = start(document, input)
+    limit = 12 * 3 ** len(bounds) * 2
+    for _ in range(limit):
+        waiting = [(n, s["attempt"]) for n, s in run.nodes.items() if s["status"] == "running"]
+        if not waiting:
+            break
+        node_id, attempt = order.choice(waiting)
+        run.complete_llm_call(node_id, attempt, answer(f"out of {node_id}"))
+    assert run.status == "completed"
+    assert {s["status"] for s in run.nodes.values()} <= {"completed", "skipped"}
+    events = run.collect_events()
+    iterations = [e for e in events if type(e).__name__ == "LoopIterated"]
+    for event in iterations:
+        assert event.iteration <= bounds[f"{event.source}->{event.target}"]
+    attempts: dict[str, list[int]] = {}
+    for event in events:
+        if type(event).__name__ == "NodeStarted":
+            attempts.setdefault(event.node_id, []).append(event.attempt)
+    for node_id, numbers in attempts.items():
+        assert numbers == list(range(1, len(numbers) + 1)), node_id  # unambiguous attempts
+    rebuilt = project_aggregate(None, events)
+    assert rebuilt.__dict__ == run.__dict__

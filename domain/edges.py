@@ -1,0 +1,317 @@
+"""Edges that carry more than a target: a `when`, a trigger, validators, a loop bound.
+
+A node's `next` is a node id (an immediate edge, as always) or a list of edge objects:
+
+    next:
+      - to: publish
+        trigger: {condition: "vars.approved"}   # or {schedule: {delay: 10m}} / {schedule: {cron: ...}}
+        validators:
+          - expression: "size(vars.draft) > 200"
+            message: "the draft is too short"
+          - llm: {model: "openai:gpt-4o-mini", prompt: "Is this reply polite? {{ vars.draft }}"}
+      - to: draft
+        loop: {max_iterations: 3}
+        when: "!vars.good"
+
+This module is the edge model, its validation and the pure helpers the run uses to decide
+edges (the loop body, the judge's prompt and verdict, a schedule's next time). The
+decisions themselves are `WorkflowRun`'s (domain/runs.py, "Edges" section).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from domain.durations import DURATION, seconds
+from domain.errors import ExpressionError, Problem, TemplateError
+from domain.expressions import compile_expression
+from domain.llm import LlmRequest, LlmResult, Message
+from domain.templates import parse_template, render
+
+if TYPE_CHECKING:
+    from domain.definitions import WorkflowSpec
+
+EDGE_STATES = ("taken", "skipped", "blocked", "waiting", "validating")
+"""What a run knows of an edge: decided (`taken`, `skipped`, `blocked` by a validator) or
+not yet (`waiting` for its trigger, `validating` while a model judges it)."""
+RESOLVED = frozenset({"taken", "skipped", "blocked"})
+NOT_TAKEN = frozenset({"skipped", "blocked"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Schedule(_Strict):
+    """Take the edge after `delay` (from when its source completed) or at the next time
+    the 5-field `cron` expression names (UTC)."""
+
+    delay: str | None = Field(default=None, pattern=DURATION, description="e.g. 10m or 2h")
+    cron: str | None = Field(default=None, description="e.g. 0 9 * * 1-5 (UTC)")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_is_valid(cls, cron: str | None) -> str | None:
+        if cron is not None and (len(cron.split()) != 5 or not croniter.is_valid(cron)):
+            raise ValueError(
+                f"{cron!r} is not a cron expression: give five fields, minute hour "
+                "day-of-month month day-of-week, e.g. '0 9 * * 1-5'"
+            )
+        return cron
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Schedule:
+        if (self.delay is None) == (self.cron is None):
+            raise ValueError("a schedule needs exactly one of delay and cron")
+        return self
+
+    def fire_at(self, now: datetime) -> datetime:
+        """When a timer set at `now` for this schedule is due."""
+        if self.delay is not None:
+            return datetime.fromtimestamp(now.timestamp() + seconds(self.delay), now.tzinfo)
+        assert self.cron is not None
+        due: datetime = croniter(self.cron, now).get_next(datetime)
+        return due
+
+
+class Trigger(_Strict):
+    """When the edge may be taken: once `condition` (CEL) holds, or on a `schedule`.
+    An edge without a trigger is immediate: decided when its source completes."""
+
+    condition: str | None = None
+    schedule: Schedule | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Trigger:
+        if (self.condition is None) == (self.schedule is None):
+            raise ValueError("a trigger needs exactly one of condition and schedule")
+        return self
+
+
+class Judge(_Strict):
+    """A model asked a yes/no question about the transition; a no blocks it."""
+
+    model: str = Field(pattern=r"^[a-z][a-z0-9_-]*:.+$", description="provider:model")
+    prompt: str = Field(min_length=1, description="a template")
+    system: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    credential: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Validator(_Strict):
+    """One check a transition must pass: a CEL `expression` that must be true, or an
+    `llm` judge that must answer yes. `message` is the reason recorded when it fails."""
+
+    expression: str | None = None
+    llm: Judge | None = None
+    message: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Validator:
+        if (self.expression is None) == (self.llm is None):
+            raise ValueError("a validator needs exactly one of expression and llm")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "expression" if self.expression is not None else "llm"
+
+
+class Loop(_Strict):
+    """A loop edge leads back to an earlier node; the loop body (the nodes from that node
+    to this edge's source) runs at most `max_iterations` times, the first pass included."""
+
+    max_iterations: int = Field(ge=2, le=1000)
+
+
+class Edge(_Strict):
+    """An edge of a `next` list."""
+
+    to: str
+    when: str | None = Field(
+        default=None, description="CEL, decided once when the source completes"
+    )
+    trigger: Trigger | None = None
+    validators: list[Validator] = Field(default_factory=list)
+    loop: Loop | None = None
+
+
+def edge_list(next: str | list[Edge] | None) -> list[Edge]:
+    """The edges of a `next` as edge objects (a node id is one immediate edge)."""
+    if next is None:
+        return []
+    if isinstance(next, str):
+        return [Edge(to=next)]
+    return list(next)
+
+
+def edge_key(source: str, target: str) -> str:
+    return f"{source}->{target}"
+
+
+def loop_targets(node: Any) -> set[str]:
+    """The targets of a node's loop edges."""
+    next = getattr(node, "next", None)
+    return {edge.to for edge in edge_list(next) if edge.loop} if isinstance(next, list) else set()
+
+
+def forward_targets(node: Any) -> list[str]:
+    """Every node this node may hand over to except through a loop edge: the edges that
+    join semantics, reachability and the cycle check count."""
+    looping = loop_targets(node)
+    return [target for target in node.targets() if target not in looping]
+
+
+def reachable(spec: WorkflowSpec, start: str) -> set[str]:
+    """The nodes reachable from `start` through forward edges, `start` included."""
+    seen = {start}
+    stack = [start]
+    while stack:
+        for target in forward_targets(spec.nodes[stack.pop()]):
+            if target in spec.nodes and target not in seen:
+                seen.add(target)
+                stack.append(target)
+    return seen
+
+
+def loop_body(spec: WorkflowSpec, source: str, target: str) -> list[str]:
+    """The nodes a loop edge `source -> target` runs again: those on a forward path from
+    `target` to `source`, both included, in graph order."""
+    from_target = reachable(spec, target)
+    return [n for n in spec.nodes if n in from_target and source in reachable(spec, n)]
+
+
+def loops_within(spec: WorkflowSpec, body: Iterable[str]) -> list[str]:
+    """The loop edges (as keys) whose source and target are both in `body`."""
+    inside = set(body)
+    return [
+        edge_key(node_id, target)
+        for node_id in inside
+        for target in sorted(loop_targets(spec.nodes[node_id]))
+        if target in inside
+    ]
+
+
+# Validation
+
+
+def edge_problems(spec: WorkflowSpec) -> list[Problem]:
+    """Every problem of the edge lists of `spec`, each with its path: unknown or repeated
+    targets, invalid CEL and templates, loop edges that close no cycle or carry a trigger."""
+    problems: list[Problem] = []
+    for node_id, node in spec.nodes.items():
+        next = getattr(node, "next", None)
+        if not isinstance(next, list):
+            continue
+        seen: set[str] = set()
+        for index, edge in enumerate(next):
+            at = f"nodes.{node_id}.next[{index}]"
+            if edge.to not in spec.nodes:
+                known = ", ".join(spec.nodes)
+                problems.append(Problem(f"{at}.to", f"unknown node {edge.to!r} (known: {known})"))
+            elif edge.to in seen:
+                problems.append(Problem(f"{at}.to", f"{node_id!r} has an edge to {edge.to!r} already"))
+            seen.add(edge.to)
+            if edge.when:
+                problems += _check(compile_expression, edge.when, f"{at}.when")
+            if edge.trigger and edge.trigger.condition:
+                problems += _check(compile_expression, edge.trigger.condition, f"{at}.trigger.condition")
+            for number, validator in enumerate(edge.validators):
+                where = f"{at}.validators[{number}]"
+                if validator.expression is not None:
+                    problems += _check(compile_expression, validator.expression, f"{where}.expression")
+                if validator.llm is not None:
+                    problems += _check(parse_template, validator.llm.prompt, f"{where}.llm.prompt")
+                    if validator.llm.system:
+                        problems += _check(parse_template, validator.llm.system, f"{where}.llm.system")
+            if edge.loop and (edge.trigger or edge.validators):
+                problems.append(
+                    Problem(
+                        at,
+                        "a loop edge is decided at once when its source completes: "
+                        "give it a when, not a trigger or validators",
+                    )
+                )
+    return problems
+
+
+def loop_problems(spec: WorkflowSpec) -> list[Problem]:
+    """Loop edges must lead back: their target must reach their source without them."""
+    problems: list[Problem] = []
+    for node_id, node in spec.nodes.items():
+        next = getattr(node, "next", None)
+        if not isinstance(next, list):
+            continue
+        for index, edge in enumerate(next):
+            if edge.loop and edge.to in spec.nodes and node_id not in reachable(spec, edge.to):
+                problems.append(
+                    Problem(
+                        f"nodes.{node_id}.next[{index}].loop",
+                        f"a loop edge must lead back to a node before {node_id!r}, but "
+                        f"{edge.to!r} does not lead to {node_id!r}: drop loop, or point it "
+                        "at an earlier node",
+                    )
+                )
+    return problems
+
+
+def _check(check: Any, source: str, path: str) -> list[Problem]:
+    try:
+        check(source)
+    except (ExpressionError, TemplateError) as error:
+        return [Problem(path, str(error))]
+    return []
+
+
+# The LLM judge
+
+JUDGE_SYSTEM = (
+    "You check a step of a workflow before it goes on. Answer the question with a JSON "
+    'object and nothing else: {"pass": true or false, "reason": "one short sentence"}.'
+)
+
+
+def judge_request(judge: Judge, context: dict[str, Any]) -> LlmRequest:
+    """The model call that asks `judge`'s question, rendered over the run's `context`."""
+    system = JUDGE_SYSTEM + (f"\n\n{render(judge.system, context)}" if judge.system else "")
+    return LlmRequest(
+        model=judge.model,
+        messages=[
+            Message(role="system", content=system),
+            Message(role="user", content=render(judge.prompt, context)),
+        ],
+        temperature=judge.temperature,
+        max_tokens=judge.max_tokens,
+        options=judge.options,
+        credential=judge.credential,
+    )
+
+
+_YES_NO = re.compile(r"^\W*(yes|no|pass|fail|true|false)\b\W*(.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def verdict(result: LlmResult) -> tuple[bool, str]:
+    """(passed, reason) from a judge's answer: the JSON object it was asked for, or a
+    text that starts with yes or no. Anything else fails, saying what came back."""
+    text = result.text.strip()
+    body = text.removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("pass"), bool):
+        return answer["pass"], str(answer.get("reason") or "")
+    match = _YES_NO.match(text)
+    if match:
+        return match.group(1).lower() in ("yes", "pass", "true"), match.group(2).strip()
+    shown = text if len(text) <= 200 else text[:200] + "..."
+    return False, f"the judge did not answer yes or no: {shown!r}"

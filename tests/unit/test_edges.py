@@ -1,0 +1,397 @@
+"""Edges with a `when`, a trigger, validators or a loop bound: given a definition, when
+nodes complete (and variables change, timers fire, judges answer), then the run moves,
+waits, blocks or loops as docs/workflows.md says."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from eventsourcing.application import project_aggregate
+
+from domain.definitions import parse_definition
+from domain.errors import DefinitionInvalid, LlmRequestNotPending, RunNotActive
+from domain.llm import LlmResult, Usage
+from domain.runs import WorkflowRun
+from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
+from handlers.unit_of_work import UnitOfWork
+from tests.unit.test_agent import complete
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def start(document: dict[str, Any], input: dict[str, Any] | None = None) -> WorkflowRun:
+    spec = parse_definition(document)
+    run = WorkflowRun(
+        run_id=uuid.uuid4(), tenant="default", actor="test", workflow=spec.name, version=1,
+        content_hash=spec.content_hash(), graph=spec.canonical(), input=input or {},
+        command_id="c1",
+    )
+    run.advance()
+    return run
+
+
+def answer(text: str) -> LlmResult:
+    return LlmResult(text=text, finish_reason="stop", usage=Usage(input_tokens=2, output_tokens=1),
+                     model="judge", provider="scripted", latency_ms=1.0)
+
+
+def names(events: list[Any]) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+def flow(next: Any, **more: Any) -> dict[str, Any]:
+    """`write` sets a draft and hands over through `next` to `publish`."""
+    return {
+        "name": "flow",
+        "start": "write",
+        "nodes": {
+            "write": {"kind": "set", "vars": {"draft": "{{ input.draft }}"}, "next": next, **more},
+            "publish": {"kind": "set", "vars": {"published": True}},
+        },
+    }
+
+
+def problems(document: dict[str, Any]) -> list[str]:
+    with pytest.raises(DefinitionInvalid) as invalid:
+        parse_definition(document)
+    return [str(p) for p in invalid.value.problems]
+
+
+# The definition
+
+
+def test_a_plain_next_keeps_its_form_and_content_hash_and_means_the_same_as_one_edge() -> None:
+    hello = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
+    golden = Path(__file__).parents[1] / "golden" / "hello-ada.state.json"
+    assert parse_definition(hello).content_hash() == yaml.safe_load(golden.read_text())["content_hash"]
+    assert parse_definition(hello).canonical()["nodes"]["greet"]["next"] == "route"
+    plain, listed = start(flow("publish"), {"draft": "x"}), start(flow([{"to": "publish"}]), {"draft": "x"})
+    assert plain.status == listed.status == "completed"
+    assert plain.edges == listed.edges == {"write->publish": "taken"}
+
+
+def test_every_problem_of_an_edge_list_is_reported_with_its_path() -> None:
+    document = flow([
+        {"to": "publsh", "when": "vars.x >"},
+        {"to": "publish", "trigger": {"condition": "((", "schedule": None},
+         "validators": [{"expression": "size(", "message": "short"},
+                        {"llm": {"model": "scripted:judge", "prompt": "{{ vars.draft"}}]},
+        {"to": "publish"},
+    ])
+    assert problems(document) == [
+        "nodes.write.next[0].to: unknown node 'publsh' (known: write, publish)",
+        "nodes.write.next[0].when: invalid CEL: vars.x >",
+        "nodes.write.next[1].trigger.condition: invalid CEL: ((",
+        "nodes.write.next[1].validators[0].expression: invalid CEL: size(",
+        "nodes.write.next[1].validators[1].llm.prompt: line 1: unexpected end of template, "
+        "expected 'end of print statement'.",
+        "nodes.write.next[2].to: 'write' has an edge to 'publish' already",
+    ]
+
+
+def test_bad_schedules_durations_and_bounds_are_rejected_with_their_paths() -> None:
+    document = flow([
+        {"to": "publish", "trigger": {"schedule": {"cron": "0 25 * * *"}}},
+        {"to": "write", "loop": {"max_iterations": 1}},
+    ])
+    document["nodes"]["other"] = {"kind": "set", "vars": {"a": 1},
+                                  "next": [{"to": "publish", "trigger": {"schedule": {"delay": "ten minutes"}}}]}
+    document["nodes"]["more"] = {"kind": "set", "vars": {"a": 1}, "next": 7}
+    assert problems(document) == [
+        "nodes.write.next[0].trigger.schedule.cron: Value error, '0 25 * * *' is not a cron "
+        "expression: give five fields, minute hour day-of-month month day-of-week, e.g. '0 9 * * 1-5'",
+        "nodes.write.next[1].loop.max_iterations: Input should be greater than or equal to 2",
+        "nodes.other.next[0].trigger.schedule.delay: String should match pattern '^\\d+(\\.\\d+)?\\s*(s|m|h|d)$'",
+        "nodes.more.next: give a node id or a list of edges",
+    ]
+
+
+def test_a_cycle_without_a_loop_edge_and_a_loop_edge_that_closes_no_cycle_are_rejected() -> None:
+    document = {"name": "c", "start": "a", "nodes": {
+        "a": {"kind": "set", "vars": {"x": 1}, "next": [{"to": "b"}, {"to": "c", "loop": {"max_iterations": 3}}]},
+        "b": {"kind": "set", "vars": {"x": 1}, "next": "c"},
+        "c": {"kind": "set", "vars": {"x": 1}, "next": "b"},
+    }}
+    assert problems(document) == [
+        "nodes.a.next[1].loop: a loop edge must lead back to a node before 'a', but 'c' does "
+        "not lead to 'a': drop loop, or point it at an earlier node",
+        "nodes.b: cycle: b -> c -> b; only a loop edge (loop: {max_iterations: N}) may close a cycle",
+    ]
+
+
+def test_a_loop_edge_takes_no_trigger_or_validators() -> None:
+    document = flow("publish")
+    document["nodes"]["publish"]["next"] = [
+        {"to": "write", "loop": {"max_iterations": 2}, "trigger": {"schedule": {"delay": "1m"}}}]
+    assert problems(document) == [
+        "nodes.publish.next[0]: a loop edge is decided at once when its source completes: "
+        "give it a when, not a trigger or validators",
+    ]
+
+
+# When
+
+
+def test_edges_whose_when_is_false_are_skipped_and_the_others_taken() -> None:
+    document = flow([{"to": "publish", "when": "size(vars.draft) > 3"}, {"to": "archive"}])
+    document["nodes"]["archive"] = {"kind": "set", "vars": {"archived": True}}
+    run = start(document, {"draft": "hi"})
+    assert run.status == "completed"
+    assert run.edges == {"write->publish": "skipped", "write->archive": "taken"}
+    assert run.variables == {"draft": "hi", "archived": True}
+
+
+def test_a_when_that_cannot_be_evaluated_fails_its_source_node_saying_which_edge() -> None:
+    run = start(flow([{"to": "publish", "when": "vars.missing > 1"}]), {"draft": "hi"})
+    assert run.status == "failed"
+    assert run.error["node"] == "write"
+    assert run.error["class"] == "definition"
+    assert run.error["message"].startswith("the edge to 'publish': when: 'vars.missing > 1' failed")
+
+
+# Condition triggers
+
+
+APPROVAL = flow([{"to": "publish", "trigger": {"condition": "vars.approved == true"}}])
+
+
+def test_a_condition_edge_waits_and_the_run_waits_until_a_variable_change_makes_it_true() -> None:
+    run = start(APPROVAL, {"draft": "hi"})
+    assert run.status == "waiting"
+    assert run.edges == {"write->publish": "waiting"}
+    assert names(run.collect_events())[-2:] == ["EdgeDecided", "RunWaiting"]
+    run.set_variables({"approved": False}, "ada", "not yet")
+    assert run.status == "waiting"
+    run.set_variables({"approved": True}, "ada", "looks good")
+    assert run.status == "completed"
+    assert run.variables == {"draft": "hi", "approved": True, "published": True}
+    assert names(run.collect_events()) == [
+        "VariablesSet", "VariablesSet", "EdgeDecided", "NodeStarted", "NodeCompleted", "Completed",
+    ]
+
+
+def test_a_condition_edge_is_checked_again_when_another_node_sets_the_variable() -> None:
+    document = flow([{"to": "publish", "trigger": {"condition": "vars.approved"}}, {"to": "approve"}])
+    document["nodes"]["approve"] = {"kind": "set", "vars": {"approved": True}}
+    run = start(document, {"draft": "hi"})
+    assert run.status == "completed"
+    assert run.edges == {"write->publish": "taken", "write->approve": "taken"}
+
+
+def test_a_finished_run_takes_no_variables() -> None:
+    run = start(flow("publish"), {"draft": "x"})
+    with pytest.raises(RunNotActive, match="is completed: its variables cannot change"):
+        run.set_variables({"a": 1}, "ada")
+
+
+# Schedules
+
+
+def test_a_delayed_edge_sets_a_durable_timer_and_is_taken_when_it_fires() -> None:
+    before = datetime.now(UTC)
+    run = start(flow([{"to": "publish", "trigger": {"schedule": {"delay": "10m"}}}]), {"draft": "x"})
+    assert run.status == "waiting"
+    timer = run.timers["edge:write->publish:1"]
+    assert timer["purpose"] == "edge"
+    assert 599 <= (datetime.fromisoformat(timer["fire_at"]) - before).total_seconds() <= 601
+    assert run.fire_timer("edge:write->publish:1") is True
+    assert run.status == "completed"
+    assert run.fire_timer("edge:write->publish:1") is False
+
+
+def test_a_cron_edge_fires_at_the_next_time_the_expression_names() -> None:
+    run = start(flow([{"to": "publish", "trigger": {"schedule": {"cron": "0 9 * * 1-5"}}}]), {"draft": "x"})
+    at = datetime.fromisoformat(run.timers["edge:write->publish:1"]["fire_at"])
+    assert (at.hour, at.minute, at.second) == (9, 0, 0)
+    assert at.weekday() < 5
+    assert 0 < (at - datetime.now(UTC)).total_seconds() <= 3 * 86400 + 60
+
+
+# Validators
+
+
+SHORT = flow([{"to": "publish", "validators": [
+    {"expression": "size(vars.draft) > 5", "message": "the draft is too short"}]}])
+
+
+def test_a_failing_validator_blocks_the_transition_and_fails_its_source_with_class_validation() -> None:
+    run = start(SHORT, {"draft": "hi"})
+    events = run.collect_events()
+    blocked = next(e for e in events if type(e).__name__ == "TransitionBlocked")
+    assert (blocked.source, blocked.target, blocked.validator, blocked.kind, blocked.reason) == (
+        "write", "publish", 0, "expression", "the draft is too short")
+    assert run.status == "failed"
+    assert run.error == {
+        "node": "write", "class": "validation",
+        "message": "no transition out of 'write' passed its validators: to 'publish': the draft is too short",
+    }
+    assert run.nodes["publish"]["status"] == "skipped"
+
+
+def test_a_passing_validator_lets_the_transition_through() -> None:
+    run = start(SHORT, {"draft": "long enough"})
+    assert run.status == "completed"
+    assert run.edges == {"write->publish": "taken"}
+
+
+def test_a_blocked_transition_is_retried_when_the_source_retries_validation_errors() -> None:
+    document = {"name": "redo", "start": "draft", "nodes": {
+        "draft": {"kind": "llm", "model": "scripted:w", "prompt": "write", "output": "draft",
+                  "retry": {"attempts": 3, "backoff": "1s", "errors": ["validation"]},
+                  "next": [{"to": "publish", "validators": [{"expression": "size(vars.draft) > 5"}]}]},
+        "publish": {"kind": "set", "vars": {"published": True}},
+    }}
+    run = start(document)
+    run.complete_llm_call("draft", 1, answer("hi"))
+    assert run.nodes["draft"]["status"] == "retrying"
+    assert "draft->publish" not in run.edges
+    run.fire_timer("retry:draft:1")
+    run.complete_llm_call("draft", 2, answer("a longer draft"))
+    assert run.status == "completed"
+    assert run.variables["published"] is True
+
+
+def test_a_blocked_transition_hands_over_to_the_on_error_node() -> None:
+    document = flow([{"to": "publish", "validators": [{"expression": "false", "message": "never"}]}],
+                    on_error="fix")
+    document["nodes"]["fix"] = {"kind": "set", "vars": {"fixed": True}}
+    run = start(document, {"draft": "x"})
+    assert run.status == "completed"
+    assert run.nodes["write"]["error"]["class"] == "validation"
+    assert run.nodes["publish"]["status"] == "skipped"
+    assert run.variables["fixed"] is True
+
+
+def test_a_blocked_edge_with_another_way_on_counts_as_skipped() -> None:
+    document = flow([{"to": "publish", "validators": [{"expression": "false"}]}, {"to": "archive"}])
+    document["nodes"]["archive"] = {"kind": "set", "vars": {"archived": True}}
+    run = start(document, {"draft": "x"})
+    assert run.status == "completed"
+    assert run.nodes["publish"]["status"] == "skipped"
+    assert run.edges["write->publish"] == "blocked"
+
+
+JUDGED = flow([{"to": "publish", "validators": [
+    {"expression": "size(vars.draft) > 0"},
+    {"llm": {"model": "scripted:judge", "prompt": "Is this polite? {{ vars.draft }}"},
+     "message": "the reply is not polite"}]}])
+
+
+def test_an_llm_validator_asks_a_model_once_and_its_no_blocks_the_transition_with_the_reason() -> None:
+    run = start(JUDGED, {"draft": "Go away"})
+    assert run.status == "running"
+    assert run.edges == {"write->publish": "validating"}
+    [(request_id, pending)] = run.llm_requests.items()
+    assert request_id == "validator:write->publish:1:1"
+    assert pending["purpose"] == "validator"
+    assert pending["request"]["messages"][-1]["content"] == "Is this polite? Go away"
+    run.complete_llm_request(request_id, answer('{"pass": false, "reason": "it is rude"}'))
+    assert run.status == "failed"
+    assert run.blocked == {"write->publish": "the reply is not polite: it is rude"}
+    assert run.usage["llm_calls"] == 1
+    with pytest.raises(LlmRequestNotPending):
+        run.complete_llm_request(request_id, answer("yes"))
+
+
+def test_an_llm_validator_that_says_yes_takes_the_edge_and_replays_without_a_model() -> None:
+    run = start(JUDGED, {"draft": "Dear Ada, thank you"})
+    run.complete_llm_request("validator:write->publish:1:1", answer("Yes, it is polite."))
+    assert run.status == "completed"
+    rebuilt = project_aggregate(None, run.collect_events())
+    assert rebuilt.__dict__ == run.__dict__
+
+
+def test_a_judge_that_cannot_be_asked_blocks_the_transition_saying_so() -> None:
+    run = start(JUDGED, {"draft": "hi"})
+    run.fail_llm_request("validator:write->publish:1:1", {"class": "fatal", "message": "401 bad key"})
+    assert run.status == "failed"
+    assert run.blocked["write->publish"] == "the reply is not polite: the judge could not be asked: 401 bad key"
+
+
+async def test_the_worker_answers_a_run_level_request_with_the_scripted_model(uow: UnitOfWork) -> None:
+    document = flow([{"to": "publish", "validators": [{"llm": {
+        "model": "scripted:judge", "prompt": "Polite? {{ vars.draft }}",
+        "options": {"reply": "no: it shouts"}}}]}])
+    run = start(document, {"draft": "STOP"})
+    uow.add(run)
+    uow.save()
+    envelopes = [{"type": "WorkflowRun." + type(e).__name__.split(".")[-1], "aggregate_id": str(run.id),
+                  "aggregate_version": e.originator_version, "data": e.__dict__}
+                 for e in uow.app.repository.event_store.get(run.id)]
+    due = llm_requests_due(envelopes, uow)
+    assert [d.request_id for d in due] == ["validator:write->publish:1:0"]
+    answers = [await answer_llm_request(d, complete) for d in due]
+    record_llm_answers(answers, uow)
+    uow.save()
+    stored = uow.get(run.id)
+    assert stored.status == "failed"
+    assert stored.blocked == {"write->publish": "it shouts"}
+    assert llm_requests_due(envelopes, uow) == []  # answered: a redelivery asks nothing
+
+
+# Loops
+
+
+def review(max_iterations: int = 3) -> dict[str, Any]:
+    return {"name": "review", "start": "plan", "nodes": {
+        "plan": {"kind": "set", "vars": {"topic": "tea"}, "next": "draft"},
+        "draft": {"kind": "llm", "model": "scripted:w", "prompt": "write about {{ vars.topic }}",
+                  "output": "draft", "next": "check"},
+        "check": {"kind": "llm", "model": "scripted:c", "prompt": "good? {{ vars.draft }}",
+                  "output": "verdict", "next": [
+                      {"to": "draft", "loop": {"max_iterations": max_iterations},
+                       "when": 'vars.verdict != "good"'},
+                      {"to": "publish"}]},
+        "publish": {"kind": "set", "vars": {"published": "{{ vars.draft }}"}},
+    }}
+
+
+def test_a_loop_runs_its_body_again_until_when_is_false() -> None:
+    run = start(review())
+    run.complete_llm_call("draft", 1, answer("v1"))
+    run.complete_llm_call("check", 1, answer("bad"))
+    assert run.nodes["draft"] == {"status": "running", "attempt": 2, "kind": "llm",
+                                  "input": run.nodes["draft"]["input"]}
+    assert run.nodes["check"]["status"] == "pending"
+    assert "check->publish" not in run.edges  # left for the next pass
+    run.complete_llm_call("draft", 2, answer("v2"))
+    run.complete_llm_call("check", 2, answer("good"))
+    assert run.status == "completed"
+    assert run.variables["published"] == "v2"
+    assert run.loops == {"check->draft": 2}
+    assert run.nodes["plan"]["attempt"] == 1
+
+
+def test_a_loop_stops_at_its_bound_and_the_run_leaves_it() -> None:
+    run = start(review(max_iterations=3))
+    for attempt in (1, 2, 3):
+        run.complete_llm_call("draft", attempt, answer(f"v{attempt}"))
+        run.complete_llm_call("check", attempt, answer("bad"))
+    assert run.status == "completed"
+    assert run.variables["published"] == "v3"
+    events = run.collect_events()
+    loops = [(e.iteration, e.nodes) for e in events if type(e).__name__ == "LoopIterated"]
+    assert loops == [(2, ["draft", "check"]), (3, ["draft", "check"])]
+    last = [e for e in events if type(e).__name__ == "EdgeDecided" and e.target == "draft"][-1]
+    assert last.state == "skipped"
+    assert last.reason == "loop bound reached: 3 of 3 iterations ran"
+    started = [(e.node_id, e.attempt) for e in events if type(e).__name__ == "NodeStarted"]
+    assert started.count(("draft", 3)) == 1 and ("draft", 4) not in started
+    assert project_aggregate(None, events).__dict__ == run.__dict__
+
+
+def test_retries_inside_a_loop_count_per_pass() -> None:
+    document = review()
+    document["nodes"]["draft"]["retry"] = {"attempts": 2, "backoff": "1s"}
+    run = start(document)
+    run.complete_llm_call("draft", 1, answer("v1"))
+    run.complete_llm_call("check", 1, answer("bad"))
+    run.fail_node("draft", 2, {"class": "retryable", "message": "503"})
+    assert run.nodes["draft"]["status"] == "retrying"  # attempt 2 is this pass's first try
+    run.fire_timer("retry:draft:2")
+    assert run.nodes["draft"]["attempt"] == 3
