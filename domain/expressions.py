@@ -6,16 +6,80 @@ that ends up in variables is only ever data to it.
 
 from __future__ import annotations
 
+import operator
 from functools import lru_cache
 from typing import Any
 
 import celpy
 from celpy import celtypes
+from celpy.evaluation import Evaluator
 
 from domain.errors import ExpressionError
 
 MAX_EXPRESSION_LENGTH = 4096
-_ENVIRONMENT = celpy.Environment()
+MAX_EXPRESSION_STEPS = 100_000
+"""Steps (nodes of the expression evaluated, each time a macro such as `map` repeats them)
+one evaluation may take: under a second of work."""
+MAX_VALUE_LENGTH = 1024 * 1024
+"""The longest string or list an expression may make with `+`."""
+
+
+class _OutOfSteps(BaseException):
+    """Stops an evaluation at once: celpy turns an `Exception` raised inside a macro into
+    an error value and carries on with the next item, so this is not one."""
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_EXPRESSION_STEPS:
+            raise _OutOfSteps()
+
+
+class _BoundedEvaluator(Evaluator):
+    """celpy's evaluator, counting every node it evaluates against a shared budget."""
+
+    budget: _Budget
+
+    def sub_evaluator(self, ast: Any) -> Evaluator:
+        evaluator = _BoundedEvaluator(ast, activation=self.activation)
+        evaluator.budget = self.budget
+        return evaluator
+
+    def visit_children(self, tree: Any) -> Any:
+        self.budget.step()
+        return super().visit_children(tree)
+
+
+class _BoundedRunner(celpy.InterpretedRunner):
+    def evaluate(self, context: Any) -> Any:
+        evaluator = _BoundedEvaluator(ast=self.ast, activation=self.new_activation())
+        evaluator.budget = _Budget()
+        try:
+            return evaluator.evaluate(context)
+        except _OutOfSteps:
+            raise ExpressionError(
+                f"the expression runs too long: more than {MAX_EXPRESSION_STEPS:,} steps"
+            ) from None
+
+
+def _bounded_add(left: Any, right: Any) -> Any:
+    """CEL's `+`, refusing a string or list longer than `MAX_VALUE_LENGTH`."""
+    if isinstance(left, (str, list)) and isinstance(right, (str, list)):
+        size = len(left) + len(right)
+        if size > MAX_VALUE_LENGTH:
+            raise ExpressionError(
+                f"the expression made a value of {size:,} characters or items, more than "
+                f"{MAX_VALUE_LENGTH:,}"
+            )
+    return operator.add(left, right)
+
+
+_ENVIRONMENT = celpy.Environment(runner_class=_BoundedRunner)
+_FUNCTIONS = {"_+_": _bounded_add}
 
 
 @lru_cache(maxsize=2048)
@@ -24,7 +88,7 @@ def compile_expression(source: str) -> celpy.Runner:
     if len(source) > MAX_EXPRESSION_LENGTH:
         raise ExpressionError(f"expression longer than {MAX_EXPRESSION_LENGTH} characters")
     try:
-        return _ENVIRONMENT.program(_ENVIRONMENT.compile(source))
+        return _ENVIRONMENT.program(_ENVIRONMENT.compile(source), functions=_FUNCTIONS)
     except Exception as error:  # celpy raises several parser error types
         raise ExpressionError(f"invalid CEL: {_first_line(error)}") from None
 
@@ -34,6 +98,8 @@ def evaluate(source: str, activation: dict[str, Any]) -> Any:
     program = compile_expression(source)
     try:
         result = program.evaluate(celpy.json_to_cel(activation))
+    except ExpressionError as error:
+        raise ExpressionError(f"{source!r} failed: {error}") from None
     except Exception as error:
         raise ExpressionError(f"{source!r} failed: {_first_line(error)}") from None
     if isinstance(result, celpy.CELEvalError):
