@@ -478,6 +478,10 @@ from api.cli_keys import register as _register_keys  # noqa: E402
 
 _register_keys(app)  # keys create|list|revoke
 
+from api.cli_artifacts import register as _register_artifacts  # noqa: E402
+
+_register_artifacts(runs_app)  # runs artifacts|artifact
+
 
 if __name__ == "__main__":
     app()

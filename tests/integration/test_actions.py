@@ -4,6 +4,7 @@ answered by the scripted provider and by the real OpenAI SDK against a fake serv
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from tests.conftest import module_heddle
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, running_server
 from tests.integration.helpers import api_client, example, publish, wait_for_run
+from tests.integration.test_streams import heddle_cli, served
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +183,22 @@ async def test_publishing_bad_actions_is_422_with_the_path_of_each(
         "nodes.a.on_enter[0].variable.compute.n",
         "nodes.a.on_exit[0].conditional.then[0].document.template",
     ]
+
+
+async def test_heddle_runs_artifacts_lists_a_runs_documents_and_prints_one(
+    heddle: Any, client: httpx.AsyncClient
+) -> None:
+    state = await run(
+        client, example("actions"), {"customer": "Initech", "arr": 5000, "days_to_renewal": 90}
+    )
+    async with served(heddle) as http:
+        code, listed, _ = await heddle_cli(http, "runs", "artifacts", state["run_id"])
+        assert code == 0
+        assert "brief-initech.md" in listed
+        assert "text/markdown" in listed
+        code, out, _ = await heddle_cli(http, "runs", "artifacts", state["run_id"], "--json")
+        [item] = json.loads(out)
+        code, content, _ = await heddle_cli(http, "runs", "artifact", item["artifact_id"])
+    assert code == 0
+    assert content == f"# Renewal brief: Initech\n\n{state['variables']['brief']}"
+    assert "tone relaxed" in content
