@@ -21,7 +21,9 @@ from handlers.unit_of_work import UnitOfWork
 from infra.llm.retrying import complete_with_retries
 from infra.llm.scripted import ScriptedProvider
 
-EXAMPLE = yaml.safe_load((Path(__file__).parents[2] / "examples" / "actions.yaml").read_text())
+ROOT = Path(__file__).parents[2]
+EXAMPLE_TEXT = (ROOT / "examples" / "actions.yaml").read_text()
+EXAMPLE = yaml.safe_load(EXAMPLE_TEXT)
 ACME = {"customer": "Acme", "arr": 120000, "days_to_renewal": 20}
 
 
@@ -288,3 +290,7 @@ async def test_an_action_model_call_that_fails_for_good_fails_the_node(uow: Unit
     assert run.error["class"] == "fatal"
     assert run.error["message"].startswith("nodes.ask.on_enter[0]: ")
     assert "bad key" in run.error["message"]
+
+
+def test_the_example_in_the_docs_is_the_one_in_examples() -> None:
+    assert f"```yaml\n{EXAMPLE_TEXT}```" in (ROOT / "docs" / "workflows.md").read_text()

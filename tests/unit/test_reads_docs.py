@@ -21,3 +21,12 @@ def test_the_usage_section_names_each_grouping_and_total() -> None:
     usage = READING_MD.split("## Usage and cost", 1)[1].split("\n## ", 1)[0]
     for name in [*GROUPS, *re.findall(r" AS (\w+)", TOTALS)]:
         assert f"`{name}`" in usage
+
+
+def test_the_artifact_fields_table_lists_what_the_endpoints_answer() -> None:
+    from api.artifacts import FIELDS
+
+    table = READING_MD.split("<!-- artifact-fields -->", 1)[1].split("\n\n", 1)[0]
+    first_cells = re.findall(r"^\| ([^|]+) \|", table, re.M)[1:]  # past the header
+    documented = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
+    assert documented == {*FIELDS, "position", "content"}

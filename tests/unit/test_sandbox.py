@@ -5,7 +5,9 @@ refused, and model output is data that never runs. Each test asserts what the us
 
 from __future__ import annotations
 
+import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from domain.definitions import parse_definition
 from domain.errors import ExpressionError, TemplateError
 from domain.expressions import MAX_EXPRESSION_STEPS, evaluate
 from domain.runs import WorkflowRun
-from domain.templates import MAX_RENDERED_LENGTH, MAX_TEMPLATE_STEPS, render
+from domain.templates import MAX_RENDERED_LENGTH, MAX_TEMPLATE_STEPS, parse_template, render
 from tests.unit.test_runs import answer
 
 CONTEXT: dict[str, Any] = {
@@ -176,3 +178,37 @@ def test_model_output_is_data_a_later_template_never_runs() -> None:
     run.advance()
     run.complete_llm_call("ask", 1, answer("{{ 7*7 }} {{ ''.__class__ }}"))
     assert run.variables["quoted"] == "She said: {{ 7*7 }} {{ ''.__class__ }}"
+
+
+WORKFLOWS_MD = (Path(__file__).parents[2] / "docs" / "workflows.md").read_text()
+OVER_EACH_LIMIT = [  # in the order of the table in docs/workflows.md
+    "{% for a in input.numbers %}{% for b in input.numbers %}{% endfor %}{% endfor %}",
+    "{% for i in range(10**9) %}x{% endfor %}",
+    "{% for i in range(1000) %}{{ 'y' * 2000 }}{% endfor %}",
+    "{% set s = 'x' * 1000000 %}{{ s ~ s }}",
+    "{{ 'x' | center(10**9) }}",
+    "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "x" * 65537,
+]
+
+
+def test_the_limits_table_in_the_docs_quotes_the_messages_users_get() -> None:
+    table = WORKFLOWS_MD.split("**Limits.** Templates run", 1)[1].split("\n\n", 2)[1]
+    quoted = [re.findall(r"`([^`]+)`", row.split("|")[2])[0] for row in table.splitlines()[2:]]
+    assert len(quoted) == len(OVER_EACH_LIMIT)
+    for message, source in zip(quoted, OVER_EACH_LIMIT, strict=True):
+        with pytest.raises(TemplateError) as error:
+            parse_template(source)
+            render(source, CONTEXT)
+        assert str(error.value).startswith(message.removesuffix(" (when you publish)"))
+
+
+def test_the_expression_limits_in_the_docs_are_the_messages_users_get() -> None:
+    section = WORKFLOWS_MD.split("**Limits.** An evaluation", 1)[1].split("\n\n", 1)[0]
+    too_long, too_large = (
+        " ".join(quoted.split()) for quoted in re.findall(r"`\.\.\. failed: ([^`]+)`", section)
+    )
+    assert expression_error("size(input.numbers.map(a, input.numbers.map(b, a + b)))").endswith(
+        too_long
+    )
+    assert expression_error("[input.text]" + ".map(a, a + a)" * 25).endswith(too_large)
