@@ -34,9 +34,14 @@ class ForkPoint:
     recorded: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+BEGINS = ("NodeStarted", "NodeEntering", "ActionVariablesSet", "ArtifactSaved")
+"""Events that can be a node's first: its entry actions come before its `NodeStarted`."""
+
+
 def fork_point(events: list[Any], from_node: str) -> ForkPoint:
-    """The fork point of `from_node` in a run's domain events (oldest first)."""
-    started = [e for e in events if _kind(e) == "NodeStarted"]
+    """The fork point of `from_node` in a run's domain events (oldest first): just before
+    its first event, so that the fork runs its entry actions again from the start."""
+    started = [e for e in events if _kind(e) in BEGINS]
     first = next((e for e in started if e.node_id == from_node), None)
     if first is None:
         ran = ", ".join(dict.fromkeys(e.node_id for e in started)) or "none"

@@ -294,3 +294,32 @@ async def test_an_action_model_call_that_fails_for_good_fails_the_node(uow: Unit
 
 def test_the_example_in_the_docs_is_the_one_in_examples() -> None:
     assert f"```yaml\n{EXAMPLE_TEXT}```" in (ROOT / "docs" / "workflows.md").read_text()
+
+
+async def test_a_fork_from_a_node_with_entry_actions_runs_them_again_from_the_start(
+    uow: UnitOfWork,
+) -> None:
+    from tests.unit.test_forks import accepted
+
+    draft = EXAMPLE["nodes"]["draft"]
+    counted = {"variable": {"compute": {"visits": "has(vars.visits) ? vars.visits + 1 : 1"}}}
+    document = {**EXAMPLE, "name": "brief-twice", "start": "prep", "nodes": {
+        "prep": {"kind": "set", "vars": {"prepared": True}, "next": "draft"},
+        "draft": {**draft, "on_enter": [counted, *draft["on_enter"]]},
+    }}
+    accepted(uow, "PublishWorkflow", {"definition": document})
+    source = uuid.UUID(accepted(uow, "StartRun", {"workflow": "brief-twice", "input": ACME})["run_id"])
+    await work(uow.get(source), uow)
+    uow.save()
+    assert uow.get(source).status == "completed"
+    forked = uuid.UUID(accepted(uow, "ForkRun", {
+        "source_run_id": str(source), "from_node": "draft",
+        "variables": {"account": "ignored: the entry action sets it again"},
+    })["run_id"])
+    run = await work(uow.get(forked), uow)
+    assert run.status == "completed"
+    assert run.nodes["prep"].get("reused")
+    assert run.variables["brief"] == uow.get(source).variables["brief"]
+    assert run.usage["llm_calls"] == 2
+    # The fork starts before the node's entry actions, so they count one visit, as before.
+    assert run.variables["visits"] == uow.get(source).variables["visits"] == 1
