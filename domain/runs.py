@@ -611,16 +611,20 @@ class WorkflowRun(Aggregate):
             message = f"{action}: {(error or {}).get('message')}"
             self._fail_node(node_id, attempt, {**(error or {}), "message": message})
             return
-        output = context["output"]
-        self._action_variables_set(node_id, attempt, action, {output: result.text})
-        if context["phase"] == "on_enter":
-            if self._enter_node(node_id, attempt, context["remaining"]):
+        self._carry_on(context, result.text)
+
+    def _carry_on(self, waited: dict[str, Any], text: str) -> None:
+        """An `llm` action got its answer `text`: set its variable, run the node's remaining
+        actions, then its work (after entry actions) or its completion (after exit ones)."""
+        node_id, attempt, output = waited["node_id"], waited["attempt"], waited["output"]
+        self._action_variables_set(node_id, attempt, waited["action"], {output: text})
+        if waited["phase"] == "on_enter":
+            if self._enter_node(node_id, attempt, waited["remaining"]):
                 self._start_node(node_id, entered=True)
             return
-        completion = context["completion"]
-        variables = {**completion["variables"], output: result.text}
-        completion = {**completion, "variables": variables}
-        exited = self._exit_node(node_id, attempt, context["remaining"], completion)
+        completion = waited["completion"]
+        completion = {**completion, "variables": {**completion["variables"], output: text}}
+        exited = self._exit_node(node_id, attempt, waited["remaining"], completion)
         if exited is not None:
             next = completion["next"]
             self._complete_node(node_id, completion["output"], exited, next, exit_actions=False)
@@ -699,6 +703,11 @@ class WorkflowRun(Aggregate):
                 "remaining": wait.remaining,
                 "completion": completion,
             }
+            recorded = self._recorded.get(wait.request.fingerprint())
+            if recorded is not None:  # a fork in `recorded` mode: the source's answer
+                self._action_llm_replayed(node_id, attempt, wait.action, recorded)
+                self._carry_on(context, recorded["text"])
+                return False
             request_id = f"action:{node_id}:{attempt}:{wait.action}"
             self._request_llm(request_id, "action", wait.request, copy.deepcopy(context))
             return False
@@ -1290,6 +1299,13 @@ class WorkflowRun(Aggregate):
         sha256: str,
     ) -> None:
         """A `document` action saved an artifact (read at `GET /v1/artifacts/{id}`)."""
+
+    @event("ActionLlmReplayed")
+    def _action_llm_replayed(
+        self, node_id: str, attempt: int, action: str, result: dict[str, Any]
+    ) -> None:
+        """A fork in `recorded` mode re-served the source's answer to the same request of an
+        `llm` action: nothing was spent."""
 
     @event("NodeEntering")
     def _node_entering(self, node_id: str, kind: str, attempt: int) -> None:

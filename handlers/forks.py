@@ -27,7 +27,8 @@ ANSWERS = ("LlmCallCompleted", "LlmCallReplayed", "AgentStepCompleted")
 class ForkPoint:
     """Where a fork starts in its source: the source's version just before the node first
     started, the recorded request and answers of each model node that had finished by
-    then, and every recorded `llm` answer by the fingerprint of its request."""
+    then, and every recorded answer of an `llm` node or action by the fingerprint of its
+    request."""
 
     version: int
     reused: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -54,9 +55,15 @@ def fork_point(events: list[Any], from_node: str) -> ForkPoint:
     point.reused.update(parent_fork.get("reused", {}))
     point.recorded.update(parent_fork.get("recorded", {}))
     requests: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
+    action_requests: dict[str, dict[str, Any]] = {}
     for event in events:
         kind = _kind(event)
-        if kind == "NodeStarted" and event.input:
+        if kind == "LlmRequested" and event.purpose == "action":
+            action_requests[event.request_id] = event.request
+        elif kind == "LlmRequestCompleted" and event.request_id in action_requests:
+            request = LlmRequest.model_validate(action_requests[event.request_id])
+            point.recorded[request.fingerprint()] = event.result
+        elif kind == "NodeStarted" and event.input:
             requests[(event.node_id, event.attempt)] = (event.kind, event.input)
         elif kind in ANSWERS:
             node_kind, request = requests[(event.node_id, event.attempt)]

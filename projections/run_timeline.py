@@ -108,6 +108,12 @@ def summarize(event: dict[str, Any]) -> str:
             f"{data['action']}: saved {data['name']} ({data['content_type']}, "
             f"{data['size']:,} bytes)"
         )
+    if kind == "ActionLlmReplayed":
+        result = data["result"]
+        return (
+            f"{data['action']}: recorded answer of {result['provider']}:{result['model']} "
+            "re-served (same request)"
+        )
     if kind == "LlmRequested":
         return f"{data['request_id']}: asking {data['request']['model']}"
     if kind == "LlmRequestCompleted":

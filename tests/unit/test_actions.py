@@ -323,3 +323,22 @@ async def test_a_fork_from_a_node_with_entry_actions_runs_them_again_from_the_st
     assert run.usage["llm_calls"] == 2
     # The fork starts before the node's entry actions, so they count one visit, as before.
     assert run.variables["visits"] == uow.get(source).variables["visits"] == 1
+
+
+async def test_a_recorded_fork_reserves_the_answers_of_llm_actions_and_calls_no_model(
+    uow: UnitOfWork,
+) -> None:
+    from tests.unit.test_forks import accepted
+
+    accepted(uow, "PublishWorkflow", {"definition": EXAMPLE})
+    source = uuid.UUID(accepted(uow, "StartRun", {"workflow": EXAMPLE["name"], "input": ACME})["run_id"])
+    await work(uow.get(source), uow)
+    uow.save()
+    forked = uuid.UUID(accepted(uow, "ForkRun", {
+        "source_run_id": str(source), "from_node": "draft", "mode": "recorded",
+    })["run_id"])
+    run = await work(uow.get(forked), uow)
+    assert run.status == "completed"
+    assert run.variables == uow.get(source).variables
+    assert run.usage["llm_calls"] == 0
+    assert "ActionLlmReplayed" in [type(e).__name__ for e in uow.app.repository.event_store.get(forked)]
