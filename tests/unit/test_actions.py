@@ -308,7 +308,8 @@ async def test_a_fork_from_a_node_with_entry_actions_runs_them_again_from_the_st
         "draft": {**draft, "on_enter": [counted, *draft["on_enter"]]},
     }}
     accepted(uow, "PublishWorkflow", {"definition": document})
-    source = uuid.UUID(accepted(uow, "StartRun", {"workflow": "brief-twice", "input": ACME})["run_id"])
+    started = accepted(uow, "StartRun", {"workflow": "brief-twice", "input": ACME})
+    source = uuid.UUID(started["run_id"])
     await work(uow.get(source), uow)
     uow.save()
     assert uow.get(source).status == "completed"
@@ -331,7 +332,8 @@ async def test_a_recorded_fork_reserves_the_answers_of_llm_actions_and_calls_no_
     from tests.unit.test_forks import accepted
 
     accepted(uow, "PublishWorkflow", {"definition": EXAMPLE})
-    source = uuid.UUID(accepted(uow, "StartRun", {"workflow": EXAMPLE["name"], "input": ACME})["run_id"])
+    started = accepted(uow, "StartRun", {"workflow": EXAMPLE["name"], "input": ACME})
+    source = uuid.UUID(started["run_id"])
     await work(uow.get(source), uow)
     uow.save()
     forked = uuid.UUID(accepted(uow, "ForkRun", {
@@ -341,4 +343,5 @@ async def test_a_recorded_fork_reserves_the_answers_of_llm_actions_and_calls_no_
     assert run.status == "completed"
     assert run.variables == uow.get(source).variables
     assert run.usage["llm_calls"] == 0
-    assert "ActionLlmReplayed" in [type(e).__name__ for e in uow.app.repository.event_store.get(forked)]
+    events = uow.app.repository.event_store.get(forked)
+    assert "ActionLlmReplayed" in [type(e).__name__ for e in events]
