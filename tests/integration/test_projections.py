@@ -45,6 +45,12 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
             await wait_for_run(client, run["run_id"], status={"running"})
         await _until_rows(database_url, "tasks")
         await _until_rows(database_url, "timers")
+        # A run whose exit action saves a document: rows for artifacts.
+        await publish(client, example("actions"))
+        brief = (await client.post("/v1/runs", json={"workflow": "renewal-brief", "input": {
+            "customer": "Acme", "arr": 10, "days_to_renewal": 5}})).json()
+        await wait_for_run(client, brief["run_id"])
+        await _until_rows(database_url, "artifacts")
     for name, projection in PROJECTIONS.items():
         for table in projection.TABLES:
             before = _table_digest(database_url, table)

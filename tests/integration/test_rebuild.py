@@ -41,10 +41,11 @@ async def until_finished(database_url: str, count: int, seconds: float = 120.0) 
 async def test_rebuilding_every_projection_after_1000_runs_gives_identical_rows(
     heddle: Any, client: httpx.AsyncClient
 ) -> None:
-    for definition in (example("hello"), example("map"), AGENT, FLAKY):
+    for definition in (example("hello"), example("map"), example("actions"), AGENT, FLAKY):
         await publish(client, definition)
     starts = [("hello", {"name": f"Ada {n}" if n % 2 else f"Alan {n}"}) for n in range(RUNS)]
     starts += [("titles", {"chapters": ["a", "b"]}), ("agent-calc", {}), ("flaky", {})]
+    starts += [("renewal-brief", {"customer": "Acme", "arr": 10, "days_to_renewal": 5})]
     for chunk in range(0, len(starts), 100):
         answers = await asyncio.gather(
             *(
