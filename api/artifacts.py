@@ -19,23 +19,12 @@ from psycopg.rows import dict_row
 
 from api.app import Caller, caller
 from api.projections_api import consistent_reads
-from api.reads import _decode, _page
+from api.reads import run_rows
 from infra.bootstrap import Heddle
 from infra.store import dumps
+from projections import artifacts
 
-FIELDS = [
-    "artifact_id",
-    "run_id",
-    "workflow",
-    "node_id",
-    "attempt",
-    "action",
-    "name",
-    "content_type",
-    "size",
-    "sha256",
-    "created_at",
-]
+FIELDS = [c for c in artifacts.COLUMNS if c not in ("tenant", "content", "position")]
 """An artifact's metadata (its `content` comes with `GET /v1/artifacts/{id}`)."""
 
 
@@ -58,24 +47,10 @@ def artifact_routes(heddle: Heddle) -> APIRouter:
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """The artifacts the run saved, oldest first, without their content."""
-        if not await fetch(
-            "SELECT 1 FROM runs WHERE run_id = %s AND tenant = %s", [run_id, who.tenant]
-        ):
-            raise HTTPException(404, f"no run {run_id} (it may still be starting: retry shortly)")
-        where, params = ["run_id = %s"], [run_id]
-        for column, value in (("node_id", node_id), ("name", name), ("content_type", content_type)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        if cursor:
-            where.append("position > %s")
-            params += _decode(cursor, ["position"])
-        rows = await fetch(
-            f"SELECT {', '.join(FIELDS)}, position FROM artifacts"
-            f" WHERE {' AND '.join(where)} ORDER BY position LIMIT %s",
-            [*params, limit + 1],
+        filters = {"node_id": node_id, "name": name, "content_type": content_type}
+        return await run_rows(
+            fetch, run_id, who.tenant, "artifacts", FIELDS, "position", filters, limit, cursor
         )
-        return _page(rows, limit, ["position"])
 
     async def one(artifact_id: UUID, tenant: str) -> dict[str, Any]:
         rows = await fetch(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, Literal
 from uuid import UUID
@@ -69,24 +70,18 @@ def read_routes(heddle: Heddle) -> APIRouter:
         """Each attempt of each node of the run, in the order they started: the recorded
         request, the answer, tool calls, usage, latency, status and error. A map item or
         an agent step has a row of its own after its attempt's (`item` or `step` set)."""
-        if not await fetch(
-            "SELECT 1 FROM runs WHERE run_id = %s AND tenant = %s", [run_id, who.tenant]
-        ):
-            raise HTTPException(404, f"no run {run_id} (it may still be starting: retry shortly)")
-        where, params = ["run_id = %s"], [run_id]
-        for column, value in (("node_id", node_id), ("status", status)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        if cursor:
-            where.append("started_position > %s")
-            params += _decode(cursor, ["position"])
-        rows = await fetch(
-            f"SELECT {', '.join(ATTEMPT_FIELDS)}, started_position AS position FROM node_attempts"
-            f" WHERE {' AND '.join(where)} ORDER BY started_position LIMIT %s",
-            [*params, limit + 1],
+        filters = {"node_id": node_id, "status": status}
+        return await run_rows(
+            fetch,
+            run_id,
+            who.tenant,
+            "node_attempts",
+            ATTEMPT_FIELDS,
+            "started_position",
+            filters,
+            limit,
+            cursor,
         )
-        return _page(rows, limit, ["position"])
 
     @router.get("/v1/usage", tags=["usage"])
     async def usage(
@@ -135,6 +130,40 @@ def read_routes(heddle: Heddle) -> APIRouter:
         return {"group_by": group_by, **_page(rows, limit, keys)}
 
     return router
+
+
+Fetch = Callable[[str, list[Any]], Awaitable[list[dict[str, Any]]]]
+
+
+async def run_rows(
+    fetch: Fetch,
+    run_id: UUID,
+    tenant: str,
+    table: str,
+    fields: list[str],
+    position: str,
+    filters: dict[str, Any],
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """A page of a run's rows of `table` in the order of their `position` column, with the
+    `filters` given (column: value, None for any); 404 when the run is not the tenant's."""
+    if not await fetch("SELECT 1 FROM runs WHERE run_id = %s AND tenant = %s", [run_id, tenant]):
+        raise HTTPException(404, f"no run {run_id} (it may still be starting: retry shortly)")
+    where, params = ["run_id = %s"], [run_id]
+    for column, value in filters.items():
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if cursor:
+        where.append(f"{position} > %s")
+        params += _decode(cursor, ["position"])
+    rows = await fetch(
+        f"SELECT {', '.join(fields)}, {position} AS position FROM {table}"
+        f" WHERE {' AND '.join(where)} ORDER BY {position} LIMIT %s",
+        [*params, limit + 1],
+    )
+    return _page(rows, limit, ["position"])
 
 
 def _page(rows: list[dict[str, Any]], limit: int, keys: list[str]) -> dict[str, Any]:

@@ -195,7 +195,7 @@ def perform(node_id: str, node: Any, queue: list[Locator], activation: dict[str,
             elif action.document is not None:
                 done.effects.append(Effect("document", path, _document(action.document, context)))
             elif action.llm is not None:
-                request = _llm_request(action.llm, context)
+                request = model_request(action.llm, context)
                 done.waiting = LlmWait(path, request, action.llm.output, queue)
                 return done
         except (ExpressionError, TemplateError, ValueError) as error:
@@ -229,18 +229,24 @@ def _document(action: DocumentAction, context: dict[str, Any]) -> dict[str, Any]
     return {"name": name, "content_type": action.content_type, "content": content, "size": size}
 
 
-def _llm_request(action: LlmAction, context: dict[str, Any]) -> LlmRequest:
+def model_request(
+    source: Any, context: dict[str, Any], tools: list[Any] | None = None
+) -> LlmRequest:
+    """The model call that `source` (an `llm` action, or a node that calls a model: its
+    `model`, `prompt`, `system`, `temperature`, `max_tokens`, `options`, `credential`)
+    asks for, its templates rendered over `context`."""
     messages = []
-    if action.system:
-        messages.append(Message(role="system", content=render(action.system, context)))
-    messages.append(Message(role="user", content=render(action.prompt, context)))
+    if source.system:
+        messages.append(Message(role="system", content=render(source.system, context)))
+    messages.append(Message(role="user", content=render(source.prompt, context)))
     return LlmRequest(
-        model=action.model,
+        model=source.model,
         messages=messages,
-        temperature=action.temperature,
-        max_tokens=action.max_tokens,
-        options=action.options,
-        credential=action.credential,
+        temperature=source.temperature,
+        max_tokens=source.max_tokens,
+        options=source.options,
+        credential=source.credential,
+        tools=tools or [],
     )
 
 

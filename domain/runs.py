@@ -20,7 +20,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.actions import Locator, Performed, perform, phase_queue
+from domain.actions import Locator, Performed, model_request, perform, phase_queue
 from domain.definitions import (
     DURATION,
     AgentNode,
@@ -1105,20 +1105,8 @@ class WorkflowRun(Aggregate):
     def _llm_request_for(
         self, node: _ModelNode, context: dict[str, Any] | None = None
     ) -> LlmRequest:
-        context = context or self.activation()
-        messages = []
-        if node.system:
-            messages.append(Message(role="system", content=render(node.system, context)))
-        messages.append(Message(role="user", content=render(node.prompt, context)))
-        return LlmRequest(
-            model=node.model,
-            messages=messages,
-            temperature=node.temperature,
-            max_tokens=node.max_tokens,
-            options=node.options,
-            credential=node.credential,
-            tools=[TOOLS.get(name) for name in node.tools] if isinstance(node, AgentNode) else [],
-        )
+        tools = [TOOLS.get(name) for name in node.tools] if isinstance(node, AgentNode) else []
+        return model_request(node, context or self.activation(), tools)
 
     def _choose_case(self, node: SwitchNode) -> str | None:
         context = self.activation()
