@@ -19,6 +19,7 @@ from infra.devstack import free_port
 
 HEDDLE = Path(sys.executable).with_name("heddle")
 ROOT = Path(__file__).resolve().parents[2]
+FINISHED = ("completed", "failed", "cancelled")
 
 
 class Up:
@@ -46,7 +47,11 @@ class Up:
         """Start and wait for the banner; returns what it printed."""
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [str(HEDDLE), "up"], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                [str(HEDDLE), "up"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + timeout
@@ -81,12 +86,17 @@ class Up:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(HEDDLE), *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-            timeout=60, check=False,
+            [str(HEDDLE), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     def wait_for_run(
-        self, run_id: str, timeout: float = 30.0, until: tuple[str, ...] = ("completed", "failed", "cancelled")
+        self, run_id: str, timeout: float = 30.0, until: tuple[str, ...] = FINISHED
     ) -> dict[str, Any]:
         """The run as the API shows it once its status is one of `until`."""
         deadline = time.monotonic() + timeout
