@@ -60,6 +60,20 @@ def test_tool_computes_the_invoice_total(stack: Up) -> None:
     assert run["variables"]["line"] == "The total is 7.5 EUR"
 
 
+def test_actions_brief_a_renewal_and_save_the_brief_as_an_artifact(stack: Up) -> None:
+    run = follow(stack, "renewal-brief", "customer=Acme", "arr=120000", "days_to_renewal=20")
+    assert run["variables"]["urgent"] is True
+    assert run["variables"]["risk"] == "low: Acme (120000 USD ARR) renews every year"
+    assert run["variables"]["headline"] == "URGENT: Acme"
+    listed = stack.cli("runs", "artifacts", run["run_id"], "--json")
+    assert listed.returncode == 0, listed.stderr
+    [artifact] = json.loads(listed.stdout)
+    assert artifact["name"] == "brief-acme.md"
+    shown = stack.cli("runs", "artifact", artifact["artifact_id"])
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"# Renewal brief: Acme\n\n{run['variables']['brief']}"
+
+
 def test_refund_approval_waits_for_heddle_tasks_complete(stack: Up) -> None:
     command = [str(HEDDLE), "run", "refund-approval", "--input", "customer=Ada",
                "--input", "amount=120", "--follow", "--json"]  # fmt: skip
@@ -111,5 +125,5 @@ def test_reminder_survives_a_restart_of_heddle_up_while_its_timer_waits(up: Up) 
 
 def test_every_example_is_covered_here() -> None:
     names = {path.stem for path in (ROOT / "examples").glob("*.yaml")}
-    covered = {"hello", "fanout", "map", "tool", "approval", "reminder"}
+    covered = {"hello", "fanout", "map", "tool", "approval", "reminder", "actions"}
     assert names <= covered, f"examples without an end-to-end test: {sorted(names - covered)}"
