@@ -137,7 +137,11 @@ def evolve(rows: dict[Key, dict[str, Any]], event: dict[str, Any]) -> list[Key]:
     key: Key = (node, attempt, None, None)
     row = rows.get(key)
     changed = [key]
-    if kind == "NodeStarted":
+    if kind == "NodeEntering":  # its entry actions wait for a model; NodeStarted follows
+        rows[key] = _new(event, data["kind"], None)
+    elif kind == "NodeStarted" and row is not None and row["status"] == "running":
+        row["request"] = data["input"] or None
+    elif kind == "NodeStarted":
         rows[key] = _new(event, data["kind"], data["input"] or None)
     elif kind in ("NodeCompleted", "StepSkipped"):
         current = max(

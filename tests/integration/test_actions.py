@@ -81,6 +81,13 @@ async def test_the_actions_example_sets_variables_and_saves_a_brief_readable_as_
     raw = await client.get(f"/v1/artifacts/{item['artifact_id']}/content")
     assert raw.headers["content-type"].startswith("text/markdown")
     assert raw.text == artifact["content"]
+    [attempt] = (await client.get(f"/v1/runs/{state['run_id']}/attempts")).json()["items"]
+    assert (attempt["node_id"], attempt["status"], attempt["response"]) == (
+        "draft",
+        "completed",
+        variables["brief"],
+    )
+    assert attempt["request"]["messages"][-1]["content"] == variables["brief"]
     timeline = (await client.get(f"/v1/runs/{state['run_id']}/events")).json()["events"]
     types = [e["type"].removeprefix("WorkflowRun.") for e in timeline]
     assert types.index("LlmRequestCompleted") < types.index("NodeStarted")
