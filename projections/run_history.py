@@ -158,6 +158,8 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "error": data["error"],
             "finished_at": at,
         }
+    elif kind in EDGE_EVENTS:
+        evolve_edges(row, kind, data)
     elif kind in ("Paused", "Resumed"):
         row["status"] = "paused" if kind == "Paused" else "running"
     elif kind == "Cancelled":
@@ -174,6 +176,38 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
         row["finished_at"] = at
     row.update(updated_at=at, version=event["aggregate_version"], position=event["position"])
     return row
+
+
+EDGE_EVENTS = frozenset(
+    {"EdgeDecided", "TransitionBlocked", "RunWaiting", "LoopIterated", "VariablesSet",
+     "LlmRequestCompleted"}
+)
+
+
+def evolve_edges(row: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
+    """What edges with triggers, validators and loops change in a row: `waiting` while
+    only triggers are left, blocked transitions on their source node (`blocked`), loop
+    passes (`iterations` on the loop's source node), variables set from outside, and
+    the usage of model calls made to judge a transition."""
+    nodes = row["nodes"]
+    if kind == "RunWaiting":
+        row["status"] = "waiting"
+    elif kind in ("EdgeDecided", "TransitionBlocked"):
+        if row["status"] == "waiting" and data.get("state") != "waiting":
+            row["status"] = "running"
+        if kind == "TransitionBlocked":
+            source = nodes[data["source"]]
+            blocked = {"to": data["target"], "validator": data["validator"], "reason": data["reason"]}
+            nodes[data["source"]] = {**source, "blocked": [*source.get("blocked", []), blocked]}
+    elif kind == "LoopIterated":
+        for node_id in data["nodes"]:
+            nodes[node_id] = {"status": "pending", "attempt": nodes[node_id].get("attempt", 0)}
+        source = nodes[data["source"]]
+        nodes[data["source"]] = {**source, "iterations": data["iteration"]}
+    elif kind == "VariablesSet":
+        row["variables"] = {**row["variables"], **data["variables"]}
+    elif kind == "LlmRequestCompleted":
+        row["usage"] = add_usage(row["usage"], data["result"])
 
 
 def in_graph_order(row: dict[str, Any]) -> dict[str, Any]:

@@ -103,11 +103,31 @@ def summarize(event: dict[str, Any]) -> str:
         return "skipped " + ", ".join(data["node_ids"])
     if kind == "NodeFailed":
         return f"{node} failed: {data['error'].get('message')}"
+    if kind in EDGE_SUMMARIES:
+        return EDGE_SUMMARIES[kind](data)
     if kind == "Completed":
         return "run completed"
     if kind == "Failed":
         return f"run failed: {data['error'].get('message')}"
     return kind
+
+
+EDGE_SUMMARIES: dict[str, Any] = {
+    "EdgeDecided": lambda d: f"{d['source']} -> {d['target']}: {d['state']}"
+    + (f" ({d['reason']})" if d["reason"] else ""),
+    "TransitionBlocked": lambda d: f"{d['source']} -> {d['target']} blocked by its "
+    f"{d['kind']} validator {d['validator']}: {d['reason']}",
+    "RunWaiting": lambda d: "run waits for " + ", ".join(d["edges"]),
+    "LoopIterated": lambda d: f"loop {d['source']} -> {d['target']}: iteration {d['iteration']}, "
+    "running again " + ", ".join(d["nodes"]),
+    "VariablesSet": lambda d: f"variables {', '.join(d['variables'])} set by {d['actor']}"
+    + (f": {d['reason']}" if d["reason"] else ""),
+    "LlmRequested": lambda d: f"{d['purpose']} asks {d['request']['model']} ({d['request_id']})",
+    "LlmRequestCompleted": lambda d: f"{d['purpose']}: {d['result']['provider']}:"
+    f"{d['result']['model']} answered: {d['result']['text'][:120]}",
+    "LlmRequestFailed": lambda d: f"{d['purpose']}: model call failed: {d['error'].get('message')}",
+}
+"""Summaries of the events of edges with triggers, validators and loops."""
 
 
 COLUMNS = ["run_id", "version", "position", "type", "node_id", "at", "summary", "data"]
