@@ -102,11 +102,14 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             n: nodes.get(n, {"status": "pending", "attempt": 0}) for n in row["node_order"]
         }
     elif kind == "NodeStarted":
+        loops = {"iterations": nodes[data["node_id"]]["iterations"]} if "iterations" in nodes[
+            data["node_id"]] else {}
         nodes[data["node_id"]] = {
             "status": "running",
             "attempt": data["attempt"],
             "kind": data["kind"],
             "started_at": at,
+            **loops,
         }
     elif kind == "NodeCompleted":
         nodes[data["node_id"]] = {
