@@ -4,7 +4,7 @@ A node's `next` is a node id (an immediate edge, as always) or a list of edge ob
 
     next:
       - to: publish
-        trigger: {condition: "vars.approved"}   # or {schedule: {delay: 10m}} / {schedule: {cron: ...}}
+        trigger: {condition: "vars.approved"}   # or {schedule: {delay: 10m}} or cron
         validators:
           - expression: "size(vars.draft) > 200"
             message: "the draft is too short"
@@ -219,20 +219,28 @@ def edge_problems(spec: WorkflowSpec) -> list[Problem]:
                 known = ", ".join(spec.nodes)
                 problems.append(Problem(f"{at}.to", f"unknown node {edge.to!r} (known: {known})"))
             elif edge.to in seen:
-                problems.append(Problem(f"{at}.to", f"{node_id!r} has an edge to {edge.to!r} already"))
+                problems.append(
+                    Problem(f"{at}.to", f"{node_id!r} has an edge to {edge.to!r} already")
+                )
             seen.add(edge.to)
             if edge.when:
                 problems += _check(compile_expression, edge.when, f"{at}.when")
             if edge.trigger and edge.trigger.condition:
-                problems += _check(compile_expression, edge.trigger.condition, f"{at}.trigger.condition")
+                problems += _check(
+                    compile_expression, edge.trigger.condition, f"{at}.trigger.condition"
+                )
             for number, validator in enumerate(edge.validators):
                 where = f"{at}.validators[{number}]"
                 if validator.expression is not None:
-                    problems += _check(compile_expression, validator.expression, f"{where}.expression")
+                    problems += _check(
+                        compile_expression, validator.expression, f"{where}.expression"
+                    )
                 if validator.llm is not None:
                     problems += _check(parse_template, validator.llm.prompt, f"{where}.llm.prompt")
                     if validator.llm.system:
-                        problems += _check(parse_template, validator.llm.system, f"{where}.llm.system")
+                        problems += _check(
+                            parse_template, validator.llm.system, f"{where}.llm.system"
+                        )
             if edge.loop and (edge.trigger or edge.validators):
                 problems.append(
                     Problem(

@@ -19,7 +19,6 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.definitions import (
-    DURATION,
     AgentNode,
     HumanNode,
     JoinNode,
@@ -34,8 +33,8 @@ from domain.definitions import (
     WorkflowSpec,
     _ModelNode,
     parse_definition,
-    seconds,
 )
+from domain.durations import DURATION, seconds
 from domain.edges import (
     NOT_TAKEN,
     RESOLVED,
@@ -1305,7 +1304,8 @@ class WorkflowRun(Aggregate):
             return False
         body = loop_body(self.spec, source, edge.to)
         after = reachable(self.spec, edge.to) - set(body)
-        revived = [n for n in self.spec.nodes if n in after and self.nodes[n]["status"] == "skipped"]
+        skipped = {n for n, state in self.nodes.items() if state["status"] == "skipped"}
+        revived = [n for n in self.spec.nodes if n in after and n in skipped]
         inner = [key for key in loops_within(self.spec, body) if key != edge_key(source, edge.to)]
         self._loop_iterated(source, edge.to, passes + 1, body + revived, sorted(inner))
         return True
@@ -1341,8 +1341,8 @@ class WorkflowRun(Aggregate):
         try:
             return evaluate_condition(edge.when, context)
         except ExpressionError as error:
-            message = f"the edge to {edge.to!r}: when: {error}"
-            self._fail_node(source, self.nodes[source]["attempt"], {"class": "definition", "message": message})
+            failure = {"class": "definition", "message": f"the edge to {edge.to!r}: when: {error}"}
+            self._fail_node(source, self.nodes[source]["attempt"], failure)
             return None
 
     @staticmethod
@@ -1374,7 +1374,8 @@ class WorkflowRun(Aggregate):
                         f"validator:{key}:{attempt}:{index}",
                         "validator",
                         request,
-                        {"source": source, "target": edge.to, "attempt": attempt, "validator": index},
+                        {"source": source, "target": edge.to, "attempt": attempt}
+                        | {"validator": index},
                     )
                     return
                 assert validator.expression is not None
@@ -1407,7 +1408,8 @@ class WorkflowRun(Aggregate):
             self._validate_edge(source, edge, index + 1)
         else:
             message = edge.validators[index].message
-            self._transition_blocked(source, target, index, "llm", f"{message}: {why}" if message else why)
+            reason = f"{message}: {why}" if message else why
+            self._transition_blocked(source, target, index, "llm", reason)
         self._check_source_stuck(source)
 
     def _check_source_stuck(self, source: str) -> None:
@@ -1424,7 +1426,8 @@ class WorkflowRun(Aggregate):
             if self.edges.get(edge_key(source, edge.to)) == "blocked"
         ]
         message = f"no transition out of {source!r} passed its validators: " + "; ".join(reasons)
-        self._fail_node(source, self.nodes[source]["attempt"], {"class": "validation", "message": message})
+        error = {"class": "validation", "message": message}
+        self._fail_node(source, self.nodes[source]["attempt"], error)
 
     def _release_waiting_edges(self) -> None:
         """Take (after their validators) the edges whose trigger condition now holds."""

@@ -200,7 +200,8 @@ def evolve_edges(row: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
             row["status"] = "running"
         if kind == "TransitionBlocked":
             source = nodes[data["source"]]
-            blocked = {"to": data["target"], "validator": data["validator"], "reason": data["reason"]}
+            blocked = {"to": data["target"], "validator": data["validator"]}
+            blocked["reason"] = data["reason"]
             nodes[data["source"]] = {**source, "blocked": [*source.get("blocked", []), blocked]}
     elif kind == "LoopIterated":
         for node_id in data["nodes"]:

@@ -104,7 +104,7 @@ def summarize(event: dict[str, Any]) -> str:
     if kind == "NodeFailed":
         return f"{node} failed: {data['error'].get('message')}"
     if kind in EDGE_SUMMARIES:
-        return EDGE_SUMMARIES[kind](data)
+        return str(EDGE_SUMMARIES[kind](data))
     if kind == "Completed":
         return "run completed"
     if kind == "Failed":

@@ -18,9 +18,13 @@ from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
 from tests.integration.test_llm_runs import environment, fakes  # noqa: F401 (fixture)
 
 
-async def start(client: httpx.AsyncClient, definition: dict[str, Any], input: dict[str, Any]) -> str:
+async def start(
+    client: httpx.AsyncClient, definition: dict[str, Any], input: dict[str, Any]
+) -> str:
     await publish(client, definition)
-    started = (await client.post("/v1/runs", json={"workflow": definition["name"], "input": input})).json()
+    started = (
+        await client.post("/v1/runs", json={"workflow": definition["name"], "input": input})
+    ).json()
     return str(started["run_id"])
 
 
@@ -29,29 +33,29 @@ async def events_of(client: httpx.AsyncClient, run_id: str) -> list[dict[str, An
 
 
 async def wait_for_events(
-    client: httpx.AsyncClient, run_id: str, kind: str, count: int, timeout: float = 30.0
+    client: httpx.AsyncClient, run_id: str, kind: str, count: int, within: float = 30.0
 ) -> list[dict[str, Any]]:
     """The run's events once `count` of them are of type `kind`."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
         events = await events_of(client, run_id)
         if len(of_type(events, kind)) >= count:
             return events
         await asyncio.sleep(0.1)
-    raise AssertionError(f"run {run_id} has fewer than {count} {kind} events after {timeout} s")
+    raise AssertionError(f"run {run_id} has fewer than {count} {kind} events after {within} s")
 
 
 async def wait_for_row(
-    client: httpx.AsyncClient, run_id: str, ready: Any, timeout: float = 30.0
+    client: httpx.AsyncClient, run_id: str, ready: Any, within: float = 30.0
 ) -> dict[str, Any]:
     """The run as the read model shows it, once `ready(row)` holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
         row = (await client.get(f"/v1/runs/{run_id}")).json()
         if ready(row):
             return row  # type: ignore[no-any-return]
         await asyncio.sleep(0.1)
-    raise AssertionError(f"run {run_id} did not get there in {timeout} s")
+    raise AssertionError(f"run {run_id} did not get there in {within} s")
 
 
 def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -61,14 +65,20 @@ def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 async def test_the_review_loop_example_redrafts_once_then_validates_and_sends_the_reply(
     client: httpx.AsyncClient,
 ) -> None:
-    run_id = await start(client, example("review-loop"), {"customer": "Ada", "complaint": "late parcel"})
+    run_id = await start(
+        client, example("review-loop"), {"customer": "Ada", "complaint": "late parcel"}
+    )
     run = await wait_for_run(client, run_id, timeout=60)
     assert run["status"] == "completed"
     assert "we are sorry" in run["output"]["sent"]
     assert run["output"]["verdict"] == "APPROVED"
     assert run["nodes"]["review"]["iterations"] == 2
     events = await events_of(client, run_id)
-    drafts = [e["data"]["attempt"] for e in of_type(events, "NodeStarted") if e["data"]["node_id"] == "draft"]
+    drafts = [
+        e["data"]["attempt"]
+        for e in of_type(events, "NodeStarted")
+        if e["data"]["node_id"] == "draft"
+    ]
     assert drafts == [1, 2]
     [judged] = of_type(events, "LlmRequestCompleted")
     assert judged["data"]["purpose"] == "validator"
@@ -91,7 +101,10 @@ async def test_a_loop_whose_reviewer_never_approves_runs_exactly_its_bound(
     assert len(drafts) == 3
     rows = (await client.get(f"/v1/runs/{run_id}/attempts", params={"node_id": "review"})).json()
     assert [(r["attempt"], r["status"]) for r in rows["items"]] == [
-        (1, "completed"), (2, "completed"), (3, "completed")]
+        (1, "completed"),
+        (2, "completed"),
+        (3, "completed"),
+    ]
 
 
 async def test_a_blocked_transition_fails_the_run_with_the_validator_reason_in_its_history(
@@ -99,17 +112,21 @@ async def test_a_blocked_transition_fails_the_run_with_the_validator_reason_in_i
 ) -> None:
     definition = copy.deepcopy(example("review-loop"))
     definition["name"] = "review-strict"
-    definition["nodes"]["review"]["next"][1]["validators"][0]["expression"] = "size(vars.reply) > 500"
+    definition["nodes"]["review"]["next"][1]["validators"][0]["expression"] = (
+        "size(vars.reply) > 500"
+    )
     run_id = await start(client, definition, {"customer": "Ada", "complaint": "late parcel"})
     run = await wait_for_run(client, run_id, timeout=60)
     assert run["status"] == "failed"
     assert run["error"]["class"] == "validation"
     assert "the reply is too short" in run["error"]["message"]
     assert run["nodes"]["review"]["blocked"] == [
-        {"to": "send", "validator": 0, "reason": "the reply is too short"}]
+        {"to": "send", "validator": 0, "reason": "the reply is too short"}
+    ]
     timeline = (await client.get(f"/v1/runs/{run_id}/state")).json()["timeline"]
     assert "review -> send blocked by its expression validator 0: the reply is too short" in [
-        e["summary"] for e in timeline]
+        e["summary"] for e in timeline
+    ]
     assert of_type(await events_of(client, run_id), "LlmRequested") == []  # never asked the judge
 
 
@@ -122,14 +139,26 @@ async def test_a_condition_edge_waits_until_set_variables_and_a_scheduled_edge_f
     # the timer role fires the scheduled edge: check_back runs, and the run waits again
     events = await wait_for_events(client, run_id, "RunWaiting", 2)
     assert [e["type"] for e in events].index("WorkflowRun.TimerFired") < [
-        e["type"] for e in events].index("WorkflowRun.NodeStarted", 3)
-    run = await wait_for_row(client, run_id, lambda row: row["version"] == events[-1]["aggregate_version"])
+        e["type"] for e in events
+    ].index("WorkflowRun.NodeStarted", 3)
+    run = await wait_for_row(
+        client, run_id, lambda row: row["version"] == events[-1]["aggregate_version"]
+    )
     assert run["status"] == "waiting"
     assert run["nodes"]["check_back"]["status"] == "completed"
     command_id = f"resolve-{uuid.uuid4().hex[:8]}"
-    sent = await client.post("/v1/commands", json={
-        "command_id": command_id, "type": "SetVariables",
-        "payload": {"run_id": run_id, "variables": {"resolved": True}, "reason": "customer confirmed"}})
+    sent = await client.post(
+        "/v1/commands",
+        json={
+            "command_id": command_id,
+            "type": "SetVariables",
+            "payload": {
+                "run_id": run_id,
+                "variables": {"resolved": True},
+                "reason": "customer confirmed",
+            },
+        },
+    )
     assert sent.status_code == 202
     assert (await wait_for_command(client, command_id))["status"] == "accepted"
     run = await wait_for_run(client, run_id)
@@ -144,18 +173,43 @@ async def test_a_condition_edge_waits_until_set_variables_and_a_scheduled_edge_f
 
 
 async def test_an_llm_judge_behind_the_openai_sdk_blocks_an_impolite_reply(
-    settings: Any, database_url: str, kafka_bootstrap: str, fakes: Any  # noqa: F811
+    settings: Any,
+    database_url: str,
+    kafka_bootstrap: str,
+    fakes: Any,
 ) -> None:
     openai, anthropic = fakes
     openai.then(OpenAiWire.completion('{"pass": false, "reason": "it shouts at the customer"}'))
-    definition = {"name": "judged", "start": "write", "nodes": {
-        "write": {"kind": "set", "vars": {"reply": "WE DO NOT DO REFUNDS"}, "next": [
-            {"to": "send", "validators": [{"llm": {
-                "model": "openai:gpt-4o-mini", "prompt": "Is this reply polite? {{ vars.reply }}"}}]}]},
-        "send": {"kind": "set", "vars": {"sent": True}},
-    }}
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                              environment(openai, anthropic)) as instance, api_client(instance) as api:
+    definition = {
+        "name": "judged",
+        "start": "write",
+        "nodes": {
+            "write": {
+                "kind": "set",
+                "vars": {"reply": "WE DO NOT DO REFUNDS"},
+                "next": [
+                    {
+                        "to": "send",
+                        "validators": [
+                            {
+                                "llm": {
+                                    "model": "openai:gpt-4o-mini",
+                                    "prompt": "Is this reply polite? {{ vars.reply }}",
+                                }
+                            }
+                        ],
+                    }
+                ],
+            },
+            "send": {"kind": "set", "vars": {"sent": True}},
+        },
+    }
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as instance,
+        api_client(instance) as api,
+    ):
         run_id = await start(api, definition, {})
         run = await wait_for_run(api, run_id)
         events = await events_of(api, run_id)
