@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import yaml
 from eventsourcing.application import project_aggregate
+from pydantic import TypeAdapter
 
 from domain.definitions import parse_definition
+from domain.edits import Edit, apply_edits
 from domain.errors import DefinitionInvalid, LlmRequestNotPending, RunNotActive
 from domain.llm import LlmResult, Usage
 from domain.runs import WorkflowRun
@@ -539,3 +541,29 @@ def test_retries_inside_a_loop_count_per_pass() -> None:
     assert run.nodes["draft"]["status"] == "retrying"  # attempt 2 is this pass's first try
     run.fire_timer("retry:draft:2")
     assert run.nodes["draft"]["attempt"] == 3
+
+
+def edits(*items: dict[str, Any]) -> list[Any]:
+    return [TypeAdapter(Edit).validate_python(item) for item in items]
+
+
+def test_graph_edits_add_remove_and_retarget_edges_of_a_next_list() -> None:
+    graph = parse_definition(review()).canonical()
+    edited = apply_edits(
+        graph,
+        edits(
+            {
+                "op": "insert_before",
+                "node": "publish",
+                "new": "polish",
+                "definition": {"kind": "set", "vars": {"polished": True}},
+            },
+            {"op": "add_node", "node": "archive", "definition": {"kind": "set", "vars": {"a": 1}}},
+            {"op": "add_edge", "from": "check", "to": "archive"},
+        ),
+    )
+    assert [e["to"] for e in edited["nodes"]["check"]["next"]] == ["draft", "polish", "archive"]
+    assert edited["nodes"]["polish"]["next"] == "publish"
+    parse_definition(edited)
+    removed = apply_edits(edited, edits({"op": "remove_edge", "from": "check", "to": "draft"}))
+    assert [e["to"] for e in removed["nodes"]["check"]["next"]] == ["polish", "archive"]
