@@ -190,6 +190,7 @@ class WorkflowRun(Aggregate):
             self.variables = dict(fork["variables"])
             self.nodes.update(fork["nodes"])
             self.edges = dict(fork["edges"])
+            self.loops = dict(fork.get("loops", {}))
             self.forked_from = {
                 key: fork[key] for key in ("run_id", "node", "version", "mode", "overrides")
             }
@@ -1264,6 +1265,24 @@ class WorkflowRun(Aggregate):
             raise RunNotActive(f"run {self.id} is {self.status}: its variables cannot change")
         self._variables_set(variables, actor, reason)
         self.advance()
+
+    def reopen_edges(self) -> None:
+        """Decide again the edges a fork took over undecided (they waited for a trigger
+        or a judge in the source run): set their timers anew, ask their judges again."""
+        context = self.activation()
+        for source, state in self.nodes.items():
+            if state["status"] != "completed":
+                continue
+            undecided = [
+                edge
+                for edge in self._listed_edges(source)
+                if not edge.loop and edge_key(source, edge.to) not in self.edges
+            ]
+            for edge in undecided:
+                if not self._open_edge(source, edge, context):
+                    break
+            if undecided:
+                self._check_source_stuck(source)
 
     def _listed_edges(self, node_id: str) -> list[Edge]:
         node = self.spec.nodes[node_id]

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.commands import CommandEnvelope, EditGraph, ForkRun, run_id_for
+from domain.edges import RESOLVED
 from domain.edits import with_overrides
 from domain.errors import DefinitionInvalid, ForkRejected, Problem, RunNotFound
 from domain.llm import LlmRequest
@@ -108,11 +109,13 @@ def fork_run(command: ForkRun, envelope: CommandEnvelope, uow: UnitOfWork) -> di
             ),
             "variables": {**source.variables, **command.variables},
             "nodes": finished,
-            "edges": source.edges,
+            "edges": {key: state for key, state in source.edges.items() if state in RESOLVED},
+            "loops": source.loops,
             "reused": reused,
             "recorded": point.recorded if command.mode == "recorded" else {},
         },
     )
+    run.reopen_edges()
     run.advance()
     uow.add(run)
     return {

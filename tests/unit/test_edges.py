@@ -22,6 +22,7 @@ from domain.runs import WorkflowRun
 from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
 from handlers.unit_of_work import UnitOfWork
 from tests.unit.test_agent import complete
+from tests.unit.test_forks import accepted
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -567,3 +568,29 @@ def test_graph_edits_add_remove_and_retarget_edges_of_a_next_list() -> None:
     parse_definition(edited)
     removed = apply_edits(edited, edits({"op": "remove_edge", "from": "check", "to": "draft"}))
     assert [e["to"] for e in removed["nodes"]["check"]["next"]] == ["polish", "archive"]
+
+
+def test_a_fork_decides_again_the_edges_its_source_left_waiting(uow: UnitOfWork) -> None:
+    document = flow(
+        [
+            {"to": "publish"},
+            {"to": "check", "trigger": {"condition": "vars.ok == true"}},
+            {"to": "later", "trigger": {"schedule": {"delay": "1h"}}},
+        ]
+    )
+    document["nodes"]["publish"]["next"] = "after"
+    for node_id in ("after", "check", "later"):
+        document["nodes"][node_id] = {"kind": "set", "vars": {node_id: True}}
+    accepted(uow, "PublishWorkflow", {"definition": document})
+    source = accepted(uow, "StartRun", {"workflow": "flow", "input": {"draft": "x"}})["run_id"]
+    assert uow.get(uuid.UUID(source)).status == "waiting"
+    fork = accepted(uow, "ForkRun", {"source_run_id": source, "from_node": "after"})
+    forked = uow.get(uuid.UUID(fork["run_id"]))
+    assert forked.status == "waiting"
+    assert forked.edges["write->check"] == forked.edges["write->later"] == "waiting"
+    assert forked.timers["edge:write->later:1"]["status"] == "pending"
+    accepted(uow, "SetVariables", {"run_id": fork["run_id"], "variables": {"ok": True}})
+    accepted(uow, "FireTimer", {"run_id": fork["run_id"], "timer": "edge:write->later:1"})
+    forked = uow.get(uuid.UUID(fork["run_id"]))
+    assert forked.status == "completed"
+    assert forked.variables["check"] is forked.variables["later"] is True
