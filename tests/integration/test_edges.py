@@ -146,21 +146,12 @@ async def test_a_condition_edge_waits_until_set_variables_and_a_scheduled_edge_f
     )
     assert run["status"] == "waiting"
     assert run["nodes"]["check_back"]["status"] == "completed"
-    command_id = f"resolve-{uuid.uuid4().hex[:8]}"
     sent = await client.post(
-        "/v1/commands",
-        json={
-            "command_id": command_id,
-            "type": "SetVariables",
-            "payload": {
-                "run_id": run_id,
-                "variables": {"resolved": True},
-                "reason": "customer confirmed",
-            },
-        },
+        f"/v1/runs/{run_id}/variables",
+        json={"variables": {"resolved": True}, "reason": "customer confirmed"},
     )
     assert sent.status_code == 202
-    assert (await wait_for_command(client, command_id))["status"] == "accepted"
+    assert (await wait_for_command(client, sent.json()["command_id"]))["status"] == "accepted"
     run = await wait_for_run(client, run_id)
     assert run["status"] == "completed"
     assert run["variables"]["status"] == "closed"
@@ -219,3 +210,66 @@ async def test_an_llm_judge_behind_the_openai_sdk_blocks_an_impolite_reply(
     [request] = openai.requests
     assert request.body["messages"][-1]["content"] == "Is this reply polite? WE DO NOT DO REFUNDS"
     assert len(of_type(events, "LlmRequestCompleted")) == 1
+
+
+async def open_task(client: httpx.AsyncClient, run_id: str, version_above: int) -> dict[str, Any]:
+    """The run's open task, once the work queue shows one opened after `version_above`."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        items = (await client.get("/v1/tasks", params={"run_id": run_id})).json()["items"]
+        if items and items[0]["version"] > version_above:
+            return items[0]  # type: ignore[no-any-return]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no task of run {run_id} opened after version {version_above}")
+
+
+async def test_a_human_approval_inside_a_loop_opens_its_task_again_after_a_rejection(
+    client: httpx.AsyncClient,
+) -> None:
+    definition = {
+        "name": "approve-loop",
+        "start": "draft",
+        "nodes": {
+            "draft": {
+                "kind": "llm",
+                "model": "scripted:echo",
+                "prompt": "A draft",
+                "output": "draft",
+                "next": "approve",
+            },
+            "approve": {
+                "kind": "human",
+                "title": "Approve the draft?",
+                "role": "editor",
+                "output": "verdict",
+                "next": [
+                    {
+                        "to": "draft",
+                        "loop": {"max_iterations": 3},
+                        "when": 'vars.verdict.decision == "reject"',
+                    },
+                    {"to": "publish"},
+                ],
+            },
+            "publish": {"kind": "set", "vars": {"published": True}},
+        },
+    }
+    run_id = await start(client, definition, {})
+    first = await open_task(client, run_id, 0)
+    decide = f"/v1/runs/{run_id}/tasks/approve/complete"
+    assert (await client.post(decide, json={"decision": "reject"})).status_code == 202
+    second = await open_task(client, run_id, first["version"])
+    assert (second["task_id"], second["status"], second["title"]) == (
+        "approve",
+        "open",
+        "Approve the draft?",
+    )
+    assert (await client.post(decide, json={"decision": "approve"})).status_code == 202
+    run = await wait_for_run(client, run_id)
+    assert run["status"] == "completed"
+    assert run["variables"]["published"] is True
+    events = await events_of(client, run_id)
+    assert [e["data"]["output"]["decision"] for e in of_type(events, "TaskCompleted")] == [
+        "reject",
+        "approve",
+    ]
