@@ -342,8 +342,10 @@ class WorkflowRun(Aggregate):
     def pause(self, actor: str, reason: str, until: str | None = None) -> None:
         """Start no new node until `resume` (or until `until`: a snooze); work in flight
         completes and is recorded."""
-        if self.status != "running":
-            raise RunNotActive(f"run {self.id} is {self.status}: only a running run can pause")
+        if self.status not in ("running", "waiting"):
+            raise RunNotActive(
+                f"run {self.id} is {self.status}: only a running or waiting run can pause"
+            )
         at = moment(until, "until") if until else None
         self._run_paused(actor, reason, None)
         if at is not None:
@@ -411,9 +413,9 @@ class WorkflowRun(Aggregate):
         valid definition, and every node that has started must stay as it was (a running
         node's outgoing edges excepted: they are decided when it ends). Nodes that became
         ready start at once; nodes left with no way in are skipped."""
-        if self.status != "running":
+        if self.status not in ("running", "waiting"):
             raise GraphEditRejected(
-                f"run {self.id} is {self.status}: only a running run's graph can change"
+                f"run {self.id} is {self.status}: only a running or waiting run's graph can change"
             )
         graph = apply_edits(self.graph, edits)
         problems = self._edit_problems(graph)

@@ -594,3 +594,13 @@ def test_a_fork_decides_again_the_edges_its_source_left_waiting(uow: UnitOfWork)
     forked = uow.get(uuid.UUID(fork["run_id"]))
     assert forked.status == "completed"
     assert forked.variables["check"] is forked.variables["later"] is True
+
+
+def test_a_waiting_run_can_pause_and_waits_again_when_resumed() -> None:
+    run = start(APPROVAL, {"draft": "hi"})
+    run.pause("ada", "holiday")
+    run.set_variables({"approved": True}, "bo")
+    assert run.status == "paused"
+    assert run.nodes["publish"]["status"] == "pending"
+    run.resume("ada")
+    assert run.status == "completed"
