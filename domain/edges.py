@@ -30,7 +30,7 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.durations import DURATION, seconds
-from domain.errors import ExpressionError, Problem, TemplateError
+from domain.errors import Problem, problems_of
 from domain.expressions import compile_expression
 from domain.llm import LlmRequest, LlmResult, Message
 from domain.templates import parse_template, render
@@ -224,21 +224,23 @@ def edge_problems(spec: WorkflowSpec) -> list[Problem]:
                 )
             seen.add(edge.to)
             if edge.when:
-                problems += _check(compile_expression, edge.when, f"{at}.when")
+                problems += problems_of(compile_expression, edge.when, f"{at}.when")
             if edge.trigger and edge.trigger.condition:
-                problems += _check(
+                problems += problems_of(
                     compile_expression, edge.trigger.condition, f"{at}.trigger.condition"
                 )
             for number, validator in enumerate(edge.validators):
                 where = f"{at}.validators[{number}]"
                 if validator.expression is not None:
-                    problems += _check(
+                    problems += problems_of(
                         compile_expression, validator.expression, f"{where}.expression"
                     )
                 if validator.llm is not None:
-                    problems += _check(parse_template, validator.llm.prompt, f"{where}.llm.prompt")
+                    problems += problems_of(
+                        parse_template, validator.llm.prompt, f"{where}.llm.prompt"
+                    )
                     if validator.llm.system:
-                        problems += _check(
+                        problems += problems_of(
                             parse_template, validator.llm.system, f"{where}.llm.system"
                         )
             if edge.loop and (edge.trigger or edge.validators):
@@ -270,14 +272,6 @@ def loop_problems(spec: WorkflowSpec) -> list[Problem]:
                     )
                 )
     return problems
-
-
-def _check(check: Any, source: str, path: str) -> list[Problem]:
-    try:
-        check(source)
-    except (ExpressionError, TemplateError) as error:
-        return [Problem(path, str(error))]
-    return []
 
 
 # The LLM judge

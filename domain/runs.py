@@ -1317,12 +1317,9 @@ class WorkflowRun(Aggregate):
             why = f"loop bound reached: {passes} of {edge.loop.max_iterations} iterations ran"
             self._edge_decided(source, edge.to, "skipped", why)
             return False
-        holds = self._when_holds(source, edge, context)
-        if holds is None:
-            return True
-        if not holds:
-            self._edge_decided(source, edge.to, "skipped", f"when {edge.when!r} is false")
-            return False
+        through = self._when_passes(source, edge, context)
+        if not through:
+            return through is None
         body = loop_body(self.spec, source, edge.to)
         after = reachable(self.spec, edge.to) - set(body)
         skipped = {n for n, state in self.nodes.items() if state["status"] == "skipped"}
@@ -1333,12 +1330,9 @@ class WorkflowRun(Aggregate):
 
     def _open_edge(self, source: str, edge: Edge, context: dict[str, Any]) -> bool:
         """Decide an edge as far as it can be now; False if the source failed instead."""
-        holds = self._when_holds(source, edge, context)
-        if holds is None:
-            return False
-        if not holds:
-            self._edge_decided(source, edge.to, "skipped", f"when {edge.when!r} is false")
-            return True
+        through = self._when_passes(source, edge, context)
+        if not through:
+            return through is not None
         trigger = edge.trigger
         if trigger is not None and trigger.condition is not None:
             if not self._condition_holds(trigger.condition, context):
@@ -1354,17 +1348,21 @@ class WorkflowRun(Aggregate):
         self._validate_edge(source, edge, 0, context)
         return True
 
-    def _when_holds(self, source: str, edge: Edge, context: dict[str, Any]) -> bool | None:
-        """Whether `when` holds (True without one); None when it cannot be evaluated: then
-        the source node fails with class `definition`."""
+    def _when_passes(self, source: str, edge: Edge, context: dict[str, Any]) -> bool | None:
+        """Whether the edge's `when` lets it through (True without one). False: it does
+        not, and the edge is skipped. None: it cannot be evaluated, and the source node
+        fails with class `definition`."""
         if edge.when is None:
             return True
         try:
-            return evaluate_condition(edge.when, context)
+            holds = evaluate_condition(edge.when, context)
         except ExpressionError as error:
             failure = {"class": "definition", "message": f"the edge to {edge.to!r}: when: {error}"}
             self._fail_node(source, self.nodes[source]["attempt"], failure)
             return None
+        if not holds:
+            self._edge_decided(source, edge.to, "skipped", f"when {edge.when!r} is false")
+        return holds
 
     @staticmethod
     def _condition_holds(condition: str, context: dict[str, Any]) -> bool:

@@ -18,30 +18,13 @@ from domain.definitions import parse_definition
 from domain.edits import Edit, apply_edits
 from domain.errors import DefinitionInvalid, LlmRequestNotPending, RunNotActive
 from domain.llm import LlmResult, Usage
-from domain.runs import WorkflowRun
 from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
 from handlers.unit_of_work import UnitOfWork
 from tests.unit.test_agent import complete
 from tests.unit.test_forks import accepted
+from tests.unit.test_scheduling import start
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
-
-
-def start(document: dict[str, Any], input: dict[str, Any] | None = None) -> WorkflowRun:
-    spec = parse_definition(document)
-    run = WorkflowRun(
-        run_id=uuid.uuid4(),
-        tenant="default",
-        actor="test",
-        workflow=spec.name,
-        version=1,
-        content_hash=spec.content_hash(),
-        graph=spec.canonical(),
-        input=input or {},
-        command_id="c1",
-    )
-    run.advance()
-    return run
 
 
 def answer(text: str) -> LlmResult:
