@@ -17,10 +17,13 @@ from pydantic import TypeAdapter
 from domain.definitions import parse_definition
 from domain.edits import Edit, apply_edits
 from domain.errors import DefinitionInvalid, LlmRequestNotPending, RunNotActive
-from domain.llm import LlmResult, Usage
+from domain.llm import LlmRequest, LlmResult, Usage
+from domain.runs import WorkflowRun
 from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
 from handlers.unit_of_work import UnitOfWork
+from infra.llm.scripted import ScriptedProvider
 from tests.unit.test_agent import complete
+from tests.unit.test_docs import documented
 from tests.unit.test_forks import accepted
 from tests.unit.test_scheduling import start
 
@@ -587,3 +590,36 @@ def test_a_waiting_run_can_pause_and_waits_again_when_resumed() -> None:
     assert run.nodes["publish"]["status"] == "pending"
     run.resume("ada")
     assert run.status == "completed"
+
+
+async def answer_everything(run: WorkflowRun) -> None:
+    """Answer the model calls of nodes and of the run itself with the scripted provider,
+    as the worker would, until nothing is asked any more."""
+    provider = ScriptedProvider()
+    while True:
+        running = [n for n, s in run.nodes.items() if s["status"] == "running"]
+        asked = [r for r, s in run.llm_requests.items() if s["status"] == "pending"]
+        if not running and not asked:
+            return
+        for node_id in running:
+            result = await provider.complete(run.llm_request(node_id))
+            run.complete_llm_call(node_id, run.nodes[node_id]["attempt"], result)
+        for request_id in asked:
+            request = LlmRequest.model_validate(run.llm_requests[request_id]["request"])
+            run.complete_llm_request(request_id, await provider.complete(request))
+
+
+async def test_the_documented_reply_review_loops_to_its_bound_then_waits_for_approval() -> None:
+    run = start(documented("reply-review"))
+    await answer_everything(run)
+    assert run.status == "waiting"
+    assert run.nodes["draft"]["attempt"] == run.nodes["review"]["attempt"] == 3
+    assert run.edges == {
+        "draft->review": "taken",
+        "review->draft": "skipped",
+        "review->publish": "waiting",
+    }
+    run.set_variables({"approved": True}, "ada")
+    await answer_everything(run)
+    assert run.status == "completed"
+    assert run.variables["published"] == run.variables["reply"]
