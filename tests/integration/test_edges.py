@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import uuid
 from typing import Any
 
 import httpx
