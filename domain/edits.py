@@ -159,7 +159,8 @@ def _retarget(node: dict[str, Any], old: str, new: str) -> None:
     its target: it leads back, not on)."""
     if node.get("next") == old:
         node["next"] = new
-    for edge in node.get("next") if isinstance(node.get("next"), list) else []:
+    listed = node.get("next")
+    for edge in listed if isinstance(listed, list) else []:
         if edge.get("to") == old and "loop" not in edge:
             edge["to"] = new
     if node.get("default") == old:
