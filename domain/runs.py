@@ -1539,6 +1539,11 @@ class WorkflowRun(Aggregate):
     ) -> None:
         assert purpose in LLM_REQUEST_PURPOSES, purpose
         self._llm_requested(request_id, purpose, request.model_dump(mode="json"), context)
+        recorded = self._recorded.get(request.fingerprint())
+        if recorded is not None:  # a fork in `recorded` mode: the same call was answered
+            self._llm_request_replayed(request_id, purpose, recorded)
+            result = LlmResult.model_validate(recorded)
+            getattr(self, LLM_REQUEST_PURPOSES[purpose])(context, result, None)
 
     def check_llm_request_pending(self, request_id: str) -> dict[str, Any]:
         """The pending request `request_id`; raises LlmRequestNotPending otherwise."""
@@ -1575,6 +1580,11 @@ class WorkflowRun(Aggregate):
     @event("LlmRequestCompleted")
     def _llm_request_completed(self, request_id: str, purpose: str, result: dict[str, Any]) -> None:
         self.usage = add_usage(self.usage, result)
+        self.llm_requests[request_id] = {**self.llm_requests[request_id], "status": "completed"}
+
+    @event("LlmRequestReplayed")
+    def _llm_request_replayed(self, request_id: str, purpose: str, result: dict[str, Any]) -> None:
+        """A fork in `recorded` mode re-served a recorded answer: nothing was spent."""
         self.llm_requests[request_id] = {**self.llm_requests[request_id], "status": "completed"}
 
     @event("LlmRequestFailed")

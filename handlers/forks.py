@@ -50,8 +50,14 @@ def fork_point(events: list[Any], from_node: str) -> ForkPoint:
     point.reused.update(parent_fork.get("reused", {}))
     point.recorded.update(parent_fork.get("recorded", {}))
     requests: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
+    run_requests: dict[str, dict[str, Any]] = {}  # run-level model calls (edge judges)
     for event in events:
         kind = _kind(event)
+        if kind == "LlmRequested":
+            run_requests[event.request_id] = event.request
+        elif kind in ("LlmRequestCompleted", "LlmRequestReplayed"):
+            request = LlmRequest.model_validate(run_requests[event.request_id])
+            point.recorded[request.fingerprint()] = event.result
         if kind == "NodeStarted" and event.input:
             requests[(event.node_id, event.attempt)] = (event.kind, event.input)
         elif kind in ANSWERS:

@@ -125,6 +125,7 @@ EDGE_SUMMARIES: dict[str, Any] = {
     "LlmRequested": lambda d: f"{d['purpose']} asks {d['request']['model']} ({d['request_id']})",
     "LlmRequestCompleted": lambda d: f"{d['purpose']}: {d['result']['provider']}:"
     f"{d['result']['model']} answered: {d['result']['text'][:120]}",
+    "LlmRequestReplayed": lambda d: f"{d['purpose']}: recorded answer re-served (same request)",
     "LlmRequestFailed": lambda d: f"{d['purpose']}: model call failed: {d['error'].get('message')}",
 }
 """Summaries of the events of edges with triggers, validators and loops."""

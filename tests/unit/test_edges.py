@@ -623,3 +623,25 @@ async def test_the_documented_reply_review_loops_to_its_bound_then_waits_for_app
     await answer_everything(run)
     assert run.status == "completed"
     assert run.variables["published"] == run.variables["reply"]
+
+
+def test_a_recorded_fork_re_serves_the_judges_answer_instead_of_asking_again(
+    uow: UnitOfWork,
+) -> None:
+    accepted(uow, "PublishWorkflow", {"definition": JUDGED})
+    source = accepted(uow, "StartRun", {"workflow": "flow", "input": {"draft": "Dear Ada"}})
+    run = uow.get(uuid.UUID(source["run_id"]))
+    run.complete_llm_request("validator:write->publish:1:1", answer("yes"))
+    uow.save()
+    fork = accepted(
+        uow,
+        "ForkRun",
+        {"source_run_id": source["run_id"], "from_node": "write", "mode": "recorded"},
+    )
+    forked = uow.get(uuid.UUID(fork["run_id"]))
+    assert forked.status == "completed"
+    assert [r["status"] for r in forked.llm_requests.values()] == ["completed"]
+    assert forked.usage["llm_calls"] == 0
+    kinds = names(uow.app.repository.event_store.get(forked.id))
+    assert "LlmRequestReplayed" in kinds
+    assert "LlmRequestCompleted" not in kinds
