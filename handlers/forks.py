@@ -56,8 +56,8 @@ def fork_point(events: list[Any], from_node: str) -> ForkPoint:
         if kind == "LlmRequested":
             run_requests[event.request_id] = event.request
         elif kind in ("LlmRequestCompleted", "LlmRequestReplayed"):
-            request = LlmRequest.model_validate(run_requests[event.request_id])
-            point.recorded[request.fingerprint()] = event.result
+            asked = LlmRequest.model_validate(run_requests[event.request_id])
+            point.recorded[asked.fingerprint()] = event.result
         if kind == "NodeStarted" and event.input:
             requests[(event.node_id, event.attempt)] = (event.kind, event.input)
         elif kind in ANSWERS:
