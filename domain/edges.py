@@ -140,9 +140,14 @@ class Edge(_Strict):
     when: str | None = Field(
         default=None, description="CEL, decided once when the source completes"
     )
-    trigger: Trigger | None = None
+    trigger: Trigger | None = Field(default=None, description="none or `immediate`: at once")
     validators: list[Validator] = Field(default_factory=list)
     loop: Loop | None = None
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def _immediate_is_no_trigger(cls, trigger: Any) -> Any:
+        return None if trigger == "immediate" else trigger
 
 
 def edge_list(next: str | list[Edge] | None) -> list[Edge]:

@@ -645,3 +645,11 @@ def test_a_recorded_fork_re_serves_the_judges_answer_instead_of_asking_again(
     kinds = names(uow.app.repository.event_store.get(forked.id))
     assert "LlmRequestReplayed" in kinds
     assert "LlmRequestCompleted" not in kinds
+
+
+def test_an_immediate_trigger_is_the_same_edge_as_none() -> None:
+    written = parse_definition(flow([{"to": "publish", "trigger": "immediate"}]))
+    assert written.content_hash() == parse_definition(flow([{"to": "publish"}])).content_hash()
+    assert problems(flow([{"to": "publish", "trigger": "later"}])) == [
+        "nodes.write.next[0].trigger: Input should be a valid dictionary or instance of Trigger"
+    ]
