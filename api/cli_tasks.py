@@ -1,8 +1,9 @@
-"""`heddle tasks list|complete|reassign` and `heddle runs pause|resume|cancel`: people in
-a run, from the command line (through the routes of `api/tasks.py`)."""
+"""`heddle tasks list|complete|reassign` and `heddle runs pause|resume|cancel|set`: people
+in a run, from the command line (through the routes of `api/tasks.py`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,10 +16,38 @@ tasks_app = typer.Typer(help="Work on tasks for people: list, complete, reassign
 
 
 def register(app: typer.Typer, runs_app: typer.Typer) -> None:
-    """Add `tasks` to `app` and `pause`, `resume`, `cancel` to `runs_app`."""
+    """Add `tasks` to `app` and `pause`, `resume`, `cancel`, `set` to `runs_app`."""
     app.add_typer(tasks_app, name="tasks")
     for control in ("pause", "resume", "cancel"):
         runs_app.command(control, help=f"{control.capitalize()} a run.")(_steer(control))
+    runs_app.command("set")(runs_set)
+
+
+def runs_set(
+    run_id: str,
+    variables: Annotated[list[str], typer.Argument(help="name=value (JSON values allowed)")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the run)")] = "",
+) -> None:
+    """Set variables of a run (SetVariables); edges waiting for a condition over them
+    are checked again."""
+    cli = _cli()
+    values: dict[str, Any] = {}
+    for pair in variables:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            cli._fail(f"{pair!r}: write name=value")
+        values[name] = _json_or_text(raw)
+    body = {"variables": values, "reason": reason}
+    sent = cli._call("POST", f"/v1/runs/{run_id}/variables", json=body)
+    outcome = _decided(sent["command_id"])
+    cli.out.print(f"run {run_id} is {outcome['result']['status']}")
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 @tasks_app.command("list")

@@ -25,7 +25,12 @@ TASK_COMMANDS = {
                  "form; `comment`"),
     "reassign": ("ReassignTask", "any of `assignee`, `role`, `priority`; and a `reason`"),
 }
-CONTROLS = {"pause": "PauseRun", "resume": "ResumeRun", "cancel": "CancelRun"}
+CONTROLS = {
+    "pause": "PauseRun",
+    "resume": "ResumeRun",
+    "cancel": "CancelRun",
+    "variables": "SetVariables",
+}
 
 
 def task_routes(heddle: Heddle) -> APIRouter:

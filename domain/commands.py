@@ -148,6 +148,17 @@ class SignalRun(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class SetVariables(BaseModel):
+    """Set variables of a run from outside; edges waiting for a condition over them are
+    checked again (docs/workflows.md, "Edges")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    variables: dict[str, Any] = Field(min_length=1, max_length=100)
+    reason: str = Field(default="", max_length=1000)
+
+
 class FireTimer(BaseModel):
     """Sent by the timer role when a run's timer is due (not meant for people)."""
 
@@ -207,6 +218,7 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "CancelRun": CancelRun,
     "SkipNode": SkipNode,
     "SignalRun": SignalRun,
+    "SetVariables": SetVariables,
     "FireTimer": FireTimer,
     "CompleteRemoteTask": CompleteRemoteTask,
 }

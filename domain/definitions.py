@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from domain.actions import Action, action_problems
 from domain.durations import DURATION, seconds
 from domain.edges import Edge, edge_list, edge_problems, forward_targets, loop_problems
-from domain.errors import DefinitionInvalid, ExpressionError, Problem, TemplateError
+from domain.errors import DefinitionInvalid, Problem
+from domain.errors import problems_of as _check
 from domain.expressions import compile_expression
 from domain.schemas import schema_problems
 from domain.templates import parse_template
@@ -548,14 +549,6 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
                 if isinstance(value, str):
                     problems += _check(parse_template, value, f"{at}.vars.{name}")
     return problems
-
-
-def _check(check: Any, source: str, path: str) -> list[Problem]:
-    try:
-        check(source)
-    except (ExpressionError, TemplateError) as error:
-        return [Problem(path, str(error))]
-    return []
 
 
 def input_problems(schema: dict[str, Any], value: Any) -> list[str]:

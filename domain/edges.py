@@ -4,7 +4,7 @@ A node's `next` is a node id (an immediate edge, as always) or a list of edge ob
 
     next:
       - to: publish
-        trigger: {condition: "vars.approved"}   # or {schedule: {delay: 10m}} / {schedule: {cron: ...}}
+        trigger: {condition: "vars.approved"}   # or {schedule: {delay: 10m}} or cron
         validators:
           - expression: "size(vars.draft) > 200"
             message: "the draft is too short"
@@ -30,7 +30,7 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.durations import DURATION, seconds
-from domain.errors import ExpressionError, Problem, TemplateError
+from domain.errors import Problem, problems_of
 from domain.expressions import compile_expression
 from domain.llm import LlmRequest, LlmResult, Message
 from domain.templates import parse_template, render
@@ -140,9 +140,14 @@ class Edge(_Strict):
     when: str | None = Field(
         default=None, description="CEL, decided once when the source completes"
     )
-    trigger: Trigger | None = None
+    trigger: Trigger | None = Field(default=None, description="none or `immediate`: at once")
     validators: list[Validator] = Field(default_factory=list)
     loop: Loop | None = None
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def _immediate_is_no_trigger(cls, trigger: Any) -> Any:
+        return None if trigger == "immediate" else trigger
 
 
 def edge_list(next: str | list[Edge] | None) -> list[Edge]:
@@ -219,20 +224,30 @@ def edge_problems(spec: WorkflowSpec) -> list[Problem]:
                 known = ", ".join(spec.nodes)
                 problems.append(Problem(f"{at}.to", f"unknown node {edge.to!r} (known: {known})"))
             elif edge.to in seen:
-                problems.append(Problem(f"{at}.to", f"{node_id!r} has an edge to {edge.to!r} already"))
+                problems.append(
+                    Problem(f"{at}.to", f"{node_id!r} has an edge to {edge.to!r} already")
+                )
             seen.add(edge.to)
             if edge.when:
-                problems += _check(compile_expression, edge.when, f"{at}.when")
+                problems += problems_of(compile_expression, edge.when, f"{at}.when")
             if edge.trigger and edge.trigger.condition:
-                problems += _check(compile_expression, edge.trigger.condition, f"{at}.trigger.condition")
+                problems += problems_of(
+                    compile_expression, edge.trigger.condition, f"{at}.trigger.condition"
+                )
             for number, validator in enumerate(edge.validators):
                 where = f"{at}.validators[{number}]"
                 if validator.expression is not None:
-                    problems += _check(compile_expression, validator.expression, f"{where}.expression")
+                    problems += problems_of(
+                        compile_expression, validator.expression, f"{where}.expression"
+                    )
                 if validator.llm is not None:
-                    problems += _check(parse_template, validator.llm.prompt, f"{where}.llm.prompt")
+                    problems += problems_of(
+                        parse_template, validator.llm.prompt, f"{where}.llm.prompt"
+                    )
                     if validator.llm.system:
-                        problems += _check(parse_template, validator.llm.system, f"{where}.llm.system")
+                        problems += problems_of(
+                            parse_template, validator.llm.system, f"{where}.llm.system"
+                        )
             if edge.loop and (edge.trigger or edge.validators):
                 problems.append(
                     Problem(
@@ -262,14 +277,6 @@ def loop_problems(spec: WorkflowSpec) -> list[Problem]:
                     )
                 )
     return problems
-
-
-def _check(check: Any, source: str, path: str) -> list[Problem]:
-    try:
-        check(source)
-    except (ExpressionError, TemplateError) as error:
-        return [Problem(path, str(error))]
-    return []
 
 
 # The LLM judge

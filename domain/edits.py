@@ -124,6 +124,8 @@ def _apply(nodes: dict[str, dict[str, Any]], edit: Any) -> str | None:
 def _edit_edge(node: dict[str, Any], edit: AddEdge | RemoveEdge) -> str | None:
     if node.get("kind") == "switch":
         return "a switch's edges are its cases and default: change them with update_node"
+    if isinstance(node.get("next"), list):
+        return _edit_listed_edge(node["next"], edit)
     if isinstance(edit, AddEdge):
         if node.get("next") not in (None, edit.target):
             return (
@@ -138,10 +140,29 @@ def _edit_edge(node: dict[str, Any], edit: AddEdge | RemoveEdge) -> str | None:
     return None
 
 
+def _edit_listed_edge(edges: list[dict[str, Any]], edit: AddEdge | RemoveEdge) -> str | None:
+    """Add an immediate edge to a `next` list, or remove one (with its trigger, validators
+    or loop) from it."""
+    targets = [edge.get("to") for edge in edges]
+    if isinstance(edit, AddEdge):
+        if edit.target not in targets:
+            edges.append({"to": edit.target})
+        return None
+    if edit.target not in targets:
+        return f"there is no edge {edit.source} -> {edit.target}"
+    del edges[targets.index(edit.target)]
+    return None
+
+
 def _retarget(node: dict[str, Any], old: str, new: str) -> None:
-    """Point every edge of `node` that goes to `old` at `new` instead."""
+    """Point every edge of `node` that goes to `old` at `new` instead (a loop edge keeps
+    its target: it leads back, not on)."""
     if node.get("next") == old:
         node["next"] = new
+    listed = node.get("next")
+    for edge in listed if isinstance(listed, list) else []:
+        if edge.get("to") == old and "loop" not in edge:
+            edge["to"] = new
     if node.get("default") == old:
         node["default"] = new
     for case in node.get("cases", []):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -18,6 +19,16 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def problems_of(check: Callable[[str], object], source: str, path: str) -> list[Problem]:
+    """The problem `check` finds in `source` (it raises ExpressionError or TemplateError),
+    at `path`; none when it passes."""
+    try:
+        check(source)
+    except (ExpressionError, TemplateError) as error:
+        return [Problem(path, str(error))]
+    return []
 
 
 class DefinitionInvalid(DomainError):

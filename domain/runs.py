@@ -22,7 +22,6 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.actions import Locator, Performed, model_request, perform, phase_queue
 from domain.definitions import (
-    DURATION,
     AgentNode,
     HumanNode,
     JoinNode,
@@ -37,8 +36,8 @@ from domain.definitions import (
     WorkflowSpec,
     _ModelNode,
     parse_definition,
-    seconds,
 )
+from domain.durations import DURATION, seconds
 from domain.edges import (
     NOT_TAKEN,
     RESOLVED,
@@ -194,6 +193,7 @@ class WorkflowRun(Aggregate):
             self.variables = dict(fork["variables"])
             self.nodes.update(fork["nodes"])
             self.edges = dict(fork["edges"])
+            self.loops = dict(fork.get("loops", {}))
             self.forked_from = {
                 key: fork[key] for key in ("run_id", "node", "version", "mode", "overrides")
             }
@@ -345,8 +345,10 @@ class WorkflowRun(Aggregate):
     def pause(self, actor: str, reason: str, until: str | None = None) -> None:
         """Start no new node until `resume` (or until `until`: a snooze); work in flight
         completes and is recorded."""
-        if self.status != "running":
-            raise RunNotActive(f"run {self.id} is {self.status}: only a running run can pause")
+        if self.status not in ("running", "waiting"):
+            raise RunNotActive(
+                f"run {self.id} is {self.status}: only a running or waiting run can pause"
+            )
         at = moment(until, "until") if until else None
         self._run_paused(actor, reason, None)
         if at is not None:
@@ -414,9 +416,9 @@ class WorkflowRun(Aggregate):
         valid definition, and every node that has started must stay as it was (a running
         node's outgoing edges excepted: they are decided when it ends). Nodes that became
         ready start at once; nodes left with no way in are skipped."""
-        if self.status != "running":
+        if self.status not in ("running", "waiting"):
             raise GraphEditRejected(
-                f"run {self.id} is {self.status}: only a running run's graph can change"
+                f"run {self.id} is {self.status}: only a running or waiting run's graph can change"
             )
         graph = apply_edits(self.graph, edits)
         problems = self._edit_problems(graph)
@@ -703,11 +705,6 @@ class WorkflowRun(Aggregate):
                 "remaining": wait.remaining,
                 "completion": completion,
             }
-            recorded = self._recorded.get(wait.request.fingerprint())
-            if recorded is not None:  # a fork in `recorded` mode: the source's answer
-                self._action_llm_replayed(node_id, attempt, wait.action, recorded)
-                self._carry_on(context, recorded["text"])
-                return False
             request_id = f"action:{node_id}:{attempt}:{wait.action}"
             self._request_llm(request_id, "action", wait.request, copy.deepcopy(context))
             return False
@@ -1288,13 +1285,6 @@ class WorkflowRun(Aggregate):
     ) -> None:
         """A `document` action saved an artifact (read at `GET /v1/artifacts/{id}`)."""
 
-    @event("ActionLlmReplayed")
-    def _action_llm_replayed(
-        self, node_id: str, attempt: int, action: str, result: dict[str, Any]
-    ) -> None:
-        """A fork in `recorded` mode re-served the source's answer to the same request of an
-        `llm` action: nothing was spent."""
-
     @event("NodeEntering")
     def _node_entering(self, node_id: str, kind: str, attempt: int) -> None:
         """The node's entry actions wait for a model (`LlmRequested`); it runs meanwhile,
@@ -1431,6 +1421,24 @@ class WorkflowRun(Aggregate):
         self._variables_set(variables, actor, reason)
         self.advance()
 
+    def reopen_edges(self) -> None:
+        """Decide again the edges a fork took over undecided (they waited for a trigger
+        or a judge in the source run): set their timers anew, ask their judges again."""
+        context = self.activation()
+        for source, state in self.nodes.items():
+            if state["status"] != "completed":
+                continue
+            undecided = [
+                edge
+                for edge in self._listed_edges(source)
+                if not edge.loop and edge_key(source, edge.to) not in self.edges
+            ]
+            for edge in undecided:
+                if not self._open_edge(source, edge, context):
+                    break
+            if undecided:
+                self._check_source_stuck(source)
+
     def _listed_edges(self, node_id: str) -> list[Edge]:
         node = self.spec.nodes[node_id]
         if isinstance(node, (SwitchNode, ParallelNode)) or not isinstance(node.next, list):
@@ -1462,27 +1470,22 @@ class WorkflowRun(Aggregate):
             why = f"loop bound reached: {passes} of {edge.loop.max_iterations} iterations ran"
             self._edge_decided(source, edge.to, "skipped", why)
             return False
-        holds = self._when_holds(source, edge, context)
-        if holds is None:
-            return True
-        if not holds:
-            self._edge_decided(source, edge.to, "skipped", f"when {edge.when!r} is false")
-            return False
+        through = self._when_passes(source, edge, context)
+        if not through:
+            return through is None
         body = loop_body(self.spec, source, edge.to)
         after = reachable(self.spec, edge.to) - set(body)
-        revived = [n for n in self.spec.nodes if n in after and self.nodes[n]["status"] == "skipped"]
+        skipped = {n for n, state in self.nodes.items() if state["status"] == "skipped"}
+        revived = [n for n in self.spec.nodes if n in after and n in skipped]
         inner = [key for key in loops_within(self.spec, body) if key != edge_key(source, edge.to)]
         self._loop_iterated(source, edge.to, passes + 1, body + revived, sorted(inner))
         return True
 
     def _open_edge(self, source: str, edge: Edge, context: dict[str, Any]) -> bool:
         """Decide an edge as far as it can be now; False if the source failed instead."""
-        holds = self._when_holds(source, edge, context)
-        if holds is None:
-            return False
-        if not holds:
-            self._edge_decided(source, edge.to, "skipped", f"when {edge.when!r} is false")
-            return True
+        through = self._when_passes(source, edge, context)
+        if not through:
+            return through is not None
         trigger = edge.trigger
         if trigger is not None and trigger.condition is not None:
             if not self._condition_holds(trigger.condition, context):
@@ -1498,17 +1501,21 @@ class WorkflowRun(Aggregate):
         self._validate_edge(source, edge, 0, context)
         return True
 
-    def _when_holds(self, source: str, edge: Edge, context: dict[str, Any]) -> bool | None:
-        """Whether `when` holds (True without one); None when it cannot be evaluated: then
-        the source node fails with class `definition`."""
+    def _when_passes(self, source: str, edge: Edge, context: dict[str, Any]) -> bool | None:
+        """Whether the edge's `when` lets it through (True without one). False: it does
+        not, and the edge is skipped. None: it cannot be evaluated, and the source node
+        fails with class `definition`."""
         if edge.when is None:
             return True
         try:
-            return evaluate_condition(edge.when, context)
+            holds = evaluate_condition(edge.when, context)
         except ExpressionError as error:
-            message = f"the edge to {edge.to!r}: when: {error}"
-            self._fail_node(source, self.nodes[source]["attempt"], {"class": "definition", "message": message})
+            failure = {"class": "definition", "message": f"the edge to {edge.to!r}: when: {error}"}
+            self._fail_node(source, self.nodes[source]["attempt"], failure)
             return None
+        if not holds:
+            self._edge_decided(source, edge.to, "skipped", f"when {edge.when!r} is false")
+        return holds
 
     @staticmethod
     def _condition_holds(condition: str, context: dict[str, Any]) -> bool:
@@ -1539,7 +1546,8 @@ class WorkflowRun(Aggregate):
                         f"validator:{key}:{attempt}:{index}",
                         "validator",
                         request,
-                        {"source": source, "target": edge.to, "attempt": attempt, "validator": index},
+                        {"source": source, "target": edge.to, "attempt": attempt}
+                        | {"validator": index},
                     )
                     return
                 assert validator.expression is not None
@@ -1572,7 +1580,8 @@ class WorkflowRun(Aggregate):
             self._validate_edge(source, edge, index + 1)
         else:
             message = edge.validators[index].message
-            self._transition_blocked(source, target, index, "llm", f"{message}: {why}" if message else why)
+            reason = f"{message}: {why}" if message else why
+            self._transition_blocked(source, target, index, "llm", reason)
         self._check_source_stuck(source)
 
     def _check_source_stuck(self, source: str) -> None:
@@ -1589,7 +1598,8 @@ class WorkflowRun(Aggregate):
             if self.edges.get(edge_key(source, edge.to)) == "blocked"
         ]
         message = f"no transition out of {source!r} passed its validators: " + "; ".join(reasons)
-        self._fail_node(source, self.nodes[source]["attempt"], {"class": "validation", "message": message})
+        error = {"class": "validation", "message": message}
+        self._fail_node(source, self.nodes[source]["attempt"], error)
 
     def _release_waiting_edges(self) -> None:
         """Take (after their validators) the edges whose trigger condition now holds."""
@@ -1682,6 +1692,11 @@ class WorkflowRun(Aggregate):
     ) -> None:
         assert purpose in LLM_REQUEST_PURPOSES, purpose
         self._llm_requested(request_id, purpose, request.model_dump(mode="json"), context)
+        recorded = self._recorded.get(request.fingerprint())
+        if recorded is not None:  # a fork in `recorded` mode: the same call was answered
+            self._llm_request_replayed(request_id, purpose, recorded)
+            result = LlmResult.model_validate(recorded)
+            getattr(self, LLM_REQUEST_PURPOSES[purpose])(context, result, None)
 
     def check_llm_request_pending(self, request_id: str) -> dict[str, Any]:
         """The pending request `request_id`; raises LlmRequestNotPending otherwise."""
@@ -1718,6 +1733,11 @@ class WorkflowRun(Aggregate):
     @event("LlmRequestCompleted")
     def _llm_request_completed(self, request_id: str, purpose: str, result: dict[str, Any]) -> None:
         self.usage = add_usage(self.usage, result)
+        self.llm_requests[request_id] = {**self.llm_requests[request_id], "status": "completed"}
+
+    @event("LlmRequestReplayed")
+    def _llm_request_replayed(self, request_id: str, purpose: str, result: dict[str, Any]) -> None:
+        """A fork in `recorded` mode re-served a recorded answer: nothing was spent."""
         self.llm_requests[request_id] = {**self.llm_requests[request_id], "status": "completed"}
 
     @event("LlmRequestFailed")

@@ -14,6 +14,7 @@ from domain.commands import (
     PauseRun,
     ReassignTask,
     ResumeRun,
+    SetVariables,
     SignalRun,
     SkipNode,
 )
@@ -75,6 +76,14 @@ def signal_run(command: SignalRun, envelope: CommandEnvelope, uow: UnitOfWork) -
     run = run_of(uow, command.run_id, envelope.tenant)
     matched = run.signal(command.name, command.data, envelope.actor)
     return {"run_id": str(run.id), "nodes": matched, "status": run.status}
+
+
+def set_variables(
+    command: SetVariables, envelope: CommandEnvelope, uow: UnitOfWork
+) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    run.set_variables(command.variables, envelope.actor, command.reason)
+    return {"run_id": str(run.id), "status": run.status}
 
 
 def fire_timer(command: FireTimer, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.commands import CommandEnvelope, EditGraph, ForkRun, run_id_for
+from domain.edges import RESOLVED
 from domain.edits import with_overrides
 from domain.errors import DefinitionInvalid, ForkRejected, Problem, RunNotFound
 from domain.llm import LlmRequest
@@ -55,15 +56,15 @@ def fork_point(events: list[Any], from_node: str) -> ForkPoint:
     point.reused.update(parent_fork.get("reused", {}))
     point.recorded.update(parent_fork.get("recorded", {}))
     requests: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
-    action_requests: dict[str, dict[str, Any]] = {}
+    run_requests: dict[str, dict[str, Any]] = {}  # run-level model calls (judges, llm actions)
     for event in events:
         kind = _kind(event)
-        if kind == "LlmRequested" and event.purpose == "action":
-            action_requests[event.request_id] = event.request
-        elif kind == "LlmRequestCompleted" and event.request_id in action_requests:
-            request = LlmRequest.model_validate(action_requests[event.request_id])
-            point.recorded[request.fingerprint()] = event.result
-        elif kind == "NodeStarted" and event.input:
+        if kind == "LlmRequested":
+            run_requests[event.request_id] = event.request
+        elif kind in ("LlmRequestCompleted", "LlmRequestReplayed"):
+            asked = LlmRequest.model_validate(run_requests[event.request_id])
+            point.recorded[asked.fingerprint()] = event.result
+        if kind == "NodeStarted" and event.input:
             requests[(event.node_id, event.attempt)] = (event.kind, event.input)
         elif kind in ANSWERS:
             node_kind, request = requests[(event.node_id, event.attempt)]
@@ -120,11 +121,13 @@ def fork_run(command: ForkRun, envelope: CommandEnvelope, uow: UnitOfWork) -> di
             ),
             "variables": {**source.variables, **command.variables},
             "nodes": finished,
-            "edges": source.edges,
+            "edges": {key: state for key, state in source.edges.items() if state in RESOLVED},
+            "loops": source.loops,
             "reused": reused,
             "recorded": point.recorded if command.mode == "recorded" else {},
         },
     )
+    run.reopen_edges()
     run.advance()
     uow.add(run)
     return {

@@ -43,6 +43,7 @@ from handlers.controls import (
     pause_run,
     reassign_task,
     resume_run,
+    set_variables,
     signal_run,
     skip_node,
 )
@@ -116,6 +117,7 @@ HANDLERS: dict[str, Handler] = {
     "CancelRun": cancel_run,
     "SkipNode": skip_node,
     "SignalRun": signal_run,
+    "SetVariables": set_variables,
     "FireTimer": fire_timer,
     "CompleteRemoteTask": complete_remote_task,
 }

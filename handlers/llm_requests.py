@@ -45,7 +45,9 @@ def llm_requests_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmR
         if envelope["type"] != LLM_REQUESTED:
             continue
         data = envelope["data"]
-        run = uow.get(UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"])
+        run = uow.get(
+            UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"]
+        )
         if run is None:
             continue
         try:

@@ -216,6 +216,10 @@ def node_facts(events: list[Envelope]) -> dict[str, dict[str, Any]]:
         if kind == "NodesSkipped":
             for node_id in data["node_ids"]:
                 facts[node_id]["status"] = "skipped"
+        if kind == "LoopIterated":  # the loop body runs again: later attempts follow
+            for node_id in data["nodes"]:
+                facts[node_id]["status"] = "pending"
+            facts[data["source"]]["iterations"] = data["iteration"]
         if node is None:
             continue
         if kind == "NodeStarted":

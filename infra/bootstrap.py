@@ -23,8 +23,8 @@ from psycopg_pool import AsyncConnectionPool
 from domain.commands import CommandEnvelope, CommandReceipt
 from domain.llm import LlmRequest, LlmResult, RetryPolicy
 from handlers.intake import execute, handle_command, task_result_as_command
-from handlers.records import Record, trackings_for
 from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
+from handlers.records import Record, trackings_for
 from handlers.run_worker import (
     OnDelta,
     OnTryFailed,

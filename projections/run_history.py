@@ -102,11 +102,14 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             n: nodes.get(n, {"status": "pending", "attempt": 0}) for n in row["node_order"]
         }
     elif kind == "NodeStarted":
+        loops = {"iterations": nodes[data["node_id"]]["iterations"]} if "iterations" in nodes[
+            data["node_id"]] else {}
         nodes[data["node_id"]] = {
             "status": "running",
             "attempt": data["attempt"],
             "kind": data["kind"],
             "started_at": at,
+            **loops,
         }
     elif kind == "NodeCompleted":
         nodes[data["node_id"]] = {
@@ -116,10 +119,8 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "finished_at": at,
         }
         row["variables"] = {**row["variables"], **data["variables"]}
-    elif kind in ("VariablesSet", "ActionVariablesSet"):
+    elif kind == "ActionVariablesSet":
         row["variables"] = {**row["variables"], **data["variables"]}
-    elif kind == "LlmRequestCompleted":
-        row["usage"] = add_usage(row["usage"], data["result"])
     elif kind == "NodeEntering":
         nodes[data["node_id"]] = {
             "status": "running",
@@ -169,6 +170,8 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "error": data["error"],
             "finished_at": at,
         }
+    elif kind in EDGE_EVENTS:
+        evolve_edges(row, kind, data)
     elif kind in ("Paused", "Resumed"):
         row["status"] = "paused" if kind == "Paused" else "running"
     elif kind == "Cancelled":
@@ -185,6 +188,39 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
         row["finished_at"] = at
     row.update(updated_at=at, version=event["aggregate_version"], position=event["position"])
     return row
+
+
+EDGE_EVENTS = frozenset(
+    {"EdgeDecided", "TransitionBlocked", "RunWaiting", "LoopIterated", "VariablesSet",
+     "LlmRequestCompleted"}
+)
+
+
+def evolve_edges(row: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
+    """What edges with triggers, validators and loops change in a row: `waiting` while
+    only triggers are left, blocked transitions on their source node (`blocked`), loop
+    passes (`iterations` on the loop's source node), variables set from outside, and
+    the usage of model calls made to judge a transition."""
+    nodes = row["nodes"]
+    if kind == "RunWaiting":
+        row["status"] = "waiting"
+    elif kind in ("EdgeDecided", "TransitionBlocked"):
+        if row["status"] == "waiting" and data.get("state") != "waiting":
+            row["status"] = "running"
+        if kind == "TransitionBlocked":
+            source = nodes[data["source"]]
+            blocked = {"to": data["target"], "validator": data["validator"]}
+            blocked["reason"] = data["reason"]
+            nodes[data["source"]] = {**source, "blocked": [*source.get("blocked", []), blocked]}
+    elif kind == "LoopIterated":
+        for node_id in data["nodes"]:
+            nodes[node_id] = {"status": "pending", "attempt": nodes[node_id].get("attempt", 0)}
+        source = nodes[data["source"]]
+        nodes[data["source"]] = {**source, "iterations": data["iteration"]}
+    elif kind == "VariablesSet":
+        row["variables"] = {**row["variables"], **data["variables"]}
+    elif kind == "LlmRequestCompleted":
+        row["usage"] = add_usage(row["usage"], data["result"])
 
 
 def in_graph_order(row: dict[str, Any]) -> dict[str, Any]:

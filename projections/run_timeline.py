@@ -99,8 +99,6 @@ def summarize(event: dict[str, Any]) -> str:
         return f"{node}: model call failed: {data['error'].get('message')}{then}"
     if kind == "ActionVariablesSet":
         return f"{data['action']}: set " + ", ".join(data["variables"])
-    if kind == "VariablesSet":
-        return f"variables set by {data['actor']}: " + ", ".join(data["variables"])
     if kind == "NodeEntering":
         return f"{node} ({data['kind']}) entering, attempt {data['attempt']}: waits for a model"
     if kind == "ArtifactSaved":
@@ -108,33 +106,38 @@ def summarize(event: dict[str, Any]) -> str:
             f"{data['action']}: saved {data['name']} ({data['content_type']}, "
             f"{data['size']:,} bytes)"
         )
-    if kind == "ActionLlmReplayed":
-        result = data["result"]
-        return (
-            f"{data['action']}: recorded answer of {result['provider']}:{result['model']} "
-            "re-served (same request)"
-        )
-    if kind == "LlmRequested":
-        return f"{data['request_id']}: asking {data['request']['model']}"
-    if kind == "LlmRequestCompleted":
-        result = data["result"]
-        return (
-            f"{data['request_id']}: {result['provider']}:{result['model']} answered in "
-            f"{result['latency_ms']:.0f} ms"
-        )
-    if kind == "LlmRequestFailed":
-        return f"{data['request_id']}: model call failed: {data['error'].get('message')}"
     if kind == "NodeCompleted":
         return f"{node} completed" + (f" → {data['next']}" if data.get("next") else "")
     if kind == "NodesSkipped":
         return "skipped " + ", ".join(data["node_ids"])
     if kind == "NodeFailed":
         return f"{node} failed: {data['error'].get('message')}"
+    if kind in EDGE_SUMMARIES:
+        return str(EDGE_SUMMARIES[kind](data))
     if kind == "Completed":
         return "run completed"
     if kind == "Failed":
         return f"run failed: {data['error'].get('message')}"
     return kind
+
+
+EDGE_SUMMARIES: dict[str, Any] = {
+    "EdgeDecided": lambda d: f"{d['source']} -> {d['target']}: {d['state']}"
+    + (f" ({d['reason']})" if d["reason"] else ""),
+    "TransitionBlocked": lambda d: f"{d['source']} -> {d['target']} blocked by its "
+    f"{d['kind']} validator {d['validator']}: {d['reason']}",
+    "RunWaiting": lambda d: "run waits for " + ", ".join(d["edges"]),
+    "LoopIterated": lambda d: f"loop {d['source']} -> {d['target']}: iteration {d['iteration']}, "
+    "running again " + ", ".join(d["nodes"]),
+    "VariablesSet": lambda d: f"variables {', '.join(d['variables'])} set by {d['actor']}"
+    + (f": {d['reason']}" if d["reason"] else ""),
+    "LlmRequested": lambda d: f"{d['purpose']} asks {d['request']['model']} ({d['request_id']})",
+    "LlmRequestCompleted": lambda d: f"{d['purpose']}: {d['result']['provider']}:"
+    f"{d['result']['model']} answered: {d['result']['text'][:120]}",
+    "LlmRequestReplayed": lambda d: f"{d['purpose']}: recorded answer re-served (same request)",
+    "LlmRequestFailed": lambda d: f"{d['purpose']}: model call failed: {d['error'].get('message')}",
+}
+"""Summaries of the events of edges with triggers, validators and loops."""
 
 
 COLUMNS = ["run_id", "version", "position", "type", "node_id", "at", "summary", "data"]

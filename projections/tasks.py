@@ -59,8 +59,16 @@ INSERT INTO tasks (run_id, task_id, tenant, type, title, instructions, assignee,
 SELECT %(run_id)s, %(task_id)s, tenant, %(type)s, %(title)s, %(instructions)s, %(assignee)s,
        %(role)s, %(priority)s, %(value)s, %(due_at)s, %(form)s, 'open', %(at)s, %(at)s, %(version)s
 FROM runs WHERE run_id = %(run_id)s
-ON CONFLICT DO NOTHING
+ON CONFLICT (run_id, task_id) DO UPDATE SET
+    type = EXCLUDED.type, title = EXCLUDED.title, instructions = EXCLUDED.instructions,
+    assignee = EXCLUDED.assignee, role = EXCLUDED.role, priority = EXCLUDED.priority,
+    value = EXCLUDED.value, due_at = EXCLUDED.due_at, form = EXCLUDED.form, status = 'open',
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, completed_by = NULL,
+    output = NULL, version = EXCLUDED.version
+WHERE tasks.version < EXCLUDED.version
 """
+"""A task opened again (a human node in a loop runs again, a budget is reached again) is
+the same row, open again with what it asks now."""
 _CHANGE = """
 UPDATE tasks SET {changes}, updated_at = %(at)s, version = %(version)s
 WHERE run_id = %(run_id)s AND {which} AND version < %(version)s

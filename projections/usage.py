@@ -2,7 +2,8 @@
 tenant and workflow, so that usage per run, workflow, tenant, model or day is a sum.
 
 Counted are the answers a run paid for (`LlmCallCompleted`, `AgentStepCompleted`,
-`MapItemCompleted`, and `LlmRequestCompleted` of run-level calls such as `llm` actions), as in a run's own `usage`; answers a fork re-served from the record
+`MapItemCompleted`, and `LlmRequestCompleted` for run-level calls such as an `llm` action
+or an edge's judge), as in a run's own `usage`; answers a fork re-served from the record
 (`LlmCallReplayed`) cost nothing and are not counted.
 """
 

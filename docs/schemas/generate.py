@@ -32,6 +32,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         PublishWorkflow,
         ReassignTask,
         ResumeRun,
+        SetVariables,
         SignalRun,
         SkipNode,
         StartRun,
@@ -50,6 +51,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         "cancel-run.json": CancelRun,
         "skip-node.json": SkipNode,
         "signal-run.json": SignalRun,
+        "set-variables.json": SetVariables,
         "fire-timer.json": FireTimer,
         "complete-remote-task.json": CompleteRemoteTask,
     }

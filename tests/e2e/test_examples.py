@@ -123,7 +123,34 @@ def test_reminder_survives_a_restart_of_heddle_up_while_its_timer_waits(up: Up) 
     assert run["variables"]["reminder"] == "Reminder: renew the domain"
 
 
+def test_review_loop_drafts_twice_then_sends_the_validated_reply(stack: Up) -> None:
+    run = follow(stack, "review-loop", "customer=Ada", "complaint=my parcel is late")
+    assert run["output"]["verdict"] == "APPROVED"
+    assert "we are sorry" in run["output"]["sent"]
+    assert run["nodes"]["review"]["iterations"] == 2
+
+
+def test_follow_up_checks_back_after_its_delay_and_closes_once_heddle_runs_set(
+    stack: Up,
+) -> None:
+    started = stack.cli("run", "follow-up", "--input", "customer=Ada", "--json")
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    waiting = stack.wait_for_run(run_id, until=("waiting",))
+    while waiting["nodes"]["check_back"]["status"] != "completed":  # after its 2 s delay
+        time.sleep(0.2)
+        waiting = stack.wait_for_run(run_id, until=("waiting",))
+    done = stack.cli("runs", "set", run_id, "resolved=true", "--reason", "customer confirmed")
+    assert done.returncode == 0, done.stderr
+    run = stack.wait_for_run(run_id)
+    assert run["status"] == "completed"
+    assert run["variables"]["status"] == "closed"
+
+
 def test_every_example_is_covered_here() -> None:
     names = {path.stem for path in (ROOT / "examples").glob("*.yaml")}
-    covered = {"hello", "fanout", "map", "tool", "approval", "reminder", "actions"}
+    covered = {
+        "hello", "fanout", "map", "tool", "approval", "reminder", "review-loop", "follow-up",
+        "actions",
+    }
     assert names <= covered, f"examples without an end-to-end test: {sorted(names - covered)}"

@@ -185,7 +185,7 @@ async def test_an_edit_touching_a_completed_node_is_rejected_with_the_reason(
                                                      "set": {"prompt": "other"}})
     assert outcome["status"] == "rejected"
     assert outcome["reason"] == (
-        f"run {started['run_id']} is completed: only a running run's graph can change"
+        f"run {started['run_id']} is completed: only a running or waiting run's graph can change"
     )
     run_id = await running(client)
     outcome = await edit(client, run_id, {"op": "update_node", "node": "draft", "set": {"prompt": "x"}})

@@ -344,4 +344,4 @@ async def test_a_recorded_fork_reserves_the_answers_of_llm_actions_and_calls_no_
     assert run.variables == uow.get(source).variables
     assert run.usage["llm_calls"] == 0
     events = uow.app.repository.event_store.get(forked)
-    assert "ActionLlmReplayed" in [type(e).__name__ for e in events]
+    assert "LlmRequestReplayed" in [type(e).__name__ for e in events]

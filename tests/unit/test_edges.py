@@ -12,32 +12,33 @@ from typing import Any
 import pytest
 import yaml
 from eventsourcing.application import project_aggregate
+from pydantic import TypeAdapter
 
 from domain.definitions import parse_definition
+from domain.edits import Edit, apply_edits
 from domain.errors import DefinitionInvalid, LlmRequestNotPending, RunNotActive
-from domain.llm import LlmResult, Usage
+from domain.llm import LlmRequest, LlmResult, Usage
 from domain.runs import WorkflowRun
 from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
 from handlers.unit_of_work import UnitOfWork
+from infra.llm.scripted import ScriptedProvider
 from tests.unit.test_agent import complete
+from tests.unit.test_docs import documented
+from tests.unit.test_forks import accepted
+from tests.unit.test_scheduling import start
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
-def start(document: dict[str, Any], input: dict[str, Any] | None = None) -> WorkflowRun:
-    spec = parse_definition(document)
-    run = WorkflowRun(
-        run_id=uuid.uuid4(), tenant="default", actor="test", workflow=spec.name, version=1,
-        content_hash=spec.content_hash(), graph=spec.canonical(), input=input or {},
-        command_id="c1",
-    )
-    run.advance()
-    return run
-
-
 def answer(text: str) -> LlmResult:
-    return LlmResult(text=text, finish_reason="stop", usage=Usage(input_tokens=2, output_tokens=1),
-                     model="judge", provider="scripted", latency_ms=1.0)
+    return LlmResult(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(input_tokens=2, output_tokens=1),
+        model="judge",
+        provider="scripted",
+        latency_ms=1.0,
+    )
 
 
 def names(events: list[Any]) -> list[str]:
@@ -68,21 +69,33 @@ def problems(document: dict[str, Any]) -> list[str]:
 def test_a_plain_next_keeps_its_form_and_content_hash_and_means_the_same_as_one_edge() -> None:
     hello = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
     golden = Path(__file__).parents[1] / "golden" / "hello-ada.state.json"
-    assert parse_definition(hello).content_hash() == yaml.safe_load(golden.read_text())["content_hash"]
+    assert (
+        parse_definition(hello).content_hash() == yaml.safe_load(golden.read_text())["content_hash"]
+    )
     assert parse_definition(hello).canonical()["nodes"]["greet"]["next"] == "route"
-    plain, listed = start(flow("publish"), {"draft": "x"}), start(flow([{"to": "publish"}]), {"draft": "x"})
+    plain, listed = (
+        start(flow("publish"), {"draft": "x"}),
+        start(flow([{"to": "publish"}]), {"draft": "x"}),
+    )
     assert plain.status == listed.status == "completed"
     assert plain.edges == listed.edges == {"write->publish": "taken"}
 
 
 def test_every_problem_of_an_edge_list_is_reported_with_its_path() -> None:
-    document = flow([
-        {"to": "publsh", "when": "vars.x >"},
-        {"to": "publish", "trigger": {"condition": "((", "schedule": None},
-         "validators": [{"expression": "size(", "message": "short"},
-                        {"llm": {"model": "scripted:judge", "prompt": "{{ vars.draft"}}]},
-        {"to": "publish"},
-    ])
+    document = flow(
+        [
+            {"to": "publsh", "when": "vars.x >"},
+            {
+                "to": "publish",
+                "trigger": {"condition": "((", "schedule": None},
+                "validators": [
+                    {"expression": "size(", "message": "short"},
+                    {"llm": {"model": "scripted:judge", "prompt": "{{ vars.draft"}},
+                ],
+            },
+            {"to": "publish"},
+        ]
+    )
     assert problems(document) == [
         "nodes.write.next[0].to: unknown node 'publsh' (known: write, publish)",
         "nodes.write.next[0].when: invalid CEL: vars.x >",
@@ -95,39 +108,56 @@ def test_every_problem_of_an_edge_list_is_reported_with_its_path() -> None:
 
 
 def test_bad_schedules_durations_and_bounds_are_rejected_with_their_paths() -> None:
-    document = flow([
-        {"to": "publish", "trigger": {"schedule": {"cron": "0 25 * * *"}}},
-        {"to": "write", "loop": {"max_iterations": 1}},
-    ])
-    document["nodes"]["other"] = {"kind": "set", "vars": {"a": 1},
-                                  "next": [{"to": "publish", "trigger": {"schedule": {"delay": "ten minutes"}}}]}
+    document = flow(
+        [
+            {"to": "publish", "trigger": {"schedule": {"cron": "0 25 * * *"}}},
+            {"to": "write", "loop": {"max_iterations": 1}},
+        ]
+    )
+    document["nodes"]["other"] = {
+        "kind": "set",
+        "vars": {"a": 1},
+        "next": [{"to": "publish", "trigger": {"schedule": {"delay": "ten minutes"}}}],
+    }
     document["nodes"]["more"] = {"kind": "set", "vars": {"a": 1}, "next": 7}
     assert problems(document) == [
         "nodes.write.next[0].trigger.schedule.cron: Value error, '0 25 * * *' is not a cron "
-        "expression: give five fields, minute hour day-of-month month day-of-week, e.g. '0 9 * * 1-5'",
+        "expression: give five fields, minute hour day-of-month month day-of-week, "
+        "e.g. '0 9 * * 1-5'",
         "nodes.write.next[1].loop.max_iterations: Input should be greater than or equal to 2",
-        "nodes.other.next[0].trigger.schedule.delay: String should match pattern '^\\d+(\\.\\d+)?\\s*(s|m|h|d)$'",
+        "nodes.other.next[0].trigger.schedule.delay: "
+        "String should match pattern '^\\d+(\\.\\d+)?\\s*(s|m|h|d)$'",
         "nodes.more.next: give a node id or a list of edges",
     ]
 
 
 def test_a_cycle_without_a_loop_edge_and_a_loop_edge_that_closes_no_cycle_are_rejected() -> None:
-    document = {"name": "c", "start": "a", "nodes": {
-        "a": {"kind": "set", "vars": {"x": 1}, "next": [{"to": "b"}, {"to": "c", "loop": {"max_iterations": 3}}]},
-        "b": {"kind": "set", "vars": {"x": 1}, "next": "c"},
-        "c": {"kind": "set", "vars": {"x": 1}, "next": "b"},
-    }}
+    document = {
+        "name": "c",
+        "start": "a",
+        "nodes": {
+            "a": {
+                "kind": "set",
+                "vars": {"x": 1},
+                "next": [{"to": "b"}, {"to": "c", "loop": {"max_iterations": 3}}],
+            },
+            "b": {"kind": "set", "vars": {"x": 1}, "next": "c"},
+            "c": {"kind": "set", "vars": {"x": 1}, "next": "b"},
+        },
+    }
     assert problems(document) == [
         "nodes.a.next[1].loop: a loop edge must lead back to a node before 'a', but 'c' does "
         "not lead to 'a': drop loop, or point it at an earlier node",
-        "nodes.b: cycle: b -> c -> b; only a loop edge (loop: {max_iterations: N}) may close a cycle",
+        "nodes.b: cycle: b -> c -> b; "
+        "only a loop edge (loop: {max_iterations: N}) may close a cycle",
     ]
 
 
 def test_a_loop_edge_takes_no_trigger_or_validators() -> None:
     document = flow("publish")
     document["nodes"]["publish"]["next"] = [
-        {"to": "write", "loop": {"max_iterations": 2}, "trigger": {"schedule": {"delay": "1m"}}}]
+        {"to": "write", "loop": {"max_iterations": 2}, "trigger": {"schedule": {"delay": "1m"}}}
+    ]
     assert problems(document) == [
         "nodes.publish.next[0]: a loop edge is decided at once when its source completes: "
         "give it a when, not a trigger or validators",
@@ -171,12 +201,19 @@ def test_a_condition_edge_waits_and_the_run_waits_until_a_variable_change_makes_
     assert run.status == "completed"
     assert run.variables == {"draft": "hi", "approved": True, "published": True}
     assert names(run.collect_events()) == [
-        "VariablesSet", "VariablesSet", "EdgeDecided", "NodeStarted", "NodeCompleted", "Completed",
+        "VariablesSet",
+        "VariablesSet",
+        "EdgeDecided",
+        "NodeStarted",
+        "NodeCompleted",
+        "Completed",
     ]
 
 
 def test_a_condition_edge_is_checked_again_when_another_node_sets_the_variable() -> None:
-    document = flow([{"to": "publish", "trigger": {"condition": "vars.approved"}}, {"to": "approve"}])
+    document = flow(
+        [{"to": "publish", "trigger": {"condition": "vars.approved"}}, {"to": "approve"}]
+    )
     document["nodes"]["approve"] = {"kind": "set", "vars": {"approved": True}}
     run = start(document, {"draft": "hi"})
     assert run.status == "completed"
@@ -194,7 +231,9 @@ def test_a_finished_run_takes_no_variables() -> None:
 
 def test_a_delayed_edge_sets_a_durable_timer_and_is_taken_when_it_fires() -> None:
     before = datetime.now(UTC)
-    run = start(flow([{"to": "publish", "trigger": {"schedule": {"delay": "10m"}}}]), {"draft": "x"})
+    run = start(
+        flow([{"to": "publish", "trigger": {"schedule": {"delay": "10m"}}}]), {"draft": "x"}
+    )
     assert run.status == "waiting"
     timer = run.timers["edge:write->publish:1"]
     assert timer["purpose"] == "edge"
@@ -205,7 +244,9 @@ def test_a_delayed_edge_sets_a_durable_timer_and_is_taken_when_it_fires() -> Non
 
 
 def test_a_cron_edge_fires_at_the_next_time_the_expression_names() -> None:
-    run = start(flow([{"to": "publish", "trigger": {"schedule": {"cron": "0 9 * * 1-5"}}}]), {"draft": "x"})
+    run = start(
+        flow([{"to": "publish", "trigger": {"schedule": {"cron": "0 9 * * 1-5"}}}]), {"draft": "x"}
+    )
     at = datetime.fromisoformat(run.timers["edge:write->publish:1"]["fire_at"])
     assert (at.hour, at.minute, at.second) == (9, 0, 0)
     assert at.weekday() < 5
@@ -215,20 +256,37 @@ def test_a_cron_edge_fires_at_the_next_time_the_expression_names() -> None:
 # Validators
 
 
-SHORT = flow([{"to": "publish", "validators": [
-    {"expression": "size(vars.draft) > 5", "message": "the draft is too short"}]}])
+SHORT = flow(
+    [
+        {
+            "to": "publish",
+            "validators": [
+                {"expression": "size(vars.draft) > 5", "message": "the draft is too short"}
+            ],
+        }
+    ]
+)
 
 
-def test_a_failing_validator_blocks_the_transition_and_fails_its_source_with_class_validation() -> None:
+def test_a_failing_validator_blocks_the_transition_and_fails_its_source_with_class_validation() -> (
+    None
+):
     run = start(SHORT, {"draft": "hi"})
     events = run.collect_events()
     blocked = next(e for e in events if type(e).__name__ == "TransitionBlocked")
     assert (blocked.source, blocked.target, blocked.validator, blocked.kind, blocked.reason) == (
-        "write", "publish", 0, "expression", "the draft is too short")
+        "write",
+        "publish",
+        0,
+        "expression",
+        "the draft is too short",
+    )
     assert run.status == "failed"
     assert run.error == {
-        "node": "write", "class": "validation",
-        "message": "no transition out of 'write' passed its validators: to 'publish': the draft is too short",
+        "node": "write",
+        "class": "validation",
+        "message": "no transition out of 'write' passed its validators: "
+        "to 'publish': the draft is too short",
     }
     assert run.nodes["publish"]["status"] == "skipped"
 
@@ -240,12 +298,21 @@ def test_a_passing_validator_lets_the_transition_through() -> None:
 
 
 def test_a_blocked_transition_is_retried_when_the_source_retries_validation_errors() -> None:
-    document = {"name": "redo", "start": "draft", "nodes": {
-        "draft": {"kind": "llm", "model": "scripted:w", "prompt": "write", "output": "draft",
-                  "retry": {"attempts": 3, "backoff": "1s", "errors": ["validation"]},
-                  "next": [{"to": "publish", "validators": [{"expression": "size(vars.draft) > 5"}]}]},
-        "publish": {"kind": "set", "vars": {"published": True}},
-    }}
+    document = {
+        "name": "redo",
+        "start": "draft",
+        "nodes": {
+            "draft": {
+                "kind": "llm",
+                "model": "scripted:w",
+                "prompt": "write",
+                "output": "draft",
+                "retry": {"attempts": 3, "backoff": "1s", "errors": ["validation"]},
+                "next": [{"to": "publish", "validators": [{"expression": "size(vars.draft) > 5"}]}],
+            },
+            "publish": {"kind": "set", "vars": {"published": True}},
+        },
+    }
     run = start(document)
     run.complete_llm_call("draft", 1, answer("hi"))
     assert run.nodes["draft"]["status"] == "retrying"
@@ -257,8 +324,10 @@ def test_a_blocked_transition_is_retried_when_the_source_retries_validation_erro
 
 
 def test_a_blocked_transition_hands_over_to_the_on_error_node() -> None:
-    document = flow([{"to": "publish", "validators": [{"expression": "false", "message": "never"}]}],
-                    on_error="fix")
+    document = flow(
+        [{"to": "publish", "validators": [{"expression": "false", "message": "never"}]}],
+        on_error="fix",
+    )
     document["nodes"]["fix"] = {"kind": "set", "vars": {"fixed": True}}
     run = start(document, {"draft": "x"})
     assert run.status == "completed"
@@ -276,13 +345,28 @@ def test_a_blocked_edge_with_another_way_on_counts_as_skipped() -> None:
     assert run.edges["write->publish"] == "blocked"
 
 
-JUDGED = flow([{"to": "publish", "validators": [
-    {"expression": "size(vars.draft) > 0"},
-    {"llm": {"model": "scripted:judge", "prompt": "Is this polite? {{ vars.draft }}"},
-     "message": "the reply is not polite"}]}])
+JUDGED = flow(
+    [
+        {
+            "to": "publish",
+            "validators": [
+                {"expression": "size(vars.draft) > 0"},
+                {
+                    "llm": {
+                        "model": "scripted:judge",
+                        "prompt": "Is this polite? {{ vars.draft }}",
+                    },
+                    "message": "the reply is not polite",
+                },
+            ],
+        }
+    ]
+)
 
 
-def test_an_llm_validator_asks_a_model_once_and_its_no_blocks_the_transition_with_the_reason() -> None:
+def test_an_llm_validator_asks_a_model_once_and_its_no_blocks_the_transition_with_the_reason() -> (
+    None
+):
     run = start(JUDGED, {"draft": "Go away"})
     assert run.status == "running"
     assert run.edges == {"write->publish": "validating"}
@@ -308,21 +392,47 @@ def test_an_llm_validator_that_says_yes_takes_the_edge_and_replays_without_a_mod
 
 def test_a_judge_that_cannot_be_asked_blocks_the_transition_saying_so() -> None:
     run = start(JUDGED, {"draft": "hi"})
-    run.fail_llm_request("validator:write->publish:1:1", {"class": "fatal", "message": "401 bad key"})
+    run.fail_llm_request(
+        "validator:write->publish:1:1", {"class": "fatal", "message": "401 bad key"}
+    )
     assert run.status == "failed"
-    assert run.blocked["write->publish"] == "the reply is not polite: the judge could not be asked: 401 bad key"
+    assert (
+        run.blocked["write->publish"]
+        == "the reply is not polite: the judge could not be asked: 401 bad key"
+    )
 
 
-async def test_the_worker_answers_a_run_level_request_with_the_scripted_model(uow: UnitOfWork) -> None:
-    document = flow([{"to": "publish", "validators": [{"llm": {
-        "model": "scripted:judge", "prompt": "Polite? {{ vars.draft }}",
-        "options": {"reply": "no: it shouts"}}}]}])
+async def test_the_worker_answers_a_run_level_request_with_the_scripted_model(
+    uow: UnitOfWork,
+) -> None:
+    document = flow(
+        [
+            {
+                "to": "publish",
+                "validators": [
+                    {
+                        "llm": {
+                            "model": "scripted:judge",
+                            "prompt": "Polite? {{ vars.draft }}",
+                            "options": {"reply": "no: it shouts"},
+                        }
+                    }
+                ],
+            }
+        ]
+    )
     run = start(document, {"draft": "STOP"})
     uow.add(run)
     uow.save()
-    envelopes = [{"type": "WorkflowRun." + type(e).__name__.split(".")[-1], "aggregate_id": str(run.id),
-                  "aggregate_version": e.originator_version, "data": e.__dict__}
-                 for e in uow.app.repository.event_store.get(run.id)]
+    envelopes = [
+        {
+            "type": "WorkflowRun." + type(e).__name__.split(".")[-1],
+            "aggregate_id": str(run.id),
+            "aggregate_version": e.originator_version,
+            "data": e.__dict__,
+        }
+        for e in uow.app.repository.event_store.get(run.id)
+    ]
     due = llm_requests_due(envelopes, uow)
     assert [d.request_id for d in due] == ["validator:write->publish:1:0"]
     answers = [await answer_llm_request(d, complete) for d in due]
@@ -338,25 +448,47 @@ async def test_the_worker_answers_a_run_level_request_with_the_scripted_model(uo
 
 
 def review(max_iterations: int = 3) -> dict[str, Any]:
-    return {"name": "review", "start": "plan", "nodes": {
-        "plan": {"kind": "set", "vars": {"topic": "tea"}, "next": "draft"},
-        "draft": {"kind": "llm", "model": "scripted:w", "prompt": "write about {{ vars.topic }}",
-                  "output": "draft", "next": "check"},
-        "check": {"kind": "llm", "model": "scripted:c", "prompt": "good? {{ vars.draft }}",
-                  "output": "verdict", "next": [
-                      {"to": "draft", "loop": {"max_iterations": max_iterations},
-                       "when": 'vars.verdict != "good"'},
-                      {"to": "publish"}]},
-        "publish": {"kind": "set", "vars": {"published": "{{ vars.draft }}"}},
-    }}
+    return {
+        "name": "review",
+        "start": "plan",
+        "nodes": {
+            "plan": {"kind": "set", "vars": {"topic": "tea"}, "next": "draft"},
+            "draft": {
+                "kind": "llm",
+                "model": "scripted:w",
+                "prompt": "write about {{ vars.topic }}",
+                "output": "draft",
+                "next": "check",
+            },
+            "check": {
+                "kind": "llm",
+                "model": "scripted:c",
+                "prompt": "good? {{ vars.draft }}",
+                "output": "verdict",
+                "next": [
+                    {
+                        "to": "draft",
+                        "loop": {"max_iterations": max_iterations},
+                        "when": 'vars.verdict != "good"',
+                    },
+                    {"to": "publish"},
+                ],
+            },
+            "publish": {"kind": "set", "vars": {"published": "{{ vars.draft }}"}},
+        },
+    }
 
 
 def test_a_loop_runs_its_body_again_until_when_is_false() -> None:
     run = start(review())
     run.complete_llm_call("draft", 1, answer("v1"))
     run.complete_llm_call("check", 1, answer("bad"))
-    assert run.nodes["draft"] == {"status": "running", "attempt": 2, "kind": "llm",
-                                  "input": run.nodes["draft"]["input"]}
+    assert run.nodes["draft"] == {
+        "status": "running",
+        "attempt": 2,
+        "kind": "llm",
+        "input": run.nodes["draft"]["input"],
+    }
     assert run.nodes["check"]["status"] == "pending"
     assert "check->publish" not in run.edges  # left for the next pass
     run.complete_llm_call("draft", 2, answer("v2"))
@@ -381,7 +513,8 @@ def test_a_loop_stops_at_its_bound_and_the_run_leaves_it() -> None:
     assert last.state == "skipped"
     assert last.reason == "loop bound reached: 3 of 3 iterations ran"
     started = [(e.node_id, e.attempt) for e in events if type(e).__name__ == "NodeStarted"]
-    assert started.count(("draft", 3)) == 1 and ("draft", 4) not in started
+    assert started.count(("draft", 3)) == 1
+    assert ("draft", 4) not in started
     assert project_aggregate(None, events).__dict__ == run.__dict__
 
 
@@ -395,3 +528,128 @@ def test_retries_inside_a_loop_count_per_pass() -> None:
     assert run.nodes["draft"]["status"] == "retrying"  # attempt 2 is this pass's first try
     run.fire_timer("retry:draft:2")
     assert run.nodes["draft"]["attempt"] == 3
+
+
+def edits(*items: dict[str, Any]) -> list[Any]:
+    return [TypeAdapter(Edit).validate_python(item) for item in items]
+
+
+def test_graph_edits_add_remove_and_retarget_edges_of_a_next_list() -> None:
+    graph = parse_definition(review()).canonical()
+    edited = apply_edits(
+        graph,
+        edits(
+            {
+                "op": "insert_before",
+                "node": "publish",
+                "new": "polish",
+                "definition": {"kind": "set", "vars": {"polished": True}},
+            },
+            {"op": "add_node", "node": "archive", "definition": {"kind": "set", "vars": {"a": 1}}},
+            {"op": "add_edge", "from": "check", "to": "archive"},
+        ),
+    )
+    assert [e["to"] for e in edited["nodes"]["check"]["next"]] == ["draft", "polish", "archive"]
+    assert edited["nodes"]["polish"]["next"] == "publish"
+    parse_definition(edited)
+    removed = apply_edits(edited, edits({"op": "remove_edge", "from": "check", "to": "draft"}))
+    assert [e["to"] for e in removed["nodes"]["check"]["next"]] == ["polish", "archive"]
+
+
+def test_a_fork_decides_again_the_edges_its_source_left_waiting(uow: UnitOfWork) -> None:
+    document = flow(
+        [
+            {"to": "publish"},
+            {"to": "check", "trigger": {"condition": "vars.ok == true"}},
+            {"to": "later", "trigger": {"schedule": {"delay": "1h"}}},
+        ]
+    )
+    document["nodes"]["publish"]["next"] = "after"
+    for node_id in ("after", "check", "later"):
+        document["nodes"][node_id] = {"kind": "set", "vars": {node_id: True}}
+    accepted(uow, "PublishWorkflow", {"definition": document})
+    source = accepted(uow, "StartRun", {"workflow": "flow", "input": {"draft": "x"}})["run_id"]
+    assert uow.get(uuid.UUID(source)).status == "waiting"
+    fork = accepted(uow, "ForkRun", {"source_run_id": source, "from_node": "after"})
+    forked = uow.get(uuid.UUID(fork["run_id"]))
+    assert forked.status == "waiting"
+    assert forked.edges["write->check"] == forked.edges["write->later"] == "waiting"
+    assert forked.timers["edge:write->later:1"]["status"] == "pending"
+    accepted(uow, "SetVariables", {"run_id": fork["run_id"], "variables": {"ok": True}})
+    accepted(uow, "FireTimer", {"run_id": fork["run_id"], "timer": "edge:write->later:1"})
+    forked = uow.get(uuid.UUID(fork["run_id"]))
+    assert forked.status == "completed"
+    assert forked.variables["check"] is forked.variables["later"] is True
+
+
+def test_a_waiting_run_can_pause_and_waits_again_when_resumed() -> None:
+    run = start(APPROVAL, {"draft": "hi"})
+    run.pause("ada", "holiday")
+    run.set_variables({"approved": True}, "bo")
+    assert run.status == "paused"
+    assert run.nodes["publish"]["status"] == "pending"
+    run.resume("ada")
+    assert run.status == "completed"
+
+
+async def answer_everything(run: WorkflowRun) -> None:
+    """Answer the model calls of nodes and of the run itself with the scripted provider,
+    as the worker would, until nothing is asked any more."""
+    provider = ScriptedProvider()
+    while True:
+        running = [n for n, s in run.nodes.items() if s["status"] == "running"]
+        asked = [r for r, s in run.llm_requests.items() if s["status"] == "pending"]
+        if not running and not asked:
+            return
+        for node_id in running:
+            result = await provider.complete(run.llm_request(node_id))
+            run.complete_llm_call(node_id, run.nodes[node_id]["attempt"], result)
+        for request_id in asked:
+            request = LlmRequest.model_validate(run.llm_requests[request_id]["request"])
+            run.complete_llm_request(request_id, await provider.complete(request))
+
+
+async def test_the_documented_reply_review_loops_to_its_bound_then_waits_for_approval() -> None:
+    run = start(documented("reply-review"))
+    await answer_everything(run)
+    assert run.status == "waiting"
+    assert run.nodes["draft"]["attempt"] == run.nodes["review"]["attempt"] == 3
+    assert run.edges == {
+        "draft->review": "taken",
+        "review->draft": "skipped",
+        "review->publish": "waiting",
+    }
+    run.set_variables({"approved": True}, "ada")
+    await answer_everything(run)
+    assert run.status == "completed"
+    assert run.variables["published"] == run.variables["reply"]
+
+
+def test_a_recorded_fork_re_serves_the_judges_answer_instead_of_asking_again(
+    uow: UnitOfWork,
+) -> None:
+    accepted(uow, "PublishWorkflow", {"definition": JUDGED})
+    source = accepted(uow, "StartRun", {"workflow": "flow", "input": {"draft": "Dear Ada"}})
+    run = uow.get(uuid.UUID(source["run_id"]))
+    run.complete_llm_request("validator:write->publish:1:1", answer("yes"))
+    uow.save()
+    fork = accepted(
+        uow,
+        "ForkRun",
+        {"source_run_id": source["run_id"], "from_node": "write", "mode": "recorded"},
+    )
+    forked = uow.get(uuid.UUID(fork["run_id"]))
+    assert forked.status == "completed"
+    assert [r["status"] for r in forked.llm_requests.values()] == ["completed"]
+    assert forked.usage["llm_calls"] == 0
+    kinds = names(uow.app.repository.event_store.get(forked.id))
+    assert "LlmRequestReplayed" in kinds
+    assert "LlmRequestCompleted" not in kinds
+
+
+def test_an_immediate_trigger_is_the_same_edge_as_none() -> None:
+    written = parse_definition(flow([{"to": "publish", "trigger": "immediate"}]))
+    assert written.content_hash() == parse_definition(flow([{"to": "publish"}])).content_hash()
+    assert problems(flow([{"to": "publish", "trigger": "later"}])) == [
+        "nodes.write.next[0].trigger: Input should be a valid dictionary or instance of Trigger"
+    ]

@@ -244,7 +244,9 @@ def test_removing_a_pending_node_that_others_lead_to_is_refused(uow) -> None:
 
 def test_a_finished_run_cannot_be_edited(uow, source) -> None:
     receipt = edit(uow, source, {"op": "remove_node", "node": "n10"})
-    assert receipt.reason == f"run {source} is completed: only a running run's graph can change"
+    assert receipt.reason == (
+        f"run {source} is completed: only a running or waiting run's graph can change"
+    )
 
 
 def test_an_edit_is_recorded_with_its_actor_and_reason_and_replays(uow) -> None:

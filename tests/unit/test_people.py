@@ -131,7 +131,7 @@ def test_a_paused_run_records_work_in_flight_but_starts_nothing_until_resumed(uo
     assert run.status == "paused"
     assert run.nodes["one"]["status"] == "completed" and run.nodes["two"]["status"] == "pending"
     assert rejected(uow, "PauseRun", {"run_id": str(run_id)}) == (
-        f"run {run_id} is paused: only a running run can pause"
+        f"run {run_id} is paused: only a running or waiting run can pause"
     )
     accepted(uow, "ResumeRun", {"run_id": str(run_id)})
     assert uow.get(run_id).nodes["two"]["status"] == "running"
