@@ -345,3 +345,22 @@ async def test_a_recorded_fork_reserves_the_answers_of_llm_actions_and_calls_no_
     assert run.usage["llm_calls"] == 0
     events = uow.app.repository.event_store.get(forked)
     assert "LlmRequestReplayed" in [type(e).__name__ for e in events]
+
+
+def test_a_human_nodes_exit_actions_see_the_decision_a_person_made() -> None:
+    run = start(workflow(
+        review={"kind": "human", "title": "Approve the brief for {{ input.customer }}?",
+                "on_exit": [{"conditional": {
+                    "if": 'output.decision == "approve"',
+                    "then": [{"document": {"name": "approval.txt", "content_type": "text/plain",
+                                           "template": "approved by {{ output.by }}"}}],
+                    "else": [{"variable": {"set": {"escalate": "yes"}}}],
+                }}]},
+    ))
+    run.collect_events()
+    run.complete_task("review", "ada", "approve", None, "fine")
+    [saved] = [e for e in run.collect_events() if type(e).__name__ == "ArtifactSaved"]
+    assert (saved.name, saved.content, saved.action) == (
+        "approval.txt", "approved by ada", "nodes.review.on_exit[0].conditional.then[0]")
+    assert run.status == "completed"
+    assert "escalate" not in run.variables
