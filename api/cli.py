@@ -258,6 +258,8 @@ def _stream(client: httpx.Client, run_id: str, printer: _StreamPrinter) -> dict[
                     _fail(f"{source.response.status_code}: {source.response.text}")
                 for message in source.iter_sse():
                     last_id = message.id or last_id
+                    if not message.data:
+                        continue  # a keep-alive ping (every 15 s while a run waits)
                     if message.event == "end":
                         return dict(message.json())
                     printer.show(message.event, message.json())
@@ -266,6 +268,14 @@ def _stream(client: httpx.Client, run_id: str, printer: _StreamPrinter) -> dict[
             err.print(f"[dim]stream interrupted ({type(error).__name__}); resuming[/]")
             time.sleep(1.0)
     _fail(f"lost the stream of run {run_id} too often: see `heddle runs show {run_id}`")
+
+
+EDGE_NOTES: dict[str, Any] = {
+    "RunWaiting": lambda d: "waiting for " + ", ".join(d["edges"]),
+    "TransitionBlocked": lambda d: f"{d['source']} -> {d['target']} blocked: {d['reason']}",
+    "LoopIterated": lambda d: f"loop {d['source']} -> {d['target']}: iteration {d['iteration']}",
+}
+"""What a followed run prints for its edges' events (docs/workflows.md, "Edges")."""
 
 
 class _StreamPrinter:
@@ -291,6 +301,9 @@ class _StreamPrinter:
         elif event == "NodesSkipped":
             for skipped in data["data"]["node_ids"]:
                 self.line(skipped, {"status": "skipped"})
+        elif event in EDGE_NOTES:
+            self.finish_line()
+            out.print(f"{'':>9} " + EDGE_NOTES[event](data["data"]), style="dim", markup=False)
 
     def token(self, delta: dict[str, Any]) -> None:
         writing = (delta["node_id"], delta["attempt"], delta["step"], delta["try"])
