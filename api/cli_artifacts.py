@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from api.cli_reads import _every_page
 from api.cli_replay import JsonOption, _cli
 
 
@@ -24,15 +25,8 @@ def runs_artifacts(
     as_json: JsonOption = False,
 ) -> None:
     """List the artifacts a run saved (its documents), oldest first."""
-    cli = _cli()
-    params: dict[str, Any] = {"limit": 500, **({"node_id": node} if node else {})}
-    items: list[dict[str, Any]] = []
-    while True:
-        page = cli._call("GET", f"/v1/runs/{run_id}/artifacts", params=params)
-        items += page["items"]
-        if not page["next_cursor"]:
-            break
-        params["cursor"] = page["next_cursor"]
+    path = f"/v1/runs/{run_id}/artifacts"
+    items, cli = _every_page(path, {"node_id": node, "limit": 500})
     cli._print_items(
         items,
         as_json,

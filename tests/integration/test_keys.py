@@ -122,6 +122,7 @@ async def test_a_key_without_the_scope_is_403_naming_the_scope(
         ("GET", "/v1/keys", writer, "admin"),
         ("POST", "/v1/keys", writer, "admin"),
         ("GET", "/v1/credentials", reader, "admin"),
+        ("GET", "/v1/providers/health", reader, "admin"),
         ("DELETE", "/v1/credentials/team-a", writer, "admin"),
     ):
         response = await anonymous.request(method, path, headers=headers, json={})
@@ -311,10 +312,10 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "POST /v1/runs/{run_id}/tasks/{task}/reassign": lambda: rejected(
                 f"{task}/reassign", {"assignee": "mallory"}),
             "POST /v1/runs/{run_id}/pause": lambda: rejected(f"/v1/runs/{waiting}/pause", {}),
-            "POST /v1/runs/{run_id}/variables": lambda: rejected(
-                f"/v1/runs/{waiting}/variables", {"variables": {"approved": True}}),
             "POST /v1/runs/{run_id}/resume": lambda: rejected(f"/v1/runs/{waiting}/resume", {}),
             "POST /v1/runs/{run_id}/cancel": lambda: rejected(f"/v1/runs/{waiting}/cancel", {}),
+            "POST /v1/runs/{run_id}/variables": lambda: rejected(
+                f"/v1/runs/{waiting}/variables", {"variables": {"approved": True}}),
             "POST /v1/runs/import": import_over_the_owners_run,
             "PUT /v1/workflows/{name}": own_workflow,
             "DELETE /v1/credentials/{credential_id}": lambda: not_found(

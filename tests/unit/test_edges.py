@@ -4,11 +4,13 @@ waits, blocks or loops as docs/workflows.md says."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from eventsourcing.application import project_aggregate
@@ -653,3 +655,32 @@ def test_an_immediate_trigger_is_the_same_edge_as_none() -> None:
     assert problems(flow([{"to": "publish", "trigger": "later"}])) == [
         "nodes.write.next[0].trigger: Input should be a valid dictionary or instance of Trigger"
     ]
+
+
+def test_following_a_run_prints_its_loops_and_waits_and_outlasts_keep_alive_pings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api import cli
+
+    def message(kind: str, data: dict[str, Any], version: int) -> str:
+        return f"id: {version}:0\nevent: {kind}\ndata: {json.dumps(data)}\n\n"
+
+    def event(kind: str, version: int, **data: Any) -> str:
+        return message("event", {"type": f"WorkflowRun.{kind}", "data": data}, version)
+
+    body = (
+        event("LoopIterated", 8, source="review", target="draft", iteration=2, nodes=["draft"])
+        + event("RunWaiting", 12, edges=["review->publish"])
+        + ": ping - 2026-11-23 19:20:00\n\n"  # sent every 15 s while the run waits
+        + message("end", {"status": "completed", "position": 40}, 15)
+    )
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    with httpx.Client(transport=httpx.MockTransport(serve), base_url="http://heddle") as client:
+        end = cli._stream(client, "r1", cli._StreamPrinter(quiet=False))
+    assert end == {"status": "completed", "position": 40}
+    printed = capsys.readouterr().out
+    assert "loop review -> draft: iteration 2" in printed
+    assert "waiting for review->publish" in printed
