@@ -842,6 +842,8 @@ class WorkflowRun(Aggregate):
             node = self.spec.nodes.get(node_id)
             if state["status"] != "running" or not isinstance(node, WaitNode) or not node.event:
                 continue
+            if "event" not in state.get("input", {}):
+                continue  # still entering: its entry actions wait for a model
             if evaluate_condition(node.event, {**self.activation(), "event": event_value}):
                 matched.append(node_id)
         if not matched:

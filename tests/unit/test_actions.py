@@ -364,3 +364,16 @@ def test_a_human_nodes_exit_actions_see_the_decision_a_person_made() -> None:
         "approval.txt", "approved by ada", "nodes.review.on_exit[0].conditional.then[0]")
     assert run.status == "completed"
     assert "escalate" not in run.variables
+
+
+def test_a_wait_node_still_entering_does_not_take_a_signal_meant_for_its_wait() -> None:
+    from domain.errors import SignalIgnored
+
+    run = start(workflow(
+        hold={"kind": "wait", "event": 'event.name == "paid"', "output": "payment",
+              "on_enter": [{"llm": {"model": "scripted:echo", "prompt": "note", "output": "note"}}]},
+    ))
+    assert run.action_waiting("hold") is not None
+    with pytest.raises(SignalIgnored):
+        run.signal("paid", {}, "ada")
+    assert run.nodes["hold"]["status"] == "running"
