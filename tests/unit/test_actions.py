@@ -371,7 +371,7 @@ def test_a_wait_node_still_entering_does_not_take_a_signal_meant_for_its_wait() 
 
     run = start(workflow(
         hold={"kind": "wait", "event": 'event.name == "paid"', "output": "payment",
-              "on_enter": [{"llm": {"model": "scripted:echo", "prompt": "note", "output": "note"}}]},
+              "on_enter": [{"llm": {"model": "scripted:echo", "prompt": "hi", "output": "note"}}]},
     ))
     assert run.action_waiting("hold") is not None
     with pytest.raises(SignalIgnored):
