@@ -842,8 +842,8 @@ class WorkflowRun(Aggregate):
             node = self.spec.nodes.get(node_id)
             if state["status"] != "running" or not isinstance(node, WaitNode) or not node.event:
                 continue
-            if "event" not in state.get("input", {}):
-                continue  # still entering: its entry actions wait for a model
+            if self.action_waiting(node_id) is not None:
+                continue  # its entry actions have not finished, or its exit ones run
             if evaluate_condition(node.event, {**self.activation(), "event": event_value}):
                 matched.append(node_id)
         if not matched:
@@ -895,6 +895,11 @@ class WorkflowRun(Aggregate):
             )
         if item is not None and self.item_state(node_id, item).get("status") != "running":
             raise NodeNotRunning(f"item {item} of node {node_id!r} is not running in run {self.id}")
+        if self.action_waiting(node_id) is not None:
+            raise NodeNotRunning(
+                f"node {node_id!r} attempt {attempt} waits for its actions in run {self.id}: "
+                "its work is not running"
+            )
 
     def item_state(self, node_id: str, item: int) -> dict[str, Any]:
         """One item of a map node: pending (empty), running (with its request) or completed."""

@@ -393,9 +393,13 @@ async def drive_agent(
 
     def next_work() -> tuple[LlmRequest | None, list[ToolCall], int]:
         run = uow.get(call.run_id)
-        state = run.nodes.get(call.node_id, {}) if run is not None else {}
-        if state.get("status") != "running" or state.get("attempt") != call.attempt:
+        if run is None:
             return None, [], 0
+        try:
+            run.check_node_is_running(call.node_id, call.attempt)
+        except NodeNotRunning:  # it ended, or its answer is in and its exit actions run
+            return None, [], 0
+        state = run.nodes[call.node_id]
         pending = run.pending_tool_calls(call.node_id)
         step = state.get("steps", 0) + 1
         return (None if pending else run.agent_request(call.node_id)), pending, step

@@ -377,3 +377,45 @@ def test_a_wait_node_still_entering_does_not_take_a_signal_meant_for_its_wait() 
     with pytest.raises(SignalIgnored):
         run.signal("paid", {}, "ada")
     assert run.nodes["hold"]["status"] == "running"
+
+
+async def test_an_agent_whose_exit_action_waits_asks_its_model_no_more(uow: UnitOfWork) -> None:
+    from handlers.run_worker import drive_agent
+    from handlers.tools import builtin_tools
+
+    run = start(workflow(
+        solve={"kind": "agent", "model": "scripted:agent", "prompt": "6 times 7?",
+               "tools": ["calculator"], "output": "answer",
+               "options": {"replies": [
+                   {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
+                   "It is {{ messages[-1].content }}."]},
+               "on_exit": [{"llm": {"model": "scripted:echo", "prompt": "Check: {{ output }}",
+                                    "output": "checked"}}]},
+    ))
+    uow.add(run)
+
+    async def decide(decision: Any) -> Any:
+        return decision()
+
+    call = LlmCall(run.id, "solve", 1, run.llm_request("solve"), kind="agent")
+    await drive_agent(call, uow, complete, builtin_tools().run, decide)
+    assert run.usage["llm_calls"] == 2  # two turns, then the exit action waits
+    assert run.action_waiting("solve") is not None
+    await work(run, uow)
+    assert run.variables["checked"] == "Check: It is 42."
+    assert run.status == "completed"
+
+
+def test_a_repeated_result_of_a_node_whose_exit_actions_wait_changes_nothing() -> None:
+    from domain.errors import NodeNotRunning
+
+    run = start(workflow(
+        ask={"kind": "remote", "capability": "crm", "output": "account",
+             "on_exit": [{"llm": {"model": "scripted:echo", "prompt": "Sum up {{ output }}",
+                                  "output": "summary"}}]},
+    ))
+    run.complete_remote("ask", 1, "ok", {"name": "Acme"}, None, [], "crm-worker")
+    run.collect_events()
+    with pytest.raises(NodeNotRunning):
+        run.complete_remote("ask", 1, "ok", {"name": "Acme"}, None, [], "crm-worker")
+    assert run.collect_events() == []
