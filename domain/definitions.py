@@ -248,6 +248,39 @@ class ToolNode(_Node):
     output: str | None = None
 
 
+class SubworkflowNode(_Node):
+    """Start a child run of a published workflow (the latest version unless `version` is
+    set) with `input` (string values are templates) and wait for it: the node completes
+    with the child's output, or fails with the child's error."""
+
+    kind: Literal["subworkflow"]
+    workflow: str = Field(pattern=NAME_PATTERN)
+    version: int | None = Field(default=None, ge=1)
+    input: dict[str, Any] = Field(default_factory=dict)
+    output: str | None = None
+
+
+class ExtractNode(_Node):
+    """Structured fields from a document through a model: `document` (a template) gives a
+    document id (`doc_...`, from `POST /v1/documents`) or the text itself; the model is
+    asked for JSON matching `schema`; `output` gets the fields that match and the fields
+    that did not, each with the reason."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    kind: Literal["extract"]
+    model: str = Field(pattern=r"^[a-z][a-z0-9_-]*:.+$", description="provider:model")
+    document: str = Field(description="a template: a document id or the text")
+    fields_schema: dict[str, Any] = Field(alias="schema", description="a JSON schema (object)")
+    instructions: str = Field(default="", description="a template, added to the prompt")
+    max_chars: int = Field(default=100_000, ge=100, le=2_000_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    credential: str | None = Field(default=None, pattern=CREDENTIAL_ID)
+    output: str | None = None
+
+
 class Budget(BaseModel):
     """Limits per run; crossing one pauses the run and asks for an approval to go on."""
 
@@ -270,7 +303,9 @@ Node = Annotated[
     | HumanNode
     | WaitNode
     | RemoteNode
-    | ToolNode,
+    | ToolNode
+    | SubworkflowNode
+    | ExtractNode,
     Field(discriminator="kind"),
 ]
 
@@ -330,6 +365,8 @@ NODE_KINDS = (
     "wait",
     "remote",
     "tool",
+    "subworkflow",
+    "extract",
 )
 
 
@@ -450,11 +487,7 @@ def _find_cycle(spec: WorkflowSpec) -> list[str] | None:
 
 def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
     problems: list[Problem] = []
-    try:
-        jsonschema.Draft202012Validator.check_schema(spec.inputs)
-    except jsonschema.SchemaError as error:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
-        problems.append(Problem(f"inputs{where}", f"not a valid JSON schema: {error.message}"))
+    problems += _schema_problems(spec.inputs, "inputs")
     if spec.output:
         problems += _check(compile_expression, spec.output, "output")
     for node_id, node in spec.nodes.items():
@@ -492,7 +525,7 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
             for name, value in node.arguments.items():
                 if isinstance(value, str):
                     problems += _check(parse_template, value, f"{at}.arguments.{name}")
-        elif isinstance(node, RemoteNode):
+        elif isinstance(node, RemoteNode | SubworkflowNode):
             for name, value in node.input.items():
                 if isinstance(value, str):
                     problems += _check(parse_template, value, f"{at}.input.{name}")
@@ -509,7 +542,22 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
             for name, value in node.vars.items():
                 if isinstance(value, str):
                     problems += _check(parse_template, value, f"{at}.vars.{name}")
+        elif isinstance(node, ExtractNode):
+            problems += _check(parse_template, node.document, f"{at}.document")
+            problems += _check(parse_template, node.instructions, f"{at}.instructions")
+            problems += _schema_problems(node.fields_schema, f"{at}.schema")
+            if node.fields_schema.get("type") != "object":
+                problems.append(Problem(f"{at}.schema.type", "must be object: fields by name"))
     return problems
+
+
+def _schema_problems(schema: dict[str, Any], path: str) -> list[Problem]:
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        return [Problem(f"{path}{where}", f"not a valid JSON schema: {error.message}")]
+    return []
 
 
 def _check(check: Any, source: str, path: str) -> list[Problem]:

@@ -14,13 +14,16 @@ import re
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.definitions import (
     DURATION,
+    ERROR_CLASSES,
+    HEDDLE_NAMESPACE,
     AgentNode,
+    ExtractNode,
     HumanNode,
     JoinNode,
     LlmNode,
@@ -28,6 +31,7 @@ from domain.definitions import (
     ParallelNode,
     RemoteNode,
     SetNode,
+    SubworkflowNode,
     SwitchNode,
     ToolNode,
     WaitNode,
@@ -50,6 +54,7 @@ from domain.errors import (
     TemplateError,
 )
 from domain.expressions import evaluate, evaluate_condition
+from domain.extraction import parse_fields
 from domain.llm import LlmRequest, LlmResult, Message, ToolCall
 from domain.schemas import schema_problems
 from domain.templates import render, render_values
@@ -62,6 +67,9 @@ BUDGET_TASK = "budget"
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 IO_NODE_KINDS = frozenset({"llm", "agent"})
 TOOL_NODE = "tool"
+
+MAX_DEPTH = 8
+"""How deep subworkflows may nest: a workflow that calls itself ends here."""
 
 _SPECS: OrderedDict[str, WorkflowSpec] = OrderedDict()
 
@@ -147,9 +155,12 @@ class WorkflowRun(Aggregate):
         input: dict[str, Any],
         command_id: str,
         fork: dict[str, Any] | None = None,
+        parent: dict[str, Any] | None = None,
     ) -> None:
         """`fork` makes the run a fork of another (see `handlers/forks.py`): it starts
-        from that run's variables, edges and finished nodes at the fork point."""
+        from that run's variables, edges and finished nodes at the fork point. `parent`
+        makes it the child run of a `subworkflow` node: `{run_id, node_id, attempt,
+        workflow, depth}`."""
         self.tenant = tenant
         self.workflow = workflow
         self.workflow_version = version
@@ -171,6 +182,8 @@ class WorkflowRun(Aggregate):
         self.tasks: dict[str, dict[str, Any]] = {}
         self.waived: list[str] = []
         self._recorded: dict[str, dict[str, Any]] = {}
+        self.parent = parent
+        self.children: dict[str, dict[str, Any]] = {}
         if fork is not None:
             self.variables = dict(fork["variables"])
             self.nodes.update(fork["nodes"])
@@ -688,6 +701,115 @@ class WorkflowRun(Aggregate):
         self._complete_with_output(node_id, node, output)
         self.advance()
 
+    # Subworkflows: a child run per node attempt, started and reported by commands that
+    # handlers/subworkflows.py sends when it sees this run's (and the child's) events.
+
+    def _start_subworkflow(self, node_id: str, node: SubworkflowNode, attempt: int) -> None:
+        child_id = uuid5(HEDDLE_NAMESPACE, f"child/{self.id}/{node_id}/{attempt}")
+        started = {
+            "workflow": node.workflow,
+            "version": node.version,
+            "input": render_values(node.input, self.activation()),
+            "run_id": str(child_id),
+        }
+        self._node_started(node_id, node.kind, attempt, started)
+        depth = self.depth + 1
+        if depth > MAX_DEPTH:
+            message = (
+                f"subworkflow {node.workflow!r} would nest {depth} runs deep, more than "
+                f"{MAX_DEPTH}: does a workflow call itself without an end?"
+            )
+            self._fail_node(node_id, attempt, {"class": "definition", "message": message})
+
+    @property
+    def depth(self) -> int:
+        """How many parents this run has."""
+        return int(self.parent["depth"]) if self.parent else 0
+
+    def child_parent(self, node_id: str, attempt: int) -> dict[str, Any]:
+        """What a child run of a running `subworkflow` node records as its parent, with
+        the child's id, workflow, version and input as the node started it."""
+        self.check_node_is_running(node_id, attempt)
+        started = self.nodes[node_id]["input"]
+        return {
+            **started,
+            "parent": {
+                "run_id": str(self.id),
+                "node_id": node_id,
+                "attempt": attempt,
+                "workflow": self.workflow,
+                "depth": self.depth + 1,
+            },
+        }
+
+    def fail_subworkflow_start(self, node_id: str, attempt: int, message: str) -> None:
+        """The child run could not start (no such workflow or version, input that does not
+        match its inputs): the node fails with class `definition`."""
+        self.check_node_is_running(node_id, attempt)
+        self._fail_node(node_id, attempt, {"class": "definition", "message": message})
+
+    def complete_subworkflow(
+        self, child_id: str, status: str, output: Any, error: dict[str, Any] | None
+    ) -> None:
+        """A child run ended: its node completes with the child's output, or fails with
+        the child's error class (`task` when the child was cancelled), so that the node's
+        `retry` and `on_error` apply."""
+        child = self.children.get(child_id)
+        if child is None:
+            raise NodeNotRunning(f"run {self.id} has no child run {child_id}")
+        node_id, attempt = child["node_id"], child["attempt"]
+        self.check_node_is_running(node_id, attempt)
+        node = self.spec.nodes[node_id]
+        self._child_finished(child_id, status)
+        if status == "completed":
+            self._complete_with_output(node_id, node, output)
+            self.advance()
+            return
+        error = error or {}
+        why = error.get("message") or status
+        where = f" at node {error['node']!r}" if error.get("node") else ""
+        failure = {
+            "class": error.get("class") if error.get("class") in ERROR_CLASSES else "task",
+            "message": f"child run {child_id} of {child['workflow']} {status}{where}: {why}",
+            "child_run_id": child_id,
+        }
+        self._fail_node(node_id, attempt, failure)
+
+    def children_to_cancel(self) -> list[str]:
+        """Child runs still running whose node attempt has ended (the run was cancelled or
+        failed, the node timed out or was skipped): they should be cancelled."""
+        return [
+            child_id
+            for child_id, child in self.children.items()
+            if child["status"] == "running"
+            and (
+                self.is_finished
+                or self.nodes.get(child["node_id"], {}).get("status") != "running"
+                or self.nodes[child["node_id"]]["attempt"] != child["attempt"]
+            )
+        ]
+
+    # Extraction: the worker reads the document and asks the model; the run checks.
+
+    def complete_extraction(
+        self, node_id: str, attempt: int, source: dict[str, Any], result: LlmResult
+    ) -> None:
+        """Record an `extract` node's model answer and where its text came from; the node
+        completes with the fields that match its schema and those that do not, each with
+        the reason. An answer that is not a JSON object fails the node (class `task`)."""
+        self.check_node_is_running(node_id, attempt)
+        node = self.spec.nodes[node_id]
+        assert isinstance(node, ExtractNode)
+        self._extraction_completed(node_id, attempt, source, result.model_dump(mode="json"))
+        try:
+            fields, invalid = parse_fields(node.fields_schema, result.text)
+        except ValueError as error:
+            self._fail_node(node_id, attempt, {"class": "task", "message": str(error)})
+            return
+        output = {"fields": fields, "invalid": invalid, "source": source}
+        self._complete_with_output(node_id, node, output)
+        self.advance()
+
     def signal(self, name: str, data: dict[str, Any], actor: str) -> list[str]:
         """An outside event reached the run: every `wait` node whose `event` condition
         holds for it completes with the event. Returns those nodes; none is an error."""
@@ -814,6 +936,15 @@ class WorkflowRun(Aggregate):
                             "message": f"tool {node.tool!r}: " + "; ".join(problems),
                         },
                     )
+            elif isinstance(node, SubworkflowNode):
+                self._start_subworkflow(node_id, node, attempt)
+            elif isinstance(node, ExtractNode):
+                context = self.activation()
+                started = {
+                    "document": render(node.document, context),
+                    "instructions": render(node.instructions, context),
+                }
+                self._node_started(node_id, node.kind, attempt, started)
             elif isinstance(node, RemoteNode):
                 context = self.activation()
                 task = {
@@ -981,6 +1112,13 @@ class WorkflowRun(Aggregate):
         self.steps += 1
         if kind == "human":
             self.tasks[node_id] = {**input["task"], "status": "open", "node_id": node_id}
+        if kind == "subworkflow":
+            self.children[input["run_id"]] = {
+                "node_id": node_id,
+                "attempt": attempt,
+                "workflow": input["workflow"],
+                "status": "running",
+            }
 
     @event("GraphEdited")
     def _graph_edited(
@@ -1046,6 +1184,18 @@ class WorkflowRun(Aggregate):
             "status": "completed",
             "output": result["text"],
         }
+
+    @event("ChildRunFinished")
+    def _child_finished(self, child_run_id: str, status: str) -> None:
+        self.children[child_run_id] = {**self.children[child_run_id], "status": status}
+
+    @event("ExtractionCompleted")
+    def _extraction_completed(
+        self, node_id: str, attempt: int, source: dict[str, Any], result: dict[str, Any]
+    ) -> None:
+        """`source`: where the text came from (document id, pages, characters), never
+        the text itself."""
+        self.usage = add_usage(self.usage, result)
 
     @event("LlmCallReplayed")
     def _llm_call_replayed(self, node_id: str, attempt: int, result: dict[str, Any]) -> None:

@@ -38,6 +38,7 @@ from handlers.run_worker import (
     remote_tasks_due,
     tool_nodes_due,
 )
+from handlers.subworkflows import subworkflow_commands
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.credentials import CredentialStore, create_credentials_table
@@ -224,12 +225,16 @@ class Heddle:
             fresh = self._worker_positions.fresh(records)
             events = decode_events(fresh)
             self._new_capabilities |= capabilities_published(events)
+            commands.extend(subworkflow_commands(fresh, uow))
             return (
                 uow, llm_calls_due(events, uow), remote_tasks_due(events, uow),
                 tool_nodes_due(events, uow), fresh,
             )
 
+        commands: list[tuple[CommandEnvelope, str]] = []
         uow, calls, tasks, tools, fresh = await self.writer.run(find_work)
+        for envelope, key in commands:
+            await self.send_command(envelope, key)
         capabilities = self._new_capabilities | {task["capability"] for task in tasks}
         if capabilities:
             await self.create_task_topics(capabilities)

@@ -1,0 +1,165 @@
+"""Subworkflows against the in-memory store: the worker's reactions (commands with ids
+derived from the events) and the intake's decisions, delivered until nothing is left."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+import yaml
+
+from domain.commands import run_id_for
+from domain.runs import MAX_DEPTH
+from handlers.intake import handle_command
+from handlers.records import Record
+from handlers.subworkflows import subworkflow_commands
+from handlers.unit_of_work import UnitOfWork
+from infra.store import EventStore
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def example(name: str) -> dict[str, Any]:
+    return yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+
+
+class Loop:
+    """Commands in, events out, reactions back in: Kafka without Kafka."""
+
+    def __init__(self) -> None:
+        self.store = EventStore(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        self.seen = 0
+        self.offset = 0
+        self.sent: list[dict[str, Any]] = []
+        self.receipts: dict[str, Any] = {}
+
+    def command(self, type_: str, payload: dict[str, Any], command_id: str) -> None:
+        self._decide({"command_id": command_id, "type": type_, "payload": payload})
+        self.settle()
+
+    def _decide(self, command: dict[str, Any]) -> None:
+        uow = UnitOfWork(self.store)
+        self.offset += 1
+        receipt = handle_command(Record("c", 0, self.offset, None, json.dumps(command).encode()), uow)
+        if receipt is not None:
+            self.receipts[receipt.command_id] = receipt
+        uow.save()
+
+    def settle(self) -> None:
+        while True:
+            notifications = self.store.notification_log.select(self.seen + 1, 10)
+            if not notifications:
+                return
+            self.seen = notifications[-1].id
+            records = []
+            for n in notifications:
+                envelope = self.store.envelope(n)
+                records.append(Record("e", 0, n.id, None, json.dumps(envelope).encode(),
+                                      {"type": envelope["type"]}))
+            for envelope, _ in subworkflow_commands(records, UnitOfWork(self.store)):
+                self.sent.append(envelope.model_dump())
+                self._decide(envelope.model_dump())
+
+    def run(self, run_id: UUID) -> Any:
+        return UnitOfWork(self.store).get(run_id)
+
+    def publish(self, document: dict[str, Any]) -> None:
+        self.command("PublishWorkflow", {"definition": document}, f"publish-{document['name']}")
+
+    def start(self, workflow: str, input: dict[str, Any], command_id: str = "s1") -> Any:
+        self.command("StartRun", {"workflow": workflow, "input": input}, command_id)
+        return self.run(run_id_for("default", command_id))
+
+
+# examples/welcome.yaml without its model call (this loop runs no worker)
+WELCOME = {**example("welcome"), "nodes": {"write": {
+    "kind": "set", "vars": {"message": "Welcome aboard, {{ input.name }}!"}}}}
+
+
+@pytest.fixture
+def loop() -> Loop:
+    loop = Loop()
+    loop.publish(WELCOME)
+    loop.publish(example("subworkflow"))
+    return loop
+
+
+def child_of(loop: Loop, parent: Any, node: str = "welcome") -> Any:
+    return loop.run(UUID(parent.nodes[node]["input"]["run_id"]) if "input" in parent.nodes[node]
+                    else UUID(next(iter(parent.children))))
+
+
+def test_the_parent_node_completes_with_the_childs_output(loop: Loop) -> None:
+    parent = loop.start("onboard", {"customer": "Ada"})
+    assert parent.status == "completed"
+    assert parent.variables["welcomed"] == {"message": "Welcome aboard, Ada!"}
+    assert parent.variables["note"] == "Sent: Welcome aboard, Ada!"
+    child = child_of(loop, parent)
+    assert child.status == "completed" and child.tenant == parent.tenant
+    assert child.parent == {"run_id": str(parent.id), "node_id": "welcome", "attempt": 1,
+                            "workflow": "onboard", "depth": 1}
+
+
+def test_redelivered_events_send_the_same_commands_which_change_nothing(loop: Loop) -> None:
+    parent = loop.start("onboard", {"customer": "Ada"})
+    first = [c["command_id"] for c in loop.sent]
+    version = loop.run(parent.id).version
+    loop.seen = 0  # deliver every event again
+    loop.settle()
+    again = [c["command_id"] for c in loop.sent][len(first):]
+    assert again and set(again) <= set(first)
+    assert loop.run(parent.id).version == version
+    assert len(loop.run(parent.id).children) == 1
+
+
+def test_a_failing_child_fails_the_node_with_the_childs_reason_and_class(loop: Loop) -> None:
+    failing = {"name": "welcome", "start": "check", "nodes": {"check": {
+        "kind": "tool", "tool": "calculator", "arguments": {"expression": "{{ input.name }}"}}}}
+    loop.command("PublishWorkflow", {"definition": {**failing, "inputs": {"type": "object"}}}, "p2")
+    parent = loop.start("onboard", {"customer": "1 +"})
+    # the tool node waits for the worker, which this loop does not run: fail it by hand
+    child = child_of(loop, parent)
+    uow = UnitOfWork(loop.store)
+    uow.get(child.id).complete_tool_node("check", 1, False, "error: not an arithmetic expression")
+    uow.save()
+    loop.settle()
+    parent = loop.run(parent.id)
+    assert parent.status == "failed"
+    assert parent.error["class"] == "task"
+    assert parent.error["node"] == "welcome"
+    assert f"child run {child.id} of welcome failed at node 'check'" in parent.error["message"]
+    assert "not an arithmetic expression" in parent.error["message"]
+
+
+def test_a_child_workflow_that_is_not_published_fails_the_node_saying_so(loop: Loop) -> None:
+    document = {**example("subworkflow"), "name": "lost"}
+    document["nodes"]["welcome"] = {**document["nodes"]["welcome"], "workflow": "nowhere"}
+    loop.publish(document)
+    parent = loop.start("lost", {"customer": "Ada"})
+    assert parent.status == "failed"
+    assert parent.error["class"] == "definition"
+    assert "no workflow named 'nowhere' is published" in parent.error["message"]
+
+
+def test_cancelling_the_parent_cancels_its_running_child(loop: Loop) -> None:
+    waiting = {"name": "welcome", "start": "hold", "nodes": {"hold": {"kind": "wait", "event": "event.name == 'go'"}}}
+    loop.command("PublishWorkflow", {"definition": waiting}, "p3")
+    parent = loop.start("onboard", {"customer": "Ada"})
+    child = child_of(loop, parent)
+    assert child.status == "running"
+    loop.command("CancelRun", {"run_id": str(parent.id), "reason": "customer left"}, "cancel")
+    child = loop.run(child.id)
+    assert child.status == "cancelled"
+    assert child.error["message"] == f"its parent run {parent.id} no longer waits for it"
+
+
+def test_a_workflow_that_calls_itself_stops_at_the_depth_limit(loop: Loop) -> None:
+    endless = {"name": "endless", "start": "again", "nodes": {"again": {
+        "kind": "subworkflow", "workflow": "endless"}}}
+    loop.publish(endless)
+    top = loop.start("endless", {})
+    assert top.status == "failed"
+    assert f"more than {MAX_DEPTH}" in top.error["message"]
