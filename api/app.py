@@ -284,6 +284,7 @@ def _routes(heddle: Heddle) -> APIRouter:
         who: Caller = Depends(caller),
         status: str | None = Query(default=None, pattern="^(" + "|".join(RUN_STATUSES) + ")$"),
         workflow: str | None = None,
+        parent: UUID | None = Query(default=None, description="only the child runs of this run"),
         limit: int = Query(default=50, ge=1, le=500),
         cursor: str | None = None,
     ) -> dict[str, Any]:
@@ -295,13 +296,16 @@ def _routes(heddle: Heddle) -> APIRouter:
         if workflow:
             where.append("workflow = %s")
             params.append(workflow)
+        if parent:
+            where.append("parent_run_id = %s")
+            params.append(parent)
         if cursor:
             started_at, run_id = _decode_cursor(cursor)
             where.append("(started_at, run_id) < (%s, %s)")
             params += [started_at, run_id]
         rows = await fetch(
             "SELECT run_id, workflow, workflow_version, status, started_at, updated_at,"
-            " finished_at, usage FROM runs WHERE " + " AND ".join(where)
+            " finished_at, usage, parent_run_id FROM runs WHERE " + " AND ".join(where)
             + " ORDER BY started_at DESC, run_id DESC LIMIT %s",
             [*params, limit + 1],
         )

@@ -34,7 +34,9 @@ def schemas() -> dict[str, dict[str, Any]]:
         ResumeRun,
         SignalRun,
         SkipNode,
+        CompleteSubworkflow,
         StartRun,
+        StartSubworkflow,
     )
 
     models = {
@@ -52,6 +54,8 @@ def schemas() -> dict[str, dict[str, Any]]:
         "signal-run.json": SignalRun,
         "fire-timer.json": FireTimer,
         "complete-remote-task.json": CompleteRemoteTask,
+        "start-subworkflow.json": StartSubworkflow,
+        "complete-subworkflow.json": CompleteSubworkflow,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 

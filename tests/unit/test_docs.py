@@ -351,6 +351,8 @@ PAYLOAD_SCHEMAS = {
     "SignalRun": "signal-run.json",
     "FireTimer": "fire-timer.json",
     "CompleteRemoteTask": "complete-remote-task.json",
+    "StartSubworkflow": "start-subworkflow.json",
+    "CompleteSubworkflow": "complete-subworkflow.json",
 }
 
 
