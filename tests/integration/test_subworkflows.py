@@ -27,7 +27,8 @@ async def test_a_parent_waits_for_its_child_run_and_gets_its_output(
     child_id = run["nodes"]["welcome"]["child_run_id"]
     children = (await client.get("/v1/runs", params={"parent": run["run_id"]})).json()["items"]
     assert [c["run_id"] for c in children] == [child_id]
-    assert children[0]["workflow"] == "welcome" and children[0]["status"] == "completed"
+    assert children[0]["workflow"] == "welcome"
+    assert children[0]["status"] == "completed"
     timeline = (await client.get(f"/v1/runs/{run['run_id']}/state")).json()["timeline"]
     lines = [entry["summary"] for entry in timeline]
     assert f"welcome (subworkflow) started, attempt 1: child run {child_id} of welcome" in lines

@@ -43,7 +43,8 @@ class Loop:
     def _decide(self, command: dict[str, Any]) -> None:
         uow = UnitOfWork(self.store)
         self.offset += 1
-        receipt = handle_command(Record("c", 0, self.offset, None, json.dumps(command).encode()), uow)
+        raw = json.dumps(command).encode()
+        receipt = handle_command(Record("c", 0, self.offset, None, raw), uow)
         if receipt is not None:
             self.receipts[receipt.command_id] = receipt
         uow.save()
@@ -98,7 +99,8 @@ def test_the_parent_node_completes_with_the_childs_output(loop: Loop) -> None:
     assert parent.variables["welcomed"] == {"message": "Welcome aboard, Ada!"}
     assert parent.variables["note"] == "Sent: Welcome aboard, Ada!"
     child = child_of(loop, parent)
-    assert child.status == "completed" and child.tenant == parent.tenant
+    assert child.status == "completed"
+    assert child.tenant == parent.tenant
     assert child.parent == {"run_id": str(parent.id), "node_id": "welcome", "attempt": 1,
                             "workflow": "onboard", "depth": 1}
 
@@ -110,7 +112,8 @@ def test_redelivered_events_send_the_same_commands_which_change_nothing(loop: Lo
     loop.seen = 0  # deliver every event again
     loop.settle()
     again = [c["command_id"] for c in loop.sent][len(first):]
-    assert again and set(again) <= set(first)
+    assert again
+    assert set(again) <= set(first)
     assert loop.run(parent.id).version == version
     assert len(loop.run(parent.id).children) == 1
 
@@ -145,7 +148,8 @@ def test_a_child_workflow_that_is_not_published_fails_the_node_saying_so(loop: L
 
 
 def test_cancelling_the_parent_cancels_its_running_child(loop: Loop) -> None:
-    waiting = {"name": "welcome", "start": "hold", "nodes": {"hold": {"kind": "wait", "event": "event.name == 'go'"}}}
+    waiting = {"name": "welcome", "start": "hold",
+               "nodes": {"hold": {"kind": "wait", "event": "event.name == 'go'"}}}
     loop.command("PublishWorkflow", {"definition": waiting}, "p3")
     parent = loop.start("onboard", {"customer": "Ada"})
     child = child_of(loop, parent)
