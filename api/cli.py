@@ -478,6 +478,10 @@ from api.cli_keys import register as _register_keys  # noqa: E402
 
 _register_keys(app)  # keys create|list|revoke
 
+from api.cli_documents import register as _register_documents  # noqa: E402
+
+_register_documents(app)  # documents upload
+
 
 if __name__ == "__main__":
     app()

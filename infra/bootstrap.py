@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.commands import CommandEnvelope, CommandReceipt
 from domain.llm import LlmRequest, LlmResult, RetryPolicy
+from handlers.extraction import extract, extractions_due, record_extractions
 from handlers.intake import execute, handle_command, task_result_as_command
 from handlers.records import Record, trackings_for
 from handlers.run_worker import (
@@ -50,6 +51,7 @@ from infra.kafka import (
     publish_all,
     subscribe_batches,
 )
+from infra.documents import Documents, create_documents_table
 from infra.keys import create_keys_table
 from infra.llm.retrying import complete_with_retries, stream_with_retries
 from infra.llm.router import ProviderRouter, ProviderSettings
@@ -74,6 +76,7 @@ def create_schema(settings: Settings, database_url: str) -> None:
             create_read_models(conn)
             create_credentials_table(conn)
             create_keys_table(conn)
+            create_documents_table(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", [SCHEMA_LOCK])
 
@@ -104,6 +107,7 @@ class Heddle:
         )
         self.retry_policy = RetryPolicy()
         self.tools = builtin_tools()
+        self.documents = Documents(self.reads)
         self.relay: Relay | None = None
         self.projector: Projector | None = None
         self.tokens = TokenPublisher(self.bootstrap_servers, self.topics.tokens)
@@ -226,12 +230,14 @@ class Heddle:
             events = decode_events(fresh)
             self._new_capabilities |= capabilities_published(events)
             commands.extend(subworkflow_commands(fresh, uow))
+            extractions.extend(extractions_due(events, uow))
             return (
                 uow, llm_calls_due(events, uow), remote_tasks_due(events, uow),
                 tool_nodes_due(events, uow), fresh,
             )
 
         commands: list[tuple[CommandEnvelope, str]] = []
+        extractions: list[Any] = []
         uow, calls, tasks, tools, fresh = await self.writer.run(find_work)
         for envelope, key in commands:
             await self.send_command(envelope, key)
@@ -240,18 +246,22 @@ class Heddle:
             await self.create_task_topics(capabilities)
         if tasks:
             await self.send_tasks(tasks)
-        if not calls and not tools:
+        if not calls and not tools and not extractions:
             return
         for call in calls:
             log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
         agents = [c for c in calls if c.kind == "agent"]
         recorder = Recorder(uow, self.writer.run)
-        outcomes, tool_results, *_ = await asyncio.gather(
+        outcomes, tool_results, extracted, *_ = await asyncio.gather(
             asyncio.gather(*(
                 call_llm(call, self.complete_llm, self.tokens.publish, recorder=recorder)
                 for call in calls if call.kind != "agent"
             )),
             asyncio.gather(*(self.tools.run(due.call) for due in tools)),
+            asyncio.gather(*(
+                extract(due, self.documents.text, self.complete_llm, recorder)
+                for due in extractions
+            )),
             *(
                 drive_agent(
                     call, uow, self.complete_llm, self.tools.run, self.writer.run,
@@ -264,6 +274,7 @@ class Heddle:
         def record() -> None:
             record_llm_outcomes(list(outcomes), uow)
             record_tool_nodes(list(zip(tools, tool_results, strict=True)), uow)
+            record_extractions(list(extracted), uow)
             trackings = trackings_for(self._worker_positions.consumer, fresh)
             uow.save(trackings)
             self._worker_positions.advance(trackings)

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     group_prefix: str = "heddle"
     partitions: int = 4
     max_body_bytes: int = 1024 * 1024
+    # Uploads to POST /v1/documents may be this large (the other requests: max_body_bytes).
+    document_max_bytes: int = 10 * 1024 * 1024
     batch_size: int = 500
     fetch_max_wait_ms: int = 10
     idle_poll_ms: int = 25

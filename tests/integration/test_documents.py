@@ -1,0 +1,147 @@
+"""Documents and `extract` nodes (and HTTP tools) through Kafka and PostgreSQL: a PDF
+uploaded once per tenant, its text read by the worker and sent through the real OpenAI
+SDK to a fake OpenAI server; a field that fails the schema is reported."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.devstack import create_database
+from tests.conftest import isolated_settings, running_heddle
+from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, running_server
+from tests.fakes.pdf import pdf_with_pages
+from tests.integration.helpers import EXAMPLES, api_client, example, publish, wait_for_run
+
+CONTRACT = pdf_with_pages(
+    ["Master Services Agreement", "Customer: Acme Corp"],
+    ["Annual fee: 48,000 EUR", "Renews next spring"],
+)
+
+
+@pytest.fixture(scope="module")
+async def openai() -> AsyncIterator[FakeLlmServer]:
+    async with running_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def heddle(
+    postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
+    openai: FakeLlmServer,
+) -> AsyncIterator[Any]:
+    settings = isolated_settings(Path(tmp_path_factory.mktemp("heddle"))).model_copy(
+        update={"document_max_bytes": 64 * 1024}
+    )
+    database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
+    environ = {"OPENAI_BASE_URL": f"{openai.url}/v1", "OPENAI_API_KEY": "sk-test-openai"}
+    async with running_heddle(settings, database_url, kafka_bootstrap, environ) as instance:
+        yield instance
+
+
+@pytest.fixture
+async def client(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(heddle) as api:
+        yield api
+
+
+async def upload(client: httpx.AsyncClient, content: bytes, content_type: str) -> httpx.Response:
+    return await client.post("/v1/documents", content=content,
+                             headers={"Content-Type": content_type})
+
+
+async def run(client: httpx.AsyncClient, workflow: str, input: dict[str, Any]) -> dict[str, Any]:
+    started = await client.post("/v1/runs", json={"workflow": workflow, "input": input})
+    return await wait_for_run(client, started.json()["run_id"], timeout=60)
+
+
+EXTRACT = {
+    "name": "pdf-terms",
+    "start": "terms",
+    "nodes": {"terms": {
+        "kind": "extract",
+        "model": "openai:gpt-4o-mini",
+        "document": "{{ input.contract }}",
+        "schema": {
+            "type": "object",
+            "properties": {"customer": {"type": "string"},
+                           "annual_value": {"type": "number"},
+                           "renewal_date": {"type": "string", "format": "date"}},
+            "required": ["customer", "annual_value"],
+        },
+        "output": "terms",
+    }},
+}
+
+
+async def test_fields_are_extracted_from_an_uploaded_pdf_and_a_bad_one_is_reported(
+    client: httpx.AsyncClient, openai: FakeLlmServer,
+) -> None:
+    uploaded = await upload(client, CONTRACT, "application/pdf")
+    assert uploaded.status_code == 201, uploaded.text
+    document = uploaded.json()
+    assert document["pages"] == 2
+    assert document["content_type"] == "application/pdf"
+    again = await upload(client, CONTRACT, "application/pdf")
+    assert again.json()["document_id"] == document["document_id"]  # stored once
+    openai.then(OpenAiWire.completion(
+        '{"customer": "Acme Corp", "annual_value": 48000, "renewal_date": "next spring"}'))
+    await publish(client, EXTRACT)
+    state = await run(client, "pdf-terms", {"contract": document["document_id"]})
+    assert state["status"] == "completed"
+    terms = state["variables"]["terms"]
+    assert terms["fields"] == {"customer": "Acme Corp", "annual_value": 48000}
+    assert terms["invalid"] == [{"field": "renewal_date", "value": "next spring",
+                                 "reason": "'next spring' is not a 'date'"}]
+    text = ("Master Services Agreement\nCustomer: Acme Corp\n\n"
+            "Annual fee: 48,000 EUR\nRenews next spring")
+    assert openai.requests[-1].body["messages"][1]["content"].endswith("Document:\n" + text)
+    events = (await client.get(f"/v1/runs/{state['run_id']}/events")).json()["events"]
+    extracted = next(e for e in events if e["type"] == "WorkflowRun.ExtractionCompleted")
+    assert extracted["data"]["source"] == {
+        "document_id": document["document_id"], "content_type": "application/pdf", "pages": 2,
+        "characters": len(text), "truncated": False}
+    assert "Annual fee" not in str(events)  # the text is not recorded
+
+
+async def test_another_tenants_document_is_not_found_and_the_node_says_so(
+    heddle: Any, client: httpx.AsyncClient,
+) -> None:
+    document = (await upload(client, b"Customer: Globex", "text/plain")).json()
+    async with api_client(heddle, tenant="other") as other:
+        await publish(other, EXTRACT)
+        state = await run(other, "pdf-terms", {"contract": document["document_id"]})
+    assert state["status"] == "failed"
+    assert state["error"]["message"].startswith(
+        f"no document {document['document_id']} for tenant 'other': upload it with")
+
+
+async def test_uploads_over_the_limit_or_of_unknown_types_are_refused_saying_why(
+    client: httpx.AsyncClient,
+) -> None:
+    too_big = await upload(client, b"x" * (64 * 1024 + 1), "text/plain")
+    assert too_big.status_code == 413
+    assert too_big.json()["detail"] == (
+        "request body larger than 65536 bytes (the limit is HEDDLE_DOCUMENT_MAX_BYTES)")
+    image = await upload(client, b"\x89PNG", "image/png")
+    assert image.status_code == 415
+    assert image.json()["detail"].startswith("content type 'image/png' is not supported")
+    broken = await upload(client, b"%PDF-1.4 nothing else", "application/pdf")
+    assert broken.status_code == 422
+    assert broken.json()["detail"].startswith("not a readable PDF")
+
+
+async def test_the_extract_example_runs_on_the_uploaded_contract_fixture(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await upload(client, (EXAMPLES / "contract.txt").read_bytes(), "text/plain")).json()
+    await publish(client, example("extract"))
+    state = await run(client, "contract-terms", {"contract": document["document_id"]})
+    assert state["status"] == "completed"
+    assert state["variables"]["terms"]["fields"] == {"customer": "Acme Corp", "annual_value": 48000}
+    assert state["variables"]["status"] == "check renewal_date by hand"
