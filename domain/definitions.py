@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from domain.errors import DefinitionInvalid, ExpressionError, Problem, TemplateError
 from domain.expressions import compile_expression
+from domain.http_tools import HTTP_HOSTS, TOOL_NAME, HttpTool, tool_problems
+from domain.llm import ToolDefinition
 from domain.schemas import schema_problems
 from domain.templates import parse_template
 from domain.tools import TOOLS
@@ -325,6 +327,17 @@ class WorkflowSpec(BaseModel):
     deadline: str | None = Field(
         default=None, pattern=DURATION, description="a run not finished by then fails"
     )
+    tools: dict[str, HttpTool] = Field(
+        default_factory=dict, description="HTTP tools for this workflow's tool and agent nodes"
+    )
+
+    def tool(self, name: str) -> ToolDefinition | None:
+        """A tool nodes may use: one this definition declares, or a registered one."""
+        declared = self.tools.get(name)
+        return declared.definition(name) if declared else TOOLS.get(name)
+
+    def known_tools(self) -> str:
+        return ", ".join(sorted({*TOOLS.names(), *self.tools}))
 
     @field_validator("nodes")
     @classmethod
@@ -488,6 +501,7 @@ def _find_cycle(spec: WorkflowSpec) -> list[str] | None:
 def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
     problems: list[Problem] = []
     problems += _schema_problems(spec.inputs, "inputs")
+    problems += _http_tool_problems(spec)
     if spec.output:
         problems += _check(compile_expression, spec.output, "output")
     for node_id, node in spec.nodes.items():
@@ -498,8 +512,8 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
                 problems += _check(parse_template, node.system, f"{at}.system")
         if isinstance(node, AgentNode):
             for index, tool in enumerate(node.tools):
-                if TOOLS.get(tool) is None:
-                    known = ", ".join(TOOLS.names())
+                if spec.tool(tool) is None:
+                    known = spec.known_tools()
                     problems.append(
                         Problem(f"{at}.tools[{index}]", f"unknown tool {tool!r} (known: {known})")
                     )
@@ -517,8 +531,8 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
             except jsonschema.SchemaError as error:
                 problems.append(Problem(f"{at}.form", f"not a valid JSON schema: {error.message}"))
         elif isinstance(node, ToolNode):
-            if TOOLS.get(node.tool) is None:
-                known = ", ".join(TOOLS.names())
+            if spec.tool(node.tool) is None:
+                known = spec.known_tools()
                 problems.append(
                     Problem(f"{at}.tool", f"unknown tool {node.tool!r} (known: {known})")
                 )
@@ -548,6 +562,23 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
             problems += _schema_problems(node.fields_schema, f"{at}.schema")
             if node.fields_schema.get("type") != "object":
                 problems.append(Problem(f"{at}.schema.type", "must be object: fields by name"))
+    return problems
+
+
+def _http_tool_problems(spec: WorkflowSpec) -> list[Problem]:
+    problems = []
+    for name, tool in spec.tools.items():
+        at = f"tools.{name}"
+        if not re.match(TOOL_NAME, name):
+            problems.append(Problem(at, f"a tool name must match {TOOL_NAME}"))
+        if TOOLS.get(name) is not None:
+            problems.append(Problem(at, f"{name!r} is a registered tool: choose another name"))
+        for field, message in tool_problems(name, tool, HTTP_HOSTS.hosts):
+            problems.append(Problem(f"{at}.{field}", message))
+        templates = {"url": tool.url, **{f"headers.{k}": v for k, v in tool.headers.items()}}
+        templates |= {f"body.{k}": v for k, v in (tool.body or {}).items() if isinstance(v, str)}
+        for field, source in templates.items():
+            problems += _check(parse_template, source, f"{at}.{field}")
     return problems
 
 

@@ -66,20 +66,20 @@ def parse_fields(
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
     invalid: dict[str, dict[str, Any]] = {}
-    for error in validator.iter_errors(value):
-        if error.path:
-            field = str(error.path[0])
+    for problem in validator.iter_errors(value):
+        if problem.path:
+            field = str(problem.path[0])
             invalid.setdefault(field, {"field": field, "value": value.get(field), "reason": ""})
-            reason = error.message
-            if len(error.path) > 1:
-                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+            reason = problem.message
+            if len(problem.path) > 1:
+                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem.path)
                 reason = f"{where.lstrip('.')}: {reason}"
             invalid[field]["reason"] = "; ".join(filter(None, [invalid[field]["reason"], reason]))
-        elif error.validator == "required":
-            for field in error.validator_value:
+        elif problem.validator == "required":
+            for field in problem.validator_value:
                 if field not in value:
                     invalid[field] = {"field": field, "value": None, "reason": "missing (required)"}
-        elif error.validator == "additionalProperties":
+        elif problem.validator == "additionalProperties":
             allowed = set(schema.get("properties", {}))
             for field in value:
                 if field not in allowed:
@@ -89,6 +89,6 @@ def parse_fields(
                         "reason": "not a field of the schema",
                     }
         else:
-            invalid["(document)"] = {"field": None, "value": None, "reason": error.message}
+            invalid["(document)"] = {"field": None, "value": None, "reason": problem.message}
     fields = {name: field for name, field in value.items() if name not in invalid}
     return fields, sorted(invalid.values(), key=lambda f: str(f["field"]))

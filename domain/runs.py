@@ -58,7 +58,7 @@ from domain.extraction import parse_fields
 from domain.llm import LlmRequest, LlmResult, Message, ToolCall
 from domain.schemas import schema_problems
 from domain.templates import render, render_values
-from domain.tools import TOOLS, argument_problems
+from domain.tools import argument_problems
 
 RunStatus = Literal["pending", "running", "paused", "waiting", "completed", "failed", "cancelled"]
 NodeStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
@@ -921,7 +921,7 @@ class WorkflowRun(Aggregate):
                 arguments = render_values(node.arguments, context)
                 started = {"tool": node.tool, "arguments": arguments}
                 self._node_started(node_id, node.kind, attempt, started)
-                definition = TOOLS.get(node.tool)
+                definition = self.spec.tool(node.tool)
                 problems = (
                     argument_problems(definition, arguments)
                     if definition
@@ -1079,7 +1079,11 @@ class WorkflowRun(Aggregate):
             max_tokens=node.max_tokens,
             options=node.options,
             credential=node.credential,
-            tools=[TOOLS.get(name) for name in node.tools] if isinstance(node, AgentNode) else [],
+            tools=[
+                tool
+                for name in (node.tools if isinstance(node, AgentNode) else [])
+                if (tool := self.spec.tool(name)) is not None
+            ],
         )
 
     def _choose_case(self, node: SwitchNode) -> str | None:

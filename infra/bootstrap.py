@@ -15,13 +15,15 @@ import random
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from domain.commands import CommandEnvelope, CommandReceipt
-from domain.llm import LlmRequest, LlmResult, RetryPolicy
+from domain.http_tools import HTTP_HOSTS, HttpTool
+from domain.llm import LlmRequest, LlmResult, RetryPolicy, ToolCall
 from handlers.extraction import extract, extractions_due, record_extractions
 from handlers.intake import execute, handle_command, task_result_as_command
 from handlers.records import Record, trackings_for
@@ -43,6 +45,8 @@ from handlers.subworkflows import subworkflow_commands
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.credentials import CredentialStore, create_credentials_table
+from infra.documents import Documents, create_documents_table
+from infra.http_tools import HttpTools, parse_headers
 from infra.kafka import (
     TokenPublisher,
     create_broker,
@@ -51,7 +55,6 @@ from infra.kafka import (
     publish_all,
     subscribe_batches,
 )
-from infra.documents import Documents, create_documents_table
 from infra.keys import create_keys_table
 from infra.llm.retrying import complete_with_retries, stream_with_retries
 from infra.llm.router import ProviderRouter, ProviderSettings
@@ -108,6 +111,12 @@ class Heddle:
         self.retry_policy = RetryPolicy()
         self.tools = builtin_tools()
         self.documents = Documents(self.reads)
+        HTTP_HOSTS.allow(self.settings.allowed_hosts)
+        self.http_tools = HttpTools(
+            self.settings.allowed_hosts,
+            parse_headers(self.settings.http_tool_headers.get_secret_value()),
+            self.settings.http_tool_max_response_bytes,
+        )
         self.relay: Relay | None = None
         self.projector: Projector | None = None
         self.tokens = TokenPublisher(self.bootstrap_servers, self.topics.tokens)
@@ -170,6 +179,7 @@ class Heddle:
         await self.tokens.stop()
         await self.reads.close()
         await self.llm.aclose()
+        await self.http_tools.aclose()
         if self.projector:
             await asyncio.to_thread(self.projector.close)
         self.writer.close()
@@ -231,13 +241,15 @@ class Heddle:
             self._new_capabilities |= capabilities_published(events)
             commands.extend(subworkflow_commands(fresh, uow))
             extractions.extend(extractions_due(events, uow))
-            return (
-                uow, llm_calls_due(events, uow), remote_tasks_due(events, uow),
-                tool_nodes_due(events, uow), fresh,
-            )
+            due = llm_calls_due(events, uow), tool_nodes_due(events, uow)
+            agents = {c.run_id for c in due[0] if c.kind == "agent"}
+            for run_id in agents | {t.run_id for t in due[1]}:
+                declared[run_id] = uow.get(run_id).spec.tools
+            return uow, due[0], remote_tasks_due(events, uow), due[1], fresh
 
         commands: list[tuple[CommandEnvelope, str]] = []
         extractions: list[Any] = []
+        declared: dict[uuid.UUID, dict[str, HttpTool]] = {}
         uow, calls, tasks, tools, fresh = await self.writer.run(find_work)
         for envelope, key in commands:
             await self.send_command(envelope, key)
@@ -257,15 +269,15 @@ class Heddle:
                 call_llm(call, self.complete_llm, self.tokens.publish, recorder=recorder)
                 for call in calls if call.kind != "agent"
             )),
-            asyncio.gather(*(self.tools.run(due.call) for due in tools)),
+            asyncio.gather(*(self.run_tool(declared[due.run_id], due.call) for due in tools)),
             asyncio.gather(*(
                 extract(due, self.documents.text, self.complete_llm, recorder)
                 for due in extractions
             )),
             *(
                 drive_agent(
-                    call, uow, self.complete_llm, self.tools.run, self.writer.run,
-                    self.tokens.publish,
+                    call, uow, self.complete_llm, partial(self.run_tool, declared[call.run_id]),
+                    self.writer.run, self.tokens.publish,
                 )
                 for call in agents
             ),
@@ -280,6 +292,13 @@ class Heddle:
             self._worker_positions.advance(trackings)
 
         await self.writer.run(record)
+
+    async def run_tool(self, declared: dict[str, HttpTool], call: ToolCall) -> tuple[bool, str]:
+        """Run a tool call: an HTTP tool the run's definition declares, or a registered one."""
+        tool = declared.get(call.name)
+        if tool is not None:
+            return await self.http_tools.call(call.name, tool, call.arguments)
+        return await self.tools.run(call)
 
     async def create_task_topics(self, capabilities: set[str]) -> None:
         """Make the task topics of these capabilities, once per process."""

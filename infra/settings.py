@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = 20_000
     dlq_after_attempts: int = 5
     examples_dir: Path | None = None
+    # HTTP tools may call these hosts only: comma-separated, `*.example.com` for subdomains.
+    http_tool_hosts: str = ""
+    # Headers the worker adds per host (credentials), JSON: {"host": {"Header": "value"}}.
+    http_tool_headers: SecretStr = SecretStr("")
+    http_tool_max_response_bytes: int = 256 * 1024
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.http_tool_hosts.split(",") if h.strip())
 
 
 class Topics:

@@ -1,6 +1,7 @@
-"""Documents and `extract` nodes (and HTTP tools) through Kafka and PostgreSQL: a PDF
-uploaded once per tenant, its text read by the worker and sent through the real OpenAI
-SDK to a fake OpenAI server; a field that fails the schema is reported."""
+"""Documents, `extract` nodes and HTTP tools through Kafka and PostgreSQL: a PDF uploaded
+once per tenant, its text read by the worker and sent through the real OpenAI SDK to a
+fake OpenAI server, a field that fails the schema reported; HTTP tools calling a local
+server on the allow-list from tool and agent nodes, and hosts off the list refused."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from infra.devstack import create_database
 from tests.conftest import isolated_settings, running_heddle
-from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, running_server
+from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, Reply, running_server
 from tests.fakes.pdf import pdf_with_pages
 from tests.integration.helpers import EXAMPLES, api_client, example, publish, wait_for_run
 
@@ -31,12 +32,19 @@ async def openai() -> AsyncIterator[FakeLlmServer]:
 
 
 @pytest.fixture(scope="module")
+async def service() -> AsyncIterator[FakeLlmServer]:
+    """A local HTTP service for HTTP tools: it answers what each test queues."""
+    async with running_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 async def heddle(
     postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
     openai: FakeLlmServer,
 ) -> AsyncIterator[Any]:
     settings = isolated_settings(Path(tmp_path_factory.mktemp("heddle"))).model_copy(
-        update={"document_max_bytes": 64 * 1024}
+        update={"document_max_bytes": 64 * 1024, "http_tool_hosts": "127.0.0.1"}
     )
     database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
     environ = {"OPENAI_BASE_URL": f"{openai.url}/v1", "OPENAI_API_KEY": "sk-test-openai"}
@@ -145,3 +153,82 @@ async def test_the_extract_example_runs_on_the_uploaded_contract_fixture(
     assert state["status"] == "completed"
     assert state["variables"]["terms"]["fields"] == {"customer": "Acme Corp", "annual_value": 48000}
     assert state["variables"]["status"] == "check renewal_date by hand"
+
+
+def crm(service: FakeLlmServer) -> dict[str, Any]:
+    """A workflow with an HTTP tool on the local service, used by a tool node."""
+    return {
+        "name": "crm",
+        "tools": {"account": {
+            "description": "A customer account by id.",
+            "url": service.url + "/accounts/{{ args.id }}",
+            "headers": {"Accept": "application/json"},
+            "parameters": {"type": "object", "properties": {"id": {"type": "string"}},
+                           "required": ["id"]},
+        }},
+        "start": "get",
+        "nodes": {"get": {"kind": "tool", "tool": "account", "arguments": {"id": "{{ input.id }}"},
+                          "output": "account"}},
+    }
+
+
+async def test_a_tool_node_calls_an_http_tool_on_the_allow_list(
+    client: httpx.AsyncClient, service: FakeLlmServer,
+) -> None:
+    service.then(Reply(body={"id": "a7", "plan": "gold", "seats": 40}))
+    await publish(client, crm(service))
+    state = await run(client, "crm", {"id": "a7"})
+    assert state["status"] == "completed"
+    assert state["variables"]["account"] == {"id": "a7", "plan": "gold", "seats": 40}
+    assert service.requests[-1].path == "/accounts/a7"
+    assert service.requests[-1].headers["accept"] == "application/json"
+
+
+async def test_an_http_tool_error_fails_the_tool_node_saying_what_the_service_said(
+    client: httpx.AsyncClient, service: FakeLlmServer,
+) -> None:
+    service.then(Reply(status=404, body={"error": "no account x1"}))
+    await publish(client, crm(service))
+    state = await run(client, "crm", {"id": "x1"})
+    assert state["status"] == "failed"
+    assert state["error"] == {"node": "get", "class": "task",
+                              "message": 'error: account: HTTP 404: {"error": "no account x1"}'}
+
+
+async def test_an_agent_calls_an_http_tool_and_answers_with_its_result(
+    client: httpx.AsyncClient, service: FakeLlmServer, openai: FakeLlmServer,
+) -> None:
+    definition = crm(service)
+    definition["name"] = "crm-agent"
+    definition["start"] = "ask"
+    definition["nodes"] = {"ask": {"kind": "agent", "model": "openai:gpt-4o-mini",
+                                   "prompt": "Which plan is account a7 on?", "tools": ["account"],
+                                   "output": "answer", "stream": False}}
+    openai.then(
+        OpenAiWire.completion(None, tool_calls=[("call_1", "account", '{"id": "a7"}')],
+                              finish_reason="tool_calls"),
+        OpenAiWire.completion("Account a7 is on the gold plan."),
+    )
+    service.then(Reply(body={"id": "a7", "plan": "gold"}))
+    await publish(client, definition)
+    state = await run(client, "crm-agent", {})
+    assert state["status"] == "completed"
+    assert state["variables"]["answer"] == "Account a7 is on the gold plan."
+    offered = openai.requests[-2].body["tools"]
+    assert [t["function"]["name"] for t in offered] == ["account"]
+    assert openai.requests[-1].body["messages"][-1] == {
+        "role": "tool", "tool_call_id": "call_1", "content": '{"id": "a7", "plan": "gold"}'}
+
+
+async def test_a_definition_with_a_tool_off_the_allow_list_is_refused_with_its_path(
+    client: httpx.AsyncClient, service: FakeLlmServer,
+) -> None:
+    definition = crm(service)
+    definition["tools"]["account"]["url"] = "https://crm.example.org/accounts/{{ args.id }}"
+    response = await client.put("/v1/workflows/crm", json=definition)
+    assert response.status_code == 422
+    assert response.json()["problems"] == [{
+        "path": "tools.account.url",
+        "message": "host 'crm.example.org' is not on the allow-list "
+                   "(HEDDLE_HTTP_TOOL_HOSTS: 127.0.0.1)",
+    }]
