@@ -25,11 +25,13 @@ def allowed() -> Iterator[None]:
 
 
 def workflow(**tool: Any) -> dict[str, Any]:
-    lookup = {"description": "Look up an account.", "url": "http://127.0.0.1:9/accounts/{{ args.id }}",
+    lookup = {"description": "Look up an account.",
+              "url": "http://127.0.0.1:9/accounts/{{ args.id }}",
               "parameters": {"type": "object", "properties": {"id": {"type": "string"}},
                              "required": ["id"]}, **tool}
-    return {"name": "accounts", "tools": {"lookup": lookup}, "start": "get", "nodes": {"get": {
-        "kind": "tool", "tool": "lookup", "arguments": {"id": "{{ input.id }}"}, "output": "account"}}}
+    get = {"kind": "tool", "tool": "lookup", "arguments": {"id": "{{ input.id }}"},
+           "output": "account"}
+    return {"name": "accounts", "tools": {"lookup": lookup}, "start": "get", "nodes": {"get": get}}
 
 
 def problems(document: dict[str, Any]) -> list[str]:
@@ -76,7 +78,9 @@ def tool(url: str, **extra: Any) -> HttpTool:
     return HttpTool(description="d", url=url, **extra)
 
 
-async def test_a_call_returns_the_response_and_sends_configured_headers(server: FakeLlmServer) -> None:
+async def test_a_call_returns_the_response_and_sends_configured_headers(
+    server: FakeLlmServer,
+) -> None:
     server.then(Reply(body={"id": "a1", "plan": "gold"}))
     tools = HttpTools(frozenset({"127.0.0.1"}), {"127.0.0.1": {"Authorization": "Bearer s3"}})
     ok, content = await tools.call("lookup", tool(server.url + "/accounts/{{ args.id }}"),
