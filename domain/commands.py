@@ -167,14 +167,14 @@ class CancelRun(BaseModel):
 
 
 class StartSubworkflow(BaseModel):
-    """Sent by the worker when a `subworkflow` node starts (not meant for people): start
-    the child run that node attempt waits for, as the parent run recorded it."""
+    """Sent by the worker when a `subworkflow` node starts or an agent calls a workflow
+    tool (not meant for people): start the child run the parent waits for, as the parent
+    recorded it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     run_id: UUID = Field(description="the parent run")
-    node: str = Field(min_length=1, max_length=64)
-    attempt: int = Field(ge=1)
+    child_run_id: UUID
 
 
 class CompleteSubworkflow(BaseModel):

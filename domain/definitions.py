@@ -531,7 +531,10 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
             except jsonschema.SchemaError as error:
                 problems.append(Problem(f"{at}.form", f"not a valid JSON schema: {error.message}"))
         elif isinstance(node, ToolNode):
-            if spec.tool(node.tool) is None:
+            if node.tool in spec.tools and spec.tools[node.tool].workflow:
+                problems.append(Problem(f"{at}.tool", "a workflow tool is for agent nodes: "
+                                        "use a subworkflow node to run a workflow as a step"))
+            elif spec.tool(node.tool) is None:
                 known = spec.known_tools()
                 problems.append(
                     Problem(f"{at}.tool", f"unknown tool {node.tool!r} (known: {known})")
@@ -574,8 +577,8 @@ def _http_tool_problems(spec: WorkflowSpec) -> list[Problem]:
         if TOOLS.get(name) is not None:
             problems.append(Problem(at, f"{name!r} is a registered tool: choose another name"))
         for field, message in tool_problems(name, tool, HTTP_HOSTS.hosts):
-            problems.append(Problem(f"{at}.{field}", message))
-        templates = {"url": tool.url, **{f"headers.{k}": v for k, v in tool.headers.items()}}
+            problems.append(Problem(f"{at}.{field}" if field else at, message))
+        templates = {"url": tool.url or "", **{f"headers.{k}": v for k, v in tool.headers.items()}}
         templates |= {f"body.{k}": v for k, v in (tool.body or {}).items() if isinstance(v, str)}
         for field, source in templates.items():
             problems += _check(parse_template, source, f"{at}.{field}")

@@ -1,5 +1,6 @@
-"""HTTP tools: tools a definition declares (`tools:`) that call an HTTP endpoint, usable
-from `tool` and `agent` nodes.
+"""Declared tools: tools a definition declares (`tools:`), usable from `tool` and `agent`
+nodes: an HTTP endpoint (`url`), or, for agents, a published workflow (`workflow`) whose
+child run's output is the tool's result.
 
 Only hosts on the deployment's allow-list may be called (`HEDDLE_HTTP_TOOL_HOSTS`): a
 definition naming another host is refused when it is published, and the worker checks
@@ -28,15 +29,21 @@ TOOL_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 
 
 class HttpTool(BaseModel):
-    """One HTTP endpoint as a tool. `url`, header values and `body` string values are
-    templates over `args` (the validated arguments); without `body`, POST, PUT and PATCH
-    send the arguments as the JSON body."""
+    """A declared tool. With `url`, an HTTP endpoint: `url`, header values and `body` string
+    values are templates over `args` (the validated arguments); without `body`, POST, PUT
+    and PATCH send the arguments as the JSON body. With `workflow`, a published workflow
+    (of `version`, the latest by default) run as a child with the arguments as its input:
+    for `agent` nodes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = Field(min_length=1, max_length=1000)
+    url: str | None = Field(
+        default=None, max_length=2000, description="http(s); the host written out"
+    )
+    workflow: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
+    version: int | None = Field(default=None, ge=1)
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    url: str = Field(min_length=1, max_length=2000, description="http(s); the host written out")
     headers: dict[str, str] = Field(default_factory=dict)
     body: dict[str, Any] | None = None
     parameters: dict[str, Any] = Field(
@@ -72,6 +79,7 @@ def http_request(tool: HttpTool, arguments: dict[str, Any]) -> HttpRequest:
         body = render_values(tool.body, context)
     elif tool.method in ("POST", "PUT", "PATCH"):
         body = arguments
+    assert tool.url is not None
     return HttpRequest(
         tool.method,
         render(tool.url, context),
@@ -106,6 +114,13 @@ HTTP_HOSTS = AllowList()
 def tool_problems(name: str, tool: HttpTool, allowed: frozenset[str]) -> list[tuple[str, str]]:
     """Every problem of a declared HTTP tool as (path under the tool, message)."""
     problems: list[tuple[str, str]] = []
+    if (tool.url is None) == (tool.workflow is None):
+        return [("", "give a url (an HTTP tool) or a workflow (a subworkflow tool), not both")]
+    if tool.workflow is not None:
+        http = {"method", "headers", "body", "timeout"} & tool.model_fields_set
+        problems += [(field, "only HTTP tools (with a url) have this") for field in sorted(http)]
+        return problems
+    assert tool.url is not None
     parts = urlsplit(tool.url)
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https"):

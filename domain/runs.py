@@ -512,7 +512,8 @@ class WorkflowRun(Aggregate):
             )
             return []
         self._tool_calls_requested(node_id, attempt, step, [c.model_dump() for c in valid])
-        return valid
+        self._request_children(node_id, attempt, valid)
+        return self.pending_tool_calls(node_id)
 
     def complete_tool_call(
         self, node_id: str, attempt: int, call_id: str, ok: bool, content: str
@@ -530,8 +531,18 @@ class WorkflowRun(Aggregate):
         )
 
     def pending_tool_calls(self, node_id: str) -> list[ToolCall]:
-        """Tool calls of an agent node waiting for their results."""
-        return [ToolCall.model_validate(c) for c in self.nodes[node_id].get("pending", [])]
+        """Tool calls of an agent node waiting for the worker to run them (those of
+        workflow tools wait for child runs instead)."""
+        waiting = {
+            child["call_id"]
+            for child in self.children.values()
+            if child["node_id"] == node_id and child.get("call_id")
+        }
+        return [
+            ToolCall.model_validate(c)
+            for c in self.nodes[node_id].get("pending", [])
+            if c["id"] not in waiting
+        ]
 
     def agent_request(self, node_id: str) -> LlmRequest:
         """The next model turn of an agent node: its first request and everything since."""
@@ -701,79 +712,102 @@ class WorkflowRun(Aggregate):
         self._complete_with_output(node_id, node, output)
         self.advance()
 
-    # Subworkflows: a child run per node attempt, started and reported by commands that
-    # handlers/subworkflows.py sends when it sees this run's (and the child's) events.
+    # Subworkflows: a child run per `subworkflow` node attempt or agent call of a workflow
+    # tool, started and reported by commands that handlers/subworkflows.py sends when it
+    # sees this run's (and the child's) events.
 
     def _start_subworkflow(self, node_id: str, node: SubworkflowNode, attempt: int) -> None:
-        child_id = uuid5(HEDDLE_NAMESPACE, f"child/{self.id}/{node_id}/{attempt}")
         started = {
             "workflow": node.workflow,
             "version": node.version,
             "input": render_values(node.input, self.activation()),
-            "run_id": str(child_id),
+            "run_id": str(self._child_id(node_id, attempt)),
         }
         self._node_started(node_id, node.kind, attempt, started)
-        depth = self.depth + 1
-        if depth > MAX_DEPTH:
-            message = (
-                f"subworkflow {node.workflow!r} would nest {depth} runs deep, more than "
-                f"{MAX_DEPTH}: does a workflow call itself without an end?"
-            )
-            self._fail_node(node_id, attempt, {"class": "definition", "message": message})
+        if self.depth + 1 > MAX_DEPTH:
+            self._fail_node(node_id, attempt, self._too_deep(node.workflow))
+
+    def _child_id(self, node_id: str, attempt: int, call_id: str | None = None) -> UUID:
+        where = f"{node_id}/{attempt}" + (f"/{call_id}" if call_id else "")
+        return uuid5(HEDDLE_NAMESPACE, f"child/{self.id}/{where}")
+
+    def _too_deep(self, workflow: str) -> dict[str, Any]:
+        return {
+            "class": "definition",
+            "message": f"subworkflow {workflow!r} would nest {self.depth + 1} runs deep, more "
+            f"than {MAX_DEPTH}: does a workflow call itself without an end?",
+        }
 
     @property
     def depth(self) -> int:
         """How many parents this run has."""
         return int(self.parent["depth"]) if self.parent else 0
 
-    def child_parent(self, node_id: str, attempt: int) -> dict[str, Any]:
-        """What a child run of a running `subworkflow` node records as its parent, with
-        the child's id, workflow, version and input as the node started it."""
-        self.check_node_is_running(node_id, attempt)
-        started = self.nodes[node_id]["input"]
+    def _running_child(self, child_id: str) -> dict[str, Any]:
+        child = self.children.get(child_id)
+        if child is None or child["status"] != "running":
+            raise NodeNotRunning(f"run {self.id} waits for no child run {child_id}")
+        self.check_node_is_running(child["node_id"], child["attempt"])
+        return child
+
+    def child_parent(self, child_id: str) -> dict[str, Any]:
+        """What a child run that this run waits for starts with: its workflow, version
+        and input, and the parent it records (`run_id`, `node_id`, `attempt`, `call_id`
+        for an agent's tool call, `workflow`, `depth`)."""
+        child = self._running_child(child_id)
         return {
-            **started,
+            "workflow": child["workflow"],
+            "version": child["version"],
+            "input": child["input"],
             "parent": {
                 "run_id": str(self.id),
-                "node_id": node_id,
-                "attempt": attempt,
+                "node_id": child["node_id"],
+                "attempt": child["attempt"],
+                **({"call_id": child["call_id"]} if child.get("call_id") else {}),
                 "workflow": self.workflow,
                 "depth": self.depth + 1,
             },
         }
 
-    def fail_subworkflow_start(self, node_id: str, attempt: int, message: str) -> None:
+    def fail_subworkflow_start(self, child_id: str, message: str) -> None:
         """The child run could not start (no such workflow or version, input that does not
-        match its inputs): the node fails with class `definition`."""
-        self.check_node_is_running(node_id, attempt)
-        self._fail_node(node_id, attempt, {"class": "definition", "message": message})
+        match its inputs): a `subworkflow` node fails with class `definition`; an agent's
+        tool call gets the reason as its result."""
+        self.complete_subworkflow(
+            child_id, "failed", None, {"class": "definition", "message": message, "start": True}
+        )
 
     def complete_subworkflow(
         self, child_id: str, status: str, output: Any, error: dict[str, Any] | None
     ) -> None:
-        """A child run ended: its node completes with the child's output, or fails with
-        the child's error class (`task` when the child was cancelled), so that the node's
-        `retry` and `on_error` apply."""
-        child = self.children.get(child_id)
-        if child is None:
-            raise NodeNotRunning(f"run {self.id} has no child run {child_id}")
-        node_id, attempt = child["node_id"], child["attempt"]
-        self.check_node_is_running(node_id, attempt)
-        node = self.spec.nodes[node_id]
+        """A child run ended. A `subworkflow` node completes with the child's output, or
+        fails with the child's error class (`task` when the child was cancelled), so that
+        the node's `retry` and `on_error` apply. An agent's tool call gets the output as
+        JSON, or the error, as its result."""
+        child = self._running_child(child_id)
+        node_id, attempt, call_id = child["node_id"], child["attempt"], child.get("call_id")
         self._child_finished(child_id, status)
-        if status == "completed":
-            self._complete_with_output(node_id, node, output)
-            self.advance()
-            return
         error = error or {}
-        why = error.get("message") or status
-        where = f" at node {error['node']!r}" if error.get("node") else ""
-        failure = {
-            "class": error.get("class") if error.get("class") in ERROR_CLASSES else "task",
-            "message": f"child run {child_id} of {child['workflow']} {status}{where}: {why}",
-            "child_run_id": child_id,
-        }
-        self._fail_node(node_id, attempt, failure)
+        if error.get("start"):
+            message = error["message"]
+        else:
+            where = f" at node {error['node']!r}" if error.get("node") else ""
+            why = error.get("message") or status
+            message = f"child run {child_id} of {child['workflow']} {status}{where}: {why}"
+        if call_id is not None:
+            ok = status == "completed"
+            content = json.dumps(output) if ok else f"error: {message}"
+            self.complete_tool_call(node_id, attempt, call_id, ok, content)
+        elif status == "completed":
+            self._complete_with_output(node_id, self.spec.nodes[node_id], output)
+            self.advance()
+        else:
+            failure = {
+                "class": error.get("class") if error.get("class") in ERROR_CLASSES else "task",
+                "message": message,
+                "child_run_id": child_id,
+            }
+            self._fail_node(node_id, attempt, failure)
 
     def children_to_cancel(self) -> list[str]:
         """Child runs still running whose node attempt has ended (the run was cancelled or
@@ -788,6 +822,42 @@ class WorkflowRun(Aggregate):
                 or self.nodes[child["node_id"]]["attempt"] != child["attempt"]
             )
         ]
+
+    def waits_for_children(self, node_id: str) -> bool:
+        """Whether an agent node waits for tool calls that child runs answer."""
+        return any(
+            child["status"] == "running" and child["node_id"] == node_id and child.get("call_id")
+            for child in self.children.values()
+        )
+
+    def _request_children(self, node_id: str, attempt: int, calls: list[ToolCall]) -> None:
+        """Start a child run for each call of a workflow tool among an agent's calls."""
+        for call in calls:
+            tool = self.spec.tools.get(call.name)
+            if tool is None or tool.workflow is None:
+                continue
+            if self.depth + 1 > MAX_DEPTH:
+                problem = self._too_deep(tool.workflow)["message"]
+                self._tool_call_completed(
+                    node_id,
+                    attempt,
+                    self.nodes[node_id]["steps"],
+                    call.id,
+                    call.name,
+                    call.arguments,
+                    "error",
+                    f"error: {problem}",
+                )
+                continue
+            self._child_run_requested(
+                node_id,
+                attempt,
+                call.id,
+                str(self._child_id(node_id, attempt, call.id)),
+                tool.workflow,
+                tool.version,
+                call.arguments,
+            )
 
     # Extraction: the worker reads the document and asks the model; the run checks.
 
@@ -1121,6 +1191,8 @@ class WorkflowRun(Aggregate):
                 "node_id": node_id,
                 "attempt": attempt,
                 "workflow": input["workflow"],
+                "version": input["version"],
+                "input": input["input"],
                 "status": "running",
             }
 
@@ -1187,6 +1259,28 @@ class WorkflowRun(Aggregate):
         self.nodes[node_id]["item_states"][str(index)] = {
             "status": "completed",
             "output": result["text"],
+        }
+
+    @event("ChildRunRequested")
+    def _child_run_requested(
+        self,
+        node_id: str,
+        attempt: int,
+        call_id: str,
+        child_run_id: str,
+        workflow: str,
+        version: int | None,
+        input: dict[str, Any],
+    ) -> None:
+        """An agent called a workflow tool: its result comes from this child run."""
+        self.children[child_run_id] = {
+            "node_id": node_id,
+            "attempt": attempt,
+            "call_id": call_id,
+            "workflow": workflow,
+            "version": version,
+            "input": input,
+            "status": "running",
         }
 
     @event("ChildRunFinished")

@@ -1,13 +1,17 @@
-"""Subworkflows: a `subworkflow` node's child run, started and reported by commands.
+"""Subworkflows: the child runs of `subworkflow` nodes and of agents' workflow tools,
+started and reported by commands.
 
 Two aggregates take part, so neither decides for the other: the worker watches the
 events and sends commands, each with a command id derived from what it reacts to, so a
 redelivered event sends the same command again and the intake decides it once.
 
-- a `subworkflow` node started → `StartSubworkflow` (`subworkflow:<run>:<node>:<attempt>`):
-  the intake starts the child as the parent recorded it, or fails the node;
+- a `subworkflow` node started, or an agent called a workflow tool (`ChildRunRequested`)
+  → `StartSubworkflow` (`subworkflow:<child>`): the intake starts the child as the parent
+  recorded it, or fails the node (gives the tool call the reason);
 - a child run ended → `CompleteSubworkflow` (`subworkflow-result:<child>`): the parent's
-  node completes with the child's output, or fails with its error;
+  node completes with the child's output, or fails with its error (an agent's tool call
+  gets either as its result, and the worker then gives the agent its next turn:
+  `agents_to_resume`);
 - a parent ended a node attempt some other way (cancelled, failed, timed out, skipped) →
   `CancelRun` of each child still running (`cancel-child:<child>`).
 """
@@ -19,10 +23,12 @@ from typing import Any
 from uuid import UUID
 
 from domain.commands import CommandEnvelope, CompleteSubworkflow, StartSubworkflow
+from domain.definitions import AgentNode
 from domain.errors import CommandRejected, NodeNotRunning
 from domain.runs import WorkflowRun
 from handlers.forks import run_of
 from handlers.records import Record
+from handlers.run_worker import LlmCall
 from handlers.unit_of_work import UnitOfWork
 from handlers.versions import published_version
 
@@ -34,7 +40,8 @@ NODE_ENDED = {
     "WorkflowRun.NodeRetryScheduled",
     "WorkflowRun.StepSkipped",
 }
-REACTS_TO = {"WorkflowRun.NodeStarted", *RUN_ENDED, *NODE_ENDED}
+CHILD_REQUESTED = {"WorkflowRun.NodeStarted", "WorkflowRun.ChildRunRequested"}
+REACTS_TO = {*CHILD_REQUESTED, *RUN_ENDED, *NODE_ENDED}
 
 
 def subworkflow_commands(
@@ -60,20 +67,14 @@ def subworkflow_commands(
         run = uow.get(UUID(event["aggregate_id"]), at_least_version=event["aggregate_version"])
         if not isinstance(run, WorkflowRun):
             continue
-        if kind == "WorkflowRun.NodeStarted":
-            node, attempt = data["node_id"], data["attempt"]
+        if kind in CHILD_REQUESTED:
+            child = data.get("child_run_id") or data["input"]["run_id"]
             try:
-                run.check_node_is_running(node, attempt)
+                run.child_parent(child)
             except NodeNotRunning:
                 continue
-            payload = {"run_id": str(run.id), "node": node, "attempt": attempt}
-            send(
-                f"subworkflow:{run.id}:{node}:{attempt}",
-                "StartSubworkflow",
-                run.tenant,
-                payload,
-                str(run.id),
-            )
+            payload = {"run_id": str(run.id), "child_run_id": child}
+            send(f"subworkflow:{child}", "StartSubworkflow", run.tenant, payload, str(run.id))
             continue
         if kind in RUN_ENDED and run.parent is not None:
             send(
@@ -103,12 +104,13 @@ def start_subworkflow(
     with the workflow, version and input the parent recorded; when it cannot start, the
     node fails with the reason."""
     parent = run_of(uow, command.run_id, envelope.tenant)
+    child_id = command.child_run_id
     try:
-        started = parent.child_parent(command.node, command.attempt)
+        started = parent.child_parent(str(child_id))
     except NodeNotRunning as error:
         raise CommandRejected(f"no child run to start: {error}") from None
-    child_id = UUID(started["run_id"])
-    result = {"run_id": str(parent.id), "node": command.node, "child_run_id": str(child_id)}
+    node = started["parent"]["node_id"]
+    result = {"run_id": str(parent.id), "node": node, "child_run_id": str(child_id)}
     if uow.get(child_id) is not None:
         return result
     try:
@@ -117,7 +119,7 @@ def start_subworkflow(
         )
     except CommandRejected as error:
         message = f"cannot start subworkflow {started['workflow']!r}: {error}"
-        parent.fail_subworkflow_start(command.node, command.attempt, message)
+        parent.fail_subworkflow_start(str(child_id), message)
         return {**result, "child_run_id": None, "reason": message}
     child = WorkflowRun(
         run_id=child_id,
@@ -149,3 +151,40 @@ def complete_subworkflow(
     except NodeNotRunning as error:
         raise CommandRejected(f"the parent no longer waits for this child: {error}") from None
     return {"run_id": str(parent.id), "node": child.parent["node_id"], "status": parent.status}
+
+
+def agents_to_resume(records: list[Record], uow: UnitOfWork) -> list[LlmCall]:
+    """Agent nodes whose last tool call a child run has just answered: their next model
+    turn is due (the worker's agent loop ended while the children ran)."""
+    calls = []
+    for record in records:
+        if record.headers.get("type") != "WorkflowRun.ToolCallCompleted":
+            continue
+        envelope = json.loads(record.value)
+        data = envelope["data"]
+        run = uow.get(
+            UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"]
+        )
+        if not isinstance(run, WorkflowRun) or not any(
+            child.get("call_id") == data["call_id"] and child["node_id"] == data["node_id"]
+            for child in run.children.values()
+        ):
+            continue
+        node_id, attempt = data["node_id"], data["attempt"]
+        try:
+            run.check_node_is_running(node_id, attempt)
+        except NodeNotRunning:
+            continue
+        state = run.nodes[node_id]
+        last = (state.get("messages") or [{}])[-1]
+        if (
+            last.get("tool_call_id") != data["call_id"]
+            or run.pending_tool_calls(node_id)
+            or run.waits_for_children(node_id)
+        ):
+            continue
+        node = run.spec.nodes[node_id]
+        assert isinstance(node, AgentNode)
+        request = run.agent_request(node_id)
+        calls.append(LlmCall(run.id, node_id, attempt, request, run.tenant, "agent", node.stream))
+    return calls

@@ -41,7 +41,7 @@ from handlers.run_worker import (
     remote_tasks_due,
     tool_nodes_due,
 )
-from handlers.subworkflows import subworkflow_commands
+from handlers.subworkflows import agents_to_resume, subworkflow_commands
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.credentials import CredentialStore, create_credentials_table
@@ -241,7 +241,10 @@ class Heddle:
             self._new_capabilities |= capabilities_published(events)
             commands.extend(subworkflow_commands(fresh, uow))
             extractions.extend(extractions_due(events, uow))
-            due = llm_calls_due(events, uow), tool_nodes_due(events, uow)
+            due = (
+                llm_calls_due(events, uow) + agents_to_resume(fresh, uow),
+                tool_nodes_due(events, uow),
+            )
             agents = {c.run_id for c in due[0] if c.kind == "agent"}
             for run_id in agents | {t.run_id for t in due[1]}:
                 declared[run_id] = uow.get(run_id).spec.tools

@@ -70,8 +70,9 @@ def test_secrets_in_headers_are_refused_because_definitions_are_recorded() -> No
 def test_an_unknown_tool_names_the_declared_and_registered_ones() -> None:
     document = workflow()
     document["nodes"]["get"]["tool"] = "lookpu"
-    assert problems(document) == [
-        "nodes.get.tool: unknown tool 'lookpu' (known: calculator, current_time, lookup)"]
+    [problem] = problems(document)
+    assert problem.startswith("nodes.get.tool: unknown tool 'lookpu' (known: calculator, ")
+    assert ", lookup" in problem  # the declared tool with the registered ones
 
 
 def tool(url: str, **extra: Any) -> HttpTool:

@@ -49,17 +49,20 @@ class Loop:
             self.receipts[receipt.command_id] = receipt
         uow.save()
 
-    def settle(self) -> None:
-        while True:
-            notifications = self.store.notification_log.select(self.seen + 1, 10)
-            if not notifications:
-                return
-            self.seen = notifications[-1].id
-            records = []
+    def records(self, after: int) -> list[Record]:
+        """Events stored after position `after`, as the relay publishes them."""
+        records: list[Record] = []
+        while notifications := self.store.notification_log.select(after + 1, 10):
+            after = notifications[-1].id
             for n in notifications:
                 envelope = self.store.envelope(n)
                 records.append(Record("e", 0, n.id, None, json.dumps(envelope).encode(),
                                       {"type": envelope["type"]}))
+        return records
+
+    def settle(self) -> None:
+        while records := self.records(self.seen):
+            self.seen = records[-1].offset
             for envelope, _ in subworkflow_commands(records, UnitOfWork(self.store)):
                 self.sent.append(envelope.model_dump())
                 self._decide(envelope.model_dump())
@@ -167,3 +170,53 @@ def test_a_workflow_that_calls_itself_stops_at_the_depth_limit(loop: Loop) -> No
     top = loop.start("endless", {})
     assert top.status == "failed"
     assert f"more than {MAX_DEPTH}" in top.error["message"]
+
+
+ASSISTANT = {
+    "name": "assistant",
+    "tools": {"welcome": {
+        "description": "Write a welcome message for a customer.", "workflow": "welcome",
+        "parameters": {"type": "object", "properties": {"name": {"type": "string"}},
+                       "required": ["name"]}}},
+    "start": "ask",
+    "nodes": {"ask": {"kind": "agent", "model": "scripted:agent", "prompt": "Welcome Ada",
+                      "tools": ["welcome", "calculator"], "output": "answer"}},
+}
+
+
+def test_an_agents_workflow_tool_runs_a_child_whose_output_is_the_tool_result(loop: Loop) -> None:
+    from domain.llm import LlmResult, ToolCall, Usage
+    from handlers.subworkflows import agents_to_resume
+
+    loop.publish(ASSISTANT)
+    parent = loop.start("assistant", {})
+    assert [t.name for t in parent.llm_request("ask").tools] == ["welcome", "calculator"]
+    turn = LlmResult(text="", finish_reason="tool_calls", usage=Usage(), model="m",
+                     provider="scripted", latency_ms=1.0,
+                     tool_calls=[ToolCall(id="c1", name="welcome", arguments={"name": "Ada"})])
+    uow = UnitOfWork(loop.store)
+    to_run = uow.get(parent.id).complete_agent_step("ask", 1, turn)
+    uow.save()
+    assert to_run == []  # a child run answers it, not the worker
+    before = loop.seen
+    loop.settle()
+    parent = loop.run(parent.id)
+    [child_id] = parent.children
+    assert parent.children[child_id]["status"] == "completed"
+    assert parent.nodes["ask"]["messages"][-1] == {
+        "role": "tool", "content": '{"message": "Welcome aboard, Ada!"}', "tool_call_id": "c1",
+        "tool_calls": []}
+    assert loop.run(UUID(child_id)).parent["call_id"] == "c1"
+    [resumed] = agents_to_resume(loop.records(before), UnitOfWork(loop.store))
+    assert resumed.node_id == "ask"
+    assert resumed.request.messages[-1].content == '{"message": "Welcome aboard, Ada!"}'
+
+
+def test_a_workflow_tool_is_refused_in_a_tool_node_with_its_path() -> None:
+    from domain.definitions import parse_definition
+    from domain.errors import DefinitionInvalid
+
+    document = {**ASSISTANT, "nodes": {"ask": {"kind": "tool", "tool": "welcome"}}}
+    with pytest.raises(DefinitionInvalid) as caught:
+        parse_definition(document)
+    assert [p.path for p in caught.value.problems] == ["nodes.ask.tool"]

@@ -232,3 +232,33 @@ async def test_a_definition_with_a_tool_off_the_allow_list_is_refused_with_its_p
         "message": "host 'crm.example.org' is not on the allow-list "
                    "(HEDDLE_HTTP_TOOL_HOSTS: 127.0.0.1)",
     }]
+
+
+async def test_an_agent_calls_a_workflow_tool_and_answers_with_the_child_runs_output(
+    client: httpx.AsyncClient, openai: FakeLlmServer,
+) -> None:
+    await publish(client, example("welcome"))
+    await publish(client, {
+        "name": "concierge",
+        "tools": {"welcome": {
+            "description": "Write a welcome message for a customer.", "workflow": "welcome",
+            "parameters": {"type": "object", "properties": {"name": {"type": "string"}},
+                           "required": ["name"]}}},
+        "start": "ask",
+        "nodes": {"ask": {"kind": "agent", "model": "openai:gpt-4o-mini", "stream": False,
+                          "prompt": "Greet our new customer Ada.", "tools": ["welcome"],
+                          "output": "answer"}},
+    })
+    openai.then(
+        OpenAiWire.completion(None, tool_calls=[("call_w", "welcome", '{"name": "Ada"}')],
+                              finish_reason="tool_calls"),
+        OpenAiWire.completion("Sent: Welcome aboard, Ada!"),
+    )
+    state = await run(client, "concierge", {})
+    assert state["status"] == "completed"
+    assert state["variables"]["answer"] == "Sent: Welcome aboard, Ada!"
+    assert openai.requests[-1].body["messages"][-1] == {
+        "role": "tool", "tool_call_id": "call_w", "content": '{"message": "Welcome aboard, Ada!"}'}
+    [child] = (await client.get("/v1/runs", params={"parent": state["run_id"]})).json()["items"]
+    assert child["workflow"] == "welcome"
+    assert child["status"] == "completed"
