@@ -50,6 +50,11 @@ def summarize(event: dict[str, Any]) -> str:
             f"{node} (subworkflow) started, attempt {data['attempt']}: child run "
             f"{child['run_id']} of {child['workflow']}"
         )
+    if kind == "ChildRunRequested":
+        return (
+            f"{node}: tool call {data['call_id']} starts child run {data['child_run_id']} "
+            f"of {data['workflow']}"
+        )
     if kind == "ChildRunFinished":
         return f"child run {data['child_run_id']} {data['status']}"
     if kind == "ExtractionCompleted":

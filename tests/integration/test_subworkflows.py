@@ -3,6 +3,8 @@ its child run; a child's failure fails the parent's node with the child's reason
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from tests.integration.helpers import example, publish, wait_for_run
@@ -52,3 +54,24 @@ async def test_a_failing_child_fails_the_parents_node_with_the_childs_reason(
     assert run["variables"]["why"] == error["message"]
     child = await wait_for_run(client, error["child_run_id"])
     assert child["status"] == "failed"
+
+
+async def test_cancelling_a_parent_cancels_the_child_it_waits_for(
+    client: httpx.AsyncClient,
+) -> None:
+    await publish(client, {"name": "hold", "start": "wait", "nodes": {
+        "wait": {"kind": "wait", "event": "event.name == 'go'"}}})
+    await publish(client, {"name": "holder", "start": "call", "nodes": {
+        "call": {"kind": "subworkflow", "workflow": "hold"}}})
+    run_id = await start(client, "holder", {})
+    parent = await wait_for_run(client, run_id, status={"running"})
+    while "child_run_id" not in parent["nodes"]["call"]:
+        await asyncio.sleep(0.05)
+        parent = await wait_for_run(client, run_id, status={"running"})
+    child_id = parent["nodes"]["call"]["child_run_id"]
+    await wait_for_run(client, child_id, status={"running"})
+    cancelled = await client.post(f"/v1/runs/{run_id}/cancel", json={"reason": "not needed"})
+    assert cancelled.status_code == 202, cancelled.text
+    child = await wait_for_run(client, child_id)
+    assert child["status"] == "cancelled"
+    assert child["error"]["message"] == f"its parent run {run_id} no longer waits for it"
