@@ -5,19 +5,17 @@ server on the allow-list from tool and agent nodes, and hosts off the list refus
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from infra.devstack import create_database
-from tests.conftest import isolated_settings, running_heddle
+from tests.conftest import module_heddle
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, Reply, running_server
 from tests.fakes.pdf import pdf_with_pages
 from tests.integration.helpers import EXAMPLES, api_client, example, publish, wait_for_run
+from tests.integration.shared import client  # noqa: F401 (fixture)
 
 CONTRACT = pdf_with_pages(
     ["Master Services Agreement", "Customer: Acme Corp"],
@@ -43,19 +41,12 @@ async def heddle(
     postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
     openai: FakeLlmServer,
 ) -> AsyncIterator[Any]:
-    settings = isolated_settings(Path(tmp_path_factory.mktemp("heddle"))).model_copy(
-        update={"document_max_bytes": 64 * 1024, "http_tool_hosts": "127.0.0.1"}
-    )
-    database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
     environ = {"OPENAI_BASE_URL": f"{openai.url}/v1", "OPENAI_API_KEY": "sk-test-openai"}
-    async with running_heddle(settings, database_url, kafka_bootstrap, environ) as instance:
+    async with module_heddle(
+        tmp_path_factory, postgres_url, kafka_bootstrap, environ,
+        document_max_bytes=64 * 1024, http_tool_hosts="127.0.0.1",
+    ) as instance:
         yield instance
-
-
-@pytest.fixture
-async def client(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(heddle) as api:
-        yield api
 
 
 async def upload(client: httpx.AsyncClient, content: bytes, content_type: str) -> httpx.Response:
