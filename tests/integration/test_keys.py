@@ -254,6 +254,14 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             assert stored.status_code == 200
             assert await heddle.credentials.key("default", "team-a") == ("openai", "sk-owner")
 
+        async def own_document() -> None:
+            uploaded = await intruder.post("/v1/documents", content=b"intruder notes",
+                                           headers={"Content-Type": "text/plain"})
+            assert uploaded.status_code == 201, uploaded.text
+            document = uploaded.json()["document_id"]
+            assert (await heddle.documents.text("intruder", document)).text == "intruder notes"
+            assert await heddle.documents.text("default", document) is None
+
         async def own_keys_only() -> None:
             listed = (await intruder.get("/v1/keys")).json()["items"]
             assert {k["tenant"] for k in listed} == {"intruder"}
@@ -303,6 +311,7 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "POST /v1/runs/{run_id}/cancel": lambda: rejected(f"/v1/runs/{waiting}/cancel", {}),
             "POST /v1/runs/import": import_over_the_owners_run,
             "PUT /v1/workflows/{name}": own_workflow,
+            "POST /v1/documents": own_document,
             "DELETE /v1/credentials/{credential_id}": lambda: not_found(
                 "DELETE", "/v1/credentials/team-a"),
             "PUT /v1/credentials/{credential_id}": own_credential,
