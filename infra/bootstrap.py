@@ -46,7 +46,7 @@ from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.credentials import CredentialStore, create_credentials_table
 from infra.documents import Documents, create_documents_table
-from infra.http_tools import HttpTools, parse_headers
+from infra.http_tools import HttpTools, parse_headers, register_http_tools
 from infra.kafka import (
     TokenPublisher,
     create_broker,
@@ -116,6 +116,9 @@ class Heddle:
             self.settings.allowed_hosts,
             parse_headers(self.settings.http_tool_headers.get_secret_value()),
             self.settings.http_tool_max_response_bytes,
+        )
+        register_http_tools(
+            self.tools, self.settings.http_tools.get_secret_value(), self.http_tools
         )
         self.relay: Relay | None = None
         self.projector: Projector | None = None

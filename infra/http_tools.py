@@ -15,9 +15,11 @@ import logging
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from domain.errors import TemplateError
-from domain.http_tools import HttpTool, host_allowed, http_request
+from domain.http_tools import HttpTool, host_allowed, http_request, tool_problems
+from handlers.tools import ToolError, ToolRegistry
 
 log = logging.getLogger("heddle.http_tools")
 
@@ -49,7 +51,10 @@ class HttpTools:
         headers = {**request.headers, **self.headers.get(request.host, {})}
         try:
             async with self.client.stream(
-                request.method, request.url, headers=headers, json=request.json,
+                request.method,
+                request.url,
+                headers=headers,
+                json=request.json,
                 timeout=request.timeout,
             ) as response:
                 body = bytearray()
@@ -81,7 +86,40 @@ def parse_headers(raw: str) -> dict[str, dict[str, str]]:
     value = json.loads(raw)
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ValueError(
-            'HEDDLE_HTTP_TOOL_HEADERS must be a JSON object of headers by host, e.g. '
+            "HEDDLE_HTTP_TOOL_HEADERS must be a JSON object of headers by host, e.g. "
             '{"api.example.com": {"Authorization": "Bearer ..."}}'
         )
     return value
+
+
+def register_http_tools(registry: ToolRegistry, raw: str, tools: HttpTools) -> list[str]:
+    """Register the HTTP tools of `HEDDLE_HTTP_TOOLS` (JSON: tools by name, as under a
+    definition's `tools:`, headers with credentials allowed) for every workflow; raises
+    ValueError naming each problem. Returns their names."""
+    if not raw.strip():
+        return []
+    try:
+        declared = {name: HttpTool.model_validate(value) for name, value in json.loads(raw).items()}
+    except (json.JSONDecodeError, AttributeError, ValidationError) as error:
+        raise ValueError(f"HEDDLE_HTTP_TOOLS: not tools by name: {error}") from None
+    problems = [
+        f"HEDDLE_HTTP_TOOLS.{name}{'.' + field if field else ''}: {message}"
+        for name, tool in declared.items()
+        for field, message in tool_problems(name, tool, tools.hosts)
+        if not field.startswith("headers.")  # credentials are welcome here
+    ] + [f"HEDDLE_HTTP_TOOLS.{name}: give a url" for name, t in declared.items() if not t.url]
+    if problems:
+        raise ValueError("; ".join(problems))
+    for name, tool in declared.items():
+        registry.register(tool.definition(name), _calling(tools, name, tool))
+    return sorted(declared)
+
+
+def _calling(tools: HttpTools, name: str, tool: HttpTool) -> Any:
+    async def call(**arguments: Any) -> str:
+        ok, content = await tools.call(name, tool, arguments)
+        if not ok:
+            raise ToolError(content.removeprefix("error: "))
+        return content
+
+    return call

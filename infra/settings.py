@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # Headers the worker adds per host (credentials), JSON: {"host": {"Header": "value"}}.
     http_tool_headers: SecretStr = SecretStr("")
     http_tool_max_response_bytes: int = 256 * 1024
+    # HTTP tools every workflow may use, JSON: {"name": {description, url, ...}} as under a
+    # definition's `tools:`; their headers may carry credentials (never recorded).
+    http_tools: SecretStr = SecretStr("")
 
     @property
     def allowed_hosts(self) -> frozenset[str]:

@@ -4,6 +4,7 @@ in size and time. Calls go to a local fake HTTP server."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,3 +122,28 @@ async def test_large_slow_and_failing_responses_become_errors(server: FakeLlmSer
                             "(HEDDLE_HTTP_TOOL_MAX_RESPONSE_BYTES)")
     assert slow == (False, "error: t: no answer within 0.2 s")
     assert missing == (False, 'error: t: HTTP 404: "no"')
+
+
+async def test_tools_from_the_settings_are_registered_for_every_workflow_secrets_and_all(
+    server: FakeLlmServer,
+) -> None:
+    from domain.llm import ToolCall
+    from domain.tools import ToolCatalogue
+    from handlers.tools import ToolRegistry
+    from infra.http_tools import register_http_tools
+
+    registry = ToolRegistry(catalogue=ToolCatalogue([]))
+    tools = HttpTools(frozenset({"127.0.0.1"}))
+    declared = {"crm": {"description": "CRM account", "url": server.url + "/a/{{ args.id }}",
+                        "headers": {"Authorization": "Bearer s3"}}}
+    assert register_http_tools(registry, json.dumps(declared), tools) == ["crm"]
+    server.then(Reply(body={"plan": "gold"}), Reply(status=500, body="down"))
+    ok = await registry.run(ToolCall(id="1", name="crm", arguments={"id": "a1"}))
+    failed = await registry.run(ToolCall(id="2", name="crm", arguments={"id": "a2"}))
+    await tools.aclose()
+    assert ok == (True, '{"plan": "gold"}')
+    assert server.requests[0].headers["authorization"] == "Bearer s3"
+    assert failed == (False, 'error: crm: HTTP 500: "down"')
+    off_list = {"crm": {**declared["crm"], "url": "https://crm.example.org/a"}}
+    with pytest.raises(ValueError, match=r"^HEDDLE_HTTP_TOOLS\.crm\.url: host 'crm\.example\.org'"):
+        register_http_tools(registry, json.dumps(off_list), tools)
