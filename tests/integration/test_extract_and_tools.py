@@ -14,7 +14,14 @@ import pytest
 from tests.conftest import module_heddle
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, Reply, running_server
 from tests.fakes.pdf import pdf_with_pages
-from tests.integration.helpers import EXAMPLES, api_client, example, publish, wait_for_run
+from tests.integration.helpers import (
+    EXAMPLES,
+    api_client,
+    example,
+    publish,
+    start_run,
+    wait_for_run,
+)
 from tests.integration.shared import client  # noqa: F401 (fixture)
 
 CONTRACT = pdf_with_pages(
@@ -55,8 +62,7 @@ async def upload(client: httpx.AsyncClient, content: bytes, content_type: str) -
 
 
 async def run(client: httpx.AsyncClient, workflow: str, input: dict[str, Any]) -> dict[str, Any]:
-    started = await client.post("/v1/runs", json={"workflow": workflow, "input": input})
-    return await wait_for_run(client, started.json()["run_id"], timeout=60)
+    return await wait_for_run(client, await start_run(client, workflow, input), timeout=60)
 
 
 EXTRACT = {

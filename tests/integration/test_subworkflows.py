@@ -7,14 +7,8 @@ import asyncio
 
 import httpx
 
-from tests.integration.helpers import example, publish, wait_for_run
+from tests.integration.helpers import example, publish, start_run, wait_for_run
 from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
-
-
-async def start(client: httpx.AsyncClient, workflow: str, input: dict) -> str:
-    started = await client.post("/v1/runs", json={"workflow": workflow, "input": input})
-    assert started.status_code == 202, started.text
-    return str(started.json()["run_id"])
 
 
 async def test_a_parent_waits_for_its_child_run_and_gets_its_output(
@@ -22,7 +16,7 @@ async def test_a_parent_waits_for_its_child_run_and_gets_its_output(
 ) -> None:
     await publish(client, example("welcome"))
     await publish(client, example("subworkflow"))
-    run = await wait_for_run(client, await start(client, "onboard", {"customer": "Ada"}), 60)
+    run = await wait_for_run(client, await start_run(client, "onboard", {"customer": "Ada"}), 60)
     assert run["status"] == "completed"
     assert run["variables"]["welcomed"] == {"message": "Welcome aboard, Ada!"}
     assert run["variables"]["note"] == "Sent: Welcome aboard, Ada!"
@@ -46,7 +40,7 @@ async def test_a_failing_child_fails_the_parents_node_with_the_childs_reason(
         "total": {"kind": "subworkflow", "workflow": "divide", "input": {"sum": "1 / 0"},
                   "on_error": "apologise"},
         "apologise": {"kind": "set", "vars": {"why": "{{ nodes.total.error.message }}"}}}})
-    run = await wait_for_run(client, await start(client, "books", {}), 60)
+    run = await wait_for_run(client, await start_run(client, "books", {}), 60)
     assert run["status"] == "completed"  # on_error took over
     error = run["nodes"]["total"]["error"]
     assert error["class"] == "task"
@@ -63,7 +57,7 @@ async def test_cancelling_a_parent_cancels_the_child_it_waits_for(
         "wait": {"kind": "wait", "event": "event.name == 'go'"}}})
     await publish(client, {"name": "holder", "start": "call", "nodes": {
         "call": {"kind": "subworkflow", "workflow": "hold"}}})
-    run_id = await start(client, "holder", {})
+    run_id = await start_run(client, "holder", {})
     parent = await wait_for_run(client, run_id, status={"running"})
     while "child_run_id" not in parent["nodes"]["call"]:
         await asyncio.sleep(0.05)
