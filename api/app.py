@@ -170,7 +170,7 @@ def create_app(heddle: Heddle) -> FastAPI:
     """The API for a running Heddle (its lifespan belongs to whoever started Heddle).
 
     Every route but the health checks needs an API key (docs/security.md): GETs the
-    `read` scope, other methods `write`, keys and credentials `admin`."""
+    `read` scope, other methods `write`; keys, credentials and provider checks `admin`."""
     app = FastAPI(
         title="Heddle",
         version="0.1.0",
@@ -197,7 +197,6 @@ def create_app(heddle: Heddle) -> FastAPI:
         task_routes(heddle),
         document_routes(heddle),
         read_routes(heddle),
-        provider_routes(heddle),
         stream_routes(heddle),
         projection_routes(heddle),
         asyncapi_routes(heddle.topics, heddle.bootstrap_servers),
@@ -207,6 +206,7 @@ def create_app(heddle: Heddle) -> FastAPI:
     app.include_router(_routes(heddle), dependencies=[*by_method, waits])
     app.include_router(credential_routes(heddle), dependencies=admin)
     app.include_router(key_routes(heddle), dependencies=admin)
+    app.include_router(provider_routes(heddle), dependencies=admin)  # real calls cost money
     return app
 
 
