@@ -96,6 +96,18 @@ def child_of(loop: Loop, parent: Any, node: str = "welcome") -> Any:
                     else UUID(next(iter(parent.children))))
 
 
+FAILING = {"name": "welcome", "start": "check", "nodes": {"check": {
+    "kind": "tool", "tool": "calculator", "arguments": {"expression": "1 +"}}}}
+
+
+def fail_child(loop: Loop, child_id: str) -> None:
+    """What the worker records when the child's calculator refuses `1 +`."""
+    uow = UnitOfWork(loop.store)
+    uow.get(UUID(child_id)).complete_tool_node("check", 1, False, "error: not arithmetic")
+    uow.save()
+    loop.settle()
+
+
 def test_the_parent_node_completes_with_the_childs_output(loop: Loop) -> None:
     parent = loop.start("onboard", {"customer": "Ada"})
     assert parent.status == "completed"
@@ -122,22 +134,15 @@ def test_redelivered_events_send_the_same_commands_which_change_nothing(loop: Lo
 
 
 def test_a_failing_child_fails_the_node_with_the_childs_reason_and_class(loop: Loop) -> None:
-    failing = {"name": "welcome", "start": "check", "nodes": {"check": {
-        "kind": "tool", "tool": "calculator", "arguments": {"expression": "{{ input.name }}"}}}}
-    loop.command("PublishWorkflow", {"definition": {**failing, "inputs": {"type": "object"}}}, "p2")
-    parent = loop.start("onboard", {"customer": "1 +"})
-    # the tool node waits for the worker, which this loop does not run: fail it by hand
-    child = child_of(loop, parent)
-    uow = UnitOfWork(loop.store)
-    uow.get(child.id).complete_tool_node("check", 1, False, "error: not an arithmetic expression")
-    uow.save()
-    loop.settle()
+    loop.command("PublishWorkflow", {"definition": FAILING}, "p-failing")
+    parent = loop.start("onboard", {"customer": "Ada"})
+    [child] = parent.children
+    fail_child(loop, child)
     parent = loop.run(parent.id)
     assert parent.status == "failed"
-    assert parent.error["class"] == "task"
-    assert parent.error["node"] == "welcome"
-    assert f"child run {child.id} of welcome failed at node 'check'" in parent.error["message"]
-    assert "not an arithmetic expression" in parent.error["message"]
+    assert parent.error == {
+        "node": "welcome", "class": "task", "child_run_id": child,
+        "message": f"child run {child} of welcome failed at node 'check': error: not arithmetic"}
 
 
 def test_a_child_workflow_that_is_not_published_fails_the_node_saying_so(loop: Loop) -> None:
@@ -220,3 +225,34 @@ def test_a_workflow_tool_is_refused_in_a_tool_node_with_its_path() -> None:
     with pytest.raises(DefinitionInvalid) as caught:
         parse_definition(document)
     assert [p.path for p in caught.value.problems] == ["nodes.ask.tool"]
+
+
+def test_a_retry_for_task_errors_starts_a_new_child_for_the_next_attempt(loop: Loop) -> None:
+    loop.command("PublishWorkflow", {"definition": FAILING}, "p-failing")
+    retried = {**example("subworkflow"), "name": "retried"}
+    retry = {"attempts": 2, "backoff": "1s", "errors": ["task"]}
+    retried["nodes"] = {**retried["nodes"], "welcome": {**retried["nodes"]["welcome"], "retry": retry}}
+    loop.publish(retried)
+    parent = loop.start("retried", {"customer": "Ada"})
+    [first] = parent.children
+    fail_child(loop, first)
+    parent = loop.run(parent.id)
+    assert parent.nodes["welcome"]["status"] == "retrying"
+    loop.command("FireTimer", {"run_id": str(parent.id), "timer": "retry:welcome:1"}, "fire")
+    parent = loop.run(parent.id)
+    [second] = [c for c in parent.children if c != first]
+    assert parent.children[second]["attempt"] == 2
+    fail_child(loop, second)
+    parent = loop.run(parent.id)
+    assert parent.status == "failed"
+    assert parent.error["message"].endswith("failed at node 'check': error: not arithmetic")
+
+
+def test_a_pinned_version_starts_that_version_of_the_child(loop: Loop) -> None:
+    loop.command("PublishWorkflow", {"definition": FAILING}, "p-v2")  # welcome v2 fails
+    pinned = {**example("subworkflow"), "name": "pinned"}
+    pinned["nodes"] = {**pinned["nodes"], "welcome": {**pinned["nodes"]["welcome"], "version": 1}}
+    loop.publish(pinned)
+    parent = loop.start("pinned", {"customer": "Ada"})
+    assert parent.status == "completed"
+    assert loop.run(UUID(next(iter(parent.children)))).workflow_version == 1
