@@ -231,7 +231,8 @@ def test_a_retry_for_task_errors_starts_a_new_child_for_the_next_attempt(loop: L
     loop.command("PublishWorkflow", {"definition": FAILING}, "p-failing")
     retried = {**example("subworkflow"), "name": "retried"}
     retry = {"attempts": 2, "backoff": "1s", "errors": ["task"]}
-    retried["nodes"] = {**retried["nodes"], "welcome": {**retried["nodes"]["welcome"], "retry": retry}}
+    welcome = {**retried["nodes"]["welcome"], "retry": retry}
+    retried["nodes"] = {**retried["nodes"], "welcome": welcome}
     loop.publish(retried)
     parent = loop.start("retried", {"customer": "Ada"})
     [first] = parent.children
