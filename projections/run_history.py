@@ -141,7 +141,7 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "items_done": node.get("items_done", 0) + 1,
             "usage": add_usage(node.get("usage", {}), data["result"]),
         }
-    elif kind in ("LlmCallCompleted", "AgentStepCompleted"):
+    elif kind in ("LlmCallCompleted", "AgentStepCompleted", "ExtractionCompleted"):
         result, node = data["result"], nodes[data["node_id"]]
         row["usage"] = add_usage(row["usage"], result)
         node_usage = add_usage(node.get("usage", {}), result) if "step" in data else result["usage"]

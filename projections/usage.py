@@ -2,7 +2,7 @@
 tenant and workflow, so that usage per run, workflow, tenant, model or day is a sum.
 
 Counted are the answers a run paid for (`LlmCallCompleted`, `AgentStepCompleted`,
-`MapItemCompleted`), as in a run's own `usage`; answers a fork re-served from the record
+`MapItemCompleted`, `ExtractionCompleted`), as in a run's own `usage`; answers a fork re-served from the record
 (`LlmCallReplayed`) cost nothing and are not counted.
 """
 
@@ -48,6 +48,7 @@ PAID = {
     "WorkflowRun.LlmCallCompleted",
     "WorkflowRun.AgentStepCompleted",
     "WorkflowRun.MapItemCompleted",
+    "WorkflowRun.ExtractionCompleted",
 }
 
 Key = tuple[str, str, str, str]  # run, provider, model, day

@@ -112,6 +112,10 @@ async def test_fields_are_extracted_from_an_uploaded_pdf_and_a_bad_one_is_report
         "document_id": document["document_id"], "content_type": "application/pdf", "pages": 2,
         "characters": len(text), "truncated": False}
     assert "Annual fee" not in str(events)  # the text is not recorded
+    assert state["usage"]["llm_calls"] == 1
+    assert state["nodes"]["terms"]["model"] == "gpt-4o-mini-2024-07-18"
+    [usage] = (await client.get("/v1/usage", params={"run_id": state["run_id"]})).json()["items"]
+    assert usage["llm_calls"] == 1
 
 
 async def test_another_tenants_document_is_not_found_and_the_node_says_so(
