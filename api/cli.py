@@ -332,11 +332,13 @@ def _print_outcome(state: dict[str, Any]) -> None:
 def runs_list(
     status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow")] = None,
+    parent: Annotated[str | None, typer.Option(help="Only the child runs of this run")] = None,
     limit: int = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
-    params = {k: v for k, v in {"status": status, "workflow": workflow, "limit": limit}.items() if v}
+    wanted = {"status": status, "workflow": workflow, "parent": parent, "limit": limit}
+    params = {k: v for k, v in wanted.items() if v}
     items = _call("GET", "/v1/runs", params=params)["items"]
     if as_json:
         _print_json(items)
