@@ -159,8 +159,8 @@ class WorkflowRun(Aggregate):
     ) -> None:
         """`fork` makes the run a fork of another (see `handlers/forks.py`): it starts
         from that run's variables, edges and finished nodes at the fork point. `parent`
-        makes it the child run of a `subworkflow` node: `{run_id, node_id, attempt,
-        workflow, depth}`."""
+        makes it a child run: of a `subworkflow` node, or answering an agent's tool call
+        (`{run_id, node_id, attempt, call_id?, workflow, depth}`)."""
         self.tenant = tenant
         self.workflow = workflow
         self.workflow_version = version
@@ -533,10 +533,11 @@ class WorkflowRun(Aggregate):
     def pending_tool_calls(self, node_id: str) -> list[ToolCall]:
         """Tool calls of an agent node waiting for the worker to run them (those of
         workflow tools wait for child runs instead)."""
+        attempt = self.nodes[node_id]["attempt"]
         waiting = {
             child["call_id"]
             for child in self.children.values()
-            if child["node_id"] == node_id and child.get("call_id")
+            if (child["node_id"], child["attempt"]) == (node_id, attempt) and child.get("call_id")
         }
         return [
             ToolCall.model_validate(c)
@@ -825,8 +826,11 @@ class WorkflowRun(Aggregate):
 
     def waits_for_children(self, node_id: str) -> bool:
         """Whether an agent node waits for tool calls that child runs answer."""
+        attempt = self.nodes[node_id]["attempt"]
         return any(
-            child["status"] == "running" and child["node_id"] == node_id and child.get("call_id")
+            child["status"] == "running"
+            and (child["node_id"], child["attempt"]) == (node_id, attempt)
+            and child.get("call_id")
             for child in self.children.values()
         )
 

@@ -165,8 +165,9 @@ def agents_to_resume(records: list[Record], uow: UnitOfWork) -> list[LlmCall]:
         run = uow.get(
             UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"]
         )
+        answered = (data["node_id"], data["attempt"], data["call_id"])
         if not isinstance(run, WorkflowRun) or not any(
-            child.get("call_id") == data["call_id"] and child["node_id"] == data["node_id"]
+            (child["node_id"], child["attempt"], child.get("call_id")) == answered
             for child in run.children.values()
         ):
             continue
