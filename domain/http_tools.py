@@ -22,9 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.llm import ToolDefinition
 from domain.templates import render, render_values
 
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token"}
-)
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+SECRET_WORDS = ("token", "secret", "password", "api-key", "apikey", "api_key")
 TOOL_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 
 
@@ -133,7 +132,8 @@ def tool_problems(name: str, tool: HttpTool, allowed: frozenset[str]) -> list[tu
             ("url", f"host {host!r} is not on the allow-list (HEDDLE_HTTP_TOOL_HOSTS: {listed})")
         )
     for header in tool.headers:
-        if header.lower() in SECRET_HEADERS:
+        name = header.lower()
+        if name in SECRET_HEADERS or any(word in name for word in SECRET_WORDS):
             problems.append(
                 (
                     f"headers.{header}",
