@@ -2,8 +2,8 @@
 tenant and workflow, so that usage per run, workflow, tenant, model or day is a sum.
 
 Counted are the answers a run paid for (`LlmCallCompleted`, `AgentStepCompleted`,
-`MapItemCompleted`, `ExtractionCompleted`), as in a run's own `usage`; answers a fork re-served from the record
-(`LlmCallReplayed`) cost nothing and are not counted.
+`MapItemCompleted`, `ExtractionCompleted`), as in a run's own `usage`; answers a fork
+re-served from the record (`LlmCallReplayed`) cost nothing and are not counted.
 """
 
 from __future__ import annotations

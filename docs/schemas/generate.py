@@ -24,6 +24,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         CancelRun,
         CommandEnvelope,
         CompleteRemoteTask,
+        CompleteSubworkflow,
         CompleteTask,
         EditGraph,
         FireTimer,
@@ -34,7 +35,6 @@ def schemas() -> dict[str, dict[str, Any]]:
         ResumeRun,
         SignalRun,
         SkipNode,
-        CompleteSubworkflow,
         StartRun,
         StartSubworkflow,
     )
