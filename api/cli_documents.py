@@ -11,8 +11,12 @@ import typer
 from api.cli_replay import JsonOption, _cli
 
 documents_app = typer.Typer(help="Documents for extract nodes.", no_args_is_help=True)
-CONTENT_TYPES = {".pdf": "application/pdf", ".md": "text/markdown", ".csv": "text/csv",
-                 ".json": "application/json"}
+CONTENT_TYPES = {
+    ".pdf": "application/pdf",
+    ".md": "text/markdown",
+    ".csv": "text/csv",
+    ".json": "application/json",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -23,16 +27,20 @@ def register(app: typer.Typer) -> None:
 @documents_app.command("upload")
 def documents_upload(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    content_type: Annotated[str | None, typer.Option(
-        help="Default: from the file's suffix (.pdf, .md, .csv, .json; text/plain otherwise)"
-    )] = None,
+    content_type: Annotated[
+        str | None,
+        typer.Option(
+            help="Default: from the file's suffix (.pdf, .md, .csv, .json; text/plain otherwise)"
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Upload a document; prints the id to give an extract node's `document`."""
     cli = _cli()
     kind = content_type or CONTENT_TYPES.get(file.suffix.lower(), "text/plain")
-    result = cli._call("POST", "/v1/documents", content=file.read_bytes(),
-                       headers={"Content-Type": kind})
+    result = cli._call(
+        "POST", "/v1/documents", content=file.read_bytes(), headers={"Content-Type": kind}
+    )
     if as_json:
         cli._print_json(result)
         return

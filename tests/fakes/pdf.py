@@ -12,10 +12,14 @@ def pdf_with_pages(*pages: list[str]) -> bytes:
     objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     for index, lines in enumerate(pages):
-        content = "BT /F1 12 Tf 72 720 Td 16 TL " + " ".join(
-            "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") '"
-            for line in lines
-        ) + " ET"
+        content = (
+            "BT /F1 12 Tf 72 720 Td 16 TL "
+            + " ".join(
+                "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") '"
+                for line in lines
+            )
+            + " ET"
+        )
         objects.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {5 + 2 * index} 0 R"
             " /Resources << /Font << /F1 3 0 R >> >> >>".encode()

@@ -34,12 +34,36 @@ async def test_a_parent_waits_for_its_child_run_and_gets_its_output(
 async def test_a_failing_child_fails_the_parents_node_with_the_childs_reason(
     client: httpx.AsyncClient,
 ) -> None:
-    await publish(client, {"name": "divide", "start": "calc", "nodes": {"calc": {
-        "kind": "tool", "tool": "calculator", "arguments": {"expression": "{{ input.sum }}"}}}})
-    await publish(client, {"name": "books", "start": "total", "nodes": {
-        "total": {"kind": "subworkflow", "workflow": "divide", "input": {"sum": "1 / 0"},
-                  "on_error": "apologise"},
-        "apologise": {"kind": "set", "vars": {"why": "{{ nodes.total.error.message }}"}}}})
+    await publish(
+        client,
+        {
+            "name": "divide",
+            "start": "calc",
+            "nodes": {
+                "calc": {
+                    "kind": "tool",
+                    "tool": "calculator",
+                    "arguments": {"expression": "{{ input.sum }}"},
+                }
+            },
+        },
+    )
+    await publish(
+        client,
+        {
+            "name": "books",
+            "start": "total",
+            "nodes": {
+                "total": {
+                    "kind": "subworkflow",
+                    "workflow": "divide",
+                    "input": {"sum": "1 / 0"},
+                    "on_error": "apologise",
+                },
+                "apologise": {"kind": "set", "vars": {"why": "{{ nodes.total.error.message }}"}},
+            },
+        },
+    )
     run = await wait_for_run(client, await start_run(client, "books", {}), 60)
     assert run["status"] == "completed"  # on_error took over
     error = run["nodes"]["total"]["error"]
@@ -53,10 +77,22 @@ async def test_a_failing_child_fails_the_parents_node_with_the_childs_reason(
 async def test_cancelling_a_parent_cancels_the_child_it_waits_for(
     client: httpx.AsyncClient,
 ) -> None:
-    await publish(client, {"name": "hold", "start": "wait", "nodes": {
-        "wait": {"kind": "wait", "event": "event.name == 'go'"}}})
-    await publish(client, {"name": "holder", "start": "call", "nodes": {
-        "call": {"kind": "subworkflow", "workflow": "hold"}}})
+    await publish(
+        client,
+        {
+            "name": "hold",
+            "start": "wait",
+            "nodes": {"wait": {"kind": "wait", "event": "event.name == 'go'"}},
+        },
+    )
+    await publish(
+        client,
+        {
+            "name": "holder",
+            "start": "call",
+            "nodes": {"call": {"kind": "subworkflow", "workflow": "hold"}},
+        },
+    )
     run_id = await start_run(client, "holder", {})
     parent = await wait_for_run(client, run_id, status={"running"})
     while "child_run_id" not in parent["nodes"]["call"]:

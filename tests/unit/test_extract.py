@@ -21,15 +21,29 @@ SCHEMA = EXAMPLE["nodes"]["terms"]["schema"]
 
 
 def answer(text: str) -> LlmResult:
-    return LlmResult(text=text, finish_reason="stop", usage=Usage(input_tokens=10, output_tokens=5),
-                     model="m", provider="scripted", latency_ms=1.0)
+    return LlmResult(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(input_tokens=10, output_tokens=5),
+        model="m",
+        provider="scripted",
+        latency_ms=1.0,
+    )
 
 
 def start(contract: str) -> WorkflowRun:
     spec = parse_definition(EXAMPLE)
-    run = WorkflowRun(run_id=uuid.uuid4(), tenant="default", actor="t", workflow=spec.name,
-                      version=1, content_hash=spec.content_hash(), graph=spec.canonical(),
-                      input={"contract": contract}, command_id="c")
+    run = WorkflowRun(
+        run_id=uuid.uuid4(),
+        tenant="default",
+        actor="t",
+        workflow=spec.name,
+        version=1,
+        content_hash=spec.content_hash(),
+        graph=spec.canonical(),
+        input={"contract": contract},
+        command_id="c",
+    )
     run.advance()
     return run
 
@@ -44,8 +58,10 @@ def test_a_field_that_fails_the_schema_is_reported_with_its_value_and_reason() -
 
 
 def test_a_fenced_json_answer_is_read_and_a_non_json_answer_is_an_error() -> None:
-    fields, invalid = parse_fields(SCHEMA, '```json\n{"customer": "Acme", "annual_value": 1, '
-                                           '"renewal_date": "2027-03-01"}\n```')
+    fields, invalid = parse_fields(
+        SCHEMA,
+        '```json\n{"customer": "Acme", "annual_value": 1, "renewal_date": "2027-03-01"}\n```',
+    )
     assert fields["renewal_date"] == "2027-03-01"
     assert invalid == []
     with pytest.raises(ValueError, match="not JSON"):
@@ -56,12 +72,17 @@ def test_the_run_completes_with_fields_invalid_ones_and_the_source() -> None:
     run = start("Acme Corp pays 48,000 EUR a year.")
     assert run.nodes["terms"]["input"]["document"] == "Acme Corp pays 48,000 EUR a year."
     source = {"document_id": "doc_" + "0" * 32, "pages": 2, "characters": 33}
-    run.complete_extraction("terms", 1, source, answer(
-        '{"customer": "Acme Corp", "annual_value": 48000, "renewal_date": "next spring"}'))
+    run.complete_extraction(
+        "terms",
+        1,
+        source,
+        answer('{"customer": "Acme Corp", "annual_value": 48000, "renewal_date": "next spring"}'),
+    )
     terms = run.variables["terms"]
     assert terms["fields"] == {"customer": "Acme Corp", "annual_value": 48000}
-    assert terms["invalid"] == [{"field": "renewal_date", "value": "next spring",
-                                 "reason": "'next spring' is not a 'date'"}]
+    assert terms["invalid"] == [
+        {"field": "renewal_date", "value": "next spring", "reason": "'next spring' is not a 'date'"}
+    ]
     assert terms["source"] == source
     assert run.variables["status"] == "check renewal_date by hand"
     assert run.usage["input_tokens"] == 10
@@ -76,8 +97,12 @@ def test_an_answer_that_is_not_json_fails_the_node_with_class_task() -> None:
 
 
 def test_the_request_carries_the_schema_and_the_text_cut_at_max_chars() -> None:
-    node = parse_definition({**EXAMPLE, "nodes": {**EXAMPLE["nodes"], "terms": {
-        **EXAMPLE["nodes"]["terms"], "max_chars": 100}}}).nodes["terms"]
+    node = parse_definition(
+        {
+            **EXAMPLE,
+            "nodes": {**EXAMPLE["nodes"], "terms": {**EXAMPLE["nodes"]["terms"], "max_chars": 100}},
+        }
+    ).nodes["terms"]
     request = extraction_request(node, "Find the terms.", "x" * 500)
     assert '"renewal_date": {"format": "date", "type": "string"}' in request.messages[0].content
     assert request.messages[1].content == "Find the terms.\n\nDocument:\n" + "x" * 100
@@ -88,4 +113,6 @@ def test_a_schema_that_is_not_an_object_schema_is_refused_with_its_path() -> Non
     with pytest.raises(DefinitionInvalid) as caught:
         parse_definition({**EXAMPLE, "nodes": {**EXAMPLE["nodes"], "terms": terms}})
     assert [p.path for p in caught.value.problems] == [
-        "nodes.terms.schema.items.type", "nodes.terms.schema.type"]
+        "nodes.terms.schema.items.type",
+        "nodes.terms.schema.type",
+    ]

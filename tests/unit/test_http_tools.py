@@ -26,12 +26,22 @@ def allowed() -> Iterator[None]:
 
 
 def workflow(**tool: Any) -> dict[str, Any]:
-    lookup = {"description": "Look up an account.",
-              "url": "http://127.0.0.1:9/accounts/{{ args.id }}",
-              "parameters": {"type": "object", "properties": {"id": {"type": "string"}},
-                             "required": ["id"]}, **tool}
-    get = {"kind": "tool", "tool": "lookup", "arguments": {"id": "{{ input.id }}"},
-           "output": "account"}
+    lookup = {
+        "description": "Look up an account.",
+        "url": "http://127.0.0.1:9/accounts/{{ args.id }}",
+        "parameters": {
+            "type": "object",
+            "properties": {"id": {"type": "string"}},
+            "required": ["id"],
+        },
+        **tool,
+    }
+    get = {
+        "kind": "tool",
+        "tool": "lookup",
+        "arguments": {"id": "{{ input.id }}"},
+        "output": "account",
+    }
     return {"name": "accounts", "tools": {"lookup": lookup}, "start": "get", "nodes": {"get": get}}
 
 
@@ -45,8 +55,12 @@ def problems(document: dict[str, Any]) -> list[str]:
 def test_a_tool_on_an_allowed_host_can_be_used_by_tool_and_agent_nodes() -> None:
     document = workflow(url="https://api.example.com/accounts/{{ args.id }}")
     document["nodes"]["get"]["next"] = "ask"
-    document["nodes"]["ask"] = {"kind": "agent", "model": "scripted:x", "prompt": "p",
-                                "tools": ["lookup", "calculator"]}
+    document["nodes"]["ask"] = {
+        "kind": "agent",
+        "model": "scripted:x",
+        "prompt": "p",
+        "tools": ["lookup", "calculator"],
+    }
     spec = parse_definition(document)
     assert spec.tool("lookup").parameters["required"] == ["id"]
 
@@ -55,16 +69,19 @@ def test_a_tool_on_an_allowed_host_can_be_used_by_tool_and_agent_nodes() -> None
 def test_a_host_off_the_allow_list_is_refused_with_the_tools_path() -> None:
     assert problems(workflow(url="https://evil.test/x")) == [
         "tools.lookup.url: host 'evil.test' is not on the allow-list "
-        "(HEDDLE_HTTP_TOOL_HOSTS: *.example.com, 127.0.0.1)"]
+        "(HEDDLE_HTTP_TOOL_HOSTS: *.example.com, 127.0.0.1)"
+    ]
     assert problems(workflow(url="http://{{ args.host }}/x")) == [
-        "tools.lookup.url: write the host out: only the path and query may be templates"]
+        "tools.lookup.url: write the host out: only the path and query may be templates"
+    ]
 
 
 @pytest.mark.usefixtures("allowed")
 def test_secrets_in_headers_are_refused_because_definitions_are_recorded() -> None:
     assert problems(workflow(headers={"Authorization": "Bearer sk-1"})) == [
         "tools.lookup.headers.Authorization: definitions are recorded in events and hold no "
-        "secrets: set this header for the host in HEDDLE_HTTP_TOOL_HEADERS instead"]
+        "secrets: set this header for the host in HEDDLE_HTTP_TOOL_HEADERS instead"
+    ]
 
 
 @pytest.mark.usefixtures("allowed")
@@ -85,8 +102,9 @@ async def test_a_call_returns_the_response_and_sends_configured_headers(
 ) -> None:
     server.then(Reply(body={"id": "a1", "plan": "gold"}))
     tools = HttpTools(frozenset({"127.0.0.1"}), {"127.0.0.1": {"Authorization": "Bearer s3"}})
-    ok, content = await tools.call("lookup", tool(server.url + "/accounts/{{ args.id }}"),
-                                   {"id": "a1"})
+    ok, content = await tools.call(
+        "lookup", tool(server.url + "/accounts/{{ args.id }}"), {"id": "a1"}
+    )
     await tools.aclose()
     assert (ok, content) == (True, '{"id": "a1", "plan": "gold"}')
     assert server.requests[0].path == "/accounts/a1"
@@ -107,8 +125,10 @@ async def test_a_host_off_the_allow_list_is_refused_at_run_time_without_a_call()
     ok, content = await tools.call("lookup", tool("http://127.0.0.1:9/x"), {})
     await tools.aclose()
     assert not ok
-    assert content == ("error: lookup: host '127.0.0.1' is not on the allow-list "
-                       "(HEDDLE_HTTP_TOOL_HOSTS: api.example.com)")
+    assert content == (
+        "error: lookup: host '127.0.0.1' is not on the allow-list "
+        "(HEDDLE_HTTP_TOOL_HOSTS: api.example.com)"
+    )
 
 
 async def test_large_slow_and_failing_responses_become_errors(server: FakeLlmServer) -> None:
@@ -118,8 +138,10 @@ async def test_large_slow_and_failing_responses_become_errors(server: FakeLlmSer
     slow = await tools.call("t", tool(server.url, timeout=0.2), {})
     missing = await tools.call("t", tool(server.url), {})
     await tools.aclose()
-    assert large == (False, "error: t: the response is larger than 1000 bytes "
-                            "(HEDDLE_HTTP_TOOL_MAX_RESPONSE_BYTES)")
+    assert large == (
+        False,
+        "error: t: the response is larger than 1000 bytes (HEDDLE_HTTP_TOOL_MAX_RESPONSE_BYTES)",
+    )
     assert slow == (False, "error: t: no answer within 0.2 s")
     assert missing == (False, 'error: t: HTTP 404: "no"')
 
@@ -134,8 +156,13 @@ async def test_tools_from_the_settings_are_registered_for_every_workflow_secrets
 
     registry = ToolRegistry(catalogue=ToolCatalogue([]))
     tools = HttpTools(frozenset({"127.0.0.1"}))
-    declared = {"crm": {"description": "CRM account", "url": server.url + "/a/{{ args.id }}",
-                        "headers": {"Authorization": "Bearer s3"}}}
+    declared = {
+        "crm": {
+            "description": "CRM account",
+            "url": server.url + "/a/{{ args.id }}",
+            "headers": {"Authorization": "Bearer s3"},
+        }
+    }
     assert register_http_tools(registry, json.dumps(declared), tools) == ["crm"]
     server.then(Reply(body={"plan": "gold"}), Reply(status=500, body="down"))
     ok = await registry.run(ToolCall(id="1", name="crm", arguments={"id": "a1"}))

@@ -56,8 +56,16 @@ class Loop:
             after = notifications[-1].id
             for n in notifications:
                 envelope = self.store.envelope(n)
-                records.append(Record("e", 0, n.id, None, json.dumps(envelope).encode(),
-                                      {"type": envelope["type"]}))
+                records.append(
+                    Record(
+                        "e",
+                        0,
+                        n.id,
+                        None,
+                        json.dumps(envelope).encode(),
+                        {"type": envelope["type"]},
+                    )
+                )
         return records
 
     def settle(self) -> None:
@@ -79,8 +87,10 @@ class Loop:
 
 
 # examples/welcome.yaml without its model call (this loop runs no worker)
-WELCOME = {**example("welcome"), "nodes": {"write": {
-    "kind": "set", "vars": {"message": "Welcome aboard, {{ input.name }}!"}}}}
+WELCOME = {
+    **example("welcome"),
+    "nodes": {"write": {"kind": "set", "vars": {"message": "Welcome aboard, {{ input.name }}!"}}},
+}
 
 
 @pytest.fixture
@@ -92,12 +102,18 @@ def loop() -> Loop:
 
 
 def child_of(loop: Loop, parent: Any, node: str = "welcome") -> Any:
-    return loop.run(UUID(parent.nodes[node]["input"]["run_id"]) if "input" in parent.nodes[node]
-                    else UUID(next(iter(parent.children))))
+    return loop.run(
+        UUID(parent.nodes[node]["input"]["run_id"])
+        if "input" in parent.nodes[node]
+        else UUID(next(iter(parent.children)))
+    )
 
 
-FAILING = {"name": "welcome", "start": "check", "nodes": {"check": {
-    "kind": "tool", "tool": "calculator", "arguments": {"expression": "1 +"}}}}
+FAILING = {
+    "name": "welcome",
+    "start": "check",
+    "nodes": {"check": {"kind": "tool", "tool": "calculator", "arguments": {"expression": "1 +"}}},
+}
 
 
 def fail_child(loop: Loop, child_id: str) -> None:
@@ -116,8 +132,13 @@ def test_the_parent_node_completes_with_the_childs_output(loop: Loop) -> None:
     child = child_of(loop, parent)
     assert child.status == "completed"
     assert child.tenant == parent.tenant
-    assert child.parent == {"run_id": str(parent.id), "node_id": "welcome", "attempt": 1,
-                            "workflow": "onboard", "depth": 1}
+    assert child.parent == {
+        "run_id": str(parent.id),
+        "node_id": "welcome",
+        "attempt": 1,
+        "workflow": "onboard",
+        "depth": 1,
+    }
 
 
 def test_redelivered_events_send_the_same_commands_which_change_nothing(loop: Loop) -> None:
@@ -126,7 +147,7 @@ def test_redelivered_events_send_the_same_commands_which_change_nothing(loop: Lo
     version = loop.run(parent.id).version
     loop.seen = 0  # deliver every event again
     loop.settle()
-    again = [c["command_id"] for c in loop.sent][len(first):]
+    again = [c["command_id"] for c in loop.sent][len(first) :]
     assert again
     assert set(again) <= set(first)
     assert loop.run(parent.id).version == version
@@ -141,8 +162,11 @@ def test_a_failing_child_fails_the_node_with_the_childs_reason_and_class(loop: L
     parent = loop.run(parent.id)
     assert parent.status == "failed"
     assert parent.error == {
-        "node": "welcome", "class": "task", "child_run_id": child,
-        "message": f"child run {child} of welcome failed at node 'check': error: not arithmetic"}
+        "node": "welcome",
+        "class": "task",
+        "child_run_id": child,
+        "message": f"child run {child} of welcome failed at node 'check': error: not arithmetic",
+    }
 
 
 def test_a_child_workflow_that_is_not_published_fails_the_node_saying_so(loop: Loop) -> None:
@@ -156,8 +180,11 @@ def test_a_child_workflow_that_is_not_published_fails_the_node_saying_so(loop: L
 
 
 def test_cancelling_the_parent_cancels_its_running_child(loop: Loop) -> None:
-    waiting = {"name": "welcome", "start": "hold",
-               "nodes": {"hold": {"kind": "wait", "event": "event.name == 'go'"}}}
+    waiting = {
+        "name": "welcome",
+        "start": "hold",
+        "nodes": {"hold": {"kind": "wait", "event": "event.name == 'go'"}},
+    }
     loop.command("PublishWorkflow", {"definition": waiting}, "p3")
     parent = loop.start("onboard", {"customer": "Ada"})
     child = child_of(loop, parent)
@@ -169,8 +196,11 @@ def test_cancelling_the_parent_cancels_its_running_child(loop: Loop) -> None:
 
 
 def test_a_workflow_that_calls_itself_stops_at_the_depth_limit(loop: Loop) -> None:
-    endless = {"name": "endless", "start": "again", "nodes": {"again": {
-        "kind": "subworkflow", "workflow": "endless"}}}
+    endless = {
+        "name": "endless",
+        "start": "again",
+        "nodes": {"again": {"kind": "subworkflow", "workflow": "endless"}},
+    }
     loop.publish(endless)
     top = loop.start("endless", {})
     assert top.status == "failed"
@@ -179,13 +209,27 @@ def test_a_workflow_that_calls_itself_stops_at_the_depth_limit(loop: Loop) -> No
 
 ASSISTANT = {
     "name": "assistant",
-    "tools": {"welcome": {
-        "description": "Write a welcome message for a customer.", "workflow": "welcome",
-        "parameters": {"type": "object", "properties": {"name": {"type": "string"}},
-                       "required": ["name"]}}},
+    "tools": {
+        "welcome": {
+            "description": "Write a welcome message for a customer.",
+            "workflow": "welcome",
+            "parameters": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}},
+                "required": ["name"],
+            },
+        }
+    },
     "start": "ask",
-    "nodes": {"ask": {"kind": "agent", "model": "scripted:agent", "prompt": "Welcome Ada",
-                      "tools": ["welcome", "calculator"], "output": "answer"}},
+    "nodes": {
+        "ask": {
+            "kind": "agent",
+            "model": "scripted:agent",
+            "prompt": "Welcome Ada",
+            "tools": ["welcome", "calculator"],
+            "output": "answer",
+        }
+    },
 }
 
 
@@ -196,9 +240,15 @@ def test_an_agents_workflow_tool_runs_a_child_whose_output_is_the_tool_result(lo
     loop.publish(ASSISTANT)
     parent = loop.start("assistant", {})
     assert [t.name for t in parent.llm_request("ask").tools] == ["welcome", "calculator"]
-    turn = LlmResult(text="", finish_reason="tool_calls", usage=Usage(), model="m",
-                     provider="scripted", latency_ms=1.0,
-                     tool_calls=[ToolCall(id="c1", name="welcome", arguments={"name": "Ada"})])
+    turn = LlmResult(
+        text="",
+        finish_reason="tool_calls",
+        usage=Usage(),
+        model="m",
+        provider="scripted",
+        latency_ms=1.0,
+        tool_calls=[ToolCall(id="c1", name="welcome", arguments={"name": "Ada"})],
+    )
     uow = UnitOfWork(loop.store)
     to_run = uow.get(parent.id).complete_agent_step("ask", 1, turn)
     uow.save()
@@ -209,8 +259,11 @@ def test_an_agents_workflow_tool_runs_a_child_whose_output_is_the_tool_result(lo
     [child_id] = parent.children
     assert parent.children[child_id]["status"] == "completed"
     assert parent.nodes["ask"]["messages"][-1] == {
-        "role": "tool", "content": '{"message": "Welcome aboard, Ada!"}', "tool_call_id": "c1",
-        "tool_calls": []}
+        "role": "tool",
+        "content": '{"message": "Welcome aboard, Ada!"}',
+        "tool_call_id": "c1",
+        "tool_calls": [],
+    }
     assert loop.run(UUID(child_id)).parent["call_id"] == "c1"
     [resumed] = agents_to_resume(loop.records(before), UnitOfWork(loop.store))
     assert resumed.node_id == "ask"
