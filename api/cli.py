@@ -364,7 +364,10 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
     nodes = Table("node", "status", "output")
     for node_id, node in state["nodes"].items():
         output = node.get("output")
-        nodes.add_row(node_id, node["status"], "" if output is None else json.dumps(output)[:100])
+        shown = "" if output is None else json.dumps(output)[:100]
+        if not shown and node.get("child_run_id"):
+            shown = f"child run {node['child_run_id']}"
+        nodes.add_row(node_id, node["status"], shown)
     out.print(nodes)
     out.print(f"variables: {json.dumps(state['variables'])}")
     if state.get("error"):
