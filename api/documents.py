@@ -1,6 +1,7 @@
 """Documents for `extract` nodes: `POST /v1/documents` stores the request body (its
 `Content-Type` says what it is) once per tenant and answers with its id; a node's
-`document` names that id. See docs/workflows.md (`extract`)."""
+`document` names that id; `GET /v1/documents/{id}` says what is stored. See
+docs/workflows.md (`extract`)."""
 
 from __future__ import annotations
 
@@ -29,5 +30,13 @@ def document_routes(heddle: Heddle) -> APIRouter:
         except DocumentInvalid as error:
             status = 415 if content_type.split(";")[0].strip() not in CONTENT_TYPES else 422
             raise HTTPException(status, str(error)) from None
+
+    @router.get("/v1/documents/{document_id}")
+    async def get_document(document_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """What Heddle holds of a document of this tenant (not its content)."""
+        found = await heddle.documents.about(who.tenant, document_id)
+        if found is None:
+            raise HTTPException(404, f"no document {document_id}")
+        return found
 
     return router

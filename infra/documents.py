@@ -102,6 +102,20 @@ class Documents:
             )
         return {"document_id": found, "content_type": media, "size": len(content), "pages": pages}
 
+    async def about(self, tenant: str, document_id: str) -> dict[str, Any] | None:
+        """A document's id, type, size, pages and who uploaded it when, or None."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT document_id, content_type, size, pages, uploaded_by, uploaded_at"
+                " FROM documents WHERE tenant = %s AND document_id = %s",
+                [tenant, document_id],
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        names = ("document_id", "content_type", "size", "pages", "uploaded_by", "uploaded_at")
+        return {**dict(zip(names, row, strict=True)), "uploaded_at": row[5].isoformat()}
+
     async def text(self, tenant: str, document_id: str) -> DocumentText | None:
         """A document's text and where it came from, or None when the tenant has none."""
         async with self.pool.connection() as conn:

@@ -106,6 +106,8 @@ async def test_fields_are_extracted_from_an_uploaded_pdf_and_a_bad_one_is_report
     assert document["content_type"] == "application/pdf"
     again = await upload(client, CONTRACT, "application/pdf")
     assert again.json()["document_id"] == document["document_id"]  # stored once
+    stored = (await client.get(f"/v1/documents/{document['document_id']}")).json()
+    assert (stored["size"], stored["pages"], stored["uploaded_by"]) == (len(CONTRACT), 2, "api")
     openai.then(
         OpenAiWire.completion(
             '{"customer": "Acme Corp", "annual_value": 48000, "renewal_date": "next spring"}'
