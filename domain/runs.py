@@ -726,18 +726,17 @@ class WorkflowRun(Aggregate):
         }
         self._node_started(node_id, node.kind, attempt, started)
         if self.depth + 1 > MAX_DEPTH:
-            self._fail_node(node_id, attempt, self._too_deep(node.workflow))
+            self.fail_subworkflow_start(started["run_id"], self._too_deep(node.workflow))
 
     def _child_id(self, node_id: str, attempt: int, call_id: str | None = None) -> UUID:
         where = f"{node_id}/{attempt}" + (f"/{call_id}" if call_id else "")
         return uuid5(HEDDLE_NAMESPACE, f"child/{self.id}/{where}")
 
-    def _too_deep(self, workflow: str) -> dict[str, Any]:
-        return {
-            "class": "definition",
-            "message": f"subworkflow {workflow!r} would nest {self.depth + 1} runs deep, more "
-            f"than {MAX_DEPTH}: does a workflow call itself without an end?",
-        }
+    def _too_deep(self, workflow: str) -> str:
+        return (
+            f"subworkflow {workflow!r} would nest {self.depth + 1} runs deep, more than "
+            f"{MAX_DEPTH}: does a workflow call itself without an end?"
+        )
 
     @property
     def depth(self) -> int:
@@ -841,7 +840,7 @@ class WorkflowRun(Aggregate):
             if tool is None or tool.workflow is None:
                 continue
             if self.depth + 1 > MAX_DEPTH:
-                problem = self._too_deep(tool.workflow)["message"]
+                problem = self._too_deep(tool.workflow)
                 self._tool_call_completed(
                     node_id,
                     attempt,
