@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.errors import ExpressionError, Problem, TemplateError
+from domain.errors import problems_of as _check
 from domain.expressions import compile_expression, evaluate, evaluate_condition
 from domain.llm import LlmRequest, Message
 from domain.templates import parse_template, render
@@ -300,11 +301,3 @@ def _problems(action: Action, at: str) -> list[Problem]:
         if action.llm.system:
             problems += _check(parse_template, action.llm.system, f"{at}.llm.system")
     return problems
-
-
-def _check(check: Any, source: str, path: str) -> list[Problem]:
-    try:
-        check(source)
-    except (ExpressionError, TemplateError) as error:
-        return [Problem(path, str(error))]
-    return []
