@@ -48,6 +48,7 @@ from handlers.controls import (
 )
 from handlers.forks import edit_graph, fork_run
 from handlers.records import Record
+from handlers.threads import complete_thread, configure_tenant, open_thread, post_message
 from handlers.unit_of_work import UnitOfWork
 
 Handler = Callable[[Any, CommandEnvelope, UnitOfWork], dict[str, Any]]
@@ -118,6 +119,10 @@ HANDLERS: dict[str, Handler] = {
     "SignalRun": signal_run,
     "FireTimer": fire_timer,
     "CompleteRemoteTask": complete_remote_task,
+    "OpenThread": open_thread,
+    "PostMessage": post_message,
+    "CompleteThread": complete_thread,
+    "ConfigureTenant": configure_tenant,
 }
 
 

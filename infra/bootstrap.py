@@ -38,6 +38,7 @@ from handlers.run_worker import (
     remote_tasks_due,
     tool_nodes_due,
 )
+from handlers.threads import open_chat_threads, post_run_answers, record_replies, replies_due
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.credentials import CredentialStore, create_credentials_table
@@ -224,9 +225,14 @@ class Heddle:
             fresh = self._worker_positions.fresh(records)
             events = decode_events(fresh)
             self._new_capabilities |= capabilities_published(events)
+            # Idempotent by themselves (a thread opens once, an answer is posted once):
+            # saved now, so that a batch with no call still records them.
+            open_chat_threads(events, uow)
+            post_run_answers(events, uow)
+            uow.save()
             return (
-                uow, llm_calls_due(events, uow), remote_tasks_due(events, uow),
-                tool_nodes_due(events, uow), fresh,
+                uow, llm_calls_due(events, uow) + replies_due(events, uow),
+                remote_tasks_due(events, uow), tool_nodes_due(events, uow), fresh,
             )
 
         uow, calls, tasks, tools, fresh = await self.writer.run(find_work)
@@ -257,7 +263,8 @@ class Heddle:
         )
 
         def record() -> None:
-            record_llm_outcomes(list(outcomes), uow)
+            record_llm_outcomes([o for o in outcomes if o.call.kind != "reply"], uow)
+            record_replies([o for o in outcomes if o.call.kind == "reply"], uow)
             record_tool_nodes(list(zip(tools, tool_results, strict=True)), uow)
             trackings = trackings_for(self._worker_positions.consumer, fresh)
             uow.save(trackings)
