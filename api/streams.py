@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,6 +103,14 @@ def ending(envelope: dict[str, Any]) -> str | None:
     return kind if kind in TERMINAL_STATUSES else None
 
 
+Ends = Callable[[UUID, dict[str, Any]], dict[str, Any] | None]
+"""The data of the `end` message if this event ends the stream, else None."""
+
+
+def run_end(run_id: UUID, envelope: dict[str, Any]) -> dict[str, Any] | None:
+    return end_of(run_id, envelope) if ending(envelope) else None
+
+
 @dataclass
 class _TokenProgress:
     offset: int = 0
@@ -119,7 +127,10 @@ async def _messages(
     offset: int,
     started: datetime,
     latest: dict[str, Any],
+    ends: Ends = run_end,
 ) -> AsyncIterator[ServerSentEvent]:
+    """The stream of one aggregate (a run, a thread): its events from the store and the
+    deltas keyed by its id, from `version` and `offset`, until an event `ends` it."""
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
     tokens = RunTokens(
         heddle.bootstrap_servers, heddle.topics.tokens, run_id, heddle.settings.fetch_max_wait_ms
@@ -157,7 +168,8 @@ async def _messages(
                     await progress.moved.wait()
 
     async def follow_events(bell: asyncio.Event, seen: int) -> None:
-        ended = latest if ending(latest) else None
+        last = ends(run_id, latest)
+        ended = (latest, last) if last is not None else None
         while True:
             bell.clear()
             batch = await events_after(heddle.store, heddle.reads, run_id, seen)
@@ -166,12 +178,13 @@ async def _messages(
             for envelope in batch:
                 seen = envelope["aggregate_version"]
                 await queue.put(("event", envelope))
-                if ending(envelope):
-                    ended = envelope
-            if ended is not None and seen >= ended["aggregate_version"]:
+                end = ends(run_id, envelope)
+                if end is not None:
+                    ended = (envelope, end)
+            if ended is not None and seen >= ended[0]["aggregate_version"]:
                 await asyncio.sleep(TOKEN_LATENESS)
                 await tokens_caught_up()
-                await queue.put(("end", ended))
+                await queue.put(("end", ended[1]))
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(bell.wait(), REREAD_SECONDS)
@@ -194,7 +207,7 @@ async def _messages(
                     )
                 else:
                     yield ServerSentEvent(
-                        dumps(end_of(run_id, item)).decode(), event="end", id=f"{version}:{offset}"
+                        dumps(item).decode(), event="end", id=f"{version}:{offset}"
                     )
                     return
         finally:

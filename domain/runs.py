@@ -1042,7 +1042,7 @@ class WorkflowRun(Aggregate):
             "input": input,
         }
         self.steps += 1
-        if kind in ("human", "chat"):
+        if "task" in input and kind in ("human", "chat"):
             self.tasks[node_id] = {**input["task"], "status": "open", "node_id": node_id}
 
     @event("GraphEdited")
