@@ -25,10 +25,14 @@ def schemas() -> dict[str, dict[str, Any]]:
         CommandEnvelope,
         CompleteRemoteTask,
         CompleteTask,
+        CompleteThread,
+        ConfigureTenant,
         EditGraph,
         FireTimer,
         ForkRun,
+        OpenThread,
         PauseRun,
+        PostMessage,
         PublishWorkflow,
         ReassignTask,
         ResumeRun,
@@ -52,6 +56,10 @@ def schemas() -> dict[str, dict[str, Any]]:
         "signal-run.json": SignalRun,
         "fire-timer.json": FireTimer,
         "complete-remote-task.json": CompleteRemoteTask,
+        "open-thread.json": OpenThread,
+        "post-message.json": PostMessage,
+        "complete-thread.json": CompleteThread,
+        "configure-tenant.json": ConfigureTenant,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 

@@ -351,6 +351,10 @@ PAYLOAD_SCHEMAS = {
     "SignalRun": "signal-run.json",
     "FireTimer": "fire-timer.json",
     "CompleteRemoteTask": "complete-remote-task.json",
+    "OpenThread": "open-thread.json",
+    "PostMessage": "post-message.json",
+    "CompleteThread": "complete-thread.json",
+    "ConfigureTenant": "configure-tenant.json",
 }
 
 
