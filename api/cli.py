@@ -474,6 +474,10 @@ from api.cli_tasks import register as _register_tasks  # noqa: E402
 
 _register_tasks(app, runs_app)  # tasks list|complete|reassign, runs pause|resume|cancel
 
+from api.cli_threads import register as _register_threads  # noqa: E402
+
+_register_threads(app)  # threads list|open|say|show|complete
+
 from api.cli_keys import register as _register_keys  # noqa: E402
 
 _register_keys(app)  # keys create|list|revoke

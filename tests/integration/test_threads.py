@@ -5,6 +5,7 @@ OpenAI SDK against the fake OpenAI server, branches, the thread's SSE stream res
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from tests.conftest import module_heddle
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, running_server
 from tests.integration.helpers import example, publish, wait_for_command, wait_for_run
 from tests.integration.test_projections import _table_digest
-from tests.integration.test_streams import SLOW, STORY, served
+from tests.integration.test_streams import SLOW, STORY, heddle_cli, served
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +275,27 @@ async def test_the_chat_example_talks_branches_and_completes_with_the_outcome(
     await wait_for_command(client, done.json()["command_id"])
     run = await wait_for_run(client, run_id)
     assert (run["status"], run["variables"]["outcome"]) == ("completed", "renewed")
+
+
+async def test_the_threads_cli_opens_a_thread_says_something_shows_it_and_completes_it(
+    client: httpx.AsyncClient,
+) -> None:
+    configured = await client.put("/v1/tenant/ai", json={"model": "scripted:echo"})
+    assert (await wait_for_command(client, configured.json()["command_id"]))["status"] == (
+        "accepted")
+
+    code, out, err = await heddle_cli(client, "threads", "open", "--title", "from the cli")
+    assert code == 0, err
+    thread_id = out.strip()
+    code, out, err = await heddle_cli(client, "threads", "say", thread_id, "ping")
+    assert (code, out.strip()) == (0, "ping"), err
+    code, out, err = await heddle_cli(client, "threads", "show", thread_id)
+    assert out.splitlines() == ["user: ping", "assistant: ping"], err
+    code, out, err = await heddle_cli(client, "threads", "say", thread_id, "--branch", "x")
+    assert code == 2
+    assert f"thread {thread_id} has no branch 'x' (its branches: none)" in " ".join(err.split())
+    code, out, err = await heddle_cli(
+        client, "threads", "complete", thread_id, "--data", '{"ok": true}')
+    assert (code, out.strip()) == (0, f"thread {thread_id} completed"), err
+    code, out, err = await heddle_cli(client, "threads", "list", "--status", "completed", "--json")
+    assert thread_id in [t["thread_id"] for t in json.loads(out)]
