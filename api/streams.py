@@ -52,26 +52,43 @@ def stream_routes(heddle: Heddle) -> APIRouter:
     ) -> EventSourceResponse:
         """The run's events (`event`) and token deltas (`token`) as they happen, then `end`.
         Reconnect with `Last-Event-ID` to resume after the last message received."""
-        version, offset = _parse_cursor(last_event_id)
-        found = await first_and_last_event(heddle.store, heddle.reads, run_id)
-        if (
-            found is None
-            or found[0]["type"] != "WorkflowRun.Started"
-            or found[0]["data"].get("tenant") != who.tenant
-        ):
-            raise HTTPException(404, f"no run {run_id} (it may still be starting: retry shortly)")
-        first, latest = found
-        if version > latest["aggregate_version"]:
-            raise HTTPException(
-                400,
-                f"Last-Event-ID {last_event_id!r} is ahead of run {run_id}: "
-                "pass the id of a message this stream sent",
-            )
-        started = datetime.fromisoformat(first["timestamp"]) - TOKENS_BEFORE_START
-        messages = _messages(heddle, doorbell, run_id, version, offset, started, latest)
-        return EventSourceResponse(messages, ping=15)
+        return await open_stream(
+            heddle, doorbell, run_id, who.tenant, last_event_id, "WorkflowRun.Started", "run"
+        )
 
     return router
+
+
+async def open_stream(
+    heddle: Heddle,
+    doorbell: Doorbell,
+    aggregate_id: UUID,
+    tenant: str,
+    last_event_id: str | None,
+    opened: str,
+    noun: str,
+    ends: Ends | None = None,
+) -> EventSourceResponse:
+    """The stream of the aggregate whose first event is `opened` (a run, a thread) for
+    its `tenant`: 404 for none or another tenant's, 400 for a bad `Last-Event-ID`."""
+    version, offset = _parse_cursor(last_event_id)
+    found = await first_and_last_event(heddle.store, heddle.reads, aggregate_id)
+    if found is None or found[0]["type"] != opened or found[0]["data"].get("tenant") != tenant:
+        raise HTTPException(
+            404, f"no {noun} {aggregate_id} (it may still be starting: retry shortly)"
+        )
+    first, latest = found
+    if version > latest["aggregate_version"]:
+        raise HTTPException(
+            400,
+            f"Last-Event-ID {last_event_id!r} is ahead of {noun} {aggregate_id}: "
+            "pass the id of a message this stream sent",
+        )
+    started = datetime.fromisoformat(first["timestamp"]) - TOKENS_BEFORE_START
+    messages = _messages(
+        heddle, doorbell, aggregate_id, version, offset, started, latest, ends or run_end
+    )
+    return EventSourceResponse(messages, ping=15)
 
 
 def _parse_cursor(value: str | None) -> tuple[int, int]:

@@ -11,10 +11,8 @@ replies, resumable with `Last-Event-ID`, ending with `end` once the thread is co
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -25,12 +23,13 @@ from sse_starlette import EventSourceResponse
 
 from api.app import Accepted, Caller, caller
 from api.projections_api import consistent_reads
-from api.streams import TOKENS_BEFORE_START, _messages, _parse_cursor
+from api.reads import _decode, _page
+from api.streams import open_stream
 from domain.commands import CommandEnvelope
 from domain.tenants import settings_id
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Heddle
-from infra.live import Doorbell, first_and_last_event
+from infra.live import Doorbell
 from infra.store import dumps
 from projections.threads import MESSAGE_FIELDS, THREAD_FIELDS
 
@@ -121,18 +120,13 @@ def thread_routes(heddle: Heddle) -> APIRouter:
                 params.append(value)
         if cursor:
             where.append("(opened_at, thread_id) < (%s, %s)")
-            params += _decode(cursor)
+            params += _decode(cursor, ["opened_at", "thread_id"])
         rows = await fetch(
             f"SELECT {', '.join(THREAD_FIELDS)} FROM threads WHERE {' AND '.join(where)}"
             " ORDER BY opened_at DESC, thread_id DESC LIMIT %s",
             [*params, limit + 1],
         )
-        page = rows[:limit]
-        next_cursor = None
-        if len(rows) > limit:
-            raw = json.dumps([page[-1]["opened_at"].isoformat(), str(page[-1]["thread_id"])])
-            next_cursor = base64.urlsafe_b64encode(raw.encode()).decode()
-        return {"items": json.loads(dumps(page)), "next_cursor": next_cursor}
+        return _page(rows, limit, ["opened_at", "thread_id"])
 
     @router.get("/v1/threads/{thread_id}")
     async def get_thread(thread_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
@@ -148,24 +142,13 @@ def thread_routes(heddle: Heddle) -> APIRouter:
     ) -> dict[str, Any]:
         """The thread's messages in order, with cursor pagination (`next_cursor`)."""
         await thread_row(thread_id, who)
-        after = 0
-        if cursor:
-            try:
-                after = int(base64.urlsafe_b64decode(cursor.encode()))
-            except Exception:
-                raise HTTPException(
-                    400, "invalid cursor: pass next_cursor from the previous page"
-                ) from None
+        [after] = _decode(cursor, ["seq"]) if cursor else [0]
         rows = await fetch(
             f"SELECT {', '.join(MESSAGE_FIELDS)} FROM thread_messages"
             " WHERE thread_id = %s AND seq > %s ORDER BY seq LIMIT %s",
             [thread_id, after, limit + 1],
         )
-        page = rows[:limit]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = base64.urlsafe_b64encode(str(page[-1]["seq"]).encode()).decode()
-        return {"items": json.loads(dumps(page)), "next_cursor": next_cursor}
+        return _page(rows, limit, ["seq"])
 
     @router.post("/v1/threads", status_code=202, response_model=ThreadAccepted)
     async def open_thread(body: OpenThreadIn, who: Caller = Depends(caller)) -> ThreadAccepted:
@@ -198,40 +181,12 @@ def thread_routes(heddle: Heddle) -> APIRouter:
         """The thread's events (`event`: messages, reply requests, ...) and the token deltas
         of its replies (`token`) as they happen, then `end` once it is completed. Reconnect
         with `Last-Event-ID` to resume after the last message received."""
-        version, offset = _parse_cursor(last_event_id)
-        found = await first_and_last_event(heddle.store, heddle.reads, thread_id)
-        if (
-            found is None
-            or found[0]["type"] != "Thread.Opened"
-            or found[0]["data"].get("tenant") != who.tenant
-        ):
-            raise HTTPException(
-                404, f"no thread {thread_id} (it may still be opening: retry shortly)"
-            )
-        first, latest = found
-        if version > latest["aggregate_version"]:
-            raise HTTPException(
-                400,
-                f"Last-Event-ID {last_event_id!r} is ahead of thread {thread_id}: "
-                "pass the id of a message this stream sent",
-            )
-        started = datetime.fromisoformat(first["timestamp"]) - TOKENS_BEFORE_START
-        messages = _messages(
-            heddle, doorbell, thread_id, version, offset, started, latest, thread_end
-        )
-        return EventSourceResponse(messages, ping=15)
+        return await open_stream(
+            heddle, doorbell, thread_id, who.tenant, last_event_id, "Thread.Opened", "thread",
+            thread_end,
+        )  # fmt: skip
 
     return router
-
-
-def _decode(cursor: str) -> list[Any]:
-    try:
-        opened_at, thread_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return [datetime.fromisoformat(opened_at), UUID(thread_id)]
-    except Exception:
-        raise HTTPException(
-            400, "invalid cursor: pass next_cursor from the previous page"
-        ) from None
 
 
 class TenantAiIn(BaseModel):

@@ -39,7 +39,7 @@ from domain.errors import (
 from domain.llm import LlmRequest
 from domain.runs import WorkflowRun
 from domain.tenants import ORCHESTRATOR, TenantSettings, settings_id
-from domain.threads import Thread, thread_id_for
+from domain.threads import Replies, Thread, thread_id_for
 from handlers.controls import pause_run, reassign_task, resume_run, skip_node
 from handlers.run_worker import THREAD_EVENTS, LlmCall, LlmOutcome, waiting_nodes
 from handlers.unit_of_work import UnitOfWork
@@ -66,6 +66,7 @@ def open_thread(command: OpenThread, envelope: CommandEnvelope, uow: UnitOfWork)
     if uow.get(thread_id) is not None:
         raise ThreadInvalid(f"thread {thread_id} exists already: choose another thread_id")
     reply = None
+    replies: Replies
     if command.workflow:
         definition = uow.get(definition_id(envelope.tenant, command.workflow))
         if definition is None or not definition.versions:
