@@ -254,3 +254,19 @@ async def test_an_orchestrator_thread_answers_through_an_agent_with_the_tenants_
 
     assert uow.get(run_id).status == "completed"
     assert texts(uow, thread_id) == [("user", "what is 6*7?"), ("assistant", "It is 42.")]
+
+
+def test_the_reading_docs_name_every_field_of_a_thread_a_message_and_the_streams_end() -> None:
+    from pathlib import Path
+
+    from api.threads import thread_end
+    from projections.threads import MESSAGE_FIELDS, THREAD_FIELDS
+
+    reading = (Path(__file__).parents[2] / "docs" / "reading.md").read_text()
+    section = reading.split("## Chat threads", 1)[1].split("\n## ", 1)[0]
+    completed = {"type": "Thread.Completed", "data": {"outcome": "completed"},
+                 "aggregate_version": 9, "position": 70}
+    end = thread_end(uuid.uuid4(), completed)
+    assert end is not None
+    for field in [*THREAD_FIELDS, *MESSAGE_FIELDS, *end]:
+        assert f"`{field}`" in section, field
