@@ -11,8 +11,9 @@ import typer
 
 from api.cli_replay import JsonOption, _cli, _decided
 
-threads_app = typer.Typer(help="Chat threads: list, open, say, show, complete.",
-                          no_args_is_help=True)
+threads_app = typer.Typer(
+    help="Chat threads: list, open, say, show, complete.", no_args_is_help=True
+)
 REPLY_SECONDS = 60.0
 
 

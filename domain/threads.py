@@ -75,6 +75,7 @@ class Thread(Aggregate):
         self.run_id: UUID | None = None
         self.runs = 0
         self.output: dict[str, Any] | None = None
+        self.outcome: str | None = None
 
     # Decisions
 
@@ -203,7 +204,7 @@ class Thread(Aggregate):
         self, actor: str, data: dict[str, Any], outcome: str = "completed"
     ) -> dict[str, Any]:
         """Close the thread; returns its output: the transcript and `data`."""
-        self.check_open()
+        self.check_open(completing=True)
         output = {
             "thread_id": str(self.id),
             "messages": [
@@ -218,7 +219,9 @@ class Thread(Aggregate):
     def message(self, message_id: str) -> dict[str, Any]:
         return next(m for m in self.messages if m["message_id"] == message_id)
 
-    def check_open(self) -> None:
+    def check_open(self, completing: bool = False) -> None:
+        if self.status != "open" and completing:
+            raise ThreadInvalid(f"thread {self.id} is {self.status} already ({self.outcome})")
         if self.status != "open":
             raise ThreadInvalid(f"thread {self.id} is {self.status}: it takes no more messages")
 
@@ -281,6 +284,7 @@ class Thread(Aggregate):
     @event("Completed")
     def _completed(self, actor: str, output: dict[str, Any], outcome: str) -> None:
         self.status = "completed"
+        self.outcome = outcome
         self.output = output
         self.pending = {}
 

@@ -33,7 +33,15 @@ from handlers.unit_of_work import UnitOfWork
 NODE_STARTED = "WorkflowRun.NodeStarted"
 MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
 VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
-THREAD_EVENTS = ("Thread.ReplyRequested", "WorkflowRun.NodeCompleted")
+THREAD_EVENTS = (
+    "Thread.ReplyRequested",
+    "WorkflowRun.NodeCompleted",
+    "WorkflowRun.Cancelled",
+    "WorkflowRun.Failed",
+    "WorkflowRun.NodeFailed",
+    "WorkflowRun.NodeRetryScheduled",
+    "WorkflowRun.StepSkipped",
+)
 """What the worker reads for threads (handlers/threads.py)."""
 WORKER_EVENTS = (NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, *THREAD_EVENTS)
 # Token deltas are gathered for this long (or up to this much text) before they are

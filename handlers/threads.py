@@ -39,12 +39,20 @@ from domain.errors import (
 from domain.llm import LlmRequest
 from domain.runs import WorkflowRun
 from domain.tenants import ORCHESTRATOR, TenantSettings, settings_id
-from domain.threads import Replies, Thread, thread_id_for
+from domain.threads import Replies, Thread, chat_thread_id, thread_id_for
 from handlers.controls import pause_run, reassign_task, resume_run, skip_node
 from handlers.run_worker import THREAD_EVENTS, LlmCall, LlmOutcome, waiting_nodes
 from handlers.unit_of_work import UnitOfWork
 
-REPLY_REQUESTED, NODE_COMPLETED = THREAD_EVENTS
+REPLY_REQUESTED, NODE_COMPLETED = THREAD_EVENTS[:2]
+CHAT_ENDINGS = {
+    "WorkflowRun.Cancelled": "cancelled",
+    "WorkflowRun.Failed": "failed",
+    "WorkflowRun.NodeFailed": "failed",
+    "WorkflowRun.NodeRetryScheduled": "failed",
+    "WorkflowRun.StepSkipped": "skipped",
+}
+"""How a chat node's open thread ends when the node ends without it."""
 ANSWERING_KINDS = ("llm", "agent")
 """The nodes whose answer a run that answers a thread posts as the assistant's message."""
 
@@ -259,6 +267,26 @@ def open_chat_threads(events: list[dict[str, Any]], uow: UnitOfWork) -> list[Thr
     return opened
 
 
+def close_chat_threads(events: list[dict[str, Any]], uow: UnitOfWork) -> None:
+    """A `chat` node that ended without its thread (the run was cancelled or failed, the
+    node was skipped, timed out or failed) closes its open thread, with that outcome."""
+    for envelope in events:
+        outcome = CHAT_ENDINGS.get(envelope["type"])
+        if outcome is None:
+            continue
+        run = uow.get(UUID(envelope["aggregate_id"]), envelope["aggregate_version"])
+        if not isinstance(run, WorkflowRun):
+            continue
+        for node_id, node in run.spec.nodes.items():
+            state = run.nodes.get(node_id, {})
+            if node.kind != "chat" or state.get("status") in ("running", "pending"):
+                continue
+            for attempt in range(1, state.get("attempt", 0) + 1):
+                thread = uow.get(chat_thread_id(run.id, node_id, attempt))
+                if isinstance(thread, Thread) and thread.status == "open":
+                    thread.complete("heddle", {}, outcome=outcome)
+
+
 def replies_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:
     """The model replies threads wait for, once each (a reply already made is not due)."""
     calls: dict[tuple[str, str], LlmCall] = {}
@@ -313,6 +341,7 @@ def post_run_answers(events: list[dict[str, Any]], uow: UnitOfWork) -> None:
 
 
 __all__ = [
+    "close_chat_threads",
     "complete_thread",
     "configure_tenant",
     "open_chat_threads",

@@ -38,7 +38,13 @@ from handlers.run_worker import (
     remote_tasks_due,
     tool_nodes_due,
 )
-from handlers.threads import open_chat_threads, post_run_answers, record_replies, replies_due
+from handlers.threads import (
+    close_chat_threads,
+    open_chat_threads,
+    post_run_answers,
+    record_replies,
+    replies_due,
+)
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.credentials import CredentialStore, create_credentials_table
@@ -229,6 +235,7 @@ class Heddle:
             # saved now, so that a batch with no call still records them.
             open_chat_threads(events, uow)
             post_run_answers(events, uow)
+            close_chat_threads(events, uow)
             uow.save()
             return (
                 uow, llm_calls_due(events, uow) + replies_due(events, uow),

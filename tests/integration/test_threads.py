@@ -115,8 +115,10 @@ async def test_a_chat_node_answers_two_messages_through_openai_then_completing_m
     await publish(client, support("support"))
     run_id = await start(client, "support", customer="Ada", order="A-17")
     thread_id = await thread_of_run(client, run_id)
-    openai.then(OpenAiWire.stream(["Your parcel ", "ships today."]),
-                OpenAiWire.stream(["You are ", "welcome."]))
+    openai.then(
+        OpenAiWire.stream(["Your parcel ", "ships today."]),
+        OpenAiWire.stream(["You are ", "welcome."]),
+    )
 
     await say(client, thread_id, "Where is my parcel?")
     await say(client, thread_id, "Thank you")
@@ -130,15 +132,22 @@ async def test_a_chat_node_answers_two_messages_through_openai_then_completing_m
     ]
     reply = (await messages(client, thread_id))[1]
     assert (reply["provider"], reply["model"], reply["author"]) == (
-        "openai", "gpt-4o-mini", "heddle")
+        "openai",
+        "gpt-4o-mini",
+        "heddle",
+    )
     sent = openai.requests[-1].body["messages"]
     assert sent[0] == {"role": "system", "content": "You help Ada with order A-17."}
     assert [m["content"] for m in sent[1:]] == [
-        "Where is my parcel?", "Your parcel ships today.", "Thank you"]
+        "Where is my parcel?",
+        "Your parcel ships today.",
+        "Thank you",
+    ]
     assert (await client.get(f"/v1/runs/{run_id}")).json()["status"] == "running"
 
-    done = await client.post(f"/v1/threads/{thread_id}/complete",
-                             json={"data": {"resolution": "shipped"}})
+    done = await client.post(
+        f"/v1/threads/{thread_id}/complete", json={"data": {"resolution": "shipped"}}
+    )
     assert (await wait_for_command(client, done.json()["command_id"]))["status"] == "accepted"
     run = await wait_for_run(client, run_id)
     assert run["status"] == "completed"
@@ -152,13 +161,17 @@ async def test_a_branch_with_a_fixed_reply_answers_without_a_model(
     client: httpx.AsyncClient, openai: FakeLlmServer
 ) -> None:
     await publish(client, support("support"))
-    thread_id = await thread_of_run(client, await start(client, "support", customer="Grace", order="B-2"))
+    thread_id = await thread_of_run(
+        client, await start(client, "support", customer="Grace", order="B-2")
+    )
     calls = openai.calls
 
     await say(client, thread_id, "", branch="thanks")
 
     assert [(m["role"], m["content"], m["branch"]) for m in await messages(client, thread_id)] == [
-        ("user", "", "thanks"), ("assistant", "Glad to help, Grace!", "thanks")]
+        ("user", "", "thanks"),
+        ("assistant", "Glad to help, Grace!", "thanks"),
+    ]
     assert openai.calls == calls
     unknown = await client.post(f"/v1/threads/{thread_id}/messages", json={"branch": "nope"})
     result = await wait_for_command(client, unknown.json()["command_id"])
@@ -166,7 +179,9 @@ async def test_a_branch_with_a_fixed_reply_answers_without_a_model(
 
 
 async def read_stream(
-    client: httpx.AsyncClient, thread_id: str, last_event_id: str | None = None,
+    client: httpx.AsyncClient,
+    thread_id: str,
+    last_event_id: str | None = None,
     stop: Any = None,
 ) -> list[ServerSentEvent]:
     """Messages until the `end` (or until `stop(message)` holds, then hang up)."""
@@ -193,7 +208,9 @@ async def test_a_thread_stream_resumed_with_last_event_id_gets_every_remaining_m
     client: httpx.AsyncClient, heddle: Any
 ) -> None:
     await publish(client, support("story-chat", model="scripted:story", options=SLOW))
-    thread_id = await thread_of_run(client, await start(client, "story-chat", customer="Ada", order="C-3"))
+    thread_id = await thread_of_run(
+        client, await start(client, "story-chat", customer="Ada", order="C-3")
+    )
 
     await say(client, thread_id, "one")
     before = await read_stream(client, thread_id, stop=an_answer)
@@ -220,8 +237,9 @@ async def test_a_conversation_workflow_answers_each_message_from_where_its_run_w
     await publish(client, example("conversation"))
     opened = (await client.post("/v1/threads", json={"workflow": "order-desk"})).json()
     thread_id = opened["thread_id"]
-    shown = await client.get(f"/v1/threads/{thread_id}",
-                             headers={"X-Heddle-Wait-For-Command": opened["command_id"]})
+    shown = await client.get(
+        f"/v1/threads/{thread_id}", headers={"X-Heddle-Wait-For-Command": opened["command_id"]}
+    )
     assert (shown.json()["status"], shown.json()["workflow"]) == ("open", "order-desk")
 
     await say(client, thread_id, "I want tea")
@@ -242,7 +260,9 @@ async def test_the_threads_read_model_rebuilds_to_identical_rows(
     client: httpx.AsyncClient, heddle: Any
 ) -> None:
     await publish(client, support("story-chat", model="scripted:story", options=SLOW))
-    thread_id = await thread_of_run(client, await start(client, "story-chat", customer="Alan", order="D-4"))
+    thread_id = await thread_of_run(
+        client, await start(client, "story-chat", customer="Alan", order="D-4")
+    )
     await say(client, thread_id, "rebuild me")
 
     tables = ("threads", "thread_messages")
@@ -270,8 +290,9 @@ async def test_the_chat_example_talks_branches_and_completes_with_the_outcome(
     ]
     [task] = (await client.get("/v1/tasks", params={"run_id": run_id})).json()["items"]
     assert (task["type"], task["role"], task["title"]) == ("chat", "csm", "Renewal: Acme")
-    done = await client.post(f"/v1/threads/{thread_id}/complete",
-                             json={"data": {"outcome": "renewed"}})
+    done = await client.post(
+        f"/v1/threads/{thread_id}/complete", json={"data": {"outcome": "renewed"}}
+    )
     await wait_for_command(client, done.json()["command_id"])
     run = await wait_for_run(client, run_id)
     assert (run["status"], run["variables"]["outcome"]) == ("completed", "renewed")
@@ -282,7 +303,8 @@ async def test_the_threads_cli_opens_a_thread_says_something_shows_it_and_comple
 ) -> None:
     configured = await client.put("/v1/tenant/ai", json={"model": "scripted:echo"})
     assert (await wait_for_command(client, configured.json()["command_id"]))["status"] == (
-        "accepted")
+        "accepted"
+    )
 
     code, out, err = await heddle_cli(client, "threads", "open", "--title", "from the cli")
     assert code == 0, err
@@ -295,7 +317,8 @@ async def test_the_threads_cli_opens_a_thread_says_something_shows_it_and_comple
     assert code == 2
     assert f"thread {thread_id} has no branch 'x' (its branches: none)" in " ".join(err.split())
     code, out, err = await heddle_cli(
-        client, "threads", "complete", thread_id, "--data", '{"ok": true}')
+        client, "threads", "complete", thread_id, "--data", '{"ok": true}'
+    )
     assert (code, out.strip()) == (0, f"thread {thread_id} completed"), err
     code, out, err = await heddle_cli(client, "threads", "list", "--status", "completed", "--json")
     assert thread_id in [t["thread_id"] for t in json.loads(out)]

@@ -16,7 +16,13 @@ from domain.threads import Thread, chat_thread_id
 from handlers.intake import handle_command
 from handlers.records import Record
 from handlers.run_worker import LlmOutcome, call_llm
-from handlers.threads import open_chat_threads, post_run_answers, record_replies, replies_due
+from handlers.threads import (
+    close_chat_threads,
+    open_chat_threads,
+    post_run_answers,
+    record_replies,
+    replies_due,
+)
 from handlers.unit_of_work import UnitOfWork
 from tests.unit.test_agent import complete
 
@@ -50,8 +56,13 @@ counter = iter(range(1_000_000))
 
 def send(uow: UnitOfWork, type_: str, tenant: str = "default", **payload: Any) -> dict[str, Any]:
     """Decide one command as the intake does; its receipt's result (or reason)."""
-    command = {"command_id": f"c{next(counter)}", "type": type_, "tenant": tenant,
-               "actor": "ada", "payload": json.loads(json.dumps(payload, default=str))}
+    command = {
+        "command_id": f"c{next(counter)}",
+        "type": type_,
+        "tenant": tenant,
+        "actor": "ada",
+        "payload": json.loads(json.dumps(payload, default=str)),
+    }
     record = Record("heddle.commands", 0, next(counter), b"", json.dumps(command).encode(), {})
     receipt = handle_command(record, uow)
     assert receipt is not None
@@ -62,9 +73,12 @@ def send(uow: UnitOfWork, type_: str, tenant: str = "default", **payload: Any) -
 def worker_sees(uow: UnitOfWork, aggregate_id: uuid.UUID) -> list[dict[str, Any]]:
     """The aggregate's events as envelopes, as the worker reads them from Kafka."""
     return [
-        {"type": f"{type(e).__qualname__}", "aggregate_id": str(aggregate_id),
-         "aggregate_version": e.originator_version,
-         "data": {k: v for k, v in e.__dict__.items() if not k.startswith("originator")}}
+        {
+            "type": f"{type(e).__qualname__}",
+            "aggregate_id": str(aggregate_id),
+            "aggregate_version": e.originator_version,
+            "data": {k: v for k, v in e.__dict__.items() if not k.startswith("originator")},
+        }
         for e in uow.app.repository.event_store.get(aggregate_id)
     ]
 
@@ -75,6 +89,7 @@ async def work(uow: UnitOfWork, *aggregate_ids: uuid.UUID) -> None:
     events = [e for a in aggregate_ids for e in worker_sees(uow, a)]
     open_chat_threads(events, uow)
     post_run_answers(events, uow)
+    close_chat_threads(events, uow)
     uow.save()
     calls = replies_due(events, uow)
     outcomes: list[LlmOutcome] = [await call_llm(c, complete) for c in calls]
@@ -99,8 +114,12 @@ async def test_a_chat_node_opens_a_thread_that_answers_with_the_runs_context(
 ) -> None:
     run_id, thread_id = await start_support(uow)
     thread = uow.get(thread_id)
-    assert thread.binding == {"run_id": str(run_id), "node_id": "chat", "attempt": 1,
-                              "workflow": "support"}
+    assert thread.binding == {
+        "run_id": str(run_id),
+        "node_id": "chat",
+        "attempt": 1,
+        "workflow": "support",
+    }
     assert uow.get(run_id).tasks["chat"]["role"] == "csm"
 
     send(uow, "PostMessage", thread_id=thread_id, content="Where is my parcel?")
@@ -160,7 +179,11 @@ async def test_a_fixed_branch_replies_at_once_and_an_llm_branch_with_its_own_pro
         ("assistant", "[You help Ada with order A-17.] you said: Summarize the chat in one line."),
     ]
     assert [m["branch"] for m in uow.get(thread_id).messages[1:]] == [
-        "thanks", "thanks", "summary", "summary"]
+        "thanks",
+        "thanks",
+        "summary",
+        "summary",
+    ]
 
 
 async def test_saved_actions_snooze_escalate_and_skip_act_on_the_run(uow: UnitOfWork) -> None:
@@ -197,11 +220,21 @@ async def test_another_tenants_thread_is_not_found(uow: UnitOfWork) -> None:
 
 
 def test_a_chat_node_with_a_bad_branch_is_invalid_with_the_path_of_each_problem() -> None:
-    document = {**SUPPORT, "nodes": {**SUPPORT["nodes"], "chat": {
-        **SUPPORT["nodes"]["chat"], "model": None,
-        "branches": {"both": {"reply": "a", "action": "skip"},
-                     "summary": {"prompt": "Summarize"},
-                     "later": {"action": "snooze"}}}}}
+    document = {
+        **SUPPORT,
+        "nodes": {
+            **SUPPORT["nodes"],
+            "chat": {
+                **SUPPORT["nodes"]["chat"],
+                "model": None,
+                "branches": {
+                    "both": {"reply": "a", "action": "skip"},
+                    "summary": {"prompt": "Summarize"},
+                    "later": {"action": "snooze"},
+                },
+            },
+        },
+    }
     with pytest.raises(DefinitionInvalid) as invalid:
         parse_definition(document)
     assert [str(p) for p in invalid.value.problems] == [
@@ -235,13 +268,22 @@ async def test_an_orchestrator_thread_answers_through_an_agent_with_the_tenants_
     from handlers.run_worker import drive_agent, llm_calls_due
     from handlers.tools import builtin_tools
 
-    replies = [{"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
-               "It is {{ messages[-1].content }}."]
-    send(uow, "ConfigureTenant", ai_mode="orchestrator", model="scripted:agent",
-         tools=["calculator"], options={"replies": replies})
+    replies = [
+        {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
+        "It is {{ messages[-1].content }}.",
+    ]
+    send(
+        uow,
+        "ConfigureTenant",
+        ai_mode="orchestrator",
+        model="scripted:agent",
+        tools=["calculator"],
+        options={"replies": replies},
+    )
     thread_id = uuid.UUID(send(uow, "OpenThread")["result"]["thread_id"])
-    run_id = uuid.UUID(send(uow, "PostMessage", thread_id=thread_id,
-                            content="what is 6*7?")["result"]["run_id"])
+    run_id = uuid.UUID(
+        send(uow, "PostMessage", thread_id=thread_id, content="what is 6*7?")["result"]["run_id"]
+    )
     tools = builtin_tools()
 
     async def decide(fn: Any) -> Any:
@@ -264,9 +306,26 @@ def test_the_reading_docs_name_every_field_of_a_thread_a_message_and_the_streams
 
     reading = (Path(__file__).parents[2] / "docs" / "reading.md").read_text()
     section = reading.split("## Chat threads", 1)[1].split("\n## ", 1)[0]
-    completed = {"type": "Thread.Completed", "data": {"outcome": "completed"},
-                 "aggregate_version": 9, "position": 70}
+    completed = {
+        "type": "Thread.Completed",
+        "data": {"outcome": "completed"},
+        "aggregate_version": 9,
+        "position": 70,
+    }
     end = thread_end(uuid.uuid4(), completed)
     assert end is not None
     for field in [*THREAD_FIELDS, *MESSAGE_FIELDS, *end]:
         assert f"`{field}`" in section, field
+
+
+async def test_a_cancelled_run_closes_its_chat_thread_as_cancelled(uow: UnitOfWork) -> None:
+    run_id, thread_id = await start_support(uow)
+    send(uow, "CancelRun", run_id=run_id, reason="customer left")
+    await work(uow, run_id)
+
+    thread = uow.get(thread_id)
+    assert (thread.status, thread.output["data"]) == ("completed", {})
+    closed = worker_sees(uow, thread_id)[-1]
+    assert (closed["type"], closed["data"]["outcome"]) == ("Thread.Completed", "cancelled")
+    late = send(uow, "CompleteThread", thread_id=thread_id)
+    assert late["reason"] == f"thread {thread_id} is completed already (cancelled)"
