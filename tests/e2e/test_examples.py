@@ -1,0 +1,115 @@
+"""Every example in `examples/` runs to the outcome its comments promise, started the way
+the README tells a user to: `heddle run NAME --follow` against `heddle up`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.stack import HEDDLE, ROOT, Up
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    up = Up(tmp_path_factory.mktemp("examples") / "heddle-data")
+    try:
+        up.start()
+        yield up
+    finally:
+        up.kill()
+
+
+def follow(up: Up, workflow: str, *inputs: str) -> dict[str, Any]:
+    """`heddle run WORKFLOW --input ... --follow --json`: the run as it ended."""
+    args = [arg for pair in inputs for arg in ("--input", pair)]
+    done = up.cli("run", workflow, *args, "--follow", "--json")
+    assert done.returncode == 0, f"heddle run {workflow} failed:\n{done.stdout}\n{done.stderr}"
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_hello_greets_and_sorts_into_a_tier(stack: Up) -> None:
+    run = follow(stack, "hello", "name=Ada")
+    assert run["variables"]["greeting"] == "Say hello to Ada"
+    assert run["variables"]["tier"] == "vip"
+
+
+def test_fanout_collects_both_branches_in_order(stack: Up) -> None:
+    run = follow(stack, "fanout", "topic=tea")
+    assert run["variables"]["views"] == ["Pros of tea", "Cons of tea"]
+    assert run["variables"]["summary"] == "Weigh Pros of tea against Cons of tea"
+
+
+def test_map_over_50_chapters_returns_50_titles_in_order(stack: Up) -> None:
+    chapters = [f"chapter about topic {n}" for n in range(50)]
+    run = follow(stack, "titles", f"chapters={json.dumps(chapters)}")
+    assert run["variables"]["titles"] == [
+        f"Title {n + 1}: chapter about topic {n}" for n in range(50)
+    ]
+
+
+def test_tool_computes_the_invoice_total(stack: Up) -> None:
+    run = follow(stack, "invoice", "quantity=3", "price=2.5")
+    assert run["variables"]["total"] == 7.5
+    assert run["variables"]["line"] == "The total is 7.5 EUR"
+
+
+def test_refund_approval_waits_for_heddle_tasks_complete(stack: Up) -> None:
+    command = [str(HEDDLE), "run", "refund-approval", "--input", "customer=Ada",
+               "--input", "amount=120", "--follow", "--json"]  # fmt: skip
+    with subprocess.Popen(
+        command, cwd=ROOT, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    ) as following:  # fmt: skip
+        task = _open_task(stack, "support")
+        assert following.poll() is None, "the run must wait for the person"
+        done = stack.cli("tasks", "complete", task["run_id"], "review", "--approve",
+                         "--comment", "loyal customer")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        stdout, stderr = following.communicate(timeout=60)
+    assert following.returncode == 0, stderr
+    run = json.loads(stdout)
+    assert run["variables"]["verdict"]["decision"] == "approve"
+    assert run["variables"]["outcome"] == "refunded"
+
+
+def _open_task(up: Up, role: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = up.cli("tasks", "list", "--role", role, "--json")
+        assert listed.returncode == 0, listed.stderr
+        tasks = [t for t in json.loads(listed.stdout) if t["status"] == "open"]
+        if tasks:
+            return tasks[0]  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise AssertionError(f"no open task for role {role} after {timeout} s")
+
+
+def test_reminder_survives_a_restart_of_heddle_up_while_its_timer_waits(up: Up) -> None:
+    up.start()
+    started = up.cli("run", "reminder", "--input", "about=renew the domain", "--json")
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    waiting = up.wait_for_run(run_id, until=("running",))
+    while waiting["nodes"]["later"]["status"] != "running":
+        time.sleep(0.1)
+        waiting = up.wait_for_run(run_id, until=("running",))
+    code, _ = up.interrupt()
+    assert code == 0
+
+    up.start()
+    run = up.wait_for_run(run_id, timeout=90)
+    assert run["status"] == "completed"
+    assert run["variables"]["reminder"] == "Reminder: renew the domain"
+
+
+def test_every_example_is_covered_here() -> None:
+    names = {path.stem for path in (ROOT / "examples").glob("*.yaml")}
+    covered = {"hello", "fanout", "map", "tool", "approval", "reminder"}
+    assert names <= covered, f"examples without an end-to-end test: {sorted(names - covered)}"
