@@ -73,7 +73,7 @@ def threads_say(
         replies = [m for m in messages["items"] if m["role"] == "assistant"
                    and m["reply_to"] == mine]  # fmt: skip
         if replies:
-            cli.out.print(replies[-1]["content"], markup=False)
+            typer.echo(replies[-1]["content"])
             return
         time.sleep(0.1)
     cli._fail(f"no reply to {mine} within {REPLY_SECONDS:.0f} s (see heddle threads show)")
@@ -89,7 +89,7 @@ def threads_show(thread_id: str, as_json: JsonOption = False) -> None:
         return
     for message in items:
         branch = f" [{message['branch']}]" if message["branch"] else ""
-        cli.out.print(f"{message['role']}{branch}: {message['content']}", markup=False)
+        typer.echo(f"{message['role']}{branch}: {message['content']}")
 
 
 @threads_app.command("complete")
