@@ -18,7 +18,13 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from infra.projector import rebuild
 from tests.conftest import module_heddle
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, running_server
-from tests.integration.helpers import example, publish, wait_for_command, wait_for_run
+from tests.integration.helpers import (
+    example,
+    key_headers,
+    publish,
+    wait_for_command,
+    wait_for_run,
+)
 from tests.integration.test_projections import _table_digest
 from tests.integration.test_streams import SLOW, STORY, heddle_cli, served
 
@@ -86,8 +92,13 @@ async def thread_of_run(client: httpx.AsyncClient, run_id: str) -> str:
 
 
 async def messages(client: httpx.AsyncClient, thread_id: str) -> list[dict[str, Any]]:
-    response = await client.get(f"/v1/threads/{thread_id}/messages")
-    return response.json()["items"]  # type: ignore[no-any-return]
+    """The thread's messages (once the read model has the thread)."""
+
+    async def shown() -> dict[str, Any] | None:
+        response = await client.get(f"/v1/threads/{thread_id}/messages")
+        return response.json() if response.status_code == 200 else None
+
+    return (await until(shown, f"thread {thread_id}"))["items"]  # type: ignore[no-any-return]
 
 
 async def say(client: httpx.AsyncClient, thread_id: str, content: str = "", **more: Any) -> int:
@@ -322,3 +333,38 @@ async def test_the_threads_cli_opens_a_thread_says_something_shows_it_and_comple
     assert (code, out.strip()) == (0, f"thread {thread_id} completed"), err
     code, out, err = await heddle_cli(client, "threads", "list", "--status", "completed", "--json")
     assert thread_id in [t["thread_id"] for t in json.loads(out)]
+
+
+async def test_a_tenant_in_orchestrator_mode_answers_through_an_agent_with_its_tools(
+    client: httpx.AsyncClient, heddle: Any
+) -> None:
+    headers = await key_headers(heddle, "acme")
+    script = [
+        {"tool_calls": [{"name": "calculator", "arguments": {"expression": "19 * 3"}}]},
+        "That makes {{ messages[-1].content }} EUR.",
+    ]
+    async with httpx.AsyncClient(base_url=client.base_url, headers=headers) as acme:
+        configured = await acme.put("/v1/tenant/ai", json={
+            "ai_mode": "orchestrator", "model": "scripted:agent", "tools": ["calculator"],
+            "options": {"replies": script}})  # fmt: skip
+        assert (await wait_for_command(acme, configured.json()["command_id"]))["status"] == (
+            "accepted"
+        )
+        mode = (await acme.get("/v1/tenant/ai")).json()
+        assert (mode["ai_mode"], mode["tools"]) == ("orchestrator", ["calculator"])
+        opened = (await acme.post("/v1/threads", json={"title": "pricing"})).json()
+        await wait_for_command(acme, opened["command_id"])
+
+        count = await say(acme, opened["thread_id"], "3 seats at 19 EUR?")
+
+        shown = await messages(acme, opened["thread_id"])
+        assert [(m["role"], m["content"]) for m in shown] == [
+            ("user", "3 seats at 19 EUR?"),
+            ("assistant", "That makes 57 EUR."),
+        ]
+        assert count == 2
+        run = await wait_for_run(acme, shown[1]["source"]["run_id"])
+        assert (run["workflow"], run["status"]) == ("orchestrator", "completed")
+        attempts = (await acme.get(f"/v1/runs/{run['run_id']}/attempts")).json()["items"]
+        assert [a["step"] for a in attempts if a["step"]] == [1, 2]
+    assert (await client.get("/v1/tenant/ai")).json()["ai_mode"] == "simple"
