@@ -322,15 +322,15 @@ def post_run_answers(events: list[dict[str, Any]], uow: UnitOfWork) -> None:
     """The answer of each `llm` or `agent` node of a run that answers a thread becomes
     the assistant's message in that thread, once."""
     for envelope in events:
-        if envelope["type"] != NODE_COMPLETED:
-            continue
+        data = envelope["data"]
+        if envelope["type"] != NODE_COMPLETED or not isinstance(data["output"], str):
+            continue  # only text answers: most completed nodes never load their run here
         run = uow.get(UUID(envelope["aggregate_id"]), envelope["aggregate_version"])
         thread_id = run.input.get("thread_id") if isinstance(run, WorkflowRun) else None
         if not isinstance(thread_id, str):
             continue
-        data = envelope["data"]
         node = run.spec.nodes.get(data["node_id"])
-        if node is None or node.kind not in ANSWERING_KINDS or not isinstance(data["output"], str):
+        if node is None or node.kind not in ANSWERING_KINDS:
             continue
         thread = uow.get(UUID(thread_id))
         if not isinstance(thread, Thread) or thread.run_id != run.id or thread.status != "open":
