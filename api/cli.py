@@ -258,6 +258,8 @@ def _stream(client: httpx.Client, run_id: str, printer: _StreamPrinter) -> dict[
                     _fail(f"{source.response.status_code}: {source.response.text}")
                 for message in source.iter_sse():
                     last_id = message.id or last_id
+                    if not message.data:
+                        continue  # a keep-alive ping (httpx-sse reports one as a message)
                     if message.event == "end":
                         return dict(message.json())
                     printer.show(message.event, message.json())

@@ -81,8 +81,10 @@ class Thread(Aggregate):
 
     def post(self, content: str, author: str, branch: str | None = None) -> dict[str, Any]:
         """A person's message. With `branch`, the branch answers: a fixed reply, a model
-        reply to its prompt, or a saved action (returned, for the handler to apply to the
-        run). Without, the thread answers as it was opened to. Returns the message."""
+        reply to its prompt, or a saved action (recorded here as `BranchTaken`; the handler
+        applies it to the run). Without, the thread answers as it was opened to: a model
+        reply is requested (`llm`), or the handler hands the message to a run (`run`).
+        Returns the message."""
         self.check_open()
         chosen = None
         if branch is not None:
