@@ -368,3 +368,14 @@ async def test_a_tenant_in_orchestrator_mode_answers_through_an_agent_with_its_t
         attempts = (await acme.get(f"/v1/runs/{run['run_id']}/attempts")).json()["items"]
         assert [a["step"] for a in attempts if a["step"]] == [1, 2]
     assert (await client.get("/v1/tenant/ai")).json()["ai_mode"] == "simple"
+
+
+async def test_only_an_admin_key_sets_the_tenants_ai_mode(
+    client: httpx.AsyncClient, heddle: Any
+) -> None:
+    writer = await key_headers(heddle, "default", ("read", "write"))
+    body = {"type": "ConfigureTenant", "payload": {"model": "scripted:echo"}}
+    sent = await client.post("/v1/commands", json=body, headers=writer)
+    assert sent.status_code == 403
+    assert sent.json()["detail"] == "this API key lacks the 'admin' scope (it has: read, write)"
+    assert (await client.put("/v1/tenant/ai", json={}, headers=writer)).status_code == 403
