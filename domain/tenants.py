@@ -24,6 +24,21 @@ TRANSCRIPT = (
 )
 
 
+def orchestrator(ai: dict[str, Any]) -> WorkflowSpec:
+    """The one-node workflow whose run answers a message in orchestrator mode `ai`."""
+    node = {
+        "kind": "agent",
+        "model": ai["model"],
+        "prompt": TRANSCRIPT,
+        "tools": ai.get("tools", []),
+        "max_steps": ai.get("max_steps", 8),
+        "output": "answer",
+        **{k: ai[k] for k in ("system", "temperature", "max_tokens", "credential") if ai.get(k)},
+        **({"options": ai["options"]} if ai.get("options") else {}),
+    }
+    return parse_definition({"name": ORCHESTRATOR, "start": "answer", "nodes": {"answer": node}})
+
+
 def settings_id(tenant: str) -> UUID:
     return uuid5(HEDDLE_NAMESPACE, f"tenant-settings/{tenant}")
 
@@ -56,25 +71,6 @@ class TenantSettings(Aggregate):
         if problems:
             raise DefinitionInvalid(problems)
         self._configured(ai, actor)
-
-    def orchestrator(self) -> WorkflowSpec:
-        """The one-node workflow whose run answers a message in orchestrator mode."""
-        ai = self.ai
-        node = {
-            "kind": "agent",
-            "model": ai["model"],
-            "prompt": TRANSCRIPT,
-            "tools": ai.get("tools", []),
-            "max_steps": ai.get("max_steps", 8),
-            "output": "answer",
-            **{
-                k: ai[k] for k in ("system", "temperature", "max_tokens", "credential") if ai.get(k)
-            },
-            **({"options": ai["options"]} if ai.get("options") else {}),
-        }
-        return parse_definition(
-            {"name": ORCHESTRATOR, "start": "answer", "nodes": {"answer": node}}
-        )
 
     @event("Configured")
     def _configured(self, ai: dict[str, Any], actor: str) -> None:

@@ -38,7 +38,7 @@ from domain.errors import (
 )
 from domain.llm import LlmRequest
 from domain.runs import WorkflowRun
-from domain.tenants import ORCHESTRATOR, TenantSettings, settings_id
+from domain.tenants import ORCHESTRATOR, TenantSettings, orchestrator, settings_id
 from domain.threads import Replies, Thread, chat_thread_id, thread_id_for
 from handlers.controls import pause_run, reassign_task, resume_run, skip_node
 from handlers.run_worker import THREAD_EVENTS, LlmCall, LlmOutcome, waiting_nodes
@@ -184,9 +184,8 @@ def advance_conversation(
 
         start_run(start, envelope, uow)
         return run_id
-    settings = uow.get(settings_id(thread.tenant))
-    assert isinstance(settings, TenantSettings)
-    spec = settings.orchestrator()
+    assert thread.reply is not None  # the tenant's orchestrator settings when it opened
+    spec = orchestrator(thread.reply)
     run = WorkflowRun(
         run_id=run_id,
         tenant=thread.tenant,
