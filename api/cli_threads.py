@@ -69,12 +69,16 @@ def threads_say(
         return
     deadline = time.monotonic() + REPLY_SECONDS
     while time.monotonic() < deadline:
+        # The thread before its messages: a reply that came in between is in the messages.
+        thread = cli._call("GET", f"/v1/threads/{thread_id}")
         messages = cli._call("GET", f"/v1/threads/{thread_id}/messages", params={"limit": 500})
         replies = [m for m in messages["items"] if m["role"] == "assistant"
                    and m["reply_to"] == mine]  # fmt: skip
         if replies:
             typer.echo(replies[-1]["content"])
             return
+        if thread["pending_replies"] == 0 and thread["last_error"]:
+            cli._fail(f"the reply to {mine} failed: {thread['last_error'].get('message')}")
         time.sleep(0.1)
     cli._fail(f"no reply to {mine} within {REPLY_SECONDS:.0f} s (see heddle threads show)")
 

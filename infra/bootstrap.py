@@ -256,7 +256,11 @@ class Heddle:
         recorder = Recorder(uow, self.writer.run)
         outcomes, tool_results, *_ = await asyncio.gather(
             asyncio.gather(*(
-                call_llm(call, self.complete_llm, self.tokens.publish, recorder=recorder)
+                call_llm(
+                    call, self.complete_llm, self.tokens.publish,
+                    # a thread's reply records only how it ended (answer or ReplyFailed)
+                    recorder=recorder if call.kind != "reply" else None,
+                )
                 for call in calls if call.kind != "agent"
             )),
             asyncio.gather(*(self.tools.run(due.call) for due in tools)),

@@ -379,3 +379,24 @@ async def test_only_an_admin_key_sets_the_tenants_ai_mode(
     assert sent.status_code == 403
     assert sent.json()["detail"] == "this API key lacks the 'admin' scope (it has: read, write)"
     assert (await client.put("/v1/tenant/ai", json={}, headers=writer)).status_code == 403
+
+
+async def test_a_reply_the_provider_refuses_leaves_the_error_on_the_thread(
+    client: httpx.AsyncClient, openai: FakeLlmServer
+) -> None:
+    await publish(client, support("support"))
+    thread_id = await thread_of_run(
+        client, await start(client, "support", customer="Ed", order="E")
+    )
+    openai.then(OpenAiWire.error(400, "This model does not exist", "model_not_found"))
+    sent = await client.post(f"/v1/threads/{thread_id}/messages", json={"content": "hello?"})
+    await wait_for_command(client, sent.json()["command_id"])
+
+    async def failed() -> dict[str, Any] | None:
+        thread = (await client.get(f"/v1/threads/{thread_id}")).json()
+        return thread if thread["last_error"] else None
+
+    thread = await until(failed, "failed reply")
+    assert thread["pending_replies"] == 0
+    assert "This model does not exist" in thread["last_error"]["message"]
+    assert [m["role"] for m in await messages(client, thread_id)] == ["user"]
