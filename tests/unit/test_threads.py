@@ -329,3 +329,19 @@ async def test_a_cancelled_run_closes_its_chat_thread_as_cancelled(uow: UnitOfWo
     assert (closed["type"], closed["data"]["outcome"]) == ("Thread.Completed", "cancelled")
     late = send(uow, "CompleteThread", thread_id=thread_id)
     assert late["reason"] == f"thread {thread_id} is completed already (cancelled)"
+
+
+async def test_a_reply_that_fails_for_good_is_recorded_and_never_retried(uow: UnitOfWork) -> None:
+    failing = {**SUPPORT, "name": "failing", "nodes": {**SUPPORT["nodes"], "chat": {
+        **SUPPORT["nodes"]["chat"], "options": {"fail": [{"status": 401}]}}}}  # fmt: skip
+    send(uow, "PublishWorkflow", definition=failing)
+    run_id = uuid.UUID(send(uow, "StartRun", workflow="failing", input=INPUT)["result"]["run_id"])
+    await work(uow, run_id)
+    thread_id = chat_thread_id(run_id, "chat", 1)
+    send(uow, "PostMessage", thread_id=thread_id, content="hello?")
+    await work(uow, thread_id)
+
+    failed = worker_sees(uow, thread_id)[-1]
+    assert (failed["type"], failed["data"]["error"]["status"]) == ("Thread.ReplyFailed", 401)
+    assert texts(uow, thread_id)[-1] == ("user", "hello?")
+    assert replies_due(worker_sees(uow, thread_id), uow) == []
