@@ -164,7 +164,8 @@ def create_app(heddle: Heddle) -> FastAPI:
     """The API for a running Heddle (its lifespan belongs to whoever started Heddle).
 
     Every route but the health checks needs an API key (docs/security.md): GETs the
-    `read` scope, other methods `write`, keys and credentials `admin`."""
+    `read` scope, other methods `write`; keys, credentials, provider checks and the
+    tenant's AI mode `admin`."""
     app = FastAPI(
         title="Heddle",
         version="0.1.0",
@@ -189,7 +190,6 @@ def create_app(heddle: Heddle) -> FastAPI:
         replay_routes(heddle),  # first: /v1/runs/diff is not a run id
         task_routes(heddle),
         read_routes(heddle),
-        provider_routes(heddle),
         stream_routes(heddle),
         thread_routes(heddle),
         projection_routes(heddle),
@@ -200,6 +200,7 @@ def create_app(heddle: Heddle) -> FastAPI:
     app.include_router(_routes(heddle), dependencies=[*by_method, waits])
     app.include_router(credential_routes(heddle), dependencies=admin)
     app.include_router(key_routes(heddle), dependencies=admin)
+    app.include_router(provider_routes(heddle), dependencies=admin)  # real calls cost money
     app.include_router(tenant_routes(heddle), dependencies=admin)
     return app
 

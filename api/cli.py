@@ -377,23 +377,28 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
 
 
 @projections_app.command("rebuild")
-def projections_rebuild(name: str) -> None:
-    """Empty a read model and rebuild it from every stored event."""
+def projections_rebuild(
+    names: Annotated[list[str] | None, typer.Argument(metavar="[NAME]...",
+                                                      help="default: every read model")] = None,
+) -> None:
+    """Empty read models and rebuild them from every stored event, in one pass."""
     from infra.projector import PROJECTIONS, rebuild
     from infra.store import EventStore, store_environment
 
-    if name not in PROJECTIONS:
-        _fail(f"unknown projection {name!r} (known: {', '.join(PROJECTIONS)})")
+    chosen = names or list(PROJECTIONS)
+    unknown = [name for name in chosen if name not in PROJECTIONS]
+    if unknown:
+        _fail(f"unknown projection {unknown[0]!r} (known: {', '.join(PROJECTIONS)})")
     settings = Settings()
     database_url = _database_url(settings)
     store = EventStore(env=store_environment(database_url, 0, create_tables=False))
     try:
         started = time.perf_counter()
-        count = rebuild(database_url, store, name)
+        count = rebuild(database_url, store, *chosen)
         seconds = time.perf_counter() - started
     finally:
         store.close()
-    out.print(f"rebuilt {name} from {count} events in {seconds:.2f} s")
+    out.print(f"rebuilt {', '.join(chosen)} from {count} events in {seconds:.2f} s")
 
 
 @credentials_app.command("set")
@@ -475,6 +480,10 @@ _register_replay(app, runs_app)  # replay, runs diff|export|import|fork|edit
 from api.cli_tasks import register as _register_tasks  # noqa: E402
 
 _register_tasks(app, runs_app)  # tasks list|complete|reassign, runs pause|resume|cancel
+
+from api.cli_reads import register as _register_reads  # noqa: E402
+
+_register_reads(app, runs_app)  # usage, runs attempts
 
 from api.cli_threads import register as _register_threads  # noqa: E402
 

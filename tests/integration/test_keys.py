@@ -122,6 +122,7 @@ async def test_a_key_without_the_scope_is_403_naming_the_scope(
         ("GET", "/v1/keys", writer, "admin"),
         ("POST", "/v1/keys", writer, "admin"),
         ("GET", "/v1/credentials", reader, "admin"),
+        ("GET", "/v1/providers/health", reader, "admin"),
         ("DELETE", "/v1/credentials/team-a", writer, "admin"),
     ):
         response = await anonymous.request(method, path, headers=headers, json={})

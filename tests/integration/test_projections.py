@@ -58,7 +58,7 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
             assert _table_digest(database_url, table) == before, f"{table} differs after rebuild"
 
 
-async def test_the_cli_rebuilds_a_projection_by_name(heddle, database_url) -> None:
+async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, database_url) -> None:
     import os
     import sys
 
@@ -75,4 +75,13 @@ async def test_the_cli_rebuilds_a_projection_by_name(heddle, database_url) -> No
     stdout, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     assert "rebuilt run_history from" in stdout.decode()
+    assert _table_digest(database_url, "runs") == before
+    every = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "api.cli", "projections", "rebuild",
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await every.communicate()
+    assert every.returncode == 0, stderr.decode()
+    assert "rebuilt run_history, run_timeline, definitions" in stdout.decode()
     assert _table_digest(database_url, "runs") == before

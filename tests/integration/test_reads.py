@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 
 from tests.integration.helpers import api_client, example, publish, wait_for_run
 from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
+from tests.integration.test_streams import heddle_cli, served
 
 AGENT = {
     "name": "agent-calc",
@@ -229,3 +231,28 @@ async def test_another_tenants_attempts_are_404_and_its_usage_is_absent(heddle: 
         assert (await other.get("/v1/usage?group_by=run")).json()["items"] == []
         [nothing] = (await other.get("/v1/usage")).json()["items"]
         assert nothing["llm_calls"] == 0
+
+
+async def test_the_cli_shows_a_runs_attempts_and_the_tenants_usage(heddle: Any) -> None:
+    async with served(heddle, f"cli-{uuid.uuid4().hex[:8]}") as client:
+        await publish(client, example("map"))
+        run_id = await finished(client, "titles", {"chapters": ["a", "b"]})
+        code, table, stderr = await heddle_cli(client, "runs", "attempts", run_id)
+        assert code == 0, stderr
+        assert "each[0]" in table
+        assert "each[1]" in table
+        assert "scripted:echo" in table
+        code, shown, stderr = await heddle_cli(client, "runs", "attempts", run_id, "--json")
+        assert code == 0, stderr
+        assert [a["item"] for a in json.loads(shown)] == [None, 0, 1]
+        code, by_model, stderr = await heddle_cli(client, "usage", "--by", "model", "--json")
+        assert code == 0, stderr
+        [model] = json.loads(by_model)
+        assert (model["provider"], model["model"], model["llm_calls"], model["runs"]) == (
+            "scripted", "echo", 2, 1)
+        code, table, stderr = await heddle_cli(client, "usage", "--by", "workflow")
+        assert code == 0, stderr
+        assert "titles" in table
+        code, _, stderr = await heddle_cli(client, "usage", "--by", "colour")
+        assert code == 2
+        assert "colour" in stderr

@@ -43,8 +43,9 @@ def story(name: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def served(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on a real socket (streams need one: httpx's ASGI transport buffers)."""
+async def served(heddle: Any, tenant: str = "default") -> AsyncIterator[httpx.AsyncClient]:
+    """The API on a real socket (streams need one: httpx's ASGI transport buffers), called
+    with a new key of `tenant`."""
     from api.app import create_app
 
     server = uvicorn.Server(
@@ -58,7 +59,7 @@ async def served(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
             task.result()
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
-    headers = await key_headers(heddle)
+    headers = await key_headers(heddle, tenant)
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=30.0, headers=headers
