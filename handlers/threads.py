@@ -304,6 +304,20 @@ def replies_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:
     return list(calls.values())
 
 
+def threads_answered(calls: list[LlmCall], uow: UnitOfWork) -> dict[UUID, UUID]:
+    """The threads that these calls' runs answer (conversation and orchestrator runs), by
+    run id: their token deltas are also published keyed by the thread."""
+    threads = {}
+    for call in calls:
+        run = uow.get(call.run_id) if call.kind != "reply" else None
+        if not isinstance(run, WorkflowRun) or not isinstance(run.input.get("thread_id"), str):
+            continue
+        thread = uow.get(UUID(run.input["thread_id"]))
+        if isinstance(thread, Thread) and thread.run_id == run.id:
+            threads[run.id] = thread.id
+    return threads
+
+
 def record_replies(outcomes: list[LlmOutcome], uow: UnitOfWork) -> None:
     """Record each reply (or why there is none) in its thread."""
     for outcome in outcomes:
@@ -349,4 +363,5 @@ __all__ = [
     "post_run_answers",
     "record_replies",
     "replies_due",
+    "threads_answered",
 ]

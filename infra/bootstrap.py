@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -28,6 +30,7 @@ from handlers.run_worker import (
     OnDelta,
     OnTryFailed,
     Recorder,
+    TokenDelta,
     call_llm,
     capabilities_published,
     decode_events,
@@ -44,6 +47,7 @@ from handlers.threads import (
     post_run_answers,
     record_replies,
     replies_due,
+    threads_answered,
 )
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
@@ -226,7 +230,9 @@ class Heddle:
     async def run_nodes(self, records: list[Record]) -> None:
         """Worker: make the model calls started nodes wait for, record the outcomes."""
 
-        def find_work() -> tuple[UnitOfWork, list[Any], list[Any], list[Any], list[Record]]:
+        def find_work() -> tuple[
+            UnitOfWork, list[Any], list[Any], list[Any], list[Record], dict[Any, Any]
+        ]:
             uow = UnitOfWork(self.store)
             fresh = self._worker_positions.fresh(records)
             events = decode_events(fresh)
@@ -237,12 +243,14 @@ class Heddle:
             post_run_answers(events, uow)
             close_chat_threads(events, uow)
             uow.save()
+            calls = llm_calls_due(events, uow) + replies_due(events, uow)
             return (
-                uow, llm_calls_due(events, uow) + replies_due(events, uow),
-                remote_tasks_due(events, uow), tool_nodes_due(events, uow), fresh,
+                uow, calls, remote_tasks_due(events, uow), tool_nodes_due(events, uow), fresh,
+                threads_answered(calls, uow),
             )
 
-        uow, calls, tasks, tools, fresh = await self.writer.run(find_work)
+        uow, calls, tasks, tools, fresh, threads = await self.writer.run(find_work)
+        publish = self.tokens.publish if not threads else partial(self._publish_to, threads)
         capabilities = self._new_capabilities | {task["capability"] for task in tasks}
         if capabilities:
             await self.create_task_topics(capabilities)
@@ -257,7 +265,7 @@ class Heddle:
         outcomes, tool_results, *_ = await asyncio.gather(
             asyncio.gather(*(
                 call_llm(
-                    call, self.complete_llm, self.tokens.publish,
+                    call, self.complete_llm, publish,
                     # a thread's reply records only how it ended (answer or ReplyFailed)
                     recorder=recorder if call.kind != "reply" else None,
                 )
@@ -266,8 +274,7 @@ class Heddle:
             asyncio.gather(*(self.tools.run(due.call) for due in tools)),
             *(
                 drive_agent(
-                    call, uow, self.complete_llm, self.tools.run, self.writer.run,
-                    self.tokens.publish,
+                    call, uow, self.complete_llm, self.tools.run, self.writer.run, publish
                 )
                 for call in agents
             ),
@@ -282,6 +289,13 @@ class Heddle:
             self._worker_positions.advance(trackings)
 
         await self.writer.run(record)
+
+    def _publish_to(self, threads: dict[Any, Any], delta: TokenDelta) -> None:
+        """Publish a delta; one of a run that answers a thread goes to the thread too."""
+        self.tokens.publish(delta)
+        thread_id = threads.get(delta.run_id)
+        if thread_id is not None:
+            self.tokens.publish(dataclasses.replace(delta, run_id=thread_id, thread=True))
 
     async def create_task_topics(self, capabilities: set[str]) -> None:
         """Make the task topics of these capabilities, once per process."""

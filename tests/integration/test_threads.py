@@ -367,6 +367,12 @@ async def test_a_tenant_in_orchestrator_mode_answers_through_an_agent_with_its_t
         assert (run["workflow"], run["status"]) == ("orchestrator", "completed")
         attempts = (await acme.get(f"/v1/runs/{run['run_id']}/attempts")).json()["items"]
         assert [a["step"] for a in attempts if a["step"]] == [1, 2]
+        live = await read_stream(acme, opened["thread_id"], stop=an_answer)
+        streamed = [m.json() for m in live if m.event == "token"]
+        assert "".join(t["text"] for t in streamed) == "That makes 57 EUR."
+        assert {(t["thread_id"], t["node_id"]) for t in streamed} == {
+            (opened["thread_id"], "answer")
+        }
     assert (await client.get("/v1/tenant/ai")).json()["ai_mode"] == "simple"
 
 
