@@ -42,6 +42,7 @@ SUPPORT = {
                 "later": {"action": "snooze", "until": "2h"},
                 "skip": {"action": "skip"},
                 "escalate": {"action": "escalate", "role": "lead", "priority": 95},
+                "monday": {"action": "schedule", "at": "2030-01-07T09:00:00Z"},
             },
             "role": "csm",
             "output": "chat",
@@ -194,7 +195,13 @@ async def test_saved_actions_snooze_escalate_and_skip_act_on_the_run(uow: UnitOf
     run = uow.get(run_id)
     assert run.status == "paused"
     assert [t["purpose"] for t in run.timers.values()] == ["resume"]
+    assert send(uow, "PostMessage", thread_id=thread_id, branch="monday")["status"] == "accepted"
+    assert [t["fire_at"] for t in uow.get(run_id).timers.values()][
+        -1
+    ] == "2030-01-07T09:00:00+00:00"
     send(uow, "ResumeRun", run_id=run_id)
+    refused = send(uow, "PostMessage", thread_id=thread_id, branch="monday")
+    assert refused["reason"] == f"run {run_id} is running, not paused"
 
     assert send(uow, "PostMessage", thread_id=thread_id, branch="skip")["status"] == "accepted"
     chat = uow.get(run_id).nodes["chat"]
@@ -207,7 +214,7 @@ async def test_an_unknown_branch_is_rejected_naming_the_branches(uow: UnitOfWork
     result = send(uow, "PostMessage", thread_id=thread_id, branch="nope")
     assert result["reason"] == (
         f"thread {thread_id} has no branch 'nope' (its branches: thanks, summary, later, skip, "
-        "escalate)"
+        "escalate, monday)"
     )
     assert len(uow.get(thread_id).messages) == 1, "a rejected message is not posted"
 
