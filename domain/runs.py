@@ -751,6 +751,13 @@ class WorkflowRun(Aggregate):
         self._complete_with_output(node_id, node, output)
         self.advance()
 
+    def record_chat_reply(
+        self, node_id: str, attempt: int, reply_id: str, result: LlmResult
+    ) -> None:
+        """A model replied in the thread of a running `chat` node: the run pays for it."""
+        self.check_node_is_running(node_id, attempt)
+        self._chat_reply_completed(node_id, attempt, reply_id, result.model_dump(mode="json"))
+
     def _chat_for(self, node_id: str, node: ChatNode, attempt: int) -> dict[str, Any]:
         """What a started `chat` node hands its thread: the templates rendered over the run
         now, so the thread needs nothing else of the run."""
@@ -1116,6 +1123,13 @@ class WorkflowRun(Aggregate):
 
     @event("LlmCallCompleted")
     def _llm_call_completed(self, node_id: str, attempt: int, result: dict[str, Any]) -> None:
+        self.usage = add_usage(self.usage, result)
+
+    @event("ChatReplyCompleted")
+    def _chat_reply_completed(
+        self, node_id: str, attempt: int, reply_id: str, result: dict[str, Any]
+    ) -> None:
+        """The answer itself is the thread's (`Thread.MessagePosted`); the cost is the run's."""
         self.usage = add_usage(self.usage, result)
 
     @event("AgentStepCompleted")

@@ -319,7 +319,8 @@ def threads_answered(calls: list[LlmCall], uow: UnitOfWork) -> dict[UUID, UUID]:
 
 
 def record_replies(outcomes: list[LlmOutcome], uow: UnitOfWork) -> None:
-    """Record each reply (or why there is none) in its thread."""
+    """Record each reply (or why there is none) in its thread; a chat node's run pays
+    for its thread's replies (`ChatReplyCompleted`: its usage and budget count them)."""
     for outcome in outcomes:
         thread = uow.get(outcome.call.run_id)
         reply_id = outcome.call.node_id
@@ -327,6 +328,13 @@ def record_replies(outcomes: list[LlmOutcome], uow: UnitOfWork) -> None:
             continue
         if outcome.result is not None:
             thread.record_reply(reply_id, outcome.result)
+            if thread.binding is not None:
+                run = uow.get(UUID(thread.binding["run_id"]))
+                with suppress(NodeNotRunning):  # the node ended meanwhile: the run is done
+                    run.record_chat_reply(
+                        thread.binding["node_id"], thread.binding["attempt"], reply_id,
+                        outcome.result,
+                    )  # fmt: skip
         elif outcome.error is not None:
             thread.fail_reply(reply_id, outcome.error.to_dict())
 

@@ -2,7 +2,8 @@
 tenant and workflow, so that usage per run, workflow, tenant, model or day is a sum.
 
 Counted are the answers a run paid for (`LlmCallCompleted`, `AgentStepCompleted`,
-`MapItemCompleted`), as in a run's own `usage`; answers a fork re-served from the record
+`MapItemCompleted`, and `ChatReplyCompleted` for the replies in a chat node's thread), as
+in a run's own `usage`; answers a fork re-served from the record
 (`LlmCallReplayed`) cost nothing and are not counted.
 """
 
@@ -48,6 +49,7 @@ PAID = {
     "WorkflowRun.LlmCallCompleted",
     "WorkflowRun.AgentStepCompleted",
     "WorkflowRun.MapItemCompleted",
+    "WorkflowRun.ChatReplyCompleted",
 }
 
 Key = tuple[str, str, str, str]  # run, provider, model, day

@@ -164,6 +164,9 @@ async def test_a_chat_node_answers_two_messages_through_openai_then_completing_m
     assert run["status"] == "completed"
     assert run["variables"]["resolution"] == "shipped"
     assert len(run["variables"]["chat"]["messages"]) == 4
+    assert (run["usage"]["llm_calls"], run["nodes"]["chat"]["model"]) == (2, "gpt-4o-mini")
+    [used] = (await client.get("/v1/usage", params={"run_id": run_id})).json()["items"]
+    assert (used["llm_calls"], used["input_tokens"]) == (2, 24)
     thread = (await client.get(f"/v1/threads/{thread_id}")).json()
     assert (thread["status"], thread["node_id"], thread["messages"]) == ("completed", "chat", 4)
 

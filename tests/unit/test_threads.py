@@ -137,6 +137,7 @@ async def test_a_chat_node_opens_a_thread_that_answers_with_the_runs_context(
     ]
     reply = uow.get(thread_id).messages[2]
     assert (reply["provider"], reply["model"], reply["author"]) == ("scripted", "support", "heddle")
+    assert uow.get(run_id).usage["llm_calls"] == 2, "the run pays for its chat's replies"
 
 
 async def test_a_redelivered_reply_request_calls_no_model_again(uow: UnitOfWork) -> None:
