@@ -5,9 +5,10 @@ the `Thread` (and on the run it is bound to or driven by) in one unit of work. A
 saved action goes to the run through the same handlers as the run commands it stands for
 (`PauseRun`, `SkipNode`, `ReassignTask`, `ResumeRun`).
 
-The worker opens the thread of each started `chat` node, makes the model replies that
-threads wait for (`Thread.ReplyRequested`, once each: only while the thread still awaits
-it), and posts the answers of the runs that answer threads as the assistant's messages.
+The worker opens the thread of each started `chat` node (and closes it when the node ends
+without it), makes the model replies that threads wait for (`Thread.ReplyRequested`,
+once each: only while the thread still awaits it; a chat node's run pays for them), and
+posts the answers of the runs that answer threads as the assistant's messages.
 """
 
 from __future__ import annotations
