@@ -78,3 +78,11 @@ class ExpressionError(DomainError):
 
 class TemplateError(DomainError):
     """A prompt template failed to parse or render."""
+
+
+class ThreadNotFound(CommandRejected):
+    """No thread with that id exists for the tenant."""
+
+
+class ThreadInvalid(CommandRejected):
+    """A thread refused a message or a completion (closed, unknown branch, ...)."""

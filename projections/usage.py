@@ -2,8 +2,9 @@
 tenant and workflow, so that usage per run, workflow, tenant, model or day is a sum.
 
 Counted are the answers a run paid for (`LlmCallCompleted`, `AgentStepCompleted`,
-`MapItemCompleted`, `ExtractionCompleted`), as in a run's own `usage`; answers a fork
-re-served from the record (`LlmCallReplayed`) cost nothing and are not counted.
+`MapItemCompleted`, `ExtractionCompleted`, and `ChatReplyCompleted` for the replies in a
+chat node's thread), as in a run's own `usage`; answers a fork re-served from the record
+(`LlmCallReplayed`) cost nothing and are not counted.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ PAID = {
     "WorkflowRun.AgentStepCompleted",
     "WorkflowRun.MapItemCompleted",
     "WorkflowRun.ExtractionCompleted",
+    "WorkflowRun.ChatReplyCompleted",
 }
 
 Key = tuple[str, str, str, str]  # run, provider, model, day
