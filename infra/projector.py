@@ -27,6 +27,7 @@ from projections import (
     run_history,
     run_timeline,
     tasks,
+    threads,
     timers,
     usage,
 )
@@ -35,7 +36,15 @@ PROJECTIONS: dict[str, ModuleType] = {
     # run_history first: tasks, timers, usage and artifacts take a run's tenant from its row
     p.NAME: p
     for p in (
-        run_history, run_timeline, definitions, tasks, timers, node_attempts, usage, artifacts
+        run_history,
+        run_timeline,
+        definitions,
+        tasks,
+        timers,
+        node_attempts,
+        usage,
+        threads,
+        artifacts,
     )
 }
 
