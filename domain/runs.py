@@ -1738,7 +1738,6 @@ class WorkflowRun(Aggregate):
                     changed = True
         return dead
 
-
     # Edges: `when`, triggers, validators and loops (the model: domain/edges.py).
     #
     # A `next` list's edges are decided when their source completes: loop edges first

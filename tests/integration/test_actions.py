@@ -102,8 +102,13 @@ async def test_artifacts_page_with_a_cursor_and_filter_by_node_and_name(
             "kind": "set",
             "vars": {"x": 1},
             "on_exit": [
-                {"document": {"name": f"{node}-{i}.txt", "content_type": "text/plain",
-                              "template": f"note {i} of {{{{ input.who }}}}"}}
+                {
+                    "document": {
+                        "name": f"{node}-{i}.txt",
+                        "content_type": "text/plain",
+                        "template": f"note {i} of {{{{ input.who }}}}",
+                    }
+                }
                 for i in range(2)
             ],
         }
@@ -143,13 +148,23 @@ async def test_an_openai_answer_goes_to_a_variable_and_stays_literal_in_a_later_
                 "kind": "set",
                 "vars": {"done": True},
                 "on_enter": [
-                    {"llm": {"model": "openai:gpt-4o-mini", "output": "risk",
-                             "system": "Answer in one line.",
-                             "prompt": "Rate the churn risk of {{ input.customer }}"}},
+                    {
+                        "llm": {
+                            "model": "openai:gpt-4o-mini",
+                            "output": "risk",
+                            "system": "Answer in one line.",
+                            "prompt": "Rate the churn risk of {{ input.customer }}",
+                        }
+                    },
                 ],
                 "on_exit": [
-                    {"document": {"name": "risk.txt", "content_type": "text/plain",
-                                  "template": "{{ input.customer }}: {{ vars.risk }}"}},
+                    {
+                        "document": {
+                            "name": "risk.txt",
+                            "content_type": "text/plain",
+                            "template": "{{ input.customer }}: {{ vars.risk }}",
+                        }
+                    },
                 ],
             }
         },
@@ -178,8 +193,14 @@ async def test_publishing_bad_actions_is_422_with_the_path_of_each(
                 "kind": "set",
                 "vars": {"x": 1},
                 "on_enter": [{"variable": {"compute": {"n": "size("}}}],
-                "on_exit": [{"conditional": {"if": "true", "then": [{"document": {
-                    "name": "x", "template": "{{ unclosed"}}]}}],
+                "on_exit": [
+                    {
+                        "conditional": {
+                            "if": "true",
+                            "then": [{"document": {"name": "x", "template": "{{ unclosed"}}],
+                        }
+                    }
+                ],
             }
         },
     }

@@ -30,16 +30,23 @@ ACME = {"customer": "Acme", "arr": 120000, "days_to_renewal": 20}
 def start(document: dict[str, Any], input: dict[str, Any] | None = None) -> WorkflowRun:
     spec = parse_definition(document)
     run = WorkflowRun(
-        run_id=uuid.uuid4(), tenant="default", actor="test", workflow=spec.name, version=1,
-        content_hash=spec.content_hash(), graph=spec.canonical(),
-        input=ACME if input is None else input, command_id="c1",
+        run_id=uuid.uuid4(),
+        tenant="default",
+        actor="test",
+        workflow=spec.name,
+        version=1,
+        content_hash=spec.content_hash(),
+        graph=spec.canonical(),
+        input=ACME if input is None else input,
+        command_id="c1",
     )
     run.advance()
     return run
 
 
-async def complete(request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
-                   on_delta: OnDelta | None = None) -> Any:
+async def complete(
+    request: LlmRequest, tenant: str, on_try_failed: OnTryFailed, on_delta: OnDelta | None = None
+) -> Any:
     async def no_wait(seconds: float) -> None:
         return None
 
@@ -62,8 +69,9 @@ async def work(run: WorkflowRun, uow: UnitOfWork) -> WorkflowRun:
                 due = LlmRequestDue(run.id, waiting["request_id"], request, run.tenant)
                 record_llm_answers([await answer_llm_request(due, complete)], uow)
             else:
-                call = LlmCall(run.id, node_id, run.nodes[node_id]["attempt"],
-                               run.llm_request(node_id))
+                call = LlmCall(
+                    run.id, node_id, run.nodes[node_id]["attempt"], run.llm_request(node_id)
+                )
                 record_llm_outcomes([await call_llm(call, complete)], uow)
     return run
 
@@ -93,12 +101,15 @@ async def test_the_example_sets_variables_asks_a_model_and_saves_the_brief_as_a_
         "tone": "urgent",
         "risk": "low: Acme (120000 USD ARR) renews every year",
         "brief": "Brief on Acme (120000 USD ARR), tone urgent. "
-                 "Risk: low: Acme (120000 USD ARR) renews every year",
+        "Risk: low: Acme (120000 USD ARR) renews every year",
         "headline": "URGENT: Acme",
     }
     [document] = [e for e in run.pending_events if type(e).__name__ == "ArtifactSaved"]
     assert (document.name, document.content_type, document.action) == (
-        "brief-acme.md", "text/markdown", "nodes.draft.on_exit[0]")
+        "brief-acme.md",
+        "text/markdown",
+        "nodes.draft.on_exit[0]",
+    )
     assert document.content == f"# Renewal brief: Acme\n\n{run.variables['brief']}"
     assert document.size == len(document.content.encode())
     assert run.usage["llm_calls"] == 2  # the action's call and the node's
@@ -107,16 +118,35 @@ async def test_the_example_sets_variables_asks_a_model_and_saves_the_brief_as_a_
 async def test_entry_actions_run_before_the_work_and_exit_actions_before_the_next_node(
     uow: UnitOfWork,
 ) -> None:
-    run = await work(start(workflow(
-        ask={"kind": "llm", "model": "scripted:echo", "prompt": "Hi {{ vars.who }}",
-             "output": "reply", "next": "after",
-             "on_enter": [{"variable": {"set": {"who": "{{ input.customer }}"}}}],
-             "on_exit": [{"variable": {"set": {"reply": "{{ output | upper }}", "seen": "yes"}}}]},
-        after={"kind": "set", "vars": {"copy": "{{ vars.reply }} ({{ vars.seen }})"}},
-    )), uow)
+    run = await work(
+        start(
+            workflow(
+                ask={
+                    "kind": "llm",
+                    "model": "scripted:echo",
+                    "prompt": "Hi {{ vars.who }}",
+                    "output": "reply",
+                    "next": "after",
+                    "on_enter": [{"variable": {"set": {"who": "{{ input.customer }}"}}}],
+                    "on_exit": [
+                        {"variable": {"set": {"reply": "{{ output | upper }}", "seen": "yes"}}}
+                    ],
+                },
+                after={"kind": "set", "vars": {"copy": "{{ vars.reply }} ({{ vars.seen }})"}},
+            )
+        ),
+        uow,
+    )
     assert names(run) == [
-        "Started", "ActionVariablesSet", "NodeStarted", "LlmCallCompleted", "ActionVariablesSet",
-        "NodeCompleted", "NodeStarted", "NodeCompleted", "Completed",
+        "Started",
+        "ActionVariablesSet",
+        "NodeStarted",
+        "LlmCallCompleted",
+        "ActionVariablesSet",
+        "NodeCompleted",
+        "NodeStarted",
+        "NodeCompleted",
+        "Completed",
     ]
     # The exit action's value wins over the node's own output variable.
     assert run.variables["reply"] == "HI ACME"
@@ -146,79 +176,145 @@ async def test_the_answer_of_an_entry_llm_action_is_recorded_before_the_node_sta
 
 
 def test_a_failing_action_fails_the_node_with_class_definition_and_the_actions_path() -> None:
-    run = start(workflow(
-        draft={"kind": "set", "vars": {"x": 1}, "on_enter": [
-            {"variable": {"set": {"a": "1"}}},
-            {"conditional": {"if": "true", "then": [{"document": {
-                "name": "n.md", "template": "{{ vars.missing }}"}}]}},
-        ]},
-    ))
+    run = start(
+        workflow(
+            draft={
+                "kind": "set",
+                "vars": {"x": 1},
+                "on_enter": [
+                    {"variable": {"set": {"a": "1"}}},
+                    {
+                        "conditional": {
+                            "if": "true",
+                            "then": [
+                                {"document": {"name": "n.md", "template": "{{ vars.missing }}"}}
+                            ],
+                        }
+                    },
+                ],
+            },
+        )
+    )
     assert run.status == "failed"
     assert run.error == {
-        "node": "draft", "class": "definition",
+        "node": "draft",
+        "class": "definition",
         "message": "nodes.draft.on_enter[1].conditional.then[0]: undefined variable: "
-                   "'dict object' has no attribute 'missing'",
+        "'dict object' has no attribute 'missing'",
     }
     assert run.variables == {"a": "1"}  # what ran before the failure is recorded
 
 
 def test_a_failing_exit_action_fails_the_node_and_its_next_never_runs() -> None:
-    run = start(workflow(
-        first={"kind": "set", "vars": {"x": 1}, "next": "second",
-               "on_exit": [{"variable": {"compute": {"y": "vars.x / 0"}}}]},
-        second={"kind": "set", "vars": {"z": 1}},
-    ))
+    run = start(
+        workflow(
+            first={
+                "kind": "set",
+                "vars": {"x": 1},
+                "next": "second",
+                "on_exit": [{"variable": {"compute": {"y": "vars.x / 0"}}}],
+            },
+            second={"kind": "set", "vars": {"z": 1}},
+        )
+    )
     assert run.status == "failed"
     assert run.error["message"].startswith("nodes.first.on_exit[0]: 'vars.x / 0' failed: ")
     assert run.nodes["second"]["status"] == "pending"
 
 
 def test_a_document_over_the_size_limit_fails_the_node_saying_how_large() -> None:
-    run = start(workflow(
-        big={"kind": "set", "vars": {"x": 1}, "on_exit": [{"document": {
-            "name": "big.txt", "content_type": "text/plain",
-            "template": "{% for i in range(3000) %}{{ 'x' * 100 }}{% endfor %}"}}]},
-    ))
+    run = start(
+        workflow(
+            big={
+                "kind": "set",
+                "vars": {"x": 1},
+                "on_exit": [
+                    {
+                        "document": {
+                            "name": "big.txt",
+                            "content_type": "text/plain",
+                            "template": "{% for i in range(3000) %}{{ 'x' * 100 }}{% endfor %}",
+                        }
+                    }
+                ],
+            },
+        )
+    )
     assert run.status == "failed"
     assert run.error["message"] == (
         "nodes.big.on_exit[0]: document 'big.txt' is 300,000 bytes, more than the 262,144 an "
-        "artifact may hold: shorten the template or split the document")
+        "artifact may hold: shorten the template or split the document"
+    )
 
 
 def test_bad_actions_are_reported_with_their_paths_when_the_workflow_is_published() -> None:
-    assert problems(workflow(
-        draft={"kind": "set", "vars": {"x": 1},
-               "on_enter": [
-                   {"variable": {"compute": {"total": "input.a +"}}},
-                   {"variable": {"set": {"my var": "x"}}},
-                   {"document": {"name": "n", "template": "{{ oops"}},
-               ],
-               "on_exit": [
-                   {"conditional": {"if": "true", "then": [{"llm": {
-                       "model": "scripted:echo", "prompt": "{% if %}", "output": "a"}}]}},
-                   {"variable": {"set": {"a": "1"}}, "document": {"name": "n", "template": "t"}},
-                   {"llm": {"model": "scripted:echo", "prompt": "hi"}},
-                   {"webhook": {"url": "http://example.com"}},
-               ]},
-    )) == [
+    assert problems(
+        workflow(
+            draft={
+                "kind": "set",
+                "vars": {"x": 1},
+                "on_enter": [
+                    {"variable": {"compute": {"total": "input.a +"}}},
+                    {"variable": {"set": {"my var": "x"}}},
+                    {"document": {"name": "n", "template": "{{ oops"}},
+                ],
+                "on_exit": [
+                    {
+                        "conditional": {
+                            "if": "true",
+                            "then": [
+                                {
+                                    "llm": {
+                                        "model": "scripted:echo",
+                                        "prompt": "{% if %}",
+                                        "output": "a",
+                                    }
+                                }
+                            ],
+                        }
+                    },
+                    {"variable": {"set": {"a": "1"}}, "document": {"name": "n", "template": "t"}},
+                    {"llm": {"model": "scripted:echo", "prompt": "hi"}},
+                    {"webhook": {"url": "http://example.com"}},
+                ],
+            },
+        )
+    ) == [
         "nodes.draft.on_exit[1]: Value error, an action is exactly one of variable, "
         "conditional, document, llm (this one has variable, document)",
         "nodes.draft.on_exit[2].llm.output: Field required",
         "nodes.draft.on_exit[3].webhook: Extra inputs are not permitted",
     ]
-    assert problems(workflow(
-        draft={"kind": "set", "vars": {"x": 1},
-               "on_enter": [
-                   {"variable": {"compute": {"total": "input.a +"}}},
-                   {"variable": {"set": {"my var": "x"}}},
-                   {"document": {"name": "n", "template": "{{ oops"}},
-                   {"variable": {}},
-               ],
-               "on_exit": [
-                   {"conditional": {"if": "true", "then": [{"llm": {
-                       "model": "scripted:echo", "prompt": "{% if %}", "output": "a"}}]}},
-               ]},
-    )) == [
+    assert problems(
+        workflow(
+            draft={
+                "kind": "set",
+                "vars": {"x": 1},
+                "on_enter": [
+                    {"variable": {"compute": {"total": "input.a +"}}},
+                    {"variable": {"set": {"my var": "x"}}},
+                    {"document": {"name": "n", "template": "{{ oops"}},
+                    {"variable": {}},
+                ],
+                "on_exit": [
+                    {
+                        "conditional": {
+                            "if": "true",
+                            "then": [
+                                {
+                                    "llm": {
+                                        "model": "scripted:echo",
+                                        "prompt": "{% if %}",
+                                        "output": "a",
+                                    }
+                                }
+                            ],
+                        }
+                    },
+                ],
+            },
+        )
+    ) == [
         "nodes.draft.on_enter[0].variable.compute.total: invalid CEL: input.a +",
         "nodes.draft.on_enter[1].variable.set: variable name 'my var' must match "
         "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
@@ -233,15 +329,36 @@ def test_bad_actions_are_reported_with_their_paths_when_the_workflow_is_publishe
 async def test_a_model_answer_that_looks_like_a_template_stays_literal_in_later_templates(
     uow: UnitOfWork,
 ) -> None:
-    run = await work(start(workflow(
-        ask={"kind": "set", "vars": {"x": 1}, "on_enter": [
-            {"llm": {"model": "scripted:sly", "prompt": "p", "output": "answer",
-                     "options": {"reply": "{{ '{{ 7*7 }}' }} {{ '{{ input }}' }}"}}},
-        ], "on_exit": [
-            {"variable": {"set": {"echo": "said: {{ vars.answer }}"}}},
-            {"document": {"name": "{{ vars.answer }}", "template": "{{ vars.answer }}"}},
-        ]},
-    )), uow)
+    run = await work(
+        start(
+            workflow(
+                ask={
+                    "kind": "set",
+                    "vars": {"x": 1},
+                    "on_enter": [
+                        {
+                            "llm": {
+                                "model": "scripted:sly",
+                                "prompt": "p",
+                                "output": "answer",
+                                "options": {"reply": "{{ '{{ 7*7 }}' }} {{ '{{ input }}' }}"},
+                            }
+                        },
+                    ],
+                    "on_exit": [
+                        {"variable": {"set": {"echo": "said: {{ vars.answer }}"}}},
+                        {
+                            "document": {
+                                "name": "{{ vars.answer }}",
+                                "template": "{{ vars.answer }}",
+                            }
+                        },
+                    ],
+                },
+            )
+        ),
+        uow,
+    )
     assert run.variables["answer"] == "{{ 7*7 }} {{ input }}"
     assert run.variables["echo"] == "said: {{ 7*7 }} {{ input }}"
     [document] = [e for e in run.pending_events if type(e).__name__ == "ArtifactSaved"]
@@ -255,7 +372,11 @@ async def test_replaying_a_runs_events_rebuilds_it_without_calling_a_model(uow: 
         replayed = event.mutate(replayed)
     assert replayed is not None
     assert (replayed.variables, replayed.nodes, replayed.usage, replayed.status) == (
-        run.variables, run.nodes, run.usage, run.status)
+        run.variables,
+        run.nodes,
+        run.usage,
+        run.status,
+    )
 
 
 def test_an_answer_for_a_node_that_moved_on_changes_nothing() -> None:
@@ -279,12 +400,27 @@ def test_an_answer_for_a_node_that_moved_on_changes_nothing() -> None:
 
 
 async def test_an_action_model_call_that_fails_for_good_fails_the_node(uow: UnitOfWork) -> None:
-    run = await work(start(workflow(
-        ask={"kind": "set", "vars": {"x": 1}, "on_enter": [
-            {"llm": {"model": "scripted:broken", "prompt": "{{ run.id }}", "output": "a",
-                     "options": {"fail": [{"status": 401, "message": "bad key"}]}}},
-        ]},
-    )), uow)
+    run = await work(
+        start(
+            workflow(
+                ask={
+                    "kind": "set",
+                    "vars": {"x": 1},
+                    "on_enter": [
+                        {
+                            "llm": {
+                                "model": "scripted:broken",
+                                "prompt": "{{ run.id }}",
+                                "output": "a",
+                                "options": {"fail": [{"status": 401, "message": "bad key"}]},
+                            }
+                        },
+                    ],
+                },
+            )
+        ),
+        uow,
+    )
     assert run.status == "failed"
     assert run.error["node"] == "ask"
     assert run.error["class"] == "fatal"
@@ -303,20 +439,32 @@ async def test_a_fork_from_a_node_with_entry_actions_runs_them_again_from_the_st
 
     draft = EXAMPLE["nodes"]["draft"]
     counted = {"variable": {"compute": {"visits": "has(vars.visits) ? vars.visits + 1 : 1"}}}
-    document = {**EXAMPLE, "name": "brief-twice", "start": "prep", "nodes": {
-        "prep": {"kind": "set", "vars": {"prepared": True}, "next": "draft"},
-        "draft": {**draft, "on_enter": [counted, *draft["on_enter"]]},
-    }}
+    document = {
+        **EXAMPLE,
+        "name": "brief-twice",
+        "start": "prep",
+        "nodes": {
+            "prep": {"kind": "set", "vars": {"prepared": True}, "next": "draft"},
+            "draft": {**draft, "on_enter": [counted, *draft["on_enter"]]},
+        },
+    }
     accepted(uow, "PublishWorkflow", {"definition": document})
     started = accepted(uow, "StartRun", {"workflow": "brief-twice", "input": ACME})
     source = uuid.UUID(started["run_id"])
     await work(uow.get(source), uow)
     uow.save()
     assert uow.get(source).status == "completed"
-    forked = uuid.UUID(accepted(uow, "ForkRun", {
-        "source_run_id": str(source), "from_node": "draft",
-        "variables": {"account": "ignored: the entry action sets it again"},
-    })["run_id"])
+    forked = uuid.UUID(
+        accepted(
+            uow,
+            "ForkRun",
+            {
+                "source_run_id": str(source),
+                "from_node": "draft",
+                "variables": {"account": "ignored: the entry action sets it again"},
+            },
+        )["run_id"]
+    )
     run = await work(uow.get(forked), uow)
     assert run.status == "completed"
     assert run.nodes["prep"].get("reused")
@@ -336,9 +484,17 @@ async def test_a_recorded_fork_reserves_the_answers_of_llm_actions_and_calls_no_
     source = uuid.UUID(started["run_id"])
     await work(uow.get(source), uow)
     uow.save()
-    forked = uuid.UUID(accepted(uow, "ForkRun", {
-        "source_run_id": str(source), "from_node": "draft", "mode": "recorded",
-    })["run_id"])
+    forked = uuid.UUID(
+        accepted(
+            uow,
+            "ForkRun",
+            {
+                "source_run_id": str(source),
+                "from_node": "draft",
+                "mode": "recorded",
+            },
+        )["run_id"]
+    )
     run = await work(uow.get(forked), uow)
     assert run.status == "completed"
     assert run.variables == uow.get(source).variables
@@ -348,20 +504,39 @@ async def test_a_recorded_fork_reserves_the_answers_of_llm_actions_and_calls_no_
 
 
 def test_a_human_nodes_exit_actions_see_the_decision_a_person_made() -> None:
-    run = start(workflow(
-        review={"kind": "human", "title": "Approve the brief for {{ input.customer }}?",
-                "on_exit": [{"conditional": {
-                    "if": 'output.decision == "approve"',
-                    "then": [{"document": {"name": "approval.txt", "content_type": "text/plain",
-                                           "template": "approved by {{ output.by }}"}}],
-                    "else": [{"variable": {"set": {"escalate": "yes"}}}],
-                }}]},
-    ))
+    run = start(
+        workflow(
+            review={
+                "kind": "human",
+                "title": "Approve the brief for {{ input.customer }}?",
+                "on_exit": [
+                    {
+                        "conditional": {
+                            "if": 'output.decision == "approve"',
+                            "then": [
+                                {
+                                    "document": {
+                                        "name": "approval.txt",
+                                        "content_type": "text/plain",
+                                        "template": "approved by {{ output.by }}",
+                                    }
+                                }
+                            ],
+                            "else": [{"variable": {"set": {"escalate": "yes"}}}],
+                        }
+                    }
+                ],
+            },
+        )
+    )
     run.collect_events()
     run.complete_task("review", "ada", "approve", None, "fine")
     [saved] = [e for e in run.collect_events() if type(e).__name__ == "ArtifactSaved"]
     assert (saved.name, saved.content, saved.action) == (
-        "approval.txt", "approved by ada", "nodes.review.on_exit[0].conditional.then[0]")
+        "approval.txt",
+        "approved by ada",
+        "nodes.review.on_exit[0].conditional.then[0]",
+    )
     assert run.status == "completed"
     assert "escalate" not in run.variables
 
@@ -369,10 +544,16 @@ def test_a_human_nodes_exit_actions_see_the_decision_a_person_made() -> None:
 def test_a_wait_node_still_entering_does_not_take_a_signal_meant_for_its_wait() -> None:
     from domain.errors import SignalIgnored
 
-    run = start(workflow(
-        hold={"kind": "wait", "event": 'event.name == "paid"', "output": "payment",
-              "on_enter": [{"llm": {"model": "scripted:echo", "prompt": "hi", "output": "note"}}]},
-    ))
+    run = start(
+        workflow(
+            hold={
+                "kind": "wait",
+                "event": 'event.name == "paid"',
+                "output": "payment",
+                "on_enter": [{"llm": {"model": "scripted:echo", "prompt": "hi", "output": "note"}}],
+            },
+        )
+    )
     assert run.action_waiting("hold") is not None
     with pytest.raises(SignalIgnored):
         run.signal("paid", {}, "ada")
@@ -383,15 +564,36 @@ async def test_an_agent_whose_exit_action_waits_asks_its_model_no_more(uow: Unit
     from handlers.run_worker import drive_agent
     from handlers.tools import builtin_tools
 
-    run = start(workflow(
-        solve={"kind": "agent", "model": "scripted:agent", "prompt": "6 times 7?",
-               "tools": ["calculator"], "output": "answer",
-               "options": {"replies": [
-                   {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
-                   "It is {{ messages[-1].content }}."]},
-               "on_exit": [{"llm": {"model": "scripted:echo", "prompt": "Check: {{ output }}",
-                                    "output": "checked"}}]},
-    ))
+    run = start(
+        workflow(
+            solve={
+                "kind": "agent",
+                "model": "scripted:agent",
+                "prompt": "6 times 7?",
+                "tools": ["calculator"],
+                "output": "answer",
+                "options": {
+                    "replies": [
+                        {
+                            "tool_calls": [
+                                {"name": "calculator", "arguments": {"expression": "6*7"}}
+                            ]
+                        },
+                        "It is {{ messages[-1].content }}.",
+                    ]
+                },
+                "on_exit": [
+                    {
+                        "llm": {
+                            "model": "scripted:echo",
+                            "prompt": "Check: {{ output }}",
+                            "output": "checked",
+                        }
+                    }
+                ],
+            },
+        )
+    )
     uow.add(run)
 
     async def decide(decision: Any) -> Any:
@@ -409,11 +611,24 @@ async def test_an_agent_whose_exit_action_waits_asks_its_model_no_more(uow: Unit
 def test_a_repeated_result_of_a_node_whose_exit_actions_wait_changes_nothing() -> None:
     from domain.errors import NodeNotRunning
 
-    run = start(workflow(
-        ask={"kind": "remote", "capability": "crm", "output": "account",
-             "on_exit": [{"llm": {"model": "scripted:echo", "prompt": "Sum up {{ output }}",
-                                  "output": "summary"}}]},
-    ))
+    run = start(
+        workflow(
+            ask={
+                "kind": "remote",
+                "capability": "crm",
+                "output": "account",
+                "on_exit": [
+                    {
+                        "llm": {
+                            "model": "scripted:echo",
+                            "prompt": "Sum up {{ output }}",
+                            "output": "summary",
+                        }
+                    }
+                ],
+            },
+        )
+    )
     run.complete_remote("ask", 1, "ok", {"name": "Acme"}, None, [], "crm-worker")
     run.collect_events()
     with pytest.raises(NodeNotRunning):

@@ -153,12 +153,31 @@ def test_expressions_within_the_limits_still_work() -> None:
 
 
 def test_a_run_whose_template_runs_too_long_fails_its_node_with_the_reason() -> None:
-    spec = parse_definition({"name": "slow", "start": "s", "nodes": {"s": {
-        "kind": "set", "vars": {"x": "{% for i in range(99999) %}{% for j in range(9) %}"
-                                      "{% endfor %}{% endfor %}"}}}})
+    spec = parse_definition(
+        {
+            "name": "slow",
+            "start": "s",
+            "nodes": {
+                "s": {
+                    "kind": "set",
+                    "vars": {
+                        "x": "{% for i in range(99999) %}{% for j in range(9) %}"
+                        "{% endfor %}{% endfor %}"
+                    },
+                }
+            },
+        }
+    )
     run = WorkflowRun(
-        run_id=uuid.uuid4(), tenant="t", actor="a", workflow="slow", version=1,
-        content_hash=spec.content_hash(), graph=spec.canonical(), input={}, command_id="c",
+        run_id=uuid.uuid4(),
+        tenant="t",
+        actor="a",
+        workflow="slow",
+        version=1,
+        content_hash=spec.content_hash(),
+        graph=spec.canonical(),
+        input={},
+        command_id="c",
     )
     run.advance()
     assert run.status == "failed"
@@ -166,14 +185,32 @@ def test_a_run_whose_template_runs_too_long_fails_its_node_with_the_reason() -> 
 
 
 def test_model_output_is_data_a_later_template_never_runs() -> None:
-    spec = parse_definition({"name": "echo", "start": "ask", "nodes": {
-        "ask": {"kind": "llm", "model": "scripted:echo", "prompt": "p", "output": "said",
-                "next": "use"},
-        "use": {"kind": "set", "vars": {"quoted": "She said: {{ vars.said }}"}},
-    }})
+    spec = parse_definition(
+        {
+            "name": "echo",
+            "start": "ask",
+            "nodes": {
+                "ask": {
+                    "kind": "llm",
+                    "model": "scripted:echo",
+                    "prompt": "p",
+                    "output": "said",
+                    "next": "use",
+                },
+                "use": {"kind": "set", "vars": {"quoted": "She said: {{ vars.said }}"}},
+            },
+        }
+    )
     run = WorkflowRun(
-        run_id=uuid.uuid4(), tenant="t", actor="a", workflow="echo", version=1,
-        content_hash=spec.content_hash(), graph=spec.canonical(), input={}, command_id="c",
+        run_id=uuid.uuid4(),
+        tenant="t",
+        actor="a",
+        workflow="echo",
+        version=1,
+        content_hash=spec.content_hash(),
+        graph=spec.canonical(),
+        input={},
+        command_id="c",
     )
     run.advance()
     run.complete_llm_call("ask", 1, answer("{{ 7*7 }} {{ ''.__class__ }}"))
