@@ -705,3 +705,16 @@ def test_the_review_loop_history_reads_pass_by_pass_in_node_facts_and_the_timeli
     )
     assert "review -> send: taken (validated)" in summaries
     assert "validator asks scripted:judge (validator:review->send:2:1)" in summaries
+
+
+def test_a_switch_takes_no_next_list_because_it_goes_on_through_its_cases() -> None:
+    document = flow("publish")
+    document["nodes"]["route"] = {
+        "kind": "switch",
+        "cases": [{"when": "true", "next": "publish"}],
+        "next": [{"to": "publish", "validators": [{"expression": "false"}]}],
+    }
+    document["nodes"]["write"]["next"] = "route"
+    assert problems(document) == [
+        "nodes.route.next: a switch goes on through its cases and default only"
+    ]
