@@ -120,19 +120,24 @@ class Accepted(BaseModel):
 
 
 class BodyLimit:
-    """Refuses request bodies over `limit` bytes with 413, declared or streamed."""
+    """Refuses request bodies over `limit` bytes with 413, declared or streamed; `paths`
+    gives some paths a limit of their own, with the setting that raises it."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, paths: dict[str, tuple[int, str]] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.paths = paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self.paths.get(scope["path"], (self.limit, "HEDDLE_MAX_BODY_BYTES"))
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and int(declared) > self.limit:
-            await self._too_large(send)
+        if declared is not None and int(declared) > limit:
+            await self._too_large(send, limit, setting)
             return
         seen = 0
 
@@ -140,17 +145,18 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
+            if seen > limit:
                 raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await self._too_large(send)
+            await self._too_large(send, limit, setting)
 
-    async def _too_large(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.limit} bytes"}).encode()
+    async def _too_large(self, send: Send, limit: int, setting: str) -> None:
+        detail = f"request body larger than {limit} bytes (the limit is {setting})"
+        body = json.dumps({"detail": detail}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
@@ -171,9 +177,11 @@ def create_app(heddle: Heddle) -> FastAPI:
         description="Event-sourced LLM workflows: commands in, read models out.",
     )
     app.state.keys = ApiKeys(heddle.reads)
-    app.add_middleware(BodyLimit, limit=heddle.settings.max_body_bytes)
+    documents = {"/v1/documents": (heddle.settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES")}
+    app.add_middleware(BodyLimit, limit=heddle.settings.max_body_bytes, paths=documents)
     from api.asyncapi import asyncapi_routes  # here: those modules import this one
     from api.credentials import credential_routes
+    from api.documents import document_routes
     from api.keys import key_routes
     from api.projections_api import consistent_reads, projection_routes
     from api.providers import provider_routes
@@ -187,6 +195,7 @@ def create_app(heddle: Heddle) -> FastAPI:
     for router in (
         replay_routes(heddle),  # first: /v1/runs/diff is not a run id
         task_routes(heddle),
+        document_routes(heddle),
         read_routes(heddle),
         stream_routes(heddle),
         projection_routes(heddle),
@@ -284,6 +293,7 @@ def _routes(heddle: Heddle) -> APIRouter:
         who: Caller = Depends(caller),
         status: str | None = Query(default=None, pattern="^(" + "|".join(RUN_STATUSES) + ")$"),
         workflow: str | None = None,
+        parent: UUID | None = Query(default=None, description="only the child runs of this run"),
         limit: int = Query(default=50, ge=1, le=500),
         cursor: str | None = None,
     ) -> dict[str, Any]:
@@ -295,13 +305,16 @@ def _routes(heddle: Heddle) -> APIRouter:
         if workflow:
             where.append("workflow = %s")
             params.append(workflow)
+        if parent:
+            where.append("parent_run_id = %s")
+            params.append(parent)
         if cursor:
             started_at, run_id = _decode_cursor(cursor)
             where.append("(started_at, run_id) < (%s, %s)")
             params += [started_at, run_id]
         rows = await fetch(
             "SELECT run_id, workflow, workflow_version, status, started_at, updated_at,"
-            " finished_at, usage FROM runs WHERE " + " AND ".join(where)
+            " finished_at, usage, parent_run_id FROM runs WHERE " + " AND ".join(where)
             + " ORDER BY started_at DESC, run_id DESC LIMIT %s",
             [*params, limit + 1],
         )

@@ -345,11 +345,13 @@ def _print_outcome(state: dict[str, Any]) -> None:
 def runs_list(
     status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow")] = None,
+    parent: Annotated[str | None, typer.Option(help="Only the child runs of this run")] = None,
     limit: int = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
-    params = {k: v for k, v in {"status": status, "workflow": workflow, "limit": limit}.items() if v}
+    wanted = {"status": status, "workflow": workflow, "parent": parent, "limit": limit}
+    params = {k: v for k, v in wanted.items() if v}
     items = _call("GET", "/v1/runs", params=params)["items"]
     if as_json:
         _print_json(items)
@@ -375,7 +377,10 @@ def runs_show(run_id: str, as_json: JsonOption = False) -> None:
     nodes = Table("node", "status", "output")
     for node_id, node in state["nodes"].items():
         output = node.get("output")
-        nodes.add_row(node_id, node["status"], "" if output is None else json.dumps(output)[:100])
+        shown = "" if output is None else json.dumps(output)[:100]
+        if not shown and node.get("child_run_id"):
+            shown = f"child run {node['child_run_id']}"
+        nodes.add_row(node_id, node["status"], shown)
     out.print(nodes)
     out.print(f"variables: {json.dumps(state['variables'])}")
     if state.get("error"):
@@ -499,6 +504,10 @@ _register_reads(app, runs_app)  # usage, runs attempts
 from api.cli_keys import register as _register_keys  # noqa: E402
 
 _register_keys(app)  # keys create|list|revoke
+
+from api.cli_documents import register as _register_documents  # noqa: E402
+
+_register_documents(app)  # documents upload
 
 
 if __name__ == "__main__":

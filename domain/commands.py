@@ -177,6 +177,26 @@ class CancelRun(BaseModel):
     reason: str = Field(default="", max_length=1000)
 
 
+class StartSubworkflow(BaseModel):
+    """Sent by the worker when a `subworkflow` node starts or an agent calls a workflow
+    tool (not meant for people): start the child run the parent waits for, as the parent
+    recorded it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID = Field(description="the parent run")
+    child_run_id: UUID
+
+
+class CompleteSubworkflow(BaseModel):
+    """Sent by the worker when a child run ends (not meant for people): its parent's
+    `subworkflow` node completes with the child's output, or fails with its error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    child_run_id: UUID
+
+
 TASK_ID = r"^[0-9a-f-]{36}:[A-Za-z_][A-Za-z0-9_-]{0,63}:[0-9]+$"
 
 
@@ -221,6 +241,8 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "SetVariables": SetVariables,
     "FireTimer": FireTimer,
     "CompleteRemoteTask": CompleteRemoteTask,
+    "StartSubworkflow": StartSubworkflow,
+    "CompleteSubworkflow": CompleteSubworkflow,
 }
 
 

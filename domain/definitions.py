@@ -22,6 +22,8 @@ from domain.edges import Edge, edge_list, edge_problems, forward_targets, loop_p
 from domain.errors import DefinitionInvalid, Problem
 from domain.errors import problems_of as _check
 from domain.expressions import compile_expression
+from domain.http_tools import HTTP_HOSTS, TOOL_NAME, HttpTool, tool_problems
+from domain.llm import ToolDefinition
 from domain.schemas import schema_problems
 from domain.templates import parse_template
 from domain.tools import TOOLS
@@ -244,6 +246,39 @@ class ToolNode(_Node):
     output: str | None = None
 
 
+class SubworkflowNode(_Node):
+    """Start a child run of a published workflow (the latest version unless `version` is
+    set) with `input` (string values are templates) and wait for it: the node completes
+    with the child's output, or fails with the child's error."""
+
+    kind: Literal["subworkflow"]
+    workflow: str = Field(pattern=NAME_PATTERN)
+    version: int | None = Field(default=None, ge=1)
+    input: dict[str, Any] = Field(default_factory=dict)
+    output: str | None = None
+
+
+class ExtractNode(_Node):
+    """Structured fields from a document through a model: `document` (a template) gives a
+    document id (`doc_...`, from `POST /v1/documents`) or the text itself; the model is
+    asked for JSON matching `schema`; `output` gets the fields that match and the fields
+    that did not, each with the reason."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    kind: Literal["extract"]
+    model: str = Field(pattern=r"^[a-z][a-z0-9_-]*:.+$", description="provider:model")
+    document: str = Field(description="a template: a document id or the text")
+    fields_schema: dict[str, Any] = Field(alias="schema", description="a JSON schema (object)")
+    instructions: str = Field(default="", description="a template, added to the prompt")
+    max_chars: int = Field(default=100_000, ge=100, le=2_000_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    credential: str | None = Field(default=None, pattern=CREDENTIAL_ID)
+    output: str | None = None
+
+
 class Budget(BaseModel):
     """Limits per run; crossing one pauses the run and asks for an approval to go on."""
 
@@ -266,7 +301,9 @@ Node = Annotated[
     | HumanNode
     | WaitNode
     | RemoteNode
-    | ToolNode,
+    | ToolNode
+    | SubworkflowNode
+    | ExtractNode,
     Field(discriminator="kind"),
 ]
 
@@ -286,6 +323,17 @@ class WorkflowSpec(BaseModel):
     deadline: str | None = Field(
         default=None, pattern=DURATION, description="a run not finished by then fails"
     )
+    tools: dict[str, HttpTool] = Field(
+        default_factory=dict, description="HTTP tools for this workflow's tool and agent nodes"
+    )
+
+    def tool(self, name: str) -> ToolDefinition | None:
+        """A tool nodes may use: one this definition declares, or a registered one."""
+        declared = self.tools.get(name)
+        return declared.definition(name) if declared else TOOLS.get(name)
+
+    def known_tools(self) -> str:
+        return ", ".join(sorted({*TOOLS.names(), *self.tools}))
 
     @field_validator("nodes")
     @classmethod
@@ -327,6 +375,8 @@ NODE_KINDS = (
     "wait",
     "remote",
     "tool",
+    "subworkflow",
+    "extract",
 )
 
 
@@ -480,11 +530,8 @@ def _find_cycle(spec: WorkflowSpec) -> list[str] | None:
 
 def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
     problems: list[Problem] = []
-    try:
-        jsonschema.Draft202012Validator.check_schema(spec.inputs)
-    except jsonschema.SchemaError as error:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
-        problems.append(Problem(f"inputs{where}", f"not a valid JSON schema: {error.message}"))
+    problems += _schema_problems(spec.inputs, "inputs")
+    problems += _http_tool_problems(spec)
     if spec.output:
         problems += _check(compile_expression, spec.output, "output")
     for node_id, node in spec.nodes.items():
@@ -495,8 +542,8 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
                 problems += _check(parse_template, node.system, f"{at}.system")
         if isinstance(node, AgentNode):
             for index, tool in enumerate(node.tools):
-                if TOOLS.get(tool) is None:
-                    known = ", ".join(TOOLS.names())
+                if spec.tool(tool) is None:
+                    known = spec.known_tools()
                     problems.append(
                         Problem(f"{at}.tools[{index}]", f"unknown tool {tool!r} (known: {known})")
                     )
@@ -514,15 +561,18 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
             except jsonschema.SchemaError as error:
                 problems.append(Problem(f"{at}.form", f"not a valid JSON schema: {error.message}"))
         elif isinstance(node, ToolNode):
-            if TOOLS.get(node.tool) is None:
-                known = ", ".join(TOOLS.names())
+            if node.tool in spec.tools and spec.tools[node.tool].workflow:
+                problems.append(Problem(f"{at}.tool", "a workflow tool is for agent nodes: "
+                                        "use a subworkflow node to run a workflow as a step"))
+            elif spec.tool(node.tool) is None:
+                known = spec.known_tools()
                 problems.append(
                     Problem(f"{at}.tool", f"unknown tool {node.tool!r} (known: {known})")
                 )
             for name, value in node.arguments.items():
                 if isinstance(value, str):
                     problems += _check(parse_template, value, f"{at}.arguments.{name}")
-        elif isinstance(node, RemoteNode):
+        elif isinstance(node, RemoteNode | SubworkflowNode):
             for name, value in node.input.items():
                 if isinstance(value, str):
                     problems += _check(parse_template, value, f"{at}.input.{name}")
@@ -539,7 +589,39 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
             for name, value in node.vars.items():
                 if isinstance(value, str):
                     problems += _check(parse_template, value, f"{at}.vars.{name}")
+        elif isinstance(node, ExtractNode):
+            problems += _check(parse_template, node.document, f"{at}.document")
+            problems += _check(parse_template, node.instructions, f"{at}.instructions")
+            problems += _schema_problems(node.fields_schema, f"{at}.schema")
+            if node.fields_schema.get("type") != "object":
+                problems.append(Problem(f"{at}.schema.type", "must be object: fields by name"))
     return problems
+
+
+def _http_tool_problems(spec: WorkflowSpec) -> list[Problem]:
+    problems = []
+    for name, tool in spec.tools.items():
+        at = f"tools.{name}"
+        if not re.match(TOOL_NAME, name):
+            problems.append(Problem(at, f"a tool name must match {TOOL_NAME}"))
+        if TOOLS.get(name) is not None:
+            problems.append(Problem(at, f"{name!r} is a registered tool: choose another name"))
+        for field, message in tool_problems(name, tool, HTTP_HOSTS.hosts):
+            problems.append(Problem(f"{at}.{field}" if field else at, message))
+        templates = {"url": tool.url or "", **{f"headers.{k}": v for k, v in tool.headers.items()}}
+        templates |= {f"body.{k}": v for k, v in (tool.body or {}).items() if isinstance(v, str)}
+        for field, source in templates.items():
+            problems += _check(parse_template, source, f"{at}.{field}")
+    return problems
+
+
+def _schema_problems(schema: dict[str, Any], path: str) -> list[Problem]:
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        return [Problem(f"{path}{where}", f"not a valid JSON schema: {error.message}")]
+    return []
 
 
 def input_problems(schema: dict[str, Any], value: Any) -> list[str]:

@@ -14,12 +14,15 @@ import re
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.definitions import (
+    ERROR_CLASSES,
+    HEDDLE_NAMESPACE,
     AgentNode,
+    ExtractNode,
     HumanNode,
     JoinNode,
     LlmNode,
@@ -27,6 +30,7 @@ from domain.definitions import (
     ParallelNode,
     RemoteNode,
     SetNode,
+    SubworkflowNode,
     SwitchNode,
     ToolNode,
     WaitNode,
@@ -61,10 +65,11 @@ from domain.errors import (
     TemplateError,
 )
 from domain.expressions import evaluate, evaluate_condition
+from domain.extraction import parse_fields
 from domain.llm import LlmRequest, LlmResult, Message, ToolCall
 from domain.schemas import schema_problems
 from domain.templates import render, render_values
-from domain.tools import TOOLS, argument_problems
+from domain.tools import argument_problems
 
 RunStatus = Literal["pending", "running", "paused", "waiting", "completed", "failed", "cancelled"]
 NodeStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
@@ -73,6 +78,9 @@ BUDGET_TASK = "budget"
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 IO_NODE_KINDS = frozenset({"llm", "agent"})
 TOOL_NODE = "tool"
+
+MAX_DEPTH = 8
+"""How deep subworkflows may nest: a workflow that calls itself ends here."""
 
 _SPECS: OrderedDict[str, WorkflowSpec] = OrderedDict()
 
@@ -158,9 +166,12 @@ class WorkflowRun(Aggregate):
         input: dict[str, Any],
         command_id: str,
         fork: dict[str, Any] | None = None,
+        parent: dict[str, Any] | None = None,
     ) -> None:
         """`fork` makes the run a fork of another (see `handlers/forks.py`): it starts
-        from that run's variables, edges and finished nodes at the fork point."""
+        from that run's variables, edges and finished nodes at the fork point. `parent`
+        makes it a child run: of a `subworkflow` node, or answering an agent's tool call
+        (`{run_id, node_id, attempt, call_id?, workflow, depth}`)."""
         self.tenant = tenant
         self.workflow = workflow
         self.workflow_version = version
@@ -186,6 +197,8 @@ class WorkflowRun(Aggregate):
         self.llm_requests: dict[str, dict[str, Any]] = {}
         self.blocked: dict[str, str] = {}
         self._recorded: dict[str, dict[str, Any]] = {}
+        self.parent = parent
+        self.children: dict[str, dict[str, Any]] = {}
         if fork is not None:
             self.variables = dict(fork["variables"])
             self.nodes.update(fork["nodes"])
@@ -525,7 +538,8 @@ class WorkflowRun(Aggregate):
             )
             return []
         self._tool_calls_requested(node_id, attempt, step, [c.model_dump() for c in valid])
-        return valid
+        self._request_children(node_id, attempt, valid)
+        return self.pending_tool_calls(node_id)
 
     def complete_tool_call(
         self, node_id: str, attempt: int, call_id: str, ok: bool, content: str
@@ -543,8 +557,19 @@ class WorkflowRun(Aggregate):
         )
 
     def pending_tool_calls(self, node_id: str) -> list[ToolCall]:
-        """Tool calls of an agent node waiting for their results."""
-        return [ToolCall.model_validate(c) for c in self.nodes[node_id].get("pending", [])]
+        """Tool calls of an agent node waiting for the worker to run them (those of
+        workflow tools wait for child runs instead)."""
+        attempt = self.nodes[node_id]["attempt"]
+        waiting = {
+            child["call_id"]
+            for child in self.children.values()
+            if (child["node_id"], child["attempt"]) == (node_id, attempt) and child.get("call_id")
+        }
+        return [
+            ToolCall.model_validate(c)
+            for c in self.nodes[node_id].get("pending", [])
+            if c["id"] not in waiting
+        ]
 
     def agent_request(self, node_id: str) -> LlmRequest:
         """The next model turn of an agent node: its first request and everything since."""
@@ -717,6 +742,176 @@ class WorkflowRun(Aggregate):
         self._complete_with_output(node_id, node, output)
         self.advance()
 
+    # Subworkflows: a child run per `subworkflow` node attempt or agent call of a workflow
+    # tool, started and reported by commands that handlers/subworkflows.py sends when it
+    # sees this run's (and the child's) events.
+
+    def _start_subworkflow(self, node_id: str, node: SubworkflowNode, attempt: int) -> None:
+        started = {
+            "workflow": node.workflow,
+            "version": node.version,
+            "input": render_values(node.input, self.activation()),
+            "run_id": str(self._child_id(node_id, attempt)),
+        }
+        self._node_started(node_id, node.kind, attempt, started)
+        if self.depth + 1 > MAX_DEPTH:
+            self.fail_subworkflow_start(started["run_id"], self._too_deep(node.workflow))
+
+    def _child_id(self, node_id: str, attempt: int, call_id: str | None = None) -> UUID:
+        where = f"{node_id}/{attempt}" + (f"/{call_id}" if call_id else "")
+        return uuid5(HEDDLE_NAMESPACE, f"child/{self.id}/{where}")
+
+    def _too_deep(self, workflow: str) -> str:
+        return (
+            f"subworkflow {workflow!r} would nest {self.depth + 1} runs deep, more than "
+            f"{MAX_DEPTH}: does a workflow call itself without an end?"
+        )
+
+    @property
+    def depth(self) -> int:
+        """How many parents this run has."""
+        return int(self.parent["depth"]) if self.parent else 0
+
+    def _running_child(self, child_id: str) -> dict[str, Any]:
+        child = self.children.get(child_id)
+        if child is None or child["status"] != "running":
+            raise NodeNotRunning(f"run {self.id} waits for no child run {child_id}")
+        self.check_node_is_running(child["node_id"], child["attempt"])
+        return child
+
+    def child_parent(self, child_id: str) -> dict[str, Any]:
+        """What a child run that this run waits for starts with: its workflow, version
+        and input, and the parent it records (`run_id`, `node_id`, `attempt`, `call_id`
+        for an agent's tool call, `workflow`, `depth`)."""
+        child = self._running_child(child_id)
+        return {
+            "workflow": child["workflow"],
+            "version": child["version"],
+            "input": child["input"],
+            "parent": {
+                "run_id": str(self.id),
+                "node_id": child["node_id"],
+                "attempt": child["attempt"],
+                **({"call_id": child["call_id"]} if child.get("call_id") else {}),
+                "workflow": self.workflow,
+                "depth": self.depth + 1,
+            },
+        }
+
+    def fail_subworkflow_start(self, child_id: str, message: str) -> None:
+        """The child run could not start (no such workflow or version, input that does not
+        match its inputs): a `subworkflow` node fails with class `definition`; an agent's
+        tool call gets the reason as its result."""
+        self.complete_subworkflow(
+            child_id, "failed", None, {"class": "definition", "message": message, "start": True}
+        )
+
+    def complete_subworkflow(
+        self, child_id: str, status: str, output: Any, error: dict[str, Any] | None
+    ) -> None:
+        """A child run ended. A `subworkflow` node completes with the child's output, or
+        fails with the child's error class (`task` when the child was cancelled), so that
+        the node's `retry` and `on_error` apply. An agent's tool call gets the output as
+        JSON, or the error, as its result."""
+        child = self._running_child(child_id)
+        node_id, attempt, call_id = child["node_id"], child["attempt"], child.get("call_id")
+        self._child_finished(child_id, status)
+        error = error or {}
+        if error.get("start"):
+            message = error["message"]
+        else:
+            where = f" at node {error['node']!r}" if error.get("node") else ""
+            why = error.get("message") or status
+            message = f"child run {child_id} of {child['workflow']} {status}{where}: {why}"
+        if call_id is not None:
+            ok = status == "completed"
+            content = json.dumps(output) if ok else f"error: {message}"
+            self.complete_tool_call(node_id, attempt, call_id, ok, content)
+        elif status == "completed":
+            self._complete_with_output(node_id, self.spec.nodes[node_id], output)
+            self.advance()
+        else:
+            failure = {
+                "class": error.get("class") if error.get("class") in ERROR_CLASSES else "task",
+                "message": message,
+                "child_run_id": child_id,
+            }
+            self._fail_node(node_id, attempt, failure)
+
+    def children_to_cancel(self) -> list[str]:
+        """Child runs still running whose node attempt has ended (the run was cancelled or
+        failed, the node timed out or was skipped): they should be cancelled."""
+        return [
+            child_id
+            for child_id, child in self.children.items()
+            if child["status"] == "running"
+            and (
+                self.is_finished
+                or self.nodes.get(child["node_id"], {}).get("status") != "running"
+                or self.nodes[child["node_id"]]["attempt"] != child["attempt"]
+            )
+        ]
+
+    def waits_for_children(self, node_id: str) -> bool:
+        """Whether an agent node waits for tool calls that child runs answer."""
+        attempt = self.nodes[node_id]["attempt"]
+        return any(
+            child["status"] == "running"
+            and (child["node_id"], child["attempt"]) == (node_id, attempt)
+            and child.get("call_id")
+            for child in self.children.values()
+        )
+
+    def _request_children(self, node_id: str, attempt: int, calls: list[ToolCall]) -> None:
+        """Start a child run for each call of a workflow tool among an agent's calls."""
+        for call in calls:
+            tool = self.spec.tools.get(call.name)
+            if tool is None or tool.workflow is None:
+                continue
+            if self.depth + 1 > MAX_DEPTH:
+                problem = self._too_deep(tool.workflow)
+                self._tool_call_completed(
+                    node_id,
+                    attempt,
+                    self.nodes[node_id]["steps"],
+                    call.id,
+                    call.name,
+                    call.arguments,
+                    "error",
+                    f"error: {problem}",
+                )
+                continue
+            self._child_run_requested(
+                node_id,
+                attempt,
+                call.id,
+                str(self._child_id(node_id, attempt, call.id)),
+                tool.workflow,
+                tool.version,
+                call.arguments,
+            )
+
+    # Extraction: the worker reads the document and asks the model; the run checks.
+
+    def complete_extraction(
+        self, node_id: str, attempt: int, source: dict[str, Any], result: LlmResult
+    ) -> None:
+        """Record an `extract` node's model answer and where its text came from; the node
+        completes with the fields that match its schema and those that do not, each with
+        the reason. An answer that is not a JSON object fails the node (class `task`)."""
+        self.check_node_is_running(node_id, attempt)
+        node = self.spec.nodes[node_id]
+        assert isinstance(node, ExtractNode)
+        self._extraction_completed(node_id, attempt, source, result.model_dump(mode="json"))
+        try:
+            fields, invalid = parse_fields(node.fields_schema, result.text)
+        except ValueError as error:
+            self._fail_node(node_id, attempt, {"class": "task", "message": str(error)})
+            return
+        output = {"fields": fields, "invalid": invalid, "source": source}
+        self._complete_with_output(node_id, node, output)
+        self.advance()
+
     def signal(self, name: str, data: dict[str, Any], actor: str) -> list[str]:
         """An outside event reached the run: every `wait` node whose `event` condition
         holds for it completes with the event. Returns those nodes; none is an error."""
@@ -828,7 +1023,7 @@ class WorkflowRun(Aggregate):
                 arguments = render_values(node.arguments, context)
                 started = {"tool": node.tool, "arguments": arguments}
                 self._node_started(node_id, node.kind, attempt, started)
-                definition = TOOLS.get(node.tool)
+                definition = self.spec.tool(node.tool)
                 problems = (
                     argument_problems(definition, arguments)
                     if definition
@@ -843,6 +1038,15 @@ class WorkflowRun(Aggregate):
                             "message": f"tool {node.tool!r}: " + "; ".join(problems),
                         },
                     )
+            elif isinstance(node, SubworkflowNode):
+                self._start_subworkflow(node_id, node, attempt)
+            elif isinstance(node, ExtractNode):
+                context = self.activation()
+                started = {
+                    "document": render(node.document, context),
+                    "instructions": render(node.instructions, context),
+                }
+                self._node_started(node_id, node.kind, attempt, started)
             elif isinstance(node, RemoteNode):
                 context = self.activation()
                 task = {
@@ -978,7 +1182,11 @@ class WorkflowRun(Aggregate):
             max_tokens=node.max_tokens,
             options=node.options,
             credential=node.credential,
-            tools=[TOOLS.get(name) for name in node.tools] if isinstance(node, AgentNode) else [],
+            tools=[
+                tool
+                for name in (node.tools if isinstance(node, AgentNode) else [])
+                if (tool := self.spec.tool(name)) is not None
+            ],
         )
 
     def _choose_case(self, node: SwitchNode) -> str | None:
@@ -1011,6 +1219,15 @@ class WorkflowRun(Aggregate):
         self.steps += 1
         if kind == "human":
             self.tasks[node_id] = {**input["task"], "status": "open", "node_id": node_id}
+        if kind == "subworkflow":
+            self.children[input["run_id"]] = {
+                "node_id": node_id,
+                "attempt": attempt,
+                "workflow": input["workflow"],
+                "version": input["version"],
+                "input": input["input"],
+                "status": "running",
+            }
 
     @event("GraphEdited")
     def _graph_edited(
@@ -1076,6 +1293,40 @@ class WorkflowRun(Aggregate):
             "status": "completed",
             "output": result["text"],
         }
+
+    @event("ChildRunRequested")
+    def _child_run_requested(
+        self,
+        node_id: str,
+        attempt: int,
+        call_id: str,
+        child_run_id: str,
+        workflow: str,
+        version: int | None,
+        input: dict[str, Any],
+    ) -> None:
+        """An agent called a workflow tool: its result comes from this child run."""
+        self.children[child_run_id] = {
+            "node_id": node_id,
+            "attempt": attempt,
+            "call_id": call_id,
+            "workflow": workflow,
+            "version": version,
+            "input": input,
+            "status": "running",
+        }
+
+    @event("ChildRunFinished")
+    def _child_finished(self, child_run_id: str, status: str) -> None:
+        self.children[child_run_id] = {**self.children[child_run_id], "status": status}
+
+    @event("ExtractionCompleted")
+    def _extraction_completed(
+        self, node_id: str, attempt: int, source: dict[str, Any], result: dict[str, Any]
+    ) -> None:
+        """`source`: where the text came from (document id, pages, characters), never
+        the text itself."""
+        self.usage = add_usage(self.usage, result)
 
     @event("LlmCallReplayed")
     def _llm_call_replayed(self, node_id: str, attempt: int, result: dict[str, Any]) -> None:

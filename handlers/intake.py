@@ -26,13 +26,11 @@ from domain.commands import (
     run_id_for,
     tenant_of,
 )
-from domain.definitions import WorkflowDefinition, definition_id, input_problems, parse_definition
+from domain.definitions import WorkflowDefinition, definition_id, parse_definition
 from domain.errors import (
     CommandRejected,
     DefinitionInvalid,
-    InputInvalid,
     RunAlreadyExists,
-    WorkflowNotFound,
 )
 from domain.runs import WorkflowRun
 from handlers.controls import (
@@ -49,28 +47,18 @@ from handlers.controls import (
 )
 from handlers.forks import edit_graph, fork_run
 from handlers.records import Record
+from handlers.subworkflows import complete_subworkflow, start_subworkflow
 from handlers.unit_of_work import UnitOfWork
+from handlers.versions import published_version
 
 Handler = Callable[[Any, CommandEnvelope, UnitOfWork], dict[str, Any]]
 
 
 def start_run(command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
     """Start a run of the pinned (or latest) version of a published workflow."""
-    definition = uow.get(definition_id(envelope.tenant, command.workflow))
-    if definition is None or not definition.versions:
-        raise WorkflowNotFound(
-            f"no workflow named {command.workflow!r} is published for tenant "
-            f"{envelope.tenant!r}: publish it first (PUT /v1/workflows/{command.workflow})"
-        )
-    version = definition.get_version(command.version)
-    if version is None:
-        raise WorkflowNotFound(
-            f"workflow {command.workflow!r} has no version {command.version} "
-            f"(latest is {len(definition.versions)})"
-        )
-    problems = input_problems(version["spec"].get("inputs", {}), command.input)
-    if problems:
-        raise InputInvalid("input does not match the workflow's inputs: " + "; ".join(problems))
+    version = published_version(
+        uow, envelope.tenant, command.workflow, command.version, command.input
+    )
     run_id = command.run_id or run_id_for(envelope.tenant, envelope.command_id)
     if uow.get(run_id) is not None:
         raise RunAlreadyExists(f"run {run_id} exists already: choose another run_id")
@@ -120,6 +108,8 @@ HANDLERS: dict[str, Handler] = {
     "SetVariables": set_variables,
     "FireTimer": fire_timer,
     "CompleteRemoteTask": complete_remote_task,
+    "StartSubworkflow": start_subworkflow,
+    "CompleteSubworkflow": complete_subworkflow,
 }
 
 

@@ -398,7 +398,10 @@ async def drive_agent(
             return None, [], 0
         pending = run.pending_tool_calls(call.node_id)
         step = state.get("steps", 0) + 1
-        return (None if pending else run.agent_request(call.node_id)), pending, step
+        # Tool calls that child runs answer end this loop: their results come as commands,
+        # and the worker picks the agent up again then (handlers/subworkflows.py).
+        waiting = pending or run.waits_for_children(call.node_id)
+        return (None if waiting else run.agent_request(call.node_id)), pending, step
 
     sequence = count()
     while True:

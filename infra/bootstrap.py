@@ -15,13 +15,16 @@ import random
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from domain.commands import CommandEnvelope, CommandReceipt
-from domain.llm import LlmRequest, LlmResult, RetryPolicy
+from domain.http_tools import HTTP_HOSTS, HttpTool
+from domain.llm import LlmRequest, LlmResult, RetryPolicy, ToolCall
+from handlers.extraction import extract, extractions_due, record_extractions
 from handlers.intake import execute, handle_command, task_result_as_command
 from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
 from handlers.records import Record, trackings_for
@@ -39,9 +42,12 @@ from handlers.run_worker import (
     remote_tasks_due,
     tool_nodes_due,
 )
+from handlers.subworkflows import agents_to_resume, subworkflow_commands
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.credentials import CredentialStore, create_credentials_table
+from infra.documents import Documents, create_documents_table
+from infra.http_tools import HttpTools, parse_headers, register_http_tools
 from infra.kafka import (
     TokenPublisher,
     create_broker,
@@ -74,6 +80,7 @@ def create_schema(settings: Settings, database_url: str) -> None:
             create_read_models(conn)
             create_credentials_table(conn)
             create_keys_table(conn)
+            create_documents_table(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", [SCHEMA_LOCK])
 
@@ -104,6 +111,16 @@ class Heddle:
         )
         self.retry_policy = RetryPolicy()
         self.tools = builtin_tools()
+        self.documents = Documents(self.reads)
+        HTTP_HOSTS.allow(self.settings.allowed_hosts)
+        self.http_tools = HttpTools(
+            self.settings.allowed_hosts,
+            parse_headers(self.settings.http_tool_headers.get_secret_value()),
+            self.settings.http_tool_max_response_bytes,
+        )
+        register_http_tools(
+            self.tools, self.settings.http_tools.get_secret_value(), self.http_tools
+        )
         self.relay: Relay | None = None
         self.projector: Projector | None = None
         self.tokens = TokenPublisher(self.bootstrap_servers, self.topics.tokens)
@@ -166,6 +183,7 @@ class Heddle:
         await self.tokens.stop()
         await self.reads.close()
         await self.llm.aclose()
+        await self.http_tools.aclose()
         if self.projector:
             await asyncio.to_thread(self.projector.close)
         self.writer.close()
@@ -220,41 +238,56 @@ class Heddle:
     async def run_nodes(self, records: list[Record]) -> None:
         """Worker: make the model calls started nodes wait for, record the outcomes."""
 
-        def find_work() -> tuple[
-            UnitOfWork, list[Any], list[Any], list[Any], list[Any], list[Record]
-        ]:
+        def find_work() -> tuple[UnitOfWork, list[Any], list[Any], list[Any], list[Record]]:
             uow = UnitOfWork(self.store)
             fresh = self._worker_positions.fresh(records)
             events = decode_events(fresh)
             self._new_capabilities |= capabilities_published(events)
-            return (
-                uow, llm_calls_due(events, uow), remote_tasks_due(events, uow),
-                tool_nodes_due(events, uow), llm_requests_due(events, uow), fresh,
+            commands.extend(subworkflow_commands(fresh, uow))
+            extractions.extend(extractions_due(events, uow))
+            requests.extend(llm_requests_due(events, uow))
+            due = (
+                llm_calls_due(events, uow) + agents_to_resume(fresh, uow),
+                tool_nodes_due(events, uow),
             )
+            agents = {c.run_id for c in due[0] if c.kind == "agent"}
+            for run_id in agents | {t.run_id for t in due[1]}:
+                declared[run_id] = uow.get(run_id).spec.tools
+            return uow, due[0], remote_tasks_due(events, uow), due[1], fresh
 
-        uow, calls, tasks, tools, requests, fresh = await self.writer.run(find_work)
+        commands: list[tuple[CommandEnvelope, str]] = []
+        extractions: list[Any] = []
+        requests: list[Any] = []
+        declared: dict[uuid.UUID, dict[str, HttpTool]] = {}
+        uow, calls, tasks, tools, fresh = await self.writer.run(find_work)
+        for envelope, key in commands:
+            await self.send_command(envelope, key)
         capabilities = self._new_capabilities | {task["capability"] for task in tasks}
         if capabilities:
             await self.create_task_topics(capabilities)
         if tasks:
             await self.send_tasks(tasks)
-        if not calls and not tools and not requests:
+        if not calls and not tools and not extractions and not requests:
             return
         for call in calls:
             log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
         agents = [c for c in calls if c.kind == "agent"]
         recorder = Recorder(uow, self.writer.run)
-        outcomes, tool_results, answers, *_ = await asyncio.gather(
+        outcomes, tool_results, extracted, answers, *_ = await asyncio.gather(
             asyncio.gather(*(
                 call_llm(call, self.complete_llm, self.tokens.publish, recorder=recorder)
                 for call in calls if call.kind != "agent"
             )),
-            asyncio.gather(*(self.tools.run(due.call) for due in tools)),
+            asyncio.gather(*(self.run_tool(declared[due.run_id], due.call) for due in tools)),
+            asyncio.gather(*(
+                extract(due, self.documents.text, self.complete_llm, recorder)
+                for due in extractions
+            )),
             asyncio.gather(*(answer_llm_request(due, self.complete_llm) for due in requests)),
             *(
                 drive_agent(
-                    call, uow, self.complete_llm, self.tools.run, self.writer.run,
-                    self.tokens.publish,
+                    call, uow, self.complete_llm, partial(self.run_tool, declared[call.run_id]),
+                    self.writer.run, self.tokens.publish,
                 )
                 for call in agents
             ),
@@ -263,12 +296,20 @@ class Heddle:
         def record() -> None:
             record_llm_outcomes(list(outcomes), uow)
             record_tool_nodes(list(zip(tools, tool_results, strict=True)), uow)
+            record_extractions(list(extracted), uow)
             record_llm_answers(list(answers), uow)
             trackings = trackings_for(self._worker_positions.consumer, fresh)
             uow.save(trackings)
             self._worker_positions.advance(trackings)
 
         await self.writer.run(record)
+
+    async def run_tool(self, declared: dict[str, HttpTool], call: ToolCall) -> tuple[bool, str]:
+        """Run a tool call: an HTTP tool the run's definition declares, or a registered one."""
+        tool = declared.get(call.name)
+        if tool is not None:
+            return await self.http_tools.call(call.name, tool, call.arguments)
+        return await self.tools.run(call)
 
     async def create_task_topics(self, capabilities: set[str]) -> None:
         """Make the task topics of these capabilities, once per process."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     group_prefix: str = "heddle"
     partitions: int = 4
     max_body_bytes: int = 1024 * 1024
+    # Uploads to POST /v1/documents may be this large (the other requests: max_body_bytes).
+    document_max_bytes: int = 10 * 1024 * 1024
     batch_size: int = 500
     fetch_max_wait_ms: int = 10
     idle_poll_ms: int = 25
@@ -37,6 +39,18 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = 20_000
     dlq_after_attempts: int = 5
     examples_dir: Path | None = None
+    # HTTP tools may call these hosts only: comma-separated, `*.example.com` for subdomains.
+    http_tool_hosts: str = ""
+    # Headers the worker adds per host (credentials), JSON: {"host": {"Header": "value"}}.
+    http_tool_headers: SecretStr = SecretStr("")
+    http_tool_max_response_bytes: int = 256 * 1024
+    # HTTP tools every workflow may use, JSON: {"name": {description, url, ...}} as under a
+    # definition's `tools:`; their headers may carry credentials (never recorded).
+    http_tools: SecretStr = SecretStr("")
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.http_tool_hosts.split(",") if h.strip())
 
 
 class Topics:

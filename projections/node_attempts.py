@@ -160,7 +160,7 @@ def evolve(rows: dict[Key, dict[str, Any]], event: dict[str, Any]) -> list[Key]:
             _ended(rows[k], "cancelled", at)
     elif row is None:
         return []
-    elif kind in ("LlmCallCompleted", "LlmCallReplayed"):
+    elif kind in ("LlmCallCompleted", "LlmCallReplayed", "ExtractionCompleted"):
         result = data["result"]
         if kind == "LlmCallReplayed":
             row.update(

@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS runs (
     version integer NOT NULL,
     position bigint NOT NULL
 );
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS parent_run_id uuid;
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_by_tenant_time ON runs (tenant, started_at DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (tenant, status, started_at DESC);
 """
@@ -55,6 +57,7 @@ COLUMNS = [
     "finished_at",
     "version",
     "position",
+    "parent_run_id",
 ]
 JSON_COLUMNS = {"input", "variables", "nodes", "node_order", "output", "error", "usage"}
 FINISHED = {"WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled"}
@@ -90,6 +93,7 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "finished_at": None,
             "version": event["aggregate_version"],
             "position": event["position"],
+            "parent_run_id": (data.get("parent") or {}).get("run_id"),
         }
     if row is None or event["aggregate_version"] <= row["version"]:
         return None
@@ -111,6 +115,8 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "started_at": at,
             **loops,
         }
+        if data["kind"] == "subworkflow":
+            nodes[data["node_id"]]["child_run_id"] = data["input"]["run_id"]
     elif kind == "NodeCompleted":
         nodes[data["node_id"]] = {
             **nodes[data["node_id"]],
@@ -138,7 +144,7 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "items_done": node.get("items_done", 0) + 1,
             "usage": add_usage(node.get("usage", {}), data["result"]),
         }
-    elif kind in ("LlmCallCompleted", "AgentStepCompleted"):
+    elif kind in ("LlmCallCompleted", "AgentStepCompleted", "ExtractionCompleted"):
         result, node = data["result"], nodes[data["node_id"]]
         row["usage"] = add_usage(row["usage"], result)
         node_usage = add_usage(node.get("usage", {}), result) if "step" in data else result["usage"]

@@ -36,8 +36,39 @@ def summarize(event: dict[str, Any]) -> str:
             f"fork of run {fork['run_id']} from {fork['node']} ({fork['mode']}) started by "
             f"{data['actor']}; reused " + (", ".join(reused) or "nothing")
         )
+    if kind == "Started" and data.get("parent"):
+        parent = data["parent"]
+        return (
+            f"run of {data['workflow']} v{data['version']} started as the child of run "
+            f"{parent['run_id']} (node {parent['node_id']}, attempt {parent['attempt']})"
+        )
     if kind == "Started":
         return f"run of {data['workflow']} v{data['version']} started by {data['actor']}"
+    if kind == "NodeStarted" and data["kind"] == "subworkflow":
+        child = data["input"]
+        return (
+            f"{node} (subworkflow) started, attempt {data['attempt']}: child run "
+            f"{child['run_id']} of {child['workflow']}"
+        )
+    if kind == "ChildRunRequested":
+        return (
+            f"{node}: tool call {data['call_id']} starts child run {data['child_run_id']} "
+            f"of {data['workflow']}"
+        )
+    if kind == "ChildRunFinished":
+        return f"child run {data['child_run_id']} {data['status']}"
+    if kind == "ExtractionCompleted":
+        result, source = data["result"], data["source"]
+        where = (
+            f"document {source['document_id']}"
+            + (f" ({source['pages']} pages)" if source.get("pages") else "")
+            if source.get("document_id")
+            else "inline text"
+        )
+        return (
+            f"{node}: {result['provider']}:{result['model']} extracted fields from {where}, "
+            f"{source['characters']} characters"
+        )
     if kind == "GraphEdited":
         ops = ", ".join(
             f"{e['op']} {e.get('new') or e.get('node') or e['from'] + '->' + e['to']}"

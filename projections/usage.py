@@ -2,9 +2,9 @@
 tenant and workflow, so that usage per run, workflow, tenant, model or day is a sum.
 
 Counted are the answers a run paid for (`LlmCallCompleted`, `AgentStepCompleted`,
-`MapItemCompleted`, and `LlmRequestCompleted` for run-level calls such as an edge's
-judge), as in a run's own `usage`; answers a fork re-served from the record
-(`LlmCallReplayed`) cost nothing and are not counted.
+`MapItemCompleted`, `ExtractionCompleted`, and `LlmRequestCompleted` for run-level calls
+such as an edge's judge), as in a run's own `usage`; answers a fork re-served from the
+record (`LlmCallReplayed`) cost nothing and are not counted.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ PAID = {
     "WorkflowRun.AgentStepCompleted",
     "WorkflowRun.MapItemCompleted",
     "WorkflowRun.LlmRequestCompleted",
+    "WorkflowRun.ExtractionCompleted",
 }
 
 Key = tuple[str, str, str, str]  # run, provider, model, day

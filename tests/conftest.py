@@ -106,11 +106,12 @@ async def running_heddle(  # type: ignore[no-untyped-def]
 @asynccontextmanager
 async def module_heddle(  # type: ignore[no-untyped-def]
     tmp_path_factory: pytest.TempPathFactory, postgres_url: str, kafka_bootstrap: str,
-    environ: dict[str, str] | None = None,
+    environ: dict[str, str] | None = None, **settings_changes: Any,
 ) -> AsyncIterator[Any]:
     """A Heddle with a database and topics of its own, for a module of tests that each
-    start their own runs (starting one costs seconds)."""
+    start their own runs (starting one costs seconds); `settings_changes` set settings."""
     settings = isolated_settings(Path(tmp_path_factory.mktemp("heddle")))
+    settings = settings.model_copy(update=settings_changes)
     database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
     async with running_heddle(settings, database_url, kafka_bootstrap, environ) as instance:
         yield instance

@@ -24,6 +24,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         CancelRun,
         CommandEnvelope,
         CompleteRemoteTask,
+        CompleteSubworkflow,
         CompleteTask,
         EditGraph,
         FireTimer,
@@ -36,6 +37,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         SignalRun,
         SkipNode,
         StartRun,
+        StartSubworkflow,
     )
 
     models = {
@@ -54,6 +56,8 @@ def schemas() -> dict[str, dict[str, Any]]:
         "set-variables.json": SetVariables,
         "fire-timer.json": FireTimer,
         "complete-remote-task.json": CompleteRemoteTask,
+        "start-subworkflow.json": StartSubworkflow,
+        "complete-subworkflow.json": CompleteSubworkflow,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 

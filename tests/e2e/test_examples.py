@@ -135,5 +135,23 @@ def test_follow_up_checks_back_after_its_delay_and_closes_once_heddle_runs_set(
 
 def test_every_example_is_covered_here() -> None:
     names = {path.stem for path in (ROOT / "examples").glob("*.yaml")}
-    covered = {"hello", "fanout", "map", "tool", "approval", "reminder", "review-loop", "follow-up"}
+    covered = {"hello", "fanout", "map", "tool", "approval", "reminder", "subworkflow",
+               "welcome", "extract", "review-loop", "follow-up"}  # welcome: as onboard's subworkflow
     assert names <= covered, f"examples without an end-to-end test: {sorted(names - covered)}"
+
+
+def test_subworkflow_runs_the_welcome_workflow_as_a_step(stack: Up) -> None:
+    run = follow(stack, "onboard", "customer=Ada")
+    assert run["variables"]["welcomed"] == {"message": "Welcome aboard, Ada!"}
+    assert run["variables"]["note"] == "Sent: Welcome aboard, Ada!"
+
+
+def test_extract_reads_the_uploaded_contract_and_reports_the_bad_field(stack: Up) -> None:
+    uploaded = stack.cli("documents", "upload", "examples/contract.txt", "--json")
+    assert uploaded.returncode == 0, uploaded.stderr
+    document = json.loads(uploaded.stdout)
+    run = follow(stack, "contract-terms", f"contract={document['document_id']}")
+    terms = run["variables"]["terms"]
+    assert terms["fields"] == {"customer": "Acme Corp", "annual_value": 48000}
+    assert [field["field"] for field in terms["invalid"]] == ["renewal_date"]
+    assert run["variables"]["status"] == "check renewal_date by hand"

@@ -54,6 +54,13 @@ async def publish(client: httpx.AsyncClient, definition: dict[str, Any]) -> dict
     return response.json()  # type: ignore[no-any-return]
 
 
+async def start_run(client: httpx.AsyncClient, workflow: str, input: dict[str, Any]) -> str:
+    """Start a run of a published workflow; its run id."""
+    started = await client.post("/v1/runs", json={"workflow": workflow, "input": input})
+    assert started.status_code == 202, started.text
+    return str(started.json()["run_id"])
+
+
 async def wait_for_run(
     client: httpx.AsyncClient, run_id: str, timeout: float = 30.0, status: set[str] = TERMINAL
 ) -> dict[str, Any]:

@@ -205,6 +205,8 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
                              json={"provider": "openai", "api_key": "sk-owner"})).status_code == 200
     owner_key = (await client.get("/v1/keys")).json()["items"][0]["id"]
     exported = (await client.get(f"/v1/runs/{finished}/export")).json()
+    document = (await client.post("/v1/documents", content=b"owner notes",
+                                  headers={"Content-Type": "text/plain"})).json()["document_id"]
 
     async with api_client(heddle, tenant="intruder") as intruder:
 
@@ -254,6 +256,14 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
                                         json={"provider": "openai", "api_key": "sk-intruder"})
             assert stored.status_code == 200
             assert await heddle.credentials.key("default", "team-a") == ("openai", "sk-owner")
+
+        async def own_document() -> None:
+            uploaded = await intruder.post("/v1/documents", content=b"intruder notes",
+                                           headers={"Content-Type": "text/plain"})
+            assert uploaded.status_code == 201, uploaded.text
+            document = uploaded.json()["document_id"]
+            assert (await heddle.documents.text("intruder", document)).text == "intruder notes"
+            assert await heddle.documents.text("default", document) is None
 
         async def own_keys_only() -> None:
             listed = (await intruder.get("/v1/keys")).json()["items"]
@@ -306,6 +316,9 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
                 f"/v1/runs/{waiting}/variables", {"variables": {"approved": True}}),
             "POST /v1/runs/import": import_over_the_owners_run,
             "PUT /v1/workflows/{name}": own_workflow,
+            "POST /v1/documents": own_document,
+            "GET /v1/documents/{document_id}": lambda: not_found(
+                "GET", f"/v1/documents/{document}"),
             "DELETE /v1/credentials/{credential_id}": lambda: not_found(
                 "DELETE", "/v1/credentials/team-a"),
             "PUT /v1/credentials/{credential_id}": own_credential,
