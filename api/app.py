@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from domain.commands import CommandEnvelope, receipt_id
+from domain.commands import ADMIN_COMMANDS, CommandEnvelope, receipt_id
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
 from handlers.unit_of_work import UnitOfWork
@@ -170,7 +170,8 @@ def create_app(heddle: Heddle) -> FastAPI:
     """The API for a running Heddle (its lifespan belongs to whoever started Heddle).
 
     Every route but the health checks needs an API key (docs/security.md): GETs the
-    `read` scope, other methods `write`; keys, credentials and provider checks `admin`."""
+    `read` scope, other methods `write`; keys, credentials, provider checks and the
+    tenant's AI mode `admin`."""
     app = FastAPI(
         title="Heddle",
         version="0.1.0",
@@ -189,6 +190,7 @@ def create_app(heddle: Heddle) -> FastAPI:
     from api.replay import replay_routes
     from api.streams import stream_routes
     from api.tasks import task_routes
+    from api.threads import tenant_routes, thread_routes
 
     app.include_router(_health_routes(heddle))
     by_method, admin = [Depends(read_or_write_scope)], [Depends(admin_scope)]
@@ -198,6 +200,7 @@ def create_app(heddle: Heddle) -> FastAPI:
         document_routes(heddle),
         read_routes(heddle),
         stream_routes(heddle),
+        thread_routes(heddle),
         projection_routes(heddle),
         asyncapi_routes(heddle.topics, heddle.bootstrap_servers),
     ):
@@ -207,6 +210,7 @@ def create_app(heddle: Heddle) -> FastAPI:
     app.include_router(credential_routes(heddle), dependencies=admin)
     app.include_router(key_routes(heddle), dependencies=admin)
     app.include_router(provider_routes(heddle), dependencies=admin)  # real calls cost money
+    app.include_router(tenant_routes(heddle), dependencies=admin)
     return app
 
 
@@ -250,7 +254,9 @@ def _routes(heddle: Heddle) -> APIRouter:
         return await _fetch(heddle, query, params)
 
     @router.post("/v1/commands", status_code=202, response_model=Accepted, tags=["commands"])
-    async def post_command(body: CommandIn, who: Caller = Depends(caller)) -> Accepted:
+    async def post_command(
+        body: CommandIn, who: Caller = Depends(caller), key_of: ApiKey = Depends(api_key)
+    ) -> Accepted:
         """Publish any command to `heddle.commands`; its outcome is at /v1/commands/{id}."""
         envelope = CommandEnvelope(
             command_id=body.command_id or str(uuid.uuid4()),
@@ -260,7 +266,11 @@ def _routes(heddle: Heddle) -> APIRouter:
             correlation_id=body.correlation_id,
             payload=body.payload,
         )
-        key = str(body.payload.get("run_id") or envelope.command_id)
+        if body.type in ADMIN_COMMANDS:
+            _require(key_of, "admin")
+        key = str(
+            body.payload.get("run_id") or body.payload.get("thread_id") or envelope.command_id
+        )
         await heddle.send_command(envelope, key)
         return Accepted(command_id=envelope.command_id)
 

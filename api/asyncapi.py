@@ -67,7 +67,10 @@ class TokenDeltaMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    run_id: str
+    run_id: str | None = Field(default=None, description="The run (a run's node).")
+    thread_id: str | None = Field(
+        default=None, description="Or the thread (a thread's reply; `node_id` is the reply's id)."
+    )
     node_id: str
     attempt: int = Field(ge=1)
     step: int = Field(ge=1, description="The model turn of an agent node; 1 for `llm`.")
@@ -144,7 +147,8 @@ def specification(topics: Topics, bootstrap_servers: str = "localhost:9092") -> 
             topics.tokens,
             "tokens",
             TokenDeltaMessage,
-            "The text of streamed model calls as it is written, keyed by run id; kept one hour.",
+            "The text of streamed model calls as it is written, keyed by run id (thread id for a"
+            " thread's replies); kept one hour.",
         ),
         (
             topics.tasks_for("{capability}"),

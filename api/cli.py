@@ -259,7 +259,7 @@ def _stream(client: httpx.Client, run_id: str, printer: _StreamPrinter) -> dict[
                 for message in source.iter_sse():
                     last_id = message.id or last_id
                     if not message.data:
-                        continue  # a keep-alive ping (every 15 s while a run waits)
+                        continue  # a keep-alive ping (httpx-sse reports one as a message)
                     if message.event == "end":
                         return dict(message.json())
                     printer.show(message.event, message.json())
@@ -500,6 +500,10 @@ _register_tasks(app, runs_app)  # tasks list|complete|reassign, runs pause|resum
 from api.cli_reads import register as _register_reads  # noqa: E402
 
 _register_reads(app, runs_app)  # usage, runs attempts
+
+from api.cli_threads import register as _register_threads  # noqa: E402
+
+_register_threads(app)  # threads list|open|say|show|complete
 
 from api.cli_keys import register as _register_keys  # noqa: E402
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -36,7 +36,14 @@ GROUPS: dict[str, list[str]] = {
     "day": ["day"],
 }
 """The columns each `group_by` groups (and pages) by."""
-CURSOR_VALUES: dict[str, Any] = {"run_id": UUID, "day": date.fromisoformat, "position": int}
+CURSOR_VALUES: dict[str, Any] = {
+    "run_id": UUID,
+    "day": date.fromisoformat,
+    "position": int,
+    "seq": int,
+    "thread_id": UUID,
+    "opened_at": datetime.fromisoformat,
+}
 """How a cursor's value of a column is read back (as text otherwise)."""
 TOTALS = (
     "COALESCE(sum(input_tokens), 0)::bigint AS input_tokens,"

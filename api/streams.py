@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,26 +52,43 @@ def stream_routes(heddle: Heddle) -> APIRouter:
     ) -> EventSourceResponse:
         """The run's events (`event`) and token deltas (`token`) as they happen, then `end`.
         Reconnect with `Last-Event-ID` to resume after the last message received."""
-        version, offset = _parse_cursor(last_event_id)
-        found = await first_and_last_event(heddle.store, heddle.reads, run_id)
-        if (
-            found is None
-            or found[0]["type"] != "WorkflowRun.Started"
-            or found[0]["data"].get("tenant") != who.tenant
-        ):
-            raise HTTPException(404, f"no run {run_id} (it may still be starting: retry shortly)")
-        first, latest = found
-        if version > latest["aggregate_version"]:
-            raise HTTPException(
-                400,
-                f"Last-Event-ID {last_event_id!r} is ahead of run {run_id}: "
-                "pass the id of a message this stream sent",
-            )
-        started = datetime.fromisoformat(first["timestamp"]) - TOKENS_BEFORE_START
-        messages = _messages(heddle, doorbell, run_id, version, offset, started, latest)
-        return EventSourceResponse(messages, ping=15)
+        return await open_stream(
+            heddle, doorbell, run_id, who.tenant, last_event_id, "WorkflowRun.Started", "run"
+        )
 
     return router
+
+
+async def open_stream(
+    heddle: Heddle,
+    doorbell: Doorbell,
+    aggregate_id: UUID,
+    tenant: str,
+    last_event_id: str | None,
+    opened: str,
+    noun: str,
+    ends: Ends | None = None,
+) -> EventSourceResponse:
+    """The stream of the aggregate whose first event is `opened` (a run, a thread) for
+    its `tenant`: 404 for none or another tenant's, 400 for a bad `Last-Event-ID`."""
+    version, offset = _parse_cursor(last_event_id)
+    found = await first_and_last_event(heddle.store, heddle.reads, aggregate_id)
+    if found is None or found[0]["type"] != opened or found[0]["data"].get("tenant") != tenant:
+        raise HTTPException(
+            404, f"no {noun} {aggregate_id} (it may still be starting: retry shortly)"
+        )
+    first, latest = found
+    if version > latest["aggregate_version"]:
+        raise HTTPException(
+            400,
+            f"Last-Event-ID {last_event_id!r} is ahead of {noun} {aggregate_id}: "
+            "pass the id of a message this stream sent",
+        )
+    started = datetime.fromisoformat(first["timestamp"]) - TOKENS_BEFORE_START
+    messages = _messages(
+        heddle, doorbell, aggregate_id, version, offset, started, latest, ends or run_end
+    )
+    return EventSourceResponse(messages, ping=15)
 
 
 def _parse_cursor(value: str | None) -> tuple[int, int]:
@@ -103,6 +120,14 @@ def ending(envelope: dict[str, Any]) -> str | None:
     return kind if kind in TERMINAL_STATUSES else None
 
 
+Ends = Callable[[UUID, dict[str, Any]], dict[str, Any] | None]
+"""The data of the `end` message if this event ends the stream, else None."""
+
+
+def run_end(run_id: UUID, envelope: dict[str, Any]) -> dict[str, Any] | None:
+    return end_of(run_id, envelope) if ending(envelope) else None
+
+
 @dataclass
 class _TokenProgress:
     offset: int = 0
@@ -119,7 +144,10 @@ async def _messages(
     offset: int,
     started: datetime,
     latest: dict[str, Any],
+    ends: Ends = run_end,
 ) -> AsyncIterator[ServerSentEvent]:
+    """The stream of one aggregate (a run, a thread): its events from the store and the
+    deltas keyed by its id, from `version` and `offset`, until an event `ends` it."""
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
     tokens = RunTokens(
         heddle.bootstrap_servers, heddle.topics.tokens, run_id, heddle.settings.fetch_max_wait_ms
@@ -157,7 +185,8 @@ async def _messages(
                     await progress.moved.wait()
 
     async def follow_events(bell: asyncio.Event, seen: int) -> None:
-        ended = latest if ending(latest) else None
+        last = ends(run_id, latest)
+        ended = (latest, last) if last is not None else None
         while True:
             bell.clear()
             batch = await events_after(heddle.store, heddle.reads, run_id, seen)
@@ -166,12 +195,13 @@ async def _messages(
             for envelope in batch:
                 seen = envelope["aggregate_version"]
                 await queue.put(("event", envelope))
-                if ending(envelope):
-                    ended = envelope
-            if ended is not None and seen >= ended["aggregate_version"]:
+                end = ends(run_id, envelope)
+                if end is not None:
+                    ended = (envelope, end)
+            if ended is not None and seen >= ended[0]["aggregate_version"]:
                 await asyncio.sleep(TOKEN_LATENESS)
                 await tokens_caught_up()
-                await queue.put(("end", ended))
+                await queue.put(("end", ended[1]))
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(bell.wait(), REREAD_SECONDS)
@@ -194,7 +224,7 @@ async def _messages(
                     )
                 else:
                     yield ServerSentEvent(
-                        dumps(end_of(run_id, item)).decode(), event="end", id=f"{version}:{offset}"
+                        dumps(item).decode(), event="end", id=f"{version}:{offset}"
                     )
                     return
         finally:

@@ -39,7 +39,7 @@ def task_routes(heddle: Heddle) -> APIRouter:
     @router.get("/v1/tasks")
     async def work_queue(
         who: Caller = Depends(caller),
-        status: Literal["open", "completed", "cancelled"] = "open",
+        status: Literal["open", "completed", "cancelled", "skipped"] = "open",
         assignee: str | None = Query(default=None, description="tasks given to this person"),
         role: str | None = Query(default=None, description="tasks for this role"),
         run_id: UUID | None = None,

@@ -197,6 +197,55 @@ class CompleteSubworkflow(BaseModel):
     child_run_id: UUID
 
 
+class OpenThread(BaseModel):
+    """Open a chat thread. With `workflow`, a run of that conversation workflow answers
+    each message; without, the tenant's AI mode does (`ConfigureTenant`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thread_id: UUID | None = None
+    title: str = Field(default="", max_length=500)
+    workflow: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class PostMessage(BaseModel):
+    """Post a person's message to a thread; with `branch`, pick one of its branches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thread_id: UUID
+    content: str = Field(default="", max_length=100_000)
+    branch: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class CompleteThread(BaseModel):
+    """Close a thread; a `chat` node's thread completes the node with the transcript and
+    `data`, and its run moves on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thread_id: UUID
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConfigureTenant(BaseModel):
+    """Set how a tenant's free threads are answered (admins only through the API): `simple`
+    is one model reply per message; `orchestrator` an agent with the tenant's `tools`.
+    Secrets never go here: `credential` names a stored credential."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ai_mode: Literal["simple", "orchestrator"] = "simple"
+    model: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]*:.+$")
+    system: str | None = Field(default=None, max_length=20_000)
+    tools: list[str] = Field(default_factory=list, max_length=50)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_steps: int = Field(default=8, ge=1, le=100)
+    credential: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 TASK_ID = r"^[0-9a-f-]{36}:[A-Za-z_][A-Za-z0-9_-]{0,63}:[0-9]+$"
 
 
@@ -243,7 +292,13 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "CompleteRemoteTask": CompleteRemoteTask,
     "StartSubworkflow": StartSubworkflow,
     "CompleteSubworkflow": CompleteSubworkflow,
+    "OpenThread": OpenThread,
+    "PostMessage": PostMessage,
+    "CompleteThread": CompleteThread,
+    "ConfigureTenant": ConfigureTenant,
 }
+ADMIN_COMMANDS = frozenset({"ConfigureTenant"})
+"""Commands the API takes only from keys with the `admin` scope."""
 
 
 def receipt_id(tenant: str, command_id: str) -> UUID:

@@ -279,6 +279,55 @@ class ExtractNode(_Node):
     output: str | None = None
 
 
+CHAT_ACTIONS = ("snooze", "skip", "escalate", "schedule")
+
+
+class ChatBranch(BaseModel):
+    """An option a person picks in a chat (`branch: NAME` on a message): a fixed `reply`,
+    an LLM reply to its own `prompt`, or a saved `action` on the run (snooze: pause until
+    `until`; skip: skip the chat node; escalate: give its task to `assignee`/`role` with
+    `priority`; schedule: resume the paused run `at` a time)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str = Field(default="", max_length=200)
+    reply: str | None = Field(default=None, description="a fixed reply (a template)")
+    prompt: str | None = Field(default=None, description="an LLM reply to this prompt")
+    model: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]*:.+$")
+    action: Literal["snooze", "skip", "escalate", "schedule"] | None = None
+    until: str | None = Field(default=None, description="snooze: ISO 8601 time or duration")
+    at: str | None = Field(default=None, description="schedule: ISO 8601 time or duration")
+    assignee: str | None = Field(default=None, max_length=200)
+    role: str | None = Field(default=None, max_length=100)
+    priority: int | None = Field(default=None, ge=0, le=100)
+    reason: str = Field(default="", max_length=1000)
+
+
+class ChatNode(_Node):
+    """A conversation with a person in a thread bound to this node: each user message gets
+    a reply from `model` with `system` (a template over the run) as context; `branches` are
+    the options a person can pick. The node completes when the thread is completed
+    (`CompleteThread`); `output` gets the transcript and the data sent with it."""
+
+    kind: Literal["chat"]
+    model: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_-]*:.+$", description="provider:model"
+    )
+    system: str | None = Field(default=None, description="a template over the run")
+    greeting: str | None = Field(default=None, description="the first message (a template)")
+    title: str = Field(default="", max_length=500, description="a template")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    credential: str | None = Field(default=None, pattern=CREDENTIAL_ID)
+    stream: bool = Field(default=True, description="publish token deltas to heddle.tokens")
+    branches: dict[str, ChatBranch] = Field(default_factory=dict)
+    assignee: str | None = Field(default=None, description="a template; who chats")
+    role: str | None = Field(default=None, max_length=100)
+    priority: int = Field(default=50, ge=0, le=100)
+    output: str | None = None
+
+
 class Budget(BaseModel):
     """Limits per run; crossing one pauses the run and asks for an approval to go on."""
 
@@ -303,7 +352,8 @@ Node = Annotated[
     | RemoteNode
     | ToolNode
     | SubworkflowNode
-    | ExtractNode,
+    | ExtractNode
+    | ChatNode,
     Field(discriminator="kind"),
 ]
 
@@ -377,6 +427,7 @@ NODE_KINDS = (
     "tool",
     "subworkflow",
     "extract",
+    "chat",
 )
 
 
@@ -580,6 +631,8 @@ def _expression_problems(spec: WorkflowSpec) -> list[Problem]:
             for field in ("until", "event"):
                 if getattr(node, field):
                     problems += _check(compile_expression, getattr(node, field), f"{at}.{field}")
+        elif isinstance(node, ChatNode):
+            problems += _chat_problems(node, at)
         elif isinstance(node, MapNode):
             problems += _check(compile_expression, node.items, f"{at}.items")
             problems += _check(parse_template, node.do.prompt, f"{at}.do.prompt")
@@ -622,6 +675,39 @@ def _schema_problems(schema: dict[str, Any], path: str) -> list[Problem]:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
         return [Problem(f"{path}{where}", f"not a valid JSON schema: {error.message}")]
     return []
+
+
+def _chat_problems(node: ChatNode, at: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for field in ("system", "greeting", "title", "assignee"):
+        if getattr(node, field):
+            problems += _check(parse_template, getattr(node, field), f"{at}.{field}")
+    for name, branch in node.branches.items():
+        where = f"{at}.branches.{name}"
+        if not NODE_ID.match(name):
+            problems.append(Problem(where, f"a branch name must match {NODE_ID.pattern}"))
+        given = [f for f in ("reply", "prompt", "action") if getattr(branch, f) is not None]
+        if len(given) != 1:
+            problems.append(
+                Problem(where, "a branch needs exactly one of reply, prompt and action")
+            )
+            continue
+        if branch.reply is not None:
+            problems += _check(parse_template, branch.reply, f"{where}.reply")
+        if branch.prompt is not None:
+            problems += _check(parse_template, branch.prompt, f"{where}.prompt")
+            if not (branch.model or node.model):
+                problems.append(
+                    Problem(f"{where}.model", "an LLM branch needs a model here or on the node")
+                )
+        needs = {"snooze": "until", "schedule": "at"}.get(branch.action or "")
+        if needs and getattr(branch, needs) is None:
+            problems.append(Problem(f"{where}.{needs}", f"a {branch.action} branch needs {needs}"))
+        if branch.action == "escalate" and not (branch.assignee or branch.role or branch.priority):
+            problems.append(
+                Problem(where, "an escalate branch needs an assignee, a role or a priority")
+            )
+    return problems
 
 
 def input_problems(schema: dict[str, Any], value: Any) -> list[str]:

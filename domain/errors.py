@@ -93,3 +93,11 @@ class TemplateError(DomainError):
 
 class LlmRequestNotPending(DomainError):
     """A run-level model call was answered already, or its run is over."""
+
+
+class ThreadNotFound(CommandRejected):
+    """No thread with that id exists for the tenant."""
+
+
+class ThreadInvalid(CommandRejected):
+    """A thread refused a message or a completion (closed, unknown branch, ...)."""

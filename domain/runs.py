@@ -22,6 +22,7 @@ from domain.definitions import (
     ERROR_CLASSES,
     HEDDLE_NAMESPACE,
     AgentNode,
+    ChatNode,
     ExtractNode,
     HumanNode,
     JoinNode,
@@ -69,6 +70,7 @@ from domain.extraction import parse_fields
 from domain.llm import LlmRequest, LlmResult, Message, ToolCall
 from domain.schemas import schema_problems
 from domain.templates import render, render_values
+from domain.threads import chat_thread_id
 from domain.tools import argument_problems
 
 RunStatus = Literal["pending", "running", "paused", "waiting", "completed", "failed", "cancelled"]
@@ -317,6 +319,11 @@ class WorkflowRun(Aggregate):
                     f"task {task_id!r}: the input does not match its form: " + "; ".join(problems)
                 )
             output = dict(data or {})
+        if task["type"] == "chat":
+            raise TaskInvalid(
+                f"task {task_id!r} is a chat: complete its thread {task['thread_id']} "
+                "(CompleteThread)"
+            )
         self._task_completed(task_id, actor, output)
         if task_id == BUDGET_TASK:
             if decision == "approve":
@@ -959,6 +966,66 @@ class WorkflowRun(Aggregate):
         self._complete_node(node_id, None, {}, None)
         self.advance()
 
+    def complete_chat(self, node_id: str, attempt: int, actor: str, output: Any) -> None:
+        """A `chat` node's thread was completed: the node completes with its output."""
+        self.check_node_is_running(node_id, attempt)
+        node = self.spec.nodes[node_id]
+        assert isinstance(node, ChatNode)
+        self._task_completed(node_id, actor, {"thread_id": output["thread_id"]})
+        self._complete_with_output(node_id, node, output)
+        self.advance()
+
+    def record_chat_reply(
+        self, node_id: str, attempt: int, reply_id: str, result: LlmResult
+    ) -> None:
+        """A model replied in the thread of a running `chat` node: the run pays for it."""
+        self.check_node_is_running(node_id, attempt)
+        self._chat_reply_completed(node_id, attempt, reply_id, result.model_dump(mode="json"))
+
+    def _chat_for(self, node_id: str, node: ChatNode, attempt: int) -> dict[str, Any]:
+        """What a started `chat` node hands its thread: the templates rendered over the run
+        now, so the thread needs nothing else of the run."""
+        context = self.activation()
+        thread_id = str(chat_thread_id(self.id, node_id, attempt))
+        title = render(node.title, context) if node.title else f"{self.workflow}: {node_id}"
+        reply = None
+        if node.model:
+            reply = {
+                "model": node.model,
+                "system": render(node.system, context) if node.system else None,
+                "temperature": node.temperature,
+                "max_tokens": node.max_tokens,
+                "options": node.options,
+                "credential": node.credential,
+                "stream": node.stream,
+            }
+        branches = {}
+        for name, branch in node.branches.items():
+            chosen = branch.model_dump(exclude_defaults=True)
+            for field in ("reply", "prompt"):
+                if field in chosen:
+                    chosen[field] = render(chosen[field], context)
+            branches[name] = {"label": branch.label or name, **chosen}
+        return {
+            "thread_id": thread_id,
+            "title": title,
+            "reply": reply,
+            "branches": branches,
+            "greeting": render(node.greeting, context) if node.greeting else None,
+            "task": {
+                "type": "chat",
+                "title": title,
+                "instructions": "",
+                "assignee": render(node.assignee, context) if node.assignee else None,
+                "role": node.role,
+                "priority": node.priority,
+                "due_at": None,
+                "form": {"type": "object"},
+                "value": None,
+                "thread_id": thread_id,
+            },
+        }
+
     def _budget_task_open(self) -> bool:
         return self.tasks.get(BUDGET_TASK, {}).get("status") == "open"
 
@@ -1018,6 +1085,9 @@ class WorkflowRun(Aggregate):
                 self._complete_node(node_id, {"next": chosen}, {}, chosen)
             elif isinstance(node, HumanNode):
                 self._node_started(node_id, node.kind, attempt, {"task": self._task_for(node)})
+            elif isinstance(node, ChatNode):
+                chat = self._chat_for(node_id, node, attempt)
+                self._node_started(node_id, node.kind, attempt, chat)
             elif isinstance(node, ToolNode):
                 context = self.activation()
                 arguments = render_values(node.arguments, context)
@@ -1217,7 +1287,7 @@ class WorkflowRun(Aggregate):
             "input": input,
         }
         self.steps += 1
-        if kind == "human":
+        if "task" in input and kind in ("human", "chat"):
             self.tasks[node_id] = {**input["task"], "status": "open", "node_id": node_id}
         if kind == "subworkflow":
             self.children[input["run_id"]] = {
@@ -1334,6 +1404,13 @@ class WorkflowRun(Aggregate):
 
     @event("LlmCallCompleted")
     def _llm_call_completed(self, node_id: str, attempt: int, result: dict[str, Any]) -> None:
+        self.usage = add_usage(self.usage, result)
+
+    @event("ChatReplyCompleted")
+    def _chat_reply_completed(
+        self, node_id: str, attempt: int, reply_id: str, result: dict[str, Any]
+    ) -> None:
+        """The answer itself is the thread's (`Thread.MessagePosted`); the cost is the run's."""
         self.usage = add_usage(self.usage, result)
 
     @event("AgentStepCompleted")

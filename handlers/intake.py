@@ -48,6 +48,7 @@ from handlers.controls import (
 from handlers.forks import edit_graph, fork_run
 from handlers.records import Record
 from handlers.subworkflows import complete_subworkflow, start_subworkflow
+from handlers.threads import complete_thread, configure_tenant, open_thread, post_message
 from handlers.unit_of_work import UnitOfWork
 from handlers.versions import published_version
 
@@ -110,6 +111,10 @@ HANDLERS: dict[str, Handler] = {
     "CompleteRemoteTask": complete_remote_task,
     "StartSubworkflow": start_subworkflow,
     "CompleteSubworkflow": complete_subworkflow,
+    "OpenThread": open_thread,
+    "PostMessage": post_message,
+    "CompleteThread": complete_thread,
+    "ConfigureTenant": configure_tenant,
 }
 
 

@@ -233,6 +233,7 @@ def node_facts(events: list[Envelope]) -> dict[str, dict[str, Any]]:
             "AgentStepCompleted",
             "LlmCallReplayed",
             "MapItemCompleted",
+            "ChatReplyCompleted",
         ):
             _add_answer(node, data["result"])
             if kind == "LlmCallReplayed":

@@ -33,8 +33,20 @@ from handlers.unit_of_work import UnitOfWork
 NODE_STARTED = "WorkflowRun.NodeStarted"
 MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
 VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
+THREAD_EVENTS = (
+    "Thread.ReplyRequested",
+    "WorkflowRun.NodeCompleted",
+    "WorkflowRun.Cancelled",
+    "WorkflowRun.Failed",
+    "WorkflowRun.NodeFailed",
+    "WorkflowRun.NodeRetryScheduled",
+    "WorkflowRun.StepSkipped",
+)
+"""What the worker reads for threads (handlers/threads.py)."""
 LLM_REQUESTED = "WorkflowRun.LlmRequested"
-WORKER_EVENTS = (NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, LLM_REQUESTED)
+WORKER_EVENTS = (
+    NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, LLM_REQUESTED, *THREAD_EVENTS
+)
 # Token deltas are gathered for this long (or up to this much text) before they are
 # published: a stream costs a few messages instead of one per delta, unnoticeably later.
 TOKEN_PIECE_SECONDS = 0.025
@@ -100,10 +112,12 @@ class TokenDelta:
     try_number: int
     sequence: int
     text: str
+    thread: bool = False
+    """A thread's reply: `run_id` is the thread's id, `node_id` the reply's."""
 
     def as_message(self) -> dict[str, Any]:
         return {
-            "run_id": str(self.run_id),
+            "thread_id" if self.thread else "run_id": str(self.run_id),
             "node_id": self.node_id,
             "attempt": self.attempt,
             "step": self.step,
@@ -155,6 +169,7 @@ class TokenPieces:
                     self._try_number,
                     next(self.sequence),
                     text,
+                    call.kind == "reply",
                 )
             )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -32,6 +33,7 @@ from handlers.run_worker import (
     OnDelta,
     OnTryFailed,
     Recorder,
+    TokenDelta,
     call_llm,
     capabilities_published,
     decode_events,
@@ -43,6 +45,14 @@ from handlers.run_worker import (
     tool_nodes_due,
 )
 from handlers.subworkflows import agents_to_resume, subworkflow_commands
+from handlers.threads import (
+    close_chat_threads,
+    open_chat_threads,
+    post_run_answers,
+    record_replies,
+    replies_due,
+    threads_answered,
+)
 from handlers.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.credentials import CredentialStore, create_credentials_table
@@ -238,7 +248,9 @@ class Heddle:
     async def run_nodes(self, records: list[Record]) -> None:
         """Worker: make the model calls started nodes wait for, record the outcomes."""
 
-        def find_work() -> tuple[UnitOfWork, list[Any], list[Any], list[Any], list[Record]]:
+        def find_work() -> tuple[
+            UnitOfWork, list[Any], list[Any], list[Any], list[Record], dict[Any, Any]
+        ]:
             uow = UnitOfWork(self.store)
             fresh = self._worker_positions.fresh(records)
             events = decode_events(fresh)
@@ -246,22 +258,31 @@ class Heddle:
             commands.extend(subworkflow_commands(fresh, uow))
             extractions.extend(extractions_due(events, uow))
             requests.extend(llm_requests_due(events, uow))
-            due = (
-                llm_calls_due(events, uow) + agents_to_resume(fresh, uow),
-                tool_nodes_due(events, uow),
-            )
-            agents = {c.run_id for c in due[0] if c.kind == "agent"}
-            for run_id in agents | {t.run_id for t in due[1]}:
+            # Idempotent by themselves (a thread opens once, an answer is posted once):
+            # saved now, so that a batch with no call still records them.
+            open_chat_threads(events, uow)
+            post_run_answers(events, uow)
+            close_chat_threads(events, uow)
+            uow.save()
+            calls = llm_calls_due(events, uow) + agents_to_resume(fresh, uow)
+            calls += replies_due(events, uow)
+            tools = tool_nodes_due(events, uow)
+            agents = {c.run_id for c in calls if c.kind == "agent"}
+            for run_id in agents | {t.run_id for t in tools}:
                 declared[run_id] = uow.get(run_id).spec.tools
-            return uow, due[0], remote_tasks_due(events, uow), due[1], fresh
+            return (
+                uow, calls, remote_tasks_due(events, uow), tools, fresh,
+                threads_answered(calls, uow),
+            )
 
         commands: list[tuple[CommandEnvelope, str]] = []
         extractions: list[Any] = []
         requests: list[Any] = []
         declared: dict[uuid.UUID, dict[str, HttpTool]] = {}
-        uow, calls, tasks, tools, fresh = await self.writer.run(find_work)
+        uow, calls, tasks, tools, fresh, threads = await self.writer.run(find_work)
         for envelope, key in commands:
             await self.send_command(envelope, key)
+        publish = self.tokens.publish if not threads else partial(self._publish_to, threads)
         capabilities = self._new_capabilities | {task["capability"] for task in tasks}
         if capabilities:
             await self.create_task_topics(capabilities)
@@ -275,7 +296,11 @@ class Heddle:
         recorder = Recorder(uow, self.writer.run)
         outcomes, tool_results, extracted, answers, *_ = await asyncio.gather(
             asyncio.gather(*(
-                call_llm(call, self.complete_llm, self.tokens.publish, recorder=recorder)
+                call_llm(
+                    call, self.complete_llm, publish,
+                    # a thread's reply records only how it ended (answer or ReplyFailed)
+                    recorder=recorder if call.kind != "reply" else None,
+                )
                 for call in calls if call.kind != "agent"
             )),
             asyncio.gather(*(self.run_tool(declared[due.run_id], due.call) for due in tools)),
@@ -287,14 +312,15 @@ class Heddle:
             *(
                 drive_agent(
                     call, uow, self.complete_llm, partial(self.run_tool, declared[call.run_id]),
-                    self.writer.run, self.tokens.publish,
+                    self.writer.run, publish,
                 )
                 for call in agents
             ),
         )
 
         def record() -> None:
-            record_llm_outcomes(list(outcomes), uow)
+            record_llm_outcomes([o for o in outcomes if o.call.kind != "reply"], uow)
+            record_replies([o for o in outcomes if o.call.kind == "reply"], uow)
             record_tool_nodes(list(zip(tools, tool_results, strict=True)), uow)
             record_extractions(list(extracted), uow)
             record_llm_answers(list(answers), uow)
@@ -310,6 +336,13 @@ class Heddle:
         if tool is not None:
             return await self.http_tools.call(call.name, tool, call.arguments)
         return await self.tools.run(call)
+
+    def _publish_to(self, threads: dict[Any, Any], delta: TokenDelta) -> None:
+        """Publish a delta; one of a run that answers a thread goes to the thread too."""
+        self.tokens.publish(delta)
+        thread_id = threads.get(delta.run_id)
+        if thread_id is not None:
+            self.tokens.publish(dataclasses.replace(delta, run_id=thread_id, thread=True))
 
     async def create_task_topics(self, capabilities: set[str]) -> None:
         """Make the task topics of these capabilities, once per process."""

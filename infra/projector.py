@@ -26,6 +26,7 @@ from projections import (
     run_history,
     run_timeline,
     tasks,
+    threads,
     timers,
     usage,
 )
@@ -33,7 +34,7 @@ from projections import (
 PROJECTIONS: dict[str, ModuleType] = {
     # run_history first: tasks, timers and usage take a run's tenant from its row
     p.NAME: p
-    for p in (run_history, run_timeline, definitions, tasks, timers, node_attempts, usage)
+    for p in (run_history, run_timeline, definitions, tasks, timers, node_attempts, usage, threads)
 }
 
 POSITIONS_SCHEMA = """

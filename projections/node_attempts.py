@@ -186,6 +186,12 @@ def evolve(rows: dict[Key, dict[str, Any]], event: dict[str, Any]) -> list[Key]:
             latency_ms=round(row["latency_ms"] + data["result"]["latency_ms"], 3),
         )
         changed.append((node, attempt, data["index"], None))
+    elif kind == "ChatReplyCompleted":
+        row.update(
+            usage=add_usage(row["usage"], data["result"]),
+            provider=data["result"]["provider"],
+            model=data["result"]["model"],
+        )
     elif kind == "AgentStepCompleted":
         result, step_key = data["result"], (node, attempt, None, data["step"])
         calls = [

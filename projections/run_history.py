@@ -155,6 +155,14 @@ def evolve(row: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] 
             "latency_ms": round(node.get("latency_ms", 0.0) + result["latency_ms"], 3),
             **({"steps": data["step"]} if "step" in data else {}),
         }
+    elif kind == "ChatReplyCompleted":
+        result, node = data["result"], nodes[data["node_id"]]
+        row["usage"] = add_usage(row["usage"], result)
+        nodes[data["node_id"]] = {
+            **node,
+            "model": result["model"],
+            "usage": add_usage(node.get("usage", {}), result),
+        }
     elif kind == "ToolCallCompleted":
         node = nodes[data["node_id"]]
         nodes[data["node_id"]] = {**node, "tool_calls": node.get("tool_calls", 0) + 1}

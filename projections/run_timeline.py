@@ -114,6 +114,9 @@ def summarize(event: dict[str, Any]) -> str:
             f"{result['latency_ms']:.0f} ms ({usage['input_tokens']} in, "
             f"{usage['output_tokens']} out)"
         )
+    if kind == "ChatReplyCompleted":
+        result = data["result"]
+        return f"{node}: {result['provider']}:{result['model']} replied in the thread"
     if kind == "AgentStepCompleted":
         result = data["result"]
         calls = ", ".join(call["name"] for call in result.get("tool_calls", []))

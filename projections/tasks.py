@@ -82,7 +82,7 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
         kind, data = event["type"], event["data"]
         where = {"run_id": event["aggregate_id"], "at": event["timestamp"],
                  "version": event["aggregate_version"]}
-        if kind == "WorkflowRun.NodeStarted" and data["kind"] == "human":
+        if kind == "WorkflowRun.NodeStarted" and data["kind"] in ("human", "chat"):
             _open(sql, where, data["node_id"], data["input"]["task"])
         elif kind == "WorkflowRun.Paused" and data.get("task"):
             _open(sql, where, "budget", data["task"])
@@ -92,6 +92,8 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
         elif kind == "WorkflowRun.TaskReassigned":
             changes = {k: v for k, v in data["changes"].items() if k in ("assignee", "role", "priority")}
             _change(sql, where, ", ".join(f"{k} = %({k})s" for k in changes), data["task_id"], **changes)
+        elif kind == "WorkflowRun.StepSkipped":
+            _change(sql, where, "status = 'skipped'", data["node_id"])
         elif kind == "WorkflowRun.Cancelled":
             _change(sql, where, "status = 'cancelled'", None)
 

@@ -2,9 +2,10 @@
 tenant and workflow, so that usage per run, workflow, tenant, model or day is a sum.
 
 Counted are the answers a run paid for (`LlmCallCompleted`, `AgentStepCompleted`,
-`MapItemCompleted`, `ExtractionCompleted`, and `LlmRequestCompleted` for run-level calls
-such as an edge's judge), as in a run's own `usage`; answers a fork re-served from the
-record (`LlmCallReplayed`) cost nothing and are not counted.
+`MapItemCompleted`, `ExtractionCompleted`, `ChatReplyCompleted` for the replies in a
+chat node's thread, and `LlmRequestCompleted` for run-level calls such as an edge's
+judge), as in a run's own `usage`; answers a fork re-served from the record
+(`LlmCallReplayed`) cost nothing and are not counted.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ PAID = {
     "WorkflowRun.MapItemCompleted",
     "WorkflowRun.LlmRequestCompleted",
     "WorkflowRun.ExtractionCompleted",
+    "WorkflowRun.ChatReplyCompleted",
 }
 
 Key = tuple[str, str, str, str]  # run, provider, model, day

@@ -26,10 +26,14 @@ def schemas() -> dict[str, dict[str, Any]]:
         CompleteRemoteTask,
         CompleteSubworkflow,
         CompleteTask,
+        CompleteThread,
+        ConfigureTenant,
         EditGraph,
         FireTimer,
         ForkRun,
+        OpenThread,
         PauseRun,
+        PostMessage,
         PublishWorkflow,
         ReassignTask,
         ResumeRun,
@@ -58,6 +62,10 @@ def schemas() -> dict[str, dict[str, Any]]:
         "complete-remote-task.json": CompleteRemoteTask,
         "start-subworkflow.json": StartSubworkflow,
         "complete-subworkflow.json": CompleteSubworkflow,
+        "open-thread.json": OpenThread,
+        "post-message.json": PostMessage,
+        "complete-thread.json": CompleteThread,
+        "configure-tenant.json": ConfigureTenant,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 

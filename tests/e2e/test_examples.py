@@ -79,6 +79,45 @@ def test_refund_approval_waits_for_heddle_tasks_complete(stack: Up) -> None:
     assert run["variables"]["outcome"] == "refunded"
 
 
+def test_renewal_chat_talks_in_a_thread_until_heddle_threads_complete(stack: Up) -> None:
+    started = stack.cli("run", "renewal-chat", "--input", "customer=Acme", "--input", "arr=120000",
+                        "--json")  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    thread_id = _thread_of(stack, run_id)
+
+    said = stack.cli("threads", "say", thread_id, "What should I offer?")
+    system = "You help a CSM renew Acme renews at 120000 USD a year. Be brief."
+    assert said.stdout == f"({system}) What should I offer?\n", said.stderr
+    thanks = stack.cli("threads", "say", thread_id, "--branch", "thanks")
+    assert thanks.stdout == "Anytime. Good luck with Acme!\n", thanks.stderr
+    done = stack.cli("threads", "complete", thread_id, "--data", '{"outcome": "renewed"}')
+    assert done.returncode == 0, done.stderr
+    run = stack.wait_for_run(run_id)
+    assert (run["status"], run["variables"]["outcome"]) == ("completed", "renewed")
+
+
+def test_order_desk_answers_a_conversation_in_a_thread(stack: Up) -> None:
+    opened = stack.cli("threads", "open", "--workflow", "order-desk")
+    assert opened.returncode == 0, opened.stderr
+    thread_id = opened.stdout.strip()
+    first = stack.cli("threads", "say", thread_id, "I want tea")
+    assert first.stdout == "How many of I want tea?\n", first.stderr
+    second = stack.cli("threads", "say", thread_id, "two cups")
+    assert second.stdout == "Ordered two cups of I want tea.\n", second.stderr
+
+
+def _thread_of(up: Up, run_id: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = up.cli("threads", "list", "--run", run_id, "--json")
+        assert listed.returncode == 0, listed.stderr
+        if json.loads(listed.stdout):
+            return str(json.loads(listed.stdout)[0]["thread_id"])
+        time.sleep(0.2)
+    raise AssertionError(f"no thread for run {run_id} after {timeout} s")
+
+
 def _open_task(up: Up, role: str, timeout: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,7 +175,7 @@ def test_follow_up_checks_back_after_its_delay_and_closes_once_heddle_runs_set(
 def test_every_example_is_covered_here() -> None:
     names = {path.stem for path in (ROOT / "examples").glob("*.yaml")}
     covered = {"hello", "fanout", "map", "tool", "approval", "reminder", "subworkflow",
-               "welcome", "extract",  # welcome: as onboard's subworkflow
+               "welcome", "extract", "chat", "conversation",  # welcome: as onboard's child
                "review-loop", "follow-up"}  # fmt: skip
     assert names <= covered, f"examples without an end-to-end test: {sorted(names - covered)}"
 

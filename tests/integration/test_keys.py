@@ -204,6 +204,13 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
     assert (await client.put("/v1/credentials/team-a",
                              json={"provider": "openai", "api_key": "sk-owner"})).status_code == 200
     owner_key = (await client.get("/v1/keys")).json()["items"][0]["id"]
+    configured = await client.put("/v1/tenant/ai", json={
+        "model": "scripted:echo", "system": "the owner's prompt"})
+    assert (await wait_for_command(client, configured.json()["command_id"]))["status"] == "accepted"
+    opened = (await client.post("/v1/threads", json={"title": "owner's chat"})).json()
+    thread = opened["thread_id"]
+    said = await client.post(f"/v1/threads/{thread}/messages", json={"content": "hello"})
+    await wait_for_command(client, said.json()["command_id"])
     exported = (await client.get(f"/v1/runs/{finished}/export")).json()
     document = (await client.post("/v1/documents", content=b"owner notes",
                                   headers={"Content-Type": "text/plain"})).json()["document_id"]
@@ -219,7 +226,7 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             assert sent.status_code == 202, (path, sent.text)
             result = await wait_for_command(intruder, sent.json()["command_id"])
             assert result["status"] == "rejected", (path, result)
-            assert result["reason"].startswith(("no run", "no workflow named")), result
+            assert result["reason"].startswith(("no run", "no workflow named", "no thread")), result
 
         async def empty(path: str, **params: Any) -> None:
             response = await intruder.get(path, params=params)
@@ -274,6 +281,17 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             response = await intruder.post("/v1/keys", json=body)
             assert response.status_code == 403
 
+        async def own_ai_mode() -> None:
+            mine = (await intruder.get("/v1/tenant/ai")).json()
+            assert (mine["tenant"], mine["model"]) == ("intruder", None)
+
+        async def configure_own_ai_mode() -> None:
+            sent = await intruder.put("/v1/tenant/ai", json={"model": "scripted:other"})
+            assert (await wait_for_command(intruder, sent.json()["command_id"]))["status"] == (
+                "accepted")
+            owner = (await client.get("/v1/tenant/ai")).json()
+            assert (owner["model"], owner["system"]) == ("scripted:echo", "the owner's prompt")
+
         task = f"/v1/runs/{waiting}/tasks/review"
         # Reads first: the writes after them give the intruder things of its own.
         checks: dict[str, Callable[[], Awaitable[None]]] = {
@@ -290,6 +308,13 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "GET /v1/runs/{run_id}/attempts": lambda: not_found(
                 "GET", f"/v1/runs/{finished}/attempts"),
             "GET /v1/usage": lambda: empty("/v1/usage", group_by="run"),
+            "GET /v1/threads": lambda: empty("/v1/threads"),
+            "GET /v1/threads/{thread_id}": lambda: not_found("GET", f"/v1/threads/{thread}"),
+            "GET /v1/threads/{thread_id}/messages": lambda: not_found(
+                "GET", f"/v1/threads/{thread}/messages"),
+            "GET /v1/threads/{thread_id}/stream": lambda: not_found(
+                "GET", f"/v1/threads/{thread}/stream"),
+            "GET /v1/tenant/ai": own_ai_mode,
             "GET /v1/runs/diff": lambda: not_found(
                 "GET", "/v1/runs/diff", params={"a": finished, "b": finished}),
             "GET /v1/workflows/{name}": lambda: not_found("GET", "/v1/workflows/refund-approval"),
@@ -315,6 +340,12 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "POST /v1/runs/{run_id}/variables": lambda: rejected(
                 f"/v1/runs/{waiting}/variables", {"variables": {"approved": True}}),
             "POST /v1/runs/import": import_over_the_owners_run,
+            "POST /v1/threads": lambda: rejected("/v1/threads", {"workflow": "refund-approval"}),
+            "POST /v1/threads/{thread_id}/messages": lambda: rejected(
+                f"/v1/threads/{thread}/messages", {"content": "let me in"}),
+            "POST /v1/threads/{thread_id}/complete": lambda: rejected(
+                f"/v1/threads/{thread}/complete", {}),
+            "PUT /v1/tenant/ai": configure_own_ai_mode,
             "PUT /v1/workflows/{name}": own_workflow,
             "POST /v1/documents": own_document,
             "GET /v1/documents/{document_id}": lambda: not_found(
@@ -337,6 +368,13 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
     assert (open_task["status"], open_task["assignee"]) == ("open", None)
     assert [c["id"] for c in (await client.get("/v1/credentials")).json()["items"]] == ["team-a"]
     assert (await client.get("/v1/runs", params={"workflow": "hello"})).json()["items"]
+    for _ in range(200):
+        chat = (await client.get(f"/v1/threads/{thread}/messages")).json()["items"]
+        if len(chat) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert [(m["role"], m["content"]) for m in chat] == [
+        ("user", "hello"), ("assistant", "hello")], "the intruder's message was not posted"
 
 
 async def heddle_keys(*args: str, **env: str) -> tuple[int, str, str]:

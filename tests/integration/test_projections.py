@@ -34,17 +34,21 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
         for response in started:
             await wait_for_run(client, response.json()["run_id"])
         # A run that waits on a person and one that waits on a timer: rows for tasks and timers.
+        # And a run in a chat: rows for threads and their messages (its greeting).
         await publish(client, example("approval"))
         await publish(client, example("reminder"))
+        await publish(client, example("chat"))
         waiting = [
             (await client.post("/v1/runs", json={"workflow": workflow, "input": input})).json()
             for workflow, input in (("refund-approval", {"customer": "Ada", "amount": 5}),
-                                    ("reminder", {"about": "tea"}))
+                                    ("reminder", {"about": "tea"}),
+                                    ("renewal-chat", {"customer": "Acme", "arr": 1000}))
         ]
         for run in waiting:
             await wait_for_run(client, run["run_id"], status={"running"})
         await _until_rows(database_url, "tasks")
         await _until_rows(database_url, "timers")
+        await _until_rows(database_url, "thread_messages")
     for name, projection in PROJECTIONS.items():
         for table in projection.TABLES:
             before = _table_digest(database_url, table)

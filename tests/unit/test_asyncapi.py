@@ -89,8 +89,12 @@ async def test_the_messages_heddle_publishes_fit_the_documented_schemas() -> Non
         jsonschema.validate(envelope, payload_schema("events"))
 
     delta = TokenDelta(uuid.UUID(RUN_ID), "greet", 1, 1, 2, 7, "Say hello")
-    jsonschema.validate(delta.as_message(), payload_schema("tokens"))
-    assert set(payload_schema("tokens")["required"]) == set(delta.as_message())
+    reply = TokenDelta(uuid.UUID(RUN_ID), "r-m1", 1, 1, 1, 0, "Hi", thread=True)
+    tokens = payload_schema("tokens")
+    for message in (delta.as_message(), reply.as_message()):
+        jsonschema.validate(message, tokens)
+        assert set(tokens["required"]) <= set(message)
+    assert set(tokens["properties"]) == set(delta.as_message()) | set(reply.as_message())
 
 
 async def test_the_api_serves_the_document_for_its_own_topics_and_a_page() -> None:

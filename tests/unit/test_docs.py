@@ -360,6 +360,10 @@ PAYLOAD_SCHEMAS = {
     "CompleteRemoteTask": "complete-remote-task.json",
     "StartSubworkflow": "start-subworkflow.json",
     "CompleteSubworkflow": "complete-subworkflow.json",
+    "OpenThread": "open-thread.json",
+    "PostMessage": "post-message.json",
+    "CompleteThread": "complete-thread.json",
+    "ConfigureTenant": "configure-tenant.json",
 }
 
 

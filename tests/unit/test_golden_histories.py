@@ -39,6 +39,7 @@ def test_the_golden_histories_cover_completed_failed_and_agent_runs() -> None:
         "WorkflowRun.ToolCallCompleted",
         "WorkflowRun.NodesSkipped",
         "WorkflowRun.NodeFailed",
+        "WorkflowRun.ChatReplyCompleted",
     } <= types
 
 

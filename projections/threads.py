@@ -1,0 +1,161 @@
+"""`threads` and `thread_messages`: every chat thread (status, binding, branches, counts)
+and its messages in order (`seq` is the thread's event version that posted it).
+
+Rows remember the thread version they have seen, so applying an event twice changes
+nothing; a rebuild replays the same events into the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from projections import Cursor
+
+NAME = "threads"
+TABLES = ["threads", "thread_messages"]
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS threads (
+    thread_id uuid PRIMARY KEY,
+    tenant text NOT NULL,
+    title text NOT NULL,
+    status text NOT NULL,
+    outcome text,
+    replies text NOT NULL,
+    workflow text,
+    run_id uuid,
+    node_id text,
+    attempt integer,
+    branches jsonb NOT NULL,
+    messages integer NOT NULL,
+    pending_replies integer NOT NULL,
+    last_error jsonb,
+    output jsonb,
+    opened_by text NOT NULL,
+    opened_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    completed_at timestamptz,
+    version integer NOT NULL,
+    position bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS threads_by_tenant_time
+    ON threads (tenant, opened_at DESC, thread_id DESC);
+CREATE INDEX IF NOT EXISTS threads_by_run ON threads (run_id);
+CREATE TABLE IF NOT EXISTS thread_messages (
+    thread_id uuid NOT NULL,
+    seq integer NOT NULL,
+    message_id text NOT NULL,
+    tenant text NOT NULL,
+    role text NOT NULL,
+    content text NOT NULL,
+    author text NOT NULL,
+    branch text,
+    reply_to text,
+    provider text,
+    model text,
+    usage jsonb,
+    cost_usd double precision,
+    source jsonb,
+    posted_at timestamptz NOT NULL,
+    position bigint NOT NULL,
+    PRIMARY KEY (thread_id, seq)
+);
+"""
+THREAD_FIELDS = [
+    "thread_id", "title", "status", "outcome", "replies", "workflow", "run_id", "node_id",
+    "attempt", "branches", "messages", "pending_replies", "last_error", "output", "opened_by",
+    "opened_at", "updated_at", "completed_at", "version", "position",
+]  # fmt: skip
+"""A thread's fields as the API serves them (`version` is the thread's latest event)."""
+MESSAGE_FIELDS = [
+    "seq", "message_id", "role", "content", "author", "branch", "reply_to", "provider",
+    "model", "usage", "cost_usd", "source", "posted_at", "position",
+]  # fmt: skip
+"""A message's fields as the API serves them."""
+
+_OPEN = """
+INSERT INTO threads (thread_id, tenant, title, status, replies, workflow, run_id, node_id,
+                     attempt, branches, messages, pending_replies, opened_by, opened_at,
+                     updated_at, version, position)
+VALUES (%(id)s, %(tenant)s, %(title)s, 'open', %(replies)s, %(workflow)s, %(run_id)s,
+        %(node_id)s, %(attempt)s, %(branches)s, 0, 0, %(actor)s, %(at)s, %(at)s, %(version)s,
+        %(position)s)
+ON CONFLICT DO NOTHING
+"""
+_CHANGE = """
+UPDATE threads SET {changes}, updated_at = %(at)s, version = %(version)s, position = %(position)s
+WHERE thread_id = %(id)s AND version < %(version)s
+"""
+_POST = """
+INSERT INTO thread_messages (thread_id, seq, message_id, tenant, role, content, author, branch,
+                             reply_to, provider, model, usage, cost_usd, source, posted_at,
+                             position)
+SELECT %(id)s, %(version)s, %(message_id)s, tenant, %(role)s, %(content)s, %(author)s,
+       %(branch)s, %(reply_to)s, %(provider)s, %(model)s, %(usage)s, %(cost_usd)s, %(source)s,
+       %(at)s, %(position)s
+FROM threads WHERE thread_id = %(id)s AND version < %(version)s
+ON CONFLICT DO NOTHING
+"""
+
+
+def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+    for event in events:
+        kind = event["type"]
+        if not kind.startswith("Thread."):
+            continue
+        data = event["data"]
+        key = {
+            "id": event["aggregate_id"],
+            "at": event["timestamp"],
+            "version": event["aggregate_version"],
+            "position": event["position"],
+        }
+        if kind == "Thread.Opened":
+            binding = data.get("binding") or {}
+            sql.execute(_OPEN, {
+                **key, "tenant": data["tenant"], "title": data["title"],
+                "replies": data["replies"], "workflow": data.get("workflow"),
+                "run_id": binding.get("run_id"), "node_id": binding.get("node_id"),
+                "attempt": binding.get("attempt"), "actor": data["actor"],
+                "branches": json.dumps(data.get("branches") or {}),
+            })  # fmt: skip
+        elif kind == "Thread.MessagePosted":
+            usage = data.get("usage")
+            source = data.get("source")
+            sql.execute(_POST, {
+                **key, "message_id": data["message_id"], "role": data["role"],
+                "content": data["content"], "author": data["author"], "branch": data["branch"],
+                "reply_to": data.get("reply_to"), "provider": data.get("provider"),
+                "model": data.get("model"), "usage": json.dumps(usage) if usage else None,
+                "cost_usd": data.get("cost_usd"), "source": json.dumps(source) if source else None,
+            })  # fmt: skip
+            answered = " - 1" if data.get("reply_id") else ""
+            _change(
+                sql, key, f"messages = messages + 1, pending_replies = pending_replies{answered}"
+            )
+        elif kind == "Thread.ReplyRequested":
+            _change(sql, key, "pending_replies = pending_replies + 1")
+        elif kind == "Thread.ReplyFailed":
+            _change(
+                sql,
+                key,
+                "pending_replies = pending_replies - 1, last_error = %(error)s",
+                error=json.dumps(data["error"]),
+            )
+        elif kind == "Thread.RunAttached":
+            _change(sql, key, "run_id = %(run_id)s", run_id=data["run_id"])
+        elif kind == "Thread.Completed":
+            _change(
+                sql,
+                key,
+                "status = 'completed', outcome = %(outcome)s, output = %(output)s,"
+                " completed_at = %(at)s, pending_replies = 0",
+                outcome=data["outcome"],
+                output=json.dumps(data["output"]),
+            )
+        else:
+            _change(sql, key, "thread_id = thread_id")
+
+
+def _change(sql: Cursor, key: dict[str, Any], changes: str, **values: Any) -> None:
+    sql.execute(_CHANGE.format(changes=changes), {**key, **values})
