@@ -211,10 +211,14 @@ def loops_within(spec: WorkflowSpec, body: Iterable[str]) -> list[str]:
 
 def edge_problems(spec: WorkflowSpec) -> list[Problem]:
     """Every problem of the edge lists of `spec`, each with its path: unknown or repeated
-    targets, invalid CEL and templates, loop edges that close no cycle or carry a trigger."""
+    targets, invalid CEL and templates, loop edges with a trigger, a switch with a `next`."""
     problems: list[Problem] = []
     for node_id, node in spec.nodes.items():
         next = getattr(node, "next", None)
+        if node.kind == "switch" and next is not None:
+            message = "a switch goes on through its cases and default only"
+            problems.append(Problem(f"nodes.{node_id}.next", message))
+            continue
         if not isinstance(next, list):
             continue
         seen: set[str] = set()

@@ -1872,17 +1872,12 @@ class WorkflowRun(Aggregate):
             try:
                 if validator.llm is not None:
                     request = judge_request(validator.llm, context)
-                    key = edge_key(source, edge.to)
-                    self._edge_decided(
-                        source, edge.to, "validating", f"validator {index}: asking {request.model}"
-                    )
-                    self._request_llm(
-                        f"validator:{key}:{attempt}:{index}",
-                        "validator",
-                        request,
-                        {"source": source, "target": edge.to, "attempt": attempt}
-                        | {"validator": index},
-                    )
+                    asking = f"validator {index}: asking {request.model}"
+                    self._edge_decided(source, edge.to, "validating", asking)
+                    request_id = f"validator:{edge_key(source, edge.to)}:{attempt}:{index}"
+                    about = {"source": source, "target": edge.to, "attempt": attempt}
+                    about["validator"] = index
+                    self._request_llm(request_id, "validator", request, about)
                     return
                 assert validator.expression is not None
                 passed = evaluate_condition(validator.expression, context)

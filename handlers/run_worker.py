@@ -33,7 +33,6 @@ from handlers.unit_of_work import UnitOfWork
 NODE_STARTED = "WorkflowRun.NodeStarted"
 MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
 VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
-LLM_REQUESTED = "WorkflowRun.LlmRequested"
 THREAD_EVENTS = (
     "Thread.ReplyRequested",
     "WorkflowRun.NodeCompleted",
@@ -44,7 +43,10 @@ THREAD_EVENTS = (
     "WorkflowRun.StepSkipped",
 )
 """What the worker reads for threads (handlers/threads.py)."""
-WORKER_EVENTS = (NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, LLM_REQUESTED, *THREAD_EVENTS)
+LLM_REQUESTED = "WorkflowRun.LlmRequested"
+WORKER_EVENTS = (
+    NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, LLM_REQUESTED, *THREAD_EVENTS
+)
 # Token deltas are gathered for this long (or up to this much text) before they are
 # published: a stream costs a few messages instead of one per delta, unnoticeably later.
 TOKEN_PIECE_SECONDS = 0.025

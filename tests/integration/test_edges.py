@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import running_heddle
+from tests.conftest import isolated_settings, running_heddle
 from tests.fakes.llm_servers import OpenAiWire
 from tests.integration.helpers import api_client, example, publish, wait_for_command, wait_for_run
 from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
@@ -272,3 +275,39 @@ async def test_a_human_approval_inside_a_loop_opens_its_task_again_after_a_rejec
         "reject",
         "approve",
     ]
+
+
+async def test_a_scheduled_edge_is_taken_after_a_restart_of_heddle_while_it_waits(
+    postgres_url: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from infra.devstack import create_database
+
+    definition = {
+        "name": "later",
+        "start": "ask",
+        "nodes": {
+            "ask": {"kind": "set", "vars": {"asked": True},
+                    "next": [{"to": "remind", "trigger": {"schedule": {"delay": "3s"}}}]},
+            "remind": {"kind": "set", "vars": {"reminded": True}},
+        },
+    }  # fmt: skip
+    settings = isolated_settings(tmp_path / "heddle")
+    database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
+    async with (
+        running_heddle(settings, database_url, kafka_bootstrap) as instance,
+        api_client(instance) as api,
+    ):
+        run_id = await start(api, definition, {})
+        await wait_for_run(api, run_id, status={"waiting"})
+        began = time.monotonic()
+    # Heddle is down while the edge's timer comes due.
+    async with (
+        running_heddle(settings, database_url, kafka_bootstrap) as instance,
+        api_client(instance) as api,
+    ):
+        run = await wait_for_run(api, run_id, timeout=30)
+        events = await events_of(api, run_id)
+    assert run["status"] == "completed"
+    assert run["variables"]["reminded"] is True
+    assert time.monotonic() - began >= 2.5  # not before its time
+    assert [e["data"]["timer_id"] for e in of_type(events, "TimerFired")] == ["edge:ask->remind:1"]

@@ -22,11 +22,14 @@ from domain.errors import DefinitionInvalid, LlmRequestNotPending, RunNotActive
 from domain.llm import LlmRequest, LlmResult, Usage
 from domain.runs import WorkflowRun
 from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
+from handlers.replay import node_facts
 from handlers.unit_of_work import UnitOfWork
 from infra.llm.scripted import ScriptedProvider
+from projections.run_timeline import summarize
 from tests.unit.test_agent import complete
 from tests.unit.test_docs import documented
 from tests.unit.test_forks import accepted
+from tests.unit.test_replay import envelopes, history
 from tests.unit.test_scheduling import start
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -684,3 +687,34 @@ def test_following_a_run_prints_its_loops_and_waits_and_outlasts_keep_alive_ping
     printed = capsys.readouterr().out
     assert "loop review -> draft: iteration 2" in printed
     assert "waiting for review->publish" in printed
+
+
+def test_the_review_loop_history_reads_pass_by_pass_in_node_facts_and_the_timeline() -> None:
+    events = envelopes(history("review-loop"))
+    looped = next(i for i, e in enumerate(events) if e["type"] == "WorkflowRun.LoopIterated")
+    facts = node_facts(events[: looped + 1])
+    assert (facts["draft"]["status"], facts["draft"]["attempts"]) == ("pending", 1)
+    facts = node_facts(events)
+    assert (facts["draft"]["status"], facts["draft"]["attempts"]) == ("completed", 2)
+    assert facts["draft"]["llm_calls"] == facts["review"]["llm_calls"] == 2
+    assert facts["review"]["iterations"] == 2
+    summaries = [summarize(e) for e in events]
+    assert "loop review -> draft: iteration 2, running again draft, review" in summaries
+    assert "review -> draft: skipped (when '!vars.verdict.startsWith(\"APPROVED\")' is false)" in (
+        summaries
+    )
+    assert "review -> send: taken (validated)" in summaries
+    assert "validator asks scripted:judge (validator:review->send:2:1)" in summaries
+
+
+def test_a_switch_takes_no_next_list_because_it_goes_on_through_its_cases() -> None:
+    document = flow("publish")
+    document["nodes"]["route"] = {
+        "kind": "switch",
+        "cases": [{"when": "true", "next": "publish"}],
+        "next": [{"to": "publish", "validators": [{"expression": "false"}]}],
+    }
+    document["nodes"]["write"]["next"] = "route"
+    assert problems(document) == [
+        "nodes.route.next: a switch goes on through its cases and default only"
+    ]
