@@ -132,7 +132,7 @@ def _thread_of(up: Up, run_id: str, timeout: float = 30.0) -> str:
     raise AssertionError(f"no thread for run {run_id} after {timeout} s")
 
 
-def _open_task(up: Up, role: str, timeout: float = 30.0) -> dict[str, Any]:
+def _open_task(up: Up, role: str, timeout: float = 90.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         listed = up.cli("tasks", "list", "--role", role, "--json")

@@ -1,6 +1,7 @@
 """Fixtures for a module of tests that share one Heddle (starting one costs seconds); each
 test starts runs of its own. Import them into the test module:
-`from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)`."""
+`from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)`; `openai` is
+a fake OpenAI server for a module whose own `heddle` points the provider at it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import module_heddle
+from tests.fakes.llm_servers import FakeLlmServer, running_server
 from tests.integration.helpers import api_client
 
 
@@ -27,3 +29,10 @@ async def heddle(
 async def client(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(heddle) as api:
         yield api
+
+
+@pytest.fixture(scope="module")
+async def openai() -> AsyncIterator[FakeLlmServer]:
+    """A fake OpenAI server for the module; each test queues the answers it needs."""
+    async with running_server() as server:
+        yield server

@@ -12,15 +12,10 @@ import httpx
 import pytest
 
 from tests.conftest import module_heddle
-from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, running_server
+from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire
 from tests.integration.helpers import api_client, example, publish, wait_for_run
+from tests.integration.shared import openai  # noqa: F401 (fixture)
 from tests.integration.test_streams import heddle_cli, served
-
-
-@pytest.fixture(scope="module")
-async def openai() -> AsyncIterator[FakeLlmServer]:
-    async with running_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

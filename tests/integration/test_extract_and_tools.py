@@ -22,18 +22,12 @@ from tests.integration.helpers import (
     start_run,
     wait_for_run,
 )
-from tests.integration.shared import client  # noqa: F401 (fixture)
+from tests.integration.shared import client, openai  # noqa: F401 (fixtures)
 
 CONTRACT = pdf_with_pages(
     ["Master Services Agreement", "Customer: Acme Corp"],
     ["Annual fee: 48,000 EUR", "Renews next spring"],
 )
-
-
-@pytest.fixture(scope="module")
-async def openai() -> AsyncIterator[FakeLlmServer]:
-    async with running_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

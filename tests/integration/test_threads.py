@@ -17,7 +17,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 from infra.projector import rebuild
 from tests.conftest import module_heddle
-from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, running_server
+from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire
 from tests.integration.helpers import (
     example,
     key_headers,
@@ -25,14 +25,9 @@ from tests.integration.helpers import (
     wait_for_command,
     wait_for_run,
 )
+from tests.integration.shared import openai  # noqa: F401 (fixture)
 from tests.integration.test_projections import _table_digest
 from tests.integration.test_streams import SLOW, STORY, heddle_cli, served
-
-
-@pytest.fixture(scope="module")
-async def openai() -> AsyncIterator[FakeLlmServer]:
-    async with running_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
