@@ -8,13 +8,26 @@ has seen.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+import orjson
+
 COPY_FROM = 200
 """Batches of at least this many rows are copied (COPY) into a staging table and inserted
 from there: about four times faster than one INSERT per row, and slower for a few rows."""
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text for a JSON column: orjson, about ten times faster than the
+    standard library (a rebuild dumps several values per event); integers beyond 64 bits,
+    which orjson refuses, go through `json`."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 class Copy(Protocol):

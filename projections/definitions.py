@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from projections import Cursor
+from projections import Cursor, json_text
 
 NAME = "definitions"
 TABLES = ["workflow_versions"]
@@ -27,7 +26,7 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
     rows = [
         (
             e["data"]["tenant"], e["data"]["spec"]["name"], e["data"]["number"],
-            e["data"]["content_hash"], json.dumps(e["data"]["spec"]), e["data"]["actor"],
+            e["data"]["content_hash"], json_text(e["data"]["spec"]), e["data"]["actor"],
             e["timestamp"],
         )
         for e in events

@@ -9,11 +9,10 @@ totals of its items or steps. Events of unknown types change nothing.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from domain.runs import add_usage, new_usage
-from projections import Cursor, write_rows
+from projections import Cursor, json_text, write_rows
 
 NAME = "node_attempts"
 TABLES = ["node_attempts"]
@@ -270,7 +269,7 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
         "node_attempts",
         COLUMNS,
         (
-            [json.dumps(r[c]) if c in JSON_COLUMNS and r[c] is not None else r[c] for c in COLUMNS]
+            [json_text(r[c]) if c in JSON_COLUMNS and r[c] is not None else r[c] for c in COLUMNS]
             for r in changed.values()
         ),
         f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"

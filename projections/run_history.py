@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from domain.runs import add_usage, new_usage
-from projections import Cursor, write_rows
+from projections import Cursor, json_text, write_rows
 
 NAME = "run_history"
 TABLES = ["runs"]
@@ -267,4 +266,4 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
 
 
 def _values(row: dict[str, Any]) -> list[Any]:
-    return [json.dumps(row[c]) if c in JSON_COLUMNS else row[c] for c in COLUMNS]
+    return [json_text(row[c]) if c in JSON_COLUMNS else row[c] for c in COLUMNS]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from projections import Cursor, write_rows
+from projections import Cursor, json_text, write_rows
 
 NAME = "run_timeline"
 TABLES = ["run_timeline"]
@@ -180,7 +179,7 @@ COLUMNS = ["run_id", "version", "position", "type", "node_id", "at", "summary", 
 def project(events: list[dict[str, Any]], sql: Cursor) -> None:
     rows = (
         (e["aggregate_id"], e["aggregate_version"], e["position"], e["type"],
-         e["data"].get("node_id"), e["timestamp"], summarize(e), json.dumps(e["data"]))
+         e["data"].get("node_id"), e["timestamp"], summarize(e), json_text(e["data"]))
         for e in events
         if e["aggregate_type"] == "WorkflowRun"
     )

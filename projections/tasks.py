@@ -14,10 +14,9 @@ Highest first; ties go to the task that has waited longest.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from projections import Cursor
+from projections import Cursor, json_text
 
 NAME = "tasks"
 TABLES = ["tasks"]
@@ -88,7 +87,7 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
             _open(sql, where, "budget", data["task"])
         elif kind == "WorkflowRun.TaskCompleted":
             _change(sql, where, "status = 'completed', completed_by = %(by)s, output = %(output)s",
-                    data["task_id"], by=data["actor"], output=json.dumps(data["output"]))
+                    data["task_id"], by=data["actor"], output=json_text(data["output"]))
         elif kind == "WorkflowRun.TaskReassigned":
             changes = {k: v for k, v in data["changes"].items() if k in ("assignee", "role", "priority")}
             _change(sql, where, ", ".join(f"{k} = %({k})s" for k in changes), data["task_id"], **changes)
@@ -103,7 +102,7 @@ def _open(sql: Cursor, where: dict[str, Any], task_id: str, task: dict[str, Any]
         **where, "task_id": task_id, "type": task["type"], "title": task["title"],
         "instructions": task.get("instructions", ""), "assignee": task.get("assignee"),
         "role": task.get("role"), "priority": task["priority"], "value": task.get("value"),
-        "due_at": task.get("due_at"), "form": json.dumps(task.get("form", {})),
+        "due_at": task.get("due_at"), "form": json_text(task.get("form", {})),
     })
 
 

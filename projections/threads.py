@@ -7,10 +7,9 @@ nothing; a rebuild replays the same events into the same rows.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from projections import Cursor
+from projections import Cursor, json_text
 
 NAME = "threads"
 TABLES = ["threads", "thread_messages"]
@@ -117,7 +116,7 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
                 "replies": data["replies"], "workflow": data.get("workflow"),
                 "run_id": binding.get("run_id"), "node_id": binding.get("node_id"),
                 "attempt": binding.get("attempt"), "actor": data["actor"],
-                "branches": json.dumps(data.get("branches") or {}),
+                "branches": json_text(data.get("branches") or {}),
             })  # fmt: skip
         elif kind == "Thread.MessagePosted":
             usage = data.get("usage")
@@ -126,8 +125,8 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
                 **key, "message_id": data["message_id"], "role": data["role"],
                 "content": data["content"], "author": data["author"], "branch": data["branch"],
                 "reply_to": data.get("reply_to"), "provider": data.get("provider"),
-                "model": data.get("model"), "usage": json.dumps(usage) if usage else None,
-                "cost_usd": data.get("cost_usd"), "source": json.dumps(source) if source else None,
+                "model": data.get("model"), "usage": json_text(usage) if usage else None,
+                "cost_usd": data.get("cost_usd"), "source": json_text(source) if source else None,
             })  # fmt: skip
             answered = " - 1" if data.get("reply_id") else ""
             _change(
@@ -140,7 +139,7 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
                 sql,
                 key,
                 "pending_replies = pending_replies - 1, last_error = %(error)s",
-                error=json.dumps(data["error"]),
+                error=json_text(data["error"]),
             )
         elif kind == "Thread.RunAttached":
             _change(sql, key, "run_id = %(run_id)s", run_id=data["run_id"])
@@ -151,7 +150,7 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
                 "status = 'completed', outcome = %(outcome)s, output = %(output)s,"
                 " completed_at = %(at)s, pending_replies = 0",
                 outcome=data["outcome"],
-                output=json.dumps(data["output"]),
+                output=json_text(data["output"]),
             )
         else:
             _change(sql, key, "thread_id = thread_id")
