@@ -96,6 +96,23 @@ def create_schema(settings: Settings, database_url: str) -> None:
 
 
 @dataclass
+class WorkerBatch:
+    """What one batch of events gives the run worker to do, found in one store session."""
+
+    uow: UnitOfWork
+    fresh: list[Record]
+    commands: list[tuple[CommandEnvelope, str]]
+    extractions: list[Any]
+    requests: list[Any]
+    calls: list[Any] = field(default_factory=list)
+    tools: list[Any] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    threads: dict[Any, Any] = field(default_factory=dict)
+    declared: dict[uuid.UUID, dict[str, HttpTool]] = field(default_factory=dict)
+    """The HTTP tools each run's definition declares, for its tool and agent calls."""
+
+
+@dataclass
 class Heddle:
     """One process of Heddle: the store, the broker, the roles it runs."""
 
@@ -248,47 +265,44 @@ class Heddle:
     async def run_nodes(self, records: list[Record]) -> None:
         """Worker: make the model calls started nodes wait for, record the outcomes."""
 
-        def find_work() -> tuple[
-            UnitOfWork, list[Any], list[Any], list[Any], list[Record], dict[Any, Any]
-        ]:
+        def find_work() -> WorkerBatch:
             uow = UnitOfWork(self.store)
             fresh = self._worker_positions.fresh(records)
             events = decode_events(fresh)
             self._new_capabilities |= capabilities_published(events)
-            commands.extend(subworkflow_commands(fresh, uow))
-            extractions.extend(extractions_due(events, uow))
-            requests.extend(llm_requests_due(events, uow))
+            batch = WorkerBatch(
+                uow, fresh, subworkflow_commands(fresh, uow), extractions_due(events, uow),
+                llm_requests_due(events, uow),
+            )
             # Idempotent by themselves (a thread opens once, an answer is posted once):
             # saved now, so that a batch with no call still records them.
             open_chat_threads(events, uow)
             post_run_answers(events, uow)
             close_chat_threads(events, uow)
             uow.save()
-            calls = llm_calls_due(events, uow) + agents_to_resume(fresh, uow)
-            calls += replies_due(events, uow)
-            tools = tool_nodes_due(events, uow)
-            agents = {c.run_id for c in calls if c.kind == "agent"}
-            for run_id in agents | {t.run_id for t in tools}:
-                declared[run_id] = uow.get(run_id).spec.tools
-            return (
-                uow, calls, remote_tasks_due(events, uow), tools, fresh,
-                threads_answered(calls, uow),
-            )
+            batch.calls = llm_calls_due(events, uow) + agents_to_resume(fresh, uow)
+            batch.calls += replies_due(events, uow)
+            batch.tools = tool_nodes_due(events, uow)
+            agents = {c.run_id for c in batch.calls if c.kind == "agent"}
+            for run_id in agents | {t.run_id for t in batch.tools}:
+                batch.declared[run_id] = uow.get(run_id).spec.tools
+            batch.tasks = remote_tasks_due(events, uow)
+            batch.threads = threads_answered(batch.calls, uow)
+            return batch
 
-        commands: list[tuple[CommandEnvelope, str]] = []
-        extractions: list[Any] = []
-        requests: list[Any] = []
-        declared: dict[uuid.UUID, dict[str, HttpTool]] = {}
-        uow, calls, tasks, tools, fresh, threads = await self.writer.run(find_work)
-        for envelope, key in commands:
+        batch = await self.writer.run(find_work)
+        uow, calls, tools, declared = batch.uow, batch.calls, batch.tools, batch.declared
+        for envelope, key in batch.commands:
             await self.send_command(envelope, key)
-        publish = self.tokens.publish if not threads else partial(self._publish_to, threads)
-        capabilities = self._new_capabilities | {task["capability"] for task in tasks}
+        publish = (
+            partial(self._publish_to, batch.threads) if batch.threads else self.tokens.publish
+        )
+        capabilities = self._new_capabilities | {task["capability"] for task in batch.tasks}
         if capabilities:
             await self.create_task_topics(capabilities)
-        if tasks:
-            await self.send_tasks(tasks)
-        if not calls and not tools and not extractions and not requests:
+        if batch.tasks:
+            await self.send_tasks(batch.tasks)
+        if not calls and not tools and not batch.extractions and not batch.requests:
             return
         for call in calls:
             log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
@@ -306,9 +320,11 @@ class Heddle:
             asyncio.gather(*(self.run_tool(declared[due.run_id], due.call) for due in tools)),
             asyncio.gather(*(
                 extract(due, self.documents.text, self.complete_llm, recorder)
-                for due in extractions
+                for due in batch.extractions
             )),
-            asyncio.gather(*(answer_llm_request(due, self.complete_llm) for due in requests)),
+            asyncio.gather(*(
+                answer_llm_request(due, self.complete_llm) for due in batch.requests
+            )),
             *(
                 drive_agent(
                     call, uow, self.complete_llm, partial(self.run_tool, declared[call.run_id]),
@@ -324,7 +340,7 @@ class Heddle:
             record_tool_nodes(list(zip(tools, tool_results, strict=True)), uow)
             record_extractions(list(extracted), uow)
             record_llm_answers(list(answers), uow)
-            trackings = trackings_for(self._worker_positions.consumer, fresh)
+            trackings = trackings_for(self._worker_positions.consumer, batch.fresh)
             uow.save(trackings)
             self._worker_positions.advance(trackings)
 
