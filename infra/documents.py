@@ -104,30 +104,27 @@ class Documents:
 
     async def about(self, tenant: str, document_id: str) -> dict[str, Any] | None:
         """A document's id, type, size, pages and who uploaded it when, or None."""
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT document_id, content_type, size, pages, uploaded_by, uploaded_at"
-                " FROM documents WHERE tenant = %s AND document_id = %s",
-                [tenant, document_id],
-            )
-            row = await cursor.fetchone()
+        names = ("document_id", "content_type", "size", "pages", "uploaded_by", "uploaded_at")
+        row = await self._row(tenant, document_id, names)
         if row is None:
             return None
-        names = ("document_id", "content_type", "size", "pages", "uploaded_by", "uploaded_at")
         return {**dict(zip(names, row, strict=True)), "uploaded_at": row[5].isoformat()}
 
     async def text(self, tenant: str, document_id: str) -> DocumentText | None:
         """A document's text and where it came from, or None when the tenant has none."""
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT content_type, content FROM documents WHERE tenant = %s"
-                " AND document_id = %s",
-                [tenant, document_id],
-            )
-            row = await cursor.fetchone()
+        row = await self._row(tenant, document_id, ("content_type", "content"))
         if row is None:
             return None
         content_type, content = row
         text, pages = await asyncio.to_thread(read_text, content_type, bytes(content))
         source = {"document_id": document_id, "content_type": content_type, "pages": pages}
         return DocumentText(text, source)
+
+    async def _row(self, tenant: str, document_id: str, columns: tuple[str, ...]) -> Any:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                f"SELECT {', '.join(columns)} FROM documents"
+                " WHERE tenant = %s AND document_id = %s",
+                [tenant, document_id],
+            )
+            return await cursor.fetchone()
