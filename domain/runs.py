@@ -569,12 +569,7 @@ class WorkflowRun(Aggregate):
     def pending_tool_calls(self, node_id: str) -> list[ToolCall]:
         """Tool calls of an agent node waiting for the worker to run them (those of
         workflow tools wait for child runs instead)."""
-        attempt = self.nodes[node_id]["attempt"]
-        waiting = {
-            child["call_id"]
-            for child in self.children.values()
-            if (child["node_id"], child["attempt"]) == (node_id, attempt) and child.get("call_id")
-        }
+        waiting = {child["call_id"] for child in self._tool_call_children(node_id)}
         return [
             ToolCall.model_validate(c)
             for c in self.nodes[node_id].get("pending", [])
@@ -977,13 +972,16 @@ class WorkflowRun(Aggregate):
 
     def waits_for_children(self, node_id: str) -> bool:
         """Whether an agent node waits for tool calls that child runs answer."""
+        return any(child["status"] == "running" for child in self._tool_call_children(node_id))
+
+    def _tool_call_children(self, node_id: str) -> list[dict[str, Any]]:
+        """The child runs that answer tool calls of the agent node's current attempt."""
         attempt = self.nodes[node_id]["attempt"]
-        return any(
-            child["status"] == "running"
-            and (child["node_id"], child["attempt"]) == (node_id, attempt)
-            and child.get("call_id")
+        return [
+            child
             for child in self.children.values()
-        )
+            if (child["node_id"], child["attempt"]) == (node_id, attempt) and child.get("call_id")
+        ]
 
     def _request_children(self, node_id: str, attempt: int, calls: list[ToolCall]) -> None:
         """Start a child run for each call of a workflow tool among an agent's calls."""
