@@ -96,7 +96,10 @@ class Thread(Aggregate):
                 )
         message_id = f"m{len(self.messages) + 1}"
         self._message_posted(message_id, "user", content, author, branch)
-        if chosen is not None and chosen.get("reply") is not None:
+        request: LlmRequest | None = None
+        if chosen is None:
+            request = self.request() if self.replies == "llm" else None
+        elif chosen.get("reply") is not None:
             self._message_posted(
                 f"m{len(self.messages) + 1}",
                 "assistant",
@@ -106,18 +109,14 @@ class Thread(Aggregate):
                 reply_to=message_id,
                 provider="fixed",
             )
-        elif chosen is not None and chosen.get("prompt") is not None:
+        elif chosen.get("prompt") is not None:
             model = chosen.get("model") or (self.reply or {}).get("model")
             request = self.request(model=model, instruction=chosen["prompt"])
+        else:
+            self._branch_taken(message_id, branch, chosen)
+        if request is not None:
             self._reply_requested(
                 f"r-{message_id}", message_id, branch, request.model_dump(mode="json")
-            )
-        elif chosen is not None:
-            self._branch_taken(message_id, branch, chosen)
-        elif self.replies == "llm":
-            request = self.request()
-            self._reply_requested(
-                f"r-{message_id}", message_id, None, request.model_dump(mode="json")
             )
         return self.message(message_id)
 
@@ -222,10 +221,11 @@ class Thread(Aggregate):
         return next(m for m in self.messages if m["message_id"] == message_id)
 
     def check_open(self, completing: bool = False) -> None:
-        if self.status != "open" and completing:
+        if self.status == "open":
+            return
+        if completing:
             raise ThreadInvalid(f"thread {self.id} is {self.status} already ({self.outcome})")
-        if self.status != "open":
-            raise ThreadInvalid(f"thread {self.id} is {self.status}: it takes no more messages")
+        raise ThreadInvalid(f"thread {self.id} is {self.status}: it takes no more messages")
 
     def check_awaits(self, reply_id: str) -> None:
         if not self.awaits(reply_id):
