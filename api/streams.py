@@ -53,8 +53,9 @@ def stream_routes(heddle: Heddle) -> APIRouter:
         """The run's events (`event`) and token deltas (`token`) as they happen, then `end`.
         Reconnect with `Last-Event-ID` to resume after the last message received."""
         return await open_stream(
-            heddle, doorbell, run_id, who.tenant, last_event_id, "WorkflowRun.Started", "run"
-        )
+            heddle, doorbell, run_id, who.tenant, last_event_id, "WorkflowRun.Started", "run",
+            run_end,
+        )  # fmt: skip
 
     return router
 
@@ -67,10 +68,11 @@ async def open_stream(
     last_event_id: str | None,
     opened: str,
     noun: str,
-    ends: Ends | None = None,
+    ends: Ends,
 ) -> EventSourceResponse:
     """The stream of the aggregate whose first event is `opened` (a run, a thread) for
-    its `tenant`: 404 for none or another tenant's, 400 for a bad `Last-Event-ID`."""
+    its `tenant`, until an event `ends` it: 404 for none or another tenant's, 400 for a bad
+    `Last-Event-ID`."""
     version, offset = _parse_cursor(last_event_id)
     found = await first_and_last_event(heddle.store, heddle.reads, aggregate_id)
     if found is None or found[0]["type"] != opened or found[0]["data"].get("tenant") != tenant:
@@ -85,9 +87,7 @@ async def open_stream(
             "pass the id of a message this stream sent",
         )
     started = datetime.fromisoformat(first["timestamp"]) - TOKENS_BEFORE_START
-    messages = _messages(
-        heddle, doorbell, aggregate_id, version, offset, started, latest, ends or run_end
-    )
+    messages = _messages(heddle, doorbell, aggregate_id, version, offset, started, latest, ends)
     return EventSourceResponse(messages, ping=15)
 
 
@@ -144,7 +144,7 @@ async def _messages(
     offset: int,
     started: datetime,
     latest: dict[str, Any],
-    ends: Ends = run_end,
+    ends: Ends,
 ) -> AsyncIterator[ServerSentEvent]:
     """The stream of one aggregate (a run, a thread): its events from the store and the
     deltas keyed by its id, from `version` and `offset`, until an event `ends` it."""
