@@ -26,7 +26,7 @@ from api.projections_api import consistent_reads
 from api.reads import _decode, _page
 from api.streams import open_stream
 from domain.commands import CommandEnvelope
-from domain.tenants import settings_id
+from domain.tenants import NO_AI, settings_id
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Heddle
 from infra.live import Doorbell
@@ -213,7 +213,7 @@ def tenant_routes(heddle: Heddle) -> APIRouter:
     async def get_ai_mode(who: Caller = Depends(caller)) -> dict[str, Any]:
         """The tenant's AI mode and its configuration (`model: null`: no AI replies)."""
         settings = await heddle.writer.run(UnitOfWork(heddle.store).get, settings_id(who.tenant))
-        ai = settings.ai if settings is not None else {"ai_mode": "simple", "model": None}
+        ai = settings.ai if settings is not None else NO_AI
         return {"tenant": who.tenant, **ai}
 
     @router.put("/v1/tenant/ai", status_code=202, response_model=Accepted)

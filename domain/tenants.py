@@ -18,6 +18,8 @@ from domain.tools import TOOLS
 
 ORCHESTRATOR = "orchestrator"
 """The workflow name of the runs that answer a thread in orchestrator mode."""
+NO_AI: dict[str, Any] = {"ai_mode": "simple", "model": None}
+"""The settings of a tenant that configured nothing: no model, so no AI replies."""
 TRANSCRIPT = (
     "{% for m in input.messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
     "Answer the user's last message."
@@ -53,7 +55,7 @@ class TenantSettings(Aggregate):
     @event("Created")
     def __init__(self, tenant: str) -> None:
         self.tenant = tenant
-        self.ai: dict[str, Any] = {"ai_mode": "simple", "model": None}
+        self.ai: dict[str, Any] = dict(NO_AI)
 
     def configure(self, ai: dict[str, Any], actor: str) -> None:
         """Set the AI mode; a mode that answers needs a model, and every tool must exist."""

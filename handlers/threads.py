@@ -39,7 +39,7 @@ from domain.errors import (
 )
 from domain.llm import LlmRequest
 from domain.runs import WorkflowRun
-from domain.tenants import ORCHESTRATOR, TenantSettings, orchestrator, settings_id
+from domain.tenants import NO_AI, ORCHESTRATOR, TenantSettings, orchestrator, settings_id
 from domain.threads import Replies, Thread, chat_thread_id, thread_id_for
 from handlers.controls import pause_run, reassign_task, resume_run, skip_node
 from handlers.run_worker import THREAD_EVENTS, LlmCall, LlmOutcome, waiting_nodes
@@ -86,7 +86,7 @@ def open_thread(command: OpenThread, envelope: CommandEnvelope, uow: UnitOfWork)
         replies = "run"
     else:
         settings = uow.get(settings_id(envelope.tenant))
-        ai = settings.ai if isinstance(settings, TenantSettings) else {"model": None}
+        ai = settings.ai if isinstance(settings, TenantSettings) else NO_AI
         if ai.get("model") is None:
             replies = "none"
         elif ai["ai_mode"] == "orchestrator":
