@@ -231,14 +231,21 @@ def _document(action: DocumentAction, context: dict[str, Any]) -> dict[str, Any]
 
 
 def model_request(
-    source: Any, context: dict[str, Any], tools: list[Any] | None = None
+    source: Any,
+    context: dict[str, Any],
+    tools: list[Any] | None = None,
+    instructions: str | None = None,
 ) -> LlmRequest:
-    """The model call that `source` (an `llm` action, or a node that calls a model: its
-    `model`, `prompt`, `system`, `temperature`, `max_tokens`, `options`, `credential`)
-    asks for, its templates rendered over `context`."""
+    """The model call that `source` (an `llm` action, an edge's judge, or a node that calls
+    a model: its `model`, `prompt`, `system`, `temperature`, `max_tokens`, `options`,
+    `credential`) asks for, its templates rendered over `context`. `instructions` come
+    first in the system message, before `source`'s own `system`."""
+    system = render(source.system, context) if source.system else None
+    if instructions is not None:
+        system = instructions if system is None else f"{instructions}\n\n{system}"
     messages = []
-    if source.system:
-        messages.append(Message(role="system", content=render(source.system, context)))
+    if system is not None:
+        messages.append(Message(role="system", content=system))
     messages.append(Message(role="user", content=render(source.prompt, context)))
     return LlmRequest(
         model=source.model,

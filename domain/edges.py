@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from domain.actions import model_request
 from domain.durations import DURATION, seconds
 from domain.errors import Problem, problems_of
 from domain.expressions import compile_expression
-from domain.llm import LlmRequest, LlmResult, Message
-from domain.templates import parse_template, render
+from domain.llm import LlmRequest, LlmResult
+from domain.templates import parse_template
 
 if TYPE_CHECKING:
     from domain.definitions import WorkflowSpec
@@ -293,18 +294,7 @@ JUDGE_SYSTEM = (
 
 def judge_request(judge: Judge, context: dict[str, Any]) -> LlmRequest:
     """The model call that asks `judge`'s question, rendered over the run's `context`."""
-    system = JUDGE_SYSTEM + (f"\n\n{render(judge.system, context)}" if judge.system else "")
-    return LlmRequest(
-        model=judge.model,
-        messages=[
-            Message(role="system", content=system),
-            Message(role="user", content=render(judge.prompt, context)),
-        ],
-        temperature=judge.temperature,
-        max_tokens=judge.max_tokens,
-        options=judge.options,
-        credential=judge.credential,
-    )
+    return model_request(judge, context, instructions=JUDGE_SYSTEM)
 
 
 _YES_NO = re.compile(r"^\W*(yes|no|pass|fail|true|false)\b\W*(.*)$", re.IGNORECASE | re.DOTALL)
