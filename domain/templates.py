@@ -63,14 +63,18 @@ def _budget() -> _Budget:
     return budget
 
 
+def _refuse_size(size: int, unit: str = "characters or items") -> None:
+    """Refuse a value of `size` `unit` if it is larger than a template may make."""
+    if size > MAX_RENDERED_LENGTH:
+        raise TemplateError(
+            f"the template made a value of {size:,} {unit}, more than {MAX_RENDERED_LENGTH:,}"
+        )
+
+
 def _checked(value: Any) -> Any:
     """`value`, unless it is a text or collection larger than a template may make."""
-    if isinstance(value, (str, bytes, list, tuple, dict, set)) and len(value) > MAX_RENDERED_LENGTH:
-        raise TemplateError(
-            f"the template made a value of {len(value):,} "
-            f"{'characters' if isinstance(value, (str, bytes)) else 'items'}, more than "
-            f"{MAX_RENDERED_LENGTH:,}"
-        )
+    if isinstance(value, (str, bytes, list, tuple, dict, set)):
+        _refuse_size(len(value), "characters" if isinstance(value, (str, bytes)) else "items")
     if isinstance(value, int) and value.bit_length() > MAX_NUMBER_BITS:
         raise TemplateError(f"the template made a number larger than 2**{MAX_NUMBER_BITS}")
     return value
@@ -88,18 +92,12 @@ def _check_binop(op: str, left: Any, right: Any) -> None:
     elif op == "*":
         for sequence, times in ((left, right), (right, left)):
             size = _length(sequence)
-            if size is not None and isinstance(times, int) and size * times > MAX_RENDERED_LENGTH:
-                raise TemplateError(
-                    f"the template made a value of {size * times:,} characters or items, "
-                    f"more than {MAX_RENDERED_LENGTH:,}"
-                )
+            if size is not None and isinstance(times, int):
+                _refuse_size(size * times)
     elif op == "+":
         sizes = (_length(left), _length(right))
-        if None not in sizes and sum(s for s in sizes if s) > MAX_RENDERED_LENGTH:
-            raise TemplateError(
-                f"the template made a value of {sum(s for s in sizes if s):,} characters or "
-                f"items, more than {MAX_RENDERED_LENGTH:,}"
-            )
+        if sizes[0] is not None and sizes[1] is not None:
+            _refuse_size(sizes[0] + sizes[1])
 
 
 def _steps(iterable: Iterable[Any]) -> Iterator[Any]:
@@ -113,11 +111,7 @@ def _steps(iterable: Iterable[Any]) -> Iterator[Any]:
 def _concat(*values: Any) -> str:
     """The `~` operator, refusing a text larger than a template may make."""
     parts = [str(value) for value in values]
-    if sum(len(part) for part in parts) > MAX_RENDERED_LENGTH:
-        raise TemplateError(
-            f"the template made a value of {sum(len(p) for p in parts):,} characters, more than "
-            f"{MAX_RENDERED_LENGTH:,}"
-        )
+    _refuse_size(sum(len(part) for part in parts), "characters")
     return "".join(parts)
 
 
