@@ -6,18 +6,16 @@ refused, and model output is data that never runs. Each test asserts what the us
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from domain.definitions import parse_definition
 from domain.errors import ExpressionError, TemplateError
 from domain.expressions import MAX_EXPRESSION_STEPS, evaluate
-from domain.runs import WorkflowRun
 from domain.templates import MAX_RENDERED_LENGTH, MAX_TEMPLATE_STEPS, parse_template, render
 from tests.unit.test_runs import answer
+from tests.unit.test_scheduling import start
 
 CONTEXT: dict[str, Any] = {
     "input": {"name": "Ada", "numbers": list(range(1000)), "text": "x"},
@@ -153,7 +151,7 @@ def test_expressions_within_the_limits_still_work() -> None:
 
 
 def test_a_run_whose_template_runs_too_long_fails_its_node_with_the_reason() -> None:
-    spec = parse_definition(
+    run = start(
         {
             "name": "slow",
             "start": "s",
@@ -168,24 +166,12 @@ def test_a_run_whose_template_runs_too_long_fails_its_node_with_the_reason() -> 
             },
         }
     )
-    run = WorkflowRun(
-        run_id=uuid.uuid4(),
-        tenant="t",
-        actor="a",
-        workflow="slow",
-        version=1,
-        content_hash=spec.content_hash(),
-        graph=spec.canonical(),
-        input={},
-        command_id="c",
-    )
-    run.advance()
     assert run.status == "failed"
     assert run.error == {"node": "s", "class": "definition", "message": RUNS_TOO_LONG}
 
 
 def test_model_output_is_data_a_later_template_never_runs() -> None:
-    spec = parse_definition(
+    run = start(
         {
             "name": "echo",
             "start": "ask",
@@ -201,18 +187,6 @@ def test_model_output_is_data_a_later_template_never_runs() -> None:
             },
         }
     )
-    run = WorkflowRun(
-        run_id=uuid.uuid4(),
-        tenant="t",
-        actor="a",
-        workflow="echo",
-        version=1,
-        content_hash=spec.content_hash(),
-        graph=spec.canonical(),
-        input={},
-        command_id="c",
-    )
-    run.advance()
     run.complete_llm_call("ask", 1, answer("{{ 7*7 }} {{ ''.__class__ }}"))
     assert run.variables["quoted"] == "She said: {{ 7*7 }} {{ ''.__class__ }}"
 
