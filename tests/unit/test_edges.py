@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 from domain.definitions import parse_definition
 from domain.edits import Edit, apply_edits
 from domain.errors import DefinitionInvalid, LlmRequestNotPending, RunNotActive
-from domain.llm import LlmRequest, LlmResult, Usage
+from domain.llm import LlmRequest
 from domain.runs import WorkflowRun
 from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
 from handlers.replay import node_facts
@@ -30,20 +30,9 @@ from tests.unit.test_agent import complete
 from tests.unit.test_docs import documented
 from tests.unit.test_forks import accepted
 from tests.unit.test_replay import envelopes, history
-from tests.unit.test_scheduling import start
+from tests.unit.test_scheduling import answer, start
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
-
-
-def answer(text: str) -> LlmResult:
-    return LlmResult(
-        text=text,
-        finish_reason="stop",
-        usage=Usage(input_tokens=2, output_tokens=1),
-        model="judge",
-        provider="scripted",
-        latency_ms=1.0,
-    )
 
 
 def names(events: list[Any]) -> list[str]:
