@@ -86,6 +86,12 @@ async def thread_of_run(client: httpx.AsyncClient, run_id: str) -> str:
     return str(await until(found, f"thread of run {run_id}"))
 
 
+async def chat_thread(client: httpx.AsyncClient, workflow: dict[str, Any], **input: Any) -> str:
+    """Publish `workflow` and start a run of it: the thread of its `chat` node."""
+    await publish(client, workflow)
+    return await thread_of_run(client, await start(client, workflow["name"], **input))
+
+
 async def messages(client: httpx.AsyncClient, thread_id: str) -> list[dict[str, Any]]:
     """The thread's messages (once the read model has the thread)."""
 
@@ -169,10 +175,7 @@ async def test_a_chat_node_answers_two_messages_through_openai_then_completing_m
 async def test_a_branch_with_a_fixed_reply_answers_without_a_model(
     client: httpx.AsyncClient, openai: FakeLlmServer
 ) -> None:
-    await publish(client, support("support"))
-    thread_id = await thread_of_run(
-        client, await start(client, "support", customer="Grace", order="B-2")
-    )
+    thread_id = await chat_thread(client, support("support"), customer="Grace", order="B-2")
     calls = openai.calls
 
     await say(client, thread_id, "", branch="thanks")
@@ -216,10 +219,8 @@ def an_answer(message: ServerSentEvent) -> bool:
 async def test_a_thread_stream_resumed_with_last_event_id_gets_every_remaining_message_once(
     client: httpx.AsyncClient, heddle: Any
 ) -> None:
-    await publish(client, support("story-chat", model="scripted:story", options=SLOW))
-    thread_id = await thread_of_run(
-        client, await start(client, "story-chat", customer="Ada", order="C-3")
-    )
+    story_chat = support("story-chat", model="scripted:story", options=SLOW)
+    thread_id = await chat_thread(client, story_chat, customer="Ada", order="C-3")
 
     await say(client, thread_id, "one")
     before = await read_stream(client, thread_id, stop=an_answer)
@@ -268,10 +269,8 @@ async def test_a_conversation_workflow_answers_each_message_from_where_its_run_w
 async def test_the_threads_read_model_rebuilds_to_identical_rows(
     client: httpx.AsyncClient, heddle: Any
 ) -> None:
-    await publish(client, support("story-chat", model="scripted:story", options=SLOW))
-    thread_id = await thread_of_run(
-        client, await start(client, "story-chat", customer="Alan", order="D-4")
-    )
+    story_chat = support("story-chat", model="scripted:story", options=SLOW)
+    thread_id = await chat_thread(client, story_chat, customer="Alan", order="D-4")
     await say(client, thread_id, "rebuild me")
 
     tables = ("threads", "thread_messages")
@@ -388,10 +387,7 @@ async def test_only_an_admin_key_sets_the_tenants_ai_mode(
 async def test_a_reply_the_provider_refuses_leaves_the_error_on_the_thread(
     client: httpx.AsyncClient, openai: FakeLlmServer
 ) -> None:
-    await publish(client, support("support"))
-    thread_id = await thread_of_run(
-        client, await start(client, "support", customer="Ed", order="E")
-    )
+    thread_id = await chat_thread(client, support("support"), customer="Ed", order="E")
     openai.then(OpenAiWire.error(400, "This model does not exist", "model_not_found"))
     sent = await client.post(f"/v1/threads/{thread_id}/messages", json={"content": "hello?"})
     await wait_for_command(client, sent.json()["command_id"])
