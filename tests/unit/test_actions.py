@@ -248,31 +248,25 @@ def test_a_document_over_the_size_limit_fails_the_node_saying_how_large() -> Non
 
 
 def test_bad_actions_are_reported_with_their_paths_when_the_workflow_is_published() -> None:
+    bad_on_enter = [
+        {"variable": {"compute": {"total": "input.a +"}}},
+        {"variable": {"set": {"my var": "x"}}},
+        {"document": {"name": "n", "template": "{{ oops"}},
+    ]
+    bad_conditional = {
+        "conditional": {
+            "if": "true",
+            "then": [{"llm": {"model": "scripted:echo", "prompt": "{% if %}", "output": "a"}}],
+        }
+    }
     assert problems(
         workflow(
             draft={
                 "kind": "set",
                 "vars": {"x": 1},
-                "on_enter": [
-                    {"variable": {"compute": {"total": "input.a +"}}},
-                    {"variable": {"set": {"my var": "x"}}},
-                    {"document": {"name": "n", "template": "{{ oops"}},
-                ],
+                "on_enter": bad_on_enter,
                 "on_exit": [
-                    {
-                        "conditional": {
-                            "if": "true",
-                            "then": [
-                                {
-                                    "llm": {
-                                        "model": "scripted:echo",
-                                        "prompt": "{% if %}",
-                                        "output": "a",
-                                    }
-                                }
-                            ],
-                        }
-                    },
+                    bad_conditional,
                     {"variable": {"set": {"a": "1"}}, "document": {"name": "n", "template": "t"}},
                     {"llm": {"model": "scripted:echo", "prompt": "hi"}},
                     {"webhook": {"url": "http://example.com"}},
@@ -290,28 +284,8 @@ def test_bad_actions_are_reported_with_their_paths_when_the_workflow_is_publishe
             draft={
                 "kind": "set",
                 "vars": {"x": 1},
-                "on_enter": [
-                    {"variable": {"compute": {"total": "input.a +"}}},
-                    {"variable": {"set": {"my var": "x"}}},
-                    {"document": {"name": "n", "template": "{{ oops"}},
-                    {"variable": {}},
-                ],
-                "on_exit": [
-                    {
-                        "conditional": {
-                            "if": "true",
-                            "then": [
-                                {
-                                    "llm": {
-                                        "model": "scripted:echo",
-                                        "prompt": "{% if %}",
-                                        "output": "a",
-                                    }
-                                }
-                            ],
-                        }
-                    },
-                ],
+                "on_enter": [*bad_on_enter, {"variable": {}}],
+                "on_exit": [bad_conditional],
             },
         )
     ) == [
