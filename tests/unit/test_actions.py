@@ -20,6 +20,7 @@ from handlers.run_worker import LlmCall, OnDelta, OnTryFailed, call_llm, record_
 from handlers.unit_of_work import UnitOfWork
 from infra.llm.retrying import complete_with_retries
 from infra.llm.scripted import ScriptedProvider
+from tests.unit.test_scheduling import start as started
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE_TEXT = (ROOT / "examples" / "actions.yaml").read_text()
@@ -28,20 +29,8 @@ ACME = {"customer": "Acme", "arr": 120000, "days_to_renewal": 20}
 
 
 def start(document: dict[str, Any], input: dict[str, Any] | None = None) -> WorkflowRun:
-    spec = parse_definition(document)
-    run = WorkflowRun(
-        run_id=uuid.uuid4(),
-        tenant="default",
-        actor="test",
-        workflow=spec.name,
-        version=1,
-        content_hash=spec.content_hash(),
-        graph=spec.canonical(),
-        input=ACME if input is None else input,
-        command_id="c1",
-    )
-    run.advance()
-    return run
+    """test_scheduling's `start`, with ACME's renewal as the default input."""
+    return started(document, ACME if input is None else input)
 
 
 async def complete(
