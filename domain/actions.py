@@ -304,7 +304,13 @@ def _problems(action: Action, at: str) -> list[Problem]:
                 parse_template, getattr(action.document, part), f"{at}.document.{part}"
             )
     elif action.llm is not None:
-        problems += _check(parse_template, action.llm.prompt, f"{at}.llm.prompt")
-        if action.llm.system:
-            problems += _check(parse_template, action.llm.system, f"{at}.llm.system")
+        problems += prompt_problems(action.llm, f"{at}.llm")
+    return problems
+
+
+def prompt_problems(source: Any, at: str) -> list[Problem]:
+    """The problems of the templates of a model call (`source`'s `prompt` and `system`)."""
+    problems = _check(parse_template, source.prompt, f"{at}.prompt")
+    if source.system:
+        problems += _check(parse_template, source.system, f"{at}.system")
     return problems

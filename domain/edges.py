@@ -29,12 +29,11 @@ from typing import TYPE_CHECKING, Any
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from domain.actions import model_request
+from domain.actions import model_request, prompt_problems
 from domain.durations import DURATION, seconds
 from domain.errors import Problem, problems_of
 from domain.expressions import compile_expression
 from domain.llm import LlmRequest, LlmResult
-from domain.templates import parse_template
 
 if TYPE_CHECKING:
     from domain.definitions import WorkflowSpec
@@ -246,13 +245,7 @@ def edge_problems(spec: WorkflowSpec) -> list[Problem]:
                         compile_expression, validator.expression, f"{where}.expression"
                     )
                 if validator.llm is not None:
-                    problems += problems_of(
-                        parse_template, validator.llm.prompt, f"{where}.llm.prompt"
-                    )
-                    if validator.llm.system:
-                        problems += problems_of(
-                            parse_template, validator.llm.system, f"{where}.llm.system"
-                        )
+                    problems += prompt_problems(validator.llm, f"{where}.llm")
             if edge.loop and (edge.trigger or edge.validators):
                 problems.append(
                     Problem(
