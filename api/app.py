@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -228,7 +229,7 @@ def _health_routes(heddle: Heddle) -> APIRouter:
     async def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
-            await _fetch(heddle, "SELECT 1", [])
+            await fetch_rows(heddle, "SELECT 1", [])
             checks["postgres"] = "ok"
         except Exception as error:
             checks["postgres"] = f"unavailable: {type(error).__name__}"
@@ -243,7 +244,8 @@ def _health_routes(heddle: Heddle) -> APIRouter:
     return router
 
 
-async def _fetch(heddle: Heddle, query: str, params: list[Any]) -> list[dict[str, Any]]:
+async def fetch_rows(heddle: Heddle, query: str, params: list[Any]) -> list[dict[str, Any]]:
+    """The rows of a read-model query, as dicts."""
     async with heddle.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params)
         return await cur.fetchall()
@@ -252,8 +254,7 @@ async def _fetch(heddle: Heddle, query: str, params: list[Any]) -> list[dict[str
 def _routes(heddle: Heddle) -> APIRouter:
     router = APIRouter()
 
-    async def fetch(query: str, params: list[Any]) -> list[dict[str, Any]]:
-        return await _fetch(heddle, query, params)
+    fetch = partial(fetch_rows, heddle)
 
     @router.post("/v1/commands", status_code=202, response_model=Accepted, tags=["commands"])
     async def post_command(

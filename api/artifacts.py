@@ -11,13 +11,13 @@ cursor, 422 for a bad parameter.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from psycopg.rows import dict_row
 
-from api.app import Caller, caller
+from api.app import Caller, caller, fetch_rows
 from api.projections_api import consistent_reads
 from api.reads import run_rows
 from infra.bootstrap import Heddle
@@ -31,10 +31,7 @@ FIELDS = [c for c in artifacts.COLUMNS if c not in ("tenant", "content", "positi
 def artifact_routes(heddle: Heddle) -> APIRouter:
     router = APIRouter(dependencies=[Depends(consistent_reads(heddle))], tags=["artifacts"])
 
-    async def fetch(query: str, params: list[Any]) -> list[dict[str, Any]]:
-        async with heddle.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query, params)
-            return await cur.fetchall()
+    fetch = partial(fetch_rows, heddle)
 
     @router.get("/v1/runs/{run_id}/artifacts")
     async def run_artifacts(

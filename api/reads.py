@@ -13,13 +13,13 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
+from functools import partial
 from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from psycopg.rows import dict_row
 
-from api.app import Caller, caller
+from api.app import Caller, caller, fetch_rows
 from api.projections_api import consistent_reads
 from infra.bootstrap import Heddle
 from infra.store import dumps
@@ -60,10 +60,7 @@ TOTALS = (
 def read_routes(heddle: Heddle) -> APIRouter:
     router = APIRouter(dependencies=[Depends(consistent_reads(heddle))])
 
-    async def fetch(query: str, params: list[Any]) -> list[dict[str, Any]]:
-        async with heddle.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query, params)
-            return await cur.fetchall()
+    fetch = partial(fetch_rows, heddle)
 
     @router.get("/v1/runs/{run_id}/attempts", tags=["runs"])
     async def run_attempts(

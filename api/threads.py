@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from functools import partial
 from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
-from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from api.app import Accepted, Caller, caller
+from api.app import Accepted, Caller, caller, fetch_rows
 from api.projections_api import consistent_reads
 from api.reads import _decode, _page
 from api.streams import open_stream
@@ -78,10 +78,7 @@ def thread_routes(heddle: Heddle) -> APIRouter:
     router = APIRouter(tags=["threads"], dependencies=[Depends(consistent_reads(heddle))])
     doorbell = Doorbell(heddle.store, heddle.database_url)
 
-    async def fetch(query: str, params: list[Any]) -> list[dict[str, Any]]:
-        async with heddle.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query, params)
-            return await cur.fetchall()
+    fetch = partial(fetch_rows, heddle)
 
     async def send(
         who: Caller, type_: str, thread_id: UUID, payload: dict[str, Any]
