@@ -1,0 +1,480 @@
+"""The wire contract: what Heddle's consumers read and write on its topics.
+
+Event type names (`type` on `heddle.events`, `<aggregate>.<event>`) are the members of
+`RunEvent`, `ThreadEvent`, `DefinitionEvent` and `TenantEvent`: string enums, so a
+member is equal to the raw name and a table keyed by members is looked up with it. The
+sets of them that more than one consumer shares live here too. `Event` is an envelope as
+consumers receive it (decoded JSON), and each event's `data` has a `TypedDict` below:
+projections read plain JSON (fast) and are checked by mypy against these shapes, and a
+test keeps them equal to the fields the aggregates store.
+"""
+
+
+from enum import StrEnum
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class RunEvent(StrEnum):
+    """The events of `WorkflowRun`, as `type` names them on the wire."""
+
+    ACTION_VARIABLES_SET = "WorkflowRun.ActionVariablesSet"
+    AGENT_STEP_COMPLETED = "WorkflowRun.AgentStepCompleted"
+    ARTIFACT_SAVED = "WorkflowRun.ArtifactSaved"
+    CANCELLED = "WorkflowRun.Cancelled"
+    CHAT_REPLY_COMPLETED = "WorkflowRun.ChatReplyCompleted"
+    CHILD_RUN_FINISHED = "WorkflowRun.ChildRunFinished"
+    CHILD_RUN_REQUESTED = "WorkflowRun.ChildRunRequested"
+    COMPLETED = "WorkflowRun.Completed"
+    EDGE_DECIDED = "WorkflowRun.EdgeDecided"
+    EXTRACTION_COMPLETED = "WorkflowRun.ExtractionCompleted"
+    FAILED = "WorkflowRun.Failed"
+    GRAPH_EDITED = "WorkflowRun.GraphEdited"
+    LLM_CALL_COMPLETED = "WorkflowRun.LlmCallCompleted"
+    LLM_CALL_FAILED = "WorkflowRun.LlmCallFailed"
+    LLM_CALL_REPLAYED = "WorkflowRun.LlmCallReplayed"
+    LLM_REQUEST_COMPLETED = "WorkflowRun.LlmRequestCompleted"
+    LLM_REQUEST_FAILED = "WorkflowRun.LlmRequestFailed"
+    LLM_REQUEST_REPLAYED = "WorkflowRun.LlmRequestReplayed"
+    LLM_REQUESTED = "WorkflowRun.LlmRequested"
+    LOOP_ITERATED = "WorkflowRun.LoopIterated"
+    MAP_ITEM_COMPLETED = "WorkflowRun.MapItemCompleted"
+    MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
+    NODE_COMPLETED = "WorkflowRun.NodeCompleted"
+    NODE_ENTERING = "WorkflowRun.NodeEntering"
+    NODE_FAILED = "WorkflowRun.NodeFailed"
+    NODE_RETRY_SCHEDULED = "WorkflowRun.NodeRetryScheduled"
+    NODE_STARTED = "WorkflowRun.NodeStarted"
+    NODES_SKIPPED = "WorkflowRun.NodesSkipped"
+    PAUSED = "WorkflowRun.Paused"
+    RESUMED = "WorkflowRun.Resumed"
+    RUN_WAITING = "WorkflowRun.RunWaiting"
+    SIGNAL_RECEIVED = "WorkflowRun.SignalReceived"
+    STARTED = "WorkflowRun.Started"
+    STEP_SKIPPED = "WorkflowRun.StepSkipped"
+    TASK_COMPLETED = "WorkflowRun.TaskCompleted"
+    TASK_REASSIGNED = "WorkflowRun.TaskReassigned"
+    TIMER_FIRED = "WorkflowRun.TimerFired"
+    TIMER_SET = "WorkflowRun.TimerSet"
+    TOOL_CALL_COMPLETED = "WorkflowRun.ToolCallCompleted"
+    TOOL_CALLS_REQUESTED = "WorkflowRun.ToolCallsRequested"
+    TRANSITION_BLOCKED = "WorkflowRun.TransitionBlocked"
+    VARIABLES_SET = "WorkflowRun.VariablesSet"
+
+
+class ThreadEvent(StrEnum):
+    """The events of `Thread`, as `type` names them on the wire."""
+
+    BRANCH_TAKEN = "Thread.BranchTaken"
+    COMPLETED = "Thread.Completed"
+    MESSAGE_POSTED = "Thread.MessagePosted"
+    OPENED = "Thread.Opened"
+    REPLY_FAILED = "Thread.ReplyFailed"
+    REPLY_REQUESTED = "Thread.ReplyRequested"
+    RUN_ATTACHED = "Thread.RunAttached"
+
+
+class DefinitionEvent(StrEnum):
+    """The events of `WorkflowDefinition`, as `type` names them on the wire."""
+
+    CREATED = "WorkflowDefinition.Created"
+    VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
+
+
+class TenantEvent(StrEnum):
+    """The events of `TenantSettings`, as `type` names them on the wire."""
+
+    CONFIGURED = "TenantSettings.Configured"
+    CREATED = "TenantSettings.Created"
+
+
+RUN_FINISHED = frozenset({RunEvent.COMPLETED, RunEvent.FAILED, RunEvent.CANCELLED})
+"""A run ended: completed, failed or cancelled. Nothing of it runs any more."""
+RUN_STOPPED = frozenset({RunEvent.FAILED, RunEvent.CANCELLED})
+"""A run ended without completing: what was still running will never finish."""
+NODE_ENDED = frozenset(
+    {
+        RunEvent.NODE_COMPLETED,
+        RunEvent.NODE_FAILED,
+        RunEvent.STEP_SKIPPED,
+        RunEvent.NODE_RETRY_SCHEDULED,
+    }
+)
+"""A node attempt ended (completed, failed, skipped, or failed to be retried)."""
+MODEL_ANSWERS = frozenset(
+    {
+        RunEvent.LLM_CALL_COMPLETED,
+        RunEvent.AGENT_STEP_COMPLETED,
+        RunEvent.MAP_ITEM_COMPLETED,
+        RunEvent.EXTRACTION_COMPLETED,
+        RunEvent.CHAT_REPLY_COMPLETED,
+        RunEvent.LLM_REQUEST_COMPLETED,
+    }
+)
+"""Model answers a run paid for (a fork's re-served answers, `*Replayed`, cost nothing)."""
+
+
+class Event(TypedDict):
+    """An event as `heddle.events` carries it (see `infra.store.EventStore.envelope`)."""
+
+    id: str
+    position: int
+    type: str
+    aggregate_type: str
+    aggregate_id: str
+    aggregate_version: int
+    timestamp: str
+    data: dict[str, Any]
+
+
+# The `data` of each event, as stored (UUIDs and times as strings). `NotRequired`: a field
+# added after events were first stored, which older events lack.
+
+
+class ActionVariablesSet(TypedDict):
+    node_id: str
+    attempt: int
+    action: str
+    variables: dict[str, Any]
+
+
+class AgentStepCompleted(TypedDict):
+    node_id: str
+    attempt: int
+    step: int
+    result: dict[str, Any]
+
+
+class ArtifactSaved(TypedDict):
+    artifact_id: str
+    node_id: str
+    attempt: int
+    action: str
+    name: str
+    content_type: str
+    content: str
+    size: int
+    sha256: str
+
+
+class Cancelled(TypedDict):
+    actor: str
+    reason: str
+
+
+class ChatReplyCompleted(TypedDict):
+    node_id: str
+    attempt: int
+    reply_id: str
+    result: dict[str, Any]
+
+
+class ChildRunFinished(TypedDict):
+    child_run_id: str
+    status: str
+
+
+class ChildRunRequested(TypedDict):
+    node_id: str
+    attempt: int
+    call_id: str
+    child_run_id: str
+    workflow: str
+    version: int | None
+    input: dict[str, Any]
+
+
+class Completed(TypedDict):
+    output: Any
+
+
+class EdgeDecided(TypedDict):
+    source: str
+    target: str
+    state: str
+    reason: str
+
+
+class ExtractionCompleted(TypedDict):
+    node_id: str
+    attempt: int
+    source: dict[str, Any]
+    result: dict[str, Any]
+
+
+class Failed(TypedDict):
+    error: dict[str, Any]
+
+
+class GraphEdited(TypedDict):
+    graph: dict[str, Any]
+    content_hash: str
+    edits: list[dict[str, Any]]
+    actor: str
+    reason: str
+
+
+class LlmCallCompleted(TypedDict):
+    node_id: str
+    attempt: int
+    result: dict[str, Any]
+
+
+class LlmCallFailed(TypedDict):
+    node_id: str
+    attempt: int
+    try_number: int
+    error: dict[str, Any]
+    retry_in: float | None
+    item: NotRequired[int | None]
+
+
+class LlmCallReplayed(TypedDict):
+    node_id: str
+    attempt: int
+    result: dict[str, Any]
+
+
+class LlmRequestCompleted(TypedDict):
+    request_id: str
+    purpose: str
+    result: dict[str, Any]
+
+
+class LlmRequestFailed(TypedDict):
+    request_id: str
+    purpose: str
+    error: dict[str, Any]
+
+
+class LlmRequestReplayed(TypedDict):
+    request_id: str
+    purpose: str
+    result: dict[str, Any]
+
+
+class LlmRequested(TypedDict):
+    request_id: str
+    purpose: str
+    request: dict[str, Any]
+    context: dict[str, Any]
+
+
+class LoopIterated(TypedDict):
+    source: str
+    target: str
+    iteration: int
+    nodes: list[str]
+    inner_loops: list[str]
+
+
+class MapItemCompleted(TypedDict):
+    node_id: str
+    attempt: int
+    index: int
+    result: dict[str, Any]
+
+
+class MapItemStarted(TypedDict):
+    node_id: str
+    attempt: int
+    index: int
+    input: dict[str, Any]
+
+
+class NodeCompleted(TypedDict):
+    node_id: str
+    output: Any
+    variables: dict[str, Any]
+    next: str | None
+
+
+class NodeEntering(TypedDict):
+    node_id: str
+    kind: str
+    attempt: int
+
+
+class NodeFailed(TypedDict):
+    node_id: str
+    attempt: int
+    error: dict[str, Any]
+    handled: NotRequired[bool]
+
+
+class NodeRetryScheduled(TypedDict):
+    node_id: str
+    attempt: int
+    error: dict[str, Any]
+    delay: float
+
+
+class NodeStarted(TypedDict):
+    node_id: str
+    kind: str
+    attempt: int
+    input: dict[str, Any]
+
+
+class NodesSkipped(TypedDict):
+    node_ids: list[str]
+
+
+class Paused(TypedDict):
+    actor: str
+    reason: str
+    task: dict[str, Any] | None
+
+
+class Resumed(TypedDict):
+    actor: str
+
+
+class RunWaiting(TypedDict):
+    edges: list[str]
+
+
+class SignalReceived(TypedDict):
+    name: str
+    data: dict[str, Any]
+    actor: str
+    nodes: list[str]
+
+
+class Started(TypedDict):
+    run_id: str
+    tenant: str
+    actor: str
+    workflow: str
+    version: int
+    content_hash: str
+    graph: dict[str, Any]
+    input: dict[str, Any]
+    command_id: str
+    fork: NotRequired[dict[str, Any] | None]
+    parent: NotRequired[dict[str, Any] | None]
+
+
+class StepSkipped(TypedDict):
+    node_id: str
+    actor: str
+    reason: str
+
+
+class TaskCompleted(TypedDict):
+    task_id: str
+    actor: str
+    output: dict[str, Any]
+
+
+class TaskReassigned(TypedDict):
+    task_id: str
+    actor: str
+    changes: dict[str, Any]
+    reason: str
+
+
+class TimerFired(TypedDict):
+    timer_id: str
+
+
+class TimerSet(TypedDict):
+    timer_id: str
+    purpose: str
+    fire_at: str
+    node_id: str | None
+    attempt: int | None
+
+
+class ToolCallCompleted(TypedDict):
+    node_id: str
+    attempt: int
+    step: int
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    outcome: str
+    content: str
+
+
+class ToolCallsRequested(TypedDict):
+    node_id: str
+    attempt: int
+    step: int
+    calls: list[dict[str, Any]]
+
+
+class TransitionBlocked(TypedDict):
+    source: str
+    target: str
+    validator: int
+    kind: str
+    reason: str
+
+
+class VariablesSet(TypedDict):
+    variables: dict[str, Any]
+    actor: str
+    reason: str
+
+
+class ThreadBranchTaken(TypedDict):
+    message_id: str
+    branch: str | None
+    action: dict[str, Any]
+
+
+class ThreadCompleted(TypedDict):
+    actor: str
+    output: dict[str, Any]
+    outcome: str
+
+
+class ThreadMessagePosted(TypedDict):
+    message_id: str
+    role: Literal["user", "assistant"]
+    content: str
+    author: str
+    branch: str | None
+    reply_to: NotRequired[str | None]
+    reply_id: NotRequired[str | None]
+    provider: NotRequired[str | None]
+    model: NotRequired[str | None]
+    usage: NotRequired[dict[str, Any] | None]
+    cost_usd: NotRequired[float | None]
+    source: NotRequired[dict[str, Any] | None]
+
+
+class ThreadOpened(TypedDict):
+    thread_id: str
+    tenant: str
+    actor: str
+    title: str
+    replies: str
+    reply: NotRequired[dict[str, Any] | None]
+    branches: NotRequired[dict[str, dict[str, Any]] | None]
+    binding: NotRequired[dict[str, Any] | None]
+    workflow: NotRequired[str | None]
+
+
+class ThreadReplyFailed(TypedDict):
+    reply_id: str
+    error: dict[str, Any]
+
+
+class ThreadReplyRequested(TypedDict):
+    reply_id: str
+    message_id: str
+    branch: str | None
+    request: dict[str, Any]
+
+
+class ThreadRunAttached(TypedDict):
+    run_id: str
+
+
+class DefinitionVersionPublished(TypedDict):
+    tenant: str
+    number: int
+    content_hash: str
+    spec: dict[str, Any]
+    actor: str
