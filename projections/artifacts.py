@@ -8,8 +8,7 @@ writes nothing new.
 
 from __future__ import annotations
 
-from typing import Any
-
+from domain.messages import Event, RunEvent
 from projections import Cursor, write_rows
 
 NAME = "artifacts"
@@ -49,12 +48,11 @@ COLUMNS = [
     "created_at",
     "position",
 ]
-SAVED = "WorkflowRun.ArtifactSaved"
 
 
-def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+def project(events: list[Event], sql: Cursor) -> None:
     """Insert a row per saved artifact of a known run."""
-    saved = [e for e in events if e["type"] == SAVED]
+    saved = [e for e in events if e["type"] == RunEvent.ARTIFACT_SAVED]
     if not saved:
         return
     ids = list(dict.fromkeys(e["aggregate_id"] for e in saved))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from domain.messages import DefinitionEvent, Event
 from projections import Cursor, json_text
 
 NAME = "definitions"
@@ -22,15 +21,19 @@ CREATE TABLE IF NOT EXISTS workflow_versions (
 """
 
 
-def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+def project(events: list[Event], sql: Cursor) -> None:
     rows = [
         (
-            e["data"]["tenant"], e["data"]["spec"]["name"], e["data"]["number"],
-            e["data"]["content_hash"], json_text(e["data"]["spec"]), e["data"]["actor"],
+            e["data"]["tenant"],
+            e["data"]["spec"]["name"],
+            e["data"]["number"],
+            e["data"]["content_hash"],
+            json_text(e["data"]["spec"]),
+            e["data"]["actor"],
             e["timestamp"],
         )
         for e in events
-        if e["type"] == "WorkflowDefinition.VersionPublished"
+        if e["type"] == DefinitionEvent.VERSION_PUBLISHED
     ]
     if rows:
         sql.executemany(

@@ -9,8 +9,11 @@ totals of its items or steps. Events of unknown types change nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
+from domain import messages as m
+from domain.messages import RUN_STOPPED, Event, RunEvent
 from domain.runs import add_usage, new_usage
 from projections import Cursor, json_text, write_rows
 
@@ -72,15 +75,15 @@ COLUMNS = [
 ]
 KEY = COLUMNS[:5]
 JSON_COLUMNS = {"request", "tool_calls", "output", "usage", "error"}
-ENDED = {"Cancelled", "Failed"}
-"""Run events after which an attempt still running will never finish: it is cancelled."""
-
 Key = tuple[str, int, int | None, int | None]  # node, attempt, item, step
+Row = dict[str, Any]
+Rows = dict[Key, Row]
 
 
-def _new(
-    event: dict[str, Any], kind: str, request: Any, item: int | None = None, step: int | None = None
-) -> dict[str, Any]:
+def new_row(
+    event: Event, kind: str, request: Any, item: int | None = None, step: int | None = None
+) -> Row:
+    """A running attempt (or map item, or agent step) that `event` starts."""
     data = event["data"]
     return {
         "run_id": event["aggregate_id"],
@@ -109,7 +112,7 @@ def _new(
     }
 
 
-def _answered(row: dict[str, Any], result: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+def answered(row: Row, result: dict[str, Any], calls: list[dict[str, Any]]) -> None:
     """A model's answer on `row`: its text, tool calls, tokens, cost and latency added."""
     row.update(
         response=result["text"],
@@ -122,121 +125,210 @@ def _answered(row: dict[str, Any], result: dict[str, Any], calls: list[dict[str,
     )
 
 
-def _ended(row: dict[str, Any], status: str, at: str, error: Any = None) -> None:
+def ended(row: Row, status: str, at: str, error: Any = None) -> None:
     row.update(status=status, finished_at=at)
     if error is not None:
         row["error"] = error
 
 
-def evolve(rows: dict[Key, dict[str, Any]], event: dict[str, Any]) -> list[Key]:
+def evolve(rows: Rows, event: Event) -> list[Key]:
     """Apply one event of a run to its rows (changed in place); returns the keys changed."""
-    data, at = event["data"], event["timestamp"]
-    kind = event["type"].removeprefix("WorkflowRun.")
-    node, attempt = data.get("node_id"), data.get("attempt")
-    key: Key = (node, attempt, None, None)
+    if event["type"] in STARTS:
+        return STARTS[event["type"]](rows, event)
+    change = CHANGES.get(event["type"])
+    if change is None:
+        return []
+    data = event["data"]
+    key: Key = (data["node_id"], data["attempt"], None, None)
     row = rows.get(key)
-    changed = [key]
-    if kind == "NodeEntering":  # its entry actions wait for a model; NodeStarted follows
-        rows[key] = _new(event, data["kind"], None)
-    elif kind == "NodeStarted" and row is not None and row["status"] == "running":
+    if row is None:
+        return []
+    return change(rows, key, row, event)
+
+
+# Events that start or end attempts: (rows, event) -> the keys changed.
+
+
+def node_entering(rows: Rows, event: Event) -> list[Key]:
+    """Its entry actions wait for a model; `NodeStarted` follows."""
+    data = cast(m.NodeEntering, event["data"])
+    key: Key = (data["node_id"], data["attempt"], None, None)
+    rows[key] = new_row(event, data["kind"], None)
+    return [key]
+
+
+def node_started(rows: Rows, event: Event) -> list[Key]:
+    data = cast(m.NodeStarted, event["data"])
+    key: Key = (data["node_id"], data["attempt"], None, None)
+    row = rows.get(key)
+    if row is not None and row["status"] == "running":
         row["request"] = data["input"] or None
-    elif kind == "NodeStarted":
-        rows[key] = _new(event, data["kind"], data["input"] or None)
-    elif kind in ("NodeCompleted", "StepSkipped"):
-        current = max(
-            (k for k in rows if k[0] == node and k[2] is None and k[3] is None),
-            default=None,
-            key=lambda k: k[1],
-        )
-        if current is None or rows[current]["status"] != "running":
-            return []
-        if kind == "StepSkipped":
-            skipped = {"class": "skipped", "message": data["reason"], "by": data["actor"]}
-            _ended(rows[current], "skipped", at, skipped)
-        else:
-            rows[current]["output"] = data["output"]
-            _ended(rows[current], "completed", at)
-        changed = [current]
-    elif kind in ENDED:
-        changed = [k for k, r in rows.items() if r["status"] == "running"]
-        for k in changed:
-            _ended(rows[k], "cancelled", at)
-    elif row is None:
-        return []
-    elif kind in ("LlmCallCompleted", "LlmCallReplayed", "ExtractionCompleted"):
-        result = data["result"]
-        if kind == "LlmCallReplayed":
-            row.update(
-                response=result["text"],
-                provider=result["provider"],
-                model=result["model"],
-                finish_reason=result["finish_reason"],
-                replayed=True,
-                tool_calls=result.get("tool_calls", []),
-            )
-        else:
-            _answered(row, result, result.get("tool_calls", []))
-    elif kind == "MapItemStarted":
-        key = (node, attempt, data["index"], None)
-        rows[key] = _new(event, row["kind"], data["input"], item=data["index"])
-        changed = [key]
-    elif kind == "MapItemCompleted":
-        item = rows[(node, attempt, data["index"], None)]
-        _answered(item, data["result"], [])
-        _ended(item, "completed", at)
-        row.update(
-            usage=add_usage(row["usage"], data["result"]),
-            latency_ms=round(row["latency_ms"] + data["result"]["latency_ms"], 3),
-        )
-        changed.append((node, attempt, data["index"], None))
-    elif kind == "ChatReplyCompleted":
-        row.update(
-            usage=add_usage(row["usage"], data["result"]),
-            provider=data["result"]["provider"],
-            model=data["result"]["model"],
-        )
-    elif kind == "AgentStepCompleted":
-        result, step_key = data["result"], (node, attempt, None, data["step"])
-        calls = [
-            {**c, "step": data["step"], "outcome": None, "content": None}
-            for c in result.get("tool_calls", [])
-        ]
-        rows[step_key] = _new(event, row["kind"], None, step=data["step"])
-        _answered(rows[step_key], result, calls)
-        _ended(rows[step_key], "completed", at)
-        _answered(row, result, [*row["tool_calls"], *calls])
-        changed.append(step_key)
-    elif kind in ("ToolCallsRequested", "ToolCallCompleted"):
-        step_key = (node, attempt, None, data["step"])
-        if kind == "ToolCallsRequested":
-            outcomes = {c["id"]: {"outcome": "running"} for c in data["calls"]}
-        else:
-            outcomes = {data["call_id"]: {"outcome": data["outcome"], "content": data["content"]}}
-        for k in (key, step_key):
-            rows[k]["tool_calls"] = [
-                {**c, **outcomes[c["id"]]}
-                if c["id"] in outcomes and c["step"] == data["step"]
-                else c
-                for c in rows[k]["tool_calls"]
-            ]
-        changed.append(step_key)
-    elif kind == "LlmCallFailed":
-        key = (node, attempt, data.get("item"), None)
-        failed = rows[key]
-        failed.update(failed_tries=failed["failed_tries"] + 1, error=data["error"])
-        changed = [key]
-    elif kind in ("NodeFailed", "NodeRetryScheduled"):
-        _ended(row, "failed" if kind == "NodeFailed" else "retried", at, data["error"])
-        for k, r in rows.items():
-            if k[:2] == (node, attempt) and k != key and r["status"] == "running":
-                _ended(r, "cancelled", at)
-                changed.append(k)
     else:
+        rows[key] = new_row(event, data["kind"], data["input"] or None)
+    return [key]
+
+
+def node_ended(rows: Rows, event: Event) -> list[Key]:
+    """A node's latest running attempt completed, or was skipped by a person."""
+    data = event["data"]
+    node = data["node_id"]
+    current = max(
+        (k for k in rows if k[0] == node and k[2] is None and k[3] is None),
+        default=None,
+        key=lambda k: k[1],
+    )
+    if current is None or rows[current]["status"] != "running":
         return []
+    if event["type"] == RunEvent.STEP_SKIPPED:
+        skipped = {"class": "skipped", "message": data["reason"], "by": data["actor"]}
+        ended(rows[current], "skipped", event["timestamp"], skipped)
+    else:
+        rows[current]["output"] = data["output"]
+        ended(rows[current], "completed", event["timestamp"])
+    return [current]
+
+
+def run_stopped(rows: Rows, event: Event) -> list[Key]:
+    """The run failed or was cancelled: what still runs never finishes."""
+    changed = [k for k, r in rows.items() if r["status"] == "running"]
+    for k in changed:
+        ended(rows[k], "cancelled", event["timestamp"])
     return changed
 
 
-def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+STARTS: dict[str, Callable[[Rows, Event], list[Key]]] = {
+    RunEvent.NODE_ENTERING: node_entering,
+    RunEvent.NODE_STARTED: node_started,
+    RunEvent.NODE_COMPLETED: node_ended,
+    RunEvent.STEP_SKIPPED: node_ended,
+    **dict.fromkeys(RUN_STOPPED, run_stopped),
+}
+
+
+# Events within an attempt whose row exists: (rows, its key, its row, event) -> keys changed.
+
+
+def llm_call_completed(rows: Rows, key: Key, row: Row, event: Event) -> list[Key]:
+    result = event["data"]["result"]
+    answered(row, result, result.get("tool_calls", []))
+    return [key]
+
+
+def llm_call_replayed(rows: Rows, key: Key, row: Row, event: Event) -> list[Key]:
+    result = cast(m.LlmCallReplayed, event["data"])["result"]
+    row.update(
+        response=result["text"],
+        provider=result["provider"],
+        model=result["model"],
+        finish_reason=result["finish_reason"],
+        replayed=True,
+        tool_calls=result.get("tool_calls", []),
+    )
+    return [key]
+
+
+def map_item_started(rows: Rows, key: Key, row: Row, event: Event) -> list[Key]:
+    data = cast(m.MapItemStarted, event["data"])
+    item: Key = (data["node_id"], data["attempt"], data["index"], None)
+    rows[item] = new_row(event, row["kind"], data["input"], item=data["index"])
+    return [item]
+
+
+def map_item_completed(rows: Rows, key: Key, row: Row, event: Event) -> list[Key]:
+    data = cast(m.MapItemCompleted, event["data"])
+    item: Key = (data["node_id"], data["attempt"], data["index"], None)
+    answered(rows[item], data["result"], [])
+    ended(rows[item], "completed", event["timestamp"])
+    row.update(
+        usage=add_usage(row["usage"], data["result"]),
+        latency_ms=round(row["latency_ms"] + data["result"]["latency_ms"], 3),
+    )
+    return [key, item]
+
+
+def chat_reply_completed(rows: Rows, key: Key, row: Row, event: Event) -> list[Key]:
+    result = cast(m.ChatReplyCompleted, event["data"])["result"]
+    row.update(
+        usage=add_usage(row["usage"], result), provider=result["provider"], model=result["model"]
+    )
+    return [key]
+
+
+def agent_step_completed(rows: Rows, key: Key, row: Row, event: Event) -> list[Key]:
+    """An agent's step is a row of its own, and adds to its attempt's totals."""
+    data = cast(m.AgentStepCompleted, event["data"])
+    result, step = data["result"], data["step"]
+    step_key: Key = (data["node_id"], data["attempt"], None, step)
+    calls = [
+        {**c, "step": step, "outcome": None, "content": None} for c in result.get("tool_calls", [])
+    ]
+    rows[step_key] = new_row(event, row["kind"], None, step=step)
+    answered(rows[step_key], result, calls)
+    ended(rows[step_key], "completed", event["timestamp"])
+    answered(row, result, [*row["tool_calls"], *calls])
+    return [key, step_key]
+
+
+def tool_calls_changed(rows: Rows, key: Key, row: Row, event: Event) -> list[Key]:
+    """Tool calls of an agent's step started or returned: on the step's and the attempt's rows."""
+    data = event["data"]
+    step_key: Key = (data["node_id"], data["attempt"], None, data["step"])
+    if event["type"] == RunEvent.TOOL_CALLS_REQUESTED:
+        outcomes = {c["id"]: {"outcome": "running"} for c in data["calls"]}
+    else:
+        outcomes = {data["call_id"]: {"outcome": data["outcome"], "content": data["content"]}}
+    for changed in (row, rows[step_key]):
+        changed["tool_calls"] = [
+            {**c, **outcomes[c["id"]]} if c["id"] in outcomes and c["step"] == data["step"] else c
+            for c in changed["tool_calls"]
+        ]
+    return [key, step_key]
+
+
+def llm_call_failed(rows: Rows, key: Key, row: Row, event: Event) -> list[Key]:
+    """A failed try counts on the attempt, or on its map item."""
+    data = cast(m.LlmCallFailed, event["data"])
+    tried: Key = (data["node_id"], data["attempt"], data.get("item"), None)
+    failed = rows[tried]
+    failed.update(failed_tries=failed["failed_tries"] + 1, error=data["error"])
+    return [tried]
+
+
+def node_failed(rows: Rows, key: Key, row: Row, event: Event) -> list[Key]:
+    """The attempt failed (or will be retried): its items and steps still running stop."""
+    data = cast(m.NodeFailed, event["data"])
+    status = "failed" if event["type"] == RunEvent.NODE_FAILED else "retried"
+    ended(row, status, event["timestamp"], data["error"])
+    changed = [key]
+    for k, r in rows.items():
+        if (
+            k[:2] == (data["node_id"], data["attempt"])
+            and r is not row
+            and r["status"] == "running"
+        ):
+            ended(r, "cancelled", event["timestamp"])
+            changed.append(k)
+    return changed
+
+
+CHANGES: dict[str, Callable[[Rows, Key, Row, Event], list[Key]]] = {
+    RunEvent.LLM_CALL_COMPLETED: llm_call_completed,
+    RunEvent.EXTRACTION_COMPLETED: llm_call_completed,
+    RunEvent.LLM_CALL_REPLAYED: llm_call_replayed,
+    RunEvent.MAP_ITEM_STARTED: map_item_started,
+    RunEvent.MAP_ITEM_COMPLETED: map_item_completed,
+    RunEvent.CHAT_REPLY_COMPLETED: chat_reply_completed,
+    RunEvent.AGENT_STEP_COMPLETED: agent_step_completed,
+    RunEvent.TOOL_CALLS_REQUESTED: tool_calls_changed,
+    RunEvent.TOOL_CALL_COMPLETED: tool_calls_changed,
+    RunEvent.LLM_CALL_FAILED: llm_call_failed,
+    RunEvent.NODE_FAILED: node_failed,
+    RunEvent.NODE_RETRY_SCHEDULED: node_failed,
+}
+"""Events of other types change no attempt."""
+
+
+def project(events: list[Event], sql: Cursor) -> None:
     """Apply a batch: read the rows of the touched runs once, evolve them, write the
     changed ones back once. An event at or below a run's highest applied version was
     applied already (a run's events come in order) and is skipped."""
@@ -247,14 +339,14 @@ def project(events: list[dict[str, Any]], sql: Cursor) -> None:
     sql.execute(
         f"SELECT {', '.join(COLUMNS)} FROM node_attempts WHERE run_id = ANY(%s::uuid[])", [ids]
     )
-    by_run: dict[str, dict[Key, dict[str, Any]]] = {run_id: {} for run_id in ids}
+    by_run: dict[str, Rows] = {run_id: {} for run_id in ids}
     applied: dict[str, int] = dict.fromkeys(ids, 0)
     for values in sql.fetchall():
         row = dict(zip(COLUMNS, values, strict=True))
         run_id = str(row["run_id"])
         by_run[run_id][(row["node_id"], row["attempt"], row["item"], row["step"])] = row
         applied[run_id] = max(applied[run_id], row["version"])
-    changed: dict[tuple[str, Key], dict[str, Any]] = {}
+    changed: dict[tuple[str, Key], Row] = {}
     for event in runs:
         run_id, version = event["aggregate_id"], event["aggregate_version"]
         if version <= applied[run_id]:

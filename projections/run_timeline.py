@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from domain import messages as m
+from domain.messages import Event, RunEvent
 from projections import Cursor, json_text, write_rows
 
 NAME = "run_timeline"
@@ -23,163 +26,210 @@ CREATE TABLE IF NOT EXISTS run_timeline (
 """
 
 
-def summarize(event: dict[str, Any]) -> str:
+def summarize(event: Event) -> str:
     """A human line for an event, as `heddle runs show` and the UI print it."""
-    data = event["data"]
-    kind: str = event["type"].removeprefix("WorkflowRun.")
-    node = data.get("node_id")
-    if kind == "Started" and data.get("fork"):
-        fork = data["fork"]
+    summary = SUMMARIES.get(event["type"])
+    if summary is None:
+        return event["type"].removeprefix("WorkflowRun.")
+    return summary(event["data"])
+
+
+def started(d: m.Started) -> str:
+    if fork := d.get("fork"):
         reused = [n for n, state in fork["nodes"].items() if state["status"] == "completed"]
         return (
             f"fork of run {fork['run_id']} from {fork['node']} ({fork['mode']}) started by "
-            f"{data['actor']}; reused " + (", ".join(reused) or "nothing")
+            f"{d['actor']}; reused " + (", ".join(reused) or "nothing")
         )
-    if kind == "Started" and data.get("parent"):
-        parent = data["parent"]
+    if parent := d.get("parent"):
         return (
-            f"run of {data['workflow']} v{data['version']} started as the child of run "
+            f"run of {d['workflow']} v{d['version']} started as the child of run "
             f"{parent['run_id']} (node {parent['node_id']}, attempt {parent['attempt']})"
         )
-    if kind == "Started":
-        return f"run of {data['workflow']} v{data['version']} started by {data['actor']}"
-    if kind == "NodeStarted" and data["kind"] == "subworkflow":
-        child = data["input"]
+    return f"run of {d['workflow']} v{d['version']} started by {d['actor']}"
+
+
+def node_started(d: m.NodeStarted) -> str:
+    node = d["node_id"]
+    if d["kind"] == "subworkflow":
+        child = d["input"]
         return (
-            f"{node} (subworkflow) started, attempt {data['attempt']}: child run "
+            f"{node} (subworkflow) started, attempt {d['attempt']}: child run "
             f"{child['run_id']} of {child['workflow']}"
         )
-    if kind == "ChildRunRequested":
-        return (
-            f"{node}: tool call {data['call_id']} starts child run {data['child_run_id']} "
-            f"of {data['workflow']}"
-        )
-    if kind == "ChildRunFinished":
-        return f"child run {data['child_run_id']} {data['status']}"
-    if kind == "ExtractionCompleted":
-        result, source = data["result"], data["source"]
-        where = (
-            f"document {source['document_id']}"
-            + (f" ({source['pages']} pages)" if source.get("pages") else "")
-            if source.get("document_id")
-            else "inline text"
-        )
-        return (
-            f"{node}: {result['provider']}:{result['model']} extracted fields from {where}, "
-            f"{source['characters']} characters"
-        )
-    if kind == "GraphEdited":
-        ops = ", ".join(
-            f"{e['op']} {e.get('new') or e.get('node') or e['from'] + '->' + e['to']}"
-            for e in data["edits"]
-        )
-        return f"graph edited by {data['actor']}: {data['reason']} ({ops})"
-    if kind == "MapItemStarted":
-        return f"{node}[{data['index']}] started"
-    if kind == "MapItemCompleted":
-        result = data["result"]
-        return (
-            f"{node}[{data['index']}]: {result['provider']}:{result['model']} answered in "
-            f"{result['latency_ms']:.0f} ms"
-        )
-    if kind == "LlmCallReplayed":
-        result = data["result"]
-        return f"{node}: recorded answer of {result['provider']}:{result['model']} re-served (same request)"
-    if kind == "NodeStarted" and data["kind"] == "human":
-        task = data["input"]["task"]
+    if d["kind"] == "human":
+        task = d["input"]["task"]
         who = task.get("assignee") or task.get("role") or "anyone"
         return f"{node}: {task['type']} task for {who}: {task['title']}"
-    if kind == "NodeStarted":
-        return f"{node} ({data['kind']}) started, attempt {data['attempt']}"
-    if kind == "TaskCompleted":
-        decision = data["output"].get("decision")
-        how = f"{decision}d" if decision else "completed"
-        return f"task {data['task_id']} {how} by {data['actor']}"
-    if kind == "TaskReassigned":
-        changes = ", ".join(f"{k} {v}" for k, v in data["changes"].items())
-        return f"task {data['task_id']} reassigned by {data['actor']}: {changes}" + (
-            f" ({data['reason']})" if data["reason"] else "")
-    if kind == "Paused":
-        return f"run paused by {data['actor']}" + (f": {data['reason']}" if data["reason"] else "")
-    if kind == "Resumed":
-        return f"run resumed by {data['actor']}"
-    if kind == "Cancelled":
-        return f"run cancelled by {data['actor']}" + (f": {data['reason']}" if data["reason"] else "")
-    if kind == "LlmCallCompleted":
-        result = data["result"]
-        usage = result["usage"]
-        return (
-            f"{node}: {result['provider']}:{result['model']} answered in "
-            f"{result['latency_ms']:.0f} ms ({usage['input_tokens']} in, "
-            f"{usage['output_tokens']} out)"
-        )
-    if kind == "ChatReplyCompleted":
-        result = data["result"]
-        return f"{node}: {result['provider']}:{result['model']} replied in the thread"
-    if kind == "AgentStepCompleted":
-        result = data["result"]
-        calls = ", ".join(call["name"] for call in result.get("tool_calls", []))
-        then = f"calls {calls}" if calls else "answers"
-        return f"{node}: step {data['step']}, {result['provider']}:{result['model']} {then}"
-    if kind == "ToolCallsRequested":
-        return f"{node}: running " + ", ".join(call["name"] for call in data["calls"])
-    if kind == "ToolCallCompleted":
-        what: str = {"ok": "returned", "error": "failed", "rejected": "rejected"}[data["outcome"]]
-        return f"{node}: tool {data['tool']} {what}: {data['content'][:120]}"
-    if kind == "LlmCallFailed":
-        retry = data.get("retry_in")
-        then = f"; retrying in {retry:.1f} s" if retry is not None else ""
-        return f"{node}: model call failed: {data['error'].get('message')}{then}"
-    if kind == "ActionVariablesSet":
-        return f"{data['action']}: set " + ", ".join(data["variables"])
-    if kind == "NodeEntering":
-        return f"{node} ({data['kind']}) entering, attempt {data['attempt']}: waits for a model"
-    if kind == "ArtifactSaved":
-        return (
-            f"{data['action']}: saved {data['name']} ({data['content_type']}, "
-            f"{data['size']:,} bytes)"
-        )
-    if kind == "NodeCompleted":
-        return f"{node} completed" + (f" → {data['next']}" if data.get("next") else "")
-    if kind == "NodesSkipped":
-        return "skipped " + ", ".join(data["node_ids"])
-    if kind == "NodeFailed":
-        return f"{node} failed: {data['error'].get('message')}"
-    if kind in EDGE_SUMMARIES:
-        return str(EDGE_SUMMARIES[kind](data))
-    if kind == "Completed":
-        return "run completed"
-    if kind == "Failed":
-        return f"run failed: {data['error'].get('message')}"
-    return kind
+    return f"{node} ({d['kind']}) started, attempt {d['attempt']}"
 
 
-EDGE_SUMMARIES: dict[str, Any] = {
-    "EdgeDecided": lambda d: f"{d['source']} -> {d['target']}: {d['state']}"
-    + (f" ({d['reason']})" if d["reason"] else ""),
-    "TransitionBlocked": lambda d: f"{d['source']} -> {d['target']} blocked by its "
-    f"{d['kind']} validator {d['validator']}: {d['reason']}",
-    "RunWaiting": lambda d: "run waits for " + ", ".join(d["edges"]),
-    "LoopIterated": lambda d: f"loop {d['source']} -> {d['target']}: iteration {d['iteration']}, "
-    "running again " + ", ".join(d["nodes"]),
-    "VariablesSet": lambda d: f"variables {', '.join(d['variables'])} set by {d['actor']}"
-    + (f": {d['reason']}" if d["reason"] else ""),
-    "LlmRequested": lambda d: f"{d['purpose']} asks {d['request']['model']} ({d['request_id']})",
-    "LlmRequestCompleted": lambda d: f"{d['purpose']}: {d['result']['provider']}:"
-    f"{d['result']['model']} answered: {d['result']['text'][:120]}",
-    "LlmRequestReplayed": lambda d: f"{d['purpose']}: recorded answer re-served (same request)",
-    "LlmRequestFailed": lambda d: f"{d['purpose']}: model call failed: {d['error'].get('message')}",
+def extraction_completed(d: m.ExtractionCompleted) -> str:
+    result, source = d["result"], d["source"]
+    where = (
+        f"document {source['document_id']}"
+        + (f" ({source['pages']} pages)" if source.get("pages") else "")
+        if source.get("document_id")
+        else "inline text"
+    )
+    return (
+        f"{d['node_id']}: {result['provider']}:{result['model']} extracted fields from {where}, "
+        f"{source['characters']} characters"
+    )
+
+
+def graph_edited(d: m.GraphEdited) -> str:
+    ops = ", ".join(
+        f"{e['op']} {e.get('new') or e.get('node') or e['from'] + '->' + e['to']}"
+        for e in d["edits"]
+    )
+    return f"graph edited by {d['actor']}: {d['reason']} ({ops})"
+
+
+def task_completed(d: m.TaskCompleted) -> str:
+    decision = d["output"].get("decision")
+    how = f"{decision}d" if decision else "completed"
+    return f"task {d['task_id']} {how} by {d['actor']}"
+
+
+def task_reassigned(d: m.TaskReassigned) -> str:
+    changes = ", ".join(f"{k} {v}" for k, v in d["changes"].items())
+    why = f" ({d['reason']})" if d["reason"] else ""
+    return f"task {d['task_id']} reassigned by {d['actor']}: {changes}{why}"
+
+
+def llm_call_completed(d: m.LlmCallCompleted) -> str:
+    result = d["result"]
+    usage = result["usage"]
+    return (
+        f"{d['node_id']}: {result['provider']}:{result['model']} answered in "
+        f"{result['latency_ms']:.0f} ms ({usage['input_tokens']} in, "
+        f"{usage['output_tokens']} out)"
+    )
+
+
+def agent_step_completed(d: m.AgentStepCompleted) -> str:
+    result = d["result"]
+    calls = ", ".join(call["name"] for call in result.get("tool_calls", []))
+    then = f"calls {calls}" if calls else "answers"
+    return f"{d['node_id']}: step {d['step']}, {result['provider']}:{result['model']} {then}"
+
+
+def tool_call_completed(d: m.ToolCallCompleted) -> str:
+    what = {"ok": "returned", "error": "failed", "rejected": "rejected"}[d["outcome"]]
+    return f"{d['node_id']}: tool {d['tool']} {what}: {d['content'][:120]}"
+
+
+def llm_call_failed(d: m.LlmCallFailed) -> str:
+    retry = d.get("retry_in")
+    then = f"; retrying in {retry:.1f} s" if retry is not None else ""
+    return f"{d['node_id']}: model call failed: {d['error'].get('message')}{then}"
+
+
+def by_actor(what: str) -> Callable[[Any], str]:
+    """`run paused by ada: reason`: a control's summary, with its reason if it gave one."""
+    return lambda d: f"run {what} by {d['actor']}" + (f": {d['reason']}" if d["reason"] else "")
+
+
+SUMMARIES: dict[str, Callable[[Any], str]] = {
+    RunEvent.STARTED: started,
+    RunEvent.NODE_STARTED: node_started,
+    RunEvent.CHILD_RUN_REQUESTED: lambda d: (
+        f"{d['node_id']}: tool call {d['call_id']} starts "
+        f"child run {d['child_run_id']} of {d['workflow']}"
+    ),
+    RunEvent.CHILD_RUN_FINISHED: lambda d: f"child run {d['child_run_id']} {d['status']}",
+    RunEvent.EXTRACTION_COMPLETED: extraction_completed,
+    RunEvent.GRAPH_EDITED: graph_edited,
+    RunEvent.MAP_ITEM_STARTED: lambda d: f"{d['node_id']}[{d['index']}] started",
+    RunEvent.MAP_ITEM_COMPLETED: lambda d: (
+        f"{d['node_id']}[{d['index']}]: "
+        f"{d['result']['provider']}:{d['result']['model']} answered in "
+        f"{d['result']['latency_ms']:.0f} ms"
+    ),
+    RunEvent.LLM_CALL_REPLAYED: lambda d: (
+        f"{d['node_id']}: recorded answer of "
+        f"{d['result']['provider']}:{d['result']['model']} re-served (same request)"
+    ),
+    RunEvent.TASK_COMPLETED: task_completed,
+    RunEvent.TASK_REASSIGNED: task_reassigned,
+    RunEvent.PAUSED: by_actor("paused"),
+    RunEvent.RESUMED: lambda d: f"run resumed by {d['actor']}",
+    RunEvent.CANCELLED: by_actor("cancelled"),
+    RunEvent.LLM_CALL_COMPLETED: llm_call_completed,
+    RunEvent.CHAT_REPLY_COMPLETED: lambda d: (
+        f"{d['node_id']}: {d['result']['provider']}:{d['result']['model']} replied in the thread"
+    ),
+    RunEvent.AGENT_STEP_COMPLETED: agent_step_completed,
+    RunEvent.TOOL_CALLS_REQUESTED: lambda d: (
+        f"{d['node_id']}: running " + ", ".join(call["name"] for call in d["calls"])
+    ),
+    RunEvent.TOOL_CALL_COMPLETED: tool_call_completed,
+    RunEvent.LLM_CALL_FAILED: llm_call_failed,
+    RunEvent.ACTION_VARIABLES_SET: lambda d: f"{d['action']}: set " + ", ".join(d["variables"]),
+    RunEvent.NODE_ENTERING: lambda d: (
+        f"{d['node_id']} ({d['kind']}) entering, attempt {d['attempt']}: waits for a model"
+    ),
+    RunEvent.ARTIFACT_SAVED: lambda d: (
+        f"{d['action']}: saved {d['name']} ({d['content_type']}, {d['size']:,} bytes)"
+    ),
+    RunEvent.NODE_COMPLETED: lambda d: (
+        f"{d['node_id']} completed" + (f" → {d['next']}" if d.get("next") else "")
+    ),
+    RunEvent.NODES_SKIPPED: lambda d: "skipped " + ", ".join(d["node_ids"]),
+    RunEvent.NODE_FAILED: lambda d: f"{d['node_id']} failed: {d['error'].get('message')}",
+    # edges with triggers, validators and loops
+    RunEvent.EDGE_DECIDED: lambda d: (
+        f"{d['source']} -> {d['target']}: {d['state']}"
+        + (f" ({d['reason']})" if d["reason"] else "")
+    ),
+    RunEvent.TRANSITION_BLOCKED: lambda d: (
+        f"{d['source']} -> {d['target']} blocked by its "
+        f"{d['kind']} validator {d['validator']}: {d['reason']}"
+    ),
+    RunEvent.RUN_WAITING: lambda d: "run waits for " + ", ".join(d["edges"]),
+    RunEvent.LOOP_ITERATED: lambda d: (
+        f"loop {d['source']} -> {d['target']}: iteration "
+        f"{d['iteration']}, running again " + ", ".join(d["nodes"])
+    ),
+    RunEvent.VARIABLES_SET: lambda d: (
+        f"variables {', '.join(d['variables'])} set by "
+        f"{d['actor']}" + (f": {d['reason']}" if d["reason"] else "")
+    ),
+    RunEvent.LLM_REQUESTED: lambda d: (
+        f"{d['purpose']} asks {d['request']['model']} ({d['request_id']})"
+    ),
+    RunEvent.LLM_REQUEST_COMPLETED: lambda d: (
+        f"{d['purpose']}: {d['result']['provider']}:"
+        f"{d['result']['model']} answered: {d['result']['text'][:120]}"
+    ),
+    RunEvent.LLM_REQUEST_REPLAYED: lambda d: (
+        f"{d['purpose']}: recorded answer re-served (same request)"
+    ),
+    RunEvent.LLM_REQUEST_FAILED: lambda d: (
+        f"{d['purpose']}: model call failed: {d['error'].get('message')}"
+    ),
+    RunEvent.COMPLETED: lambda d: "run completed",
+    RunEvent.FAILED: lambda d: f"run failed: {d['error'].get('message')}",
 }
-"""Summaries of the events of edges with triggers, validators and loops."""
+"""One summary per event type; an event of a type not listed is summarized by its name."""
 
 
 COLUMNS = ["run_id", "version", "position", "type", "node_id", "at", "summary", "data"]
 
 
-def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+def project(events: list[Event], sql: Cursor) -> None:
     rows = (
-        (e["aggregate_id"], e["aggregate_version"], e["position"], e["type"],
-         e["data"].get("node_id"), e["timestamp"], summarize(e), json_text(e["data"]))
+        (
+            e["aggregate_id"],
+            e["aggregate_version"],
+            e["position"],
+            e["type"],
+            e["data"].get("node_id"),
+            e["timestamp"],
+            summarize(e),
+            json_text(e["data"]),
+        )
         for e in events
         if e["aggregate_type"] == "WorkflowRun"
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.messages import Event, RunEvent
 from projections import Cursor, json_text
 
 NAME = "tasks"
@@ -74,40 +75,65 @@ WHERE run_id = %(run_id)s AND {which} AND version < %(version)s
 """
 
 
-def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+def project(events: list[Event], sql: Cursor) -> None:
     """Runs rows come first (`run_history` projects the same batch before this one), so a
     task takes its tenant from its run."""
     for event in events:
         kind, data = event["type"], event["data"]
-        where = {"run_id": event["aggregate_id"], "at": event["timestamp"],
-                 "version": event["aggregate_version"]}
-        if kind == "WorkflowRun.NodeStarted" and data["kind"] in ("human", "chat"):
+        where = {
+            "run_id": event["aggregate_id"],
+            "at": event["timestamp"],
+            "version": event["aggregate_version"],
+        }
+        if kind == RunEvent.NODE_STARTED and data["kind"] in ("human", "chat"):
             _open(sql, where, data["node_id"], data["input"]["task"])
-        elif kind == "WorkflowRun.Paused" and data.get("task"):
+        elif kind == RunEvent.PAUSED and data.get("task"):
             _open(sql, where, "budget", data["task"])
-        elif kind == "WorkflowRun.TaskCompleted":
-            _change(sql, where, "status = 'completed', completed_by = %(by)s, output = %(output)s",
-                    data["task_id"], by=data["actor"], output=json_text(data["output"]))
-        elif kind == "WorkflowRun.TaskReassigned":
-            changes = {k: v for k, v in data["changes"].items() if k in ("assignee", "role", "priority")}
-            _change(sql, where, ", ".join(f"{k} = %({k})s" for k in changes), data["task_id"], **changes)
-        elif kind == "WorkflowRun.StepSkipped":
+        elif kind == RunEvent.TASK_COMPLETED:
+            _change(
+                sql,
+                where,
+                "status = 'completed', completed_by = %(by)s, output = %(output)s",
+                data["task_id"],
+                by=data["actor"],
+                output=json_text(data["output"]),
+            )
+        elif kind == RunEvent.TASK_REASSIGNED:
+            changes = {
+                k: v for k, v in data["changes"].items() if k in ("assignee", "role", "priority")
+            }
+            _change(
+                sql, where, ", ".join(f"{k} = %({k})s" for k in changes), data["task_id"], **changes
+            )
+        elif kind == RunEvent.STEP_SKIPPED:
             _change(sql, where, "status = 'skipped'", data["node_id"])
-        elif kind == "WorkflowRun.Cancelled":
+        elif kind == RunEvent.CANCELLED:
             _change(sql, where, "status = 'cancelled'", None)
 
 
 def _open(sql: Cursor, where: dict[str, Any], task_id: str, task: dict[str, Any]) -> None:
-    sql.execute(_OPEN, {
-        **where, "task_id": task_id, "type": task["type"], "title": task["title"],
-        "instructions": task.get("instructions", ""), "assignee": task.get("assignee"),
-        "role": task.get("role"), "priority": task["priority"], "value": task.get("value"),
-        "due_at": task.get("due_at"), "form": json_text(task.get("form", {})),
-    })
+    sql.execute(
+        _OPEN,
+        {
+            **where,
+            "task_id": task_id,
+            "type": task["type"],
+            "title": task["title"],
+            "instructions": task.get("instructions", ""),
+            "assignee": task.get("assignee"),
+            "role": task.get("role"),
+            "priority": task["priority"],
+            "value": task.get("value"),
+            "due_at": task.get("due_at"),
+            "form": json_text(task.get("form", {})),
+        },
+    )
 
 
-def _change(sql: Cursor, where: dict[str, Any], changes: str, task_id: str | None,
-            **values: Any) -> None:
+def _change(
+    sql: Cursor, where: dict[str, Any], changes: str, task_id: str | None, **values: Any
+) -> None:
     which = "task_id = %(task_id)s" if task_id is not None else "status = 'open'"
-    sql.execute(_CHANGE.format(changes=changes, which=which),
-                {**where, "task_id": task_id, **values})
+    sql.execute(
+        _CHANGE.format(changes=changes, which=which), {**where, "task_id": task_id, **values}
+    )

@@ -7,9 +7,15 @@ nothing; a rebuild replays the same events into the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from domain import messages as m
+from domain.messages import Event, ThreadEvent
 from projections import Cursor, json_text
+
+Change = Callable[[Cursor, dict[str, Any], Any], None]
+"""What an event of a thread changes: (cursor, the thread's key, the event's data)."""
 
 NAME = "threads"
 TABLES = ["threads", "thread_messages"]
@@ -97,63 +103,86 @@ ON CONFLICT DO NOTHING
 """
 
 
-def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+def project(events: list[Event], sql: Cursor) -> None:
     for event in events:
-        kind = event["type"]
-        if not kind.startswith("Thread."):
+        if event["aggregate_type"] != "Thread":
             continue
-        data = event["data"]
         key = {
             "id": event["aggregate_id"],
             "at": event["timestamp"],
             "version": event["aggregate_version"],
             "position": event["position"],
         }
-        if kind == "Thread.Opened":
-            binding = data.get("binding") or {}
-            sql.execute(_OPEN, {
-                **key, "tenant": data["tenant"], "title": data["title"],
-                "replies": data["replies"], "workflow": data.get("workflow"),
-                "run_id": binding.get("run_id"), "node_id": binding.get("node_id"),
-                "attempt": binding.get("attempt"), "actor": data["actor"],
-                "branches": json_text(data.get("branches") or {}),
-            })  # fmt: skip
-        elif kind == "Thread.MessagePosted":
-            usage = data.get("usage")
-            source = data.get("source")
-            sql.execute(_POST, {
-                **key, "message_id": data["message_id"], "role": data["role"],
-                "content": data["content"], "author": data["author"], "branch": data["branch"],
-                "reply_to": data.get("reply_to"), "provider": data.get("provider"),
-                "model": data.get("model"), "usage": json_text(usage) if usage else None,
-                "cost_usd": data.get("cost_usd"), "source": json_text(source) if source else None,
-            })  # fmt: skip
-            answered = " - 1" if data.get("reply_id") else ""
-            _change(
-                sql, key, f"messages = messages + 1, pending_replies = pending_replies{answered}"
-            )
-        elif kind == "Thread.ReplyRequested":
-            _change(sql, key, "pending_replies = pending_replies + 1")
-        elif kind == "Thread.ReplyFailed":
-            _change(
-                sql,
-                key,
-                "pending_replies = pending_replies - 1, last_error = %(error)s",
-                error=json_text(data["error"]),
-            )
-        elif kind == "Thread.RunAttached":
-            _change(sql, key, "run_id = %(run_id)s", run_id=data["run_id"])
-        elif kind == "Thread.Completed":
-            _change(
-                sql,
-                key,
-                "status = 'completed', outcome = %(outcome)s, output = %(output)s,"
-                " completed_at = %(at)s, pending_replies = 0",
-                outcome=data["outcome"],
-                output=json_text(data["output"]),
-            )
-        else:
-            _change(sql, key, "thread_id = thread_id")
+        change: Change = CHANGES.get(event["type"], touched)
+        change(sql, key, event["data"])
+
+
+def opened(sql: Cursor, key: dict[str, Any], data: m.ThreadOpened) -> None:
+    binding = data.get("binding") or {}
+    sql.execute(_OPEN, {
+        **key, "tenant": data["tenant"], "title": data["title"],
+        "replies": data["replies"], "workflow": data.get("workflow"),
+        "run_id": binding.get("run_id"), "node_id": binding.get("node_id"),
+        "attempt": binding.get("attempt"), "actor": data["actor"],
+        "branches": json_text(data.get("branches") or {}),
+    })  # fmt: skip
+
+
+def message_posted(sql: Cursor, key: dict[str, Any], data: m.ThreadMessagePosted) -> None:
+    usage = data.get("usage")
+    source = data.get("source")
+    sql.execute(_POST, {
+        **key, "message_id": data["message_id"], "role": data["role"],
+        "content": data["content"], "author": data["author"], "branch": data["branch"],
+        "reply_to": data.get("reply_to"), "provider": data.get("provider"),
+        "model": data.get("model"), "usage": json_text(usage) if usage else None,
+        "cost_usd": data.get("cost_usd"), "source": json_text(source) if source else None,
+    })  # fmt: skip
+    answered = " - 1" if data.get("reply_id") else ""
+    _change(sql, key, f"messages = messages + 1, pending_replies = pending_replies{answered}")
+
+
+def reply_requested(sql: Cursor, key: dict[str, Any], data: m.ThreadReplyRequested) -> None:
+    _change(sql, key, "pending_replies = pending_replies + 1")
+
+
+def reply_failed(sql: Cursor, key: dict[str, Any], data: m.ThreadReplyFailed) -> None:
+    _change(
+        sql,
+        key,
+        "pending_replies = pending_replies - 1, last_error = %(error)s",
+        error=json_text(data["error"]),
+    )
+
+
+def run_attached(sql: Cursor, key: dict[str, Any], data: m.ThreadRunAttached) -> None:
+    _change(sql, key, "run_id = %(run_id)s", run_id=data["run_id"])
+
+
+def completed(sql: Cursor, key: dict[str, Any], data: m.ThreadCompleted) -> None:
+    _change(
+        sql,
+        key,
+        "status = 'completed', outcome = %(outcome)s, output = %(output)s,"
+        " completed_at = %(at)s, pending_replies = 0",
+        outcome=data["outcome"],
+        output=json_text(data["output"]),
+    )
+
+
+def touched(sql: Cursor, key: dict[str, Any], data: dict[str, Any]) -> None:
+    """An event that changes no column still moves the thread's version on."""
+    _change(sql, key, "thread_id = thread_id")
+
+
+CHANGES: dict[str, Change] = {
+    ThreadEvent.OPENED: opened,
+    ThreadEvent.MESSAGE_POSTED: message_posted,
+    ThreadEvent.REPLY_REQUESTED: reply_requested,
+    ThreadEvent.REPLY_FAILED: reply_failed,
+    ThreadEvent.RUN_ATTACHED: run_attached,
+    ThreadEvent.COMPLETED: completed,
+}
 
 
 def _change(sql: Cursor, key: dict[str, Any], changes: str, **values: Any) -> None:

@@ -4,8 +4,7 @@ due; the events stay the record, so the table can be rebuilt like any other."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from domain.messages import RUN_FINISHED, Event, RunEvent
 from projections import Cursor
 
 NAME = "timers"
@@ -24,32 +23,36 @@ CREATE TABLE IF NOT EXISTS timers (
 );
 CREATE INDEX IF NOT EXISTS timers_due ON timers (fire_at) WHERE status = 'pending';
 """
-ENDED = {"WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled"}
 
 
-def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+def project(events: list[Event], sql: Cursor) -> None:
     """A timer takes its tenant from its run's row (`run_history` projects first). The
     runs that ended are gathered and their pending timers made obsolete in one statement
     (before any later timer event of the batch)."""
     ended: list[tuple[str, int]] = []
     for event in events:
         kind, data = event["type"], event["data"]
-        if kind in ENDED:
+        if kind in RUN_FINISHED:
             ended.append((event["aggregate_id"], event["aggregate_version"]))
             continue
-        if kind not in ("WorkflowRun.TimerSet", "WorkflowRun.TimerFired"):
+        if kind not in (RunEvent.TIMER_SET, RunEvent.TIMER_FIRED):
             continue
         _obsolete(sql, ended)
         ended = []
         key = {"run_id": event["aggregate_id"], "version": event["aggregate_version"]}
-        if kind == "WorkflowRun.TimerSet":
+        if kind == RunEvent.TIMER_SET:
             sql.execute(
                 "INSERT INTO timers (run_id, timer_id, tenant, purpose, node_id, fire_at, status,"
                 " version) SELECT %(run_id)s, %(timer_id)s, tenant, %(purpose)s, %(node_id)s,"
                 " %(fire_at)s, 'pending', %(version)s FROM runs WHERE run_id = %(run_id)s"
                 " ON CONFLICT DO NOTHING",
-                {**key, "timer_id": data["timer_id"], "purpose": data["purpose"],
-                 "node_id": data["node_id"], "fire_at": data["fire_at"]},
+                {
+                    **key,
+                    "timer_id": data["timer_id"],
+                    "purpose": data["purpose"],
+                    "node_id": data["node_id"],
+                    "fire_at": data["fire_at"],
+                },
             )
         else:
             sql.execute(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.messages import MODEL_ANSWERS, Event
 from domain.runs import add_usage, new_usage
 from projections import Cursor, write_rows
 
@@ -46,23 +47,15 @@ TOTALS = [
     "cost_complete",
 ]
 COLUMNS = ["run_id", "provider", "model", "day", "tenant", "workflow", *TOTALS, "version"]
-PAID = {
-    "WorkflowRun.LlmCallCompleted",
-    "WorkflowRun.AgentStepCompleted",
-    "WorkflowRun.MapItemCompleted",
-    "WorkflowRun.LlmRequestCompleted",
-    "WorkflowRun.ExtractionCompleted",
-    "WorkflowRun.ChatReplyCompleted",
-}
 
 Key = tuple[str, str, str, str]  # run, provider, model, day
 
 
-def project(events: list[dict[str, Any]], sql: Cursor) -> None:
+def project(events: list[Event], sql: Cursor) -> None:
     """Add each paid answer to its (run, model, day) row. A row remembers the run's
     version that last changed it: an event at or below it was counted already. A row
     takes tenant and workflow from its run's row (`run_history` projects first)."""
-    paid = [e for e in events if e["type"] in PAID]
+    paid = [e for e in events if e["type"] in MODEL_ANSWERS]
     if not paid:
         return
     ids = list(dict.fromkeys(e["aggregate_id"] for e in paid))
