@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
 
 KEY_VARIABLE = "HEDDLE_CREDENTIALS_KEY"
 GENERATE = "python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'"
@@ -52,7 +53,12 @@ class Cipher:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Cipher:
-        encoded = environ.get(KEY_VARIABLE)
+        """The cipher under `HEDDLE_CREDENTIALS_KEY` of `environ`."""
+        return cls.from_key(environ.get(KEY_VARIABLE))
+
+    @classmethod
+    def from_key(cls, encoded: str | None) -> Cipher:
+        """The cipher under a key (base64 of 32 bytes); the error says how to make one."""
         if not encoded:
             raise CredentialStoreError(
                 f"{KEY_VARIABLE} is not set: stored credentials need an encryption key; "
@@ -90,14 +96,14 @@ class CredentialStore:
     """Stored credentials of every tenant. Reads answer ids, providers and times only;
     `key` is the one method that returns a secret, for the provider router."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], environ: Mapping[str, str]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], key: SecretStr | None) -> None:
         self.pool = pool
-        self._environ = environ
+        self._key = key
         self._cipher: Cipher | None = None
 
     def cipher(self) -> Cipher:
         if self._cipher is None:
-            self._cipher = Cipher.from_env(self._environ)
+            self._cipher = Cipher.from_key(self._key.get_secret_value() if self._key else None)
         return self._cipher
 
     async def put(

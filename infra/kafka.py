@@ -22,8 +22,8 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
+from handlers.reactions.model_calls import TokenDelta
 from handlers.records import Record
-from handlers.run_worker import TokenDelta
 from infra.settings import Settings, Topics
 from infra.store import dumps
 

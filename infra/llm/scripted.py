@@ -88,8 +88,9 @@ class ScriptedProvider:
         context = {"prompt": prompt, "messages": [m.model_dump() for m in request.messages]}
         text = _TEMPLATES.from_string(str(script.get("text", ""))).render(context)
         calls = [
-            ToolCall(id=f"call_{turn}_{index}", name=call["name"],
-                     arguments=call.get("arguments") or {})
+            ToolCall(
+                id=f"call_{turn}_{index}", name=call["name"], arguments=call.get("arguments") or {}
+            )
             for index, call in enumerate(script.get("tool_calls") or [])
         ]
         return text, calls
