@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -122,7 +123,7 @@ class CredentialStore:
         )
         return rows[0]
 
-    async def list(self, tenant: str) -> list[dict[str, Any]]:
+    async def list(self, tenant: str) -> builtins.list[dict[str, Any]]:
         return await self._fetch(
             "SELECT id, provider, created_at, updated_at FROM credentials"
             " WHERE tenant = %s ORDER BY id",
@@ -148,7 +149,7 @@ class CredentialStore:
         context = _context(tenant, credential_id, row["provider"])
         return row["provider"], self.cipher().decrypt(row["ciphertext"], row["nonce"], context)
 
-    async def _fetch(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
+    async def _fetch(self, query: str, params: builtins.list[Any]) -> builtins.list[dict[str, Any]]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, params)
             return await cur.fetchall() if cur.description else []

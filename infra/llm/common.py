@@ -146,7 +146,7 @@ def classify(
         response = error.response  # type: ignore[attr-defined]
         return status_error(
             provider,
-            error.status_code,
+            error.status_code,  # type: ignore[attr-defined]  # the SDKs' status errors have it
             _error_body(error.body),  # type: ignore[attr-defined]
             response.headers,
             request.model_name,

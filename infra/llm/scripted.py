@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -98,6 +98,6 @@ class ScriptedProvider:
 
 def _failure(spec: dict[str, Any]) -> LlmError:
     status = spec.get("status")
-    kind = "fatal" if status in FATAL_STATUSES else "retryable"
+    kind: Literal["retryable", "fatal"] = "fatal" if status in FATAL_STATUSES else "retryable"
     message = spec.get("message") or f"scripted failure ({status or 'connection error'})"
     return LlmError("scripted", kind, message, status=status, retry_after=spec.get("retry_after"))
