@@ -33,7 +33,8 @@ class Heddle:
     """One process of Heddle: the ports it built, the roles it runs.
 
     `environ`, when given, replaces the process environment for the providers' keys and
-    base URLs and the credentials key (settings read it otherwise, once).
+    base URLs and the credentials key (settings read it otherwise, once); `overrides`
+    replace ports (`bootstrap.build`), e.g. a test's model provider.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class Heddle:
         bootstrap_servers: str,
         epoch: str = "kafka",
         environ: Mapping[str, str] | None = None,
+        **overrides: Any,
     ) -> None:
         settings = settings.model_copy(
             update={"database_url": database_url, "kafka_bootstrap_servers": bootstrap_servers}
@@ -53,7 +55,7 @@ class Heddle:
             settings, database_url, bootstrap_servers,
         )  # fmt: skip
         self.epoch = epoch
-        self.ports = ports = build(settings)
+        self.ports = ports = build(settings, **overrides)
         self.topics, self.store, self.writer, self.broker = (
             ports.topics, ports.store, ports.writer, ports.broker,
         )  # fmt: skip

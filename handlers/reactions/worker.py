@@ -28,12 +28,14 @@ from handlers.reactions.children import subworkflow_commands
 from handlers.reactions.events import decode_events
 from handlers.reactions.extraction import (
     Extraction,
+    ExtractionOutcome,
     ReadDocument,
     extract,
     extractions_due,
     record_extractions,
 )
 from handlers.reactions.llm_requests import (
+    LlmRequestAnswer,
     LlmRequestDue,
     answer_llm_request,
     llm_requests_due,
@@ -43,6 +45,7 @@ from handlers.reactions.model_calls import (
     CompleteLlm,
     Decide,
     LlmCall,
+    LlmOutcome,
     PublishToken,
     Recorder,
     TokenDelta,
@@ -185,8 +188,8 @@ async def run_nodes(records: list[Record], ports: WorkerPorts) -> None:
         record_llm_outcomes([o for o in outcomes if o.call.kind != "reply"], uow)
         record_replies([o for o in outcomes if o.call.kind == "reply"], uow)
         record_tool_nodes(list(zip(batch.tools, tool_results, strict=True)), uow)
-        record_extractions(list(extracted), uow)
-        record_llm_answers(list(answers), uow)
+        record_extractions(extracted, uow)
+        record_llm_answers(answers, uow)
         trackings = trackings_for(ports.positions.consumer, batch.fresh)
         uow.save(trackings)
         ports.positions.advance(trackings)
@@ -194,7 +197,13 @@ async def run_nodes(records: list[Record], ports: WorkerPorts) -> None:
     await ports.decide(record)
 
 
-async def make_calls(batch: WorkerBatch, ports: WorkerPorts) -> tuple[Any, Any, Any, Any]:
+Outcomes = tuple[
+    list[LlmOutcome], list[tuple[bool, str]], list[ExtractionOutcome], list[LlmRequestAnswer]
+]
+"""What a batch's calls came to: model calls, tool nodes, extractions, run-level requests."""
+
+
+async def make_calls(batch: WorkerBatch, ports: WorkerPorts) -> Outcomes:
     """Every call of the batch at once: model calls, tools, extractions, run-level
     requests and agent loops (which record as they go). Returns the outcomes to record."""
     uow, declared = batch.uow, batch.declared
@@ -202,7 +211,7 @@ async def make_calls(batch: WorkerBatch, ports: WorkerPorts) -> tuple[Any, Any, 
     if batch.threads:
         publish = partial(publish_to_threads, ports.publish_token, batch.threads)
     recorder = Recorder(uow, ports.decide)
-    outcomes, tool_results, extracted, answers, *_ = await asyncio.gather(
+    outcomes, tool_results, extracted, answers, _ = await asyncio.gather(
         asyncio.gather(*(
             call_llm(
                 call, ports.complete, publish,
@@ -217,12 +226,12 @@ async def make_calls(batch: WorkerBatch, ports: WorkerPorts) -> tuple[Any, Any, 
             for due in batch.extractions
         )),
         asyncio.gather(*(answer_llm_request(due, ports.complete) for due in batch.requests)),
-        *(
+        asyncio.gather(*(
             drive_agent(
                 call, uow, ports.complete, partial(ports.run_tool, declared[call.run_id]),
                 ports.decide, publish,
             )
             for call in batch.calls if call.kind == "agent"
-        ),
+        )),
     )  # fmt: skip
-    return outcomes, tool_results, extracted, answers
+    return list(outcomes), list(tool_results), list(extracted), list(answers)
