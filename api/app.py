@@ -29,7 +29,7 @@ from domain.commands import ADMIN_COMMANDS, CommandEnvelope, receipt_id
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
 from handlers.unit_of_work import UnitOfWork
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.keys import ApiKey, ApiKeys, KeyRefused
 from infra.store import dumps
 from projections.run_history import in_graph_order

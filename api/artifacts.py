@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from api.app import Caller, caller, fetch_rows
 from api.projections_api import consistent_reads
 from api.reads import run_rows
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.store import dumps
 from projections import artifacts
 

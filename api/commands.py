@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from api.app import Accepted, Caller
 from domain.commands import COMMAND_TYPES, CommandEnvelope
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 
 
 async def send_command(

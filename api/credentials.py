@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from api.app import Caller, caller
 from domain.definitions import CREDENTIAL_ID
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.credentials import CredentialStoreError
 from infra.llm.router import KNOWN_PROVIDERS
 

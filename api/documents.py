@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from api.app import Caller, caller
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.documents import CONTENT_TYPES, DocumentInvalid
 
 

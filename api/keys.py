@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.app import TENANT, Caller, caller
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.keys import ApiKeys
 
 

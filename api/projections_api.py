@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 
 from api.app import Caller, caller
 from domain.commands import receipt_id
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.live import first_and_last_event
 from infra.watermark import Progress, ProgressReader
 

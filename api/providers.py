@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 
 
 def provider_routes(heddle: Heddle) -> APIRouter:

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from api.app import Caller, caller, fetch_rows
 from api.projections_api import consistent_reads
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.store import dumps
 from projections import node_attempts
 

@@ -27,7 +27,7 @@ from handlers.replay import (
     run_state,
     tenant_of,
 )
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.store import dumps
 from projections.run_timeline import summarize
 

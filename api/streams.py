@@ -26,7 +26,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.app import Caller, caller
 from domain.runs import TERMINAL_STATUSES
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.live import Doorbell, RunTokens, events_after, first_and_last_event
 from infra.store import dumps
 

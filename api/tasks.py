@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 
 from api.app import Accepted, Caller, caller
 from api.commands import send_command
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.store import dumps
 from projections.tasks import SCORE
 

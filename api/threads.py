@@ -28,7 +28,7 @@ from api.streams import open_stream
 from domain.commands import CommandEnvelope
 from domain.tenants import NO_AI, settings_id
 from handlers.unit_of_work import UnitOfWork
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from infra.live import Doorbell
 from infra.store import dumps
 from projections.threads import MESSAGE_FIELDS, THREAD_FIELDS

@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from infra.bootstrap import ALL_ROLES, Heddle, create_schema
+from infra.bootstrap import create_schema
+from infra.runtime import ALL_ROLES, Heddle
 from infra.devstack import ApacheKafka, EmbeddedPostgres, Tansu, create_database
 from infra.settings import Settings
 

@@ -195,13 +195,13 @@ def node_facts(events: list[Envelope]) -> dict[str, dict[str, Any]]:
     facts = {node_id: _blank(node.get("kind")) for node_id, node in start["graph"]["nodes"].items()}
     fork = start.get("fork") or {}
     for node_id, state in fork.get("nodes", {}).items():
-        node = facts[node_id]
-        node.update(status=state["status"], attempts=state["attempt"], output=state.get("output"))
+        forked = facts[node_id]
+        forked.update(status=state["status"], attempts=state["attempt"], output=state.get("output"))
         recorded = fork.get("reused", {}).get(node_id)
         if recorded is not None:
-            node.update(input=recorded["input"], reused=True)
+            forked.update(input=recorded["input"], reused=True)
             for result in recorded["results"]:
-                _add_answer(node, result)
+                _add_answer(forked, result)
     started_at: dict[str, datetime] = {}
     for e in events:
         data, kind = e["data"], e["type"].removeprefix("WorkflowRun.")

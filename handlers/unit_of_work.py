@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from contextlib import suppress
+from typing import Any, TypeVar, overload
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
+
+A = TypeVar("A", bound=Aggregate)
 
 
 class UnitOfWork:
@@ -22,16 +25,34 @@ class UnitOfWork:
         self.app = app
         self._loaded: dict[UUID, Any] = {}
 
-    def get(self, aggregate_id: UUID, at_least_version: int = 0) -> Any:
-        """The aggregate, or None; reloads a cached copy older than `at_least_version`."""
+    @overload
+    def get(self, aggregate_id: UUID, kind: type[A], at_least_version: int = 0) -> A | None: ...
+
+    @overload
+    def get(
+        self, aggregate_id: UUID, kind: None = None, at_least_version: int = 0
+    ) -> Aggregate | None: ...
+
+    def get(
+        self, aggregate_id: UUID, kind: type[Aggregate] | None = None, at_least_version: int = 0
+    ) -> Aggregate | None:
+        """The aggregate (None if there is none, or it is not a `kind`); reloads a cached
+        copy older than `at_least_version`."""
         if aggregate_id in self._loaded:
-            return self._loaded[aggregate_id]
-        aggregate = self._load(aggregate_id)
-        if aggregate is not None and aggregate.version < at_least_version:
-            self._evict(aggregate_id)
+            aggregate = self._loaded[aggregate_id]
+        else:
             aggregate = self._load(aggregate_id)
-        self._loaded[aggregate_id] = aggregate
-        return aggregate
+            if aggregate is not None and aggregate.version < at_least_version:
+                self._evict(aggregate_id)
+                aggregate = self._load(aggregate_id)
+            self._loaded[aggregate_id] = aggregate
+        if kind is not None and not isinstance(aggregate, kind):
+            return None
+        return aggregate  # type: ignore[no-any-return]  # the repository's aggregates are untyped
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        """Whether any aggregate has this id (a new one must not take it)."""
+        return self.get(aggregate_id) is not None
 
     def add(self, aggregate: Aggregate) -> None:
         self._loaded[aggregate.id] = aggregate
@@ -67,7 +88,5 @@ class UnitOfWork:
     def _evict(self, aggregate_id: UUID) -> None:
         cache = self.app.repository.cache
         if cache is not None:
-            try:
+            with suppress(KeyError):
                 cache.get(aggregate_id, evict=True)
-            except KeyError:
-                pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
 
 KEY_VARIABLE = "HEDDLE_CREDENTIALS_KEY"
 GENERATE = "python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'"
@@ -52,7 +54,12 @@ class Cipher:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Cipher:
-        encoded = environ.get(KEY_VARIABLE)
+        """The cipher under `HEDDLE_CREDENTIALS_KEY` of `environ`."""
+        return cls.from_key(environ.get(KEY_VARIABLE))
+
+    @classmethod
+    def from_key(cls, encoded: str | None) -> Cipher:
+        """The cipher under a key (base64 of 32 bytes); the error says how to make one."""
         if not encoded:
             raise CredentialStoreError(
                 f"{KEY_VARIABLE} is not set: stored credentials need an encryption key; "
@@ -90,14 +97,14 @@ class CredentialStore:
     """Stored credentials of every tenant. Reads answer ids, providers and times only;
     `key` is the one method that returns a secret, for the provider router."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], environ: Mapping[str, str]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], key: SecretStr | None) -> None:
         self.pool = pool
-        self._environ = environ
+        self._key = key
         self._cipher: Cipher | None = None
 
     def cipher(self) -> Cipher:
         if self._cipher is None:
-            self._cipher = Cipher.from_env(self._environ)
+            self._cipher = Cipher.from_key(self._key.get_secret_value() if self._key else None)
         return self._cipher
 
     async def put(
@@ -116,7 +123,7 @@ class CredentialStore:
         )
         return rows[0]
 
-    async def list(self, tenant: str) -> list[dict[str, Any]]:
+    async def list(self, tenant: str) -> builtins.list[dict[str, Any]]:
         return await self._fetch(
             "SELECT id, provider, created_at, updated_at FROM credentials"
             " WHERE tenant = %s ORDER BY id",
@@ -142,7 +149,7 @@ class CredentialStore:
         context = _context(tenant, credential_id, row["provider"])
         return row["provider"], self.cipher().decrypt(row["ciphertext"], row["nonce"], context)
 
-    async def _fetch(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
+    async def _fetch(self, query: str, params: builtins.list[Any]) -> builtins.list[dict[str, Any]]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, params)
             return await cur.fetchall() if cur.description else []

@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
-from handlers.extraction import DocumentText
+from handlers.reactions.extraction import DocumentText
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (

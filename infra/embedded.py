@@ -25,9 +25,10 @@ import uvicorn
 import yaml
 
 from api.app import create_app
-from infra.bootstrap import Heddle, create_schema
+from infra.bootstrap import create_schema
 from infra.devstack import EmbeddedPostgres, Tansu
 from infra.keys import ApiKeys, KeyRefused
+from infra.runtime import Heddle
 from infra.settings import Settings
 
 log = logging.getLogger("heddle.up")

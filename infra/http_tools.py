@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from domain.errors import TemplateError
 from domain.http_tools import HttpTool, host_allowed, http_request, tool_problems
-from handlers.tools import ToolError, ToolRegistry
+from domain.llm import ToolCall
+from handlers.reactions.tools import ToolError, ToolRegistry
 
 log = logging.getLogger("heddle.http_tools")
 
@@ -123,3 +124,17 @@ def _calling(tools: HttpTools, name: str, tool: HttpTool) -> Any:
         return content
 
     return call
+
+
+class ToolRunner:
+    """Runs a tool call of a run: an HTTP tool its definition declares, or a registered
+    one (the worker's `run_tool`)."""
+
+    def __init__(self, tools: ToolRegistry, http_tools: HttpTools) -> None:
+        self.tools, self.http_tools = tools, http_tools
+
+    async def __call__(self, declared: dict[str, HttpTool], call: ToolCall) -> tuple[bool, str]:
+        tool = declared.get(call.name)
+        if tool is not None:
+            return await self.http_tools.call(call.name, tool, call.arguments)
+        return await self.tools.run(call)

@@ -22,8 +22,8 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
+from handlers.reactions.model_calls import TokenDelta
 from handlers.records import Record
-from handlers.run_worker import TokenDelta
 from infra.settings import Settings, Topics
 from infra.store import dumps
 
@@ -51,14 +51,21 @@ def create_broker(settings: Settings, bootstrap_servers: str) -> KafkaBroker:
 
 async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int) -> None:
     """Create Heddle's topics if they are missing (idempotent)."""
-    await create_topics(bootstrap_servers, topics.all(), partitions, {
-        # Token deltas are a live view; the answer is recorded as an event.
-        topics.tokens: {"retention.ms": str(TOKEN_RETENTION_MS)},
-    })
+    await create_topics(
+        bootstrap_servers,
+        topics.all(),
+        partitions,
+        {
+            # Token deltas are a live view; the answer is recorded as an event.
+            topics.tokens: {"retention.ms": str(TOKEN_RETENTION_MS)},
+        },
+    )
 
 
 async def create_topics(
-    bootstrap_servers: str, names: list[str], partitions: int,
+    bootstrap_servers: str,
+    names: list[str],
+    partitions: int,
     configs: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Create the topics of `names` that are missing (idempotent), with their `configs`."""
@@ -74,8 +81,12 @@ async def create_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1,
-                     topic_configs=(configs or {}).get(name, {}))
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=1,
+                topic_configs=(configs or {}).get(name, {}),
+            )
             for name in names
             if name not in existing
         ]

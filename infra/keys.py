@@ -13,6 +13,7 @@ everything else: an admin can make itself a key of any scope anyway).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import re
@@ -89,8 +90,12 @@ class ApiKey:
             )
         }
         return {
-            "id": self.id, "tenant": self.tenant, "name": self.name, "scopes": list(self.scopes),
-            **times, "status": self.status(datetime.now(UTC)),
+            "id": self.id,
+            "tenant": self.tenant,
+            "name": self.name,
+            "scopes": list(self.scopes),
+            **times,
+            "status": self.status(datetime.now(UTC)),
         }
 
 
@@ -109,7 +114,10 @@ class ApiKeys:
         self.pool = pool
 
     async def create(
-        self, tenant: str, scopes: list[str], name: str | None = None,
+        self,
+        tenant: str,
+        scopes: list[str],
+        name: str | None = None,
         expires_at: datetime | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and the key itself (show it once: it is not stored). A naive
@@ -129,7 +137,7 @@ class ApiKeys:
         )
         return _key(rows[0]), secret
 
-    async def list(self, tenant: str | None) -> list[ApiKey]:
+    async def list(self, tenant: str | None) -> builtins.list[ApiKey]:
         """A tenant's keys (every tenant's with None), oldest first, revoked ones too."""
         where, params = ("WHERE tenant = %s", [tenant]) if tenant is not None else ("", [])
         rows = await self._fetch(
@@ -150,8 +158,12 @@ class ApiKeys:
     async def verify(self, secret: str) -> ApiKey:
         """The active key `secret` is, or `KeyRefused` saying why not."""
         match = KEY.match(secret)
-        rows = [] if match is None else await self._fetch(
-            f"SELECT {COLUMNS}, digest FROM api_keys WHERE id = %s", [match.group(1)]
+        rows = (
+            []
+            if match is None
+            else await self._fetch(
+                f"SELECT {COLUMNS}, digest FROM api_keys WHERE id = %s", [match.group(1)]
+            )
         )
         if not rows or not hmac.compare_digest(bytes(rows[0].pop("digest")), _digest(secret)):
             raise KeyRefused("invalid API key")
@@ -163,7 +175,7 @@ class ApiKeys:
             raise KeyRefused(f"API key {key.id} expired at {key.expires_at}")
         return key
 
-    async def _fetch(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
+    async def _fetch(self, query: str, params: builtins.list[Any]) -> builtins.list[dict[str, Any]]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, params)
             return await cur.fetchall() if cur.description else []

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 from eventsourcing.persistence import Notification
 from psycopg.rows import dict_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 from psycopg_pool import AsyncConnectionPool
 
 from infra.store import EventStore
@@ -30,7 +30,7 @@ from infra.store import EventStore
 log = logging.getLogger("heddle.live")
 
 
-def events_table(store: EventStore) -> SQL:
+def events_table(store: EventStore) -> Composed:
     recorder: Any = store.recorder
     return SQL("{}.{}").format(
         Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
@@ -141,7 +141,7 @@ class Doorbell:
                 bell.set()
 
 
-async def _max_position(conn: psycopg.AsyncConnection[Any], table: SQL) -> int:
+async def _max_position(conn: psycopg.AsyncConnection[Any], table: Composed) -> int:
     cursor = await conn.execute(
         SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(table)
     )

@@ -142,7 +142,10 @@ class Relay:
     async def _start_producer(self) -> AIOKafkaProducer:
         assert self.bootstrap_servers is not None, "give the relay a producer or servers"
         return await start_producer(
-            self.bootstrap_servers, "heddle-relay", acks="all", linger_ms=1,
+            self.bootstrap_servers,
+            "heddle-relay",
+            acks="all",
+            linger_ms=1,
             max_batch_size=512 * 1024,
         )
 

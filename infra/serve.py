@@ -5,7 +5,8 @@ from __future__ import annotations
 import uvicorn
 
 from api.app import create_app
-from infra.bootstrap import ALL_ROLES, Heddle, create_schema
+from infra.bootstrap import create_schema
+from infra.runtime import ALL_ROLES, Heddle
 from infra.settings import Settings
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.llm.settings import ProviderSettings
 
 
 class Settings(BaseSettings):
@@ -47,6 +51,22 @@ class Settings(BaseSettings):
     # HTTP tools every workflow may use, JSON: {"name": {description, url, ...}} as under a
     # definition's `tools:`; their headers may carry credentials (never recorded).
     http_tools: SecretStr = SecretStr("")
+    # The providers' keys and base URLs (OPENAI_API_KEY, ANTHROPIC_BASE_URL, ...: see
+    # ProviderSettings), read from the environment with the rest.
+    providers: ProviderSettings = Field(default_factory=ProviderSettings.from_process)
+    # Encrypts stored provider credentials: base64 of 32 random bytes.
+    credentials_key: SecretStr | None = None
+
+    def with_environment(self, environ: Mapping[str, str]) -> Settings:
+        """These settings with the providers and the credentials key of `environ` instead
+        of the process's (a test's fake providers, a second tenant's keys)."""
+        changes: dict[str, Any] = {
+            "providers": ProviderSettings.from_env(environ),
+            "credentials_key": SecretStr(environ["HEDDLE_CREDENTIALS_KEY"])
+            if environ.get("HEDDLE_CREDENTIALS_KEY")
+            else None,
+        }
+        return self.model_copy(update=changes)
 
     @property
     def allowed_hosts(self) -> frozenset[str]:
@@ -71,6 +91,10 @@ class Topics:
 
     def all(self) -> list[str]:
         return [
-            self.commands, self.command_results, self.events, self.tokens, self.dlq,
+            self.commands,
+            self.command_results,
+            self.events,
+            self.tokens,
+            self.dlq,
             self.task_results,
         ]

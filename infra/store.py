@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.application import Application
@@ -118,8 +118,9 @@ class EventStore(Application[UUID]):
         timestamp = data.pop("timestamp")
         data.pop("originator_topic", None)
         type_name = notification.topic.split(":", 1)[1]
+        originator = notification.originator_id
         return {
-            "id": str(uuid5(notification.originator_id, str(notification.originator_version))),
+            "id": str(uuid5(cast(UUID, originator), str(notification.originator_version))),
             "position": notification.id,
             "type": type_name,
             "aggregate_type": type_name.rsplit(".", 1)[0],
@@ -131,7 +132,11 @@ class EventStore(Application[UUID]):
 
 
 # How the library's transcodings (`{"_type_": ..., "_data_": ...}`) appear on the wire.
-_PLAIN = {"uuid_hex": lambda data: str(UUID(data)), "datetime_iso": str, "decimal_str": str}
+_PLAIN: dict[str, Callable[[str], str]] = {
+    "uuid_hex": lambda data: str(UUID(data)),
+    "datetime_iso": str,
+    "decimal_str": str,
+}
 
 
 def _plain(value: dict[str, Any]) -> Any:

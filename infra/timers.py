@@ -47,12 +47,18 @@ class Timers:
             due = await cur.fetchall()
         now = time.monotonic()
         self._sent = {k: at for k, at in self._sent.items() if now - at < RESEND_AFTER}
-        fresh = [(str(run_id), timer, tenant) for run_id, timer, tenant in due
-                 if (str(run_id), timer) not in self._sent]
+        fresh = [
+            (str(run_id), timer, tenant)
+            for run_id, timer, tenant in due
+            if (str(run_id), timer) not in self._sent
+        ]
         for run_id, timer, tenant in fresh:
             envelope = CommandEnvelope(
-                command_id=f"timer:{run_id}:{timer}", type="FireTimer", tenant=tenant,
-                actor="heddle", payload={"run_id": run_id, "timer": timer},
+                command_id=f"timer:{run_id}:{timer}",
+                type="FireTimer",
+                tenant=tenant,
+                actor="heddle",
+                payload={"run_id": run_id, "timer": timer},
             )
             await self.send(envelope, run_id)
             self._sent[(run_id, timer)] = now

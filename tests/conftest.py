@@ -91,7 +91,8 @@ async def running_heddle(  # type: ignore[no-untyped-def]
 ) -> AsyncIterator[Any]:
     """Heddle's roles (every one by default), started against one database and one set of
     topics; `environ` replaces the process environment (provider keys and base URLs)."""
-    from infra.bootstrap import ALL_ROLES, Heddle, create_schema
+    from infra.bootstrap import create_schema
+    from infra.runtime import ALL_ROLES, Heddle
 
     create_schema(settings, database_url)
     given = {} if environ is None else {"environ": environ}

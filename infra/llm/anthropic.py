@@ -168,11 +168,13 @@ def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
         role = "assistant" if message.role == "assistant" else "user"
         blocks: list[dict[str, Any]] = []
         if message.role == "tool":
-            blocks.append({
-                "type": "tool_result",
-                "tool_use_id": message.tool_call_id,
-                "content": message.content,
-            })
+            blocks.append(
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message.tool_call_id,
+                    "content": message.content,
+                }
+            )
         elif message.content:
             blocks.append({"type": "text", "text": message.content})
         blocks.extend(
@@ -188,8 +190,12 @@ def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 def _usage_counts(usage: Any) -> dict[str, int]:
     """The counts present in a usage object (stream events carry some of them)."""
-    names = ("input_tokens", "output_tokens", "cache_read_input_tokens",
-             "cache_creation_input_tokens")
+    names = (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    )
     counts = {name: getattr(usage, name, None) for name in names} if usage else {}
     return {name: value for name, value in counts.items() if value is not None}
 

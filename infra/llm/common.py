@@ -70,7 +70,8 @@ class Endpoint:
             key = self.credentials.get(variable)
             if not key:
                 raise LlmError(
-                    self.provider, "fatal",
+                    self.provider,
+                    "fatal",
                     f"{self.provider}: the node's credential {request.credential!r} is not "
                     f"configured: store it with `heddle credentials set {request.credential} "
                     f"--provider {self.provider}` or set {variable}",
@@ -80,7 +81,8 @@ class Endpoint:
             return "unused"  # OpenAI-compatible local servers ignore it, the SDK wants one
         if not self.api_key:
             raise LlmError(
-                self.provider, "fatal",
+                self.provider,
+                "fatal",
                 f"{self.provider}: no API key: set {self.key_variable} or the node's credential",
             )
         return self.api_key
@@ -143,19 +145,25 @@ def classify(
     if isinstance(error, errors.status):
         response = error.response  # type: ignore[attr-defined]
         return status_error(
-            provider, error.status_code, _error_body(error.body),  # type: ignore[attr-defined]
-            response.headers, request.model_name, endpoint,
+            provider,
+            error.status_code,  # type: ignore[attr-defined]  # the SDKs' status errors have it
+            _error_body(error.body),  # type: ignore[attr-defined]
+            response.headers,
+            request.model_name,
+            endpoint,
         )
     if isinstance(error, (errors.timeout, *TRANSPORT_TIMEOUTS)):
         return LlmError(
-            provider, "retryable",
+            provider,
+            "retryable",
             f"{provider} did not answer within {endpoint.timeout_seconds:g} s",
         )
     if isinstance(error, (errors.connection, *TRANSPORT_ERRORS)):
         cause = error.__cause__ or error
         detail = _redact(str(cause) or type(cause).__name__, endpoint)
         return LlmError(
-            provider, "retryable",
+            provider,
+            "retryable",
             f"the connection to {provider} at {endpoint.base_url} failed ({detail})",
         )
     if isinstance(error, json.JSONDecodeError):
@@ -183,8 +191,13 @@ def status_error(
     retry_after = retry_after_seconds(headers)
     p = provider
     if status == 429 and kind_of_error == "insufficient_quota":
-        return LlmError(p, "fatal", f"{p}: the account is out of quota (429): check the billing "
-                        f"of the key in {endpoint.key_variable or 'the node credential'}", status)
+        return LlmError(
+            p,
+            "fatal",
+            f"{p}: the account is out of quota (429): check the billing "
+            f"of the key in {endpoint.key_variable or 'the node credential'}",
+            status,
+        )
     if status in RETRYABLE_STATUSES or status >= 500:
         what = {
             408: "timed out the request",
@@ -196,14 +209,17 @@ def status_error(
     if status == 400 and (
         _CONTEXT_TOO_LONG.search(detail) or kind_of_error == "context_length_exceeded"
     ):
-        message = (f"{p}: the prompt is longer than the model's context window (400): shorten "
-                   f"the input or choose a model with a larger one ({detail})")
+        message = (
+            f"{p}: the prompt is longer than the model's context window (400): shorten "
+            f"the input or choose a model with a larger one ({detail})"
+        )
     elif status == 401:
         variable = endpoint.key_variable or "the provider's key variable"
         message = f"{p} rejected the API key (401): set {variable} or the node's credential"
     elif status == 403:
-        message = (f"{p} refused access (403): the key may not use model {model!r} or this "
-                   f"API: {detail}")
+        message = (
+            f"{p} refused access (403): the key may not use model {model!r} or this API: {detail}"
+        )
     elif status == 404:
         message = f"{p}: model {model!r} not found (404): check the node's model"
     else:
@@ -213,7 +229,8 @@ def status_error(
 
 def incomplete_stream(provider: str) -> LlmError:
     return LlmError(
-        provider, "retryable",
+        provider,
+        "retryable",
         f"{provider}: stream ended before the model finished (no finish reason)",
     )
 
@@ -224,7 +241,8 @@ def malformed_chunk(provider: str) -> LlmError:
 
 def unparseable_arguments(provider: str, tool: str) -> LlmError:
     return LlmError(
-        provider, "retryable",
+        provider,
+        "retryable",
         f"{provider}: the model called tool {tool!r} with arguments that are not a JSON "
         "object; asking again",
     )

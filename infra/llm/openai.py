@@ -34,10 +34,20 @@ ERRORS = SdkErrors(
 )
 # Request options passed through from `LlmRequest.options`; the rest (scripts of the
 # scripted provider, say) stay home.
-PASSED_OPTIONS = frozenset({
-    "top_p", "stop", "seed", "response_format", "presence_penalty", "frequency_penalty",
-    "reasoning_effort", "tool_choice", "parallel_tool_calls", "user",
-})
+PASSED_OPTIONS = frozenset(
+    {
+        "top_p",
+        "stop",
+        "seed",
+        "response_format",
+        "presence_penalty",
+        "frequency_penalty",
+        "reasoning_effort",
+        "tool_choice",
+        "parallel_tool_calls",
+        "user",
+    }
+)
 
 
 class OpenAiProvider:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from domain.llm import LlmDelta, LlmError, LlmProvider, LlmRequest, LlmResult, RetryPolicy
+from infra.llm.router import ProviderRouter
 
 OnAttemptFailed = Callable[[int, LlmError, float | None], Awaitable[None]]
 OnDelta = Callable[[int, LlmDelta], Awaitable[None]]
@@ -74,7 +75,8 @@ async def _with_retries(
             failure = error
         except TimeoutError:
             failure = LlmError(
-                request.provider, "fatal",
+                request.provider,
+                "fatal",
                 f"no answer within the {policy.deadline_seconds:.0f} s deadline of the call",
             )
         delay = policy.delay(attempt, failure, rand())
@@ -86,3 +88,27 @@ async def _with_retries(
         if delay is None:
             raise failure
         await sleep(delay)
+
+
+class RetryingLlm:
+    """The worker's model completion: a tenant's providers of the router, behind the one
+    retry layer; streamed when `on_delta` is given (handlers' `CompleteLlm`)."""
+
+    def __init__(self, router: ProviderRouter, policy: RetryPolicy) -> None:
+        self.router, self.policy = router, policy
+
+    async def __call__(
+        self,
+        request: LlmRequest,
+        tenant: str,
+        on_try_failed: OnAttemptFailed,
+        on_delta: OnDelta | None = None,
+    ) -> LlmResult:
+        providers = self.router.for_tenant(tenant)
+        if on_delta is not None:
+            return await stream_with_retries(
+                providers, request, self.policy, on_delta, on_try_failed, rand=random.random
+            )
+        return await complete_with_retries(
+            providers, request, self.policy, on_try_failed, rand=random.random
+        )

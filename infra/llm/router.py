@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
-
-from pydantic import BaseModel, SecretStr
 
 from domain.llm import LlmDelta, LlmError, LlmRequest, LlmResult, Message
 from infra.credentials import CredentialStoreError
 from infra.llm.anthropic import AnthropicProvider
-from infra.llm.common import Endpoint, credential_variable
+from infra.llm.common import credential_variable
 from infra.llm.openai import OpenAiProvider
 from infra.llm.pricing import PriceTable
 from infra.llm.scripted import ScriptedProvider
+from infra.llm.settings import ProviderSettings
 
 KNOWN_PROVIDERS = ("anthropic", "groq", "ollama", "openai", "scripted")
-CREDENTIAL_PREFIX = "HEDDLE_CREDENTIAL_"
-HEALTH_MODELS = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-haiku-4-5",
-    "groq": "llama-3.1-8b-instant",
-    "ollama": "llama3.2",
-    "scripted": "echo",
-}
 HEALTH_TIMEOUT_SECONDS = 15.0
 
 
@@ -33,91 +24,6 @@ class CredentialSource(Protocol):
     """Where stored credentials are looked up: (provider, key) or None."""
 
     async def key(self, tenant: str, credential_id: str) -> tuple[str, str] | None: ...
-
-
-class ProviderSettings(BaseModel):
-    """Where the providers are and how to authenticate (keys never leave this object).
-
-    Read from the environment by `from_env`: OPENAI_API_KEY, OPENAI_BASE_URL,
-    ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, GROQ_API_KEY, GROQ_BASE_URL, OLLAMA_BASE_URL,
-    HEDDLE_LLM_TIMEOUT_SECONDS, HEDDLE_PRICES, HEDDLE_CREDENTIAL_<NAME> (the key a node
-    names with `credential: <name>`, unless the credential store has it) and
-    HEDDLE_HEALTH_MODEL_<PROVIDER> (the model a health check calls). `configured` is the
-    providers whose key or base URL is set, and `scripted`.
-    """
-
-    openai_api_key: SecretStr | None = None
-    openai_base_url: str = "https://api.openai.com/v1"
-    anthropic_api_key: SecretStr | None = None
-    anthropic_base_url: str = "https://api.anthropic.com"
-    groq_api_key: SecretStr | None = None
-    groq_base_url: str = "https://api.groq.com/openai/v1"
-    ollama_base_url: str = "http://localhost:11434/v1"
-    timeout_seconds: float = 60.0
-    prices: str | None = None
-    credentials: dict[str, SecretStr] = {}
-    configured: frozenset[str] = frozenset({"scripted"})
-    health_models: dict[str, str] = dict(HEALTH_MODELS)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> ProviderSettings:
-        names = {
-            "openai_api_key": "OPENAI_API_KEY",
-            "openai_base_url": "OPENAI_BASE_URL",
-            "anthropic_api_key": "ANTHROPIC_API_KEY",
-            "anthropic_base_url": "ANTHROPIC_BASE_URL",
-            "groq_api_key": "GROQ_API_KEY",
-            "groq_base_url": "GROQ_BASE_URL",
-            "ollama_base_url": "OLLAMA_BASE_URL",
-            "timeout_seconds": "HEDDLE_LLM_TIMEOUT_SECONDS",
-            "prices": "HEDDLE_PRICES",
-        }
-        fields: dict[str, Any] = {
-            field: environ[variable] for field, variable in names.items() if environ.get(variable)
-        }
-        fields["credentials"] = {
-            variable: value
-            for variable, value in environ.items()
-            if variable.startswith(CREDENTIAL_PREFIX) and value
-        }
-        signs = {
-            "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
-            "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
-            "groq": ("GROQ_API_KEY",),
-            "ollama": ("OLLAMA_BASE_URL",),
-        }
-        fields["configured"] = frozenset(
-            {"scripted"} | {p for p, names in signs.items() if any(environ.get(n) for n in names)}
-        )
-        fields["health_models"] = {
-            provider: environ.get(f"HEDDLE_HEALTH_MODEL_{provider.upper()}") or model
-            for provider, model in HEALTH_MODELS.items()
-        }
-        return cls(**fields)
-
-    def endpoint(self, provider: str) -> Endpoint:
-        """Where `provider` answers and which key it wants; None for an unknown provider."""
-        credentials = {name: key.get_secret_value() for name, key in self.credentials.items()}
-        base_url, key, variable = {
-            "openai": (self.openai_base_url, self.openai_api_key, "OPENAI_API_KEY"),
-            "groq": (self.groq_base_url, self.groq_api_key, "GROQ_API_KEY"),
-            "ollama": (self.ollama_base_url, None, None),
-            "anthropic": (self.anthropic_base_url, self.anthropic_api_key, "ANTHROPIC_API_KEY"),
-        }[provider]
-        return Endpoint(
-            provider=provider,
-            base_url=base_url,
-            api_key=key.get_secret_value() if key else None,
-            key_variable=variable,
-            timeout_seconds=self.timeout_seconds,
-            credentials=credentials,
-        )
-
-    def __repr__(self) -> str:
-        return "ProviderSettings(...)"
-
-    def __str__(self) -> str:
-        return repr(self)
 
 
 class ProviderRouter:
@@ -181,8 +87,11 @@ class ProviderRouter:
         except LlmError as error:
             report.update(ok=False, error=error.message, retryable=error.retryable)
         except TimeoutError:
-            report.update(ok=False, error=f"{name} did not answer within "
-                          f"{HEALTH_TIMEOUT_SECONDS:g} s", retryable=True)
+            report.update(
+                ok=False,
+                error=f"{name} did not answer within {HEALTH_TIMEOUT_SECONDS:g} s",
+                retryable=True,
+            )
         report["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return report
 
@@ -208,7 +117,8 @@ class ProviderRouter:
             found = await self.credentials.key(tenant, credential)
         except CredentialStoreError as error:
             raise LlmError(
-                name, "fatal",
+                name,
+                "fatal",
                 f"{name}: the node's credential {credential!r} cannot be read: {error}",
             ) from None
         if found is None:
@@ -216,7 +126,8 @@ class ProviderRouter:
         provider, key = found
         if provider != name:
             raise LlmError(
-                name, "fatal",
+                name,
+                "fatal",
                 f"{name}: the node's credential {credential!r} is for {provider}, not {name}: "
                 f"store a {name} key under another id, or change the node's model",
             )
@@ -253,6 +164,16 @@ def _provider_of(request: LlmRequest) -> str:
         return request.provider
     except ValueError:
         raise LlmError(
-            "unknown", "fatal",
+            "unknown",
+            "fatal",
             f"model {request.model!r} must be written provider:model, e.g. openai:gpt-4o-mini",
         ) from None
+
+
+__all__ = [
+    "KNOWN_PROVIDERS",
+    "CredentialSource",
+    "ProviderRouter",
+    "ProviderSettings",
+    "TenantProviders",
+]

@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -88,8 +88,9 @@ class ScriptedProvider:
         context = {"prompt": prompt, "messages": [m.model_dump() for m in request.messages]}
         text = _TEMPLATES.from_string(str(script.get("text", ""))).render(context)
         calls = [
-            ToolCall(id=f"call_{turn}_{index}", name=call["name"],
-                     arguments=call.get("arguments") or {})
+            ToolCall(
+                id=f"call_{turn}_{index}", name=call["name"], arguments=call.get("arguments") or {}
+            )
             for index, call in enumerate(script.get("tool_calls") or [])
         ]
         return text, calls
@@ -97,6 +98,6 @@ class ScriptedProvider:
 
 def _failure(spec: dict[str, Any]) -> LlmError:
     status = spec.get("status")
-    kind = "fatal" if status in FATAL_STATUSES else "retryable"
+    kind: Literal["retryable", "fatal"] = "fatal" if status in FATAL_STATUSES else "retryable"
     message = spec.get("message") or f"scripted failure ({status or 'connection error'})"
     return LlmError("scripted", kind, message, status=status, retry_after=spec.get("retry_after"))

@@ -11,7 +11,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.bootstrap import Heddle
+from infra.runtime import Heddle
 from tests.integration.helpers import api_client, example, publish, wait_for_command, wait_for_run
 
 

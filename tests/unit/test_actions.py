@@ -15,8 +15,8 @@ from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid, LlmRequestNotPending
 from domain.llm import LlmRequest, RetryPolicy
 from domain.runs import WorkflowRun
-from handlers.llm_requests import LlmRequestDue, answer_llm_request, record_llm_answers
-from handlers.run_worker import LlmCall, OnDelta, OnTryFailed, call_llm, record_llm_outcomes
+from handlers.reactions.llm_requests import LlmRequestDue, answer_llm_request, record_llm_answers
+from handlers.reactions.model_calls import LlmCall, OnDelta, OnTryFailed, call_llm, record_llm_outcomes
 from handlers.unit_of_work import UnitOfWork
 from infra.llm.retrying import complete_with_retries
 from infra.llm.scripted import ScriptedProvider
@@ -524,8 +524,8 @@ def test_a_wait_node_still_entering_does_not_take_a_signal_meant_for_its_wait() 
 
 
 async def test_an_agent_whose_exit_action_waits_asks_its_model_no_more(uow: UnitOfWork) -> None:
-    from handlers.run_worker import drive_agent
-    from handlers.tools import builtin_tools
+    from handlers.reactions.agents import drive_agent
+    from handlers.reactions.tools import builtin_tools
 
     run = start(
         workflow(

@@ -38,10 +38,11 @@ from domain.http_tools import HTTP_HOSTS
 from domain.llm import LlmError, LlmRequest, Message, RetryPolicy
 from domain.runs import WorkflowRun
 from domain.templates import render
-from handlers.intake import handle_command
+from handlers.commands.intake import handle_command
 from handlers.records import Record
-from handlers.run_worker import LlmCall, TokenDelta, drive_agent
-from handlers.tools import builtin_tools
+from handlers.reactions.agents import drive_agent
+from handlers.reactions.model_calls import LlmCall, TokenDelta
+from handlers.reactions.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.kafka import publish_dead_letter
 from infra.llm.retrying import complete_with_retries

@@ -21,7 +21,7 @@ from domain.edits import Edit, apply_edits
 from domain.errors import DefinitionInvalid, LlmRequestNotPending, RunNotActive
 from domain.llm import LlmRequest
 from domain.runs import WorkflowRun
-from handlers.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
+from handlers.reactions.llm_requests import answer_llm_request, llm_requests_due, record_llm_answers
 from handlers.replay import node_facts
 from handlers.unit_of_work import UnitOfWork
 from infra.llm.scripted import ScriptedProvider

@@ -16,7 +16,7 @@ from eventsourcing.application import project_aggregate
 from domain.commands import run_id_for
 from domain.llm import LlmResult, Usage
 from domain.runs import WorkflowRun
-from handlers.intake import handle_command
+from handlers.commands.intake import handle_command
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 

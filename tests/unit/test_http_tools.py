@@ -151,7 +151,7 @@ async def test_tools_from_the_settings_are_registered_for_every_workflow_secrets
 ) -> None:
     from domain.llm import ToolCall
     from domain.tools import ToolCatalogue
-    from handlers.tools import ToolRegistry
+    from handlers.reactions.tools import ToolRegistry
     from infra.http_tools import register_http_tools
 
     registry = ToolRegistry(catalogue=ToolCatalogue([]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from domain.commands import run_id_for
-from handlers.intake import handle_command
+from handlers.commands.intake import handle_command
 from handlers.records import Record
 
 HELLO = yaml.safe_load((Path(__file__).parents[2] / "examples" / "hello.yaml").read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from api.projections_api import not_caught_up, progress_view
 from api.streams import CURSOR, _parse_cursor, end_of
-from handlers.run_worker import TokenDelta
+from handlers.reactions.model_calls import TokenDelta
 from infra.watermark import Progress
 from tests.unit.test_docs import blocks
 

@@ -13,9 +13,9 @@ import yaml
 
 from domain.commands import run_id_for
 from domain.runs import MAX_DEPTH
-from handlers.intake import handle_command
+from handlers.commands.intake import handle_command
 from handlers.records import Record
-from handlers.subworkflows import subworkflow_commands
+from handlers.reactions.children import subworkflow_commands
 from handlers.unit_of_work import UnitOfWork
 from infra.store import EventStore
 
@@ -235,7 +235,7 @@ ASSISTANT = {
 
 def test_an_agents_workflow_tool_runs_a_child_whose_output_is_the_tool_result(loop: Loop) -> None:
     from domain.llm import LlmResult, ToolCall, Usage
-    from handlers.subworkflows import agents_to_resume
+    from handlers.reactions.agents import agents_to_resume
 
     loop.publish(ASSISTANT)
     parent = loop.start("assistant", {})

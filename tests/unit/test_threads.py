@@ -13,10 +13,10 @@ import pytest
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
 from domain.threads import Thread, chat_thread_id
-from handlers.intake import handle_command
+from handlers.commands.intake import handle_command
 from handlers.records import Record
-from handlers.run_worker import LlmOutcome, call_llm
-from handlers.threads import (
+from handlers.reactions.model_calls import LlmOutcome, call_llm
+from handlers.reactions.threads import (
     close_chat_threads,
     open_chat_threads,
     post_run_answers,
@@ -273,8 +273,9 @@ async def test_a_free_thread_answers_in_the_tenants_ai_mode(uow: UnitOfWork) -> 
 async def test_an_orchestrator_thread_answers_through_an_agent_with_the_tenants_tools(
     uow: UnitOfWork,
 ) -> None:
-    from handlers.run_worker import drive_agent, llm_calls_due
-    from handlers.tools import builtin_tools
+    from handlers.reactions.agents import drive_agent
+    from handlers.reactions.model_calls import llm_calls_due
+    from handlers.reactions.tools import builtin_tools
 
     replies = [
         {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},

@@ -10,7 +10,8 @@ from typing import Any
 from domain.definitions import parse_definition
 from domain.llm import LlmDelta, LlmRequest, LlmResult, RetryPolicy, Usage
 from domain.runs import WorkflowRun
-from handlers.run_worker import (
+from handlers.reactions.agents import drive_agent
+from handlers.reactions.model_calls import (
     TOKEN_PIECE_CHARS,
     TOKEN_PIECE_SECONDS,
     LlmCall,
@@ -18,9 +19,8 @@ from handlers.run_worker import (
     OnTryFailed,
     TokenDelta,
     call_llm,
-    drive_agent,
 )
-from handlers.tools import builtin_tools
+from handlers.reactions.tools import builtin_tools
 from handlers.unit_of_work import UnitOfWork
 from infra.llm.retrying import stream_with_retries
 from infra.llm.scripted import ScriptedProvider

@@ -17,7 +17,9 @@ from uuid import UUID
 
 from domain.errors import LlmRequestNotPending
 from domain.llm import LlmError, LlmRequest, LlmResult
-from handlers.run_worker import LLM_REQUESTED, CompleteLlm
+from domain.runs import WorkflowRun
+from handlers.reactions.events import LLM_REQUESTED
+from handlers.reactions.model_calls import CompleteLlm
 from handlers.unit_of_work import UnitOfWork
 
 
@@ -45,9 +47,7 @@ def llm_requests_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmR
         if envelope["type"] != LLM_REQUESTED:
             continue
         data = envelope["data"]
-        run = uow.get(
-            UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"]
-        )
+        run = uow.get(UUID(envelope["aggregate_id"]), WorkflowRun, envelope["aggregate_version"])
         if run is None:
             continue
         try:
@@ -75,7 +75,7 @@ async def answer_llm_request(due: LlmRequestDue, complete: CompleteLlm) -> LlmRe
 def record_llm_answers(answers: list[LlmRequestAnswer], uow: UnitOfWork) -> None:
     """Record each answer in its run, which then moves on."""
     for answer in answers:
-        run = uow.get(answer.due.run_id)
+        run = uow.get(answer.due.run_id, WorkflowRun)
         if run is None:
             continue
         with suppress(LlmRequestNotPending):

@@ -17,7 +17,9 @@ from uuid import UUID
 from domain.definitions import ExtractNode
 from domain.errors import NodeNotRunning
 from domain.extraction import extraction_request, is_document_id
-from handlers.run_worker import CompleteLlm, LlmCall, LlmOutcome, Recorder, call_llm, waiting_nodes
+from domain.runs import WorkflowRun
+from handlers.reactions.events import waiting_nodes
+from handlers.reactions.model_calls import CompleteLlm, LlmCall, LlmOutcome, Recorder, call_llm
 from handlers.unit_of_work import UnitOfWork
 
 
@@ -56,18 +58,22 @@ class ExtractionOutcome:
 
 def extractions_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[Extraction]:
     """The `extract` nodes that started and still wait, once each."""
-    return [
-        Extraction(
-            run.id,
-            run.tenant,
-            data["node_id"],
-            data["attempt"],
-            run.spec.nodes[data["node_id"]],
-            data["input"]["document"],
-            data["input"]["instructions"],
+    due = []
+    for run, data, _ in waiting_nodes(events, uow, {"extract"}):
+        node = run.spec.nodes[data["node_id"]]
+        assert isinstance(node, ExtractNode)  # waiting_nodes: of kind `extract`
+        due.append(
+            Extraction(
+                run.id,
+                run.tenant,
+                data["node_id"],
+                data["attempt"],
+                node,
+                data["input"]["document"],
+                data["input"]["instructions"],
+            )
         )
-        for run, data, _ in waiting_nodes(events, uow, {"extract"})
-    ]
+    return due
 
 
 async def extract(
@@ -103,7 +109,7 @@ def record_extractions(outcomes: list[ExtractionOutcome], uow: UnitOfWork) -> No
     """Record each outcome in its run: the fields, or why the node failed."""
     for outcome in outcomes:
         due = outcome.due
-        run = uow.get(due.run_id)
+        run = uow.get(due.run_id, WorkflowRun)
         if run is None:
             continue
         with suppress(NodeNotRunning):

@@ -1,4 +1,5 @@
-"""What the tools of `agent` nodes do, run by the worker (their declarations: `domain/tools.py`).
+"""Tools: what the tools of `agent` and `tool` nodes do, run by the worker (their
+declarations: `domain/tools.py`), and the `tool` nodes waiting for theirs.
 
 A tool is a Python function (plain, run in a thread, or async) of its already validated
 arguments, returning text or JSON-able data, within a time limit. A tool that raises or
@@ -14,11 +15,18 @@ import inspect
 import json
 import operator
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
+from domain.errors import NodeNotRunning
 from domain.llm import ToolCall, ToolDefinition
+from domain.runs import TOOL_NODE, WorkflowRun
 from domain.tools import CALCULATOR, CURRENT_TIME, TOOLS, ToolCatalogue
+from handlers.reactions.events import waiting_nodes
+from handlers.unit_of_work import UnitOfWork
 
 ToolFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
 
@@ -63,9 +71,15 @@ class ToolRegistry:
 
 
 _OPERATORS: dict[type[ast.AST], Callable[..., Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-    ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
 }
 
 
@@ -107,3 +121,41 @@ def builtin_tools() -> ToolRegistry:
     registry.register(CALCULATOR, calculate)
     registry.register(CURRENT_TIME, current_time)
     return registry
+
+
+@dataclass(frozen=True, slots=True)
+class ToolNodeCall:
+    """The tool a started `tool` node waits for."""
+
+    run_id: UUID
+    node_id: str
+    attempt: int
+    call: ToolCall
+
+
+def tool_nodes_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[ToolNodeCall]:
+    """The tools that started `tool` nodes wait for, once each."""
+    return [
+        ToolNodeCall(
+            run.id,
+            data["node_id"],
+            data["attempt"],
+            ToolCall(
+                id=f"{data['node_id']}:{data['attempt']}",
+                name=data["input"]["tool"],
+                arguments=data["input"]["arguments"],
+            ),
+        )
+        for run, data, _ in waiting_nodes(events, uow, {TOOL_NODE})
+    ]
+
+
+def record_tool_nodes(
+    results: list[tuple[ToolNodeCall, tuple[bool, str]]], uow: UnitOfWork
+) -> None:
+    """Record what each tool returned in its run."""
+    for due, (ok, content) in results:
+        run = uow.get(due.run_id, WorkflowRun)
+        if run is not None:
+            with suppress(NodeNotRunning):
+                run.complete_tool_node(due.node_id, due.attempt, ok, content)

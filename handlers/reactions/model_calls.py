@@ -1,4 +1,4 @@
-"""The run worker: reacts to `NodeStarted` of nodes that need I/O and records outcomes.
+"""Model calls of `llm` and `agent` nodes (and `map` items): found, made, recorded.
 
 Nodes that need no I/O (`switch`, `set`) are decided inside the aggregate as soon as
 they are ready. A model call is made because a `NodeStarted` event says so, and only
@@ -7,15 +7,12 @@ nothing. The answer is recorded in the run with everything a replay needs.
 
 A streamed call sends its text to `heddle.tokens` as it comes (`TokenDelta`), the
 deltas of each try gathered into pieces of at most `TOKEN_PIECE_SECONDS`; only the final
-answer is recorded. An `agent` node loops here: the run decides (which
-tool calls are valid, whether the node is done), the worker calls the model and runs
-the tools, and every turn and tool result is recorded in the run.
+answer is recorded. An `agent` node loops in handlers/reactions/agents.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -24,29 +21,13 @@ from itertools import count
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
+from domain.definitions import AgentNode, LlmNode, MapNode
 from domain.errors import NodeNotRunning
 from domain.llm import LlmDelta, LlmError, LlmRequest, LlmResult, ToolCall
-from domain.runs import IO_NODE_KINDS, TOOL_NODE
-from handlers.records import Record
+from domain.runs import IO_NODE_KINDS, WorkflowRun
+from handlers.reactions.events import waiting_nodes
 from handlers.unit_of_work import UnitOfWork
 
-NODE_STARTED = "WorkflowRun.NodeStarted"
-MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
-VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
-THREAD_EVENTS = (
-    "Thread.ReplyRequested",
-    "WorkflowRun.NodeCompleted",
-    "WorkflowRun.Cancelled",
-    "WorkflowRun.Failed",
-    "WorkflowRun.NodeFailed",
-    "WorkflowRun.NodeRetryScheduled",
-    "WorkflowRun.StepSkipped",
-)
-"""What the worker reads for threads (handlers/threads.py)."""
-LLM_REQUESTED = "WorkflowRun.LlmRequested"
-WORKER_EVENTS = (
-    NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, LLM_REQUESTED, *THREAD_EVENTS
-)
 # Token deltas are gathered for this long (or up to this much text) before they are
 # published: a stream costs a few messages instead of one per delta, unnoticeably later.
 TOKEN_PIECE_SECONDS = 0.025
@@ -72,10 +53,6 @@ class CompleteLlm(Protocol):
 PublishToken = Callable[["TokenDelta"], None]
 """Hands a piece of text to the transport, in order, without waiting for it to be sent."""
 Decide = Callable[[Callable[[], T]], Awaitable[T]]
-
-
-class RunTool(Protocol):
-    def __call__(self, call: ToolCall) -> Awaitable[tuple[bool, str]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,22 +161,16 @@ class LlmOutcome:
     failed_tries: list[tuple[int, LlmError, float | None]] = field(default_factory=list)
 
 
-def decode_events(records: list[Record]) -> list[dict[str, Any]]:
-    """The envelopes of events the worker may act on (the relay names each event's type
-    in a header, so the others are never decoded)."""
-    return [
-        json.loads(record.value)
-        for record in records
-        if record.headers.get("type", NODE_STARTED) in WORKER_EVENTS
-    ]
-
-
 def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:
     """The model calls that started nodes (and map items) are waiting for, once each."""
     calls = []
     for run, data, item in waiting_nodes(events, uow, {*IO_NODE_KINDS, "map"}):
         node = run.spec.nodes[data["node_id"]]
-        kind, stream = ("llm", node.do.stream) if item is not None else (node.kind, node.stream)
+        if isinstance(node, MapNode):
+            kind, stream = "llm", node.do.stream
+        else:
+            assert isinstance(node, LlmNode | AgentNode)  # waiting_nodes: of IO_NODE_KINDS
+            kind, stream = node.kind, node.stream
         request = LlmRequest.model_validate(data["input"])
         calls.append(
             LlmCall(
@@ -207,100 +178,6 @@ def llm_calls_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall
             )
         )
     return calls
-
-
-@dataclass(frozen=True, slots=True)
-class ToolNodeCall:
-    """The tool a started `tool` node waits for."""
-
-    run_id: UUID
-    node_id: str
-    attempt: int
-    call: ToolCall
-
-
-def waiting_nodes(
-    events: list[dict[str, Any]], uow: UnitOfWork, kinds: set[str]
-) -> list[tuple[Any, dict[str, Any], int | None]]:
-    """Once each, the started nodes of `kinds` (and the started items of `map` nodes, when
-    `kinds` has `map`) whose attempt is still running: (run, event data, item or None)."""
-    waiting: dict[tuple[str, str, int, int | None], tuple[Any, dict[str, Any], int | None]] = {}
-    for envelope in events:
-        data = envelope["data"]
-        if envelope["type"] == MAP_ITEM_STARTED and "map" in kinds:
-            item = data["index"]
-        elif envelope["type"] == NODE_STARTED and data["kind"] in kinds - {"map"}:
-            item = None
-        else:
-            continue
-        run = uow.get(
-            UUID(envelope["aggregate_id"]), at_least_version=envelope["aggregate_version"]
-        )
-        if run is None:
-            continue
-        try:
-            run.check_node_is_running(data["node_id"], data["attempt"], item)
-        except NodeNotRunning:
-            continue
-        key = (envelope["aggregate_id"], data["node_id"], data["attempt"], item)
-        waiting[key] = (run, data, item)
-    return list(waiting.values())
-
-
-def tool_nodes_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[ToolNodeCall]:
-    """The tools that started `tool` nodes wait for, once each."""
-    return [
-        ToolNodeCall(
-            run.id,
-            data["node_id"],
-            data["attempt"],
-            ToolCall(
-                id=f"{data['node_id']}:{data['attempt']}",
-                name=data["input"]["tool"],
-                arguments=data["input"]["arguments"],
-            ),
-        )
-        for run, data, _ in waiting_nodes(events, uow, {TOOL_NODE})
-    ]
-
-
-def record_tool_nodes(
-    results: list[tuple[ToolNodeCall, tuple[bool, str]]], uow: UnitOfWork
-) -> None:
-    """Record what each tool returned in its run."""
-    for due, (ok, content) in results:
-        run = uow.get(due.run_id)
-        if run is not None:
-            with suppress(NodeNotRunning):
-                run.complete_tool_node(due.node_id, due.attempt, ok, content)
-
-
-def capabilities_published(events: list[dict[str, Any]]) -> set[str]:
-    """The capabilities of the `remote` nodes of newly published workflow versions: their
-    task topics should exist before the first task, so that workers can subscribe."""
-    return {
-        node["capability"]
-        for envelope in events
-        if envelope["type"] == VERSION_PUBLISHED
-        for node in envelope["data"]["spec"]["nodes"].values()
-        if node.get("kind") == "remote"
-    }
-
-
-def remote_tasks_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[dict[str, Any]]:
-    """The tasks of `remote` nodes that started and still wait, as messages for
-    `heddle.tasks.<capability>` (docs/remote.md)."""
-    return [
-        {
-            **data["input"],
-            "run_id": str(run.id),
-            "tenant": run.tenant,
-            "workflow": run.workflow,
-            "node_id": data["node_id"],
-            "attempt": data["attempt"],
-        }
-        for run, data, _ in waiting_nodes(events, uow, {"remote"})
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +237,7 @@ async def call_llm(
 def _record_failure(
     call: LlmCall, try_number: int, error: LlmError, retry_in: float | None, uow: UnitOfWork
 ) -> None:
-    run = uow.get(call.run_id)
+    run = uow.get(call.run_id, WorkflowRun)
     if run is None:
         return
     with suppress(NodeNotRunning):
@@ -375,7 +252,7 @@ def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> list[Too
     tool_calls: list[ToolCall] = []
     for outcome in outcomes:
         call = outcome.call
-        run = uow.get(call.run_id)
+        run = uow.get(call.run_id, WorkflowRun)
         if run is None:
             continue
         try:
@@ -392,66 +269,3 @@ def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> list[Too
         except NodeNotRunning:
             continue
     return tool_calls
-
-
-async def drive_agent(
-    call: LlmCall,
-    uow: UnitOfWork,
-    complete: CompleteLlm,
-    run_tool: RunTool,
-    decide: Decide[Any],
-    publish: PublishToken | None = None,
-) -> None:
-    """Run an agent node until the run says it is done: model turn, then the tools it
-    asked for, then the next turn with their results. `decide` runs a decision on the
-    thread that owns the run's aggregate."""
-
-    def next_work() -> tuple[LlmRequest | None, list[ToolCall], int]:
-        run = uow.get(call.run_id)
-        if run is None:
-            return None, [], 0
-        try:
-            run.check_node_is_running(call.node_id, call.attempt)
-        except NodeNotRunning:  # it ended, or its answer is in and its exit actions run
-            return None, [], 0
-        state = run.nodes[call.node_id]
-        pending = run.pending_tool_calls(call.node_id)
-        step = state.get("steps", 0) + 1
-        # Tool calls that child runs answer end this loop: their results come as commands,
-        # and the worker picks the agent up again then (handlers/subworkflows.py).
-        waiting = pending or run.waits_for_children(call.node_id)
-        return (None if waiting else run.agent_request(call.node_id)), pending, step
-
-    sequence = count()
-    while True:
-        request, pending, step = await decide(next_work)
-        if request is None and not pending:
-            return
-        if request is not None:
-            turn = LlmCall(
-                call.run_id,
-                call.node_id,
-                call.attempt,
-                request,
-                call.tenant,
-                call.kind,
-                call.stream,
-            )
-            outcome = await call_llm(turn, complete, publish, step, Recorder(uow, decide), sequence)
-            pending = await decide(partial(record_llm_outcomes, [outcome], uow))
-        results = [(tool_call, await run_tool(tool_call)) for tool_call in pending]
-        if results:
-            await decide(partial(_record_tool_results, call, results, uow))
-
-
-def _record_tool_results(
-    call: LlmCall, results: list[tuple[ToolCall, tuple[bool, str]]], uow: UnitOfWork
-) -> None:
-    run = uow.get(call.run_id)
-    if run is None:
-        return
-    for tool_call, (ok, content) in results:
-        try:
-            run.complete_tool_call(call.node_id, call.attempt, tool_call.id, ok, content)
-        except NodeNotRunning:
-            return

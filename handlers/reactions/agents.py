@@ -1,0 +1,132 @@
+"""Agent nodes: the worker's loop of model turns and tool calls, and the agents whose
+tool calls child runs have answered (their next turn is due)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from functools import partial
+from itertools import count
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain.definitions import AgentNode
+from domain.errors import NodeNotRunning
+from domain.llm import LlmRequest, ToolCall
+from domain.runs import WorkflowRun
+from handlers.reactions.model_calls import (
+    CompleteLlm,
+    Decide,
+    LlmCall,
+    PublishToken,
+    Recorder,
+    call_llm,
+    record_llm_outcomes,
+)
+from handlers.records import Record
+from handlers.unit_of_work import UnitOfWork
+
+
+class RunTool(Protocol):
+    """Runs one tool call an agent asked for: (ok, content for the model)."""
+
+    def __call__(self, call: ToolCall) -> Awaitable[tuple[bool, str]]: ...
+
+
+async def drive_agent(
+    call: LlmCall,
+    uow: UnitOfWork,
+    complete: CompleteLlm,
+    run_tool: RunTool,
+    decide: Decide[Any],
+    publish: PublishToken | None = None,
+) -> None:
+    """Run an agent node until the run says it is done: model turn, then the tools it
+    asked for, then the next turn with their results. `decide` runs a decision on the
+    thread that owns the run's aggregate."""
+
+    def next_work() -> tuple[LlmRequest | None, list[ToolCall], int]:
+        run = uow.get(call.run_id, WorkflowRun)
+        if run is None:
+            return None, [], 0
+        try:
+            run.check_node_is_running(call.node_id, call.attempt)
+        except NodeNotRunning:  # it ended, or its answer is in and its exit actions run
+            return None, [], 0
+        state = run.nodes[call.node_id]
+        pending = run.pending_tool_calls(call.node_id)
+        step = state.get("steps", 0) + 1
+        # Tool calls that child runs answer end this loop: their results come as commands,
+        # and the worker picks the agent up again then (`agents_to_resume`).
+        waiting = pending or run.waits_for_children(call.node_id)
+        return (None if waiting else run.agent_request(call.node_id)), pending, step
+
+    sequence = count()
+    while True:
+        request, pending, step = await decide(next_work)
+        if request is None and not pending:
+            return
+        if request is not None:
+            turn = LlmCall(
+                call.run_id,
+                call.node_id,
+                call.attempt,
+                request,
+                call.tenant,
+                call.kind,
+                call.stream,
+            )
+            outcome = await call_llm(turn, complete, publish, step, Recorder(uow, decide), sequence)
+            pending = await decide(partial(record_llm_outcomes, [outcome], uow))
+        results = [(tool_call, await run_tool(tool_call)) for tool_call in pending]
+        if results:
+            await decide(partial(_record_tool_results, call, results, uow))
+
+
+def _record_tool_results(
+    call: LlmCall, results: list[tuple[ToolCall, tuple[bool, str]]], uow: UnitOfWork
+) -> None:
+    run = uow.get(call.run_id, WorkflowRun)
+    if run is None:
+        return
+    for tool_call, (ok, content) in results:
+        try:
+            run.complete_tool_call(call.node_id, call.attempt, tool_call.id, ok, content)
+        except NodeNotRunning:
+            return
+
+
+def agents_to_resume(records: list[Record], uow: UnitOfWork) -> list[LlmCall]:
+    """Agent nodes whose last tool call a child run has just answered: their next model
+    turn is due (the worker's agent loop ended while the children ran)."""
+    calls = []
+    for record in records:
+        if record.headers.get("type") != "WorkflowRun.ToolCallCompleted":
+            continue
+        envelope = json.loads(record.value)
+        data = envelope["data"]
+        run = uow.get(UUID(envelope["aggregate_id"]), WorkflowRun, envelope["aggregate_version"])
+        answered = (data["node_id"], data["attempt"], data["call_id"])
+        if run is None or not any(
+            (child["node_id"], child["attempt"], child.get("call_id")) == answered
+            for child in run.children.values()
+        ):
+            continue
+        node_id, attempt = data["node_id"], data["attempt"]
+        try:
+            run.check_node_is_running(node_id, attempt)
+        except NodeNotRunning:
+            continue
+        state = run.nodes[node_id]
+        last = (state.get("messages") or [{}])[-1]
+        if (
+            last.get("tool_call_id") != data["call_id"]
+            or run.pending_tool_calls(node_id)
+            or run.waits_for_children(node_id)
+        ):
+            continue
+        node = run.spec.nodes[node_id]
+        assert isinstance(node, AgentNode)
+        request = run.agent_request(node_id)
+        calls.append(LlmCall(run.id, node_id, attempt, request, run.tenant, "agent", node.stream))
+    return calls

@@ -1,0 +1,70 @@
+"""The events the run worker reads, and the node attempts they show waiting for work.
+
+The relay names each event's type in a header, so the worker decodes only these; a node
+attempt is worked on only while the run still shows it running, so a redelivered event
+repeats nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from domain.errors import NodeNotRunning
+from domain.runs import WorkflowRun
+from handlers.records import Record
+from handlers.unit_of_work import UnitOfWork
+
+NODE_STARTED = "WorkflowRun.NodeStarted"
+MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
+VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
+THREAD_EVENTS = (
+    "Thread.ReplyRequested",
+    "WorkflowRun.NodeCompleted",
+    "WorkflowRun.Cancelled",
+    "WorkflowRun.Failed",
+    "WorkflowRun.NodeFailed",
+    "WorkflowRun.NodeRetryScheduled",
+    "WorkflowRun.StepSkipped",
+)
+"""What the worker reads for threads (handlers/reactions/threads.py)."""
+LLM_REQUESTED = "WorkflowRun.LlmRequested"
+WORKER_EVENTS = (NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, LLM_REQUESTED, *THREAD_EVENTS)
+
+
+def decode_events(records: list[Record]) -> list[dict[str, Any]]:
+    """The envelopes of events the worker may act on (the relay names each event's type
+    in a header, so the others are never decoded)."""
+    return [
+        json.loads(record.value)
+        for record in records
+        if record.headers.get("type", NODE_STARTED) in WORKER_EVENTS
+    ]
+
+
+def waiting_nodes(
+    events: list[dict[str, Any]], uow: UnitOfWork, kinds: set[str]
+) -> list[tuple[WorkflowRun, dict[str, Any], int | None]]:
+    """Once each, the started nodes of `kinds` (and the started items of `map` nodes, when
+    `kinds` has `map`) whose attempt is still running: (run, event data, item or None)."""
+    waiting: dict[tuple[str, str, int, int | None], tuple[WorkflowRun, dict[str, Any], int | None]]
+    waiting = {}
+    for envelope in events:
+        data = envelope["data"]
+        if envelope["type"] == MAP_ITEM_STARTED and "map" in kinds:
+            item = data["index"]
+        elif envelope["type"] == NODE_STARTED and data["kind"] in kinds - {"map"}:
+            item = None
+        else:
+            continue
+        run = uow.get(UUID(envelope["aggregate_id"]), WorkflowRun, envelope["aggregate_version"])
+        if run is None:
+            continue
+        try:
+            run.check_node_is_running(data["node_id"], data["attempt"], item)
+        except NodeNotRunning:
+            continue
+        key = (envelope["aggregate_id"], data["node_id"], data["attempt"], item)
+        waiting[key] = (run, data, item)
+    return list(waiting.values())

@@ -1,0 +1,237 @@
+"""The run worker's loop over one batch of events: find the work they call for, do it
+(model calls, agents, tools, remote tasks, extractions, run-level model requests, child
+runs, chat threads) and record the outcomes with the batch's positions.
+
+A plain function of (records, ports): the broker and the store are behind the ports
+(`WorkerPorts`), so a test drives it with the in-memory store and a scripted provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+
+from domain.commands import CommandEnvelope
+from domain.http_tools import HttpTool
+from domain.llm import ToolCall
+from domain.runs import WorkflowRun
+from handlers.reactions.agents import agents_to_resume, drive_agent
+from handlers.reactions.children import subworkflow_commands
+from handlers.reactions.events import decode_events
+from handlers.reactions.extraction import (
+    Extraction,
+    ExtractionOutcome,
+    ReadDocument,
+    extract,
+    extractions_due,
+    record_extractions,
+)
+from handlers.reactions.llm_requests import (
+    LlmRequestAnswer,
+    LlmRequestDue,
+    answer_llm_request,
+    llm_requests_due,
+    record_llm_answers,
+)
+from handlers.reactions.model_calls import (
+    CompleteLlm,
+    Decide,
+    LlmCall,
+    LlmOutcome,
+    PublishToken,
+    Recorder,
+    TokenDelta,
+    call_llm,
+    llm_calls_due,
+    record_llm_outcomes,
+)
+from handlers.reactions.remote import capabilities_published, remote_tasks_due
+from handlers.reactions.threads import (
+    close_chat_threads,
+    open_chat_threads,
+    post_run_answers,
+    record_replies,
+    replies_due,
+    threads_answered,
+)
+from handlers.reactions.tools import ToolNodeCall, record_tool_nodes, tool_nodes_due
+from handlers.records import Record, trackings_for
+from handlers.unit_of_work import UnitOfWork
+
+log = logging.getLogger("heddle")
+
+
+class TrackedPositions(Protocol):
+    """The positions a consumer has recorded, per partition (infra/store.py `Positions`)."""
+
+    consumer: str
+
+    def fresh(self, records: list[Record]) -> list[Record]: ...
+
+    def advance(self, trackings: list[Tracking]) -> None: ...
+
+
+RunDeclaredTool = Callable[[dict[str, HttpTool], ToolCall], Awaitable[tuple[bool, str]]]
+"""Runs a tool call: an HTTP tool of the run's definition (given), or a registered one."""
+SendCommand = Callable[[CommandEnvelope, str], Awaitable[None]]
+"""Publishes a command, keyed by the given key."""
+SendTasks = Callable[[list[dict[str, Any]]], Awaitable[None]]
+"""Publishes the tasks of `remote` nodes to their capabilities' topics."""
+CreateTaskTopics = Callable[[set[str]], Awaitable[None]]
+"""Makes sure the task topics of these capabilities exist."""
+
+
+@dataclass(frozen=True)
+class WorkerPorts:
+    """What the run worker needs from outside: the store (a unit of work per batch, its
+    tracked positions, the thread that decides), the one retry layer for model calls,
+    tools, documents, and where tokens, commands and tasks go."""
+
+    unit_of_work: Callable[[], UnitOfWork]
+    positions: TrackedPositions
+    decide: Decide[Any]
+    complete: CompleteLlm
+    run_tool: RunDeclaredTool
+    read_document: ReadDocument
+    publish_token: PublishToken
+    send_command: SendCommand
+    send_tasks: SendTasks
+    create_task_topics: CreateTaskTopics
+
+
+@dataclass
+class WorkerBatch:
+    """What one batch of events gives the run worker to do, found in one store session."""
+
+    uow: UnitOfWork
+    fresh: list[Record]
+    commands: list[tuple[CommandEnvelope, str]]
+    extractions: list[Extraction]
+    requests: list[LlmRequestDue]
+    capabilities: set[str]
+    calls: list[LlmCall] = field(default_factory=list)
+    tools: list[ToolNodeCall] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    threads: dict[UUID, UUID] = field(default_factory=dict)
+    declared: dict[UUID, dict[str, HttpTool]] = field(default_factory=dict)
+    """The HTTP tools each run's definition declares, for its tool and agent calls."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to call: no model, tool, extraction or run-level request is due."""
+        return not (self.calls or self.tools or self.extractions or self.requests)
+
+
+def find_work(records: list[Record], ports: WorkerPorts) -> WorkerBatch:
+    """Decide what the batch calls for (on the thread that owns the aggregates)."""
+    uow = ports.unit_of_work()
+    fresh = ports.positions.fresh(records)
+    events = decode_events(fresh)
+    batch = WorkerBatch(
+        uow, fresh, subworkflow_commands(fresh, uow), extractions_due(events, uow),
+        llm_requests_due(events, uow), capabilities_published(events),
+    )  # fmt: skip
+    # Idempotent by themselves (a thread opens once, an answer is posted once):
+    # saved now, so that a batch with no call still records them.
+    open_chat_threads(events, uow)
+    post_run_answers(events, uow)
+    close_chat_threads(events, uow)
+    uow.save()
+    batch.calls = llm_calls_due(events, uow) + agents_to_resume(fresh, uow)
+    batch.calls += replies_due(events, uow)
+    batch.tools = tool_nodes_due(events, uow)
+    agents = {c.run_id for c in batch.calls if c.kind == "agent"}
+    for run_id in agents | {t.run_id for t in batch.tools}:
+        run = uow.get(run_id, WorkflowRun)
+        assert run is not None  # its call was found in it just now
+        batch.declared[run_id] = run.spec.tools
+    batch.tasks = remote_tasks_due(events, uow)
+    batch.threads = threads_answered(batch.calls, uow)
+    return batch
+
+
+def publish_to_threads(publish: PublishToken, threads: dict[UUID, UUID], delta: TokenDelta) -> None:
+    """Publish a delta; one of a run that answers a thread goes to the thread too."""
+    publish(delta)
+    thread_id = threads.get(delta.run_id)
+    if thread_id is not None:
+        publish(dataclasses.replace(delta, run_id=thread_id, thread=True))
+
+
+async def run_nodes(records: list[Record], ports: WorkerPorts) -> None:
+    """Make the calls that a batch of events waits for and record their outcomes: the
+    commands and tasks it calls for are sent first, then every call is made at once."""
+    batch = await ports.decide(partial(find_work, records, ports))
+    for envelope, key in batch.commands:
+        await ports.send_command(envelope, key)
+    capabilities = batch.capabilities | {task["capability"] for task in batch.tasks}
+    if capabilities:
+        await ports.create_task_topics(capabilities)
+    if batch.tasks:
+        await ports.send_tasks(batch.tasks)
+    if batch.idle:
+        return
+    for call in batch.calls:
+        log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
+    outcomes, tool_results, extracted, answers = await make_calls(batch, ports)
+
+    def record() -> None:
+        uow = batch.uow
+        record_llm_outcomes([o for o in outcomes if o.call.kind != "reply"], uow)
+        record_replies([o for o in outcomes if o.call.kind == "reply"], uow)
+        record_tool_nodes(list(zip(batch.tools, tool_results, strict=True)), uow)
+        record_extractions(extracted, uow)
+        record_llm_answers(answers, uow)
+        trackings = trackings_for(ports.positions.consumer, batch.fresh)
+        uow.save(trackings)
+        ports.positions.advance(trackings)
+
+    await ports.decide(record)
+
+
+Outcomes = tuple[
+    list[LlmOutcome], list[tuple[bool, str]], list[ExtractionOutcome], list[LlmRequestAnswer]
+]
+"""What a batch's calls came to: model calls, tool nodes, extractions, run-level requests."""
+
+
+async def make_calls(batch: WorkerBatch, ports: WorkerPorts) -> Outcomes:
+    """Every call of the batch at once: model calls, tools, extractions, run-level
+    requests and agent loops (which record as they go). Returns the outcomes to record."""
+    uow, declared = batch.uow, batch.declared
+    publish: PublishToken = ports.publish_token
+    if batch.threads:
+        publish = partial(publish_to_threads, ports.publish_token, batch.threads)
+    recorder = Recorder(uow, ports.decide)
+    outcomes, tool_results, extracted, answers, _ = await asyncio.gather(
+        asyncio.gather(*(
+            call_llm(
+                call, ports.complete, publish,
+                # a thread's reply records only how it ended (answer or ReplyFailed)
+                recorder=recorder if call.kind != "reply" else None,
+            )
+            for call in batch.calls if call.kind != "agent"
+        )),
+        asyncio.gather(*(ports.run_tool(declared[due.run_id], due.call) for due in batch.tools)),
+        asyncio.gather(*(
+            extract(due, ports.read_document, ports.complete, recorder)
+            for due in batch.extractions
+        )),
+        asyncio.gather(*(answer_llm_request(due, ports.complete) for due in batch.requests)),
+        asyncio.gather(*(
+            drive_agent(
+                call, uow, ports.complete, partial(ports.run_tool, declared[call.run_id]),
+                ports.decide, publish,
+            )
+            for call in batch.calls if call.kind == "agent"
+        )),
+    )  # fmt: skip
+    return list(outcomes), list(tool_results), list(extracted), list(answers)

@@ -1,0 +1,54 @@
+"""The intake role: decides each batch of commands (and of remote workers' results) in
+one transaction with its positions, and reports each command's receipt."""
+
+from __future__ import annotations
+
+from domain.commands import CommandReceipt
+from handlers.commands.intake import handle_command, task_result_as_command
+from handlers.records import Record, trackings_for
+from handlers.unit_of_work import UnitOfWork
+from infra.bootstrap import Ports
+from infra.kafka import publish_all, subscribe_batches
+from infra.store import Positions, dumps
+
+
+class Intake:
+    """Consumes `heddle.commands` and `heddle.task-results`."""
+
+    def __init__(self, ports: Ports, epoch: str) -> None:
+        self.ports = ports
+        self.positions = Positions(ports.store, f"intake@{epoch}")
+
+    def subscribe(self) -> None:
+        ports, topics = self.ports, self.ports.topics
+        subscribe_batches(
+            ports.broker, ports.settings, topics.commands, "intake", self.take_commands,
+            dlq_topic=topics.dlq,
+        )  # fmt: skip
+        subscribe_batches(
+            ports.broker, ports.settings, topics.task_results, "intake-results",
+            self.take_task_results, dlq_topic=topics.dlq,
+        )  # fmt: skip
+
+    async def take_commands(self, records: list[Record]) -> None:
+        """Decide a batch of commands, save in one transaction, report results."""
+
+        def decide() -> list[CommandReceipt]:
+            fresh = self.positions.fresh(records)
+            uow = UnitOfWork(self.ports.store)
+            receipts = [r for r in (handle_command(record, uow) for record in fresh) if r]
+            trackings = trackings_for(self.positions.consumer, fresh)
+            uow.save(trackings)
+            self.positions.advance(trackings)
+            return receipts
+
+        receipts = await self.ports.writer.run(decide)
+        await publish_all(
+            self.ports.broker,
+            self.ports.topics.command_results,
+            [(r.command_id.encode(), dumps(r.as_result()), {}) for r in receipts],
+        )
+
+    async def take_task_results(self, records: list[Record]) -> None:
+        """Answers of remote workers, decided as `CompleteRemoteTask` commands."""
+        await self.take_commands([task_result_as_command(record) for record in records])

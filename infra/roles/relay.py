@@ -1,0 +1,20 @@
+"""The relay role: a loop that copies new events from the store to `heddle.events`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from infra.bootstrap import Ports
+from infra.relay import Relay
+
+
+def relay_loop(ports: Ports, epoch: str) -> Callable[[], Awaitable[None]]:
+    """The relay's loop, tracking its position as `relay@<epoch>`."""
+    settings = ports.settings
+    assert settings.database_url  # build() checked both
+    assert settings.kafka_bootstrap_servers
+    relay = Relay(
+        ports.store, settings.database_url, ports.topics.events,
+        settings.kafka_bootstrap_servers, position_name=f"relay@{epoch}",
+    )  # fmt: skip
+    return relay.run

@@ -1,0 +1,77 @@
+"""The worker role: consumes `heddle.events` and runs the run worker's loop
+(handlers/reactions/worker.py) with this process's ports: the store, the one retry
+layer, the tools, the token publisher, and the broker for commands and remote tasks."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from handlers.reactions.worker import SendCommand, WorkerPorts, run_nodes
+from handlers.records import Record
+from handlers.unit_of_work import UnitOfWork
+from infra.bootstrap import Ports
+from infra.kafka import create_topics, subscribe_batches
+from infra.store import Positions, dumps
+
+log = logging.getLogger("heddle")
+
+
+class Worker:
+    """Runs the nodes that need I/O; sends commands through `send_command`."""
+
+    def __init__(self, ports: Ports, epoch: str, send_command: SendCommand) -> None:
+        self.ports = ports
+        self.positions = Positions(ports.store, f"worker@{epoch}")
+        self._task_topics: set[str] = set()
+        self._new_capabilities: set[str] = set()
+        self.worker_ports = WorkerPorts(
+            unit_of_work=partial(UnitOfWork, ports.store),
+            positions=self.positions,
+            decide=ports.writer.run,
+            complete=ports.complete_llm,
+            run_tool=ports.run_tool,
+            read_document=ports.documents.text,
+            publish_token=ports.tokens.publish,
+            send_command=send_command,
+            send_tasks=self.send_tasks,
+            create_task_topics=self.create_task_topics,
+        )
+
+    async def subscribe(self) -> None:
+        """Start the token publisher and subscribe to the events."""
+        await self.ports.tokens.start()
+        subscribe_batches(
+            self.ports.broker, self.ports.settings, self.ports.topics.events, "worker",
+            self.run_nodes, dlq_topic=self.ports.topics.dlq,
+        )  # fmt: skip
+
+    async def run_nodes(self, records: list[Record]) -> None:
+        """Make the model calls started nodes wait for, record the outcomes."""
+        await run_nodes(records, self.worker_ports)
+
+    async def create_task_topics(self, capabilities: set[str]) -> None:
+        """Make the task topics of these capabilities, once per process (the ones a
+        failed try did not make are made with the next batch's)."""
+        self._new_capabilities |= capabilities
+        topics = {self.ports.topics.tasks_for(c) for c in self._new_capabilities}
+        topics -= self._task_topics
+        if topics:
+            settings = self.ports.settings
+            assert settings.kafka_bootstrap_servers is not None  # build() checked it
+            await create_topics(settings.kafka_bootstrap_servers, sorted(topics),
+                                settings.partitions)  # fmt: skip
+            self._task_topics |= topics
+        self._new_capabilities.clear()
+
+    async def send_tasks(self, tasks: list[dict[str, Any]]) -> None:
+        """Publish tasks of `remote` nodes to their capability's topic."""
+        topics = self.ports.topics
+        for task in tasks:
+            log.info("sending task %s to %s", task["task_id"], task["capability"])
+            message = {**task, "reply_to": topics.task_results}
+            await self.ports.broker.publish(
+                dumps(message), topics.tasks_for(task["capability"]),
+                key=task["run_id"].encode(), headers={"task_id": task["task_id"]},
+            )  # fmt: skip

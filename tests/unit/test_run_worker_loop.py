@@ -1,0 +1,137 @@
+"""The run worker's loop (`run_nodes`) driven with the in-memory store and the scripted
+provider, no Kafka: each batch of relayed events gets its model calls made and recorded."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+
+from domain.commands import run_id_for
+from domain.llm import RetryPolicy
+from domain.runs import WorkflowRun
+from handlers.commands.intake import handle_command
+from handlers.reactions.model_calls import TokenDelta
+from handlers.reactions.tools import builtin_tools
+from handlers.reactions.worker import WorkerPorts, run_nodes
+from handlers.records import Record
+from handlers.unit_of_work import UnitOfWork
+from infra.http_tools import HttpTools, ToolRunner
+from infra.llm.retrying import RetryingLlm
+from infra.llm.router import ProviderRouter
+from infra.llm.settings import ProviderSettings
+from infra.relay import Relay
+from infra.store import EventStore, Positions
+
+CHAIN = {
+    "name": "chain",
+    "inputs": {"type": "object", "properties": {"name": {"type": "string"}}},
+    "start": "greet",
+    "nodes": {
+        "greet": {
+            "kind": "llm",
+            "model": "scripted:echo",
+            "prompt": "Hello {{ input.name }}",
+            "next": "shout",
+        },
+        "shout": {"kind": "llm", "model": "scripted:echo", "prompt": "{{ nodes.greet.output }}!"},
+    },
+}
+"""Two `llm` nodes in a chain; `scripted:echo` answers with the prompt."""
+
+
+@pytest.fixture
+def store() -> Iterator[EventStore]:
+    store = EventStore(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    yield store
+    store.close()
+
+
+class Relayed:
+    """The store's new events as the relay would publish them on `heddle.events`."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store, self.relay, self.position = store, Relay(store, "unused", "events"), 0
+
+    def new_records(self) -> list[Record]:
+        notifications = self.store.recorder.select_notifications(self.position + 1, 1000)
+        records = []
+        for notification, (key, value, headers) in zip(
+            notifications, self.relay.messages(notifications), strict=True
+        ):
+            self.position = notification.id
+            headers_ = {name: raw.decode() for name, raw in headers}
+            records.append(Record("events", 0, notification.id, key, value, headers_))
+        return records
+
+
+async def decide(decision: Callable[[], Any]) -> Any:
+    return decision()
+
+
+async def nothing(*_: Any) -> None:
+    """Commands and tasks: this workflow sends none."""
+
+
+def worker_ports(store: EventStore, tokens: list[TokenDelta]) -> WorkerPorts:
+    router = ProviderRouter(ProviderSettings())
+    return WorkerPorts(
+        unit_of_work=partial(UnitOfWork, store),
+        positions=Positions(store, "worker@test"),
+        decide=decide,
+        complete=RetryingLlm(router, RetryPolicy()),
+        run_tool=ToolRunner(builtin_tools(), HttpTools(frozenset(), {}, 1024)),
+        read_document=partial(nothing),
+        publish_token=tokens.append,
+        send_command=nothing,
+        send_tasks=nothing,
+        create_task_topics=nothing,
+    )
+
+
+def command(store: EventStore, type_: str, payload: dict[str, Any], command_id: str) -> None:
+    uow = UnitOfWork(store)
+    body = {"command_id": command_id, "type": type_, "actor": "ada", "payload": payload}
+    receipt = handle_command(Record("commands", 0, 0, None, json.dumps(body).encode()), uow)
+    uow.save()
+    assert receipt is not None
+    assert receipt.outcome == "accepted", receipt.reason
+
+
+async def test_a_started_chain_gets_each_answer_recorded_and_its_next_node_started(
+    store: EventStore,
+) -> None:
+    command(store, "PublishWorkflow", {"definition": CHAIN}, "publish")
+    command(store, "StartRun", {"workflow": "chain", "input": {"name": "Ada"}}, "start")
+    run_id = run_id_for("default", "start")
+    relayed, ports = Relayed(store), worker_ports(store, [])
+
+    await run_nodes(relayed.new_records(), ports)
+
+    run = store.repository.get(run_id)
+    assert isinstance(run, WorkflowRun)
+    assert run.nodes["greet"]["output"] == "Hello Ada"
+    assert run.nodes["shout"]["status"] == "running"
+    assert run.status == "running"
+
+    await run_nodes(relayed.new_records(), ports)
+
+    run = store.repository.get(run_id)
+    assert run.nodes["shout"]["output"] == "Hello Ada!"
+    assert run.status == "completed"
+
+
+async def test_a_batch_delivered_again_calls_no_model_twice(store: EventStore) -> None:
+    command(store, "PublishWorkflow", {"definition": CHAIN}, "publish")
+    command(store, "StartRun", {"workflow": "chain", "input": {"name": "Ada"}}, "start")
+    relayed, ports = Relayed(store), worker_ports(store, [])
+    batch = relayed.new_records()
+    await run_nodes(batch, ports)
+    version = store.repository.get(run_id_for("default", "start")).version
+
+    await run_nodes(batch, ports)
+
+    assert store.repository.get(run_id_for("default", "start")).version == version
