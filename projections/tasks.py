@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from projections import Cursor, json_text
+from projections.queries import AsyncCursor, Row, matching, rows
 
 NAME = "tasks"
 TABLES = ["tasks"]
@@ -111,3 +112,23 @@ def _change(sql: Cursor, where: dict[str, Any], changes: str, task_id: str | Non
     which = "task_id = %(task_id)s" if task_id is not None else "status = 'open'"
     sql.execute(_CHANGE.format(changes=changes, which=which),
                 {**where, "task_id": task_id, **values})
+
+
+# Queries: what the API reads of `tasks`.
+
+
+async def work_queue(
+    sql: AsyncCursor, tenant: str, status: str, filters: dict[str, Any], limit: int
+) -> list[Row]:
+    """Up to `limit` of the tenant's tasks with this status and the `filters` (assignee,
+    role, run_id), with their score: open ones highest score first, the others newest
+    first."""
+    where, params = ["tenant = %s", "status = %s"], [tenant, status]
+    matching(where, params, filters)
+    order = "score DESC, created_at" if status == "open" else "updated_at DESC"
+    return await rows(
+        sql,
+        f"SELECT *, round({SCORE}::numeric, 2)::float AS score FROM tasks"
+        f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT %s",
+        [*params, limit],
+    )
