@@ -47,7 +47,8 @@ async def rows_of_run(
 ) -> list[Row]:
     """Up to `limit` of a run's rows of `table` in the order of their `position` column
     (answered as `position`), after the position `after`, with the `filters` given."""
-    where, params = ["run_id = %s"], [run_id]
+    where: list[str] = ["run_id = %s"]
+    params: list[Any] = [run_id]
     matching(where, params, filters)
     if after is not None:
         where.append(f"{position} > %s")

@@ -289,7 +289,8 @@ async def list_runs(
 ) -> list[Row]:
     """Up to `limit` of the tenant's runs, newest first, after the (started_at, run_id)
     `after`; `filters` are columns (status, workflow, parent_run_id) and values."""
-    where, params = ["tenant = %s"], [tenant]
+    where: list[str] = ["tenant = %s"]
+    params: list[Any] = [tenant]
     matching(where, params, filters)
     if after is not None:
         where.append("(started_at, run_id) < (%s, %s)")

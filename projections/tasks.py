@@ -123,7 +123,8 @@ async def work_queue(
     """Up to `limit` of the tenant's tasks with this status and the `filters` (assignee,
     role, run_id), with their score: open ones highest score first, the others newest
     first."""
-    where, params = ["tenant = %s", "status = %s"], [tenant, status]
+    where: list[str] = ["tenant = %s", "status = %s"]
+    params: list[Any] = [tenant, status]
     matching(where, params, filters)
     order = "score DESC, created_at" if status == "open" else "updated_at DESC"
     return await rows(

@@ -174,7 +174,8 @@ async def list_threads(
 ) -> list[Row]:
     """Up to `limit` of the tenant's threads, newest first, after the (opened_at,
     thread_id) `after`; `filters` are columns (run_id, status) and values."""
-    where, params = ["tenant = %s"], [tenant]
+    where: list[str] = ["tenant = %s"]
+    params: list[Any] = [tenant]
     matching(where, params, filters)
     if after is not None:
         where.append("(opened_at, thread_id) < (%s, %s)")

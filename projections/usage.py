@@ -142,7 +142,8 @@ async def usage_totals(
     """The tenant's totals (one row), or up to `limit` groups of `group_by` after the
     group `after` (days newest first, other groups in order). `filters`: `from` and `to`
     (days, included), `workflow`, `run_id`."""
-    where, params = ["tenant = %s"], [tenant]
+    where: list[str] = ["tenant = %s"]
+    params: list[Any] = [tenant]
     for condition, value in (
         ("day >= %s", filters.get("from")),
         ("day <= %s", filters.get("to")),
