@@ -9,12 +9,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from api.app import Caller, caller
-from infra.bootstrap import Heddle
+from api.http.dependencies import Caller, Runtime, caller
 from infra.documents import CONTENT_TYPES, DocumentInvalid
 
 
-def document_routes(heddle: Heddle) -> APIRouter:
+def routes(runtime: Runtime) -> APIRouter:
+    """`POST /v1/documents` and `GET /v1/documents/{document_id}`."""
     router = APIRouter(tags=["documents"])
 
     @router.post("/v1/documents", status_code=201)
@@ -26,7 +26,7 @@ def document_routes(heddle: Heddle) -> APIRouter:
             raise HTTPException(422, "the document is empty: send its bytes as the body")
         content_type = request.headers.get("content-type", "")
         try:
-            return await heddle.documents.save(who.tenant, content_type, content, who.actor)
+            return await runtime.documents.save(who.tenant, content_type, content, who.actor)
         except DocumentInvalid as error:
             status = 415 if content_type.split(";")[0].strip() not in CONTENT_TYPES else 422
             raise HTTPException(status, str(error)) from None
@@ -34,7 +34,7 @@ def document_routes(heddle: Heddle) -> APIRouter:
     @router.get("/v1/documents/{document_id}")
     async def get_document(document_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
         """What Heddle holds of a document of this tenant (not its content)."""
-        found = await heddle.documents.about(who.tenant, document_id)
+        found = await runtime.documents.about(who.tenant, document_id)
         if found is None:
             raise HTTPException(404, f"no document {document_id}")
         return found

@@ -7,9 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from api.app import Caller, caller
+from api.http.dependencies import Caller, Runtime, caller
 from domain.definitions import CREDENTIAL_ID
-from infra.bootstrap import Heddle
 from infra.credentials import CredentialStoreError
 from infra.llm.router import KNOWN_PROVIDERS
 
@@ -33,9 +32,10 @@ def _described(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def credential_routes(heddle: Heddle) -> APIRouter:
+def routes(runtime: Runtime) -> APIRouter:
+    """Store, list and delete the provider keys of the caller's tenant."""
     router = APIRouter(prefix="/v1/credentials", tags=["credentials"])
-    store = heddle.credentials
+    store = runtime.credentials
 
     @router.put("/{credential_id}")
     async def put_credential(

@@ -1,4 +1,5 @@
-"""`GET /v1/runs/{id}/stream`: a run's events and token deltas as server-sent events.
+"""An aggregate's live stream (a run's, a thread's): its events and token deltas as
+server-sent events.
 
 Every message's id is a cursor, `<version>:<offset>`: the run's events up to aggregate
 version `version` and its token deltas before Kafka offset `offset` (of the run's
@@ -21,12 +22,10 @@ from typing import Any
 from uuid import UUID
 
 import anyio
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.app import Caller, caller
-from domain.runs import TERMINAL_STATUSES
-from infra.bootstrap import Heddle
+from api.http.dependencies import Runtime
 from infra.live import Doorbell, RunTokens, events_after, first_and_last_event
 from infra.store import dumps
 
@@ -40,28 +39,8 @@ TOKENS_BEFORE_START = timedelta(minutes=1)
 """Read deltas from this long before the run started (clocks of two machines differ)."""
 
 
-def stream_routes(heddle: Heddle) -> APIRouter:
-    router = APIRouter(tags=["runs"])
-    doorbell = Doorbell(heddle.store, heddle.database_url)
-
-    @router.get("/v1/runs/{run_id}/stream", response_class=EventSourceResponse)
-    async def stream_run(
-        run_id: UUID,
-        who: Caller = Depends(caller),
-        last_event_id: str | None = Header(default=None, max_length=40),
-    ) -> EventSourceResponse:
-        """The run's events (`event`) and token deltas (`token`) as they happen, then `end`.
-        Reconnect with `Last-Event-ID` to resume after the last message received."""
-        return await open_stream(
-            heddle, doorbell, run_id, who.tenant, last_event_id, "WorkflowRun.Started", "run",
-            run_end,
-        )  # fmt: skip
-
-    return router
-
-
 async def open_stream(
-    heddle: Heddle,
+    runtime: Runtime,
     doorbell: Doorbell,
     aggregate_id: UUID,
     tenant: str,
@@ -73,8 +52,8 @@ async def open_stream(
     """The stream of the aggregate whose first event is `opened` (a run, a thread) for
     its `tenant`, until an event `ends` it: 404 for none or another tenant's, 400 for a bad
     `Last-Event-ID`."""
-    version, offset = _parse_cursor(last_event_id)
-    found = await first_and_last_event(heddle.store, heddle.reads, aggregate_id)
+    version, offset = parse_cursor(last_event_id)
+    found = await first_and_last_event(runtime.store, runtime.reads, aggregate_id)
     if found is None or found[0]["type"] != opened or found[0]["data"].get("tenant") != tenant:
         raise HTTPException(
             404, f"no {noun} {aggregate_id} (it may still be starting: retry shortly)"
@@ -87,11 +66,12 @@ async def open_stream(
             "pass the id of a message this stream sent",
         )
     started = datetime.fromisoformat(first["timestamp"]) - TOKENS_BEFORE_START
-    messages = _messages(heddle, doorbell, aggregate_id, version, offset, started, latest, ends)
+    messages = _messages(runtime, doorbell, aggregate_id, version, offset, started, latest, ends)
     return EventSourceResponse(messages, ping=15)
 
 
-def _parse_cursor(value: str | None) -> tuple[int, int]:
+def parse_cursor(value: str | None) -> tuple[int, int]:
+    """The (version, offset) of a `Last-Event-ID`, (0, 0) without one; 400 for a bad one."""
     if value is None:
         return 0, 0
     match = CURSOR.match(value.strip())
@@ -104,28 +84,8 @@ def _parse_cursor(value: str | None) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def end_of(run_id: UUID, envelope: dict[str, Any]) -> dict[str, Any]:
-    """The data of the `end` message, for the event that ended the run."""
-    return {
-        "run_id": str(run_id),
-        "status": ending(envelope),
-        "version": envelope["aggregate_version"],
-        "position": envelope["position"],
-    }
-
-
-def ending(envelope: dict[str, Any]) -> str | None:
-    """The run's final status if this event ends it."""
-    kind = envelope["type"].removeprefix("WorkflowRun.").lower()
-    return kind if kind in TERMINAL_STATUSES else None
-
-
 Ends = Callable[[UUID, dict[str, Any]], dict[str, Any] | None]
 """The data of the `end` message if this event ends the stream, else None."""
-
-
-def run_end(run_id: UUID, envelope: dict[str, Any]) -> dict[str, Any] | None:
-    return end_of(run_id, envelope) if ending(envelope) else None
 
 
 @dataclass
@@ -137,7 +97,7 @@ class _TokenProgress:
 
 
 async def _messages(
-    heddle: Heddle,
+    runtime: Runtime,
     doorbell: Doorbell,
     run_id: UUID,
     version: int,
@@ -150,7 +110,7 @@ async def _messages(
     deltas keyed by its id, from `version` and `offset`, until an event `ends` it."""
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
     tokens = RunTokens(
-        heddle.bootstrap_servers, heddle.topics.tokens, run_id, heddle.settings.fetch_max_wait_ms
+        runtime.bootstrap_servers, runtime.topics.tokens, run_id, runtime.settings.fetch_max_wait_ms
     )
     progress = _TokenProgress()
 
@@ -189,7 +149,7 @@ async def _messages(
         ended = (latest, last) if last is not None else None
         while True:
             bell.clear()
-            batch = await events_after(heddle.store, heddle.reads, run_id, seen)
+            batch = await events_after(runtime.store, runtime.reads, run_id, seen)
             if batch:
                 await tokens_caught_up()
             for envelope in batch:

@@ -13,8 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.app import TENANT, Caller, caller
-from infra.bootstrap import Heddle
+from api.http.dependencies import TENANT, Caller, Runtime, caller
 from infra.keys import ApiKeys
 
 
@@ -22,23 +21,30 @@ class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scopes: list[Literal["read", "write", "admin"]] = Field(min_length=1)
-    name: str | None = Field(default=None, min_length=1, max_length=200,
-                             description="recorded as the actor of what the key does")
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="recorded as the actor of what the key does",
+    )
     expires_at: datetime | None = Field(default=None, description="when the key stops working")
-    tenant: str | None = Field(default=None, pattern=TENANT,
-                               description="the caller's tenant (the only one allowed)")
+    tenant: str | None = Field(
+        default=None, pattern=TENANT, description="the caller's tenant (the only one allowed)"
+    )
 
 
-def key_routes(heddle: Heddle) -> APIRouter:
+def routes(runtime: Runtime) -> APIRouter:
+    """Make, list and revoke the keys of the caller's tenant."""
     router = APIRouter(prefix="/v1/keys", tags=["keys"])
-    keys = ApiKeys(heddle.reads)
+    keys = ApiKeys(runtime.reads)
 
     @router.post("", status_code=201)
     async def create_key(body: KeyIn, who: Caller = Depends(caller)) -> dict[str, Any]:
         """A new key of the caller's tenant; `key` is shown here once and never again."""
         if body.tenant not in (None, who.tenant):
             raise HTTPException(403, tenant_refused(who.tenant, body.tenant))
-        key, secret = await keys.create(who.tenant, body.scopes, body.name, body.expires_at)
+        scopes = list[str](body.scopes)
+        key, secret = await keys.create(who.tenant, scopes, body.name, body.expires_at)
         return {**key.described(), "key": secret}
 
     @router.get("")
@@ -58,6 +64,7 @@ def key_routes(heddle: Heddle) -> APIRouter:
 
 
 def tenant_refused(own: str, other: str) -> str:
+    """Why an admin key may not make a key of another tenant, and how to make one."""
     return (
         f"an admin key of tenant {own!r} manages that tenant's keys only; make keys for "
         f"{other!r} with `heddle keys create --database --tenant {other}` (docs/security.md)"

@@ -6,15 +6,15 @@ what the events say even while a projection lags or is being rebuilt.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
 
-from api.app import Accepted, Caller, caller
-from api.commands import send_command
+from api.http.database import json_object, jsonable
+from api.http.dependencies import Caller, Runtime, caller
+from api.http.send import Accepted, send_run_command
 from handlers.replay import (
     ReplayError,
     RunExists,
@@ -27,20 +27,19 @@ from handlers.replay import (
     run_state,
     tenant_of,
 )
-from infra.bootstrap import Heddle
-from infra.store import dumps
 from projections.run_timeline import summarize
 
 
-def replay_routes(heddle: Heddle) -> APIRouter:
+def routes(runtime: Runtime) -> APIRouter:
     """The replay routes of one Heddle (include before the `/v1/runs/{id}` routes)."""
     router = APIRouter(tags=["replay"])
 
     async def events_of(run_id: UUID, tenant: str) -> list[dict[str, Any]]:
-        events = await asyncio.to_thread(heddle.store.aggregate_events, run_id)
+        events = await asyncio.to_thread(runtime.store.aggregate_events, run_id)
         if tenant_of(events) != tenant:
             raise HTTPException(404, f"no run {run_id}")
-        return json.loads(dumps(events))  # type: ignore[no-any-return]
+        found: list[dict[str, Any]] = jsonable(events)
+        return found
 
     @router.get("/v1/runs/diff")
     async def diff(
@@ -54,10 +53,10 @@ def replay_routes(heddle: Heddle) -> APIRouter:
             events_of(a, who.tenant), events_of(b, who.tenant)
         )
         run_a, run_b = await asyncio.gather(
-            asyncio.to_thread(load_run, heddle.store, a),
-            asyncio.to_thread(load_run, heddle.store, b),
+            asyncio.to_thread(load_run, runtime.store, a),
+            asyncio.to_thread(load_run, runtime.store, b),
         )
-        return _jsonable(diff_runs(events_a, run_state(run_a), events_b, run_state(run_b)))
+        return json_object(diff_runs(events_a, run_state(run_a), events_b, run_state(run_b)))
 
     @router.get("/v1/runs/{run_id}/state")
     async def state(
@@ -74,8 +73,8 @@ def replay_routes(heddle: Heddle) -> APIRouter:
             version = choose_version(events, at=at, at_position=at_position, at_node=at_node)
         except ReplayError as error:
             raise HTTPException(422, str(error)) from None
-        run = await asyncio.to_thread(load_run, heddle.store, run_id, version)
-        return _jsonable(replay_view(events, run, summarize))
+        run = await asyncio.to_thread(load_run, runtime.store, run_id, version)
+        return json_object(replay_view(events, run, summarize))
 
     @router.get("/v1/runs/{run_id}/export")
     async def export(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
@@ -98,7 +97,7 @@ def replay_routes(heddle: Heddle) -> APIRouter:
             raise HTTPException(422, reason) from None
 
         def load() -> dict[str, Any]:
-            run = import_history(document, heddle.store, run_id, tenant=who.tenant)
+            run = import_history(document, runtime.store, run_id, tenant=who.tenant)
             return {
                 "run_id": str(run.id),
                 "imported_from": original,
@@ -107,7 +106,7 @@ def replay_routes(heddle: Heddle) -> APIRouter:
             }
 
         try:
-            return await heddle.writer.run(load)
+            return await runtime.writer.run(load)
         except RunExists as error:
             raise HTTPException(409, str(error)) from None
         except ReplayError as error:
@@ -126,7 +125,7 @@ def replay_routes(heddle: Heddle) -> APIRouter:
         the answer, its outcome at /v1/commands/{command_id}."""
         new_run = str(body.get("run_id") or uuid.uuid4())
         payload = {**body, "source_run_id": str(run_id), "run_id": new_run}
-        return await send_command(heddle, "ForkRun", payload, new_run, who)
+        return await send_run_command(runtime, who, "ForkRun", payload, new_run)
 
     @router.post("/v1/runs/{run_id}/edits", status_code=202, response_model=Accepted)
     async def edit(
@@ -138,12 +137,8 @@ def replay_routes(heddle: Heddle) -> APIRouter:
     ) -> Accepted:
         """Edit a running run's graph: publishes an `EditGraph` command; whether the edits
         applied (or why not) is at /v1/commands/{command_id}."""
-        return await send_command(
-            heddle, "EditGraph", {**body, "run_id": str(run_id)}, str(run_id), who
+        return await send_run_command(
+            runtime, who, "EditGraph", {**body, "run_id": str(run_id)}, str(run_id)
         )
 
     return router
-
-
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(dumps(value))  # type: ignore[no-any-return]
