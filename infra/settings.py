@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # HTTP tools every workflow may use, JSON: {"name": {description, url, ...}} as under a
     # definition's `tools:`; their headers may carry credentials (never recorded).
     http_tools: SecretStr = SecretStr("")
+    # The `heddle` CLI's API: HEDDLE_API_URL (default: the API of the running `heddle up`)
+    # and HEDDLE_API_KEY (default: `heddle up`'s admin key, sent to its own API only).
+    api_url: str | None = None
+    api_key: SecretStr | None = None
 
     @property
     def allowed_hosts(self) -> frozenset[str]:

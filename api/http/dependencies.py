@@ -18,9 +18,6 @@ from infra.keys import ApiKey, ApiKeys, KeyRefused
 Runtime: TypeAlias = Heddle
 """The running Heddle a router serves: its stores, read pool, broker and settings."""
 
-TENANT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""What a tenant's name may be."""
-
 
 class Caller(BaseModel):
     """Who is calling: the tenant whose data they see, and the actor recorded in events."""

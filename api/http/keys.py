@@ -13,7 +13,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.dependencies import TENANT, Caller, Runtime, caller
+from api.http.dependencies import Caller, Runtime, caller
+from domain.commands import TENANT_PATTERN
 from infra.keys import ApiKeys
 
 
@@ -29,7 +30,9 @@ class KeyIn(BaseModel):
     )
     expires_at: datetime | None = Field(default=None, description="when the key stops working")
     tenant: str | None = Field(
-        default=None, pattern=TENANT, description="the caller's tenant (the only one allowed)"
+        default=None,
+        pattern=TENANT_PATTERN,
+        description="the caller's tenant (the only one allowed)",
     )
 
 

@@ -1,5 +1,6 @@
 """`heddle runs attempts` and `heddle usage`: the `node_attempts` and `usage` read models
-from the command line (through the routes of `api/reads.py`), every page of them."""
+from the command line (through the routes of `api/http/runs.py` and `api/http/usage.py`),
+every page of them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from api.cli_replay import JsonOption, _cli
+from api.cli.client import JsonOption, every_page, print_items, print_json
 
 
 def register(app: typer.Typer, runs_app: typer.Typer) -> None:
@@ -16,31 +17,33 @@ def register(app: typer.Typer, runs_app: typer.Typer) -> None:
     runs_app.command("attempts")(runs_attempts)
 
 
-def _every_page(path: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
-    cli, items = _cli(), []
-    params = {key: value for key, value in params.items() if value is not None}
-    while True:
-        page = cli._call("GET", path, params=params)
-        items += page["items"]
-        if not page["next_cursor"]:
-            return items, cli
-        params["cursor"] = page["next_cursor"]
-
-
 def runs_attempts(
     run_id: str,
     node: Annotated[str | None, typer.Option(help="One node's attempts only")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """What each node of a run did, attempt by attempt: model, tokens, cost, latency, error."""
-    items, cli = _every_page(f"/v1/runs/{run_id}/attempts", {"node_id": node, "limit": 500})
+    items = every_page(f"/v1/runs/{run_id}/attempts", {"node_id": node, "limit": 500})
     if as_json:
-        cli._print_json(items)
+        print_json(items)
         return
-    cli._print_items([_attempt_row(item) for item in items], False, {
-        column: column
-        for column in ("node", "attempt", "status", "model", "tokens", "cost", "latency", "error")
-    })
+    print_items(
+        [_attempt_row(item) for item in items],
+        False,
+        {
+            column: column
+            for column in (
+                "node",
+                "attempt",
+                "status",
+                "model",
+                "tokens",
+                "cost",
+                "latency",
+                "error",
+            )
+        },
+    )
 
 
 def _attempt_row(attempt: dict[str, Any]) -> dict[str, Any]:
@@ -65,8 +68,10 @@ def _attempt_row(attempt: dict[str, Any]) -> dict[str, Any]:
 
 
 def usage(
-    by: Annotated[Literal["run", "workflow", "model", "day"] | None,
-                  typer.Option("--by", help="Group by run, workflow, model or day")] = None,
+    by: Annotated[
+        Literal["run", "workflow", "model", "day"] | None,
+        typer.Option("--by", help="Group by run, workflow, model or day"),
+    ] = None,
     since: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD (UTC)")] = None,
     until: Annotated[str | None, typer.Option("--to", help="Last day, included")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only this workflow's runs")] = None,
@@ -74,13 +79,25 @@ def usage(
 ) -> None:
     """Tokens, cost and model calls of your tenant: in all, or per run, workflow, model or day."""
     params = {"group_by": by, "from": since, "to": until, "workflow": workflow, "limit": 500}
-    items, cli = _every_page("/v1/usage", params)
-    group = {"run": ["run_id", "workflow"], "workflow": ["workflow"],
-             "model": ["provider", "model"], "day": ["day"]}.get(by or "", [])
+    items = every_page("/v1/usage", params)
+    group = {
+        "run": ["run_id", "workflow"],
+        "workflow": ["workflow"],
+        "model": ["provider", "model"],
+        "day": ["day"],
+    }.get(by or "", [])
     for item in items:
         item["cost"] = f"${item['cost_usd']:.6f}" + ("" if item["cost_complete"] else " (at least)")
-    cli._print_items(items, as_json, {
-        **{name: name for name in group},
-        "runs": "runs", "model calls": "llm_calls", "in": "input_tokens",
-        "cached": "cached_tokens", "out": "output_tokens", "cost": "cost",
-    })
+    print_items(
+        items,
+        as_json,
+        {
+            **{name: name for name in group},
+            "runs": "runs",
+            "model calls": "llm_calls",
+            "in": "input_tokens",
+            "cached": "cached_tokens",
+            "out": "output_tokens",
+            "cost": "cost",
+        },
+    )

@@ -1,68 +1,75 @@
-"""`heddle up`: the whole stack on one machine, in one process.
+"""What `heddle up` and `heddle serve` run: the roles and the API, in this process.
 
-An embedded PostgreSQL keeps the event store in the data directory, so it survives
-restarts. The embedded broker (Tansu) keeps nothing: each start is a new Kafka epoch,
-and the relay republishes the store into it from the beginning, which the consumers
-take in their stride because every reaction is idempotent.
+`heddle up` is the whole stack on one machine. An embedded PostgreSQL keeps the event
+store in the data directory, so it survives restarts. The embedded broker (Tansu) keeps
+nothing: each start is a new Kafka epoch, and the relay republishes the store into it
+from the beginning, which the consumers take in their stride because every reaction is
+idempotent. `heddle serve` runs some or all roles, and the API, against existing
+PostgreSQL and Kafka.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 import yaml
 
-from api.app import create_app
-from infra.bootstrap import Heddle, create_schema
+from api.cli.stackfile import ADMIN_KEY_FILE, Stack, write_stack
+from api.http.app import create_app
+from infra.bootstrap import ALL_ROLES, Heddle, create_schema
 from infra.devstack import EmbeddedPostgres, Tansu
 from infra.keys import ApiKeys, KeyRefused
 from infra.settings import Settings
 
 log = logging.getLogger("heddle.up")
-STACK_FILE = "stack.json"
-ADMIN_KEY_FILE = "admin.key"
 
 
-@dataclass
-class Stack:
-    """Where the running stack can be reached."""
-
-    database_url: str
-    bootstrap_servers: str
-    api_url: str
-
-
-def read_stack(data_dir: Path) -> Stack | None:
-    """The stack a running `heddle up` wrote down, if any."""
-    path = data_dir / STACK_FILE
-    if not path.exists():
-        return None
-    return Stack(**json.loads(path.read_text()))
+async def serve(settings: Settings, roles: list[str] | None, api: bool) -> None:
+    """Run `roles` (every role by default) and the API unless `api` is False, against
+    the PostgreSQL and Kafka of `settings`, until interrupted."""
+    assert settings.database_url
+    assert settings.kafka_bootstrap_servers
+    create_schema(settings, settings.database_url)
+    heddle = Heddle(settings, settings.database_url, settings.kafka_bootstrap_servers)
+    await heddle.start(roles or ALL_ROLES)
+    try:
+        if api:
+            config = uvicorn.Config(
+                create_app(heddle), host=settings.api_host, port=settings.api_port, lifespan="off"
+            )
+            await uvicorn.Server(config).serve()
+        else:
+            await asyncio.Event().wait()
+    finally:
+        await heddle.stop()
 
 
 async def publish_examples(heddle: Heddle, directory: Path) -> list[str]:
     """Publish every workflow in `directory`; returns a line per file."""
     lines = []
-    for path in sorted(directory.glob("*.y*ml")) + sorted(directory.glob("*.json")):
-        document = yaml.safe_load(path.read_text())
+    for name, document in await asyncio.to_thread(read_definitions, directory):
         result = await heddle.publish_workflow(document, "default", "heddle-up")
         if result["status"] == "accepted":
             lines.append(f"{result['result']['workflow']} v{result['result']['version']}")
         else:
-            lines.append(f"{path.name}: {result['reason']}")
+            lines.append(f"{name}: {result['reason']}")
     return lines
+
+
+def read_definitions(directory: Path) -> list[tuple[str, Any]]:
+    """The file name and document of every workflow definition in `directory`, YAML first."""
+    paths = sorted(directory.glob("*.y*ml")) + sorted(directory.glob("*.json"))
+    return [(path.name, yaml.safe_load(path.read_text())) for path in paths]
 
 
 async def local_admin_key(keys: ApiKeys, data_dir: Path) -> tuple[Path, str | None]:
@@ -126,17 +133,16 @@ async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> 
                 await server_task
                 raise RuntimeError(f"the API could not start on {api_url}")
             await asyncio.sleep(0.05)
-        stack_file = data_dir / STACK_FILE
-        stack_file.write_text(json.dumps(Stack(database_url, bootstrap, api_url).__dict__))
+        stack_file = write_stack(data_dir, Stack(database_url, bootstrap, api_url))
         stack.callback(stack_file.unlink, missing_ok=True)
-        announce(_banner(api_url, bootstrap, heddle.topics.commands, published, key_file, new_key))
+        announce(banner(api_url, bootstrap, heddle.topics.commands, published, key_file, new_key))
         try:
             await server_task
         finally:
             server.should_exit = True
 
 
-def _cli_name() -> str:
+def cli_name() -> str:
     """How to call the CLI from the user's shell: `heddle` if on PATH, else its path."""
     script = Path(sys.argv[0])
     if script.name == "heddle" and shutil.which("heddle") != str(script.resolve()):
@@ -147,7 +153,7 @@ def _cli_name() -> str:
     return "heddle"
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """A path as the user's shell can use it: relative to here when it is below here."""
     try:
         return str(path.relative_to(Path.cwd()))
@@ -155,13 +161,18 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _banner(
-    api_url: str, bootstrap: str, commands_topic: str, published: list[str], key_file: Path,
+def banner(
+    api_url: str,
+    bootstrap: str,
+    commands_topic: str,
+    published: list[str],
+    key_file: Path,
     new_key: str | None,
 ) -> str:
+    """What `heddle up` prints once it is up: where everything is, how to start a run."""
     workflows = ", ".join(published) or "none (put YAML files in examples/)"
-    heddle = _cli_name()
-    key = _shown(key_file)
+    heddle = cli_name()
+    key = shown(key_file)
     made = f"\n  New admin key    {new_key}  (printed this once; the file keeps it)"
     return f"""
 Heddle is up.

@@ -1,5 +1,5 @@
 """`heddle runs artifacts RUN_ID` and `heddle runs artifact ARTIFACT_ID`: the documents a
-run saved, from the command line (through the routes of `api/artifacts.py`)."""
+run saved, from the command line (through the routes of `api/http/artifacts.py`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli_reads import _every_page
-from api.cli_replay import JsonOption, _cli
+from api.cli.client import JsonOption, call, err, every_page, print_items, print_json
 
 
 def register(runs_app: typer.Typer) -> None:
@@ -26,8 +25,8 @@ def runs_artifacts(
 ) -> None:
     """List the artifacts a run saved (its documents), oldest first."""
     path = f"/v1/runs/{run_id}/artifacts"
-    items, cli = _every_page(path, {"node_id": node, "limit": 500})
-    cli._print_items(
+    items = every_page(path, {"node_id": node, "limit": 500})
+    print_items(
         items,
         as_json,
         {
@@ -49,12 +48,11 @@ def runs_artifact(
     as_json: JsonOption = False,
 ) -> None:
     """Print an artifact's content (or write it to --output; --json: with its metadata)."""
-    cli = _cli()
-    artifact = cli._call("GET", f"/v1/artifacts/{artifact_id}")
+    artifact = call("GET", f"/v1/artifacts/{artifact_id}")
     if as_json:
-        cli._print_json(artifact)
+        print_json(artifact)
     elif output is not None:
         output.write_text(artifact["content"])
-        cli.err.print(f"wrote {artifact['name']} ({artifact['size']} bytes) to {output}")
+        err.print(f"wrote {artifact['name']} ({artifact['size']} bytes) to {output}")
     else:
         sys.stdout.write(artifact["content"])

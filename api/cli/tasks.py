@@ -1,5 +1,6 @@
 """`heddle tasks list|complete|reassign` and `heddle runs pause|resume|cancel|set`: people
-in a run, from the command line (through the routes of `api/tasks.py`)."""
+in a run, from the command line (through the routes of `api/http/tasks.py` and
+`api/http/runs.py`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli_replay import JsonOption, _cli, _decided
+from api.cli.client import JsonOption, call, decided, fail, out, parse_inputs, print_items
 
-tasks_app = typer.Typer(help="Work on tasks for people: list, complete, reassign.",
-                        no_args_is_help=True)
+tasks_app = typer.Typer(
+    help="Work on tasks for people: list, complete, reassign.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer, runs_app: typer.Typer) -> None:
@@ -30,17 +32,16 @@ def runs_set(
 ) -> None:
     """Set variables of a run (SetVariables); edges waiting for a condition over them
     are checked again."""
-    cli = _cli()
     values: dict[str, Any] = {}
     for pair in variables:
         name, sep, raw = pair.partition("=")
         if not sep or not name:
-            cli._fail(f"{pair!r}: write name=value")
+            fail(f"{pair!r}: write name=value")
         values[name] = _json_or_text(raw)
     body = {"variables": values, "reason": reason}
-    sent = cli._call("POST", f"/v1/runs/{run_id}/variables", json=body)
-    outcome = _decided(sent["command_id"])
-    cli.out.print(f"run {run_id} is {outcome['result']['status']}")
+    sent = call("POST", f"/v1/runs/{run_id}/variables", json=body)
+    outcome = decided(sent["command_id"])
+    out.print(f"run {run_id} is {outcome['result']['status']}")
 
 
 def _json_or_text(raw: str) -> Any:
@@ -58,14 +59,23 @@ def tasks_list(
     as_json: JsonOption = False,
 ) -> None:
     """The work queue: open tasks, most urgent first (see docs/workflows.md#human-ask-a-person)."""
-    cli = _cli()
     params = {k: v for k, v in {"assignee": assignee, "role": role, "status": status}.items() if v}
-    items = cli._call("GET", "/v1/tasks", params=params)["items"]
-    cli._print_items(items, as_json, {
-        "run_id": "run", "task_id": "task", "type": "type", "title": "title",
-        "assignee": "assignee", "role": "role", "priority": "priority", "due_at": "due",
-        "score": "score",
-    })
+    items = call("GET", "/v1/tasks", params=params)["items"]
+    print_items(
+        items,
+        as_json,
+        {
+            "run_id": "run",
+            "task_id": "task",
+            "type": "type",
+            "title": "title",
+            "assignee": "assignee",
+            "role": "role",
+            "priority": "priority",
+            "due_at": "due",
+            "score": "score",
+        },
+    )
 
 
 @tasks_app.command("complete")
@@ -74,22 +84,25 @@ def tasks_complete(
     task: Annotated[str, typer.Argument(help="The task: its node id, or budget")],
     approve: Annotated[bool, typer.Option("--approve", help="Approve (an approval task)")] = False,
     reject: Annotated[bool, typer.Option("--reject", help="Reject (an approval task)")] = False,
-    input: Annotated[list[str], typer.Option("--input", "-i", help="key=value (an input task)")] = [],  # noqa: B006
-    input_file: Annotated[Path | None, typer.Option(help="YAML or JSON file with the input")] = None,
+    input: Annotated[
+        list[str], typer.Option("--input", "-i", help="key=value (an input task)")
+    ] = [],  # noqa: B006
+    input_file: Annotated[
+        Path | None, typer.Option(help="YAML or JSON file with the input")
+    ] = None,
     comment: Annotated[str, typer.Option(help="Kept with the decision")] = "",
 ) -> None:
     """Complete a task; the run goes on. Exits 2 when the task refuses it (and says why)."""
-    cli = _cli()
     if approve and reject:
-        cli._fail("give --approve or --reject, not both")
+        fail("give --approve or --reject, not both")
     body: dict[str, Any] = {"comment": comment}
     if approve or reject:
         body["decision"] = "approve" if approve else "reject"
     if input or input_file:
-        body["input"] = cli._parse_inputs(input, input_file)
-    sent = cli._call("POST", f"/v1/runs/{run_id}/tasks/{task}/complete", json=body)
-    outcome = _decided(sent["command_id"])
-    cli.out.print(f"task {task} of run {run_id} completed; the run is {outcome['result']['status']}")
+        body["input"] = parse_inputs(input, input_file)
+    sent = call("POST", f"/v1/runs/{run_id}/tasks/{task}/complete", json=body)
+    outcome = decided(sent["command_id"])
+    out.print(f"task {task} of run {run_id} completed; the run is {outcome['result']['status']}")
 
 
 @tasks_app.command("reassign")
@@ -102,22 +115,23 @@ def tasks_reassign(
     reason: Annotated[str, typer.Option(help="Why")] = "",
 ) -> None:
     """Reassign a task, or escalate it (a higher --priority, another --role)."""
-    cli = _cli()
     body = {"assignee": assignee, "role": role, "priority": priority, "reason": reason}
-    sent = cli._call("POST", f"/v1/runs/{run_id}/tasks/{task}/reassign",
-                     json={k: v for k, v in body.items() if v is not None})
-    _decided(sent["command_id"])
-    cli.out.print(f"task {task} of run {run_id} reassigned")
+    sent = call(
+        "POST",
+        f"/v1/runs/{run_id}/tasks/{task}/reassign",
+        json={k: v for k, v in body.items() if v is not None},
+    )
+    decided(sent["command_id"])
+    out.print(f"task {task} of run {run_id} reassigned")
 
 
 def _steer(control: str) -> Any:
     def steer(
         run_id: str, reason: Annotated[str, typer.Option(help="Why (kept in the run)")] = ""
     ) -> None:
-        cli = _cli()
         body = {"reason": reason} if reason and control != "resume" else {}
-        sent = cli._call("POST", f"/v1/runs/{run_id}/{control}", json=body)
-        outcome = _decided(sent["command_id"])
-        cli.out.print(f"run {run_id} is {outcome['result']['status']}")
+        sent = call("POST", f"/v1/runs/{run_id}/{control}", json=body)
+        outcome = decided(sent["command_id"])
+        out.print(f"run {run_id} is {outcome['result']['status']}")
 
     return steer

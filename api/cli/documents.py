@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli_replay import JsonOption, _cli
+from api.cli.client import JsonOption, call, out, print_json
 
 documents_app = typer.Typer(help="Documents for extract nodes.", no_args_is_help=True)
 CONTENT_TYPES = {
@@ -36,14 +36,13 @@ def documents_upload(
     as_json: JsonOption = False,
 ) -> None:
     """Upload a document; prints the id to give an extract node's `document`."""
-    cli = _cli()
     kind = content_type or CONTENT_TYPES.get(file.suffix.lower(), "text/plain")
-    result = cli._call(
+    result = call(
         "POST", "/v1/documents", content=file.read_bytes(), headers={"Content-Type": kind}
     )
     if as_json:
-        cli._print_json(result)
+        print_json(result)
         return
     pages = f", {result['pages']} pages" if result["pages"] else ""
     size = f"{result['content_type']}, {result['size']} bytes{pages}"
-    cli.out.print(f"{result['document_id']}  ({size})")
+    out.print(f"{result['document_id']}  ({size})")

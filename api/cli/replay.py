@@ -1,21 +1,32 @@
 """`heddle replay`, `heddle runs diff|export|import|fork|edit`: replay to debug, from the
 command line.
 
-The commands call the replay routes of a running Heddle (see `api/replay.py`); the
+The commands call the replay routes of a running Heddle (see `api/http/replay.py`); the
 `format_*` functions turn their answers into the lines people read, and are plain
 functions so that they can be tested without a server. `register` adds the commands to
-the CLI's typer apps (`api/cli.py` calls it once).
+the CLI's typer apps (`api/cli/main.py` calls it once).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
+
+from api.cli.client import (
+    JsonOption,
+    call,
+    decided,
+    err,
+    fail,
+    out,
+    parse_inputs,
+    print_json,
+)
+from api.cli.client import follow as follow_run
 
 MARK = "▶"
 
@@ -30,16 +41,6 @@ def register(app: typer.Typer, runs_app: typer.Typer) -> None:
     runs_app.command("edit")(runs_edit)
 
 
-def _cli() -> Any:
-    # Imported when a command runs: api.cli imports this module while it is loading.
-    from api import cli
-
-    return cli
-
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")]
-
-
 def replay(
     run_id: str,
     at: Annotated[int | None, typer.Option(help="After the run's Nth event (its version)")] = None,
@@ -48,14 +49,13 @@ def replay(
     as_json: JsonOption = False,
 ) -> None:
     """Show a run as it stood after one of its events: timeline, then state (from events)."""
-    cli = _cli()
     chosen = {"at": at, "at_node": at_node, "at_position": at_position}
     params = {k: v for k, v in chosen.items() if v is not None}
     if len(params) > 1:
-        cli._fail("give one of --at, --at-node and --at-position")
-    view = cli._call("GET", f"/v1/runs/{run_id}/state", params=params)
+        fail("give one of --at, --at-node and --at-position")
+    view = call("GET", f"/v1/runs/{run_id}/state", params=params)
     if as_json:
-        cli._print_json(view)
+        print_json(view)
         return
     for line in format_replay(view):
         typer.echo(line)
@@ -63,10 +63,9 @@ def replay(
 
 def runs_diff(a: str, b: str, as_json: JsonOption = False) -> None:
     """Compare two runs node by node: status, request, output, tokens, cost, latency."""
-    cli = _cli()
-    diff = cli._call("GET", "/v1/runs/diff", params={"a": a, "b": b})
+    diff = call("GET", "/v1/runs/diff", params={"a": a, "b": b})
     if as_json:
-        cli._print_json(diff)
+        print_json(diff)
         return
     for line in format_diff(diff):
         typer.echo(line)
@@ -79,14 +78,13 @@ def runs_export(
     ] = None,
 ) -> None:
     """Write a run's history (its events, with a header) as JSON; see docs/replay.md."""
-    cli = _cli()
-    history = cli._call("GET", f"/v1/runs/{run_id}/export")
+    history = call("GET", f"/v1/runs/{run_id}/export")
     text = json.dumps(history, indent=2) + "\n"
     if output is None:
         typer.echo(text, nl=False)
         return
     output.write_text(text)
-    cli.err.print(f"wrote {history['event_count']} events of run {run_id} to {output}")
+    err.print(f"wrote {history['event_count']} events of run {run_id} to {output}")
 
 
 def runs_import(
@@ -95,16 +93,15 @@ def runs_import(
     as_json: JsonOption = False,
 ) -> None:
     """Load an exported history as a new run of your tenant; refused if it does not replay."""
-    cli = _cli()
     try:
         document = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        cli._fail(f"{file}: not JSON: {error}")
-    result = cli._call("POST", "/v1/runs/import", json=document, params={"keep_id": keep_id})
+        fail(f"{file}: not JSON: {error}")
+    result = call("POST", "/v1/runs/import", json=document, params={"keep_id": keep_id})
     if as_json:
-        cli._print_json(result)
+        print_json(result)
     else:
-        cli.out.print(
+        out.print(
             f"imported run {result['imported_from']} as {result['run_id']} "
             f"({result['status']}, {result['events']} events)"
         )
@@ -114,62 +111,67 @@ def runs_fork(
     run_id: str,
     from_node: Annotated[str, typer.Option(help="The node to run again (it must have started)")],
     set_: Annotated[
-        list[str], typer.Option("--set", help="var=value before the node runs (JSON values allowed)")
+        list[str],
+        typer.Option("--set", help="var=value before the node runs (JSON values allowed)"),
     ] = [],  # noqa: B006
     prompt: Annotated[list[str], typer.Option(help="NODE=TEXT: a new prompt template")] = [],  # noqa: B006
     model: Annotated[list[str], typer.Option(help="NODE=provider:model")] = [],  # noqa: B006
     recorded: Annotated[
         bool, typer.Option(help="Re-serve recorded answers to unchanged llm requests")
     ] = False,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Show progress until it ends")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Show progress until it ends")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Fork a run from a node: reuse what finished before it, run live from it on."""
-    cli = _cli()
     body = {
         "from_node": from_node,
         "mode": "recorded" if recorded else "live",
-        "variables": cli._parse_inputs(set_, None),
+        "variables": parse_inputs(set_, None),
         "prompts": _assignments("--prompt", prompt),
         "models": _assignments("--model", model),
     }
-    sent = cli._call("POST", f"/v1/runs/{run_id}/fork", json=body)
-    outcome = _decided(sent["command_id"])
+    sent = call("POST", f"/v1/runs/{run_id}/fork", json=body)
+    outcome = decided(sent["command_id"])
     if not follow:
         if as_json:
-            cli._print_json(outcome["result"])
+            print_json(outcome["result"])
         else:
             result = outcome["result"]
             reused = ", ".join(result["reused"]) or "nothing"
-            cli.out.print(f"fork {result['run_id']} of {run_id} from {from_node}; reused {reused}")
+            out.print(f"fork {result['run_id']} of {run_id} from {from_node}; reused {reused}")
         return
-    final = cli._follow(sent["run_id"], sent["command_id"], quiet=as_json)
+    final = follow_run(sent["run_id"], sent["command_id"], quiet=as_json)
     if as_json:
-        cli._print_json(final)
+        print_json(final)
     if final["status"] != "completed":
         raise typer.Exit(1)
 
 
 def runs_edit(
     run_id: str,
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                         help="YAML or JSON: a list of edits")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="YAML or JSON: a list of edits"
+        ),
+    ],
     reason: Annotated[str, typer.Option(help="Why; shown in the run's timeline")],
     as_json: JsonOption = False,
 ) -> None:
     """Edit a running run's graph (every edit or none); see docs/replay.md for the edits."""
-    cli = _cli()
     try:
         edits = yaml.safe_load(file.read_text())
     except yaml.YAMLError as error:
-        cli._fail(f"{file}: not YAML or JSON: {error}")
-    sent = cli._call("POST", f"/v1/runs/{run_id}/edits", json={"edits": edits, "reason": reason})
-    outcome = _decided(sent["command_id"])
+        fail(f"{file}: not YAML or JSON: {error}")
+    sent = call("POST", f"/v1/runs/{run_id}/edits", json={"edits": edits, "reason": reason})
+    outcome = decided(sent["command_id"])
     if as_json:
-        cli._print_json(outcome["result"])
+        print_json(outcome["result"])
     else:
         started = ", ".join(outcome["result"]["started"]) or "nothing new"
-        cli.out.print(f"edited run {run_id}; started {started}")
+        out.print(f"edited run {run_id}; started {started}")
 
 
 def _assignments(option: str, pairs: list[str]) -> dict[str, str]:
@@ -177,24 +179,9 @@ def _assignments(option: str, pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         node, sep, value = pair.partition("=")
         if not sep or not node:
-            _cli()._fail(f"{option} {pair!r}: write NODE=VALUE")
+            fail(f"{option} {pair!r}: write NODE=VALUE")
         values[node] = value
     return values
-
-
-def _decided(command_id: str, timeout: float = 30.0) -> dict[str, Any]:
-    """The command's outcome once the intake has decided; exits 2 when it was rejected."""
-    cli = _cli()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        outcome: dict[str, Any] = cli._call("GET", f"/v1/commands/{command_id}")
-        if outcome["status"] == "rejected":
-            cli._fail(f"rejected: {outcome['reason']}", code=2)
-        if outcome["status"] == "accepted":
-            return outcome
-        time.sleep(0.1)
-    cli._fail(f"command {command_id} was not decided within {timeout:.0f} s; is Heddle running?")
-    raise AssertionError  # _fail exits
 
 
 # Formatting

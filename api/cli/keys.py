@@ -13,16 +13,20 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from api.cli_replay import JsonOption, _cli
+from api.cli.client import JsonOption, call, database_url, err, fail, out, print_items, print_json
+from domain.commands import TENANT_PATTERN
 from infra.keys import SCOPES, ApiKeys
 
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 T = TypeVar("T")
-DatabaseOption = Annotated[bool, typer.Option(
-    "--database",
-    help="Work in the database (DATABASE_URL, or heddle up's) instead of through the API: "
-         "needs no key, and reaches every tenant.",
-)]
+DatabaseOption = Annotated[
+    bool,
+    typer.Option(
+        "--database",
+        help="Work in the database (DATABASE_URL, or heddle up's) instead of through the API: "
+        "needs no key, and reaches every tenant.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -33,8 +37,10 @@ def register(app: typer.Typer) -> None:
 @keys_app.command("create")
 def keys_create(
     scope: Annotated[list[str], typer.Option(help="read, write or admin; repeat for more")],
-    tenant: Annotated[str | None, typer.Option(help="Default: the calling key's tenant "
-                                                    "(with --database: default)")] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Default: the calling key's tenant (with --database: default)"),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Recorded as the actor in events")] = None,
     expires: Annotated[
         datetime | None, typer.Option(help="When the key stops working (UTC)")
@@ -43,43 +49,54 @@ def keys_create(
     as_json: JsonOption = False,
 ) -> None:
     """Make a key. The key is printed once, alone on stdout: store it now."""
-    cli = _cli()
     if unknown := sorted(set(scope) - set(SCOPES)):
-        cli._fail(f"unknown scopes {', '.join(unknown)}: use {', '.join(SCOPES)}")
+        fail(f"unknown scopes {', '.join(unknown)}: use {', '.join(SCOPES)}")
     if database:
-        from api.app import TENANT
-
         tenant = tenant or "default"
-        if not re.match(TENANT, tenant):
-            cli._fail(f"--tenant {tenant!r}: letters, digits, '_', '.', '-' (64 at most)")
+        if not re.match(TENANT_PATTERN, tenant):
+            fail(f"--tenant {tenant!r}: letters, digits, '_', '.', '-' (64 at most)")
         key, secret = _on_database(lambda keys: keys.create(tenant, scope, name, expires))
         made = {**key.described(), "key": secret}
     else:
-        body = {"scopes": scope, "name": name, "tenant": tenant,
-                "expires_at": expires.isoformat() if expires else None}
-        made = cli._call("POST", "/v1/keys", json={k: v for k, v in body.items() if v})
+        body = {
+            "scopes": scope,
+            "name": name,
+            "tenant": tenant,
+            "expires_at": expires.isoformat() if expires else None,
+        }
+        made = call("POST", "/v1/keys", json={k: v for k, v in body.items() if v})
     if as_json:
-        cli._print_json(made)
+        print_json(made)
         return
-    cli.err.print(f"made key {made['id']} of tenant {made['tenant']} "
-                  f"({', '.join(made['scopes'])}); it is shown this once:")
-    cli.out.print(made["key"], markup=False, highlight=False, soft_wrap=True)
+    err.print(
+        f"made key {made['id']} of tenant {made['tenant']} "
+        f"({', '.join(made['scopes'])}); it is shown this once:"
+    )
+    out.print(made["key"], markup=False, highlight=False, soft_wrap=True)
 
 
 @keys_app.command("list")
 def keys_list(database: DatabaseOption = False, as_json: JsonOption = False) -> None:
     """List keys (of the calling key's tenant; of every tenant with --database)."""
-    cli = _cli()
     if database:
         items = [key.described() for key in _on_database(lambda keys: keys.list(None))]
     else:
-        items = cli._call("GET", "/v1/keys")["items"]
+        items = call("GET", "/v1/keys")["items"]
     if not as_json:
         items = [{**item, "scopes": ",".join(item["scopes"])} for item in items]
-    cli._print_items(items, as_json, {
-        "id": "id", "tenant": "tenant", "name": "name", "scopes": "scopes", "status": "status",
-        "created at": "created_at", "expires at": "expires_at",
-    })
+    print_items(
+        items,
+        as_json,
+        {
+            "id": "id",
+            "tenant": "tenant",
+            "name": "name",
+            "scopes": "scopes",
+            "status": "status",
+            "created at": "created_at",
+            "expires at": "expires_at",
+        },
+    )
 
 
 @keys_app.command("revoke")
@@ -87,13 +104,12 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(metavar="ID")], database: DatabaseOption = False
 ) -> None:
     """Revoke a key: it is refused from the next request on."""
-    cli = _cli()
     if database:
         if _on_database(lambda keys: keys.revoke(None, key_id)) is None:
-            cli._fail(f"no key {key_id!r}")
+            fail(f"no key {key_id!r}")
     else:
-        cli._call("DELETE", f"/v1/keys/{key_id}")
-    cli.out.print(f"revoked key {key_id}")
+        call("DELETE", f"/v1/keys/{key_id}")
+    out.print(f"revoked key {key_id}")
 
 
 def _on_database(work: Callable[[ApiKeys], Awaitable[T]]) -> T:
@@ -102,14 +118,13 @@ def _on_database(work: Callable[[ApiKeys], Awaitable[T]]) -> T:
     from psycopg_pool import AsyncConnectionPool
 
     from infra.keys import create_keys_table
-    from infra.settings import Settings
 
-    database_url = _cli()._database_url(Settings())
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    url = database_url()
+    with psycopg.connect(url, autocommit=True) as conn:
         create_keys_table(conn)
 
     async def run() -> Any:
-        async with AsyncConnectionPool(database_url, min_size=1, max_size=1) as pool:
+        async with AsyncConnectionPool(url, min_size=1, max_size=1) as pool:
             return await work(ApiKeys(pool))
 
     return asyncio.run(run())  # type: ignore[no-any-return]
