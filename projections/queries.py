@@ -59,3 +59,29 @@ async def rows_of_run(
         f" WHERE {' AND '.join(where)} ORDER BY {position} LIMIT %s",
         [*params, limit],
     )
+
+
+async def newest_first(
+    sql: AsyncCursor,
+    table: str,
+    fields: list[str],
+    keys: tuple[str, str],
+    tenant: str,
+    filters: dict[str, Any],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> list[Row]:
+    """Up to `limit` of the tenant's rows of `table`, newest first by `keys` (a time and
+    an id column), after the keys `after`, with the `filters` given."""
+    where: list[str] = ["tenant = %s"]
+    params: list[Any] = [tenant]
+    matching(where, params, filters)
+    if after is not None:
+        where.append(f"({', '.join(keys)}) < (%s, %s)")
+        params += after
+    return await rows(
+        sql,
+        f"SELECT {', '.join(fields)} FROM {table} WHERE {' AND '.join(where)}"
+        f" ORDER BY {', '.join(f'{key} DESC' for key in keys)} LIMIT %s",
+        [*params, limit],
+    )

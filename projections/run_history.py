@@ -7,7 +7,7 @@ from typing import Any
 
 from domain.runs import add_usage, new_usage
 from projections import Cursor, json_text, write_rows
-from projections.queries import AsyncCursor, Row, matching, rows
+from projections.queries import AsyncCursor, Row, newest_first, rows
 
 NAME = "run_history"
 TABLES = ["runs"]
@@ -289,18 +289,8 @@ async def list_runs(
 ) -> list[Row]:
     """Up to `limit` of the tenant's runs, newest first, after the (started_at, run_id)
     `after`; `filters` are columns (status, workflow, parent_run_id) and values."""
-    where: list[str] = ["tenant = %s"]
-    params: list[Any] = [tenant]
-    matching(where, params, filters)
-    if after is not None:
-        where.append("(started_at, run_id) < (%s, %s)")
-        params += after
-    return await rows(
-        sql,
-        f"SELECT {', '.join(SUMMARY)} FROM runs WHERE {' AND '.join(where)}"
-        " ORDER BY started_at DESC, run_id DESC LIMIT %s",
-        [*params, limit],
-    )
+    keys = ("started_at", "run_id")
+    return await newest_first(sql, "runs", SUMMARY, keys, tenant, filters, after, limit)
 
 
 async def get_run(sql: AsyncCursor, run_id: Any, tenant: str) -> Row | None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from projections import Cursor, json_text
-from projections.queries import AsyncCursor, Row, matching, rows
+from projections.queries import AsyncCursor, Row, newest_first, rows
 
 NAME = "threads"
 TABLES = ["threads", "thread_messages"]
@@ -174,18 +174,8 @@ async def list_threads(
 ) -> list[Row]:
     """Up to `limit` of the tenant's threads, newest first, after the (opened_at,
     thread_id) `after`; `filters` are columns (run_id, status) and values."""
-    where: list[str] = ["tenant = %s"]
-    params: list[Any] = [tenant]
-    matching(where, params, filters)
-    if after is not None:
-        where.append("(opened_at, thread_id) < (%s, %s)")
-        params += after
-    return await rows(
-        sql,
-        f"SELECT {', '.join(THREAD_FIELDS)} FROM threads WHERE {' AND '.join(where)}"
-        " ORDER BY opened_at DESC, thread_id DESC LIMIT %s",
-        [*params, limit],
-    )
+    keys = ("opened_at", "thread_id")
+    return await newest_first(sql, "threads", THREAD_FIELDS, keys, tenant, filters, after, limit)
 
 
 async def get_thread(sql: AsyncCursor, thread_id: Any, tenant: str) -> Row | None:

@@ -33,13 +33,22 @@ from projections.run_timeline import summarize
 def routes(runtime: Runtime) -> APIRouter:
     """The replay routes of one Heddle (include before the `/v1/runs/{id}` routes)."""
     router = APIRouter(tags=["replay"])
+    _add_reads(router, runtime)
+    _add_writes(router, runtime)
+    return router
 
-    async def events_of(run_id: UUID, tenant: str) -> list[dict[str, Any]]:
-        events = await asyncio.to_thread(runtime.store.aggregate_events, run_id)
-        if tenant_of(events) != tenant:
-            raise HTTPException(404, f"no run {run_id}")
-        found: list[dict[str, Any]] = jsonable(events)
-        return found
+
+async def events_of(runtime: Runtime, run_id: UUID, tenant: str) -> list[dict[str, Any]]:
+    """The run's events as JSON, straight from the store; 404 unless it is the tenant's."""
+    events = await asyncio.to_thread(runtime.store.aggregate_events, run_id)
+    if tenant_of(events) != tenant:
+        raise HTTPException(404, f"no run {run_id}")
+    found: list[dict[str, Any]] = jsonable(events)
+    return found
+
+
+def _add_reads(router: APIRouter, runtime: Runtime) -> None:
+    """A run's state at a point, two runs compared, a history exported."""
 
     @router.get("/v1/runs/diff")
     async def diff(
@@ -50,7 +59,7 @@ def routes(runtime: Runtime) -> APIRouter:
         """Where two runs diverge, node by node (status, recorded request, output, tokens,
         cost, latency), the first divergent node, and run-level differences."""
         events_a, events_b = await asyncio.gather(
-            events_of(a, who.tenant), events_of(b, who.tenant)
+            events_of(runtime, a, who.tenant), events_of(runtime, b, who.tenant)
         )
         run_a, run_b = await asyncio.gather(
             asyncio.to_thread(load_run, runtime.store, a),
@@ -68,7 +77,7 @@ def routes(runtime: Runtime) -> APIRouter:
     ) -> dict[str, Any]:
         """The run as it stood after one of its events (the latest without a point),
         rebuilt from the event store, with its timeline and the point marked."""
-        events = await events_of(run_id, who.tenant)
+        events = await events_of(runtime, run_id, who.tenant)
         try:
             version = choose_version(events, at=at, at_position=at_position, at_node=at_node)
         except ReplayError as error:
@@ -79,7 +88,11 @@ def routes(runtime: Runtime) -> APIRouter:
     @router.get("/v1/runs/{run_id}/export")
     async def export(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
         """The run's history as a portable JSON document (see docs/replay.md)."""
-        return export_history(await events_of(run_id, who.tenant))
+        return export_history(await events_of(runtime, run_id, who.tenant))
+
+
+def _add_writes(router: APIRouter, runtime: Runtime) -> None:
+    """A history imported, a run forked, a running run's graph edited."""
 
     @router.post("/v1/runs/import", status_code=201)
     async def import_run(
@@ -140,5 +153,3 @@ def routes(runtime: Runtime) -> APIRouter:
         return await send_run_command(
             runtime, who, "EditGraph", {**body, "run_id": str(run_id)}, str(run_id)
         )
-
-    return router
