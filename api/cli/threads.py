@@ -18,6 +18,7 @@ REPLY_SECONDS = 60.0
 
 
 def register(app: typer.Typer) -> None:
+    """Add `threads` to `app`."""
     app.add_typer(threads_app, name="threads")
 
 

@@ -176,6 +176,7 @@ def specification(topics: Topics, bootstrap_servers: str = "localhost:9092") -> 
 
 
 def asyncapi_routes(topics: Topics, bootstrap_servers: str) -> APIRouter:
+    """`/asyncapi` (a page) and `/asyncapi.json`, for these topics and brokers."""
     router = APIRouter(tags=["asyncapi"])
     document = specification(topics, bootstrap_servers)
 

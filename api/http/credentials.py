@@ -17,6 +17,8 @@ CredentialId = Path(pattern=CREDENTIAL_ID, description="what nodes name in `cred
 
 
 class CredentialIn(BaseModel):
+    """A provider key to store: which provider, and the key (never answered back)."""
+
     model_config = ConfigDict(extra="forbid")
 
     provider: str = Field(pattern=PROVIDERS, description="the provider the key is for")

@@ -19,6 +19,8 @@ from infra.keys import ApiKeys
 
 
 class KeyIn(BaseModel):
+    """A key to make: its scopes, name and expiry (of the caller's tenant only)."""
+
     model_config = ConfigDict(extra="forbid")
 
     scopes: list[Literal["read", "write", "admin"]] = Field(min_length=1)

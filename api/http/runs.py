@@ -34,6 +34,8 @@ CONTROLS = {
 
 
 class StartRunIn(BaseModel):
+    """The payload of `StartRun` without its command envelope; the run id is optional."""
+
     model_config = ConfigDict(extra="forbid")
 
     workflow: str = Field(min_length=1, max_length=128)

@@ -30,6 +30,8 @@ from projections import threads
 
 
 class OpenThreadIn(BaseModel):
+    """The payload of `OpenThread`; the thread id is optional."""
+
     model_config = ConfigDict(extra="forbid")
 
     thread_id: UUID | None = None
@@ -38,6 +40,8 @@ class OpenThreadIn(BaseModel):
 
 
 class MessageIn(BaseModel):
+    """The payload of `PostMessage` without the thread id (it is in the route)."""
+
     model_config = ConfigDict(extra="forbid")
 
     content: str = Field(default="", max_length=100_000)
@@ -45,12 +49,16 @@ class MessageIn(BaseModel):
 
 
 class CompleteIn(BaseModel):
+    """The payload of `CompleteThread`: data kept with the thread."""
+
     model_config = ConfigDict(extra="forbid")
 
     data: dict[str, Any] = Field(default_factory=dict)
 
 
 class ThreadAccepted(BaseModel):
+    """The answer to a thread command sent: its id and the thread's."""
+
     command_id: str
     status: str = "pending"
     thread_id: str
