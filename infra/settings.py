@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     providers: ProviderSettings = Field(default_factory=ProviderSettings.from_process)
     # Encrypts stored provider credentials: base64 of 32 random bytes.
     credentials_key: SecretStr | None = None
+    # The `heddle` CLI's API: HEDDLE_API_URL (default: the API of the running `heddle up`)
+    # and HEDDLE_API_KEY (default: `heddle up`'s admin key, sent to its own API only).
+    api_url: str | None = None
+    api_key: SecretStr | None = None
 
     def with_environment(self, environ: Mapping[str, str]) -> Settings:
         """These settings with the providers and the credentials key of `environ` instead

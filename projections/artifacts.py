@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from domain.messages import Event, RunEvent
 from projections import Cursor, write_rows
+from projections.queries import AsyncCursor, Row, rows, rows_of_run
 
 NAME = "artifacts"
 TABLES = ["artifacts"]
@@ -74,3 +75,28 @@ def project(events: list[Event], sql: Cursor) -> None:
         }
         rows.append([row[c] for c in COLUMNS])
     write_rows(sql, "artifacts", COLUMNS, rows, "ON CONFLICT (artifact_id) DO NOTHING")
+
+
+# Queries: what the API reads of `artifacts`.
+
+FIELDS = [c for c in COLUMNS if c not in ("tenant", "content", "position")]
+"""An artifact's metadata as the API serves it (its `content` comes with the artifact)."""
+
+
+async def run_artifacts(
+    sql: AsyncCursor, run_id: Any, filters: dict[str, Any], after: int | None, limit: int
+) -> list[Row]:
+    """Up to `limit` of the run's artifacts in the order they were saved, after the
+    position `after`, without their content; `filters`: node_id, name, content_type."""
+    return await rows_of_run(sql, "artifacts", FIELDS, "position", run_id, filters, after, limit)
+
+
+async def get_artifact(sql: AsyncCursor, artifact_id: Any, tenant: str) -> Row | None:
+    """The tenant's artifact with its content; None when there is none."""
+    found = await rows(
+        sql,
+        f"SELECT {', '.join(FIELDS)}, content FROM artifacts"
+        " WHERE artifact_id = %s AND tenant = %s",
+        [artifact_id, tenant],
+    )
+    return found[0] if found else None

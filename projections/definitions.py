@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain.messages import DefinitionEvent, Event
 from projections import Cursor, json_text
+from projections.queries import AsyncCursor, Row, rows
 
 NAME = "definitions"
 TABLES = ["workflow_versions"]
@@ -42,3 +43,26 @@ def project(events: list[Event], sql: Cursor) -> None:
             " ON CONFLICT DO NOTHING",
             rows,
         )
+
+
+# Queries: what the API reads of `workflow_versions`.
+
+
+async def latest_versions(sql: AsyncCursor, tenant: str) -> list[Row]:
+    """Every workflow of the tenant with its latest version, by name."""
+    return await rows(
+        sql,
+        "SELECT DISTINCT ON (name) name, version, content_hash, published_by, published_at"
+        " FROM workflow_versions WHERE tenant = %s ORDER BY name, version DESC",
+        [tenant],
+    )
+
+
+async def versions(sql: AsyncCursor, tenant: str, name: str) -> list[Row]:
+    """Every version of one workflow of the tenant, oldest first (none: no such workflow)."""
+    return await rows(
+        sql,
+        "SELECT version, content_hash, spec, published_by, published_at FROM workflow_versions"
+        " WHERE tenant = %s AND name = %s ORDER BY version",
+        [tenant, name],
+    )

@@ -16,6 +16,7 @@ from domain import messages as m
 from domain.messages import RUN_STOPPED, Event, RunEvent
 from domain.runs import add_usage, new_usage
 from projections import Cursor, json_text, write_rows
+from projections.queries import AsyncCursor, Row, rows_of_run
 
 NAME = "node_attempts"
 TABLES = ["node_attempts"]
@@ -366,4 +367,21 @@ def project(events: list[Event], sql: Cursor) -> None:
         ),
         f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"
         " WHERE node_attempts.version < EXCLUDED.version",
+    )
+
+
+# Queries: what the API reads of `node_attempts`.
+
+FIELDS = [c for c in COLUMNS if c not in ("run_id", "started_position", "version")]
+"""An attempt's fields as the API serves them (with `position`, the store position of the
+event that opened it)."""
+
+
+async def run_attempts(
+    sql: AsyncCursor, run_id: Any, filters: dict[str, Any], after: int | None, limit: int
+) -> list[Row]:
+    """Up to `limit` attempts of the run in the order they started, after the position
+    `after`; `filters`: node_id, status."""
+    return await rows_of_run(
+        sql, "node_attempts", FIELDS, "started_position", run_id, filters, after, limit
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from domain import messages as m
 from domain.messages import RUN_FINISHED, Event, RunEvent
 from domain.runs import add_usage, new_usage
 from projections import Cursor, json_text, write_rows
+from projections.queries import AsyncCursor, Row, newest_first, rows
 
 NAME = "run_history"
 TABLES = ["runs"]
@@ -331,3 +332,40 @@ def project(events: list[Event], sql: Cursor) -> None:
 
 def _values(row: dict[str, Any]) -> list[Any]:
     return [json_text(row[c]) if c in JSON_COLUMNS else row[c] for c in COLUMNS]
+
+
+# Queries: what the API reads of `runs`.
+
+SUMMARY = [
+    "run_id", "workflow", "workflow_version", "status", "started_at", "updated_at",
+    "finished_at", "usage", "parent_run_id",
+]  # fmt: skip
+"""A run's fields in a list of runs."""
+
+
+async def list_runs(
+    sql: AsyncCursor,
+    tenant: str,
+    filters: dict[str, Any],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> list[Row]:
+    """Up to `limit` of the tenant's runs, newest first, after the (started_at, run_id)
+    `after`; `filters` are columns (status, workflow, parent_run_id) and values."""
+    keys = ("started_at", "run_id")
+    return await newest_first(sql, "runs", SUMMARY, keys, tenant, filters, after, limit)
+
+
+async def get_run(sql: AsyncCursor, run_id: Any, tenant: str) -> Row | None:
+    """The tenant's run, its nodes in graph order; None when there is none."""
+    found = await rows(
+        sql, "SELECT * FROM runs WHERE run_id = %s AND tenant = %s", [run_id, tenant]
+    )
+    return in_graph_order(found[0]) if found else None
+
+
+async def run_exists(sql: AsyncCursor, run_id: Any, tenant: str) -> bool:
+    """Whether the tenant has this run (in the read model: a run just started may not)."""
+    return bool(
+        await rows(sql, "SELECT 1 FROM runs WHERE run_id = %s AND tenant = %s", [run_id, tenant])
+    )

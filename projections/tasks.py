@@ -18,6 +18,7 @@ from typing import Any
 
 from domain.messages import Event, RunEvent
 from projections import Cursor, json_text
+from projections.queries import AsyncCursor, Row, matching, rows
 
 NAME = "tasks"
 TABLES = ["tasks"]
@@ -136,4 +137,25 @@ def _change(
     which = "task_id = %(task_id)s" if task_id is not None else "status = 'open'"
     sql.execute(
         _CHANGE.format(changes=changes, which=which), {**where, "task_id": task_id, **values}
+    )
+
+
+# Queries: what the API reads of `tasks`.
+
+
+async def work_queue(
+    sql: AsyncCursor, tenant: str, status: str, filters: dict[str, Any], limit: int
+) -> list[Row]:
+    """Up to `limit` of the tenant's tasks with this status and the `filters` (assignee,
+    role, run_id), with their score: open ones highest score first, the others newest
+    first."""
+    where: list[str] = ["tenant = %s", "status = %s"]
+    params: list[Any] = [tenant, status]
+    matching(where, params, filters)
+    order = "score DESC, created_at" if status == "open" else "updated_at DESC"
+    return await rows(
+        sql,
+        f"SELECT *, round({SCORE}::numeric, 2)::float AS score FROM tasks"
+        f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT %s",
+        [*params, limit],
     )

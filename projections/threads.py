@@ -7,12 +7,13 @@ nothing; a rebuild replays the same events into the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from domain import messages as m
 from domain.messages import Event, ThreadEvent
 from projections import Cursor, json_text
+from projections.queries import AsyncCursor, Row, newest_first, rows
 
 Change = Callable[[Cursor, dict[str, Any], Any], None]
 """What an event of a thread changes: (cursor, the thread's key, the event's data)."""
@@ -187,3 +188,39 @@ CHANGES: dict[str, Change] = {
 
 def _change(sql: Cursor, key: dict[str, Any], changes: str, **values: Any) -> None:
     sql.execute(_CHANGE.format(changes=changes), {**key, **values})
+
+
+# Queries: what the API reads of `threads` and `thread_messages`.
+
+
+async def list_threads(
+    sql: AsyncCursor,
+    tenant: str,
+    filters: dict[str, Any],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> list[Row]:
+    """Up to `limit` of the tenant's threads, newest first, after the (opened_at,
+    thread_id) `after`; `filters` are columns (run_id, status) and values."""
+    keys = ("opened_at", "thread_id")
+    return await newest_first(sql, "threads", THREAD_FIELDS, keys, tenant, filters, after, limit)
+
+
+async def get_thread(sql: AsyncCursor, thread_id: Any, tenant: str) -> Row | None:
+    """The tenant's thread; None when there is none (yet)."""
+    found = await rows(
+        sql,
+        f"SELECT {', '.join(THREAD_FIELDS)} FROM threads WHERE thread_id = %s AND tenant = %s",
+        [thread_id, tenant],
+    )
+    return found[0] if found else None
+
+
+async def thread_messages(sql: AsyncCursor, thread_id: Any, after: int, limit: int) -> list[Row]:
+    """Up to `limit` of a thread's messages in order, after the message number `after`."""
+    return await rows(
+        sql,
+        f"SELECT {', '.join(MESSAGE_FIELDS)} FROM thread_messages"
+        " WHERE thread_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+        [thread_id, after, limit],
+    )

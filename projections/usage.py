@@ -10,12 +10,14 @@ edge's judge), as in a run's own `usage`; answers a fork re-served from the reco
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from domain.messages import MODEL_ANSWERS, Event
 from domain.runs import add_usage, new_usage
 from projections import Cursor, write_rows
+from projections.queries import AsyncCursor, Row, rows
 
 NAME = "usage"
 TABLES = ["usage"]
@@ -99,3 +101,66 @@ def project(events: list[Event], sql: Cursor) -> None:
 
 def _utc_day(timestamp: str) -> str:
     return datetime.fromisoformat(timestamp).astimezone(UTC).date().isoformat()
+
+
+# Queries: what the API reads of `usage`.
+
+GROUPS: dict[str, list[str]] = {
+    "run": ["run_id"],
+    "workflow": ["workflow"],
+    "model": ["provider", "model"],
+    "day": ["day"],
+}
+"""The columns each `group_by` groups (and pages) by."""
+SUMS = (
+    "COALESCE(sum(input_tokens), 0)::bigint AS input_tokens,"
+    " COALESCE(sum(output_tokens), 0)::bigint AS output_tokens,"
+    " COALESCE(sum(cached_tokens), 0)::bigint AS cached_tokens,"
+    " COALESCE(round(sum(cost_usd)::numeric, 8), 0)::float AS cost_usd,"
+    " COALESCE(sum(llm_calls), 0)::bigint AS llm_calls,"
+    " COALESCE(bool_and(cost_complete), true) AS cost_complete,"
+    " count(DISTINCT run_id) AS runs"
+)
+"""The totals of a group, in SQL."""
+
+
+async def usage_totals(
+    sql: AsyncCursor,
+    tenant: str,
+    group_by: str | None,
+    filters: dict[str, Any],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> list[Row]:
+    """The tenant's totals (one row), or up to `limit` groups of `group_by` after the
+    group `after` (days newest first, other groups in order). `filters`: `from` and `to`
+    (days, included), `workflow`, `run_id`."""
+    where: list[str] = ["tenant = %s"]
+    params: list[Any] = [tenant]
+    for condition, value in (
+        ("day >= %s", filters.get("from")),
+        ("day <= %s", filters.get("to")),
+        ("workflow = %s", filters.get("workflow")),
+        ("run_id = %s", filters.get("run_id")),
+    ):
+        if value is not None:
+            where.append(condition)
+            params.append(value)
+    keys = GROUPS[group_by] if group_by else []
+    order = "DESC" if group_by == "day" else ""
+    if after is not None and keys:
+        where.append(
+            f"({', '.join(keys)}) {'<' if order else '>'} ({', '.join(['%s'] * len(keys))})"
+        )
+        params += after
+    shown = [f"{k}::text AS {k}" for k in keys]
+    if group_by == "run":
+        shown.append("min(workflow) AS workflow")
+    query = f"SELECT {', '.join([*shown, SUMS])} FROM usage WHERE {' AND '.join(where)}"
+    if keys:
+        query += (
+            f" GROUP BY {', '.join(keys)}"
+            f" ORDER BY {', '.join(f'usage.{k} {order}' for k in keys)} LIMIT %s"
+        )
+        params.append(limit)
+    return await rows(sql, query, params)

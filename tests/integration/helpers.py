@@ -34,7 +34,7 @@ async def api_client(
     heddle: Any, tenant: str = "default", scopes: tuple[str, ...] = ALL_SCOPES
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API in process, called with a new key of `tenant` with `scopes`."""
-    from api.app import create_app
+    from api.http.app import create_app
 
     transport = httpx.ASGITransport(app=create_app(heddle))
     headers = await key_headers(heddle, tenant, scopes)

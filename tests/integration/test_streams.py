@@ -46,7 +46,7 @@ def story(name: str) -> dict[str, Any]:
 async def served(heddle: Any, tenant: str = "default") -> AsyncIterator[httpx.AsyncClient]:
     """The API on a real socket (streams need one: httpx's ASGI transport buffers), called
     with a new key of `tenant`."""
-    from api.app import create_app
+    from api.http.app import create_app
 
     server = uvicorn.Server(
         uvicorn.Config(

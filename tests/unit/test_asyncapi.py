@@ -14,7 +14,7 @@ import jsonschema
 import yaml
 from fastapi import FastAPI
 
-from api.asyncapi import asyncapi_routes
+from api.http.asyncapi import asyncapi_routes
 from domain.commands import CommandReceipt
 from handlers.reactions.model_calls import TokenDelta
 from handlers.unit_of_work import UnitOfWork

@@ -652,7 +652,7 @@ def test_an_immediate_trigger_is_the_same_edge_as_none() -> None:
 def test_following_a_run_prints_its_loops_and_waits_and_outlasts_keep_alive_pings(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from api import cli
+    from api.cli import client as cli
 
     def message(kind: str, data: dict[str, Any], version: int) -> str:
         return f"id: {version}:0\nevent: {kind}\ndata: {json.dumps(data)}\n\n"
@@ -671,7 +671,7 @@ def test_following_a_run_prints_its_loops_and_waits_and_outlasts_keep_alive_ping
         return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
 
     with httpx.Client(transport=httpx.MockTransport(serve), base_url="http://heddle") as client:
-        end = cli._stream(client, "r1", cli._StreamPrinter(quiet=False))
+        end = cli.stream(client, "r1", cli.StreamPrinter(quiet=False))
     assert end == {"status": "completed", "position": 40}
     printed = capsys.readouterr().out
     assert "loop review -> draft: iteration 2" in printed

@@ -8,8 +8,10 @@ import re
 import uuid
 from pathlib import Path
 
-from api.projections_api import not_caught_up, progress_view
-from api.streams import CURSOR, _parse_cursor, end_of
+from api.http.consistency import not_caught_up
+from api.http.projections import progress_view
+from api.http.streaming import CURSOR, parse_cursor
+from api.http.streams import end_of
 from handlers.reactions.model_calls import TokenDelta
 from infra.watermark import Progress
 from tests.unit.test_docs import blocks
@@ -27,7 +29,7 @@ def test_the_stream_example_uses_the_documented_messages_and_cursors() -> None:
     messages = sse_example()
     assert [m["event"] for m in messages][-1] == "end"
     assert {m["event"] for m in messages} == {"event", "token", "end"}
-    cursors = [_parse_cursor(m["id"]) for m in messages]
+    cursors = [parse_cursor(m["id"]) for m in messages]
     assert all(CURSOR.match(m["id"]) for m in messages)
     assert cursors == sorted(cursors)
     for message in messages:

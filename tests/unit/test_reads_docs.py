@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from api.reads import ATTEMPT_FIELDS, GROUPS, TOTALS
+from projections.node_attempts import FIELDS as ATTEMPT_FIELDS
+from projections.usage import GROUPS
+from projections.usage import SUMS as TOTALS
 
 READING_MD = (Path(__file__).parents[2] / "docs" / "reading.md").read_text()
 
@@ -24,7 +26,7 @@ def test_the_usage_section_names_each_grouping_and_total() -> None:
 
 
 def test_the_artifact_fields_table_lists_what_the_endpoints_answer() -> None:
-    from api.artifacts import FIELDS
+    from projections.artifacts import FIELDS
 
     table = READING_MD.split("<!-- artifact-fields -->", 1)[1].split("\n\n", 1)[0]
     first_cells = re.findall(r"^\| ([^|]+) \|", table, re.M)[1:]  # past the header

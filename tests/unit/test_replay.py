@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from eventsourcing.application import Application
 
-from api.cli_replay import MARK, format_diff, format_replay
+from api.cli.replay import MARK, format_diff, format_replay
 from handlers.replay import (
     HistoryInvalid,
     ReplayError,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi import HTTPException
 
-from api.app import SEND_A_KEY, _require
+from api.http.dependencies import SEND_A_KEY, require_scope
 from infra.keys import KEY, SCOPES, ApiKey
 from tests.unit.test_docs import blocks
 
@@ -27,7 +27,7 @@ def test_the_401_detail_ends_with_what_the_docs_say_to_send() -> None:
 
 def test_a_missing_scope_is_refused_with_the_documented_403() -> None:
     with pytest.raises(HTTPException) as refused:
-        _require(key("read"), "write")
+        require_scope(key("read"), "write")
     assert refused.value.status_code == 403
     assert f"`403` `{refused.value.detail}`" in SECURITY_MD
 

@@ -310,7 +310,7 @@ async def test_an_orchestrator_thread_answers_through_an_agent_with_the_tenants_
 def test_the_reading_docs_name_every_field_of_a_thread_a_message_and_the_streams_end() -> None:
     from pathlib import Path
 
-    from api.threads import thread_end
+    from api.http.threads import thread_end
     from projections.threads import MESSAGE_FIELDS, THREAD_FIELDS
 
     reading = (Path(__file__).parents[2] / "docs" / "reading.md").read_text()

@@ -1,0 +1,43 @@
+"""The `heddle` command: one typer app, with the commands of each group module added in
+the order `heddle --help` lists them.
+
+Read commands print tables for people, or JSON only on stdout with `--json`. Commands
+that talk to a running Heddle use its API at `HEDDLE_API_URL` (default: the one
+`heddle up` started), with the key in `HEDDLE_API_KEY` (default: `heddle up`'s admin key).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli import (
+    artifacts,
+    credentials,
+    documents,
+    keys,
+    projections,
+    providers,
+    replay,
+    runs,
+    server,
+    tasks,
+    threads,
+    usage,
+    workflows,
+)
+
+app = typer.Typer(help="Heddle: durable, replayable LLM workflows.", no_args_is_help=True)
+app.add_typer(workflows.workflows_app, name="workflows")
+app.add_typer(runs.runs_app, name="runs")
+app.add_typer(projections.projections_app, name="projections")
+app.add_typer(credentials.credentials_app, name="credentials")
+app.add_typer(providers.providers_app, name="providers")
+server.register(app)  # up, serve, migrate
+runs.register(app)  # run
+replay.register(app, runs.runs_app)  # replay, runs diff|export|import|fork|edit
+tasks.register(app, runs.runs_app)  # tasks list|complete|reassign, runs pause|resume|cancel|set
+usage.register(app, runs.runs_app)  # usage, runs attempts
+threads.register(app)  # threads list|open|say|show|complete
+keys.register(app)  # keys create|list|revoke
+artifacts.register(runs.runs_app)  # runs artifacts|artifact
+documents.register(app)  # documents upload

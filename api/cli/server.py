@@ -1,0 +1,55 @@
+"""`heddle up`, `heddle serve` and `heddle migrate`: run Heddle, or prepare its database.
+
+The server's modules (`api/cli/stack.py`, the bootstrap) are imported when one of these
+commands runs: they take seconds to load, and the other commands never need them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Annotated
+
+import typer
+
+from api.cli.client import database_url, err, fail, settings
+
+
+def register(app: typer.Typer) -> None:
+    """Add `up`, `serve` and `migrate` to `app`."""
+    app.command()(up)
+    app.command()(serve)
+    app.command()(migrate)
+
+
+def up() -> None:
+    """Start the embedded stack: PostgreSQL, a Kafka broker, every role, the API."""
+    from api.cli.stack import run_up
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_up(settings()))
+    err.print("Heddle stopped.")
+
+
+def serve(
+    role: Annotated[list[str], typer.Option(help="intake, relay, worker, projector, timers")] = [],  # noqa: B006
+    api: Annotated[bool, typer.Option(help="Serve the HTTP API too.")] = True,
+) -> None:
+    """Run roles against existing PostgreSQL and Kafka (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS)."""
+    from api.cli.stack import serve as run_serve
+
+    if not settings().database_url or not settings().kafka_bootstrap_servers:
+        fail("set DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS (or use `heddle up`)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_serve(settings(), role or None, api))
+
+
+def migrate() -> None:
+    """Create the event store and read-model tables (safe to repeat)."""
+    from infra.bootstrap import create_schema
+
+    create_schema(settings(), database_url())
+    err.print("schema is up to date")

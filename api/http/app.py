@@ -1,0 +1,75 @@
+"""The HTTP API: commands in (published to Kafka), read models out.
+
+Writes go to `heddle.commands` like any other client's; the only synchronous write is
+publishing a workflow definition, so that an invalid one gets its problems back at
+once (422, with the path of each). Reads come from the projections' tables, except a
+run's events, which come straight from the event store. Every route but the health
+checks needs an API key, which decides the caller's tenant, actor and scopes
+(docs/security.md).
+"""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+
+from api.http import (
+    artifacts,
+    commands,
+    credentials,
+    documents,
+    health,
+    keys,
+    projections,
+    providers,
+    replay,
+    runs,
+    streams,
+    tasks,
+    tenant,
+    threads,
+    usage,
+    workflows,
+)
+from api.http.asyncapi import asyncapi_routes
+from api.http.dependencies import Runtime, admin_scope, read_or_write_scope
+from api.http.middleware import BodyLimit
+from infra.keys import ApiKeys
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The API for a running Heddle (its lifespan belongs to whoever started Heddle).
+
+    Every route but the health checks needs an API key (docs/security.md): GETs the
+    `read` scope, other methods `write`; keys, credentials, provider checks and the
+    tenant's AI mode `admin`."""
+    app = FastAPI(
+        title="Heddle",
+        version="0.1.0",
+        description="Event-sourced LLM workflows: commands in, read models out.",
+    )
+    app.state.keys = ApiKeys(runtime.reads)
+    settings = runtime.settings
+    uploads = {"/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES")}
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, paths=uploads)
+    app.include_router(health.routes(runtime))
+    by_method, admin = [Depends(read_or_write_scope)], [Depends(admin_scope)]
+    for router in (
+        replay.routes(runtime),  # first: /v1/runs/diff is not a run id
+        tasks.routes(runtime),
+        documents.routes(runtime),
+        runs.routes(runtime),
+        usage.routes(runtime),
+        artifacts.routes(runtime),
+        streams.routes(runtime),
+        threads.routes(runtime),
+        projections.routes(runtime),
+        asyncapi_routes(runtime.topics, runtime.bootstrap_servers),
+        commands.routes(runtime),
+        workflows.routes(runtime),
+    ):
+        app.include_router(router, dependencies=by_method)
+    app.include_router(credentials.routes(runtime), dependencies=admin)
+    app.include_router(keys.routes(runtime), dependencies=admin)
+    app.include_router(providers.routes(runtime), dependencies=admin)  # real calls cost money
+    app.include_router(tenant.routes(runtime), dependencies=admin)
+    return app

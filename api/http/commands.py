@@ -1,0 +1,58 @@
+"""Commands over HTTP: publish any command to `heddle.commands`, and read its outcome."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.http.consistency import consistent_reads
+from api.http.dependencies import Caller, Runtime, api_key, caller, require_scope
+from api.http.send import Accepted, send_command
+from domain.commands import ADMIN_COMMANDS, receipt_id
+from handlers.unit_of_work import UnitOfWork
+from infra.keys import ApiKey
+
+
+class CommandIn(BaseModel):
+    """A command envelope; `command_id` is generated when missing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str | None = Field(default=None, min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    correlation_id: str | None = Field(default=None, max_length=200)
+
+
+def routes(runtime: Runtime) -> APIRouter:
+    """`POST /v1/commands` and `GET /v1/commands/{command_id}`."""
+    router = APIRouter(tags=["commands"], dependencies=[Depends(consistent_reads(runtime))])
+
+    @router.post("/v1/commands", status_code=202, response_model=Accepted)
+    async def post_command(
+        body: CommandIn, who: Caller = Depends(caller), key_of: ApiKey = Depends(api_key)
+    ) -> Accepted:
+        """Publish any command to `heddle.commands`; its outcome is at /v1/commands/{id}."""
+        if body.type in ADMIN_COMMANDS:
+            require_scope(key_of, "admin")
+        command_id = body.command_id or str(uuid.uuid4())
+        key = str(body.payload.get("run_id") or body.payload.get("thread_id") or command_id)
+        sent = await send_command(
+            runtime, who, body.type, body.payload, key, command_id, body.correlation_id
+        )
+        return Accepted(command_id=sent)
+
+    @router.get("/v1/commands/{command_id}")
+    async def get_command(command_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """`pending` until the intake has decided; then `accepted` or `rejected` with why."""
+        receipt = await runtime.writer.run(
+            UnitOfWork(runtime.store).get, receipt_id(who.tenant, command_id)
+        )
+        if receipt is None:
+            return {"command_id": command_id, "status": "pending"}
+        return dict(receipt.as_result())
+
+    return router

@@ -1,0 +1,46 @@
+"""Running the read models' queries (`projections/*`) on the runtime's read pool, and
+turning what they answer into JSON bodies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from psycopg.rows import dict_row
+
+from api.http.dependencies import Runtime
+from infra.store import dumps
+from projections.queries import AsyncCursor
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def read(
+    runtime: Runtime,
+    query: Callable[Concatenate[AsyncCursor, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """What the read-model `query` answers, on a connection of the read pool."""
+    async with runtime.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        return await query(cur, *args, **kwargs)
+
+
+async def ping(runtime: Runtime) -> None:
+    """Raise unless the read models' database answers."""
+    async with runtime.reads.connection() as conn:
+        await conn.execute("SELECT 1")
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as the JSON the API answers (UUIDs, times and decimals as the store writes
+    them)."""
+    return json.loads(dumps(value))
+
+
+def json_object(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A mapping as the JSON object the API answers."""
+    body: dict[str, Any] = jsonable(value)
+    return body

@@ -1,0 +1,36 @@
+"""Health checks, open to anyone (load balancers carry no keys)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.http.database import ping
+from api.http.dependencies import Runtime
+
+
+def routes(runtime: Runtime) -> APIRouter:
+    """`/healthz` (the process answers) and `/readyz` (PostgreSQL and Kafka answer too)."""
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await ping(runtime)
+            checks["postgres"] = "ok"
+        except Exception as error:
+            checks["postgres"] = f"unavailable: {type(error).__name__}"
+        try:
+            await runtime.broker.ping(timeout=2.0)
+            checks["kafka"] = "ok"
+        except Exception as error:
+            checks["kafka"] = f"unavailable: {type(error).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    return router

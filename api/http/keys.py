@@ -1,0 +1,76 @@
+"""Key routes (admin scope): make, list and revoke the API keys of the caller's tenant.
+
+A new key is in the answer to its creation and nowhere else, ever; lists show ids,
+names, scopes and times. Keys of another tenant are made with `heddle keys create
+--database` by whoever runs the database (docs/security.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.http.dependencies import Caller, Runtime, caller
+from domain.commands import TENANT_PATTERN
+from infra.keys import ApiKeys
+
+
+class KeyIn(BaseModel):
+    """A key to make: its scopes, name and expiry (of the caller's tenant only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scopes: list[Literal["read", "write", "admin"]] = Field(min_length=1)
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="recorded as the actor of what the key does",
+    )
+    expires_at: datetime | None = Field(default=None, description="when the key stops working")
+    tenant: str | None = Field(
+        default=None,
+        pattern=TENANT_PATTERN,
+        description="the caller's tenant (the only one allowed)",
+    )
+
+
+def routes(runtime: Runtime) -> APIRouter:
+    """Make, list and revoke the keys of the caller's tenant."""
+    router = APIRouter(prefix="/v1/keys", tags=["keys"])
+    keys = ApiKeys(runtime.reads)
+
+    @router.post("", status_code=201)
+    async def create_key(body: KeyIn, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """A new key of the caller's tenant; `key` is shown here once and never again."""
+        if body.tenant not in (None, who.tenant):
+            raise HTTPException(403, tenant_refused(who.tenant, body.tenant))
+        scopes = list[str](body.scopes)
+        key, secret = await keys.create(who.tenant, scopes, body.name, body.expires_at)
+        return {**key.described(), "key": secret}
+
+    @router.get("")
+    async def list_keys(who: Caller = Depends(caller)) -> dict[str, Any]:
+        """The tenant's keys, revoked and expired ones too (never the keys themselves)."""
+        return {"items": [key.described() for key in await keys.list(who.tenant)]}
+
+    @router.delete("/{key_id}")
+    async def revoke_key(key_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """Revoke a key: it is refused from the next request on, and listed as revoked."""
+        key = await keys.revoke(who.tenant, key_id)
+        if key is None:
+            raise HTTPException(404, f"no key {key_id!r}")
+        return key.described()
+
+    return router
+
+
+def tenant_refused(own: str, other: str) -> str:
+    """Why an admin key may not make a key of another tenant, and how to make one."""
+    return (
+        f"an admin key of tenant {own!r} manages that tenant's keys only; make keys for "
+        f"{other!r} with `heddle keys create --database --tenant {other}` (docs/security.md)"
+    )

@@ -1,0 +1,129 @@
+"""Runs over HTTP: start one, list them, read one (its state, events and attempts), and
+steer it (`PauseRun`, `ResumeRun`, `CancelRun`, `SetVariables`; docs/commands.md).
+
+Reads follow one pattern: the caller's tenant only (another tenant's run is 404), cursor
+pagination with `next_cursor`, 400 for a bad cursor, 422 for a bad parameter.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.http.consistency import consistent_reads
+from api.http.database import json_object, jsonable, read
+from api.http.dependencies import Caller, Runtime, caller
+from api.http.pagination import after, page, run_not_found, run_page
+from api.http.send import Accepted, send_command, send_run_command
+from projections import node_attempts, run_history
+
+RUN_STATUSES = ("pending", "running", "paused", "waiting", "completed", "failed", "cancelled")
+ATTEMPT_STATUSES = Literal["running", "completed", "failed", "retried", "skipped", "cancelled"]
+CONTROLS = {
+    "pause": "PauseRun",
+    "resume": "ResumeRun",
+    "cancel": "CancelRun",
+    "variables": "SetVariables",
+}
+"""The commands that steer a run, by the last segment of their route."""
+
+
+class StartRunIn(BaseModel):
+    """The payload of `StartRun` without its command envelope; the run id is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str = Field(min_length=1, max_length=128)
+    version: int | None = Field(default=None, ge=1)
+    run_id: UUID | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+def routes(runtime: Runtime) -> APIRouter:
+    """The run routes (include after the replay routes: `/v1/runs/diff` is not a run id)."""
+    router = APIRouter(tags=["runs"])
+    reads = [Depends(consistent_reads(runtime))]
+
+    @router.post("/v1/runs", status_code=202, response_model=Accepted, dependencies=reads)
+    async def start_run(body: StartRunIn, who: Caller = Depends(caller)) -> Accepted:
+        """Start a run: publishes a `StartRun` command with a fresh run id."""
+        run_id = str(body.run_id or uuid.uuid4())
+        payload = {**body.model_dump(mode="json", exclude_none=True), "run_id": run_id}
+        command_id = await send_command(runtime, who, "StartRun", payload, run_id)
+        return Accepted(command_id=command_id, run_id=run_id)
+
+    @router.get("/v1/runs", dependencies=reads)
+    async def list_runs(
+        who: Caller = Depends(caller),
+        status: str | None = Query(default=None, pattern="^(" + "|".join(RUN_STATUSES) + ")$"),
+        workflow: str | None = None,
+        parent: UUID | None = Query(default=None, description="only the child runs of this run"),
+        limit: int = Query(default=50, ge=1, le=500),
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Runs, newest first, with cursor pagination (`next_cursor`)."""
+        keys = ["started_at", "run_id"]
+        filters = {"status": status or None, "workflow": workflow or None, "parent_run_id": parent}
+        rows = await read(
+            runtime, run_history.list_runs, who.tenant, filters, after(cursor, keys), limit + 1
+        )
+        return page(rows, limit, keys)
+
+    @router.get("/v1/runs/{run_id}", dependencies=reads)
+    async def get_run(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """A run's status, node states, variables, output, error and usage."""
+        run = await read(runtime, run_history.get_run, run_id, who.tenant)
+        if run is None:
+            raise run_not_found(run_id)
+        return json_object(run)
+
+    @router.get("/v1/runs/{run_id}/events", dependencies=reads)
+    async def run_events(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
+        """The run's events as stored: the source of truth, in order."""
+        events = await runtime.writer.run(runtime.store.aggregate_events, run_id)
+        if not events or events[0]["data"].get("tenant") != who.tenant:
+            raise HTTPException(404, f"no run {run_id}")
+        return {"run_id": str(run_id), "events": jsonable(events)}
+
+    @router.get("/v1/runs/{run_id}/attempts", dependencies=reads)
+    async def run_attempts(
+        run_id: UUID,
+        who: Caller = Depends(caller),
+        node_id: str | None = Query(default=None, description="one node's attempts only"),
+        status: ATTEMPT_STATUSES | None = None,
+        limit: int = Query(default=100, ge=1, le=500),
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Each attempt of each node of the run, in the order they started: the recorded
+        request, the answer, tool calls, usage, latency, status and error. A map item or
+        an agent step has a row of its own after its attempt's (`item` or `step` set)."""
+        filters = {"node_id": node_id, "status": status}
+        return await run_page(
+            runtime, who, run_id, node_attempts.run_attempts, filters, limit, cursor
+        )
+
+    for control, command in CONTROLS.items():
+        router.add_api_route(
+            f"/v1/runs/{{run_id}}/{control}", _steer(runtime, command), methods=["POST"],
+            status_code=202, response_model=Accepted,
+            summary=f"{control.capitalize()} a run ({command})",
+        )  # fmt: skip
+    return router
+
+
+def _steer(runtime: Runtime, command: str) -> Callable[..., Awaitable[Accepted]]:
+    async def steer(
+        run_id: UUID,
+        body: dict[str, Any] = Body(default={}, description="`reason` (pause and cancel)"),
+        who: Caller = Depends(caller),
+    ) -> Accepted:
+        payload = {**body, "run_id": str(run_id)}
+        return await send_run_command(runtime, who, command, payload, str(run_id))
+
+    steer.__doc__ = f"Publishes `{command}` for the run."
+    return steer

@@ -1,0 +1,62 @@
+"""The one way the API sends a command: `send_command` builds its envelope (the caller's
+tenant and actor, a fresh command id unless one is given) and publishes it to
+`heddle.commands` under a key that keeps one aggregate's commands in order; what became
+of it is at `/v1/commands/{command_id}`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import BaseModel, ValidationError
+
+from api.http.dependencies import Caller, Runtime
+from domain.commands import COMMAND_TYPES, CommandEnvelope
+
+
+class Accepted(BaseModel):
+    """The answer to a command sent: its id, `pending` until the intake decides."""
+
+    command_id: str
+    status: str = "pending"
+    run_id: str | None = None
+
+
+async def send_command(
+    runtime: Runtime,
+    who: Caller,
+    type_: str,
+    payload: dict[str, Any],
+    key: str,
+    command_id: str | None = None,
+    correlation_id: str | None = None,
+) -> str:
+    """Publish a `type_` command from `who`, keyed by `key`; returns its command id."""
+    envelope = CommandEnvelope(
+        command_id=command_id or str(uuid.uuid4()),
+        type=type_,
+        tenant=who.tenant,
+        actor=who.actor,
+        correlation_id=correlation_id,
+        payload=payload,
+    )
+    await runtime.send_command(envelope, key)
+    return envelope.command_id
+
+
+async def send_run_command(
+    runtime: Runtime, who: Caller, type_: str, payload: dict[str, Any], run_id: str
+) -> Accepted:
+    """Publish a `type_` command about `run_id`; 422 lists every problem of the payload
+    (the path of each), before anything is sent."""
+    try:
+        COMMAND_TYPES[type_].model_validate(payload)
+    except ValidationError as error:
+        problems = [
+            {"path": ".".join(str(p) for p in item["loc"]), "message": item["msg"]}
+            for item in error.errors()
+        ]
+        raise HTTPException(422, problems) from None
+    command_id = await send_command(runtime, who, type_, payload, run_id)
+    return Accepted(command_id=command_id, run_id=run_id)

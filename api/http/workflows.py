@@ -1,0 +1,83 @@
+"""Workflow definitions over HTTP: publish a version (the API's one synchronous write, so
+that an invalid definition gets its problems back at once: 422, with the path of each),
+list the workflows, read one version."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.http.consistency import consistent_reads
+from api.http.database import json_object, jsonable, read
+from api.http.dependencies import Caller, Runtime, caller
+from domain.definitions import parse_definition
+from domain.errors import DefinitionInvalid
+from projections import definitions
+
+
+def routes(runtime: Runtime) -> APIRouter:
+    """`PUT /v1/workflows/{name}`, `GET /v1/workflows` and `GET /v1/workflows/{name}`."""
+    router = APIRouter(tags=["workflows"], dependencies=[Depends(consistent_reads(runtime))])
+
+    @router.put("/v1/workflows/{name}")
+    async def put_workflow(
+        name: str, request: Request, who: Caller = Depends(caller)
+    ) -> JSONResponse:
+        """Publish a definition (JSON, or YAML with a YAML content type) as a new version."""
+        document = await read_document(request)
+        if isinstance(document, dict) and document.get("name", name) != name:
+            return problems([{"path": "name", "message": f"must be {name!r} (the URL's name)"}])
+        if isinstance(document, dict):
+            document = {"name": name, **document}
+        try:
+            parse_definition(document)
+        except DefinitionInvalid as error:
+            return problems([{"path": p.path, "message": p.message} for p in error.problems])
+        result = await runtime.publish_workflow(document, who.tenant, who.actor)
+        if result["status"] != "accepted":
+            return problems([{"path": "", "message": result["reason"]}])
+        return JSONResponse(result["result"], status_code=200)
+
+    @router.get("/v1/workflows")
+    async def list_workflows(who: Caller = Depends(caller)) -> dict[str, Any]:
+        """Every workflow with its latest version."""
+        return {"items": jsonable(await read(runtime, definitions.latest_versions, who.tenant))}
+
+    @router.get("/v1/workflows/{name}")
+    async def get_workflow(
+        name: str, who: Caller = Depends(caller), version: int | None = Query(default=None, ge=1)
+    ) -> dict[str, Any]:
+        """One version of a workflow (the latest by default) and the list of versions."""
+        rows = await read(runtime, definitions.versions, who.tenant, name)
+        if not rows:
+            raise HTTPException(404, f"no workflow {name!r}")
+        chosen = rows[-1] if version is None else next(
+            (r for r in rows if r["version"] == version), None
+        )  # fmt: skip
+        if chosen is None:
+            raise HTTPException(404, f"workflow {name!r} has no version {version}")
+        return {"name": name, **json_object(chosen), "versions": [r["version"] for r in rows]}
+
+    return router
+
+
+async def read_document(request: Request) -> Any:
+    """The request's definition: YAML with a YAML content type, JSON otherwise; 400 when
+    it does not parse."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "")
+    try:
+        if "yaml" in content_type:
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HTTPException(400, f"cannot parse the definition: {error}") from None
+
+
+def problems(found: list[dict[str, str]]) -> JSONResponse:
+    """422 with the problems of a definition, each with its path."""
+    return JSONResponse({"detail": "invalid workflow definition", "problems": found}, 422)
