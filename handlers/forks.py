@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.commands import CommandEnvelope, EditGraph, ForkRun, run_id_for
-from domain.edges import RESOLVED
+from domain.definitions.edges import RESOLVED
 from domain.edits import with_overrides
 from domain.errors import DefinitionInvalid, ForkRejected, Problem, RunNotFound
 from domain.llm import LlmRequest
