@@ -360,7 +360,7 @@ def _routes(heddle: Heddle) -> APIRouter:
         if isinstance(document, dict):
             document = {"name": name, **document}
         try:
-            parse_definition(document)
+            parse_definition(document, heddle.settings.allowed_hosts)
         except DefinitionInvalid as error:
             return _problems([{"path": p.path, "message": p.message} for p in error.problems])
         result = await heddle.publish_workflow(document, who.tenant, who.actor)

@@ -3,6 +3,7 @@ resume, cancel. Each decision is the run's (`WorkflowRun`); these only route the
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.commands import (
@@ -28,7 +29,8 @@ def complete_task(
 ) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     run.complete_task(
-        command.task, envelope.actor, command.decision, command.input, command.comment
+        command.task, envelope.actor, command.decision, command.input, command.comment,
+        now=datetime.now(UTC),
     )
     return {"run_id": str(run.id), "task": command.task, "status": run.status}
 
@@ -50,13 +52,13 @@ def reassign_task(
 
 def pause_run(command: PauseRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.pause(envelope.actor, command.reason, command.until)
+    run.pause(envelope.actor, command.reason, command.until, now=datetime.now(UTC))
     return {"run_id": str(run.id), "status": run.status}
 
 
 def resume_run(command: ResumeRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.resume(envelope.actor, command.at)
+    run.resume(envelope.actor, command.at, now=datetime.now(UTC))
     return {"run_id": str(run.id), "status": run.status}
 
 
@@ -68,13 +70,13 @@ def cancel_run(command: CancelRun, envelope: CommandEnvelope, uow: UnitOfWork) -
 
 def skip_node(command: SkipNode, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.skip_node(command.node, envelope.actor, command.reason)
+    run.skip_node(command.node, envelope.actor, command.reason, now=datetime.now(UTC))
     return {"run_id": str(run.id), "node": command.node, "status": run.status}
 
 
 def signal_run(command: SignalRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    matched = run.signal(command.name, command.data, envelope.actor)
+    matched = run.signal(command.name, command.data, envelope.actor, now=datetime.now(UTC))
     return {"run_id": str(run.id), "nodes": matched, "status": run.status}
 
 
@@ -82,13 +84,13 @@ def set_variables(
     command: SetVariables, envelope: CommandEnvelope, uow: UnitOfWork
 ) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.set_variables(command.variables, envelope.actor, command.reason)
+    run.set_variables(command.variables, envelope.actor, command.reason, now=datetime.now(UTC))
     return {"run_id": str(run.id), "status": run.status}
 
 
 def fire_timer(command: FireTimer, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    fired = run.fire_timer(command.timer)
+    fired = run.fire_timer(command.timer, now=datetime.now(UTC))
     return {"run_id": str(run.id), "timer": command.timer, "fired": fired, "status": run.status}
 
 
@@ -100,7 +102,8 @@ def complete_remote_task(
     error = command.error.model_dump() if command.error else None
     try:
         run.complete_remote(node_id, attempt, command.status, command.output, error,
-                            list(command.edits), envelope.actor)
+                            list(command.edits), envelope.actor,
+                            now=datetime.now(UTC),)
     except NodeNotRunning:
         raise CommandRejected(
             f"task {command.task_id} is not running any more (a late or repeated result)"

@@ -10,6 +10,7 @@ graph; the rules are the run's (`WorkflowRun.edit_graph`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -127,8 +128,8 @@ def fork_run(command: ForkRun, envelope: CommandEnvelope, uow: UnitOfWork) -> di
             "recorded": point.recorded if command.mode == "recorded" else {},
         },
     )
-    run.reopen_edges()
-    run.advance()
+    run.reopen_edges(now=datetime.now(UTC))
+    run.advance(now=datetime.now(UTC))
     uow.add(run)
     return {
         "run_id": str(run_id),
@@ -142,7 +143,7 @@ def edit_graph(command: EditGraph, envelope: CommandEnvelope, uow: UnitOfWork) -
     """Apply a graph edit to a running run of the caller's tenant."""
     run = run_of(uow, command.run_id, envelope.tenant)
     before = {n for n, s in run.nodes.items() if s["status"] != "pending"}
-    run.edit_graph(list(command.edits), envelope.actor, command.reason)
+    run.edit_graph(list(command.edits), envelope.actor, command.reason, now=datetime.now(UTC))
     return {
         "run_id": str(run.id),
         "content_hash": run.content_hash,

@@ -8,8 +8,10 @@ client that sent it twice) changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -74,16 +76,20 @@ def start_run(command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork) -> 
         input=command.input,
         command_id=envelope.command_id,
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     uow.add(run)
     return {"run_id": str(run_id), "workflow": command.workflow, "version": version["version"]}
 
 
 def publish_workflow(
-    command: PublishWorkflow, envelope: CommandEnvelope, uow: UnitOfWork
+    command: PublishWorkflow,
+    envelope: CommandEnvelope,
+    uow: UnitOfWork,
+    allowed_hosts: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """Validate a definition and publish it as a new version (or the same, if unchanged)."""
-    spec = parse_definition(command.definition)
+    """Validate a definition and publish it as a new version (or the same, if unchanged);
+    its HTTP tools may call only `allowed_hosts` (the deployment's allow-list)."""
+    spec = parse_definition(command.definition, allowed_hosts)
     aggregate_id = definition_id(envelope.tenant, spec.name)
     definition = uow.get(aggregate_id)
     if definition is None:
@@ -139,8 +145,11 @@ def task_result_as_command(record: Record) -> Record:
     return dataclasses.replace(record, value=json.dumps(command).encode())
 
 
-def handle_command(record: Record, uow: UnitOfWork) -> CommandReceipt | None:
-    """Decide one command from the wire. Returns the new receipt, or None for a repeat."""
+def handle_command(
+    record: Record, uow: UnitOfWork, allowed_hosts: frozenset[str] = frozenset()
+) -> CommandReceipt | None:
+    """Decide one command from the wire. Returns the new receipt, or None for a repeat.
+    `allowed_hosts`: the hosts a published definition's HTTP tools may call."""
     try:
         data = json.loads(record.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -156,11 +165,14 @@ def handle_command(record: Record, uow: UnitOfWork) -> CommandReceipt | None:
         envelope = CommandEnvelope.model_validate(data)
     except ValidationError as error:
         return _reject(uow, command_id, str(data.get("type", "?")), data, _explain(error))
-    return execute(envelope, uow)
+    return execute(envelope, uow, allowed_hosts)
 
 
-def execute(envelope: CommandEnvelope, uow: UnitOfWork) -> CommandReceipt | None:
-    """Run a validated command's handler and record its receipt."""
+def execute(
+    envelope: CommandEnvelope, uow: UnitOfWork, allowed_hosts: frozenset[str] = frozenset()
+) -> CommandReceipt | None:
+    """Run a validated command's handler and record its receipt. `allowed_hosts`: the
+    hosts a published definition's HTTP tools may call."""
     if uow.get(receipt_id(envelope.tenant, envelope.command_id)) is not None:
         return None
     payload_type = COMMAND_TYPES.get(envelope.type)
@@ -175,7 +187,10 @@ def execute(envelope: CommandEnvelope, uow: UnitOfWork) -> CommandReceipt | None
         return _reject(uow, envelope.command_id, envelope.type, envelope.model_dump(), reason)
     before = {id(a) for a in uow.changed()}
     try:
-        result = HANDLERS[envelope.type](payload, envelope, uow)
+        handler = HANDLERS[envelope.type]
+        if handler is publish_workflow:  # the one handler that needs the allow-list
+            handler = functools.partial(publish_workflow, allowed_hosts=allowed_hosts)
+        result = handler(payload, envelope, uow)
     except (CommandRejected, DefinitionInvalid) as error:
         for aggregate in uow.changed():
             if id(aggregate) not in before:

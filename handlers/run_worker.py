@@ -19,6 +19,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from itertools import count
 from typing import Any, Protocol, TypeVar
@@ -272,7 +273,7 @@ def record_tool_nodes(
         run = uow.get(due.run_id)
         if run is not None:
             with suppress(NodeNotRunning):
-                run.complete_tool_node(due.node_id, due.attempt, ok, content)
+                run.complete_tool_node(due.node_id, due.attempt, ok, content, now=datetime.now(UTC))
 
 
 def capabilities_published(events: list[dict[str, Any]]) -> set[str]:
@@ -384,11 +385,11 @@ def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> list[Too
                     call.node_id, call.attempt, try_number, error.to_dict(), retry_in, call.item
                 )
             if outcome.result is not None and call.kind == "agent":
-                tool_calls += run.complete_agent_step(call.node_id, call.attempt, outcome.result)
+                tool_calls += run.complete_agent_step(call.node_id, call.attempt, outcome.result, now=datetime.now(UTC))
             elif outcome.result is not None:
-                run.complete_llm_call(call.node_id, call.attempt, outcome.result, call.item)
+                run.complete_llm_call(call.node_id, call.attempt, outcome.result, call.item, now=datetime.now(UTC))
             elif outcome.error is not None:
-                run.fail_node(call.node_id, call.attempt, outcome.error.to_dict(), call.item)
+                run.fail_node(call.node_id, call.attempt, outcome.error.to_dict(), call.item, now=datetime.now(UTC))
         except NodeNotRunning:
             continue
     return tool_calls

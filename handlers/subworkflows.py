@@ -19,6 +19,7 @@ redelivered event sends the same command again and the intake decides it once.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -119,7 +120,7 @@ def start_subworkflow(
         )
     except CommandRejected as error:
         message = f"cannot start subworkflow {started['workflow']!r}: {error}"
-        parent.fail_subworkflow_start(str(child_id), message)
+        parent.fail_subworkflow_start(str(child_id), message, now=datetime.now(UTC))
         return {**result, "child_run_id": None, "reason": message}
     child = WorkflowRun(
         run_id=child_id,
@@ -133,7 +134,7 @@ def start_subworkflow(
         command_id=envelope.command_id,
         parent=started["parent"],
     )
-    child.advance()
+    child.advance(now=datetime.now(UTC))
     uow.add(child)
     return result
 
@@ -147,7 +148,7 @@ def complete_subworkflow(
         raise CommandRejected(f"run {child.id} is not a finished child run")
     parent = run_of(uow, UUID(child.parent["run_id"]), envelope.tenant)
     try:
-        parent.complete_subworkflow(str(child.id), child.status, child.output, child.error)
+        parent.complete_subworkflow(str(child.id), child.status, child.output, child.error, now=datetime.now(UTC))
     except NodeNotRunning as error:
         raise CommandRejected(f"the parent no longer waits for this child: {error}") from None
     return {"run_id": str(parent.id), "node": child.parent["node_id"], "status": parent.status}

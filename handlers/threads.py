@@ -14,6 +14,7 @@ posts the answers of the runs that answer threads as the assistant's messages.
 from __future__ import annotations
 
 from contextlib import suppress
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -169,7 +170,7 @@ def advance_conversation(
     }
     if isinstance(run, WorkflowRun) and not run.is_finished:
         try:
-            run.signal("message", data, envelope.actor)
+            run.signal("message", data, envelope.actor, now=datetime.now(UTC))
         except SignalIgnored:
             raise ThreadInvalid(
                 f"the run {run.id} that answers thread {thread.id} is busy and waits for no "
@@ -198,7 +199,7 @@ def advance_conversation(
         input=input,
         command_id=envelope.command_id,
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     uow.add(run)
     return run_id
 
@@ -214,7 +215,8 @@ def complete_thread(
         run = uow.get(UUID(thread.binding["run_id"]))
         with suppress(NodeNotRunning):  # the run ended or moved on: only the thread closes
             run.complete_chat(
-                thread.binding["node_id"], thread.binding["attempt"], envelope.actor, output
+                thread.binding["node_id"], thread.binding["attempt"], envelope.actor, output,
+                now=datetime.now(UTC),
             )
             result.update(run_id=str(run.id), run_status=run.status)
     return result

@@ -23,7 +23,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from domain.commands import CommandEnvelope, CommandReceipt
-from domain.http_tools import HTTP_HOSTS, HttpTool
+from domain.http_tools import HttpTool
 from domain.llm import LlmRequest, LlmResult, RetryPolicy, ToolCall
 from handlers.extraction import extract, extractions_due, record_extractions
 from handlers.intake import execute, handle_command, task_result_as_command
@@ -139,7 +139,6 @@ class Heddle:
         self.retry_policy = RetryPolicy()
         self.tools = builtin_tools()
         self.documents = Documents(self.reads)
-        HTTP_HOSTS.allow(self.settings.allowed_hosts)
         self.http_tools = HttpTools(
             self.settings.allowed_hosts,
             parse_headers(self.settings.http_tool_headers.get_secret_value()),
@@ -234,7 +233,7 @@ class Heddle:
 
         def publish() -> dict[str, Any]:
             uow = UnitOfWork(self.store)
-            receipt = execute(envelope, uow)
+            receipt = execute(envelope, uow, self.settings.allowed_hosts)
             uow.save()
             assert receipt is not None
             return receipt.as_result()
@@ -249,7 +248,8 @@ class Heddle:
         def decide() -> list[CommandReceipt]:
             fresh = self._intake_positions.fresh(records)
             uow = UnitOfWork(self.store)
-            receipts = [r for r in (handle_command(record, uow) for record in fresh) if r]
+            hosts = self.settings.allowed_hosts
+            receipts = [r for r in (handle_command(record, uow, hosts) for record in fresh) if r]
             trackings = trackings_for(self._intake_positions.consumer, fresh)
             uow.save(trackings)
             self._intake_positions.advance(trackings)

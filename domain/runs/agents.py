@@ -25,7 +25,6 @@ class Agents(RunBase):
         otherwise each call is checked (known tool, arguments valid against its schema)
         and the valid ones are returned for the worker to run. A rejected call goes back
         to the model as a tool error and counts as a repair."""
-        self.decided_at = now
         self.check_node_is_running(node_id, attempt)
         node = self.spec.nodes[node_id]
         assert isinstance(node, AgentNode)
@@ -33,7 +32,7 @@ class Agents(RunBase):
         step = state.get("steps", 0) + 1
         self._agent_step_completed(node_id, attempt, step, result.model_dump(mode="json"))
         if not result.tool_calls:
-            self._complete_with_output(node_id, node, result.text)
+            self._complete_with_output(node_id, node, result.text, now=now)
             self.advance(now=now)
             return []
         offered = {tool.name: tool for tool in self.llm_request(node_id).tools}
@@ -65,6 +64,7 @@ class Agents(RunBase):
                         f"max_repairs of {node.max_repairs}; the last: {last_problem}"
                     ),
                 },
+                now=now,
             )
             return []
         if step >= node.max_steps:
@@ -79,6 +79,7 @@ class Agents(RunBase):
                         "the prompt"
                     ),
                 },
+                now=now,
             )
             return []
         self._tool_calls_requested(node_id, attempt, step, [c.model_dump() for c in valid])

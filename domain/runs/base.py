@@ -80,10 +80,6 @@ class RunBase:
     _recorded: dict[str, dict[str, Any]]
     parent: dict[str, Any] | None
     children: dict[str, dict[str, Any]]
-    decided_at: datetime
-    """The time of the decision being made: each public decision that may set a timer or
-    a due time takes the caller's `now` and keeps it here while it decides. No event
-    records it; the domain reads no clock."""
 
     if TYPE_CHECKING:
 
@@ -286,21 +282,35 @@ class RunBase:
             variables: dict[str, Any],
             next: str | None,
             exit_actions: bool = True,
+            *,
+            now: datetime,
         ) -> None: ...
 
-        def _complete_with_output(self, node_id: str, node: Any, output: Any) -> None: ...
+        def _complete_with_output(
+            self, node_id: str, node: Any, output: Any, *, now: datetime
+        ) -> None: ...
 
-        def _continue_map(self, node_id: str, node: MapNode) -> None: ...
+        def _continue_map(self, node_id: str, node: MapNode, *, now: datetime) -> None: ...
 
-        def _decide_edges(self, source: str) -> None: ...
+        def _decide_edges(self, source: str, *, now: datetime) -> None: ...
 
-        def _enter_node(self, node_id: str, attempt: int, queue: list[Locator]) -> bool: ...
+        def _enter_node(
+            self, node_id: str, attempt: int, queue: list[Locator], *, now: datetime
+        ) -> bool: ...
 
         def _exit_node(
-            self, node_id: str, attempt: int, queue: list[Locator], completion: dict[str, Any]
+            self,
+            node_id: str,
+            attempt: int,
+            queue: list[Locator],
+            completion: dict[str, Any],
+            *,
+            now: datetime,
         ) -> dict[str, Any] | None: ...
 
-        def _fail_node(self, node_id: str, attempt: int, error: dict[str, Any]) -> None: ...
+        def _fail_node(
+            self, node_id: str, attempt: int, error: dict[str, Any], *, now: datetime
+        ) -> None: ...
 
         def _llm_request_for(
             self, node: ModelNode, context: dict[str, Any] | None = None
@@ -310,16 +320,27 @@ class RunBase:
 
         def _pause_for_budget(self, crossed: list[tuple[str, str]]) -> None: ...
 
-        def _release_waiting_edges(self) -> None: ...
+        def _release_waiting_edges(self, *, now: datetime) -> None: ...
 
         def _request_children(self, node_id: str, attempt: int, calls: list[ToolCall]) -> None: ...
 
         def _request_llm(
-            self, request_id: str, purpose: str, request: LlmRequest, context: dict[str, Any]
+            self,
+            request_id: str,
+            purpose: str,
+            request: LlmRequest,
+            context: dict[str, Any],
+            *,
+            now: datetime,
         ) -> None: ...
 
         def _scheduled_edge_due(
-            self, timer_id: str, source: str | None, attempt: int | None
+            self,
+            timer_id: str,
+            source: str | None,
+            attempt: int | None,
+            *,
+            now: datetime,
         ) -> None: ...
 
         def _set_timer(
@@ -330,19 +351,21 @@ class RunBase:
             node_id: str | None = None,
             attempt: int | None = None,
             at: datetime | None = None,
+            *,
+            now: datetime,
         ) -> None: ...
 
         def _skip_dead_nodes(self) -> None: ...
 
-        def _start_node(self, node_id: str, entered: bool = False) -> None: ...
+        def _start_node(self, node_id: str, entered: bool = False, *, now: datetime) -> None: ...
 
-        def _task_for(self, node: HumanNode) -> dict[str, Any]: ...
+        def _task_for(self, node: HumanNode, *, now: datetime) -> dict[str, Any]: ...
 
         def _too_deep(self, workflow: str) -> str: ...
 
         def _tool_call_children(self, node_id: str) -> list[dict[str, Any]]: ...
 
-        def _wait_until(self, node: WaitNode) -> datetime: ...
+        def _wait_until(self, node: WaitNode, *, now: datetime) -> datetime: ...
 
         def action_waiting(self, node_id: str) -> dict[str, Any] | None: ...
 

@@ -22,12 +22,11 @@ class Chat(RunBase):
         self, node_id: str, attempt: int, actor: str, output: Any, *, now: datetime
     ) -> None:
         """A `chat` node's thread was completed: the node completes with its output."""
-        self.decided_at = now
         self.check_node_is_running(node_id, attempt)
         node = self.spec.nodes[node_id]
         assert isinstance(node, ChatNode)
         self._task_completed(node_id, actor, {"thread_id": output["thread_id"]})
-        self._complete_with_output(node_id, node, output)
+        self._complete_with_output(node_id, node, output, now=now)
         self.advance(now=now)
 
     def record_chat_reply(

@@ -63,7 +63,6 @@ class Children(RunBase):
         """The child run could not start (no such workflow or version, input that does not
         match its inputs): a `subworkflow` node fails with class `definition`; an agent's
         tool call gets the reason as its result."""
-        self.decided_at = now
         self.complete_subworkflow(
             child_id,
             "failed",
@@ -85,7 +84,6 @@ class Children(RunBase):
         fails with the child's error class (`task` when the child was cancelled), so that
         the node's `retry` and `on_error` apply. An agent's tool call gets the output as
         JSON, or the error, as its result."""
-        self.decided_at = now
         child = self._running_child(child_id)
         node_id, attempt, call_id = child["node_id"], child["attempt"], child.get("call_id")
         self._child_finished(child_id, status)
@@ -101,7 +99,7 @@ class Children(RunBase):
             content = json.dumps(output) if ok else f"error: {message}"
             self.complete_tool_call(node_id, attempt, call_id, ok, content)
         elif status == "completed":
-            self._complete_with_output(node_id, self.spec.nodes[node_id], output)
+            self._complete_with_output(node_id, self.spec.nodes[node_id], output, now=now)
             self.advance(now=now)
         else:
             failure = {
@@ -109,7 +107,7 @@ class Children(RunBase):
                 "message": message,
                 "child_run_id": child_id,
             }
-            self._fail_node(node_id, attempt, failure)
+            self._fail_node(node_id, attempt, failure, now=now)
 
     def children_to_cancel(self) -> list[str]:
         """Child runs still running whose node attempt has ended (the run was cancelled or

@@ -32,7 +32,6 @@ class Edges(RunBase):
         self, variables: dict[str, Any], actor: str, reason: str = "", *, now: datetime
     ) -> None:
         """Set run variables from outside; edges waiting for a condition are checked again."""
-        self.decided_at = now
         if self.is_finished:
             raise RunNotActive(f"run {self.id} is {self.status}: its variables cannot change")
         self._variables_set(variables, actor, reason)
@@ -41,7 +40,6 @@ class Edges(RunBase):
     def reopen_edges(self, *, now: datetime) -> None:
         """Decide again the edges a fork took over undecided (they waited for a trigger
         or a judge in the source run): set their timers anew, ask their judges again."""
-        self.decided_at = now
         context = self.activation()
         for source, state in self.nodes.items():
             if state["status"] != "completed":
@@ -52,28 +50,30 @@ class Edges(RunBase):
                 if not edge.loop and edge_key(source, edge.to) not in self.edges
             ]
             for edge in undecided:
-                if not self._open_edge(source, edge, context):
+                if not self._open_edge(source, edge, context, now=now):
                     break
             if undecided:
-                self._check_source_stuck(source)
+                self._check_source_stuck(source, now=now)
 
     def _edge(self, source: str, target: str) -> Edge | None:
         return next((e for e in self._listed_edges(source) if e.to == target), None)
 
-    def _decide_edges(self, source: str) -> None:
+    def _decide_edges(self, source: str, *, now: datetime) -> None:
         edges = self._listed_edges(source)
         if not edges:
             return
         context = self.activation()
         for edge in edges:
-            if edge.loop and self._take_loop(source, edge, context):
+            if edge.loop and self._take_loop(source, edge, context, now=now):
                 return
         for edge in edges:
-            if not edge.loop and not self._open_edge(source, edge, context):
+            if not edge.loop and not self._open_edge(source, edge, context, now=now):
                 return
-        self._check_source_stuck(source)
+        self._check_source_stuck(source, now=now)
 
-    def _take_loop(self, source: str, edge: Edge, context: dict[str, Any]) -> bool:
+    def _take_loop(
+        self, source: str, edge: Edge, context: dict[str, Any], *, now: datetime
+    ) -> bool:
         """Run the loop body again when the bound allows and `when` holds; True if so (or
         if the source failed on its `when`)."""
         assert edge.loop is not None
@@ -82,7 +82,7 @@ class Edges(RunBase):
             why = f"loop bound reached: {passes} of {edge.loop.max_iterations} iterations ran"
             self._edge_decided(source, edge.to, "skipped", why)
             return False
-        through = self._when_passes(source, edge, context)
+        through = self._when_passes(source, edge, context, now=now)
         if not through:
             return through is None
         body = loop_body(self.spec, source, edge.to)
@@ -93,9 +93,11 @@ class Edges(RunBase):
         self._loop_iterated(source, edge.to, passes + 1, body + revived, sorted(inner))
         return True
 
-    def _open_edge(self, source: str, edge: Edge, context: dict[str, Any]) -> bool:
+    def _open_edge(
+        self, source: str, edge: Edge, context: dict[str, Any], *, now: datetime
+    ) -> bool:
         """Decide an edge as far as it can be now; False if the source failed instead."""
-        through = self._when_passes(source, edge, context)
+        through = self._when_passes(source, edge, context, now=now)
         if not through:
             return through is not None
         trigger = edge.trigger
@@ -104,16 +106,18 @@ class Edges(RunBase):
                 self._edge_decided(source, edge.to, "waiting", f"until {trigger.condition}")
                 return True
         elif trigger is not None and trigger.schedule is not None:
-            at = trigger.schedule.fire_at(self.decided_at)
+            at = trigger.schedule.fire_at(now)
             attempt = self.nodes[source]["attempt"]
             key = edge_key(source, edge.to)
-            self._set_timer(f"edge:{key}:{attempt}", "edge", 0, source, attempt, at)
+            self._set_timer(f"edge:{key}:{attempt}", "edge", 0, source, attempt, at, now=now)
             self._edge_decided(source, edge.to, "waiting", f"until {at.isoformat()}")
             return True
-        self._validate_edge(source, edge, 0, context)
+        self._validate_edge(source, edge, 0, context, now=now)
         return True
 
-    def _when_passes(self, source: str, edge: Edge, context: dict[str, Any]) -> bool | None:
+    def _when_passes(
+        self, source: str, edge: Edge, context: dict[str, Any], *, now: datetime
+    ) -> bool | None:
         """Whether the edge's `when` lets it through (True without one). False: it does
         not, and the edge is skipped. None: it cannot be evaluated, and the source node
         fails with class `definition`."""
@@ -123,7 +127,7 @@ class Edges(RunBase):
             holds = evaluate_condition(edge.when, context)
         except ExpressionError as error:
             failure = {"class": "definition", "message": f"the edge to {edge.to!r}: when: {error}"}
-            self._fail_node(source, self.nodes[source]["attempt"], failure)
+            self._fail_node(source, self.nodes[source]["attempt"], failure, now=now)
             return None
         if not holds:
             self._edge_decided(source, edge.to, "skipped", f"when {edge.when!r} is false")
@@ -139,7 +143,13 @@ class Edges(RunBase):
             return False
 
     def _validate_edge(
-        self, source: str, edge: Edge, first: int, context: dict[str, Any] | None = None
+        self,
+        source: str,
+        edge: Edge,
+        first: int,
+        context: dict[str, Any] | None = None,
+        *,
+        now: datetime,
     ) -> None:
         """Run the edge's validators from `first` on: take it when all pass, block it at the
         first that fails, or ask a model and wait for its verdict."""
@@ -155,7 +165,7 @@ class Edges(RunBase):
                     request_id = f"validator:{edge_key(source, edge.to)}:{attempt}:{index}"
                     about = {"source": source, "target": edge.to, "attempt": attempt}
                     about["validator"] = index
-                    self._request_llm(request_id, "validator", request, about)
+                    self._request_llm(request_id, "validator", request, about, now=now)
                     return
                 assert validator.expression is not None
                 passed = evaluate_condition(validator.expression, context)
@@ -168,7 +178,12 @@ class Edges(RunBase):
         self._edge_decided(source, edge.to, "taken", "validated" if edge.validators else "")
 
     def _validator_answered(
-        self, context: dict[str, Any], result: LlmResult | None, error: dict[str, Any] | None
+        self,
+        context: dict[str, Any],
+        result: LlmResult | None,
+        error: dict[str, Any] | None,
+        *,
+        now: datetime,
     ) -> None:
         """A judge answered (or could not be asked): go on with the next validator, or block."""
         source, target, index = context["source"], context["target"], context["validator"]
@@ -184,14 +199,14 @@ class Edges(RunBase):
         else:
             passed, why = False, f"the judge could not be asked: {(error or {}).get('message')}"
         if passed:
-            self._validate_edge(source, edge, index + 1)
+            self._validate_edge(source, edge, index + 1, now=now)
         else:
             message = edge.validators[index].message
             reason = f"{message}: {why}" if message else why
             self._transition_blocked(source, target, index, "llm", reason)
-        self._check_source_stuck(source)
+        self._check_source_stuck(source, now=now)
 
-    def _check_source_stuck(self, source: str) -> None:
+    def _check_source_stuck(self, source: str, *, now: datetime) -> None:
         """Fail a node whose edges are all decided, none taken, one blocked."""
         edges = self._listed_edges(source)
         states = [self.edges.get(edge_key(source, edge.to)) for edge in edges]
@@ -206,9 +221,9 @@ class Edges(RunBase):
         ]
         message = f"no transition out of {source!r} passed its validators: " + "; ".join(reasons)
         error = {"class": "validation", "message": message}
-        self._fail_node(source, self.nodes[source]["attempt"], error)
+        self._fail_node(source, self.nodes[source]["attempt"], error, now=now)
 
-    def _release_waiting_edges(self) -> None:
+    def _release_waiting_edges(self, *, now: datetime) -> None:
         """Take (after their validators) the edges whose trigger condition now holds."""
         waiting = [key for key, state in self.edges.items() if state == "waiting"]
         if not waiting:
@@ -225,10 +240,12 @@ class Edges(RunBase):
             ):
                 continue
             if self._condition_holds(edge.trigger.condition, context):
-                self._validate_edge(source, edge, 0, context)
-                self._check_source_stuck(source)
+                self._validate_edge(source, edge, 0, context, now=now)
+                self._check_source_stuck(source, now=now)
 
-    def _scheduled_edge_due(self, timer_id: str, source: str | None, attempt: int | None) -> None:
+    def _scheduled_edge_due(
+        self, timer_id: str, source: str | None, attempt: int | None, *, now: datetime
+    ) -> None:
         key = timer_id.split(":")[1]
         target = key.partition("->")[2]
         edge = self._edge(source, target) if source else None
@@ -239,9 +256,9 @@ class Edges(RunBase):
             or self.nodes[source]["attempt"] != attempt
         ):
             return
-        self._validate_edge(source, edge, 0)
-        self._check_source_stuck(source)
-        self.advance(now=self.decided_at)
+        self._validate_edge(source, edge, 0, now=now)
+        self._check_source_stuck(source, now=now)
+        self.advance(now=now)
 
     def _only_triggers_left(self) -> bool:
         """Nothing runs and no model is asked, but some edge waits for its trigger."""

@@ -28,7 +28,6 @@ class Extraction(RunBase):
         """Record an `extract` node's model answer and where its text came from; the node
         completes with the fields that match its schema and those that do not, each with
         the reason. An answer that is not a JSON object fails the node (class `task`)."""
-        self.decided_at = now
         self.check_node_is_running(node_id, attempt)
         node = self.spec.nodes[node_id]
         assert isinstance(node, ExtractNode)
@@ -36,8 +35,8 @@ class Extraction(RunBase):
         try:
             fields, invalid = parse_fields(node.fields_schema, result.text)
         except ValueError as error:
-            self._fail_node(node_id, attempt, {"class": "task", "message": str(error)})
+            self._fail_node(node_id, attempt, {"class": "task", "message": str(error)}, now=now)
             return
         output = {"fields": fields, "invalid": invalid, "source": source}
-        self._complete_with_output(node_id, node, output)
+        self._complete_with_output(node_id, node, output, now=now)
         self.advance(now=now)

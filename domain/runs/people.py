@@ -42,7 +42,6 @@ class People(RunBase):
         """Complete an open task: a human node's (`task_id` is the node) or the budget
         approval. An approval needs `decision` approve or reject; an input task needs
         `data` that matches its form."""
-        self.decided_at = now
         task = self.tasks.get(task_id)
         if task is None or task["status"] != "open":
             opened = [t for t, v in self.tasks.items() if v["status"] == "open"]
@@ -75,7 +74,7 @@ class People(RunBase):
             return
         node = self.spec.nodes[task_id]
         assert isinstance(node, HumanNode)
-        self._complete_with_output(task_id, node, output)
+        self._complete_with_output(task_id, node, output, now=now)
         self.advance(now=now)
 
     def reassign_task(
@@ -103,7 +102,6 @@ class People(RunBase):
     def pause(self, actor: str, reason: str, until: str | None = None, *, now: datetime) -> None:
         """Start no new node until `resume` (or until `until`: a snooze); work in flight
         completes and is recorded."""
-        self.decided_at = now
         if self.status not in ("running", "waiting"):
             raise RunNotActive(
                 f"run {self.id} is {self.status}: only a running or waiting run can pause"
@@ -111,11 +109,10 @@ class People(RunBase):
         at = moment(until, "until", now) if until else None
         self._run_paused(actor, reason, None)
         if at is not None:
-            self._set_timer(f"resume:{self.version}", "resume", 0, at=at)
+            self._set_timer(f"resume:{self.version}", "resume", 0, at=at, now=now)
 
     def resume(self, actor: str, at: str | None = None, *, now: datetime) -> None:
         """Go on now, or at `at` (a time or a duration from now: a scheduled resume)."""
-        self.decided_at = now
         if self.status != "paused":
             raise RunNotActive(f"run {self.id} is {self.status}, not paused")
         if self._budget_task_open():
@@ -123,7 +120,9 @@ class People(RunBase):
                 f"run {self.id} waits for its budget approval: complete task {BUDGET_TASK!r}"
             )
         if at:
-            self._set_timer(f"resume:{self.version}", "resume", 0, at=moment(at, "at", now))
+            self._set_timer(
+                f"resume:{self.version}", "resume", 0, at=moment(at, "at", now), now=now
+            )
             return
         self._run_resumed(actor)
         self.advance(now=now)
@@ -139,7 +138,6 @@ class People(RunBase):
         valid definition, and every node that has started must stay as it was (a running
         node's outgoing edges excepted: they are decided when it ends). Nodes that became
         ready start at once; nodes left with no way in are skipped."""
-        self.decided_at = now
         if self.status not in ("running", "waiting"):
             raise GraphEditRejected(
                 f"run {self.id} is {self.status}: only a running or waiting run's graph can change"
@@ -193,7 +191,6 @@ class People(RunBase):
     def signal(self, name: str, data: dict[str, Any], actor: str, *, now: datetime) -> list[str]:
         """An outside event reached the run: every `wait` node whose `event` condition
         holds for it completes with the event. Returns those nodes; none is an error."""
-        self.decided_at = now
         event_value = {"name": name, "data": data, "by": actor}
         matched = []
         for node_id, state in self.nodes.items():
@@ -218,14 +215,13 @@ class People(RunBase):
         for node_id in matched:
             node = self.spec.nodes[node_id]
             assert isinstance(node, WaitNode)
-            self._complete_with_output(node_id, node, event_value)
+            self._complete_with_output(node_id, node, event_value, now=now)
         self.advance(now=now)
         return matched
 
     def skip_node(self, node_id: str, actor: str, reason: str, *, now: datetime) -> None:
         """A person skips a step that is running, waiting or retrying: it completes with
         no output and the run goes on; its open task, if any, is cancelled."""
-        self.decided_at = now
         state = self.nodes.get(node_id)
         if (
             self.status not in ("running", "paused")
@@ -238,14 +234,14 @@ class People(RunBase):
                 f"{', '.join(current) or 'none'})"
             )
         self._node_skipped_by(node_id, actor, reason)
-        self._complete_node(node_id, None, {}, None, exit_actions=False)
+        self._complete_node(node_id, None, {}, None, exit_actions=False, now=now)
         self.advance(now=now)
 
-    def _task_for(self, node: HumanNode) -> dict[str, Any]:
+    def _task_for(self, node: HumanNode, *, now: datetime) -> dict[str, Any]:
         context = self.activation()
         due_at = None
         if node.due_in:
-            due_at = later(node.due_in, self.decided_at).isoformat()
+            due_at = later(node.due_in, now).isoformat()
         return {
             "type": node.task,
             "title": render(node.title, context),

@@ -19,7 +19,13 @@ class ModelRequests(RunBase):
     """Run-level model calls: asking, and taking the answer."""
 
     def _request_llm(
-        self, request_id: str, purpose: str, request: LlmRequest, context: dict[str, Any]
+        self,
+        request_id: str,
+        purpose: str,
+        request: LlmRequest,
+        context: dict[str, Any],
+        *,
+        now: datetime,
     ) -> None:
         assert purpose in LLM_REQUEST_PURPOSES, purpose
         self._llm_requested(request_id, purpose, request.model_dump(mode="json"), context)
@@ -27,7 +33,7 @@ class ModelRequests(RunBase):
         if recorded is not None:  # a fork in `recorded` mode: the same call was answered
             self._llm_request_replayed(request_id, purpose, recorded)
             result = LlmResult.model_validate(recorded)
-            getattr(self, LLM_REQUEST_PURPOSES[purpose])(context, result, None)
+            getattr(self, LLM_REQUEST_PURPOSES[purpose])(context, result, None, now=now)
 
     def check_llm_request_pending(self, request_id: str) -> dict[str, Any]:
         """The pending request `request_id`; raises LlmRequestNotPending otherwise."""
@@ -38,18 +44,16 @@ class ModelRequests(RunBase):
 
     def complete_llm_request(self, request_id: str, result: LlmResult, *, now: datetime) -> None:
         """Record the model's answer to a run-level request and act on it."""
-        self.decided_at = now
         pending = self.check_llm_request_pending(request_id)
         self._llm_request_completed(request_id, pending["purpose"], result.model_dump(mode="json"))
-        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(pending["context"], result, None)
+        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(pending["context"], result, None, now=now)
         self.advance(now=now)
 
     def fail_llm_request(self, request_id: str, error: dict[str, Any], *, now: datetime) -> None:
         """Record that a run-level request got no answer (after the provider's retries)."""
-        self.decided_at = now
         pending = self.check_llm_request_pending(request_id)
         self._llm_request_failed(request_id, pending["purpose"], error)
-        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(pending["context"], None, error)
+        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(pending["context"], None, error, now=now)
         self.advance(now=now)
 
 

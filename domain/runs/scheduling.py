@@ -31,14 +31,13 @@ class Scheduling(NodeStarters):
         """Start every ready node; run `switch` and `set` nodes inline; finish the run.
         A run over its budget pauses instead of starting a node. Edges waiting for a
         condition are checked again first; a run left with nothing but waiting edges waits."""
-        self.decided_at = now
         if self.status not in ("running", "waiting"):
             return
-        self._release_waiting_edges()
+        self._release_waiting_edges(now=now)
         if self.status != "running":
             return
         if self.spec.deadline and "deadline" not in self.timers:
-            self._set_timer("deadline", "deadline", seconds(self.spec.deadline))
+            self._set_timer("deadline", "deadline", seconds(self.spec.deadline), now=now)
         progressed = True
         while progressed and self.status == "running":
             progressed = False
@@ -49,10 +48,12 @@ class Scheduling(NodeStarters):
                 if crossed:
                     self._pause_for_budget(crossed)
                     return
-                self._start_node(node_id)
+                self._start_node(node_id, now=now)
                 progressed = True
             if progressed:
-                self._release_waiting_edges()  # nodes that ran at once may have set variables
+                self._release_waiting_edges(
+                    now=now
+                )  # nodes that ran at once may have set variables
         if self.status == "running" and all(
             n["status"] in ("completed", "skipped") or n.get("handled") for n in self.nodes.values()
         ):
@@ -86,13 +87,12 @@ class Scheduling(NodeStarters):
     ) -> None:
         """Record a model's answer (for one `item` of a map node, when given), complete the
         node if that was its last call, and move the run on."""
-        self.decided_at = now
         self.check_node_is_running(node_id, attempt, item)
         node = self.spec.nodes[node_id]
         if isinstance(node, MapNode):
             assert item is not None
             self._map_item_completed(node_id, attempt, item, result.model_dump(mode="json"))
-            self._continue_map(node_id, node)
+            self._continue_map(node_id, node, now=now)
             self.advance(now=now)
             return
         if isinstance(node, AgentNode):
@@ -100,7 +100,7 @@ class Scheduling(NodeStarters):
             return
         self._llm_call_completed(node_id, attempt, result.model_dump(mode="json"))
         assert isinstance(node, LlmNode)
-        self._complete_with_output(node_id, node, result.text)
+        self._complete_with_output(node_id, node, result.text, now=now)
         self.advance(now=now)
 
     def record_llm_failure(
@@ -127,13 +127,14 @@ class Scheduling(NodeStarters):
     ) -> None:
         """A node (or one item of a map node) failed for good: the run fails with the
         node's error."""
-        self.decided_at = now
         self.check_node_is_running(node_id, attempt, item)
         if item is not None:
             error = {**error, "item": item, "message": f"item {item}: {error.get('message')}"}
-        self._fail_node(node_id, attempt, error)
+        self._fail_node(node_id, attempt, error, now=now)
 
-    def _fail_node(self, node_id: str, attempt: int, error: dict[str, Any]) -> None:
+    def _fail_node(
+        self, node_id: str, attempt: int, error: dict[str, Any], *, now: datetime
+    ) -> None:
         """A node attempt failed: try again later if its `retry` covers the error's class,
         else hand over to its `on_error` node, else fail the run."""
         node = self.spec.nodes[node_id]
@@ -142,39 +143,44 @@ class Scheduling(NodeStarters):
         if retry is not None and tries < retry.attempts and error.get("class") in retry.errors:
             delay = retry.delay(tries)
             self._node_retry_scheduled(node_id, attempt, error, delay)
-            self._set_timer(f"retry:{node_id}:{attempt}", "retry", delay, node_id, attempt)
+            self._set_timer(f"retry:{node_id}:{attempt}", "retry", delay, node_id, attempt, now=now)
             return
         if node.on_error:
             self._node_failed(node_id, attempt, error, True)
             self._skip_dead_nodes()
-            self.advance(now=self.decided_at)
+            self.advance(now=now)
             return
         self._node_failed(node_id, attempt, error)
         self._run_failed({"node": node_id, **error})
 
-    def _start_node(self, node_id: str, entered: bool = False) -> None:
+    def _start_node(self, node_id: str, entered: bool = False, *, now: datetime) -> None:
         """Start a node: its entry actions, then its work (`entered`: the entry actions
         have run, the work is next)."""
         node = self.spec.nodes[node_id]
         attempt = self.nodes[node_id]["attempt"] + (0 if entered else 1)
         entry = [] if entered else phase_queue(node, "on_enter")
-        if entry and not self._enter_node(node_id, attempt, entry):
+        if entry and not self._enter_node(node_id, attempt, entry, now=now):
             return
         try:
-            NODE_STARTERS[type(node)](self, node_id, node, attempt)
+            NODE_STARTERS[type(node)](self, node_id, node, attempt, now=now)
             state = self.nodes[node_id]
             if node.timeout and state["status"] == "running" and state["attempt"] == attempt:
                 timeout = seconds(node.timeout)
                 self._set_timer(
-                    f"timeout:{node_id}:{attempt}", "timeout", timeout, node_id, attempt
+                    f"timeout:{node_id}:{attempt}",
+                    "timeout",
+                    timeout,
+                    node_id,
+                    attempt,
+                    now=now,
                 )
         except (ExpressionError, TemplateError) as error:
             failure = {"class": "definition", "message": str(error)}
             if self.nodes[node_id]["status"] != "running":
                 self._node_started(node_id, node.kind, attempt, {})
-            self._fail_node(node_id, attempt, failure)
+            self._fail_node(node_id, attempt, failure, now=now)
 
-    def _continue_map(self, node_id: str, node: MapNode) -> None:
+    def _continue_map(self, node_id: str, node: MapNode, *, now: datetime) -> None:
         """Start items while fewer than `concurrency` run; complete the node after the last."""
         state = self.nodes[node_id]
         items = state["input"]["items"]
@@ -191,7 +197,7 @@ class Scheduling(NodeStarters):
             running += 1
         if running == 0:
             results = [started[str(index)]["output"] for index in range(len(items))]
-            self._complete_with_output(node_id, node, results)
+            self._complete_with_output(node_id, node, results, now=now)
 
     def _complete_node(
         self,
@@ -200,6 +206,8 @@ class Scheduling(NodeStarters):
         variables: dict[str, Any],
         next: str | None,
         exit_actions: bool = True,
+        *,
+        now: datetime,
     ) -> None:
         """The node's work is done: its exit actions run (unless a person skipped it), then
         it completes and its outgoing edges are resolved."""
@@ -207,17 +215,21 @@ class Scheduling(NodeStarters):
         if exit_actions and node.on_exit:
             completion = {"output": output, "variables": dict(variables), "next": next}
             attempt = self.nodes[node_id]["attempt"]
-            exited = self._exit_node(node_id, attempt, phase_queue(node, "on_exit"), completion)
+            exited = self._exit_node(
+                node_id, attempt, phase_queue(node, "on_exit"), completion, now=now
+            )
             if exited is None:
                 return
             variables = exited
         self._node_completed(node_id, output, variables, next)
-        self._decide_edges(node_id)
+        self._decide_edges(node_id, now=now)
         self._skip_dead_nodes()
 
-    def _complete_with_output(self, node_id: str, node: Any, output: Any) -> None:
+    def _complete_with_output(self, node_id: str, node: Any, output: Any, *, now: datetime) -> None:
         """Complete a node that hands `output` to its `output` variable, if it names one."""
-        self._complete_node(node_id, output, {node.output: output} if node.output else {}, None)
+        self._complete_node(
+            node_id, output, {node.output: output} if node.output else {}, None, now=now
+        )
 
     def _skip_dead_nodes(self) -> None:
         dead = self._dead_nodes()

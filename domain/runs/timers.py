@@ -53,14 +53,15 @@ class Timers(RunBase):
         node_id: str | None = None,
         attempt: int | None = None,
         at: datetime | None = None,
+        *,
+        now: datetime,
     ) -> None:
-        fire_at = at if at is not None else later(delay, self.decided_at)
+        fire_at = at if at is not None else later(delay, now)
         self._timer_set(timer_id, purpose, fire_at.isoformat(), node_id, attempt)
 
     def fire_timer(self, timer_id: str, *, now: datetime) -> bool:
         """A timer is due: do what it was set for. False (and nothing changes) when it has
         fired already, or no longer matters (the run ended, the node moved on)."""
-        self.decided_at = now
         timer = self.timers.get(timer_id)
         if timer is None or timer["status"] != "pending" or self.is_finished:
             return False
@@ -77,15 +78,15 @@ class Timers(RunBase):
                 self._run_resumed("heddle")
                 self.advance(now=now)
         elif purpose == "retry" and state.get("status") == "retrying":
-            self._start_node(node_id)
+            self._start_node(node_id, now=now)
             self.advance(now=now)
         elif purpose == "edge":
-            self._scheduled_edge_due(timer_id, node_id, attempt)
+            self._scheduled_edge_due(timer_id, node_id, attempt, now=now)
         elif state.get("status") == "running" and state.get("attempt") == attempt:
             if purpose == "wait":
                 node = self.spec.nodes[node_id]
                 fired = {"fired_at": timer["fire_at"]}
-                self._complete_with_output(node_id, node, fired)
+                self._complete_with_output(node_id, node, fired, now=now)
                 self.advance(now=now)
             elif purpose == "timeout":
                 self._fail_node(
@@ -96,12 +97,13 @@ class Timers(RunBase):
                         "message": f"node {node_id!r} took longer than its timeout of "
                         f"{self.spec.nodes[node_id].timeout}",
                     },
+                    now=now,
                 )
         return True
 
-    def _wait_until(self, node: WaitNode) -> datetime:
+    def _wait_until(self, node: WaitNode, *, now: datetime) -> datetime:
         if node.for_:
-            return later(node.for_, self.decided_at)
+            return later(node.for_, now)
         assert node.until
         value = evaluate(node.until, self.activation())
         try:

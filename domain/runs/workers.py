@@ -25,18 +25,17 @@ class Workers(RunBase):
     ) -> None:
         """Record what a `tool` node's tool returned (JSON output when it is JSON), or its
         error (class `task`)."""
-        self.decided_at = now
         self.check_node_is_running(node_id, attempt)
         node = self.spec.nodes[node_id]
         assert isinstance(node, ToolNode)
         if not ok:
-            self._fail_node(node_id, attempt, {"class": "task", "message": content})
+            self._fail_node(node_id, attempt, {"class": "task", "message": content}, now=now)
             return
         try:
             output: Any = json.loads(content)
         except ValueError:
             output = content
-        self._complete_with_output(node_id, node, output)
+        self._complete_with_output(node_id, node, output, now=now)
         self.advance(now=now)
 
     def complete_remote(
@@ -54,16 +53,15 @@ class Workers(RunBase):
         """Record what a remote worker answered. `ok`: the output (after the graph edits it
         returned, if the node accepts edits); `task_error`: the work failed (class `task`);
         `infra_error`: the worker could not do it now (class `retryable`, retried)."""
-        self.decided_at = now
         self.check_node_is_running(node_id, attempt)
         node = self.spec.nodes[node_id]
         assert isinstance(node, RemoteNode)
         message = (error or {}).get("message") or "no message"
         if status == "task_error":
-            self._fail_node(node_id, attempt, {"class": "task", "message": message})
+            self._fail_node(node_id, attempt, {"class": "task", "message": message}, now=now)
             return
         if status == "infra_error":
-            self._fail_node(node_id, attempt, {"class": "retryable", "message": message})
+            self._fail_node(node_id, attempt, {"class": "retryable", "message": message}, now=now)
             return
         if edits and not node.accept_edits:
             self._fail_node(
@@ -76,6 +74,7 @@ class Workers(RunBase):
                         "accept them (set accept_edits: true)"
                     ),
                 },
+                now=now,
             )
             return
         if edits:
@@ -89,7 +88,8 @@ class Workers(RunBase):
                         "class": "task",
                         "message": f"the worker's graph edits were refused: {invalid}",
                     },
+                    now=now,
                 )
                 return
-        self._complete_with_output(node_id, node, output)
+        self._complete_with_output(node_id, node, output, now=now)
         self.advance(now=now)
