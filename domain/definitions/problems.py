@@ -29,8 +29,7 @@ from domain.definitions.nodes import (
     WaitNode,
 )
 from domain.definitions.spec import WorkflowSpec
-from domain.errors import Problem
-from domain.errors import problems_of as _check
+from domain.errors import Problem, problems_of
 from domain.expressions import compile_expression
 from domain.http_tools import TOOL_NAME, tool_problems
 from domain.schemas import schema_problems
@@ -119,14 +118,14 @@ def expression_problems(
     problems += json_schema_problems(spec.inputs, "inputs")
     problems += http_tool_problems(spec, allowed_hosts)
     if spec.output:
-        problems += _check(compile_expression, spec.output, "output")
+        problems += problems_of(compile_expression, spec.output, "output")
     for node_id, node in spec.nodes.items():
         at = f"nodes.{node_id}"
         problems += action_problems(node_id, node)
         if isinstance(node, ModelNode):
-            problems += _check(parse_template, node.prompt, f"{at}.prompt")
+            problems += problems_of(parse_template, node.prompt, f"{at}.prompt")
             if node.system:
-                problems += _check(parse_template, node.system, f"{at}.system")
+                problems += problems_of(parse_template, node.system, f"{at}.system")
         if isinstance(node, AgentNode):
             for index, tool in enumerate(node.tools):
                 if spec.tool(tool) is None:
@@ -136,13 +135,13 @@ def expression_problems(
                     )
         elif isinstance(node, SwitchNode):
             for index, case in enumerate(node.cases):
-                problems += _check(compile_expression, case.when, f"{at}.cases[{index}].when")
+                problems += problems_of(compile_expression, case.when, f"{at}.cases[{index}].when")
         elif isinstance(node, HumanNode):
             if node.value:
-                problems += _check(compile_expression, node.value, f"{at}.value")
+                problems += problems_of(compile_expression, node.value, f"{at}.value")
             for field in ("title", "instructions", "assignee"):
                 if getattr(node, field):
-                    problems += _check(parse_template, getattr(node, field), f"{at}.{field}")
+                    problems += problems_of(parse_template, getattr(node, field), f"{at}.{field}")
             try:
                 jsonschema.Draft202012Validator.check_schema(node.form)
             except jsonschema.SchemaError as error:
@@ -163,34 +162,36 @@ def expression_problems(
                 )
             for name, value in node.arguments.items():
                 if isinstance(value, str):
-                    problems += _check(parse_template, value, f"{at}.arguments.{name}")
+                    problems += problems_of(parse_template, value, f"{at}.arguments.{name}")
         elif isinstance(node, RemoteNode | SubworkflowNode):
             for name, value in node.input.items():
                 if isinstance(value, str):
-                    problems += _check(parse_template, value, f"{at}.input.{name}")
+                    problems += problems_of(parse_template, value, f"{at}.input.{name}")
         elif isinstance(node, WaitNode):
             for field in ("until", "event"):
                 if getattr(node, field):
-                    problems += _check(compile_expression, getattr(node, field), f"{at}.{field}")
+                    problems += problems_of(
+                        compile_expression, getattr(node, field), f"{at}.{field}"
+                    )
         elif isinstance(node, ChatNode):
             problems += chat_problems(node, at)
         elif isinstance(node, MapNode):
-            problems += _check(compile_expression, node.items, f"{at}.items")
+            problems += problems_of(compile_expression, node.items, f"{at}.items")
             for phase in ("on_enter", "on_exit"):
                 if getattr(node.do, phase):
                     problems.append(
                         Problem(f"{at}.do.{phase}", f"put {phase} on the map node, not in do")
                     )
-            problems += _check(parse_template, node.do.prompt, f"{at}.do.prompt")
+            problems += problems_of(parse_template, node.do.prompt, f"{at}.do.prompt")
             if node.do.system:
-                problems += _check(parse_template, node.do.system, f"{at}.do.system")
+                problems += problems_of(parse_template, node.do.system, f"{at}.do.system")
         elif isinstance(node, SetNode):
             for name, value in node.vars.items():
                 if isinstance(value, str):
-                    problems += _check(parse_template, value, f"{at}.vars.{name}")
+                    problems += problems_of(parse_template, value, f"{at}.vars.{name}")
         elif isinstance(node, ExtractNode):
-            problems += _check(parse_template, node.document, f"{at}.document")
-            problems += _check(parse_template, node.instructions, f"{at}.instructions")
+            problems += problems_of(parse_template, node.document, f"{at}.document")
+            problems += problems_of(parse_template, node.instructions, f"{at}.instructions")
             problems += json_schema_problems(node.fields_schema, f"{at}.schema")
             if node.fields_schema.get("type") != "object":
                 problems.append(Problem(f"{at}.schema.type", "must be object: fields by name"))
@@ -214,7 +215,7 @@ def http_tool_problems(
         templates = {"url": tool.url or "", **{f"headers.{k}": v for k, v in tool.headers.items()}}
         templates |= {f"body.{k}": v for k, v in (tool.body or {}).items() if isinstance(v, str)}
         for field, source in templates.items():
-            problems += _check(parse_template, source, f"{at}.{field}")
+            problems += problems_of(parse_template, source, f"{at}.{field}")
     return problems
 
 
@@ -233,7 +234,7 @@ def chat_problems(node: ChatNode, at: str) -> list[Problem]:
     problems: list[Problem] = []
     for field in ("system", "greeting", "title", "assignee"):
         if getattr(node, field):
-            problems += _check(parse_template, getattr(node, field), f"{at}.{field}")
+            problems += problems_of(parse_template, getattr(node, field), f"{at}.{field}")
     for name, branch in node.branches.items():
         where = f"{at}.branches.{name}"
         if not NODE_ID.match(name):
@@ -245,9 +246,9 @@ def chat_problems(node: ChatNode, at: str) -> list[Problem]:
             )
             continue
         if branch.reply is not None:
-            problems += _check(parse_template, branch.reply, f"{where}.reply")
+            problems += problems_of(parse_template, branch.reply, f"{where}.reply")
         if branch.prompt is not None:
-            problems += _check(parse_template, branch.prompt, f"{where}.prompt")
+            problems += problems_of(parse_template, branch.prompt, f"{where}.prompt")
             if not (branch.model or node.model):
                 problems.append(
                     Problem(f"{where}.model", "an LLM branch needs a model here or on the node")
@@ -291,15 +292,15 @@ def edge_problems(spec: WorkflowSpec) -> list[Problem]:
                 )
             seen.add(edge.to)
             if edge.when:
-                problems += _check(compile_expression, edge.when, f"{at}.when")
+                problems += problems_of(compile_expression, edge.when, f"{at}.when")
             if edge.trigger and edge.trigger.condition:
-                problems += _check(
+                problems += problems_of(
                     compile_expression, edge.trigger.condition, f"{at}.trigger.condition"
                 )
             for number, validator in enumerate(edge.validators):
                 where = f"{at}.validators[{number}]"
                 if validator.expression is not None:
-                    problems += _check(
+                    problems += problems_of(
                         compile_expression, validator.expression, f"{where}.expression"
                     )
                 if validator.llm is not None:

@@ -21,13 +21,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.definitions import (
-    SwitchNode,
-)
+from domain.definitions import SwitchNode
 from domain.definitions.edges import edge_key
-from domain.errors import (
-    DomainError,
-)
+from domain.errors import DomainError
 from domain.llm import Message, ToolCall
 from domain.runs.actions import Actions
 from domain.runs.agents import Agents

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from domain.definitions import (
-    AgentNode,
-)
-from domain.errors import (
-    NodeNotRunning,
-)
+from domain.definitions import AgentNode
+from domain.errors import NodeNotRunning
 from domain.llm import LlmRequest, LlmResult, Message, ToolCall
 from domain.runs.base import RunBase
 from domain.tools import argument_problems

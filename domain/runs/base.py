@@ -21,9 +21,7 @@ from domain.definitions import (
     WorkflowSpec,
 )
 from domain.definitions.edges import Edge
-from domain.errors import (
-    NodeNotRunning,
-)
+from domain.errors import NodeNotRunning
 from domain.llm import LlmRequest, LlmResult, ToolCall
 
 RunStatus = Literal["pending", "running", "paused", "waiting", "completed", "failed", "cancelled"]
@@ -88,7 +86,6 @@ class RunBase:
 
         version: int
 
-    if TYPE_CHECKING:
         # Facts: recorded by `WorkflowRun`'s `@event` methods.
 
         def _action_variables_set(

@@ -6,9 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from domain.definitions import (
-    ChatNode,
-)
+from domain.definitions import ChatNode
 from domain.llm import LlmResult
 from domain.runs.base import RunBase
 from domain.templates import render

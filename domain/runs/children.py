@@ -9,13 +9,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
-from domain.definitions import (
-    ERROR_CLASSES,
-    HEDDLE_NAMESPACE,
-)
-from domain.errors import (
-    NodeNotRunning,
-)
+from domain.definitions import ERROR_CLASSES, HEDDLE_NAMESPACE
+from domain.errors import NodeNotRunning
 from domain.llm import ToolCall
 from domain.runs.base import MAX_DEPTH, RunBase
 

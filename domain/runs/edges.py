@@ -15,11 +15,7 @@ from typing import Any
 
 from domain.definitions.edges import RESOLVED, Edge, edge_key, judge_request, verdict
 from domain.definitions.graph import loop_body, loops_within, reachable
-from domain.errors import (
-    ExpressionError,
-    RunNotActive,
-    TemplateError,
-)
+from domain.errors import ExpressionError, RunNotActive, TemplateError
 from domain.expressions import evaluate_condition
 from domain.llm import LlmResult
 from domain.runs.base import RunBase

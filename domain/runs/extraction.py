@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from domain.definitions import (
-    ExtractNode,
-)
+from domain.definitions import ExtractNode
 from domain.extraction import parse_fields
 from domain.llm import LlmResult
 from domain.runs.base import RunBase

@@ -5,11 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from domain.definitions import (
-    HumanNode,
-    WaitNode,
-    parse_definition,
-)
+from domain.definitions import HumanNode, WaitNode, parse_definition
 from domain.edits import EDGE_FIELDS, apply_edits
 from domain.errors import (
     DefinitionInvalid,

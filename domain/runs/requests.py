@@ -8,9 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from domain.errors import (
-    LlmRequestNotPending,
-)
+from domain.errors import LlmRequestNotPending
 from domain.llm import LlmRequest, LlmResult
 from domain.runs.base import RunBase
 
@@ -46,14 +44,18 @@ class ModelRequests(RunBase):
         """Record the model's answer to a run-level request and act on it."""
         pending = self.check_llm_request_pending(request_id)
         self._llm_request_completed(request_id, pending["purpose"], result.model_dump(mode="json"))
-        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(pending["context"], result, None, now=now)
+        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(
+            pending["context"], result, None, now=now
+        )
         self.advance(now=now)
 
     def fail_llm_request(self, request_id: str, error: dict[str, Any], *, now: datetime) -> None:
         """Record that a run-level request got no answer (after the provider's retries)."""
         pending = self.check_llm_request_pending(request_id)
         self._llm_request_failed(request_id, pending["purpose"], error)
-        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(pending["context"], None, error, now=now)
+        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(
+            pending["context"], None, error, now=now
+        )
         self.advance(now=now)
 
 

@@ -7,18 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from domain.actions import model_request, phase_queue
-from domain.definitions import (
-    AgentNode,
-    LlmNode,
-    MapNode,
-    ModelNode,
-)
+from domain.definitions import AgentNode, LlmNode, MapNode, ModelNode
 from domain.definitions.edges import NOT_TAKEN, RESOLVED
 from domain.durations import seconds
-from domain.errors import (
-    ExpressionError,
-    TemplateError,
-)
+from domain.errors import ExpressionError, TemplateError
 from domain.expressions import evaluate
 from domain.llm import LlmRequest, LlmResult
 from domain.runs.starters import NODE_STARTERS, NodeStarters

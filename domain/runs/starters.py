@@ -23,9 +23,7 @@ from domain.definitions import (
     ToolNode,
     WaitNode,
 )
-from domain.errors import (
-    ExpressionError,
-)
+from domain.errors import ExpressionError
 from domain.expressions import evaluate, evaluate_condition
 from domain.runs.base import MAX_DEPTH, RunBase
 from domain.templates import render, render_values

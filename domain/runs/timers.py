@@ -6,14 +6,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from domain.definitions import (
-    WaitNode,
-)
+from domain.definitions import WaitNode
 from domain.durations import DURATION, seconds
-from domain.errors import (
-    ExpressionError,
-    RunNotActive,
-)
+from domain.errors import ExpressionError, RunNotActive
 from domain.expressions import evaluate
 from domain.runs.base import RunBase
 

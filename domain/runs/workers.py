@@ -6,14 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from domain.definitions import (
-    RemoteNode,
-    ToolNode,
-)
-from domain.errors import (
-    DefinitionInvalid,
-    GraphEditRejected,
-)
+from domain.definitions import RemoteNode, ToolNode
+from domain.errors import DefinitionInvalid, GraphEditRejected
 from domain.runs.base import RunBase
 
 
