@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,12 @@ def decided_run(specs: dict[str, Any], index: int) -> WorkflowRun:
         input=input,
         command_id=f"c-{index}",
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     if spec.name == "titles":
         for item in range(3):
-            run.complete_llm_call("each", 1, answer(f"Title {item}", index), item=item)
+            run.complete_llm_call("each", 1, answer(f"Title {item}", index), item=item, now=datetime.now(UTC))
     else:
-        run.complete_llm_call("greet", 1, answer(f"Hello {input['name']}", index))
+        run.complete_llm_call("greet", 1, answer(f"Hello {input['name']}", index), now=datetime.now(UTC))
     return run
 
 

@@ -26,8 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.errors import ExpressionError, Problem, TemplateError
-from domain.errors import problems_of as _check
+from domain.errors import ExpressionError, Problem, TemplateError, problems_of
 from domain.expressions import compile_expression, evaluate, evaluate_condition
 from domain.llm import LlmRequest, Message
 from domain.templates import parse_template, render
@@ -286,12 +285,12 @@ def _problems(action: Action, at: str) -> list[Problem]:
                         )
                     )
                 elif part == "compute":
-                    problems += _check(compile_expression, value, f"{where}.compute.{name}")
+                    problems += problems_of(compile_expression, value, f"{where}.compute.{name}")
                 elif isinstance(value, str):
-                    problems += _check(parse_template, value, f"{where}.set.{name}")
+                    problems += problems_of(parse_template, value, f"{where}.set.{name}")
     elif action.conditional is not None:
         where = f"{at}.conditional"
-        problems += _check(compile_expression, action.conditional.if_, f"{where}.if")
+        problems += problems_of(compile_expression, action.conditional.if_, f"{where}.if")
         for branch, actions in (
             ("then", action.conditional.then),
             ("else", action.conditional.else_),
@@ -300,7 +299,7 @@ def _problems(action: Action, at: str) -> list[Problem]:
                 problems += _problems(inner, f"{where}.{branch}[{index}]")
     elif action.document is not None:
         for part in ("name", "template"):
-            problems += _check(
+            problems += problems_of(
                 parse_template, getattr(action.document, part), f"{at}.document.{part}"
             )
     elif action.llm is not None:
@@ -310,7 +309,7 @@ def _problems(action: Action, at: str) -> list[Problem]:
 
 def prompt_problems(source: Any, at: str) -> list[Problem]:
     """The problems of the templates of a model call (`source`'s `prompt` and `system`)."""
-    problems = _check(parse_template, source.prompt, f"{at}.prompt")
+    problems = problems_of(parse_template, source.prompt, f"{at}.prompt")
     if source.system:
-        problems += _check(parse_template, source.system, f"{at}.system")
+        problems += problems_of(parse_template, source.system, f"{at}.system")
     return problems

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import operator
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import celpy
 from celpy import celtypes
-from celpy.evaluation import Evaluator
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError, Context, Evaluator
 
 from domain.errors import ExpressionError
 
@@ -98,12 +99,12 @@ def evaluate(source: str, activation: dict[str, Any]) -> Any:
     """Evaluate an expression and return plain Python values."""
     program = compile_expression(source)
     try:
-        result = program.evaluate(celpy.json_to_cel(activation))
+        result = program.evaluate(cast(Context, json_to_cel(activation)))  # a dict: a MapType
     except ExpressionError as error:
         raise ExpressionError(f"{source!r} failed: {error}") from None
     except Exception as error:
         raise ExpressionError(f"{source!r} failed: {_first_line(error)}") from None
-    if isinstance(result, celpy.CELEvalError):
+    if isinstance(result, CELEvalError):
         raise ExpressionError(f"{source!r} failed: {_first_line(result)}")
     return to_python(result)
 

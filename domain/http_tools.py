@@ -96,22 +96,11 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
     )
 
 
-class AllowList:
-    """The hosts HTTP tools may call, set once when a process starts (from its settings),
-    like the tool catalogue of `domain/tools.py`."""
-
-    def __init__(self) -> None:
-        self.hosts: frozenset[str] = frozenset()
-
-    def allow(self, hosts: frozenset[str]) -> None:
-        self.hosts = frozenset(h.lower() for h in hosts)
-
-
-HTTP_HOSTS = AllowList()
-
-
-def tool_problems(name: str, tool: HttpTool, allowed: frozenset[str]) -> list[tuple[str, str]]:
-    """Every problem of a declared HTTP tool as (path under the tool, message)."""
+def tool_problems(
+    name: str, tool: HttpTool, allowed: frozenset[str] | None
+) -> list[tuple[str, str]]:
+    """Every problem of a declared HTTP tool as (path under the tool, message); its host is
+    checked against `allowed` unless that is None."""
     problems: list[tuple[str, str]] = []
     if (tool.url is None) == (tool.workflow is None):
         return [("", "give a url (an HTTP tool) or a workflow (a subworkflow tool), not both")]
@@ -126,7 +115,7 @@ def tool_problems(name: str, tool: HttpTool, allowed: frozenset[str]) -> list[tu
         problems.append(("url", "must start with http:// or https://"))
     elif not host or "{" in parts.netloc or "%" in parts.netloc:
         problems.append(("url", "write the host out: only the path and query may be templates"))
-    elif not host_allowed(host, allowed):
+    elif allowed is not None and not host_allowed(host, allowed):
         listed = ", ".join(sorted(allowed)) or "empty"
         problems.append(
             ("url", f"host {host!r} is not on the allow-list (HEDDLE_HTTP_TOOL_HOSTS: {listed})")

@@ -25,6 +25,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, proje
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
+from domain.messages import Event
 from domain.runs import TERMINAL_STATUSES, WorkflowRun
 
 HISTORY_FORMAT = "heddle.run-history/1"
@@ -33,7 +34,7 @@ HISTORY_FORMAT = "heddle.run-history/1"
 NODE_FIELDS_COMPARED = ("status", "input", "output", "error", "tokens", "cost_usd")
 """What must be equal for a node to be the `same` in two runs (latency never is)."""
 
-Envelope = dict[str, Any]
+Envelope = Event
 STARTED = "WorkflowRun.Started"
 
 

@@ -12,7 +12,6 @@ import psycopg
 from faststream.kafka import KafkaBroker
 from psycopg_pool import AsyncConnectionPool
 
-from domain.http_tools import HTTP_HOSTS
 from domain.llm import RetryPolicy
 from handlers.reactions.tools import ToolRegistry, builtin_tools
 from infra.credentials import CredentialStore, create_credentials_table
@@ -94,7 +93,6 @@ def build(settings: Settings, **overrides: Any) -> Ports:
     llm = port("llm", lambda: ProviderRouter(settings.providers, credentials=credentials))
     policy = port("retry_policy", RetryPolicy)
     port("complete_llm", lambda: RetryingLlm(llm, policy))
-    HTTP_HOSTS.allow(settings.allowed_hosts)
     tools = port("tools", builtin_tools)
     http_tools = port("http_tools", lambda: HttpTools(
         settings.allowed_hosts,

@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg_pool import AsyncConnectionPool
 
+from domain.messages import Event
 from infra.store import EventStore
 
 log = logging.getLogger("heddle.live")
@@ -39,7 +40,7 @@ def events_table(store: EventStore) -> Composed:
 
 async def events_after(
     store: EventStore, reads: AsyncConnectionPool, aggregate_id: UUID, version: int
-) -> list[dict[str, Any]]:
+) -> list[Event]:
     """An aggregate's events after `version`, in order, as envelopes."""
     query = SQL(
         "SELECT originator_id, originator_version, topic, state, notification_id AS id"
@@ -54,7 +55,7 @@ async def events_after(
 
 async def first_and_last_event(
     store: EventStore, reads: AsyncConnectionPool, aggregate_id: UUID
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
+) -> tuple[Event, Event] | None:
     """An aggregate's first and last events, or None when it has none."""
     one = SQL(
         "(SELECT originator_id, originator_version, topic, state, notification_id AS id"

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from domain.messages import Event
 from handlers.records import Record
 from infra.store import EventStore
 from projections import (
@@ -149,7 +150,7 @@ def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_00
         raise KeyError(f"unknown projection {unknown[0]!r} (known: {', '.join(PROJECTIONS)})")
     chosen = [p for name, p in PROJECTIONS.items() if name in names or not names]
 
-    def read(after: int) -> list[dict[str, Any]]:
+    def read(after: int) -> list[Event]:
         notifications = store.recorder.select_notifications(after, page, inclusive_of_start=False)
         return [store.envelope(n) for n in notifications]
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from domain.commands import CommandEnvelope
+from handlers.commands.context import Context
 from handlers.commands.intake import execute
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import build
@@ -123,7 +124,7 @@ class Heddle:
 
         def publish() -> dict[str, Any]:
             uow = UnitOfWork(self.store)
-            receipt = execute(envelope, uow)
+            receipt = execute(envelope, uow, Context(allowed_hosts=self.settings.allowed_hosts))
             uow.save()
             assert receipt is not None
             return receipt.as_result()

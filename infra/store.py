@@ -23,6 +23,7 @@ from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 
+from domain.messages import Event
 from handlers.records import Record
 
 T = TypeVar("T")
@@ -93,7 +94,7 @@ class EventStore(Application[UUID]):
                 found[name] = value
         return found
 
-    def aggregate_events(self, aggregate_id: UUID) -> list[dict[str, Any]]:
+    def aggregate_events(self, aggregate_id: UUID) -> list[Event]:
         """An aggregate's events as envelopes, with their positions in the store."""
         recorder = self.recorder
         query = (
@@ -106,7 +107,7 @@ class EventStore(Application[UUID]):
             rows = curs.fetchall()
         return [self.envelope(Notification(**row)) for row in rows]
 
-    def envelope(self, notification: Notification) -> dict[str, Any]:
+    def envelope(self, notification: Notification) -> Event:
         """The JSON envelope published on `heddle.events` for a stored event.
 
         Read from the stored JSON itself rather than through a domain event object: the

@@ -8,6 +8,8 @@ writes nothing new.
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain.messages import Event, RunEvent
 from projections import Cursor, write_rows
 from projections.queries import AsyncCursor, Row, rows, rows_of_run

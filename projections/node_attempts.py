@@ -77,7 +77,6 @@ COLUMNS = [
 KEY = COLUMNS[:5]
 JSON_COLUMNS = {"request", "tool_calls", "output", "usage", "error"}
 Key = tuple[str, int, int | None, int | None]  # node, attempt, item, step
-Row = dict[str, Any]
 Rows = dict[Key, Row]
 
 

@@ -27,10 +27,9 @@ import yaml
 from api.cli.stackfile import ADMIN_KEY_FILE, Stack, write_stack
 from api.http.app import create_app
 from infra.bootstrap import create_schema
-from infra.runtime import ALL_ROLES, Heddle
 from infra.devstack import EmbeddedPostgres, Tansu
 from infra.keys import ApiKeys, KeyRefused
-from infra.runtime import Heddle
+from infra.runtime import ALL_ROLES, Heddle
 from infra.settings import Settings
 
 log = logging.getLogger("heddle.up")

@@ -12,8 +12,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from infra.runtime import Heddle
 from infra.keys import ApiKey, ApiKeys, KeyRefused
+from infra.runtime import Heddle
 
 Runtime: TypeAlias = Heddle
 """The running Heddle a router serves: its stores, read pool, broker and settings."""

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from api.http.database import json_object, jsonable
 from api.http.dependencies import Caller, Runtime, caller
 from api.http.send import Accepted, send_run_command
+from domain.messages import Event
 from handlers.replay import (
     ReplayError,
     RunExists,
@@ -38,12 +39,12 @@ def routes(runtime: Runtime) -> APIRouter:
     return router
 
 
-async def events_of(runtime: Runtime, run_id: UUID, tenant: str) -> list[dict[str, Any]]:
+async def events_of(runtime: Runtime, run_id: UUID, tenant: str) -> list[Event]:
     """The run's events as JSON, straight from the store; 404 unless it is the tenant's."""
     events = await asyncio.to_thread(runtime.store.aggregate_events, run_id)
     if tenant_of(events) != tenant:
         raise HTTPException(404, f"no run {run_id}")
-    found: list[dict[str, Any]] = jsonable(events)
+    found: list[Event] = jsonable(events)
     return found
 
 

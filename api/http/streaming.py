@@ -26,6 +26,7 @@ from fastapi import HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.http.dependencies import Runtime
+from domain.messages import Event
 from infra.live import Doorbell, RunTokens, events_after, first_and_last_event
 from infra.store import dumps
 
@@ -84,7 +85,7 @@ def parse_cursor(value: str | None) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-Ends = Callable[[UUID, dict[str, Any]], dict[str, Any] | None]
+Ends = Callable[[UUID, Event], dict[str, Any] | None]
 """The data of the `end` message if this event ends the stream, else None."""
 
 
@@ -103,7 +104,7 @@ async def _messages(
     version: int,
     offset: int,
     started: datetime,
-    latest: dict[str, Any],
+    latest: Event,
     ends: Ends,
 ) -> AsyncIterator[ServerSentEvent]:
     """The stream of one aggregate (a run, a thread): its events from the store and the

@@ -12,6 +12,7 @@ from sse_starlette import EventSourceResponse
 
 from api.http.dependencies import Caller, Runtime, caller
 from api.http.streaming import open_stream
+from domain.messages import Event
 from domain.runs import TERMINAL_STATUSES
 from infra.live import Doorbell
 
@@ -37,7 +38,7 @@ def routes(runtime: Runtime) -> APIRouter:
     return router
 
 
-def end_of(run_id: UUID, envelope: dict[str, Any]) -> dict[str, Any]:
+def end_of(run_id: UUID, envelope: Event) -> dict[str, Any]:
     """The data of the `end` message, for the event that ended the run."""
     return {
         "run_id": str(run_id),
@@ -47,12 +48,12 @@ def end_of(run_id: UUID, envelope: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def ending(envelope: dict[str, Any]) -> str | None:
+def ending(envelope: Event) -> str | None:
     """The run's final status if this event ends it."""
     kind = envelope["type"].removeprefix("WorkflowRun.").lower()
     return kind if kind in TERMINAL_STATUSES else None
 
 
-def run_end(run_id: UUID, envelope: dict[str, Any]) -> dict[str, Any] | None:
+def run_end(run_id: UUID, envelope: Event) -> dict[str, Any] | None:
     """The `end` message's data when the event ends the run."""
     return end_of(run_id, envelope) if ending(envelope) else None

@@ -25,6 +25,7 @@ from api.http.dependencies import Caller, Runtime, caller
 from api.http.pagination import after, page
 from api.http.send import send_command
 from api.http.streaming import open_stream
+from domain.messages import Event
 from infra.live import Doorbell
 from projections import threads
 
@@ -64,7 +65,7 @@ class ThreadAccepted(BaseModel):
     thread_id: str
 
 
-def thread_end(thread_id: UUID, envelope: dict[str, Any]) -> dict[str, Any] | None:
+def thread_end(thread_id: UUID, envelope: Event) -> dict[str, Any] | None:
     """The `end` message's data when the event completes the thread."""
     if envelope["type"] != "Thread.Completed":
         return None

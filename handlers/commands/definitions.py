@@ -7,14 +7,16 @@ from typing import Any
 from domain.commands import CommandEnvelope, PublishWorkflow
 from domain.definitions import WorkflowDefinition, definition_id, input_problems, parse_definition
 from domain.errors import InputInvalid, WorkflowNotFound
+from handlers.commands.context import Context
 from handlers.unit_of_work import UnitOfWork
 
 
 def publish_workflow(
-    command: PublishWorkflow, envelope: CommandEnvelope, uow: UnitOfWork
+    command: PublishWorkflow, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
-    """Validate a definition and publish it as a new version (or the same, if unchanged)."""
-    spec = parse_definition(command.definition)
+    """Validate a definition and publish it as a new version (or the same, if unchanged);
+    its HTTP tools may call only the deployment's allowed hosts."""
+    spec = parse_definition(command.definition, ctx.allowed_hosts)
     aggregate_id = definition_id(envelope.tenant, spec.name)
     definition = uow.get(aggregate_id, WorkflowDefinition)
     if definition is None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.definitions.edges import RESOLVED
+
 from domain.commands import CommandEnvelope, ForkRun, run_id_for
-from domain.edges import RESOLVED
 from domain.edits import with_overrides
 from domain.errors import DefinitionInvalid, ForkRejected, Problem, RunNotFound
 from domain.llm import LlmRequest
 from domain.runs import WorkflowRun
+from handlers.commands.context import Context
 from handlers.commands.runs import new_run
 from handlers.unit_of_work import UnitOfWork
 
@@ -76,7 +78,7 @@ def fork_point(events: list[Any], from_node: str) -> ForkPoint:
     return point
 
 
-def fork_run(command: ForkRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def fork_run(command: ForkRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     """Start the fork as a new run of the same workflow version, with its overrides."""
     events = list(uow.app.repository.event_store.get(command.source_run_id))
     if not events or getattr(events[0], "tenant", None) != envelope.tenant:
@@ -115,7 +117,7 @@ def fork_run(command: ForkRun, envelope: CommandEnvelope, uow: UnitOfWork) -> di
         "recorded": point.recorded if command.mode == "recorded" else {},
     }
     new_run(
-        uow, run_id, envelope,
+        uow, run_id, envelope, ctx,
         workflow=source.workflow,
         version=source.workflow_version,
         content_hash=spec.content_hash(),

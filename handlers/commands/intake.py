@@ -45,14 +45,15 @@ from domain.commands import (
 )
 from domain.errors import CommandRejected, DefinitionInvalid
 from handlers.commands import runs, threads
+from handlers.commands.context import Context
 from handlers.commands.definitions import publish_workflow
 from handlers.commands.forks import fork_run
 from handlers.commands.tenants import configure_tenant
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 
-Handler = Callable[[Any, CommandEnvelope, UnitOfWork], dict[str, Any]]
-"""(command, its envelope, the unit of work) → the accepted receipt's result."""
+Handler = Callable[[Any, CommandEnvelope, UnitOfWork, Context], dict[str, Any]]
+"""(command, its envelope, the unit of work, the context) → the accepted receipt's result."""
 
 COMMAND_HANDLERS: dict[type[BaseModel], Handler] = {
     StartRun: runs.start_run,
@@ -100,8 +101,11 @@ def task_result_as_command(record: Record) -> Record:
     return dataclasses.replace(record, value=json.dumps(command).encode())
 
 
-def handle_command(record: Record, uow: UnitOfWork) -> CommandReceipt | None:
-    """Decide one command from the wire. Returns the new receipt, or None for a repeat."""
+def handle_command(
+    record: Record, uow: UnitOfWork, ctx: Context | None = None
+) -> CommandReceipt | None:
+    """Decide one command from the wire. Returns the new receipt, or None for a repeat.
+    `ctx`: the time and the deployment's rules (now, and no HTTP host, by default)."""
     try:
         data = json.loads(record.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -117,10 +121,12 @@ def handle_command(record: Record, uow: UnitOfWork) -> CommandReceipt | None:
         envelope = CommandEnvelope.model_validate(data)
     except ValidationError as error:
         return reject(uow, command_id, str(data.get("type", "?")), data, explain(error))
-    return execute(envelope, uow)
+    return execute(envelope, uow, ctx)
 
 
-def execute(envelope: CommandEnvelope, uow: UnitOfWork) -> CommandReceipt | None:
+def execute(
+    envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context | None = None
+) -> CommandReceipt | None:
     """Run a validated command's handler and record its receipt."""
     if uow.exists(receipt_id(envelope.tenant, envelope.command_id)):
         return None
@@ -136,7 +142,7 @@ def execute(envelope: CommandEnvelope, uow: UnitOfWork) -> CommandReceipt | None
         return reject(uow, envelope.command_id, envelope.type, envelope.model_dump(), reason)
     before = {id(a) for a in uow.changed()}
     try:
-        result = COMMAND_HANDLERS[type(payload)](payload, envelope, uow)
+        result = COMMAND_HANDLERS[type(payload)](payload, envelope, uow, ctx or Context())
     except (CommandRejected, DefinitionInvalid) as error:
         for aggregate in uow.changed():
             if id(aggregate) not in before:

@@ -27,11 +27,14 @@ from domain.commands import (
 )
 from domain.errors import CommandRejected, NodeNotRunning, RunAlreadyExists, RunNotFound
 from domain.runs import WorkflowRun
+from handlers.commands.context import Context
 from handlers.commands.definitions import published_version
 from handlers.unit_of_work import UnitOfWork
 
 
-def new_run(uow: UnitOfWork, run_id: UUID, envelope: CommandEnvelope, **facts: Any) -> WorkflowRun:
+def new_run(
+    uow: UnitOfWork, run_id: UUID, envelope: CommandEnvelope, ctx: Context, **facts: Any
+) -> WorkflowRun:
     """Create a run (`facts`: workflow, version, content_hash, graph, input and, for a
     child or a fork, parent or fork), start what is ready and add it to the unit of work:
     the one way a run begins, for starts, forks, subworkflows and conversations."""
@@ -43,8 +46,8 @@ def new_run(uow: UnitOfWork, run_id: UUID, envelope: CommandEnvelope, **facts: A
         **facts,
     )
     if facts.get("fork") is not None:
-        run.reopen_edges()
-    run.advance()
+        run.reopen_edges(now=ctx.now)
+    run.advance(now=ctx.now)
     uow.add(run)
     return run
 
@@ -57,7 +60,7 @@ def run_of(uow: UnitOfWork, run_id: UUID, tenant: str) -> WorkflowRun:
     return run
 
 
-def start_run(command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def start_run(command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     """Start a run of the pinned (or latest) version of a published workflow."""
     version = published_version(
         uow, envelope.tenant, command.workflow, command.version, command.input
@@ -66,7 +69,7 @@ def start_run(command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork) -> 
     if uow.exists(run_id):
         raise RunAlreadyExists(f"run {run_id} exists already: choose another run_id")
     new_run(
-        uow, run_id, envelope,
+        uow, run_id, envelope, ctx,
         workflow=command.workflow,
         version=version["version"],
         content_hash=version["content_hash"],
@@ -77,17 +80,18 @@ def start_run(command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork) -> 
 
 
 def complete_task(
-    command: CompleteTask, envelope: CommandEnvelope, uow: UnitOfWork
+    command: CompleteTask, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     run.complete_task(
-        command.task, envelope.actor, command.decision, command.input, command.comment
-    )
+        command.task, envelope.actor, command.decision, command.input, command.comment,
+        now=ctx.now,
+    )  # fmt: skip
     return {"run_id": str(run.id), "task": command.task, "status": run.status}
 
 
 def reassign_task(
-    command: ReassignTask, envelope: CommandEnvelope, uow: UnitOfWork
+    command: ReassignTask, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     run.reassign_task(
@@ -101,59 +105,61 @@ def reassign_task(
     return {"run_id": str(run.id), "task": {command.task: run.tasks[command.task]}}
 
 
-def pause_run(command: PauseRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def pause_run(command: PauseRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.pause(envelope.actor, command.reason, command.until)
+    run.pause(envelope.actor, command.reason, command.until, now=ctx.now)
     return {"run_id": str(run.id), "status": run.status}
 
 
-def resume_run(command: ResumeRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def resume_run(command: ResumeRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.resume(envelope.actor, command.at)
+    run.resume(envelope.actor, command.at, now=ctx.now)
     return {"run_id": str(run.id), "status": run.status}
 
 
-def cancel_run(command: CancelRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def cancel_run(command: CancelRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     run.cancel(envelope.actor, command.reason)
     return {"run_id": str(run.id), "status": run.status}
 
 
-def skip_node(command: SkipNode, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def skip_node(command: SkipNode, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.skip_node(command.node, envelope.actor, command.reason)
+    run.skip_node(command.node, envelope.actor, command.reason, now=ctx.now)
     return {"run_id": str(run.id), "node": command.node, "status": run.status}
 
 
-def signal_run(command: SignalRun, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def signal_run(command: SignalRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    matched = run.signal(command.name, command.data, envelope.actor)
+    matched = run.signal(command.name, command.data, envelope.actor, now=ctx.now)
     return {"run_id": str(run.id), "nodes": matched, "status": run.status}
 
 
 def set_variables(
-    command: SetVariables, envelope: CommandEnvelope, uow: UnitOfWork
+    command: SetVariables, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    run.set_variables(command.variables, envelope.actor, command.reason)
+    run.set_variables(command.variables, envelope.actor, command.reason, now=ctx.now)
     return {"run_id": str(run.id), "status": run.status}
 
 
-def fire_timer(command: FireTimer, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def fire_timer(command: FireTimer, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
-    fired = run.fire_timer(command.timer)
+    fired = run.fire_timer(command.timer, now=ctx.now)
     return {"run_id": str(run.id), "timer": command.timer, "fired": fired, "status": run.status}
 
 
 def complete_remote_task(
-    command: CompleteRemoteTask, envelope: CommandEnvelope, uow: UnitOfWork
+    command: CompleteRemoteTask, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     run_id, node_id, attempt = command.parts()
     run = run_of(uow, run_id, envelope.tenant)
     error = command.error.model_dump() if command.error else None
     try:
-        run.complete_remote(node_id, attempt, command.status, command.output, error,
-                            list(command.edits), envelope.actor)  # fmt: skip
+        run.complete_remote(
+            node_id, attempt, command.status, command.output, error, list(command.edits),
+            envelope.actor, now=ctx.now, allowed_hosts=ctx.allowed_hosts,
+        )  # fmt: skip
     except NodeNotRunning:
         raise CommandRejected(
             f"task {command.task_id} is not running any more (a late or repeated result)"
@@ -161,11 +167,14 @@ def complete_remote_task(
     return {"run_id": str(run.id), "node": node_id, "status": run.status}
 
 
-def edit_graph(command: EditGraph, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def edit_graph(command: EditGraph, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     """Apply a graph edit to a running run of the caller's tenant."""
     run = run_of(uow, command.run_id, envelope.tenant)
     before = {n for n, s in run.nodes.items() if s["status"] != "pending"}
-    run.edit_graph(list(command.edits), envelope.actor, command.reason)
+    run.edit_graph(
+        list(command.edits), envelope.actor, command.reason,
+        now=ctx.now, allowed_hosts=ctx.allowed_hosts,
+    )  # fmt: skip
     return {
         "run_id": str(run.id),
         "content_hash": run.content_hash,
@@ -176,7 +185,7 @@ def edit_graph(command: EditGraph, envelope: CommandEnvelope, uow: UnitOfWork) -
 
 
 def start_subworkflow(
-    command: StartSubworkflow, envelope: CommandEnvelope, uow: UnitOfWork
+    command: StartSubworkflow, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     """Start the child run a `subworkflow` node attempt waits for, in the parent's tenant,
     with the workflow, version and input the parent recorded; when it cannot start, the
@@ -197,10 +206,10 @@ def start_subworkflow(
         )
     except CommandRejected as error:
         message = f"cannot start subworkflow {started['workflow']!r}: {error}"
-        parent.fail_subworkflow_start(str(child_id), message)
+        parent.fail_subworkflow_start(str(child_id), message, now=ctx.now)
         return {**result, "child_run_id": None, "reason": message}
     new_run(
-        uow, child_id, envelope,
+        uow, child_id, envelope, ctx,
         workflow=started["workflow"],
         version=version["version"],
         content_hash=version["content_hash"],
@@ -212,7 +221,7 @@ def start_subworkflow(
 
 
 def complete_subworkflow(
-    command: CompleteSubworkflow, envelope: CommandEnvelope, uow: UnitOfWork
+    command: CompleteSubworkflow, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     """Hand a finished child run's outcome to the node of its parent that waits for it."""
     child = run_of(uow, command.child_run_id, envelope.tenant)
@@ -220,7 +229,9 @@ def complete_subworkflow(
         raise CommandRejected(f"run {child.id} is not a finished child run")
     parent = run_of(uow, UUID(child.parent["run_id"]), envelope.tenant)
     try:
-        parent.complete_subworkflow(str(child.id), child.status, child.output, child.error)
+        parent.complete_subworkflow(
+            str(child.id), child.status, child.output, child.error, now=ctx.now
+        )
     except NodeNotRunning as error:
         raise CommandRejected(f"the parent no longer waits for this child: {error}") from None
     return {"run_id": str(parent.id), "node": child.parent["node_id"], "status": parent.status}

@@ -6,11 +6,12 @@ from typing import Any
 
 from domain.commands import CommandEnvelope, ConfigureTenant
 from domain.tenants import TenantSettings, settings_id
+from handlers.commands.context import Context
 from handlers.unit_of_work import UnitOfWork
 
 
 def configure_tenant(
-    command: ConfigureTenant, envelope: CommandEnvelope, uow: UnitOfWork
+    command: ConfigureTenant, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     """Set the tenant's AI mode; threads opened from now on answer that way."""
     settings = uow.get(settings_id(envelope.tenant), TenantSettings)

@@ -26,6 +26,7 @@ from domain.errors import NodeNotRunning, SignalIgnored, ThreadInvalid, ThreadNo
 from domain.runs import WorkflowRun
 from domain.tenants import NO_AI, ORCHESTRATOR, TenantSettings, orchestrator, settings_id
 from domain.threads import Replies, Thread, thread_id_for
+from handlers.commands.context import Context
 from handlers.commands.definitions import published_definition
 from handlers.commands.runs import (
     new_run,
@@ -46,7 +47,7 @@ def thread_of(uow: UnitOfWork, thread_id: UUID, tenant: str) -> Thread:
     return thread
 
 
-def open_thread(command: OpenThread, envelope: CommandEnvelope, uow: UnitOfWork) -> dict[str, Any]:
+def open_thread(command: OpenThread, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
     """Open a free thread: answered by runs of `workflow`, or in the tenant's AI mode."""
     thread_id = command.thread_id or thread_id_for(envelope.tenant, envelope.command_id)
     if uow.exists(thread_id):
@@ -83,7 +84,7 @@ def open_thread(command: OpenThread, envelope: CommandEnvelope, uow: UnitOfWork)
 
 
 def post_message(
-    command: PostMessage, envelope: CommandEnvelope, uow: UnitOfWork
+    command: PostMessage, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     """Post a person's message; a branch's action is applied to the bound run, and a
     thread answered by runs hands the message to its run (or starts one)."""
@@ -93,14 +94,14 @@ def post_message(
     if command.branch is not None:
         action = thread.branches[command.branch].get("action")
         if action is not None:
-            result["action"] = take_action(thread, command.branch, envelope, uow)
+            result["action"] = take_action(thread, command.branch, envelope, uow, ctx)
     elif thread.replies == "run":
-        result["run_id"] = str(advance_conversation(thread, message, envelope, uow))
+        result["run_id"] = str(advance_conversation(thread, message, envelope, uow, ctx))
     return result
 
 
 def take_action(
-    thread: Thread, branch: str, envelope: CommandEnvelope, uow: UnitOfWork
+    thread: Thread, branch: str, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     """Apply a branch's saved action to the run whose `chat` node the thread belongs to."""
     chosen = thread.branches[branch]
@@ -113,22 +114,22 @@ def take_action(
     action = chosen["action"]
     if action == "snooze":
         return pause_run(
-            PauseRun(run_id=run_id, reason=reason, until=chosen["until"]), envelope, uow
+            PauseRun(run_id=run_id, reason=reason, until=chosen["until"]), envelope, uow, ctx
         )
     if action == "schedule":
-        return resume_run(ResumeRun(run_id=run_id, at=chosen["at"]), envelope, uow)
+        return resume_run(ResumeRun(run_id=run_id, at=chosen["at"]), envelope, uow, ctx)
     if action == "escalate":
         changes = {k: chosen.get(k) for k in ("assignee", "role", "priority")}
         return reassign_task(
-            ReassignTask(run_id=run_id, task=node_id, reason=reason, **changes), envelope, uow
+            ReassignTask(run_id=run_id, task=node_id, reason=reason, **changes), envelope, uow, ctx
         )
-    done = skip_node(SkipNode(run_id=run_id, node=node_id, reason=reason), envelope, uow)
+    done = skip_node(SkipNode(run_id=run_id, node=node_id, reason=reason), envelope, uow, ctx)
     thread.complete(envelope.actor, {}, outcome="skipped")
     return done
 
 
 def advance_conversation(
-    thread: Thread, message: dict[str, Any], envelope: CommandEnvelope, uow: UnitOfWork
+    thread: Thread, message: dict[str, Any], envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> UUID:
     """The run that answers the thread takes the message: a run waiting in a `wait` node
     for the `message` event goes on with it; with no run, or the last one finished, a new
@@ -141,7 +142,7 @@ def advance_conversation(
     }
     if run is not None and not run.is_finished:
         try:
-            run.signal("message", data, envelope.actor)
+            run.signal("message", data, envelope.actor, now=ctx.now)
         except SignalIgnored:
             raise ThreadInvalid(
                 f"the run {run.id} that answers thread {thread.id} is busy and waits for no "
@@ -152,12 +153,12 @@ def advance_conversation(
     messages = [{"role": m["role"], "content": m["content"]} for m in thread.messages]
     input = {"thread_id": str(thread.id), "message": message["content"], "messages": messages}
     if thread.workflow is not None:
-        start_run(StartRun(workflow=thread.workflow, run_id=run_id, input=input), envelope, uow)
+        start_run(StartRun(workflow=thread.workflow, run_id=run_id, input=input), envelope, uow, ctx)
         return run_id
     assert thread.reply is not None  # the tenant's orchestrator settings when it opened
     spec = orchestrator(thread.reply)
     new_run(
-        uow, run_id, envelope,  # thread_of: the thread is the envelope's tenant's
+        uow, run_id, envelope, ctx,  # thread_of: the thread is the envelope's tenant's
         workflow=ORCHESTRATOR,
         version=0,
         content_hash=spec.content_hash(),
@@ -168,7 +169,7 @@ def advance_conversation(
 
 
 def complete_thread(
-    command: CompleteThread, envelope: CommandEnvelope, uow: UnitOfWork
+    command: CompleteThread, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     """Close a thread; a `chat` node's thread completes the node, and the run moves on."""
     thread = thread_of(uow, command.thread_id, envelope.tenant)
@@ -179,7 +180,8 @@ def complete_thread(
         assert run is not None  # a thread is bound to a run that exists
         with suppress(NodeNotRunning):  # the run ended or moved on: only the thread closes
             run.complete_chat(
-                thread.binding["node_id"], thread.binding["attempt"], envelope.actor, output
-            )
+                thread.binding["node_id"], thread.binding["attempt"], envelope.actor, output,
+                now=ctx.now,
+            )  # fmt: skip
             result.update(run_id=str(run.id), run_status=run.status)
     return result

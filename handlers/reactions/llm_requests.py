@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -80,6 +81,6 @@ def record_llm_answers(answers: list[LlmRequestAnswer], uow: UnitOfWork) -> None
             continue
         with suppress(LlmRequestNotPending):
             if answer.result is not None:
-                run.complete_llm_request(answer.due.request_id, answer.result)
+                run.complete_llm_request(answer.due.request_id, answer.result, now=datetime.now(UTC))
             elif answer.error is not None:
-                run.fail_llm_request(answer.due.request_id, answer.error.to_dict())
+                run.fail_llm_request(answer.due.request_id, answer.error.to_dict(), now=datetime.now(UTC))

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from itertools import count
 from typing import Any, Protocol, TypeVar
@@ -261,11 +262,18 @@ def record_llm_outcomes(outcomes: list[LlmOutcome], uow: UnitOfWork) -> list[Too
                     call.node_id, call.attempt, try_number, error.to_dict(), retry_in, call.item
                 )
             if outcome.result is not None and call.kind == "agent":
-                tool_calls += run.complete_agent_step(call.node_id, call.attempt, outcome.result)
+                tool_calls += run.complete_agent_step(
+                    call.node_id, call.attempt, outcome.result, now=datetime.now(UTC)
+                )
             elif outcome.result is not None:
-                run.complete_llm_call(call.node_id, call.attempt, outcome.result, call.item)
+                run.complete_llm_call(
+                    call.node_id, call.attempt, outcome.result, call.item, now=datetime.now(UTC)
+                )
             elif outcome.error is not None:
-                run.fail_node(call.node_id, call.attempt, outcome.error.to_dict(), call.item)
+                run.fail_node(
+                    call.node_id, call.attempt, outcome.error.to_dict(), call.item,
+                    now=datetime.now(UTC),
+                )  # fmt: skip
         except NodeNotRunning:
             continue
     return tool_calls

@@ -158,4 +158,4 @@ def record_tool_nodes(
         run = uow.get(due.run_id, WorkflowRun)
         if run is not None:
             with suppress(NodeNotRunning):
-                run.complete_tool_node(due.node_id, due.attempt, ok, content)
+                run.complete_tool_node(due.node_id, due.attempt, ok, content, now=datetime.now(UTC))

@@ -4,6 +4,7 @@ one transaction with its positions, and reports each command's receipt."""
 from __future__ import annotations
 
 from domain.commands import CommandReceipt
+from handlers.commands.context import Context
 from handlers.commands.intake import handle_command, task_result_as_command
 from handlers.records import Record, trackings_for
 from handlers.unit_of_work import UnitOfWork
@@ -36,7 +37,8 @@ class Intake:
         def decide() -> list[CommandReceipt]:
             fresh = self.positions.fresh(records)
             uow = UnitOfWork(self.ports.store)
-            receipts = [r for r in (handle_command(record, uow) for record in fresh) if r]
+            ctx = Context(allowed_hosts=self.ports.settings.allowed_hosts)
+            receipts = [r for r in (handle_command(record, uow, ctx) for record in fresh) if r]
             trackings = trackings_for(self.positions.consumer, fresh)
             uow.save(trackings)
             self.positions.advance(trackings)

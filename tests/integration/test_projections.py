@@ -11,7 +11,7 @@ from infra.projector import PROJECTIONS, rebuild
 from tests.integration.helpers import api_client, example, publish, wait_for_run
 
 
-def _table_digest(database_url: str, table: str) -> tuple[int, str]:
+def table_digest(database_url: str, table: str) -> tuple[int, str]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(f"SELECT to_jsonb(t)::text FROM {table} t ORDER BY 1").fetchall()
     return len(rows), hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
@@ -19,7 +19,7 @@ def _table_digest(database_url: str, table: str) -> tuple[int, str]:
 
 async def _until_rows(database_url: str, table: str) -> None:
     for _ in range(200):
-        if _table_digest(database_url, table)[0]:
+        if table_digest(database_url, table)[0]:
             return
         await asyncio.sleep(0.05)
 
@@ -57,11 +57,11 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
         await _until_rows(database_url, "thread_messages")
     for name, projection in PROJECTIONS.items():
         for table in projection.TABLES:
-            before = _table_digest(database_url, table)
+            before = table_digest(database_url, table)
             assert before[0] > 0, f"{table} is empty before the rebuild"
             count = await asyncio.to_thread(rebuild, database_url, heddle.store, name)
             assert count > 0
-            assert _table_digest(database_url, table) == before, f"{table} differs after rebuild"
+            assert table_digest(database_url, table) == before, f"{table} differs after rebuild"
 
 
 async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, database_url) -> None:
@@ -72,7 +72,7 @@ async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, datab
         await publish(client, example("hello"))
         started = (await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})).json()
         await wait_for_run(client, started["run_id"])
-    before = _table_digest(database_url, "runs")
+    before = table_digest(database_url, "runs")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "api.cli", "projections", "rebuild", "run_history",
         env={**os.environ, "DATABASE_URL": database_url},
@@ -81,7 +81,7 @@ async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, datab
     stdout, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     assert "rebuilt run_history from" in stdout.decode()
-    assert _table_digest(database_url, "runs") == before
+    assert table_digest(database_url, "runs") == before
     every = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "api.cli", "projections", "rebuild",
         env={**os.environ, "DATABASE_URL": database_url},
@@ -90,4 +90,4 @@ async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, datab
     stdout, stderr = await every.communicate()
     assert every.returncode == 0, stderr.decode()
     assert "rebuilt run_history, run_timeline, definitions" in stdout.decode()
-    assert _table_digest(database_url, "runs") == before
+    assert table_digest(database_url, "runs") == before

@@ -12,7 +12,7 @@ import psycopg
 from infra.projector import PROJECTIONS, rebuild
 from tests.integration.helpers import example, publish
 from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
-from tests.integration.test_projections import _table_digest
+from tests.integration.test_projections import table_digest
 from tests.integration.test_reads import AGENT, FLAKY
 
 RUNS = 1000
@@ -20,7 +20,7 @@ RUNS = 1000
 
 def digests(database_url: str) -> dict[str, tuple[int, str]]:
     """Row count and a hash of the rows, of every projection's tables."""
-    return {t: _table_digest(database_url, t) for p in PROJECTIONS.values() for t in p.TABLES}
+    return {t: table_digest(database_url, t) for p in PROJECTIONS.values() for t in p.TABLES}
 
 
 async def until_finished(database_url: str, count: int, seconds: float = 120.0) -> None:

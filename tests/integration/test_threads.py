@@ -26,7 +26,7 @@ from tests.integration.helpers import (
     wait_for_run,
 )
 from tests.integration.shared import openai  # noqa: F401 (fixture)
-from tests.integration.test_projections import _table_digest
+from tests.integration.test_projections import table_digest
 from tests.integration.test_streams import SLOW, STORY, heddle_cli, served
 
 
@@ -274,9 +274,9 @@ async def test_the_threads_read_model_rebuilds_to_identical_rows(
     await say(client, thread_id, "rebuild me")
 
     tables = ("threads", "thread_messages")
-    before = {t: _table_digest(heddle.database_url, t) for t in tables}
+    before = {t: table_digest(heddle.database_url, t) for t in tables}
     await asyncio.to_thread(rebuild, heddle.database_url, heddle.store, "threads")
-    assert {t: _table_digest(heddle.database_url, t) for t in tables} == before
+    assert {t: table_digest(heddle.database_url, t) for t in tables} == before
     assert before["thread_messages"][0] >= 2
 
 

@@ -5,6 +5,7 @@ The run worker's functions make the model calls, against the scripted provider."
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -352,14 +353,14 @@ def test_an_answer_for_a_node_that_moved_on_changes_nothing() -> None:
     run = start(document)
     waiting = run.action_waiting("first")
     assert waiting is not None
-    run.skip_node("first", "ada", "not needed")
+    run.skip_node("first", "ada", "not needed", now=datetime.now(UTC))
     run.collect_events()
-    run.complete_llm_request(waiting["request_id"], answer("late"))
+    run.complete_llm_request(waiting["request_id"], answer("late"), now=datetime.now(UTC))
     assert names(run) == ["LlmRequestCompleted"]  # paid for, so counted; nothing else
     assert "risk" not in run.variables
     assert run.nodes["first"]["status"] == "completed"
     with pytest.raises(LlmRequestNotPending):
-        run.complete_llm_request(waiting["request_id"], answer("again"))
+        run.complete_llm_request(waiting["request_id"], answer("again"), now=datetime.now(UTC))
 
 
 async def test_an_action_model_call_that_fails_for_good_fails_the_node(uow: UnitOfWork) -> None:
@@ -493,7 +494,7 @@ def test_a_human_nodes_exit_actions_see_the_decision_a_person_made() -> None:
         )
     )
     run.collect_events()
-    run.complete_task("review", "ada", "approve", None, "fine")
+    run.complete_task("review", "ada", "approve", None, "fine", now=datetime.now(UTC))
     [saved] = [e for e in run.collect_events() if type(e).__name__ == "ArtifactSaved"]
     assert (saved.name, saved.content, saved.action) == (
         "approval.txt",
@@ -519,7 +520,7 @@ def test_a_wait_node_still_entering_does_not_take_a_signal_meant_for_its_wait() 
     )
     assert run.action_waiting("hold") is not None
     with pytest.raises(SignalIgnored):
-        run.signal("paid", {}, "ada")
+        run.signal("paid", {}, "ada", now=datetime.now(UTC))
     assert run.nodes["hold"]["status"] == "running"
 
 
@@ -592,8 +593,14 @@ def test_a_repeated_result_of_a_node_whose_exit_actions_wait_changes_nothing() -
             },
         )
     )
-    run.complete_remote("ask", 1, "ok", {"name": "Acme"}, None, [], "crm-worker")
+    run.complete_remote(
+        "ask", 1, "ok", {"name": "Acme"}, None, [], "crm-worker",
+        now=datetime.now(UTC), allowed_hosts=frozenset(),
+    )  # fmt: skip
     run.collect_events()
     with pytest.raises(NodeNotRunning):
-        run.complete_remote("ask", 1, "ok", {"name": "Acme"}, None, [], "crm-worker")
+        run.complete_remote(
+            "ask", 1, "ok", {"name": "Acme"}, None, [], "crm-worker",
+            now=datetime.now(UTC), allowed_hosts=frozenset(),
+        )  # fmt: skip
     assert run.collect_events() == []

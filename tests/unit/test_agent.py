@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -69,7 +70,7 @@ def start(document: dict[str, Any]) -> WorkflowRun:
         run_id=uuid.uuid4(), tenant="default", actor="test", workflow=spec.name, version=1,
         content_hash=spec.content_hash(), graph=spec.canonical(), input={}, command_id="c1",
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     return run
 
 

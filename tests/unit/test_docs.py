@@ -23,6 +23,7 @@ import re
 import sys
 import types
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,6 @@ from domain.commands import COMMAND_TYPES, CommandEnvelope
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid, TemplateError
 from domain.expressions import evaluate
-from domain.http_tools import HTTP_HOSTS
 from domain.llm import LlmError, LlmRequest, Message, RetryPolicy
 from domain.runs import WorkflowRun
 from domain.templates import render
@@ -113,12 +113,8 @@ def test_every_yaml_block_in_the_docs_parses() -> None:
 def test_every_complete_definition_in_the_workflow_docs_is_valid(
     name: str, document: dict[str, Any]
 ) -> None:
-    before = HTTP_HOSTS.hosts
-    HTTP_HOSTS.allow(frozenset({"*.example.com"}))  # the docs' HTTP tools call example.com
-    try:
-        assert parse_definition(document).name == name
-    finally:
-        HTTP_HOSTS.allow(before)
+    allowed = frozenset({"*.example.com"})  # the docs' HTTP tools call example.com
+    assert parse_definition(document, allowed).name == name
 
 
 def test_the_workflow_docs_show_valid_and_invalid_definitions() -> None:
@@ -193,12 +189,12 @@ async def run_to_the_end(document: dict[str, Any], input: dict[str, Any]) -> Wor
         input=input,
         command_id="c",
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     provider = ScriptedProvider()
     while running := [n for n, s in run.nodes.items() if s["status"] == "running"]:
         for node_id in running:
             result = await provider.complete(run.llm_request(node_id))
-            run.complete_llm_call(node_id, run.nodes[node_id]["attempt"], result)
+            run.complete_llm_call(node_id, run.nodes[node_id]["attempt"], result, now=datetime.now(UTC))
     return run
 
 
@@ -278,7 +274,7 @@ async def test_the_agent_example_calls_the_calculator_and_answers_as_the_docs_sa
         content_hash=spec.content_hash(), graph=spec.canonical(),
         input={"question": "six times seven"}, command_id="c",
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     uow.add(run)
     provider = ScriptedProvider()
 

@@ -189,9 +189,9 @@ def test_a_condition_edge_waits_and_the_run_waits_until_a_variable_change_makes_
     assert run.status == "waiting"
     assert run.edges == {"write->publish": "waiting"}
     assert names(run.collect_events())[-2:] == ["EdgeDecided", "RunWaiting"]
-    run.set_variables({"approved": False}, "ada", "not yet")
+    run.set_variables({"approved": False}, "ada", "not yet", now=datetime.now(UTC))
     assert run.status == "waiting"
-    run.set_variables({"approved": True}, "ada", "looks good")
+    run.set_variables({"approved": True}, "ada", "looks good", now=datetime.now(UTC))
     assert run.status == "completed"
     assert run.variables == {"draft": "hi", "approved": True, "published": True}
     assert names(run.collect_events()) == [
@@ -217,7 +217,7 @@ def test_a_condition_edge_is_checked_again_when_another_node_sets_the_variable()
 def test_a_finished_run_takes_no_variables() -> None:
     run = start(flow("publish"), {"draft": "x"})
     with pytest.raises(RunNotActive, match="is completed: its variables cannot change"):
-        run.set_variables({"a": 1}, "ada")
+        run.set_variables({"a": 1}, "ada", now=datetime.now(UTC))
 
 
 # Schedules
@@ -232,9 +232,9 @@ def test_a_delayed_edge_sets_a_durable_timer_and_is_taken_when_it_fires() -> Non
     timer = run.timers["edge:write->publish:1"]
     assert timer["purpose"] == "edge"
     assert 599 <= (datetime.fromisoformat(timer["fire_at"]) - before).total_seconds() <= 601
-    assert run.fire_timer("edge:write->publish:1") is True
+    assert run.fire_timer("edge:write->publish:1", now=datetime.now(UTC)) is True
     assert run.status == "completed"
-    assert run.fire_timer("edge:write->publish:1") is False
+    assert run.fire_timer("edge:write->publish:1", now=datetime.now(UTC)) is False
 
 
 def test_a_cron_edge_fires_at_the_next_time_the_expression_names() -> None:
@@ -308,11 +308,11 @@ def test_a_blocked_transition_is_retried_when_the_source_retries_validation_erro
         },
     }
     run = start(document)
-    run.complete_llm_call("draft", 1, answer("hi"))
+    run.complete_llm_call("draft", 1, answer("hi"), now=datetime.now(UTC))
     assert run.nodes["draft"]["status"] == "retrying"
     assert "draft->publish" not in run.edges
-    run.fire_timer("retry:draft:1")
-    run.complete_llm_call("draft", 2, answer("a longer draft"))
+    run.fire_timer("retry:draft:1", now=datetime.now(UTC))
+    run.complete_llm_call("draft", 2, answer("a longer draft"), now=datetime.now(UTC))
     assert run.status == "completed"
     assert run.variables["published"] is True
 
@@ -368,17 +368,17 @@ def test_an_llm_validator_asks_a_model_once_and_its_no_blocks_the_transition_wit
     assert request_id == "validator:write->publish:1:1"
     assert pending["purpose"] == "validator"
     assert pending["request"]["messages"][-1]["content"] == "Is this polite? Go away"
-    run.complete_llm_request(request_id, answer('{"pass": false, "reason": "it is rude"}'))
+    run.complete_llm_request(request_id, answer('{"pass": false, "reason": "it is rude"}'), now=datetime.now(UTC))
     assert run.status == "failed"
     assert run.blocked == {"write->publish": "the reply is not polite: it is rude"}
     assert run.usage["llm_calls"] == 1
     with pytest.raises(LlmRequestNotPending):
-        run.complete_llm_request(request_id, answer("yes"))
+        run.complete_llm_request(request_id, answer("yes"), now=datetime.now(UTC))
 
 
 def test_an_llm_validator_that_says_yes_takes_the_edge_and_replays_without_a_model() -> None:
     run = start(JUDGED, {"draft": "Dear Ada, thank you"})
-    run.complete_llm_request("validator:write->publish:1:1", answer("Yes, it is polite."))
+    run.complete_llm_request("validator:write->publish:1:1", answer("Yes, it is polite."), now=datetime.now(UTC))
     assert run.status == "completed"
     rebuilt = project_aggregate(None, run.collect_events())
     assert rebuilt.__dict__ == run.__dict__
@@ -387,7 +387,8 @@ def test_an_llm_validator_that_says_yes_takes_the_edge_and_replays_without_a_mod
 def test_a_judge_that_cannot_be_asked_blocks_the_transition_saying_so() -> None:
     run = start(JUDGED, {"draft": "hi"})
     run.fail_llm_request(
-        "validator:write->publish:1:1", {"class": "fatal", "message": "401 bad key"}
+        "validator:write->publish:1:1", {"class": "fatal", "message": "401 bad key"},
+        now=datetime.now(UTC),
     )
     assert run.status == "failed"
     assert (
@@ -475,8 +476,8 @@ def review(max_iterations: int = 3) -> dict[str, Any]:
 
 def test_a_loop_runs_its_body_again_until_when_is_false() -> None:
     run = start(review())
-    run.complete_llm_call("draft", 1, answer("v1"))
-    run.complete_llm_call("check", 1, answer("bad"))
+    run.complete_llm_call("draft", 1, answer("v1"), now=datetime.now(UTC))
+    run.complete_llm_call("check", 1, answer("bad"), now=datetime.now(UTC))
     assert run.nodes["draft"] == {
         "status": "running",
         "attempt": 2,
@@ -485,8 +486,8 @@ def test_a_loop_runs_its_body_again_until_when_is_false() -> None:
     }
     assert run.nodes["check"]["status"] == "pending"
     assert "check->publish" not in run.edges  # left for the next pass
-    run.complete_llm_call("draft", 2, answer("v2"))
-    run.complete_llm_call("check", 2, answer("good"))
+    run.complete_llm_call("draft", 2, answer("v2"), now=datetime.now(UTC))
+    run.complete_llm_call("check", 2, answer("good"), now=datetime.now(UTC))
     assert run.status == "completed"
     assert run.variables["published"] == "v2"
     assert run.loops == {"check->draft": 2}
@@ -496,8 +497,8 @@ def test_a_loop_runs_its_body_again_until_when_is_false() -> None:
 def test_a_loop_stops_at_its_bound_and_the_run_leaves_it() -> None:
     run = start(review(max_iterations=3))
     for attempt in (1, 2, 3):
-        run.complete_llm_call("draft", attempt, answer(f"v{attempt}"))
-        run.complete_llm_call("check", attempt, answer("bad"))
+        run.complete_llm_call("draft", attempt, answer(f"v{attempt}"), now=datetime.now(UTC))
+        run.complete_llm_call("check", attempt, answer("bad"), now=datetime.now(UTC))
     assert run.status == "completed"
     assert run.variables["published"] == "v3"
     events = run.collect_events()
@@ -516,11 +517,11 @@ def test_retries_inside_a_loop_count_per_pass() -> None:
     document = review()
     document["nodes"]["draft"]["retry"] = {"attempts": 2, "backoff": "1s"}
     run = start(document)
-    run.complete_llm_call("draft", 1, answer("v1"))
-    run.complete_llm_call("check", 1, answer("bad"))
-    run.fail_node("draft", 2, {"class": "retryable", "message": "503"})
+    run.complete_llm_call("draft", 1, answer("v1"), now=datetime.now(UTC))
+    run.complete_llm_call("check", 1, answer("bad"), now=datetime.now(UTC))
+    run.fail_node("draft", 2, {"class": "retryable", "message": "503"}, now=datetime.now(UTC))
     assert run.nodes["draft"]["status"] == "retrying"  # attempt 2 is this pass's first try
-    run.fire_timer("retry:draft:2")
+    run.fire_timer("retry:draft:2", now=datetime.now(UTC))
     assert run.nodes["draft"]["attempt"] == 3
 
 
@@ -578,11 +579,11 @@ def test_a_fork_decides_again_the_edges_its_source_left_waiting(uow: UnitOfWork)
 
 def test_a_waiting_run_can_pause_and_waits_again_when_resumed() -> None:
     run = start(APPROVAL, {"draft": "hi"})
-    run.pause("ada", "holiday")
-    run.set_variables({"approved": True}, "bo")
+    run.pause("ada", "holiday", now=datetime.now(UTC))
+    run.set_variables({"approved": True}, "bo", now=datetime.now(UTC))
     assert run.status == "paused"
     assert run.nodes["publish"]["status"] == "pending"
-    run.resume("ada")
+    run.resume("ada", now=datetime.now(UTC))
     assert run.status == "completed"
 
 
@@ -597,10 +598,10 @@ async def answer_everything(run: WorkflowRun) -> None:
             return
         for node_id in running:
             result = await provider.complete(run.llm_request(node_id))
-            run.complete_llm_call(node_id, run.nodes[node_id]["attempt"], result)
+            run.complete_llm_call(node_id, run.nodes[node_id]["attempt"], result, now=datetime.now(UTC))
         for request_id in asked:
             request = LlmRequest.model_validate(run.llm_requests[request_id]["request"])
-            run.complete_llm_request(request_id, await provider.complete(request))
+            run.complete_llm_request(request_id, await provider.complete(request), now=datetime.now(UTC))
 
 
 async def test_the_documented_reply_review_loops_to_its_bound_then_waits_for_approval() -> None:
@@ -613,7 +614,7 @@ async def test_the_documented_reply_review_loops_to_its_bound_then_waits_for_app
         "review->draft": "skipped",
         "review->publish": "waiting",
     }
-    run.set_variables({"approved": True}, "ada")
+    run.set_variables({"approved": True}, "ada", now=datetime.now(UTC))
     await answer_everything(run)
     assert run.status == "completed"
     assert run.variables["published"] == run.variables["reply"]
@@ -625,7 +626,7 @@ def test_a_recorded_fork_re_serves_the_judges_answer_instead_of_asking_again(
     accepted(uow, "PublishWorkflow", {"definition": JUDGED})
     source = accepted(uow, "StartRun", {"workflow": "flow", "input": {"draft": "Dear Ada"}})
     run = uow.get(uuid.UUID(source["run_id"]))
-    run.complete_llm_request("validator:write->publish:1:1", answer("yes"))
+    run.complete_llm_request("validator:write->publish:1:1", answer("yes"), now=datetime.now(UTC))
     uow.save()
     fork = accepted(
         uow,

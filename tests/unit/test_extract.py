@@ -4,6 +4,7 @@ it are reported with the reason, the others kept; the source is recorded, not th
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def start(contract: str) -> WorkflowRun:
         input={"contract": contract},
         command_id="c",
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     return run
 
 
@@ -77,6 +78,7 @@ def test_the_run_completes_with_fields_invalid_ones_and_the_source() -> None:
         1,
         source,
         answer('{"customer": "Acme Corp", "annual_value": 48000, "renewal_date": "next spring"}'),
+        now=datetime.now(UTC),
     )
     terms = run.variables["terms"]
     assert terms["fields"] == {"customer": "Acme Corp", "annual_value": 48000}
@@ -90,7 +92,7 @@ def test_the_run_completes_with_fields_invalid_ones_and_the_source() -> None:
 
 def test_an_answer_that_is_not_json_fails_the_node_with_class_task() -> None:
     run = start("text")
-    run.complete_extraction("terms", 1, {"document_id": None, "characters": 4}, answer("no idea"))
+    run.complete_extraction("terms", 1, {"document_id": None, "characters": 4}, answer("no idea"), now=datetime.now(UTC))
     assert run.status == "failed"
     assert run.error["class"] == "task"
     assert run.error["message"].startswith("the model's answer is not JSON")

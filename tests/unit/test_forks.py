@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -67,7 +68,8 @@ def call_models(uow: UnitOfWork, run_id: uuid.UUID, stop_before: str | None = No
             run.complete_llm_call(node_id, run.nodes[node_id]["attempt"], LlmResult(
                 text=prompt.upper(), finish_reason="stop", usage=Usage(input_tokens=5, output_tokens=5),
                 model="echo", provider="scripted", latency_ms=1.0, cost_usd=0.01,
-            ))
+            ),
+            now=datetime.now(UTC),)
             called.append(node_id)
         uow.save()
 

@@ -12,17 +12,11 @@ import pytest
 
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
-from domain.http_tools import HTTP_HOSTS, HttpTool
+from domain.http_tools import HttpTool
 from infra.http_tools import HttpTools
 from tests.fakes.llm_servers import FakeLlmServer, Reply
 
-
-@pytest.fixture
-def allowed() -> Iterator[None]:
-    before = HTTP_HOSTS.hosts
-    HTTP_HOSTS.allow(frozenset({"127.0.0.1", "*.example.com"}))
-    yield
-    HTTP_HOSTS.allow(before)
+ALLOWED = frozenset({"127.0.0.1", "*.example.com"})
 
 
 def workflow(**tool: Any) -> dict[str, Any]:
@@ -47,11 +41,10 @@ def workflow(**tool: Any) -> dict[str, Any]:
 
 def problems(document: dict[str, Any]) -> list[str]:
     with pytest.raises(DefinitionInvalid) as caught:
-        parse_definition(document)
+        parse_definition(document, ALLOWED)
     return [str(p) for p in caught.value.problems]
 
 
-@pytest.mark.usefixtures("allowed")
 def test_a_tool_on_an_allowed_host_can_be_used_by_tool_and_agent_nodes() -> None:
     document = workflow(url="https://api.example.com/accounts/{{ args.id }}")
     document["nodes"]["get"]["next"] = "ask"
@@ -61,11 +54,10 @@ def test_a_tool_on_an_allowed_host_can_be_used_by_tool_and_agent_nodes() -> None
         "prompt": "p",
         "tools": ["lookup", "calculator"],
     }
-    spec = parse_definition(document)
+    spec = parse_definition(document, ALLOWED)
     assert spec.tool("lookup").parameters["required"] == ["id"]
 
 
-@pytest.mark.usefixtures("allowed")
 def test_a_host_off_the_allow_list_is_refused_with_the_tools_path() -> None:
     assert problems(workflow(url="https://evil.test/x")) == [
         "tools.lookup.url: host 'evil.test' is not on the allow-list "
@@ -76,7 +68,6 @@ def test_a_host_off_the_allow_list_is_refused_with_the_tools_path() -> None:
     ]
 
 
-@pytest.mark.usefixtures("allowed")
 def test_secrets_in_headers_are_refused_because_definitions_are_recorded() -> None:
     assert problems(workflow(headers={"Authorization": "Bearer sk-1"})) == [
         "tools.lookup.headers.Authorization: definitions are recorded in events and hold no "
@@ -84,7 +75,6 @@ def test_secrets_in_headers_are_refused_because_definitions_are_recorded() -> No
     ]
 
 
-@pytest.mark.usefixtures("allowed")
 def test_an_unknown_tool_names_the_declared_and_registered_ones() -> None:
     document = workflow()
     document["nodes"]["get"]["tool"] = "lookpu"

@@ -4,6 +4,7 @@ resume, cancel, and budgets that stop a run until someone approves."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -119,7 +120,8 @@ def answer(uow: UnitOfWork, run_id: uuid.UUID, node_id: str, tokens: int = 5) ->
     run = uow.get(run_id)
     run.complete_llm_call(node_id, 1, LlmResult(
         text=node_id.upper(), finish_reason="stop", usage=Usage(input_tokens=tokens, output_tokens=tokens),
-        model="echo", provider="scripted", latency_ms=1.0, cost_usd=0.5))
+        model="echo", provider="scripted", latency_ms=1.0, cost_usd=0.5),
+        now=datetime.now(UTC),)
     uow.save()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def start(document: dict = HELLO, input: dict | None = None) -> WorkflowRun:
         content_hash=spec.content_hash(), graph=spec.canonical(),
         input=input if input is not None else {"name": "Ada"}, command_id="c1",
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     return run
 
 
@@ -49,7 +50,7 @@ def test_a_new_run_starts_its_start_node_and_waits_for_the_model() -> None:
 def test_the_answer_routes_the_switch_and_skips_the_branch_not_taken() -> None:
     run = start()
     run.collect_events()
-    run.complete_llm_call("greet", 1, answer("Hello Ada"))
+    run.complete_llm_call("greet", 1, answer("Hello Ada"), now=datetime.now(UTC))
     assert event_names(run) == [
         "LlmCallCompleted", "NodeCompleted", "NodeStarted", "NodeCompleted", "NodesSkipped",
         "NodeStarted", "NodeCompleted", "Completed",
@@ -63,17 +64,17 @@ def test_the_answer_routes_the_switch_and_skips_the_branch_not_taken() -> None:
 
 def test_the_default_branch_is_taken_when_no_case_holds() -> None:
     run = start()
-    run.complete_llm_call("greet", 1, answer("Hello Grace"))
+    run.complete_llm_call("greet", 1, answer("Hello Grace"), now=datetime.now(UTC))
     assert run.variables["tier"] == "regular"
     assert run.nodes["vip"]["status"] == "skipped"
 
 
 def test_a_late_or_repeated_answer_changes_nothing() -> None:
     run = start()
-    run.complete_llm_call("greet", 1, answer("Hello Ada"))
+    run.complete_llm_call("greet", 1, answer("Hello Ada"), now=datetime.now(UTC))
     run.collect_events()
     with pytest.raises(NodeNotRunning):
-        run.complete_llm_call("greet", 1, answer("again"))
+        run.complete_llm_call("greet", 1, answer("again"), now=datetime.now(UTC))
     assert run.collect_events() == []
     assert run.variables["greeting"] == "Hello Ada"
 
@@ -89,7 +90,7 @@ def test_a_prompt_with_an_undefined_variable_fails_the_run_with_the_reason() -> 
 
 def test_replaying_the_events_rebuilds_the_same_state() -> None:
     run = start()
-    run.complete_llm_call("greet", 1, answer("Hello Ada"))
+    run.complete_llm_call("greet", 1, answer("Hello Ada"), now=datetime.now(UTC))
     events = run.collect_events()
     copy_of_run = None
     for event in events:

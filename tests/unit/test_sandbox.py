@@ -6,6 +6,7 @@ refused, and model output is data that never runs. Each test asserts what the us
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,7 @@ def test_model_output_is_data_a_later_template_never_runs() -> None:
             },
         }
     )
-    run.complete_llm_call("ask", 1, answer("{{ 7*7 }} {{ ''.__class__ }}"))
+    run.complete_llm_call("ask", 1, answer("{{ 7*7 }} {{ ''.__class__ }}"), now=datetime.now(UTC))
     assert run.variables["quoted"] == "She said: {{ 7*7 }} {{ ''.__class__ }}"
 
 

@@ -4,6 +4,7 @@ any graph (hypothesis draws random DAGs and random orders of model answers)."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.application import project_aggregate
@@ -23,7 +24,7 @@ def start(document: dict[str, Any], input: dict[str, Any] | None = None) -> Work
         content_hash=spec.content_hash(), graph=spec.canonical(), input=input or {},
         command_id="c1",
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     return run
 
 
@@ -52,9 +53,9 @@ FAN = {
 def test_a_parallel_node_starts_every_branch_and_a_join_waits_for_all_of_them() -> None:
     run = start(FAN, {"topic": "tea"})
     assert [n for n, s in run.nodes.items() if s["status"] == "running"] == ["pros", "cons"]
-    run.complete_llm_call("cons", 1, answer("bitter"))
+    run.complete_llm_call("cons", 1, answer("bitter"), now=datetime.now(UTC))
     assert run.nodes["meet"]["status"] == "pending"
-    run.complete_llm_call("pros", 1, answer("warm"))
+    run.complete_llm_call("pros", 1, answer("warm"), now=datetime.now(UTC))
     assert run.status == "completed"
     assert run.variables["both"] == ["warm", "bitter"]  # the definition's order of parents
 
@@ -96,10 +97,10 @@ def test_a_map_runs_its_items_at_most_concurrency_at_a_time_and_keeps_their_orde
     run = start(MAP, {"books": ["a", "b", "c", "d", "e"]})
     assert running_items(run) == [0, 1]
     assert run.item_state("titles", 1)["input"]["messages"][-1]["content"] == "1: title for b"
-    run.complete_llm_call("titles", 1, answer("B"), item=1)
+    run.complete_llm_call("titles", 1, answer("B"), item=1, now=datetime.now(UTC))
     assert running_items(run) == [0, 2]
     for index, text in [(2, "C"), (0, "A"), (3, "D"), (4, "E")]:
-        run.complete_llm_call("titles", 1, answer(text), item=index)
+        run.complete_llm_call("titles", 1, answer(text), item=index, now=datetime.now(UTC))
     assert run.status == "completed"
     assert run.variables["titles"] == ["A", "B", "C", "D", "E"]
     assert run.usage["llm_calls"] == 5
@@ -114,7 +115,7 @@ def test_a_map_over_nothing_completes_at_once_and_over_a_non_list_fails_with_why
 
 def test_a_failed_map_item_fails_the_node_naming_the_item() -> None:
     run = start(MAP, {"books": ["a", "b"]})
-    run.fail_node("titles", 1, {"class": "fatal", "message": "401"}, item=1)
+    run.fail_node("titles", 1, {"class": "fatal", "message": "401"}, item=1, now=datetime.now(UTC))
     assert run.status == "failed"
     assert run.error == {"node": "titles", "class": "fatal", "message": "item 1: 401", "item": 1}
 
@@ -165,7 +166,7 @@ def test_any_graph_runs_each_node_once_after_its_parents_and_replays_to_the_same
         if not waiting:
             break
         node_id = order.choice(waiting)
-        run.complete_llm_call(node_id, 1, answer(f"out of {node_id}"))
+        run.complete_llm_call(node_id, 1, answer(f"out of {node_id}"), now=datetime.now(UTC))
     assert run.status == "completed"
     assert {s["status"] for s in run.nodes.values()} <= {"completed", "skipped"}
     events = run.collect_events()
@@ -246,7 +247,7 @@ def test_any_graph_with_bounded_loops_finishes_within_its_bounds_and_replays_to_
         if not waiting:
             break
         node_id, attempt = order.choice(waiting)
-        run.complete_llm_call(node_id, attempt, answer(f"out of {node_id}"))
+        run.complete_llm_call(node_id, attempt, answer(f"out of {node_id}"), now=datetime.now(UTC))
     assert run.status == "completed"
     assert {s["status"] for s in run.nodes.values()} <= {"completed", "skipped"}
     events = run.collect_events()

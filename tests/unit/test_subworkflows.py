@@ -4,6 +4,7 @@ derived from the events) and the intake's decisions, delivered until nothing is 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -119,7 +120,9 @@ FAILING = {
 def fail_child(loop: Loop, child_id: str) -> None:
     """What the worker records when the child's calculator refuses `1 +`."""
     uow = UnitOfWork(loop.store)
-    uow.get(UUID(child_id)).complete_tool_node("check", 1, False, "error: not arithmetic")
+    uow.get(UUID(child_id)).complete_tool_node(
+        "check", 1, False, "error: not arithmetic", now=datetime.now(UTC)
+    )
     uow.save()
     loop.settle()
 
@@ -250,7 +253,7 @@ def test_an_agents_workflow_tool_runs_a_child_whose_output_is_the_tool_result(lo
         tool_calls=[ToolCall(id="c1", name="welcome", arguments={"name": "Ada"})],
     )
     uow = UnitOfWork(loop.store)
-    to_run = uow.get(parent.id).complete_agent_step("ask", 1, turn)
+    to_run = uow.get(parent.id).complete_agent_step("ask", 1, turn, now=datetime.now(UTC))
     uow.save()
     assert to_run == []  # a child run answers it, not the worker
     before = loop.seen

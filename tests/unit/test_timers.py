@@ -61,7 +61,9 @@ FLAKY = {
 
 
 def fail(uow: UnitOfWork, run_id: uuid.UUID, node_id: str, attempt: int, kind: str = "fatal") -> None:
-    uow.get(run_id).fail_node(node_id, attempt, {"class": kind, "message": "401 bad key"})
+    uow.get(run_id).fail_node(
+        node_id, attempt, {"class": kind, "message": "401 bad key"}, now=datetime.now(UTC)
+    )
     uow.save()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.definitions import parse_definition
@@ -116,7 +117,7 @@ async def test_an_agents_turns_number_their_pieces_over_the_node_attempt(uow: Un
         run_id=uuid.uuid4(), tenant="default", actor="test", workflow=spec.name, version=1,
         content_hash=spec.content_hash(), graph=spec.canonical(), input={}, command_id="c1",
     )
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     uow.add(run)
 
     async def complete(request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,

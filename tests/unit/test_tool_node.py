@@ -4,6 +4,7 @@ worker runs it; the result (JSON when it is JSON) goes to the output; errors fai
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -20,21 +21,21 @@ def start(input: dict, document: dict = INVOICE) -> WorkflowRun:
     run = WorkflowRun(run_id=uuid.uuid4(), tenant="default", actor="t", workflow=spec.name,
                       version=1, content_hash=spec.content_hash(), graph=spec.canonical(),
                       input=input, command_id="c")
-    run.advance()
+    run.advance(now=datetime.now(UTC))
     return run
 
 
 def test_the_tool_gets_rendered_arguments_and_its_json_result_becomes_the_output() -> None:
     run = start({"quantity": 3, "price": 2.5})
     assert run.nodes["total"]["input"] == {"tool": "calculator", "arguments": {"expression": "3 * 2.5"}}
-    run.complete_tool_node("total", 1, True, "7.5")
+    run.complete_tool_node("total", 1, True, "7.5", now=datetime.now(UTC))
     assert run.variables["total"] == 7.5
     assert run.llm_request("write").messages[-1].content == "The total is 7.5 EUR"
 
 
 def test_a_tool_error_fails_the_node_with_class_task() -> None:
     run = start({"quantity": 3, "price": 2.5})
-    run.complete_tool_node("total", 1, False, "error: division by zero")
+    run.complete_tool_node("total", 1, False, "error: division by zero", now=datetime.now(UTC))
     assert run.status == "failed"
     assert run.error == {"node": "total", "class": "task", "message": "error: division by zero"}
 

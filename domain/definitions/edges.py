@@ -13,30 +13,25 @@ A node's `next` is a node id (an immediate edge, as always) or a list of edge ob
         loop: {max_iterations: 3}
         when: "!vars.good"
 
-This module is the edge model, its validation and the pure helpers the run uses to decide
-edges (the loop body, the judge's prompt and verdict, a schedule's next time). The
-decisions themselves are `WorkflowRun`'s (domain/runs.py, "Edges" section).
+This module is the edge model and the pure helpers the run uses to decide edges (the
+judge's prompt and verdict, a schedule's next time). Their validation is in
+`domain/definitions/problems.py`, the graph walks in `domain/definitions/graph.py`; the
+decisions themselves are `WorkflowRun`'s (`domain/runs/edges.py`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from domain.actions import model_request, prompt_problems
+from domain.actions import model_request
 from domain.durations import DURATION, seconds
-from domain.errors import Problem, problems_of
-from domain.expressions import compile_expression
 from domain.llm import LlmRequest, LlmResult
-
-if TYPE_CHECKING:
-    from domain.definitions import WorkflowSpec
 
 EDGE_STATES = ("taken", "skipped", "blocked", "waiting", "validating")
 """What a run knows of an edge: decided (`taken`, `skipped`, `blocked` by a validator) or
@@ -174,107 +169,6 @@ def forward_targets(node: Any) -> list[str]:
     join semantics, reachability and the cycle check count."""
     looping = loop_targets(node)
     return [target for target in node.targets() if target not in looping]
-
-
-def reachable(spec: WorkflowSpec, start: str) -> set[str]:
-    """The nodes reachable from `start` through forward edges, `start` included."""
-    seen = {start}
-    stack = [start]
-    while stack:
-        for target in forward_targets(spec.nodes[stack.pop()]):
-            if target in spec.nodes and target not in seen:
-                seen.add(target)
-                stack.append(target)
-    return seen
-
-
-def loop_body(spec: WorkflowSpec, source: str, target: str) -> list[str]:
-    """The nodes a loop edge `source -> target` runs again: those on a forward path from
-    `target` to `source`, both included, in graph order."""
-    from_target = reachable(spec, target)
-    return [n for n in spec.nodes if n in from_target and source in reachable(spec, n)]
-
-
-def loops_within(spec: WorkflowSpec, body: Iterable[str]) -> list[str]:
-    """The loop edges (as keys) whose source and target are both in `body`."""
-    inside = set(body)
-    return [
-        edge_key(node_id, target)
-        for node_id in inside
-        for target in sorted(loop_targets(spec.nodes[node_id]))
-        if target in inside
-    ]
-
-
-# Validation
-
-
-def edge_problems(spec: WorkflowSpec) -> list[Problem]:
-    """Every problem of the edge lists of `spec`, each with its path: unknown or repeated
-    targets, invalid CEL and templates, loop edges with a trigger, a switch with a `next`."""
-    problems: list[Problem] = []
-    for node_id, node in spec.nodes.items():
-        next = getattr(node, "next", None)
-        if node.kind == "switch" and next is not None:
-            message = "a switch goes on through its cases and default only"
-            problems.append(Problem(f"nodes.{node_id}.next", message))
-            continue
-        if not isinstance(next, list):
-            continue
-        seen: set[str] = set()
-        for index, edge in enumerate(next):
-            at = f"nodes.{node_id}.next[{index}]"
-            if edge.to not in spec.nodes:
-                known = ", ".join(spec.nodes)
-                problems.append(Problem(f"{at}.to", f"unknown node {edge.to!r} (known: {known})"))
-            elif edge.to in seen:
-                problems.append(
-                    Problem(f"{at}.to", f"{node_id!r} has an edge to {edge.to!r} already")
-                )
-            seen.add(edge.to)
-            if edge.when:
-                problems += problems_of(compile_expression, edge.when, f"{at}.when")
-            if edge.trigger and edge.trigger.condition:
-                problems += problems_of(
-                    compile_expression, edge.trigger.condition, f"{at}.trigger.condition"
-                )
-            for number, validator in enumerate(edge.validators):
-                where = f"{at}.validators[{number}]"
-                if validator.expression is not None:
-                    problems += problems_of(
-                        compile_expression, validator.expression, f"{where}.expression"
-                    )
-                if validator.llm is not None:
-                    problems += prompt_problems(validator.llm, f"{where}.llm")
-            if edge.loop and (edge.trigger or edge.validators):
-                problems.append(
-                    Problem(
-                        at,
-                        "a loop edge is decided at once when its source completes: "
-                        "give it a when, not a trigger or validators",
-                    )
-                )
-    return problems
-
-
-def loop_problems(spec: WorkflowSpec) -> list[Problem]:
-    """Loop edges must lead back: their target must reach their source without them."""
-    problems: list[Problem] = []
-    for node_id, node in spec.nodes.items():
-        next = getattr(node, "next", None)
-        if not isinstance(next, list):
-            continue
-        for index, edge in enumerate(next):
-            if edge.loop and edge.to in spec.nodes and node_id not in reachable(spec, edge.to):
-                problems.append(
-                    Problem(
-                        f"nodes.{node_id}.next[{index}].loop",
-                        f"a loop edge must lead back to a node before {node_id!r}, but "
-                        f"{edge.to!r} does not lead to {node_id!r}: drop loop, or point it "
-                        "at an earlier node",
-                    )
-                )
-    return problems
 
 
 # The LLM judge
