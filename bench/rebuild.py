@@ -80,9 +80,13 @@ def decided_run(specs: dict[str, Any], index: int) -> WorkflowRun:
     run.advance(now=datetime.now(UTC))
     if spec.name == "titles":
         for item in range(3):
-            run.complete_llm_call("each", 1, answer(f"Title {item}", index), item=item, now=datetime.now(UTC))
+            run.complete_llm_call(
+                "each", 1, answer(f"Title {item}", index), item=item, now=datetime.now(UTC)
+            )
     else:
-        run.complete_llm_call("greet", 1, answer(f"Hello {input['name']}", index), now=datetime.now(UTC))
+        run.complete_llm_call(
+            "greet", 1, answer(f"Hello {input['name']}", index), now=datetime.now(UTC)
+        )
     return run
 
 

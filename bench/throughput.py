@@ -44,8 +44,8 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from infra.bootstrap import create_schema
-from infra.runtime import ALL_ROLES, Heddle
 from infra.devstack import ApacheKafka, EmbeddedPostgres, Tansu, create_database
+from infra.runtime import ALL_ROLES, Heddle
 from infra.settings import Settings
 
 

@@ -9,7 +9,6 @@ projections read plain JSON (fast) and are checked by mypy against these shapes,
 test keeps them equal to the fields the aggregates store.
 """
 
-
 from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 

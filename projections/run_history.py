@@ -63,6 +63,8 @@ COLUMNS = [
     "parent_run_id",
 ]
 JSON_COLUMNS = {"input", "variables", "nodes", "node_order", "output", "error", "usage"}
+
+
 def evolve(row: Row | None, event: Event) -> Row | None:
     """The row after `event`; None when the event does not concern an existing row."""
     if event["type"] == RunEvent.STARTED:

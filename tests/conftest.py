@@ -106,8 +106,11 @@ async def running_heddle(  # type: ignore[no-untyped-def]
 
 @asynccontextmanager
 async def module_heddle(  # type: ignore[no-untyped-def]
-    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, kafka_bootstrap: str,
-    environ: dict[str, str] | None = None, **settings_changes: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_url: str,
+    kafka_bootstrap: str,
+    environ: dict[str, str] | None = None,
+    **settings_changes: Any,
 ) -> AsyncIterator[Any]:
     """A Heddle with a database and topics of its own, for a module of tests that each
     start their own runs (starting one costs seconds); `settings_changes` set settings."""

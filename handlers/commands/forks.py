@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.definitions.edges import RESOLVED
-
 from domain.commands import CommandEnvelope, ForkRun, run_id_for
+from domain.definitions.edges import RESOLVED
 from domain.edits import with_overrides
 from domain.errors import DefinitionInvalid, ForkRejected, Problem, RunNotFound
 from domain.llm import LlmRequest
@@ -78,7 +77,9 @@ def fork_point(events: list[Any], from_node: str) -> ForkPoint:
     return point
 
 
-def fork_run(command: ForkRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def fork_run(
+    command: ForkRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     """Start the fork as a new run of the same workflow version, with its overrides."""
     events = list(uow.app.repository.event_store.get(command.source_run_id))
     if not events or getattr(events[0], "tenant", None) != envelope.tenant:

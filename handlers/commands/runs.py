@@ -60,7 +60,9 @@ def run_of(uow: UnitOfWork, run_id: UUID, tenant: str) -> WorkflowRun:
     return run
 
 
-def start_run(command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def start_run(
+    command: StartRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     """Start a run of the pinned (or latest) version of a published workflow."""
     version = published_version(
         uow, envelope.tenant, command.workflow, command.version, command.input
@@ -105,31 +107,41 @@ def reassign_task(
     return {"run_id": str(run.id), "task": {command.task: run.tasks[command.task]}}
 
 
-def pause_run(command: PauseRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def pause_run(
+    command: PauseRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     run.pause(envelope.actor, command.reason, command.until, now=ctx.now)
     return {"run_id": str(run.id), "status": run.status}
 
 
-def resume_run(command: ResumeRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def resume_run(
+    command: ResumeRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     run.resume(envelope.actor, command.at, now=ctx.now)
     return {"run_id": str(run.id), "status": run.status}
 
 
-def cancel_run(command: CancelRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def cancel_run(
+    command: CancelRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     run.cancel(envelope.actor, command.reason)
     return {"run_id": str(run.id), "status": run.status}
 
 
-def skip_node(command: SkipNode, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def skip_node(
+    command: SkipNode, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     run.skip_node(command.node, envelope.actor, command.reason, now=ctx.now)
     return {"run_id": str(run.id), "node": command.node, "status": run.status}
 
 
-def signal_run(command: SignalRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def signal_run(
+    command: SignalRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     matched = run.signal(command.name, command.data, envelope.actor, now=ctx.now)
     return {"run_id": str(run.id), "nodes": matched, "status": run.status}
@@ -143,7 +155,9 @@ def set_variables(
     return {"run_id": str(run.id), "status": run.status}
 
 
-def fire_timer(command: FireTimer, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def fire_timer(
+    command: FireTimer, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     run = run_of(uow, command.run_id, envelope.tenant)
     fired = run.fire_timer(command.timer, now=ctx.now)
     return {"run_id": str(run.id), "timer": command.timer, "fired": fired, "status": run.status}
@@ -167,7 +181,9 @@ def complete_remote_task(
     return {"run_id": str(run.id), "node": node_id, "status": run.status}
 
 
-def edit_graph(command: EditGraph, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def edit_graph(
+    command: EditGraph, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     """Apply a graph edit to a running run of the caller's tenant."""
     run = run_of(uow, command.run_id, envelope.tenant)
     before = {n for n, s in run.nodes.items() if s["status"] != "pending"}

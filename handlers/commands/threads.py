@@ -47,7 +47,9 @@ def thread_of(uow: UnitOfWork, thread_id: UUID, tenant: str) -> Thread:
     return thread
 
 
-def open_thread(command: OpenThread, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context) -> dict[str, Any]:
+def open_thread(
+    command: OpenThread, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
     """Open a free thread: answered by runs of `workflow`, or in the tenant's AI mode."""
     thread_id = command.thread_id or thread_id_for(envelope.tenant, envelope.command_id)
     if uow.exists(thread_id):
@@ -129,7 +131,11 @@ def take_action(
 
 
 def advance_conversation(
-    thread: Thread, message: dict[str, Any], envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+    thread: Thread,
+    message: dict[str, Any],
+    envelope: CommandEnvelope,
+    uow: UnitOfWork,
+    ctx: Context,
 ) -> UUID:
     """The run that answers the thread takes the message: a run waiting in a `wait` node
     for the `message` event goes on with it; with no run, or the last one finished, a new
@@ -153,7 +159,9 @@ def advance_conversation(
     messages = [{"role": m["role"], "content": m["content"]} for m in thread.messages]
     input = {"thread_id": str(thread.id), "message": message["content"], "messages": messages}
     if thread.workflow is not None:
-        start_run(StartRun(workflow=thread.workflow, run_id=run_id, input=input), envelope, uow, ctx)
+        start_run(
+            StartRun(workflow=thread.workflow, run_id=run_id, input=input), envelope, uow, ctx
+        )
         return run_id
     assert thread.reply is not None  # the tenant's orchestrator settings when it opened
     spec = orchestrator(thread.reply)

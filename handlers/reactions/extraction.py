@@ -116,11 +116,16 @@ def record_extractions(outcomes: list[ExtractionOutcome], uow: UnitOfWork) -> No
         with suppress(NodeNotRunning):
             if outcome.llm is not None and outcome.llm.result is not None:
                 run.complete_extraction(
-                    due.node_id, due.attempt, outcome.source, outcome.llm.result,
+                    due.node_id,
+                    due.attempt,
+                    outcome.source,
+                    outcome.llm.result,
                     now=datetime.now(UTC),
                 )
             elif outcome.llm is not None and outcome.llm.error is not None:
-                run.fail_node(due.node_id, due.attempt, outcome.llm.error.to_dict(), now=datetime.now(UTC))
+                run.fail_node(
+                    due.node_id, due.attempt, outcome.llm.error.to_dict(), now=datetime.now(UTC)
+                )
             else:
                 error = {"class": "task", "message": outcome.error, "source": outcome.source}
                 run.fail_node(due.node_id, due.attempt, error, now=datetime.now(UTC))

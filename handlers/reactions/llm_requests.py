@@ -81,6 +81,10 @@ def record_llm_answers(answers: list[LlmRequestAnswer], uow: UnitOfWork) -> None
             continue
         with suppress(LlmRequestNotPending):
             if answer.result is not None:
-                run.complete_llm_request(answer.due.request_id, answer.result, now=datetime.now(UTC))
+                run.complete_llm_request(
+                    answer.due.request_id, answer.result, now=datetime.now(UTC)
+                )
             elif answer.error is not None:
-                run.fail_llm_request(answer.due.request_id, answer.error.to_dict(), now=datetime.now(UTC))
+                run.fail_llm_request(
+                    answer.due.request_id, answer.error.to_dict(), now=datetime.now(UTC)
+                )

@@ -248,14 +248,16 @@ class OpenAiWire:
         ]
         if calls:
             message["tool_calls"] = calls
-        return Reply(body={
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 1_700_000_000,
-            "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-            "usage": OpenAiWire.usage(*usage),
-        })
+        return Reply(
+            body={
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+                "usage": OpenAiWire.usage(*usage),
+            }
+        )
 
     @staticmethod
     def usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
@@ -267,19 +269,25 @@ class OpenAiWire:
         }
 
     @staticmethod
-    def chunk(delta: dict[str, Any] | None, finish_reason: str | None = None,
-              usage: dict[str, Any] | None = None, model: str = "gpt-4o-mini") -> str:
-        choices = [] if delta is None else [
-            {"index": 0, "delta": delta, "finish_reason": finish_reason}
-        ]
-        return sse({
-            "id": "chatcmpl-1",
-            "object": "chat.completion.chunk",
-            "created": 1_700_000_000,
-            "model": model,
-            "choices": choices,
-            "usage": usage,
-        })
+    def chunk(
+        delta: dict[str, Any] | None,
+        finish_reason: str | None = None,
+        usage: dict[str, Any] | None = None,
+        model: str = "gpt-4o-mini",
+    ) -> str:
+        choices = (
+            [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+        )
+        return sse(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1_700_000_000,
+                "model": model,
+                "choices": choices,
+                "usage": usage,
+            }
+        )
 
     @staticmethod
     def stream(
@@ -301,8 +309,9 @@ class OpenAiWire:
         return Reply(events=events, cut=cut)
 
     @staticmethod
-    def error(status: int, message: str, code: str | None = None,
-              headers: dict[str, str] | None = None) -> Reply:
+    def error(
+        status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> Reply:
         body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
         return error_reply(status, body, headers)
 
@@ -324,16 +333,18 @@ class AnthropicWire:
             {"type": "tool_use", "id": id_, "name": name, "input": input_}
             for id_, name, input_ in tool_uses
         ]
-        return Reply(body={
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": content,
-            "stop_reason": stop_reason,
-            "stop_sequence": None,
-            "usage": AnthropicWire.usage(*usage),
-        })
+        return Reply(
+            body={
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": AnthropicWire.usage(*usage),
+            }
+        )
 
     @staticmethod
     def usage(input_tokens: int, output_tokens: int, cache_read: int = 0) -> dict[str, Any]:
@@ -357,43 +368,83 @@ class AnthropicWire:
         then, if `stop_reason`, message_delta and message_stop."""
         input_tokens, output_tokens, cache_read = usage
         start = {
-            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": None, "stop_sequence": None,
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
             "usage": AnthropicWire.usage(input_tokens, 1, cache_read),
         }
         events = [
             sse({"type": "message_start", "message": start}, "message_start"),
-            sse({"type": "content_block_start", "index": 0,
-                 "content_block": {"type": "text", "text": ""}}, "content_block_start"),
+            sse(
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+                "content_block_start",
+            ),
             sse({"type": "ping"}, "ping"),
         ]
         events += [
-            sse({"type": "content_block_delta", "index": 0,
-                 "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
+            sse(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+                "content_block_delta",
+            )
             for piece in pieces
         ]
         events.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
         if tool_use is not None:
             id_, name, parts = tool_use
-            events.append(sse({"type": "content_block_start", "index": 1, "content_block": {
-                "type": "tool_use", "id": id_, "name": name, "input": {}}},
-                "content_block_start"))
+            events.append(
+                sse(
+                    {
+                        "type": "content_block_start",
+                        "index": 1,
+                        "content_block": {"type": "tool_use", "id": id_, "name": name, "input": {}},
+                    },
+                    "content_block_start",
+                )
+            )
             events += [
-                sse({"type": "content_block_delta", "index": 1,
-                     "delta": {"type": "input_json_delta", "partial_json": part}},
-                    "content_block_delta")
+                sse(
+                    {
+                        "type": "content_block_delta",
+                        "index": 1,
+                        "delta": {"type": "input_json_delta", "partial_json": part},
+                    },
+                    "content_block_delta",
+                )
                 for part in parts
             ]
             events.append(sse({"type": "content_block_stop", "index": 1}, "content_block_stop"))
         if stop_reason is not None:
-            events.append(sse({"type": "message_delta",
-                               "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                               "usage": {"output_tokens": output_tokens}}, "message_delta"))
+            events.append(
+                sse(
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                        "usage": {"output_tokens": output_tokens},
+                    },
+                    "message_delta",
+                )
+            )
             events.append(sse({"type": "message_stop"}, "message_stop"))
         return Reply(events=events, cut=cut)
 
     @staticmethod
-    def error(status: int, message: str, error_type: str = "invalid_request_error",
-              headers: dict[str, str] | None = None) -> Reply:
+    def error(
+        status: int,
+        message: str,
+        error_type: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         body = {"type": "error", "error": {"type": error_type, "message": message}}
         return error_reply(status, body, headers)

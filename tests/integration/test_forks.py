@@ -38,7 +38,9 @@ async def provider() -> AsyncIterator[FakeLlmServer]:
 
 @pytest.fixture(scope="module")
 async def heddle(
-    provider: FakeLlmServer, postgres_url: str, kafka_bootstrap: str,
+    provider: FakeLlmServer,
+    postgres_url: str,
+    kafka_bootstrap: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Any]:
     environ = {"OPENAI_BASE_URL": f"{provider.url}/v1", "OPENAI_API_KEY": "sk-test"}
@@ -84,7 +86,8 @@ async def test_a_fork_at_node_6_with_a_new_prompt_makes_exactly_five_model_calls
     assert sent[0] == "Once more from answer 5"
     assert sent[1:] == [f"Go on from again {k}" for k in range(6, 10)]
     assert [run["variables"][f"o{k}"] for k in range(1, 11)] == [
-        *(f"answer {k}" for k in range(1, 6)), *(f"again {k}" for k in range(6, 11))
+        *(f"answer {k}" for k in range(1, 6)),
+        *(f"again {k}" for k in range(6, 11)),
     ]
 
 
@@ -96,7 +99,9 @@ async def test_a_recorded_fork_with_the_same_prompt_makes_no_model_call(
     assert provider.calls == before
     assert run["status"] == "completed"
     assert run["variables"] == source["variables"]
-    diff = (await client.get("/v1/runs/diff", params={"a": source["run_id"], "b": run["run_id"]})).json()
+    diff = (
+        await client.get("/v1/runs/diff", params={"a": source["run_id"], "b": run["run_id"]})
+    ).json()
     assert diff["first_divergence"] is None
     assert [n for n, node in diff["nodes"].items() if node["b"].get("replayed")] == [
         f"n{k}" for k in range(6, 11)
@@ -113,7 +118,10 @@ async def test_the_fork_and_its_reused_nodes_show_in_its_replay(
         "reused n1, n2, n3, n4, n5"
     )
     assert view["state"]["nodes"]["n5"] == {
-        "status": "completed", "attempt": 1, "output": "answer 5", "reused": True
+        "status": "completed",
+        "attempt": 1,
+        "output": "answer 5",
+        "reused": True,
     }
     assert view["state"]["nodes"]["n6"]["status"] == "pending"
     assert view["timeline"][1]["summary"] == "n6 (llm) started, attempt 1"
@@ -134,8 +142,14 @@ PAIR = {
     "name": "pair",
     "start": "draft",
     "nodes": {
-        "draft": {"kind": "llm", "model": "scripted:slow", "prompt": "draft", "options": SLOW,
-                  "output": "text", "next": "publish"},
+        "draft": {
+            "kind": "llm",
+            "model": "scripted:slow",
+            "prompt": "draft",
+            "options": SLOW,
+            "output": "text",
+            "next": "publish",
+        },
         "publish": {"kind": "set", "vars": {"published": "{{ vars.text }}"}},
     },
 }
@@ -158,12 +172,19 @@ async def edit(client: httpx.AsyncClient, run_id: str, *edits: dict[str, Any]) -
 async def test_a_node_inserted_before_a_pending_node_is_executed(client: httpx.AsyncClient) -> None:
     run_id = await running(client)
     review = {"kind": "set", "vars": {"reviewed": "{{ vars.text }} (reviewed)"}}
-    outcome = await edit(client, run_id, {"op": "insert_before", "node": "publish", "new": "review",
-                                          "definition": review})
+    outcome = await edit(
+        client,
+        run_id,
+        {"op": "insert_before", "node": "publish", "new": "review", "definition": review},
+    )
     assert outcome["status"] == "accepted", outcome
     run = await wait_for_run(client, run_id)
     assert run["status"] == "completed"
-    assert run["variables"] == {"text": "draft!", "reviewed": "draft! (reviewed)", "published": "draft!"}
+    assert run["variables"] == {
+        "text": "draft!",
+        "reviewed": "draft! (reviewed)",
+        "published": "draft!",
+    }
     assert list(run["nodes"]) == ["draft", "publish", "review"]
     events = (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
     order = [e["data"]["node_id"] for e in events if e["type"] == "WorkflowRun.NodeCompleted"]
@@ -181,14 +202,19 @@ async def test_an_edit_touching_a_completed_node_is_rejected_with_the_reason(
     started = (await client.post("/v1/runs", json={"workflow": "pair"})).json()
     await wait_for_run(client, started["run_id"], status={"running"})
     await wait_for_run(client, started["run_id"])
-    outcome = await edit(client, started["run_id"], {"op": "update_node", "node": "draft",
-                                                     "set": {"prompt": "other"}})
+    outcome = await edit(
+        client,
+        started["run_id"],
+        {"op": "update_node", "node": "draft", "set": {"prompt": "other"}},
+    )
     assert outcome["status"] == "rejected"
     assert outcome["reason"] == (
         f"run {started['run_id']} is completed: only a running or waiting run's graph can change"
     )
     run_id = await running(client)
-    outcome = await edit(client, run_id, {"op": "update_node", "node": "draft", "set": {"prompt": "x"}})
+    outcome = await edit(
+        client, run_id, {"op": "update_node", "node": "draft", "set": {"prompt": "x"}}
+    )
     assert outcome["reason"] == (
         "nodes.draft: is running: its prompt cannot change (only its outgoing edges can, "
         "until it ends)"

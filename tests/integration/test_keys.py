@@ -65,8 +65,13 @@ async def new_key(client: httpx.AsyncClient, *scopes: str, **fields: Any) -> dic
 async def test_a_request_without_a_key_is_401_saying_what_to_send(
     anonymous: httpx.AsyncClient,
 ) -> None:
-    for method, path in (("GET", "/v1/runs"), ("POST", "/v1/runs"), ("GET", "/v1/keys"),
-                         ("GET", f"/v1/runs/{uuid.uuid4()}/stream"), ("GET", "/asyncapi.json")):
+    for method, path in (
+        ("GET", "/v1/runs"),
+        ("POST", "/v1/runs"),
+        ("GET", "/v1/keys"),
+        ("GET", f"/v1/runs/{uuid.uuid4()}/stream"),
+        ("GET", "/asyncapi.json"),
+    ):
         response = await anonymous.request(method, path, json={"workflow": "hello"})
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"] == "Bearer"
@@ -161,8 +166,11 @@ async def test_events_name_the_key_that_acted_and_its_tenant(
     unnamed = await new_key(client, "read", "write")
     for made, actor in ((named, "nightly-batch"), (unnamed, f"key {unnamed['id']}")):
         headers = bearer(made["key"])
-        started = (await client.post("/v1/runs", headers=headers,
-                                     json={"workflow": "hello", "input": {"name": "Ada"}})).json()
+        started = (
+            await client.post(
+                "/v1/runs", headers=headers, json={"workflow": "hello", "input": {"name": "Ada"}}
+            )
+        ).json()
         await wait_for_run(client, started["run_id"])
         events = (await client.get(f"/v1/runs/{started['run_id']}/events")).json()["events"]
         assert (events[0]["data"]["tenant"], events[0]["data"]["actor"]) == ("default", actor)
@@ -190,15 +198,27 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
     # a command, a workflow, a credential and keys.
     await publish(client, example("hello"))
     await publish(client, example("approval"))
-    hello = (await client.post("/v1/runs", json={
-        "workflow": "hello", "input": {"name": "Ada"}})).json()
-    refund = (await client.post("/v1/runs", json={
-        "workflow": "refund-approval", "input": {"customer": "Ada", "amount": 40}})).json()
+    hello = (
+        await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
+    ).json()
+    refund = (
+        await client.post(
+            "/v1/runs",
+            json={"workflow": "refund-approval", "input": {"customer": "Ada", "amount": 40}},
+        )
+    ).json()
     finished, waiting = hello["run_id"], refund["run_id"]
     await wait_for_run(client, finished)
     await publish(client, example("actions"))
-    brief = (await client.post("/v1/runs", json={"workflow": "renewal-brief", "input": {
-        "customer": "Acme", "arr": 1, "days_to_renewal": 9}})).json()
+    brief = (
+        await client.post(
+            "/v1/runs",
+            json={
+                "workflow": "renewal-brief",
+                "input": {"customer": "Acme", "arr": 1, "days_to_renewal": 9},
+            },
+        )
+    ).json()
     await wait_for_run(client, brief["run_id"])
     [artifact] = (await client.get(f"/v1/runs/{brief['run_id']}/artifacts")).json()["items"]
     artifact_id = artifact["artifact_id"]
@@ -207,19 +227,26 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
         if (await client.get("/v1/tasks", params={"run_id": waiting})).json()["items"]:
             break
         await asyncio.sleep(0.05)
-    assert (await client.put("/v1/credentials/team-a",
-                             json={"provider": "openai", "api_key": "sk-owner"})).status_code == 200
+    assert (
+        await client.put(
+            "/v1/credentials/team-a", json={"provider": "openai", "api_key": "sk-owner"}
+        )
+    ).status_code == 200
     owner_key = (await client.get("/v1/keys")).json()["items"][0]["id"]
-    configured = await client.put("/v1/tenant/ai", json={
-        "model": "scripted:echo", "system": "the owner's prompt"})
+    configured = await client.put(
+        "/v1/tenant/ai", json={"model": "scripted:echo", "system": "the owner's prompt"}
+    )
     assert (await wait_for_command(client, configured.json()["command_id"]))["status"] == "accepted"
     opened = (await client.post("/v1/threads", json={"title": "owner's chat"})).json()
     thread = opened["thread_id"]
     said = await client.post(f"/v1/threads/{thread}/messages", json={"content": "hello"})
     await wait_for_command(client, said.json()["command_id"])
     exported = (await client.get(f"/v1/runs/{finished}/export")).json()
-    document = (await client.post("/v1/documents", content=b"owner notes",
-                                  headers={"Content-Type": "text/plain"})).json()["document_id"]
+    document = (
+        await client.post(
+            "/v1/documents", content=b"owner notes", headers={"Content-Type": "text/plain"}
+        )
+    ).json()["document_id"]
 
     async with api_client(heddle, tenant="intruder") as intruder:
 
@@ -265,14 +292,16 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             assert answer == {"command_id": hello["command_id"], "status": "pending"}
 
         async def own_credential() -> None:
-            stored = await intruder.put("/v1/credentials/team-a",
-                                        json={"provider": "openai", "api_key": "sk-intruder"})
+            stored = await intruder.put(
+                "/v1/credentials/team-a", json={"provider": "openai", "api_key": "sk-intruder"}
+            )
             assert stored.status_code == 200
             assert await heddle.credentials.key("default", "team-a") == ("openai", "sk-owner")
 
         async def own_document() -> None:
-            uploaded = await intruder.post("/v1/documents", content=b"intruder notes",
-                                           headers={"Content-Type": "text/plain"})
+            uploaded = await intruder.post(
+                "/v1/documents", content=b"intruder notes", headers={"Content-Type": "text/plain"}
+            )
             assert uploaded.status_code == 201, uploaded.text
             document = uploaded.json()["document_id"]
             assert (await heddle.documents.text("intruder", document)).text == "intruder notes"
@@ -294,7 +323,8 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
         async def configure_own_ai_mode() -> None:
             sent = await intruder.put("/v1/tenant/ai", json={"model": "scripted:other"})
             assert (await wait_for_command(intruder, sent.json()["command_id"]))["status"] == (
-                "accepted")
+                "accepted"
+            )
             owner = (await client.get("/v1/tenant/ai")).json()
             assert (owner["model"], owner["system"]) == ("scripted:echo", "the owner's prompt")
 
@@ -312,23 +342,30 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "GET /v1/runs/{run_id}/export": lambda: not_found("GET", f"/v1/runs/{finished}/export"),
             "GET /v1/runs/{run_id}/stream": lambda: not_found("GET", f"/v1/runs/{waiting}/stream"),
             "GET /v1/runs/{run_id}/attempts": lambda: not_found(
-                "GET", f"/v1/runs/{finished}/attempts"),
+                "GET", f"/v1/runs/{finished}/attempts"
+            ),
             "GET /v1/usage": lambda: empty("/v1/usage", group_by="run"),
             "GET /v1/runs/{run_id}/artifacts": lambda: not_found(
-                "GET", f"/v1/runs/{brief['run_id']}/artifacts"),
+                "GET", f"/v1/runs/{brief['run_id']}/artifacts"
+            ),
             "GET /v1/artifacts/{artifact_id}": lambda: not_found(
-                "GET", f"/v1/artifacts/{artifact_id}"),
+                "GET", f"/v1/artifacts/{artifact_id}"
+            ),
             "GET /v1/artifacts/{artifact_id}/content": lambda: not_found(
-                "GET", f"/v1/artifacts/{artifact_id}/content"),
+                "GET", f"/v1/artifacts/{artifact_id}/content"
+            ),
             "GET /v1/threads": lambda: empty("/v1/threads"),
             "GET /v1/threads/{thread_id}": lambda: not_found("GET", f"/v1/threads/{thread}"),
             "GET /v1/threads/{thread_id}/messages": lambda: not_found(
-                "GET", f"/v1/threads/{thread}/messages"),
+                "GET", f"/v1/threads/{thread}/messages"
+            ),
             "GET /v1/threads/{thread_id}/stream": lambda: not_found(
-                "GET", f"/v1/threads/{thread}/stream"),
+                "GET", f"/v1/threads/{thread}/stream"
+            ),
             "GET /v1/tenant/ai": own_ai_mode,
             "GET /v1/runs/diff": lambda: not_found(
-                "GET", "/v1/runs/diff", params={"a": finished, "b": finished}),
+                "GET", "/v1/runs/diff", params={"a": finished, "b": finished}
+            ),
             "GET /v1/workflows/{name}": lambda: not_found("GET", "/v1/workflows/refund-approval"),
             "GET /v1/commands/{command_id}": command_of_the_owner,
             "GET /v1/projections": lambda: no_tenant_data("/v1/projections"),
@@ -337,33 +374,44 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "GET /asyncapi": lambda: no_tenant_data("/asyncapi"),
             "POST /v1/runs": lambda: rejected("/v1/runs", {"workflow": "refund-approval"}),
             "POST /v1/commands": lambda: rejected(
-                "/v1/commands", {"type": "CancelRun", "payload": {"run_id": waiting}}),
+                "/v1/commands", {"type": "CancelRun", "payload": {"run_id": waiting}}
+            ),
             "POST /v1/runs/{run_id}/fork": lambda: rejected(
-                f"/v1/runs/{finished}/fork", {"from_node": "greet"}),
-            "POST /v1/runs/{run_id}/edits": lambda: rejected(f"/v1/runs/{waiting}/edits", {
-                "edits": [{"op": "remove_node", "node": "refuse"}], "reason": "x"}),
+                f"/v1/runs/{finished}/fork", {"from_node": "greet"}
+            ),
+            "POST /v1/runs/{run_id}/edits": lambda: rejected(
+                f"/v1/runs/{waiting}/edits",
+                {"edits": [{"op": "remove_node", "node": "refuse"}], "reason": "x"},
+            ),
             "POST /v1/runs/{run_id}/tasks/{task}/complete": lambda: rejected(
-                f"{task}/complete", {"decision": "approve"}),
+                f"{task}/complete", {"decision": "approve"}
+            ),
             "POST /v1/runs/{run_id}/tasks/{task}/reassign": lambda: rejected(
-                f"{task}/reassign", {"assignee": "mallory"}),
+                f"{task}/reassign", {"assignee": "mallory"}
+            ),
             "POST /v1/runs/{run_id}/pause": lambda: rejected(f"/v1/runs/{waiting}/pause", {}),
             "POST /v1/runs/{run_id}/resume": lambda: rejected(f"/v1/runs/{waiting}/resume", {}),
             "POST /v1/runs/{run_id}/cancel": lambda: rejected(f"/v1/runs/{waiting}/cancel", {}),
             "POST /v1/runs/{run_id}/variables": lambda: rejected(
-                f"/v1/runs/{waiting}/variables", {"variables": {"approved": True}}),
+                f"/v1/runs/{waiting}/variables", {"variables": {"approved": True}}
+            ),
             "POST /v1/runs/import": import_over_the_owners_run,
             "POST /v1/threads": lambda: rejected("/v1/threads", {"workflow": "refund-approval"}),
             "POST /v1/threads/{thread_id}/messages": lambda: rejected(
-                f"/v1/threads/{thread}/messages", {"content": "let me in"}),
+                f"/v1/threads/{thread}/messages", {"content": "let me in"}
+            ),
             "POST /v1/threads/{thread_id}/complete": lambda: rejected(
-                f"/v1/threads/{thread}/complete", {}),
+                f"/v1/threads/{thread}/complete", {}
+            ),
             "PUT /v1/tenant/ai": configure_own_ai_mode,
             "PUT /v1/workflows/{name}": own_workflow,
             "POST /v1/documents": own_document,
             "GET /v1/documents/{document_id}": lambda: not_found(
-                "GET", f"/v1/documents/{document}"),
+                "GET", f"/v1/documents/{document}"
+            ),
             "DELETE /v1/credentials/{credential_id}": lambda: not_found(
-                "DELETE", "/v1/credentials/team-a"),
+                "DELETE", "/v1/credentials/team-a"
+            ),
             "PUT /v1/credentials/{credential_id}": own_credential,
             "POST /v1/keys": no_key_for_the_owner,
             "DELETE /v1/keys/{key_id}": lambda: not_found("DELETE", f"/v1/keys/{owner_key}"),
@@ -386,15 +434,23 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             break
         await asyncio.sleep(0.05)
     assert [(m["role"], m["content"]) for m in chat] == [
-        ("user", "hello"), ("assistant", "hello")], "the intruder's message was not posted"
+        ("user", "hello"),
+        ("assistant", "hello"),
+    ], "the intruder's message was not posted"
 
 
 async def heddle_keys(*args: str, **env: str) -> tuple[int, str, str]:
     """`heddle keys ...` in a subprocess, with `env` added to this environment."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", "keys", *args, cwd=ROOT,
+        sys.executable,
+        "-m",
+        "api.cli",
+        "keys",
+        *args,
+        cwd=ROOT,
         env={**os.environ, "COLUMNS": "200", **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await process.communicate()
     assert process.returncode is not None

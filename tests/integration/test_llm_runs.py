@@ -51,16 +51,21 @@ def environment(openai: FakeLlmServer, anthropic: FakeLlmServer, **extra: str) -
 
 
 def one_node(name: str, **node: Any) -> dict[str, Any]:
-    return {"name": name, "start": "ask", "nodes": {"ask": {"kind": "llm", "output": "answer",
-                                                            "prompt": "Say hi", **node}}}
+    return {
+        "name": name,
+        "start": "ask",
+        "nodes": {"ask": {"kind": "llm", "output": "answer", "prompt": "Say hi", **node}},
+    }
 
 
-async def run(client: httpx.AsyncClient, definition: dict[str, Any],
-              input: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def run(
+    client: httpx.AsyncClient, definition: dict[str, Any], input: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Publish, start, wait for the end; the run as the API shows it, and its events."""
     await publish(client, definition)
-    started = (await client.post("/v1/runs", json={"workflow": definition["name"],
-                                                   "input": input or {}})).json()
+    started = (
+        await client.post("/v1/runs", json={"workflow": definition["name"], "input": input or {}})
+    ).json()
     state = await wait_for_run(client, started["run_id"])
     events = (await client.get(f"/v1/runs/{started['run_id']}/events")).json()["events"]
     return state, events
@@ -81,7 +86,8 @@ async def read_topics(bootstrap: str, prefix: str) -> dict[str, list[Any]]:
         await admin.close()
     partitions = [
         TopicPartition(topic["topic"], partition["partition"])
-        for topic in described for partition in topic["partitions"]
+        for topic in described
+        for partition in topic["partitions"]
     ]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -109,10 +115,19 @@ async def test_an_openai_node_completes_with_the_reply_and_the_usage_is_in_the_r
         OpenAiWire.completion("Goodbye", model="my-vllm-model", usage=(7, 2, 0)),
     )
     definition = one_node("openai-hello", model="openai:gpt-4o-mini", next="bye")
-    definition["nodes"]["bye"] = {"kind": "llm", "model": "openai:my-vllm-model",
-                                  "prompt": "Say bye", "output": "bye", "stream": False}
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                           environment(openai, anthropic)) as heddle, api_client(heddle) as client:
+    definition["nodes"]["bye"] = {
+        "kind": "llm",
+        "model": "openai:my-vllm-model",
+        "prompt": "Say bye",
+        "output": "bye",
+        "stream": False,
+    }
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
         state, events = await run(client, definition)
     assert state["status"] == "completed"
     assert state["variables"] == {"answer": "Hello, Ada", "bye": "Goodbye"}
@@ -133,8 +148,12 @@ async def test_an_anthropic_node_completes_with_the_reply_and_the_usage_is_in_th
 ) -> None:
     openai, anthropic = fakes
     anthropic.then(AnthropicWire.stream(["Bonjour", " Ada"], usage=(20, 7, 0)))
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                           environment(openai, anthropic)) as heddle, api_client(heddle) as client:
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
         state, _ = await run(client, one_node("claude-hello", model="anthropic:claude-haiku-4-5"))
     assert state["status"] == "completed"
     assert state["variables"] == {"answer": "Bonjour Ada"}
@@ -149,15 +168,32 @@ async def test_an_agent_calls_a_tool_then_answers_and_the_tool_call_is_in_the_ru
 ) -> None:
     openai, anthropic = fakes
     anthropic.then(
-        AnthropicWire.stream([], stop_reason="tool_use",
-                             tool_use=("toolu_1", "calculator", ['{"expression": ', '"6*7"}'])),
+        AnthropicWire.stream(
+            [],
+            stop_reason="tool_use",
+            tool_use=("toolu_1", "calculator", ['{"expression": ', '"6*7"}']),
+        ),
         AnthropicWire.stream(["The answer is 42."]),
     )
-    definition = {"name": "agent-sum", "start": "solve", "nodes": {"solve": {
-        "kind": "agent", "model": "anthropic:claude-haiku-4-5", "tools": ["calculator"],
-        "prompt": "What is 6 times 7?", "output": "answer"}}}
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                           environment(openai, anthropic)) as heddle, api_client(heddle) as client:
+    definition = {
+        "name": "agent-sum",
+        "start": "solve",
+        "nodes": {
+            "solve": {
+                "kind": "agent",
+                "model": "anthropic:claude-haiku-4-5",
+                "tools": ["calculator"],
+                "prompt": "What is 6 times 7?",
+                "output": "answer",
+            }
+        },
+    }
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
         state, events = await run(client, definition)
     assert state["status"] == "completed"
     assert state["variables"] == {"answer": "The answer is 42."}
@@ -179,8 +215,12 @@ async def test_two_429s_with_retry_after_are_waited_out_then_the_call_succeeds(
     openai, anthropic = fakes
     limited = OpenAiWire.error(429, "Rate limit reached", headers={"Retry-After": "1"})
     openai.then(limited, limited, OpenAiWire.stream(["at last"]))
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                           environment(openai, anthropic)) as heddle, api_client(heddle) as client:
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
         state, events = await run(client, one_node("patient", model="openai:gpt-4o-mini"))
     assert state["status"] == "completed"
     assert state["variables"] == {"answer": "at last"}
@@ -203,8 +243,12 @@ async def test_a_401_fails_the_node_at_once_with_the_fix_in_the_message(
 ) -> None:
     openai, anthropic = fakes
     openai.then(OpenAiWire.error(401, "Incorrect API key provided", code="invalid_api_key"))
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                           environment(openai, anthropic)) as heddle, api_client(heddle) as client:
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
         state, events = await run(client, one_node("locked-out", model="openai:gpt-4o-mini"))
     assert state["status"] == "failed"
     message = "openai rejected the API key (401): set OPENAI_API_KEY or the node's credential"
@@ -223,8 +267,12 @@ async def test_a_stream_cut_mid_answer_is_retried_and_its_partial_text_never_bec
         OpenAiWire.stream(["The capital", " is Lyon"], finish_reason=None, cut=True),
         OpenAiWire.stream(["The capital", " is Paris"]),
     )
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                           environment(openai, anthropic)) as heddle, api_client(heddle) as client:
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
         state, events = await run(client, one_node("geography", model="openai:gpt-4o-mini"))
         topics = await read_topics(kafka_bootstrap, settings.topic_prefix)
     assert state["status"] == "completed"
@@ -237,7 +285,8 @@ async def test_a_stream_cut_mid_answer_is_retried_and_its_partial_text_never_bec
     # Deltas are gathered into pieces, numbered over the node attempt; a try never shares one.
     assert [t["sequence"] for t in tokens] == list(range(len(tokens)))
     assert {n: "".join(t["text"] for t in tokens if t["try"] == n) for n in (1, 2)} == {
-        1: "The capital is Lyon", 2: "The capital is Paris",
+        1: "The capital is Lyon",
+        2: "The capital is Paris",
     }
     assert {(t["run_id"], t["node_id"], t["attempt"], t["step"]) for t in tokens} == {
         (state["run_id"], "ask", 1, 1)
@@ -251,23 +300,30 @@ async def test_stored_credentials_are_listed_without_their_keys_and_used_by_the_
 ) -> None:
     openai, anthropic = fakes
     openai.then(OpenAiWire.stream(["team reply"]))
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                           environment(openai, anthropic)) as heddle, api_client(heddle) as client:
-        stored = await client.put("/v1/credentials/team-a",
-                                  json={"provider": "openai", "api_key": "sk-team-a-key"})
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
+        stored = await client.put(
+            "/v1/credentials/team-a", json={"provider": "openai", "api_key": "sk-team-a-key"}
+        )
         assert stored.status_code == 200, stored.text
         assert set(stored.json()) == {"id", "provider", "created_at", "updated_at"}
         listed = (await client.get("/v1/credentials")).json()["items"]
         assert [(c["id"], c["provider"]) for c in listed] == [("team-a", "openai")]
-        state, events = await run(client, one_node(
-            "team", model="openai:gpt-4o-mini", credential="team-a"))
+        state, events = await run(
+            client, one_node("team", model="openai:gpt-4o-mini", credential="team-a")
+        )
         assert state["variables"] == {"answer": "team reply"}
         assert sent_key(openai.requests[0]) == "sk-team-a-key"
         assert of_type(events, "NodeStarted")[0]["data"]["input"]["credential"] == "team-a"
         assert (await client.delete("/v1/credentials/team-a")).status_code == 204
         assert (await client.get("/v1/credentials")).json()["items"] == []
-        state, _ = await run(client, one_node(
-            "team-again", model="openai:gpt-4o-mini", credential="team-a"))
+        state, _ = await run(
+            client, one_node("team-again", model="openai:gpt-4o-mini", credential="team-a")
+        )
     assert state["status"] == "failed"
     assert state["error"]["message"] == (
         "openai: the node's credential 'team-a' is not configured: store it with "
@@ -281,10 +337,13 @@ async def test_storing_a_credential_without_an_encryption_key_says_what_to_set(
     openai, anthropic = fakes
     environ = environment(openai, anthropic)
     del environ["HEDDLE_CREDENTIALS_KEY"]
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                           environ, roles=()) as heddle, api_client(heddle) as client:
-        response = await client.put("/v1/credentials/team-a",
-                                    json={"provider": "openai", "api_key": "sk-team-a-key"})
+    async with (
+        running_heddle(settings, database_url, kafka_bootstrap, environ, roles=()) as heddle,
+        api_client(heddle) as client,
+    ):
+        response = await client.put(
+            "/v1/credentials/team-a", json={"provider": "openai", "api_key": "sk-team-a-key"}
+        )
     assert response.status_code == 503
     assert response.json()["detail"].startswith("HEDDLE_CREDENTIALS_KEY is not set")
 
@@ -295,8 +354,12 @@ async def test_the_health_check_calls_each_configured_provider_and_reports_the_r
     openai, anthropic = fakes
     openai.then(OpenAiWire.completion("p", finish_reason="length"))
     anthropic.then(AnthropicWire.error(401, "invalid x-api-key", "authentication_error"))
-    async with running_heddle(settings, database_url, kafka_bootstrap, environment(openai, anthropic),
-                           roles=()) as heddle, api_client(heddle) as client:
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic), roles=()
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
         response = await client.get("/v1/providers/health")
     assert response.status_code == 503
     reports = {r["provider"]: r for r in response.json()["providers"]}
@@ -320,31 +383,46 @@ async def test_a_canary_key_appears_in_no_event_topic_log_line_or_api_response(
     stored_canary = f"sk-canary-{uuid.uuid4()}"
     environ = environment(openai, anthropic, OPENAI_API_KEY=env_canary)
     responses: list[str] = []
-    async with running_heddle(settings, database_url, kafka_bootstrap,
-                           environ) as heddle, api_client(heddle) as client:
-        stored = await client.put("/v1/credentials/canary",
-                                  json={"provider": "openai", "api_key": stored_canary})
+    async with (
+        running_heddle(settings, database_url, kafka_bootstrap, environ) as heddle,
+        api_client(heddle) as client,
+    ):
+        stored = await client.put(
+            "/v1/credentials/canary", json={"provider": "openai", "api_key": stored_canary}
+        )
         responses.append(stored.text)
         openai.then(OpenAiWire.stream(["fine"]))
         good, _ = await run(client, one_node("canary-ok", model="openai:gpt-4o-mini"))
         openai.then(OpenAiWire.error(400, f"Bad request made with key {stored_canary}"))
-        echoed, _ = await run(client, one_node(
-            "canary-echo", model="openai:gpt-4o-mini", credential="canary"))
-        openai.then(OpenAiWire.error(401, f"Incorrect API key provided: {env_canary}",
-                                     code="invalid_api_key"))
+        echoed, _ = await run(
+            client, one_node("canary-echo", model="openai:gpt-4o-mini", credential="canary")
+        )
+        openai.then(
+            OpenAiWire.error(
+                401, f"Incorrect API key provided: {env_canary}", code="invalid_api_key"
+            )
+        )
         refused, _ = await run(client, one_node("canary-401", model="openai:gpt-4o-mini"))
         openai.then(OpenAiWire.error(401, f"Incorrect API key provided: {env_canary}"))
-        for path in ["/v1/runs", "/v1/credentials", "/v1/providers/health",
-                     *(f"/v1/runs/{r['run_id']}" for r in (good, echoed, refused)),
-                     *(f"/v1/runs/{r['run_id']}/events" for r in (good, echoed, refused))]:
+        for path in [
+            "/v1/runs",
+            "/v1/credentials",
+            "/v1/providers/health",
+            *(f"/v1/runs/{r['run_id']}" for r in (good, echoed, refused)),
+            *(f"/v1/runs/{r['run_id']}/events" for r in (good, echoed, refused)),
+        ]:
             responses.append((await client.get(path)).text)
         topics = await read_topics(kafka_bootstrap, settings.topic_prefix)
     # The keys were used, and the failures say what happened.
     assert [sent_key(r) for r in openai.requests[:3]] == [env_canary, stored_canary, env_canary]
     assert (good["status"], echoed["status"], refused["status"]) == (
-        "completed", "failed", "failed")
+        "completed",
+        "failed",
+        "failed",
+    )
     assert echoed["error"]["message"] == (
-        "openai rejected the request (400): Bad request made with key [redacted]")
+        "openai rejected the request (400): Bad request made with key [redacted]"
+    )
     assert refused["error"]["message"].startswith("openai rejected the API key (401)")
     assert "[redacted]" in " ".join(responses)  # the health check's echoed key, too
     canaries = [env_canary, stored_canary]
@@ -362,13 +440,17 @@ async def test_a_canary_key_appears_in_no_event_topic_log_line_or_api_response(
     assert sum(len(records) for records in topics.values()) > 10
     for topic, records in topics.items():
         for record in records:
-            seen = (record.value or b"") + (record.key or b"") + b"".join(
-                v for _, v in record.headers or ())
+            seen = (
+                (record.value or b"")
+                + (record.key or b"")
+                + b"".join(v for _, v in record.headers or ())
+            )
             assert not any(c.encode() in seen for c in canaries), f"a canary is on {topic}"
     assert len(caplog.records) > 20
-    logged = "\n".join(
-        f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records
-    ) + caplog.text
+    logged = (
+        "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
+        + caplog.text
+    )
     assert not any(c in logged for c in canaries), "a canary is in the logs"
     for response in responses:
         assert not any(c in response for c in canaries), response

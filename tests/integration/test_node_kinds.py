@@ -11,10 +11,14 @@ from tests.integration.helpers import example, publish, wait_for_run
 from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
 
 
-async def run_example(client: httpx.AsyncClient, name: str, input: dict[str, Any]) -> dict[str, Any]:
+async def run_example(
+    client: httpx.AsyncClient, name: str, input: dict[str, Any]
+) -> dict[str, Any]:
     definition = example(name)
     await publish(client, definition)
-    started = (await client.post("/v1/runs", json={"workflow": definition["name"], "input": input})).json()
+    started = (
+        await client.post("/v1/runs", json={"workflow": definition["name"], "input": input})
+    ).json()
     return await wait_for_run(client, started["run_id"], timeout=60)
 
 
@@ -41,7 +45,9 @@ async def test_a_map_over_50_items_completes_with_all_50_results_in_order(
     events = (await client.get(f"/v1/runs/{run['run_id']}/events")).json()["events"]
     running = peak = 0
     for event in events:
-        running += {"WorkflowRun.MapItemStarted": 1, "WorkflowRun.MapItemCompleted": -1}.get(event["type"], 0)
+        running += {"WorkflowRun.MapItemStarted": 1, "WorkflowRun.MapItemCompleted": -1}.get(
+            event["type"], 0
+        )
         peak = max(peak, running)
     assert peak == 8  # the example's concurrency
 

@@ -23,8 +23,12 @@ async def client(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 async def start_refund(client: httpx.AsyncClient, customer: str, amount: int) -> str:
     await publish(client, example("approval"))
-    started = (await client.post("/v1/runs", json={
-        "workflow": "refund-approval", "input": {"customer": customer, "amount": amount}})).json()
+    started = (
+        await client.post(
+            "/v1/runs",
+            json={"workflow": "refund-approval", "input": {"customer": customer, "amount": amount}},
+        )
+    ).json()
     return str(started["run_id"])
 
 
@@ -49,8 +53,9 @@ async def test_an_approval_given_with_heddle_tasks_complete_lets_the_run_finish(
     task = await wait_for_task(client, run_id)
     assert (task["task_id"], task["type"], task["role"]) == ("review", "approval", "support")
     assert task["title"] == "Approve: Refund 40 EUR to Ada?"
-    code, out, err = await heddle_cli(client, "tasks", "complete", run_id, "review", "--approve",
-                                      "--comment", "loyal customer")
+    code, out, err = await heddle_cli(
+        client, "tasks", "complete", run_id, "review", "--approve", "--comment", "loyal customer"
+    )
     assert code == 0, err
     assert f"task review of run {run_id} completed" in out
     run = await wait_for_run(client, run_id)
@@ -67,10 +72,13 @@ async def test_the_work_queue_puts_the_bigger_refund_first_and_the_cli_lists_it(
     small, big = await start_refund(client, "Bo", 10), await start_refund(client, "Cy", 900)
     await wait_for_task(client, small)
     await wait_for_task(client, big)
-    queue = [t["run_id"] for t in await open_tasks(client, role="support") if t["run_id"] in (small, big)]
+    queue = [
+        t["run_id"] for t in await open_tasks(client, role="support") if t["run_id"] in (small, big)
+    ]
     assert queue == [big, small]
     code, out, _ = await heddle_cli(client, "tasks", "list", "--role", "support", "--json")
-    assert code == 0 and big in out
+    assert code == 0
+    assert big in out
     code, _, err = await heddle_cli(client, "tasks", "complete", small, "review")
     assert code == 2
     assert "task 'review' is an approval: decide approve or reject" in err.replace("\n", " ")

@@ -13,7 +13,9 @@ from tests.integration.helpers import api_client, example, publish, wait_for_com
 async def test_hello_for_ada_completes_as_vip(heddle) -> None:
     async with api_client(heddle) as client:
         await publish(client, example("hello"))
-        started = (await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})).json()
+        started = (
+            await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
+        ).json()
         run = await wait_for_run(client, started["run_id"])
         assert run["status"] == "completed"
         assert run["variables"] == {"greeting": "Say hello to Ada", "tier": "vip"}
@@ -25,7 +27,9 @@ async def test_hello_for_ada_completes_as_vip(heddle) -> None:
         assert [e["aggregate_version"] for e in events] == list(range(1, len(events) + 1))
 
 
-async def test_a_start_run_published_by_a_plain_kafka_client_completes(heddle, kafka_bootstrap) -> None:
+async def test_a_start_run_published_by_a_plain_kafka_client_completes(
+    heddle, kafka_bootstrap
+) -> None:
     async with api_client(heddle) as client:
         await publish(client, example("hello"))
         run_id = str(uuid.uuid4())
@@ -78,7 +82,8 @@ async def test_publishing_the_same_definition_twice_keeps_one_version(heddle) ->
 async def test_a_body_over_the_limit_is_refused_with_413(heddle) -> None:
     async with api_client(heddle) as client:
         response = await client.post(
-            "/v1/runs", content=b"{" + b" " * (heddle.settings.max_body_bytes + 1) + b"}",
+            "/v1/runs",
+            content=b"{" + b" " * (heddle.settings.max_body_bytes + 1) + b"}",
             headers={"content-type": "application/json"},
         )
     assert response.status_code == 413

@@ -28,9 +28,12 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
     async with api_client(heddle) as client:
         await publish(client, example("hello"))
         names = ["Ada", "Grace", "Alan", "Ada Lovelace", "Barbara"]
-        started = await asyncio.gather(*(
-            client.post("/v1/runs", json={"workflow": "hello", "input": {"name": n}}) for n in names
-        ))
+        started = await asyncio.gather(
+            *(
+                client.post("/v1/runs", json={"workflow": "hello", "input": {"name": n}})
+                for n in names
+            )
+        )
         for response in started:
             await wait_for_run(client, response.json()["run_id"])
         # A run that waits on a person and one that waits on a timer: rows for tasks and timers.
@@ -40,9 +43,11 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
         await publish(client, example("chat"))
         waiting = [
             (await client.post("/v1/runs", json={"workflow": workflow, "input": input})).json()
-            for workflow, input in (("refund-approval", {"customer": "Ada", "amount": 5}),
-                                    ("reminder", {"about": "tea"}),
-                                    ("renewal-chat", {"customer": "Acme", "arr": 1000}))
+            for workflow, input in (
+                ("refund-approval", {"customer": "Ada", "amount": 5}),
+                ("reminder", {"about": "tea"}),
+                ("renewal-chat", {"customer": "Acme", "arr": 1000}),
+            )
         ]
         for run in waiting:
             await wait_for_run(client, run["run_id"], status={"running"})
@@ -50,8 +55,15 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
         await _until_rows(database_url, "timers")
         # A run whose exit action saves a document: rows for artifacts.
         await publish(client, example("actions"))
-        brief = (await client.post("/v1/runs", json={"workflow": "renewal-brief", "input": {
-            "customer": "Acme", "arr": 10, "days_to_renewal": 5}})).json()
+        brief = (
+            await client.post(
+                "/v1/runs",
+                json={
+                    "workflow": "renewal-brief",
+                    "input": {"customer": "Acme", "arr": 10, "days_to_renewal": 5},
+                },
+            )
+        ).json()
         await wait_for_run(client, brief["run_id"])
         await _until_rows(database_url, "artifacts")
         await _until_rows(database_url, "thread_messages")
@@ -70,22 +82,35 @@ async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, datab
 
     async with api_client(heddle) as client:
         await publish(client, example("hello"))
-        started = (await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})).json()
+        started = (
+            await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
+        ).json()
         await wait_for_run(client, started["run_id"])
     before = table_digest(database_url, "runs")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", "projections", "rebuild", "run_history",
+        sys.executable,
+        "-m",
+        "api.cli",
+        "projections",
+        "rebuild",
+        "run_history",
         env={**os.environ, "DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     assert "rebuilt run_history from" in stdout.decode()
     assert table_digest(database_url, "runs") == before
     every = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", "projections", "rebuild",
+        sys.executable,
+        "-m",
+        "api.cli",
+        "projections",
+        "rebuild",
         env={**os.environ, "DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await every.communicate()
     assert every.returncode == 0, stderr.decode()

@@ -249,7 +249,11 @@ async def test_the_cli_shows_a_runs_attempts_and_the_tenants_usage(heddle: Any) 
         assert code == 0, stderr
         [model] = json.loads(by_model)
         assert (model["provider"], model["model"], model["llm_calls"], model["runs"]) == (
-            "scripted", "echo", 2, 1)
+            "scripted",
+            "echo",
+            2,
+            1,
+        )
         code, table, stderr = await heddle_cli(client, "usage", "--by", "workflow")
         assert code == 0, stderr
         assert "titles" in table

@@ -46,11 +46,13 @@ async def _read_all(bootstrap: str, topic: str, count: int, timeout: float = 20.
 
 
 def _command(run_id: str, name: str = "Ada", command_id: str | None = None) -> bytes:
-    return json.dumps({
-        "command_id": command_id or str(uuid.uuid4()),
-        "type": "StartRun",
-        "payload": {"workflow": "hello", "run_id": run_id, "input": {"name": name}},
-    }).encode()
+    return json.dumps(
+        {
+            "command_id": command_id or str(uuid.uuid4()),
+            "type": "StartRun",
+            "payload": {"workflow": "hello", "run_id": run_id, "input": {"name": name}},
+        }
+    ).encode()
 
 
 async def test_bad_commands_are_rejected_with_reasons_and_the_next_good_one_runs(
@@ -62,17 +64,27 @@ async def test_bad_commands_are_rejected_with_reasons_and_the_next_good_one_runs
         bad = [
             b"{not json",
             json.dumps({"command_id": "unknown-1", "type": "LaunchRocket", "payload": {}}).encode(),
-            json.dumps({"command_id": "bad-payload-1", "type": "StartRun", "payload": {"input": {}}}).encode(),
-            json.dumps({"command_id": "no-workflow-1", "type": "StartRun",
-                        "payload": {"workflow": "nope"}}).encode(),
-            json.dumps({"command_id": "bad-input-1", "type": "StartRun",
-                        "payload": {"workflow": "hello", "input": {"name": 7}}}).encode(),
+            json.dumps(
+                {"command_id": "bad-payload-1", "type": "StartRun", "payload": {"input": {}}}
+            ).encode(),
+            json.dumps(
+                {"command_id": "no-workflow-1", "type": "StartRun", "payload": {"workflow": "nope"}}
+            ).encode(),
+            json.dumps(
+                {
+                    "command_id": "bad-input-1",
+                    "type": "StartRun",
+                    "payload": {"workflow": "hello", "input": {"name": 7}},
+                }
+            ).encode(),
         ]
         await _send(kafka_bootstrap, heddle.topics.commands, *bad, _command(run_id))
         run = await wait_for_run(client, run_id)
         assert run["status"] == "completed"
-        reasons = {cid: (await wait_for_command(client, cid))["reason"]
-                   for cid in ("unknown-1", "bad-payload-1", "no-workflow-1", "bad-input-1")}
+        reasons = {
+            cid: (await wait_for_command(client, cid))["reason"]
+            for cid in ("unknown-1", "bad-payload-1", "no-workflow-1", "bad-input-1")
+        }
     assert "unknown command type 'LaunchRocket'" in reasons["unknown-1"]
     assert "payload.workflow: Field required" in reasons["bad-payload-1"]
     assert "no workflow named 'nope'" in reasons["no-workflow-1"]
@@ -87,10 +99,14 @@ async def test_a_redelivered_command_adds_no_events(heddle, kafka_bootstrap) -> 
     async with api_client(heddle) as client:
         await publish(client, example("hello"))
         run_id, command_id = str(uuid.uuid4()), str(uuid.uuid4())
-        await _send(kafka_bootstrap, heddle.topics.commands, _command(run_id, command_id=command_id))
+        await _send(
+            kafka_bootstrap, heddle.topics.commands, _command(run_id, command_id=command_id)
+        )
         await wait_for_run(client, run_id)
         before = (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
-        await _send(kafka_bootstrap, heddle.topics.commands, _command(run_id, command_id=command_id))
+        await _send(
+            kafka_bootstrap, heddle.topics.commands, _command(run_id, command_id=command_id)
+        )
         marker = str(uuid.uuid4())
         await _send(kafka_bootstrap, heddle.topics.commands, _command(marker))
         await wait_for_run(client, marker)
@@ -109,7 +125,10 @@ def _spawn_worker(settings, database_url: str, kafka_bootstrap: str) -> subproce
     }
     return subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--role", "worker", "--no-api"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -140,7 +159,9 @@ async def test_a_worker_killed_mid_call_is_replaced_and_the_run_completes(
         async with api_client(front) as client:
             await publish(client, slow)
             worker = _spawn_worker(settings, database_url, kafka_bootstrap)
-            started = (await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})).json()
+            started = (
+                await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
+            ).json()
             await _wait_for_line(worker, "node greet")
             worker.kill()
             worker.wait()
@@ -167,7 +188,9 @@ async def test_a_poison_event_goes_to_the_dead_letter_topic_and_runs_keep_flowin
     await _send(kafka_bootstrap, heddle.topics.events, b"\x00 not an event")
     async with api_client(heddle) as client:
         await publish(client, example("hello"))
-        started = (await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})).json()
+        started = (
+            await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
+        ).json()
         run = await wait_for_run(client, started["run_id"], timeout=60)
     assert run["status"] == "completed"
     dead = await _read_all(kafka_bootstrap, heddle.topics.dlq, 1, timeout=30)

@@ -19,6 +19,7 @@ import pytest
 from tests.integration.helpers import api_client, example, key_headers, publish, wait_for_run
 from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
 
+
 @pytest.fixture(scope="module")
 async def hello_runs(heddle: Any) -> dict[str, dict[str, Any]]:
     """Finished hello runs for Ada (vip) and Grace (regular), as GET /v1/runs shows them."""

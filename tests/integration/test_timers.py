@@ -27,15 +27,19 @@ async def test_a_run_waiting_on_a_timer_completes_after_a_restart(
 
     settings = isolated_settings(tmp_path / "heddle")
     database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
-    async with running_heddle(settings, database_url, kafka_bootstrap) as heddle, \
-            api_client(heddle) as client:
+    async with (
+        running_heddle(settings, database_url, kafka_bootstrap) as heddle,
+        api_client(heddle) as client,
+    ):
         await publish(client, NAP)
         started = (await client.post("/v1/runs", json={"workflow": "nap"})).json()
         run = await wait_for_run(client, started["run_id"], status={"running"})
         began = time.monotonic()
     # Heddle is down while the timer comes due.
-    async with running_heddle(settings, database_url, kafka_bootstrap) as heddle, \
-            api_client(heddle) as client:
+    async with (
+        running_heddle(settings, database_url, kafka_bootstrap) as heddle,
+        api_client(heddle) as client,
+    ):
         run = await wait_for_run(client, started["run_id"], timeout=30)
         waited = time.monotonic() - began
         events = (await client.get(f"/v1/runs/{started['run_id']}/events")).json()["events"]

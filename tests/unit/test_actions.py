@@ -17,7 +17,13 @@ from domain.errors import DefinitionInvalid, LlmRequestNotPending
 from domain.llm import LlmRequest, RetryPolicy
 from domain.runs import WorkflowRun
 from handlers.reactions.llm_requests import LlmRequestDue, answer_llm_request, record_llm_answers
-from handlers.reactions.model_calls import LlmCall, OnDelta, OnTryFailed, call_llm, record_llm_outcomes
+from handlers.reactions.model_calls import (
+    LlmCall,
+    OnDelta,
+    OnTryFailed,
+    call_llm,
+    record_llm_outcomes,
+)
 from handlers.unit_of_work import UnitOfWork
 from infra.llm.retrying import complete_with_retries
 from infra.llm.scripted import ScriptedProvider

@@ -35,15 +35,20 @@ class Stored:
 
 
 def ask(credential: str | None, model: str = "openai:gpt-4o-mini") -> LlmRequest:
-    return LlmRequest(model=model, messages=[Message(role="user", content="hi")],
-                      credential=credential)
+    return LlmRequest(
+        model=model, messages=[Message(role="user", content="hi")], credential=credential
+    )
 
 
 def router(server: FakeLlmServer, stored: Stored, **environ: str) -> ProviderRouter:
-    settings = ProviderSettings.from_env({
-        "OPENAI_API_KEY": "sk-environment", "OPENAI_BASE_URL": f"{server.url}/v1",
-        "ANTHROPIC_BASE_URL": server.url, **environ,
-    })
+    settings = ProviderSettings.from_env(
+        {
+            "OPENAI_API_KEY": "sk-environment",
+            "OPENAI_BASE_URL": f"{server.url}/v1",
+            "ANTHROPIC_BASE_URL": server.url,
+            **environ,
+        }
+    )
     return ProviderRouter(settings, credentials=stored)
 
 
@@ -56,10 +61,13 @@ def test_a_value_decrypts_only_with_its_own_tenant_id_and_provider() -> None:
         cipher.decrypt(ciphertext, nonce, "other/team-a/openai")
 
 
-@pytest.mark.parametrize(("environ", "reason"), [
-    ({}, "HEDDLE_CREDENTIALS_KEY is not set: stored credentials need an encryption key"),
-    ({"HEDDLE_CREDENTIALS_KEY": "c2hvcnQ="}, "must be base64 of exactly 32 bytes"),
-])
+@pytest.mark.parametrize(
+    ("environ", "reason"),
+    [
+        ({}, "HEDDLE_CREDENTIALS_KEY is not set: stored credentials need an encryption key"),
+        ({"HEDDLE_CREDENTIALS_KEY": "c2hvcnQ="}, "must be base64 of exactly 32 bytes"),
+    ],
+)
 def test_the_store_without_a_usable_encryption_key_says_what_to_set(
     environ: dict[str, str], reason: str
 ) -> None:
@@ -71,8 +79,12 @@ async def test_a_node_credential_is_the_stored_key_of_the_runs_tenant(
     server: FakeLlmServer,
 ) -> None:
     server.then(OpenAiWire.completion("a"), OpenAiWire.completion("b"))
-    providers = router(server, Stored({("acme", "team"): ("openai", "sk-acme"),
-                                       ("other", "team"): ("openai", "sk-other")}))
+    providers = router(
+        server,
+        Stored(
+            {("acme", "team"): ("openai", "sk-acme"), ("other", "team"): ("openai", "sk-other")}
+        ),
+    )
     await providers.for_tenant("acme").complete(ask("team"))
     await providers.for_tenant("other").complete(ask("team"))
     await providers.aclose()
@@ -83,8 +95,11 @@ async def test_the_environment_variable_of_a_credential_comes_before_the_store(
     server: FakeLlmServer,
 ) -> None:
     server.then(OpenAiWire.completion("a"))
-    providers = router(server, Stored({("acme", "team"): ("openai", "sk-stored")}),
-                       HEDDLE_CREDENTIAL_TEAM="sk-from-env")
+    providers = router(
+        server,
+        Stored({("acme", "team"): ("openai", "sk-stored")}),
+        HEDDLE_CREDENTIAL_TEAM="sk-from-env",
+    )
     await providers.for_tenant("acme").complete(ask("team"))
     await providers.aclose()
     assert sent_key(server.requests[0]) == "sk-from-env"
@@ -100,7 +115,8 @@ async def test_a_credential_stored_for_another_provider_fails_without_a_call(
     assert caught.value.kind == "fatal"
     assert str(caught.value) == (
         "openai: the node's credential 'claude' is for anthropic, not openai: store a openai "
-        "key under another id, or change the node's model")
+        "key under another id, or change the node's model"
+    )
     assert server.calls == 0
 
 
@@ -111,24 +127,36 @@ async def test_a_stored_key_echoed_by_the_provider_is_redacted(server: FakeLlmSe
         await providers.for_tenant("acme").complete(ask("claude", "anthropic:claude-haiku-4-5"))
     await providers.aclose()
     assert str(caught.value) == (
-        "anthropic rejected the request (400): bad key [redacted] for this model")
+        "anthropic rejected the request (400): bad key [redacted] for this model"
+    )
 
 
 async def test_providers_check_exits_1_and_names_the_reason_when_a_provider_fails(
     server: FakeLlmServer,
 ) -> None:
     server.then(OpenAiWire.error(401, "Incorrect API key provided"))
-    environ = {k: v for k, v in os.environ.items()
-               if not k.endswith(("_API_KEY", "_BASE_URL")) and not k.startswith("HEDDLE_")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith(("_API_KEY", "_BASE_URL")) and not k.startswith("HEDDLE_")
+    }
     environ.update(OPENAI_API_KEY="sk-wrong", OPENAI_BASE_URL=f"{server.url}/v1")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", "providers", "check", "--json",
-        env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "api.cli",
+        "providers",
+        "check",
+        "--json",
+        env=environ,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, _ = await process.communicate()
     assert process.returncode == 1
     reports = {r["provider"]: r for r in json.loads(stdout)}
     assert set(reports) == {"openai", "scripted"}
     assert reports["openai"]["error"] == (
-        "openai rejected the API key (401): set OPENAI_API_KEY or the node's credential")
+        "openai rejected the API key (401): set OPENAI_API_KEY or the node's credential"
+    )
     assert reports["scripted"]["ok"] is True

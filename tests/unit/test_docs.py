@@ -39,10 +39,10 @@ from domain.llm import LlmError, LlmRequest, Message, RetryPolicy
 from domain.runs import WorkflowRun
 from domain.templates import render
 from handlers.commands.intake import handle_command
-from handlers.records import Record
 from handlers.reactions.agents import drive_agent
 from handlers.reactions.model_calls import LlmCall, TokenDelta
 from handlers.reactions.tools import builtin_tools
+from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.kafka import publish_dead_letter
 from infra.llm.retrying import complete_with_retries
@@ -194,7 +194,9 @@ async def run_to_the_end(document: dict[str, Any], input: dict[str, Any]) -> Wor
     while running := [n for n, s in run.nodes.items() if s["status"] == "running"]:
         for node_id in running:
             result = await provider.complete(run.llm_request(node_id))
-            run.complete_llm_call(node_id, run.nodes[node_id]["attempt"], result, now=datetime.now(UTC))
+            run.complete_llm_call(
+                node_id, run.nodes[node_id]["attempt"], result, now=datetime.now(UTC)
+            )
     return run
 
 
@@ -270,9 +272,15 @@ async def test_the_agent_example_calls_the_calculator_and_answers_as_the_docs_sa
 ) -> None:
     spec = parse_definition(documented("arithmetic"))
     run = WorkflowRun(
-        run_id=uuid.uuid4(), tenant="default", actor="docs", workflow=spec.name, version=1,
-        content_hash=spec.content_hash(), graph=spec.canonical(),
-        input={"question": "six times seven"}, command_id="c",
+        run_id=uuid.uuid4(),
+        tenant="default",
+        actor="docs",
+        workflow=spec.name,
+        version=1,
+        content_hash=spec.content_hash(),
+        graph=spec.canonical(),
+        input={"question": "six times seven"},
+        command_id="c",
     )
     run.advance(now=datetime.now(UTC))
     uow.add(run)
@@ -294,8 +302,15 @@ async def test_the_agent_example_calls_the_calculator_and_answers_as_the_docs_sa
 
 def test_the_token_delta_in_the_provider_docs_has_the_fields_the_worker_publishes() -> None:
     shown = json.loads(next(b for _, b, mark in blocks(PROVIDERS_MD) if mark == "token-delta"))
-    delta = TokenDelta(uuid.UUID(shown["run_id"]), shown["node_id"], shown["attempt"],
-                       shown["step"], shown["try"], shown["sequence"], shown["text"])
+    delta = TokenDelta(
+        uuid.UUID(shown["run_id"]),
+        shown["node_id"],
+        shown["attempt"],
+        shown["step"],
+        shown["try"],
+        shown["sequence"],
+        shown["text"],
+    )
     assert delta.as_message() == shown
     for field in shown:
         assert f"`{field}`" in PROVIDERS_MD
@@ -557,7 +572,13 @@ def test_the_command_envelope_fields_are_the_documented_ones() -> None:
         if lang == "json" and '"status"' in b and '"payload"' not in b
     )
     assert set(outcome_block) == {
-        "command_id", "type", "tenant", "correlation_id", "status", "reason", "result",
+        "command_id",
+        "type",
+        "tenant",
+        "correlation_id",
+        "status",
+        "reason",
+        "result",
     }
 
 

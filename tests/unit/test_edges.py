@@ -368,7 +368,9 @@ def test_an_llm_validator_asks_a_model_once_and_its_no_blocks_the_transition_wit
     assert request_id == "validator:write->publish:1:1"
     assert pending["purpose"] == "validator"
     assert pending["request"]["messages"][-1]["content"] == "Is this polite? Go away"
-    run.complete_llm_request(request_id, answer('{"pass": false, "reason": "it is rude"}'), now=datetime.now(UTC))
+    run.complete_llm_request(
+        request_id, answer('{"pass": false, "reason": "it is rude"}'), now=datetime.now(UTC)
+    )
     assert run.status == "failed"
     assert run.blocked == {"write->publish": "the reply is not polite: it is rude"}
     assert run.usage["llm_calls"] == 1
@@ -378,7 +380,9 @@ def test_an_llm_validator_asks_a_model_once_and_its_no_blocks_the_transition_wit
 
 def test_an_llm_validator_that_says_yes_takes_the_edge_and_replays_without_a_model() -> None:
     run = start(JUDGED, {"draft": "Dear Ada, thank you"})
-    run.complete_llm_request("validator:write->publish:1:1", answer("Yes, it is polite."), now=datetime.now(UTC))
+    run.complete_llm_request(
+        "validator:write->publish:1:1", answer("Yes, it is polite."), now=datetime.now(UTC)
+    )
     assert run.status == "completed"
     rebuilt = project_aggregate(None, run.collect_events())
     assert rebuilt.__dict__ == run.__dict__
@@ -387,7 +391,8 @@ def test_an_llm_validator_that_says_yes_takes_the_edge_and_replays_without_a_mod
 def test_a_judge_that_cannot_be_asked_blocks_the_transition_saying_so() -> None:
     run = start(JUDGED, {"draft": "hi"})
     run.fail_llm_request(
-        "validator:write->publish:1:1", {"class": "fatal", "message": "401 bad key"},
+        "validator:write->publish:1:1",
+        {"class": "fatal", "message": "401 bad key"},
         now=datetime.now(UTC),
     )
     assert run.status == "failed"
@@ -598,10 +603,14 @@ async def answer_everything(run: WorkflowRun) -> None:
             return
         for node_id in running:
             result = await provider.complete(run.llm_request(node_id))
-            run.complete_llm_call(node_id, run.nodes[node_id]["attempt"], result, now=datetime.now(UTC))
+            run.complete_llm_call(
+                node_id, run.nodes[node_id]["attempt"], result, now=datetime.now(UTC)
+            )
         for request_id in asked:
             request = LlmRequest.model_validate(run.llm_requests[request_id]["request"])
-            run.complete_llm_request(request_id, await provider.complete(request), now=datetime.now(UTC))
+            run.complete_llm_request(
+                request_id, await provider.complete(request), now=datetime.now(UTC)
+            )
 
 
 async def test_the_documented_reply_review_loops_to_its_bound_then_waits_for_approval() -> None:

@@ -92,7 +92,9 @@ def test_the_run_completes_with_fields_invalid_ones_and_the_source() -> None:
 
 def test_an_answer_that_is_not_json_fails_the_node_with_class_task() -> None:
     run = start("text")
-    run.complete_extraction("terms", 1, {"document_id": None, "characters": 4}, answer("no idea"), now=datetime.now(UTC))
+    run.complete_extraction(
+        "terms", 1, {"document_id": None, "characters": 4}, answer("no idea"), now=datetime.now(UTC)
+    )
     assert run.status == "failed"
     assert run.error["class"] == "task"
     assert run.error["message"].startswith("the model's answer is not JSON")

@@ -5,7 +5,6 @@ in size and time. Calls go to a local fake HTTP server."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest

@@ -20,23 +20,38 @@ def record(value: object, offset: int = 0) -> Record:
 
 
 def publish_hello(uow) -> None:
-    handle_command(record({"command_id": "p1", "type": "PublishWorkflow",
-                           "payload": {"definition": HELLO}}), uow)
+    handle_command(
+        record({"command_id": "p1", "type": "PublishWorkflow", "payload": {"definition": HELLO}}),
+        uow,
+    )
 
 
 def test_start_run_creates_the_run_and_an_accepted_receipt(uow) -> None:
     publish_hello(uow)
-    receipt = handle_command(record({"command_id": "c1", "type": "StartRun",
-                                     "payload": {"workflow": "hello", "input": {"name": "Ada"}}}), uow)
-    assert receipt is not None and receipt.outcome == "accepted"
+    receipt = handle_command(
+        record(
+            {
+                "command_id": "c1",
+                "type": "StartRun",
+                "payload": {"workflow": "hello", "input": {"name": "Ada"}},
+            }
+        ),
+        uow,
+    )
+    assert receipt is not None
+    assert receipt.outcome == "accepted"
     run = uow.get(run_id_for("default", "c1"))
-    assert run.workflow == "hello" and run.nodes["greet"]["status"] == "running"
+    assert run.workflow == "hello"
+    assert run.nodes["greet"]["status"] == "running"
 
 
 def test_the_same_command_id_twice_is_decided_once(uow) -> None:
     publish_hello(uow)
-    command = {"command_id": "c1", "type": "StartRun",
-               "payload": {"workflow": "hello", "input": {"name": "Ada"}}}
+    command = {
+        "command_id": "c1",
+        "type": "StartRun",
+        "payload": {"workflow": "hello", "input": {"name": "Ada"}},
+    }
     assert handle_command(record(command), uow) is not None
     uow.save()
     assert handle_command(record(command, offset=7), uow) is None
@@ -48,59 +63,99 @@ def test_rejections_say_what_to_fix(uow) -> None:
     cases = {
         b"[1, 2": "malformed JSON",
         json.dumps([1]).encode(): "a command must be a JSON object",
-        json.dumps({"command_id": "x1", "type": "StartRun"}).encode(): "payload.workflow: Field required",
-        json.dumps({"command_id": "x2", "type": "StartRun", "payload": {"workflow": "hello", "version": 9}}).encode():
-            "has no version 9 (latest is 1)",
-        json.dumps({"command_id": "x3", "type": "StartRun", "tenant": "bad tenant!"}).encode(): "tenant",
+        json.dumps(
+            {"command_id": "x1", "type": "StartRun"}
+        ).encode(): "payload.workflow: Field required",
+        json.dumps(
+            {"command_id": "x2", "type": "StartRun", "payload": {"workflow": "hello", "version": 9}}
+        ).encode(): "has no version 9 (latest is 1)",
+        json.dumps(
+            {"command_id": "x3", "type": "StartRun", "tenant": "bad tenant!"}
+        ).encode(): "tenant",
     }
     for offset, (raw, expected) in enumerate(cases.items()):
         receipt = handle_command(record(raw, offset=offset), uow)
-        assert receipt is not None and receipt.outcome == "rejected"
+        assert receipt is not None
+        assert receipt.outcome == "rejected"
         assert expected in receipt.reason, receipt.reason
 
 
 def test_a_rejected_start_leaves_no_run_behind(uow) -> None:
     publish_hello(uow)
-    handle_command(record({"command_id": "c1", "type": "StartRun",
-                           "payload": {"workflow": "hello", "input": {}}}), uow)
+    handle_command(
+        record(
+            {"command_id": "c1", "type": "StartRun", "payload": {"workflow": "hello", "input": {}}}
+        ),
+        uow,
+    )
     uow.save()
     assert uow.get(run_id_for("default", "c1")) is None
 
 
 def test_an_invalid_definition_is_rejected_with_its_paths(uow) -> None:
     broken = {**HELLO, "start": "nowhere"}
-    receipt = handle_command(record({"command_id": "p9", "type": "PublishWorkflow",
-                                     "payload": {"definition": broken}}), uow)
+    receipt = handle_command(
+        record({"command_id": "p9", "type": "PublishWorkflow", "payload": {"definition": broken}}),
+        uow,
+    )
     assert receipt.outcome == "rejected"
     assert "start: unknown node 'nowhere'" in receipt.reason
 
 
 def test_two_tenants_may_use_the_same_command_id(uow) -> None:
     for tenant in ("acme", "globex"):
-        handle_command(record({"command_id": f"p-{tenant}", "type": "PublishWorkflow",
-                               "tenant": tenant, "payload": {"definition": HELLO}}), uow)
-    start = {"command_id": "c1", "type": "StartRun",
-             "payload": {"workflow": "hello", "input": {"name": "Ada"}}}
+        handle_command(
+            record(
+                {
+                    "command_id": f"p-{tenant}",
+                    "type": "PublishWorkflow",
+                    "tenant": tenant,
+                    "payload": {"definition": HELLO},
+                }
+            ),
+            uow,
+        )
+    start = {
+        "command_id": "c1",
+        "type": "StartRun",
+        "payload": {"workflow": "hello", "input": {"name": "Ada"}},
+    }
     first = handle_command(record({**start, "tenant": "acme"}), uow)
     second = handle_command(record({**start, "tenant": "globex"}, offset=1), uow)
-    assert first is not None and first.outcome == "accepted"
-    assert second is not None and second.outcome == "accepted"
+    assert first is not None
+    assert first.outcome == "accepted"
+    assert second is not None
+    assert second.outcome == "accepted"
     assert first.result["run_id"] != second.result["run_id"]
     assert uow.get(run_id_for("globex", "c1")).tenant == "globex"
 
 
 def test_the_callers_correlation_id_is_kept_in_the_outcome(uow) -> None:
     publish_hello(uow)
-    receipt = handle_command(record({"command_id": "c1", "type": "StartRun",
-                                     "correlation_id": "order-1842",
-                                     "payload": {"workflow": "nope"}}), uow)
+    receipt = handle_command(
+        record(
+            {
+                "command_id": "c1",
+                "type": "StartRun",
+                "correlation_id": "order-1842",
+                "payload": {"workflow": "nope"},
+            }
+        ),
+        uow,
+    )
     assert receipt is not None
     assert receipt.as_result()["correlation_id"] == "order-1842"
     assert receipt.as_result()["status"] == "rejected"
 
 
 def test_a_command_id_too_long_to_keep_is_rejected_under_its_position(uow) -> None:
-    receipt = handle_command(record({"command_id": "x" * 201, "type": "StartRun",
-                                     "payload": {"workflow": "hello"}}, offset=9), uow)
-    assert receipt is not None and receipt.command_id == "heddle.commands/0/9"
+    receipt = handle_command(
+        record(
+            {"command_id": "x" * 201, "type": "StartRun", "payload": {"workflow": "hello"}},
+            offset=9,
+        ),
+        uow,
+    )
+    assert receipt is not None
+    assert receipt.command_id == "heddle.commands/0/9"
     assert "command_id: String should have at most 200 characters" in (receipt.reason or "")

@@ -10,19 +10,23 @@ from infra.llm.scripted import ScriptedProvider
 
 
 def request(model: str = "scripted:echo", **options: object) -> LlmRequest:
-    return LlmRequest(model=model, messages=[Message(role="user", content="Say hello to Ada")],
-                      options=options)
+    return LlmRequest(
+        model=model, messages=[Message(role="user", content="Say hello to Ada")], options=options
+    )
 
 
 async def test_echo_replies_with_the_prompt_and_counts_tokens() -> None:
     result = await ScriptedProvider().complete(request())
     assert result.text == "Say hello to Ada"
     assert (result.usage.input_tokens, result.usage.output_tokens) == (4, 4)
-    assert result.provider == "scripted" and result.finish_reason == "stop"
+    assert result.provider == "scripted"
+    assert result.finish_reason == "stop"
 
 
 async def test_a_reply_template_sees_the_prompt() -> None:
-    result = await ScriptedProvider().complete(request("scripted:t", reply="<{{ prompt | upper }}>"))
+    result = await ScriptedProvider().complete(
+        request("scripted:t", reply="<{{ prompt | upper }}>")
+    )
     assert result.text == "<SAY HELLO TO ADA>"
 
 
@@ -41,7 +45,8 @@ async def test_two_429s_with_retry_after_are_waited_out_then_the_call_succeeds()
         ScriptedProvider(), scripted, RetryPolicy(), on_failed, sleep=sleep, rand=lambda: 0.5
     )
     assert result.text == "Say hello to Ada"
-    assert len(waited) == 2 and all(seconds >= 1 for seconds in waited)
+    assert len(waited) == 2
+    assert all(seconds >= 1 for seconds in waited)
     assert [(a, s) for a, s, _ in failed] == [(1, 429), (2, 429)]
 
 
@@ -55,7 +60,8 @@ async def test_a_fatal_error_is_not_retried() -> None:
     scripted = request("scripted:bad", fail=[{"status": 401, "message": "set OPENAI_API_KEY"}])
     with pytest.raises(LlmError) as caught:
         await complete_with_retries(ScriptedProvider(), scripted, RetryPolicy(), on_failed)
-    assert caught.value.kind == "fatal" and caught.value.status == 401
+    assert caught.value.kind == "fatal"
+    assert caught.value.status == 401
     assert failed == [1]
 
 
@@ -89,8 +95,9 @@ async def test_a_retry_after_beyond_the_deadline_gives_up_instead_of_waiting() -
 
     scripted = request("scripted:slow", fail=[{"status": 429, "retry_after": 600}])
     with pytest.raises(LlmError) as caught:
-        await complete_with_retries(ScriptedProvider(), scripted,
-                                    RetryPolicy(deadline_seconds=60), on_failed, sleep=sleep)
+        await complete_with_retries(
+            ScriptedProvider(), scripted, RetryPolicy(deadline_seconds=60), on_failed, sleep=sleep
+        )
     assert caught.value.status == 429
     assert waited == []
     assert reported == [None]

@@ -13,8 +13,9 @@ from infra.llm.router import ProviderRouter, ProviderSettings
 
 
 def answer(provider: str, model: str, usage: Usage) -> LlmResult:
-    return LlmResult(text="ok", finish_reason="stop", usage=usage, model=model,
-                     provider=provider, latency_ms=1.0)
+    return LlmResult(
+        text="ok", finish_reason="stop", usage=usage, model=model, provider=provider, latency_ms=1.0
+    )
 
 
 MILLION_IN_MILLION_OUT = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
@@ -33,18 +34,21 @@ def test_a_known_model_costs_its_input_cached_and_output_prices() -> None:
 def test_a_dated_snapshot_costs_what_its_model_costs() -> None:
     table = PriceTable()
 
-    dated = table.priced(answer("anthropic", "claude-sonnet-4-20250514", MILLION_IN_MILLION_OUT),
-                         "claude-sonnet-4-0")
-    mini = table.priced(answer("openai", "gpt-4o-mini-2024-07-18", MILLION_IN_MILLION_OUT),
-                        "gpt-4o-mini")
+    dated = table.priced(
+        answer("anthropic", "claude-sonnet-4-20250514", MILLION_IN_MILLION_OUT), "claude-sonnet-4-0"
+    )
+    mini = table.priced(
+        answer("openai", "gpt-4o-mini-2024-07-18", MILLION_IN_MILLION_OUT), "gpt-4o-mini"
+    )
 
     assert dated.cost_usd == pytest.approx(3 + 15)
     assert mini.cost_usd == pytest.approx(0.15 + 0.60)
 
 
 def test_an_unknown_model_costs_nothing_and_says_its_price_is_unknown() -> None:
-    result = PriceTable().priced(answer("openai", "gpt-7-turbo", MILLION_IN_MILLION_OUT),
-                                 "gpt-7-turbo")
+    result = PriceTable().priced(
+        answer("openai", "gpt-7-turbo", MILLION_IN_MILLION_OUT), "gpt-7-turbo"
+    )
 
     assert (result.cost_usd, result.priced) == (0.0, False)
 
@@ -57,10 +61,14 @@ def test_local_and_scripted_models_are_free_and_priced() -> None:
 
 
 def test_heddle_prices_json_overrides_a_price_and_adds_a_provider() -> None:
-    table = PriceTable.from_setting(json.dumps({
-        "openai:gpt-4o": {"input": 1, "output": 2},
-        "vllm:*": {"input": 0.1, "output": 0.2, "cached_input": 0.05},
-    }))
+    table = PriceTable.from_setting(
+        json.dumps(
+            {
+                "openai:gpt-4o": {"input": 1, "output": 2},
+                "vllm:*": {"input": 0.1, "output": 0.2, "cached_input": 0.05},
+            }
+        )
+    )
 
     gpt = table.priced(answer("openai", "gpt-4o", MILLION_IN_MILLION_OUT), "gpt-4o")
     vllm = table.priced(answer("vllm", "qwen", MILLION_IN_MILLION_OUT), "qwen")
@@ -84,13 +92,16 @@ def test_heddle_prices_can_name_a_yaml_or_json_file(tmp_path: Path, suffix: str)
     assert result.cost_usd == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize(("setting", "complaint"), [
-    ('{"gpt-4o": {"input": 1, "output": 1}}', "must be written provider:model"),
-    ('{"openai:gpt-4o": {"input": -1, "output": 1}}', "bad price for 'openai:gpt-4o'"),
-    ('{"openai:gpt-4o": {"input": 1}}', "bad price for 'openai:gpt-4o'"),
-    ("/nowhere/prices.yaml", "could not be read"),
-    ("{not json", "could not be read"),
-])
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ('{"gpt-4o": {"input": 1, "output": 1}}', "must be written provider:model"),
+        ('{"openai:gpt-4o": {"input": -1, "output": 1}}', "bad price for 'openai:gpt-4o'"),
+        ('{"openai:gpt-4o": {"input": 1}}', "bad price for 'openai:gpt-4o'"),
+        ("/nowhere/prices.yaml", "could not be read"),
+        ("{not json", "could not be read"),
+    ],
+)
 def test_a_bad_heddle_prices_setting_is_refused_with_the_reason(
     setting: str, complaint: str
 ) -> None:

@@ -33,13 +33,19 @@ from tests.fakes.llm_servers import (
 )
 
 KEY = "sk-ant-test-77e2b0-do-not-leak"
+
+
 def router_for(server: FakeLlmServer, **environ: str) -> ProviderRouter:
-    return ProviderRouter(ProviderSettings.from_env({
-        "ANTHROPIC_API_KEY": KEY,
-        "ANTHROPIC_BASE_URL": server.url,
-        "HEDDLE_LLM_TIMEOUT_SECONDS": "5",
-        **environ,
-    }))
+    return ProviderRouter(
+        ProviderSettings.from_env(
+            {
+                "ANTHROPIC_API_KEY": KEY,
+                "ANTHROPIC_BASE_URL": server.url,
+                "HEDDLE_LLM_TIMEOUT_SECONDS": "5",
+                **environ,
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -49,8 +55,11 @@ async def router(server: FakeLlmServer) -> AsyncIterator[ProviderRouter]:
     await router.aclose()
 
 
-def ask(text: str = "What is the weather in Paris?", model: str = "anthropic:claude-haiku-4-5",
-        **fields: object) -> LlmRequest:
+def ask(
+    text: str = "What is the weather in Paris?",
+    model: str = "anthropic:claude-haiku-4-5",
+    **fields: object,
+) -> LlmRequest:
     return LlmRequest(model=model, messages=[Message(role="user", content=text)], **fields)  # type: ignore[arg-type]
 
 
@@ -58,10 +67,13 @@ async def test_a_completion_sends_the_system_prompt_apart_and_a_default_max_toke
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
     server.then(AnthropicWire.message("Sunny, 21 °C.", usage=(100, 50, 900)))
-    request = LlmRequest(model="anthropic:claude-haiku-4-5", messages=[
-        Message(role="system", content="Be brief."),
-        Message(role="user", content="Weather in Paris?"),
-    ])
+    request = LlmRequest(
+        model="anthropic:claude-haiku-4-5",
+        messages=[
+            Message(role="system", content="Be brief."),
+            Message(role="user", content="Weather in Paris?"),
+        ],
+    )
 
     result = await router.complete(request)
 
@@ -101,10 +113,13 @@ async def test_a_requests_own_max_tokens_and_temperature_are_sent(
 async def test_tools_are_sent_and_tool_use_blocks_come_back_as_tool_calls(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
-    server.then(AnthropicWire.message(
-        "Let me check.", tool_uses=[("toolu_1", "get_weather", {"city": "Paris"})],
-        stop_reason="tool_use",
-    ))
+    server.then(
+        AnthropicWire.message(
+            "Let me check.",
+            tool_uses=[("toolu_1", "get_weather", {"city": "Paris"})],
+            stop_reason="tool_use",
+        )
+    )
 
     result = await router.complete(ask(tools=[WEATHER]))
 
@@ -113,52 +128,78 @@ async def test_tools_are_sent_and_tool_use_blocks_come_back_as_tool_calls(
     assert result.tool_calls == [
         ToolCall(id="toolu_1", name="get_weather", arguments={"city": "Paris"})
     ]
-    assert server.requests[0].body["tools"] == [{
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
-    }]
+    assert server.requests[0].body["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
 
 
 async def test_tool_results_go_back_as_tool_result_blocks_in_one_user_turn(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
     server.then(AnthropicWire.message("Paris is sunny, Oslo is not."))
-    calls = [ToolCall(id="toolu_1", name="get_weather", arguments={"city": "Paris"}),
-             ToolCall(id="toolu_2", name="get_weather", arguments={"city": "Oslo"})]
-    request = LlmRequest(model="anthropic:claude-haiku-4-5", tools=[WEATHER], messages=[
-        Message(role="user", content="Paris or Oslo?"),
-        Message(role="assistant", content="Checking both.", tool_calls=calls),
-        Message(role="tool", tool_call_id="toolu_1", content="clear"),
-        Message(role="tool", tool_call_id="toolu_2", content="rain"),
-    ])
+    calls = [
+        ToolCall(id="toolu_1", name="get_weather", arguments={"city": "Paris"}),
+        ToolCall(id="toolu_2", name="get_weather", arguments={"city": "Oslo"}),
+    ]
+    request = LlmRequest(
+        model="anthropic:claude-haiku-4-5",
+        tools=[WEATHER],
+        messages=[
+            Message(role="user", content="Paris or Oslo?"),
+            Message(role="assistant", content="Checking both.", tool_calls=calls),
+            Message(role="tool", tool_call_id="toolu_1", content="clear"),
+            Message(role="tool", tool_call_id="toolu_2", content="rain"),
+        ],
+    )
 
     result = await router.complete(request)
 
     assert result.text == "Paris is sunny, Oslo is not."
     assert server.requests[0].body["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "Paris or Oslo?"}]},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Checking both."},
-            {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-             "input": {"city": "Paris"}},
-            {"type": "tool_use", "id": "toolu_2", "name": "get_weather",
-             "input": {"city": "Oslo"}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "clear"},
-            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "rain"},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking both."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "toolu_2",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "clear"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "rain"},
+            ],
+        },
     ]
 
 
 async def test_a_stream_yields_text_then_the_whole_result_with_tool_use_and_usage(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
-    server.then(AnthropicWire.stream(
-        ["Let me ", "check."], stop_reason="tool_use", usage=(30, 12, 0),
-        tool_use=("toolu_9", "get_weather", ['{"city"', ': "Par', 'is"}']),
-    ))
+    server.then(
+        AnthropicWire.stream(
+            ["Let me ", "check."],
+            stop_reason="tool_use",
+            usage=(30, 12, 0),
+            tool_use=("toolu_9", "get_weather", ['{"city"', ': "Par', 'is"}']),
+        )
+    )
 
     *deltas, result = await collect(router, ask(tools=[WEATHER]))
 
@@ -190,8 +231,10 @@ async def test_a_stream_without_message_stop_is_a_retryable_failure_not_an_answe
 async def test_a_dropped_stream_is_retried_from_the_start_and_then_succeeds(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
-    server.then(AnthropicWire.stream(["Sunny, 2"], stop_reason=None, cut=True),
-                AnthropicWire.stream(["Sunny, ", "21 °C."]))
+    server.then(
+        AnthropicWire.stream(["Sunny, 2"], stop_reason=None, cut=True),
+        AnthropicWire.stream(["Sunny, ", "21 °C."]),
+    )
     deltas: list[tuple[int, str]] = []
     failures: list[LlmError] = []
 
@@ -225,9 +268,14 @@ async def test_an_error_event_inside_a_stream_is_classified_by_its_type(
     assert caught.value.message.startswith("anthropic is overloaded (529)")
 
 
-@pytest.mark.parametrize(("status", "error_type"), [
-    (529, "overloaded_error"), (500, "api_error"), (429, "rate_limit_error"),
-])
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (529, "overloaded_error"),
+        (500, "api_error"),
+        (429, "rate_limit_error"),
+    ],
+)
 async def test_overload_server_errors_and_rate_limits_are_retried_then_succeed(
     server: FakeLlmServer, router: ProviderRouter, status: int, error_type: str
 ) -> None:

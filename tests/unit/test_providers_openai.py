@@ -34,13 +34,19 @@ from tests.fakes.llm_servers import (
 )
 
 KEY = "sk-test-4f9c1e-do-not-leak"
+
+
 def router_for(server: FakeLlmServer, **environ: str) -> ProviderRouter:
-    return ProviderRouter(ProviderSettings.from_env({
-        "OPENAI_API_KEY": KEY,
-        "OPENAI_BASE_URL": f"{server.url}/v1",
-        "HEDDLE_LLM_TIMEOUT_SECONDS": "5",
-        **environ,
-    }))
+    return ProviderRouter(
+        ProviderSettings.from_env(
+            {
+                "OPENAI_API_KEY": KEY,
+                "OPENAI_BASE_URL": f"{server.url}/v1",
+                "HEDDLE_LLM_TIMEOUT_SECONDS": "5",
+                **environ,
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -50,8 +56,9 @@ async def router(server: FakeLlmServer) -> AsyncIterator[ProviderRouter]:
     await router.aclose()
 
 
-def ask(text: str = "What is the weather in Paris?", model: str = "openai:gpt-4o-mini",
-        **fields: object) -> LlmRequest:
+def ask(
+    text: str = "What is the weather in Paris?", model: str = "openai:gpt-4o-mini", **fields: object
+) -> LlmRequest:
     return LlmRequest(model=model, messages=[Message(role="user", content=text)], **fields)  # type: ignore[arg-type]
 
 
@@ -84,10 +91,13 @@ async def test_a_completion_returns_text_usage_with_cached_tokens_and_its_cost(
 async def test_tools_are_sent_and_the_models_tool_calls_come_back_with_parsed_arguments(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
-    server.then(OpenAiWire.completion(
-        None, tool_calls=[("call_1", "get_weather", '{"city": "Paris"}')],
-        finish_reason="tool_calls",
-    ))
+    server.then(
+        OpenAiWire.completion(
+            None,
+            tool_calls=[("call_1", "get_weather", '{"city": "Paris"}')],
+            finish_reason="tool_calls",
+        )
+    )
 
     result = await router.complete(ask(tools=[WEATHER]))
 
@@ -96,14 +106,16 @@ async def test_tools_are_sent_and_the_models_tool_calls_come_back_with_parsed_ar
     ]
     assert result.text == ""
     assert result.finish_reason == "tool_calls"
-    assert server.requests[0].body["tools"] == [{
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-        },
-    }]
+    assert server.requests[0].body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
 
 
 async def test_a_tool_result_goes_back_as_a_tool_message_after_the_assistants_call(
@@ -111,12 +123,16 @@ async def test_a_tool_result_goes_back_as_a_tool_message_after_the_assistants_ca
 ) -> None:
     server.then(OpenAiWire.completion("It is sunny in Paris."))
     call = ToolCall(id="call_1", name="get_weather", arguments={"city": "Paris"})
-    request = LlmRequest(model="openai:gpt-4o-mini", tools=[WEATHER], messages=[
-        Message(role="system", content="Be brief."),
-        Message(role="user", content="Weather in Paris?"),
-        Message(role="assistant", tool_calls=[call]),
-        Message(role="tool", tool_call_id="call_1", content='{"sky": "clear"}'),
-    ])
+    request = LlmRequest(
+        model="openai:gpt-4o-mini",
+        tools=[WEATHER],
+        messages=[
+            Message(role="system", content="Be brief."),
+            Message(role="user", content="Weather in Paris?"),
+            Message(role="assistant", tool_calls=[call]),
+            Message(role="tool", tool_call_id="call_1", content='{"sky": "clear"}'),
+        ],
+    )
 
     result = await router.complete(request)
 
@@ -124,10 +140,17 @@ async def test_a_tool_result_goes_back_as_a_tool_message_after_the_assistants_ca
     assert server.requests[0].body["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [{
-            "id": "call_1", "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-        }]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "clear"}'},
     ]
 
@@ -166,14 +189,26 @@ async def test_a_stream_yields_text_as_it_arrives_then_the_whole_result_with_usa
 async def test_streamed_tool_call_arguments_are_assembled_from_their_pieces(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
-    start = {"index": 0, "id": "call_7", "type": "function",
-             "function": {"name": "get_weather", "arguments": ""}}
+    start = {
+        "index": 0,
+        "id": "call_7",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
     pieces = ['{"ci', 'ty": "Pa', 'ris"}']
-    server.then(OpenAiWire.stream([], finish_reason="tool_calls", extra=[
-        OpenAiWire.chunk({"tool_calls": [start]}),
-        *[OpenAiWire.chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
-          for p in pieces],
-    ]))
+    server.then(
+        OpenAiWire.stream(
+            [],
+            finish_reason="tool_calls",
+            extra=[
+                OpenAiWire.chunk({"tool_calls": [start]}),
+                *[
+                    OpenAiWire.chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
+                    for p in pieces
+                ],
+            ],
+        )
+    )
 
     *_, result = await collect(router, ask(tools=[WEATHER]))
 
@@ -199,8 +234,10 @@ async def test_a_stream_that_ends_without_a_finish_reason_is_a_retryable_failure
 async def test_a_stream_cut_mid_answer_is_retried_from_the_start_and_then_succeeds(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
-    server.then(OpenAiWire.stream(["Sunny, 2"], finish_reason=None, cut=True),
-                OpenAiWire.stream(["Sunny, ", "21 °C."]))
+    server.then(
+        OpenAiWire.stream(["Sunny, 2"], finish_reason=None, cut=True),
+        OpenAiWire.stream(["Sunny, ", "21 °C."]),
+    )
     deltas: list[tuple[int, str]] = []
     failed: list[tuple[int, str]] = []
 
@@ -238,7 +275,7 @@ async def test_a_completion_whose_connection_drops_mid_body_is_retried_and_then_
 async def test_a_malformed_stream_chunk_is_a_retryable_failure(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
-    server.then(OpenAiWire.stream(["Sunny"], extra=["data: {\"choices\": [{\n\n"]))
+    server.then(OpenAiWire.stream(["Sunny"], extra=['data: {"choices": [{\n\n']))
 
     with pytest.raises(LlmError) as caught:
         await collect(router, ask())
@@ -352,10 +389,14 @@ async def test_an_unknown_model_fails_at_once_and_names_the_model(
 async def test_a_prompt_longer_than_the_context_window_fails_at_once_and_says_so(
     server: FakeLlmServer, router: ProviderRouter
 ) -> None:
-    server.then(OpenAiWire.error(
-        400, "This model's maximum context length is 128000 tokens. However, your messages "
-        "resulted in 190000 tokens.", "context_length_exceeded",
-    ))
+    server.then(
+        OpenAiWire.error(
+            400,
+            "This model's maximum context length is 128000 tokens. However, your messages "
+            "resulted in 190000 tokens.",
+            "context_length_exceeded",
+        )
+    )
 
     error = await failure_of(router, ask())
 
@@ -394,11 +435,15 @@ async def test_a_server_that_does_not_answer_in_time_is_a_retryable_timeout(
 
 async def test_groq_and_ollama_presets_call_their_own_base_urls(server: FakeLlmServer) -> None:
     router = router_for(
-        server, GROQ_API_KEY="gsk-groq-key", GROQ_BASE_URL=f"{server.url}/groq/openai/v1",
+        server,
+        GROQ_API_KEY="gsk-groq-key",
+        GROQ_BASE_URL=f"{server.url}/groq/openai/v1",
         OLLAMA_BASE_URL=f"{server.url}/ollama/v1",
     )
-    server.then(OpenAiWire.completion("from groq", model="llama-3.3-70b-versatile"),
-                OpenAiWire.completion("from ollama", model="llama3.2"))
+    server.then(
+        OpenAiWire.completion("from groq", model="llama-3.3-70b-versatile"),
+        OpenAiWire.completion("from ollama", model="llama3.2"),
+    )
     try:
         groq = await router.complete(ask(model="groq:llama-3.3-70b-versatile"))
         ollama = await router.complete(ask(model="ollama:llama3.2", max_tokens=50))
@@ -406,14 +451,18 @@ async def test_groq_and_ollama_presets_call_their_own_base_urls(server: FakeLlmS
         await router.aclose()
 
     assert [r.path for r in server.requests] == [
-        "/groq/openai/v1/chat/completions", "/ollama/v1/chat/completions",
+        "/groq/openai/v1/chat/completions",
+        "/ollama/v1/chat/completions",
     ]
     assert (groq.provider, groq.text) == ("groq", "from groq")
     assert sent_key(server.requests[0]) == "gsk-groq-key"
     assert groq.priced
     assert groq.cost_usd > 0
     assert (ollama.provider, ollama.text, ollama.cost_usd, ollama.priced) == (
-        "ollama", "from ollama", 0.0, True,
+        "ollama",
+        "from ollama",
+        0.0,
+        True,
     )
     assert KEY not in sent_key(server.requests[1])
     assert server.requests[1].body["max_tokens"] == 50

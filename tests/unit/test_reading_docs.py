@@ -22,7 +22,9 @@ RUN_ID = uuid.UUID("0b6f3c2e-8a59-4f7e-9d43-2f1c6a7d5e10")
 
 def sse_example() -> list[dict[str, str]]:
     body = next(b for _, b, mark in blocks(READING_MD) if mark == "sse-example")
-    return [dict(line.split(": ", 1) for line in block.splitlines()) for block in body.split("\n\n")]
+    return [
+        dict(line.split(": ", 1) for line in block.splitlines()) for block in body.split("\n\n")
+    ]
 
 
 def test_the_stream_example_uses_the_documented_messages_and_cursors() -> None:
@@ -49,7 +51,9 @@ def test_the_end_message_and_token_pieces_have_the_documented_fields() -> None:
 
 
 def test_the_projections_example_is_what_the_endpoint_answers_for_those_positions() -> None:
-    shown = json.loads(next(b for _, b, mark in blocks(READING_MD) if mark == "projections-example"))
+    shown = json.loads(
+        next(b for _, b, mark in blocks(READING_MD) if mark == "projections-example")
+    )
     applied = {p["name"]: p["position"] + 1 for p in shown["projections"]}  # applied beyond
     progress = Progress(newest=48, published=48, consistent=46, applied=applied)
     assert progress_view(progress) == shown

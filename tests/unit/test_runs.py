@@ -21,17 +21,30 @@ HELLO = yaml.safe_load((Path(__file__).parents[2] / "examples" / "hello.yaml").r
 def start(document: dict = HELLO, input: dict | None = None) -> WorkflowRun:
     spec = parse_definition(document)
     run = WorkflowRun(
-        run_id=uuid.uuid4(), tenant="default", actor="test", workflow=spec.name, version=1,
-        content_hash=spec.content_hash(), graph=spec.canonical(),
-        input=input if input is not None else {"name": "Ada"}, command_id="c1",
+        run_id=uuid.uuid4(),
+        tenant="default",
+        actor="test",
+        workflow=spec.name,
+        version=1,
+        content_hash=spec.content_hash(),
+        graph=spec.canonical(),
+        input=input if input is not None else {"name": "Ada"},
+        command_id="c1",
     )
     run.advance(now=datetime.now(UTC))
     return run
 
 
 def answer(text: str) -> LlmResult:
-    return LlmResult(text=text, finish_reason="stop", usage=Usage(input_tokens=3, output_tokens=2),
-                     model="echo", provider="scripted", latency_ms=1.0, cost_usd=0.001)
+    return LlmResult(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(input_tokens=3, output_tokens=2),
+        model="echo",
+        provider="scripted",
+        latency_ms=1.0,
+        cost_usd=0.001,
+    )
 
 
 def event_names(run: WorkflowRun) -> list[str]:
@@ -52,14 +65,26 @@ def test_the_answer_routes_the_switch_and_skips_the_branch_not_taken() -> None:
     run.collect_events()
     run.complete_llm_call("greet", 1, answer("Hello Ada"), now=datetime.now(UTC))
     assert event_names(run) == [
-        "LlmCallCompleted", "NodeCompleted", "NodeStarted", "NodeCompleted", "NodesSkipped",
-        "NodeStarted", "NodeCompleted", "Completed",
+        "LlmCallCompleted",
+        "NodeCompleted",
+        "NodeStarted",
+        "NodeCompleted",
+        "NodesSkipped",
+        "NodeStarted",
+        "NodeCompleted",
+        "Completed",
     ]
     assert run.status == "completed"
     assert run.variables == {"greeting": "Hello Ada", "tier": "vip"}
     assert run.nodes["regular"]["status"] == "skipped"
-    assert run.usage == {"input_tokens": 3, "output_tokens": 2, "cached_tokens": 0,
-                         "cost_usd": 0.001, "llm_calls": 1, "cost_complete": True}
+    assert run.usage == {
+        "input_tokens": 3,
+        "output_tokens": 2,
+        "cached_tokens": 0,
+        "cost_usd": 0.001,
+        "llm_calls": 1,
+        "cost_complete": True,
+    }
 
 
 def test_the_default_branch_is_taken_when_no_case_holds() -> None:

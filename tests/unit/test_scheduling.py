@@ -20,8 +20,14 @@ from domain.runs import WorkflowRun
 def start(document: dict[str, Any], input: dict[str, Any] | None = None) -> WorkflowRun:
     spec = parse_definition(document)
     run = WorkflowRun(
-        run_id=uuid.uuid4(), tenant="default", actor="test", workflow=spec.name, version=1,
-        content_hash=spec.content_hash(), graph=spec.canonical(), input=input or {},
+        run_id=uuid.uuid4(),
+        tenant="default",
+        actor="test",
+        workflow=spec.name,
+        version=1,
+        content_hash=spec.content_hash(),
+        graph=spec.canonical(),
+        input=input or {},
         command_id="c1",
     )
     run.advance(now=datetime.now(UTC))
@@ -29,8 +35,14 @@ def start(document: dict[str, Any], input: dict[str, Any] | None = None) -> Work
 
 
 def answer(text: str) -> LlmResult:
-    return LlmResult(text=text, finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=1),
-                     model="echo", provider="scripted", latency_ms=1.0)
+    return LlmResult(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(input_tokens=1, output_tokens=1),
+        model="echo",
+        provider="scripted",
+        latency_ms=1.0,
+    )
 
 
 def llm(prompt: str, output: str, **extra: Any) -> dict[str, Any]:
@@ -82,8 +94,13 @@ MAP = {
     "name": "each",
     "start": "titles",
     "nodes": {
-        "titles": {"kind": "map", "items": "input.books", "concurrency": 2, "output": "titles",
-                   "do": {"model": "scripted:echo", "prompt": "{{ index }}: title for {{ item }}"}},
+        "titles": {
+            "kind": "map",
+            "items": "input.books",
+            "concurrency": 2,
+            "output": "titles",
+            "do": {"model": "scripted:echo", "prompt": "{{ index }}: title for {{ item }}"},
+        },
     },
 }
 
@@ -147,8 +164,10 @@ def dags(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
             node = {"kind": "parallel", "branches": targets}
         elif len(targets) > 1:
             picks[f"n{i}"] = draw(st.integers(0, len(targets) - 1))
-            cases = [{"when": f'input.picks["n{i}"] == {k}', "next": t}
-                     for k, t in enumerate(targets[:-1])]
+            cases = [
+                {"when": f'input.picks["n{i}"] == {k}', "next": t}
+                for k, t in enumerate(targets[:-1])
+            ]
             node = {"kind": "switch", "cases": cases, "default": targets[-1]}
         nodes[f"n{i}"] = node
     return {"name": "random", "start": "n0", "nodes": nodes}, {"picks": picks}

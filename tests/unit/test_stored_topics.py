@@ -46,15 +46,17 @@ def state_of(aggregate: Aggregate) -> dict[str, Any]:
 def old_store() -> Iterator[Application[UUID]]:
     """An in-memory store holding the events exactly as the earlier code stored them."""
     app: Application[UUID] = Application(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    app.recorder.insert_events([
-        StoredEvent(
-            originator_id=UUID(row["originator_id"]),
-            originator_version=row["originator_version"],
-            topic=row["topic"],
-            state=row["state"].encode(),
-        )
-        for row in STORE["events"]
-    ])
+    app.recorder.insert_events(
+        [
+            StoredEvent(
+                originator_id=UUID(row["originator_id"]),
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=row["state"].encode(),
+            )
+            for row in STORE["events"]
+        ]
+    )
     yield app
     app.close()
 

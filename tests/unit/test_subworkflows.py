@@ -15,8 +15,8 @@ import yaml
 from domain.commands import run_id_for
 from domain.runs import MAX_DEPTH
 from handlers.commands.intake import handle_command
-from handlers.records import Record
 from handlers.reactions.children import subworkflow_commands
+from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.store import EventStore
 

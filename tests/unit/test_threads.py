@@ -14,7 +14,6 @@ from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
 from domain.threads import Thread, chat_thread_id
 from handlers.commands.intake import handle_command
-from handlers.records import Record
 from handlers.reactions.model_calls import LlmOutcome, call_llm
 from handlers.reactions.threads import (
     close_chat_threads,
@@ -23,6 +22,7 @@ from handlers.reactions.threads import (
     record_replies,
     replies_due,
 )
+from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from tests.unit.test_agent import complete
 

@@ -45,7 +45,8 @@ def test_a_wait_sets_a_durable_timer_and_goes_on_when_it_fires_once(uow) -> None
     assert 590 < seconds_until(timers["wait:pause:1"]["fire_at"]) <= 600
     assert fire(uow, run_id, "wait:pause:1")["fired"] is True
     run = uow.get(run_id)
-    assert run.status == "completed" and run.variables["done"] is True
+    assert run.status == "completed"
+    assert run.variables["done"] is True
     assert run.variables["woke"] == {"fired_at": timers["wait:pause:1"]["fire_at"]}
     assert fire(uow, run_id, "wait:pause:1")["fired"] is False
 
@@ -54,13 +55,20 @@ FLAKY = {
     "name": "flaky",
     "start": "ask",
     "nodes": {
-        "ask": {"kind": "llm", "model": "scripted:echo", "prompt": "hi", "output": "a",
-                "retry": {"attempts": 3, "backoff": "2s", "errors": ["fatal"]}},
+        "ask": {
+            "kind": "llm",
+            "model": "scripted:echo",
+            "prompt": "hi",
+            "output": "a",
+            "retry": {"attempts": 3, "backoff": "2s", "errors": ["fatal"]},
+        },
     },
 }
 
 
-def fail(uow: UnitOfWork, run_id: uuid.UUID, node_id: str, attempt: int, kind: str = "fatal") -> None:
+def fail(
+    uow: UnitOfWork, run_id: uuid.UUID, node_id: str, attempt: int, kind: str = "fatal"
+) -> None:
     uow.get(run_id).fail_node(
         node_id, attempt, {"class": kind, "message": "401 bad key"}, now=datetime.now(UTC)
     )
@@ -71,16 +79,22 @@ def test_a_node_retries_after_its_backoff_and_fails_the_run_when_attempts_run_ou
     run_id = start(uow, FLAKY)
     fail(uow, run_id, "ask", 1)
     run = uow.get(run_id)
-    assert run.status == "running" and run.nodes["ask"]["status"] == "retrying"
+    assert run.status == "running"
+    assert run.nodes["ask"]["status"] == "retrying"
     assert 1 < seconds_until(pending(uow, run_id)["retry:ask:1"]["fire_at"]) <= 2
     fire(uow, run_id, "retry:ask:1")
-    assert uow.get(run_id).nodes["ask"] == {**uow.get(run_id).nodes["ask"], "status": "running", "attempt": 2}
+    assert uow.get(run_id).nodes["ask"] == {
+        **uow.get(run_id).nodes["ask"],
+        "status": "running",
+        "attempt": 2,
+    }
     fail(uow, run_id, "ask", 2)
     assert 3 < seconds_until(pending(uow, run_id)["retry:ask:2"]["fire_at"]) <= 4  # 2s * 2
     fire(uow, run_id, "retry:ask:2")
     fail(uow, run_id, "ask", 3)
     run = uow.get(run_id)
-    assert run.status == "failed" and run.error["message"] == "401 bad key"
+    assert run.status == "failed"
+    assert run.error["message"] == "401 bad key"
 
 
 def test_an_error_of_a_class_the_retry_does_not_cover_fails_at_once(uow) -> None:
@@ -93,8 +107,15 @@ GUARDED = {
     "name": "guarded",
     "start": "ask",
     "nodes": {
-        "ask": {"kind": "llm", "model": "scripted:echo", "prompt": "hi", "output": "a",
-                "timeout": "30s", "on_error": "apologise", "next": "thank"},
+        "ask": {
+            "kind": "llm",
+            "model": "scripted:echo",
+            "prompt": "hi",
+            "output": "a",
+            "timeout": "30s",
+            "on_error": "apologise",
+            "next": "thank",
+        },
         "thank": {"kind": "set", "vars": {"path": "happy"}},
         "apologise": {"kind": "set", "vars": {"path": "{{ nodes.ask.error.message }}"}},
     },
@@ -123,9 +144,16 @@ def test_a_node_that_answers_in_time_takes_its_next_and_skips_the_handler(uow) -
 
 
 def test_a_run_past_its_deadline_fails_and_cancels_its_open_tasks(uow) -> None:
-    definition = {**WAIT, "name": "late", "deadline": "1h", "nodes": {
-        "ask": {"kind": "human", "title": "Anyone?", "next": "done"},
-        "done": {"kind": "set", "vars": {"done": True}}}, "start": "ask"}
+    definition = {
+        **WAIT,
+        "name": "late",
+        "deadline": "1h",
+        "nodes": {
+            "ask": {"kind": "human", "title": "Anyone?", "next": "done"},
+            "done": {"kind": "set", "vars": {"done": True}},
+        },
+        "start": "ask",
+    }
     run_id = start(uow, definition)
     assert 3590 < seconds_until(pending(uow, run_id)["deadline"]["fire_at"]) <= 3600
     fire(uow, run_id, "deadline")
@@ -139,17 +167,25 @@ EVENTFUL = {
     "name": "payment",
     "start": "await",
     "nodes": {
-        "await": {"kind": "wait", "event": 'event.name == "paid" && event.data.amount >= 10',
-                  "timeout": "1d", "output": "payment"},
+        "await": {
+            "kind": "wait",
+            "event": 'event.name == "paid" && event.data.amount >= 10',
+            "timeout": "1d",
+            "output": "payment",
+        },
     },
 }
 
 
 def test_a_signal_that_matches_wakes_the_waiting_node_and_one_that_does_not_is_refused(uow) -> None:
     run_id = start(uow, EVENTFUL)
-    reason = rejected(uow, "SignalRun", {"run_id": str(run_id), "name": "paid", "data": {"amount": 5}})
+    reason = rejected(
+        uow, "SignalRun", {"run_id": str(run_id), "name": "paid", "data": {"amount": 5}}
+    )
     assert reason == f"no node of run {run_id} waits for this event (waiting: await)"
-    result = accepted(uow, "SignalRun", {"run_id": str(run_id), "name": "paid", "data": {"amount": 12}})
+    result = accepted(
+        uow, "SignalRun", {"run_id": str(run_id), "name": "paid", "data": {"amount": 12}}
+    )
     assert result["nodes"] == ["await"]
     run = uow.get(run_id)
     assert run.status == "completed"
@@ -171,14 +207,16 @@ def test_a_snoozed_run_resumes_by_itself_and_a_scheduled_resume_waits_for_its_ti
     fire(uow, run_id, scheduled[0])
     assert uow.get(run_id).status == "running"
     assert "neither an ISO 8601 time nor a duration" in rejected(
-        uow, "PauseRun", {"run_id": str(run_id), "until": "tomorrow"})
+        uow, "PauseRun", {"run_id": str(run_id), "until": "tomorrow"}
+    )
 
 
 def test_a_skipped_step_completes_without_output_and_the_run_goes_on(uow) -> None:
     run_id = start(uow, WAIT)
     accepted(uow, "SkipNode", {"run_id": str(run_id), "node": "pause", "reason": "not needed"})
     run = uow.get(run_id)
-    assert run.status == "completed" and run.nodes["pause"]["output"] is None
+    assert run.status == "completed"
+    assert run.nodes["pause"]["output"] is None
     assert fire(uow, run_id, "wait:pause:1")["fired"] is False
     assert rejected(uow, "SkipNode", {"run_id": str(run_id), "node": "done"}) == (
         f"node 'done' of run {run_id} is not running (running: none)"
@@ -188,5 +226,7 @@ def test_a_skipped_step_completes_without_output_and_the_run_goes_on(uow) -> Non
 def test_an_unknown_timer_changes_nothing(uow) -> None:
     run_id = start(uow, WAIT)
     version = uow.get(run_id).version
-    assert command(uow, "FireTimer", {"run_id": str(run_id), "timer": "nope"}).result["fired"] is False
+    assert (
+        command(uow, "FireTimer", {"run_id": str(run_id), "timer": "nope"}).result["fired"] is False
+    )
     assert uow.get(run_id).version == version

@@ -31,8 +31,14 @@ REQUEST = LlmRequest(model="scripted:echo", messages=[])
 
 
 def answer(text: str) -> LlmResult:
-    return LlmResult(text=text, finish_reason="stop", usage=Usage(), model="echo",
-                     provider="scripted", latency_ms=1.0)
+    return LlmResult(
+        text=text,
+        finish_reason="stop",
+        usage=Usage(),
+        model="echo",
+        provider="scripted",
+        latency_ms=1.0,
+    )
 
 
 class Streaming:
@@ -44,8 +50,13 @@ class Streaming:
         self.published: list[TokenDelta] = []
         self.seen: list[list[str]] = []
 
-    async def __call__(self, request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
-                       on_delta: OnDelta | None = None) -> LlmResult:
+    async def __call__(
+        self,
+        request: LlmRequest,
+        tenant: str,
+        on_try_failed: OnTryFailed,
+        on_delta: OnDelta | None = None,
+    ) -> LlmResult:
         assert on_delta is not None
         for index, item in enumerate(self.script):
             if isinstance(item, float):
@@ -58,36 +69,49 @@ class Streaming:
 
 async def test_deltas_that_come_together_are_published_as_one_piece() -> None:
     complete = Streaming((1, "Hel"), (1, "lo"), (1, ", world"))
-    await call_llm(LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete,
-                   complete.published.append)
+    await call_llm(
+        LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete, complete.published.append
+    )
     assert [(d.try_number, d.sequence, d.text) for d in complete.published] == [
-        (1, 0, "Hello, world")]
+        (1, 0, "Hello, world")
+    ]
     assert complete.published[0].as_message() == {
-        "run_id": str(RUN_ID), "node_id": "ask", "attempt": 1, "step": 1, "try": 1,
-        "sequence": 0, "text": "Hello, world"}
+        "run_id": str(RUN_ID),
+        "node_id": "ask",
+        "attempt": 1,
+        "step": 1,
+        "try": 1,
+        "sequence": 0,
+        "text": "Hello, world",
+    }
 
 
 async def test_text_waiting_while_the_model_pauses_is_published_during_the_pause() -> None:
     complete = Streaming((1, "Hel"), (1, "lo"), 4 * TOKEN_PIECE_SECONDS, (1, " world"))
-    await call_llm(LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete,
-                   complete.published.append)
+    await call_llm(
+        LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete, complete.published.append
+    )
     assert complete.seen == [["Hello"]]
     assert [(d.sequence, d.text) for d in complete.published] == [(0, "Hello"), (1, " world")]
 
 
 async def test_each_try_has_its_own_pieces_and_the_numbers_go_on_across_tries() -> None:
     complete = Streaming((1, "The capital"), (1, " is Lyon"), (2, "The capital"), (2, " is Paris"))
-    await call_llm(LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete,
-                   complete.published.append)
+    await call_llm(
+        LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete, complete.published.append
+    )
     assert [(d.try_number, d.sequence, d.text) for d in complete.published] == [
-        (1, 0, "The capital is Lyon"), (2, 1, "The capital is Paris")]
+        (1, 0, "The capital is Lyon"),
+        (2, 1, "The capital is Paris"),
+    ]
 
 
 async def test_a_long_text_is_published_in_pieces_of_bounded_size() -> None:
     chunk = "x" * (TOKEN_PIECE_CHARS // 2)
     complete = Streaming(*[(1, chunk)] * 5)
-    await call_llm(LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete,
-                   complete.published.append)
+    await call_llm(
+        LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete, complete.published.append
+    )
     assert [len(d.text) for d in complete.published] == [TOKEN_PIECE_CHARS] * 2 + [len(chunk)]
     assert [d.sequence for d in complete.published] == [0, 1, 2]
 
@@ -95,36 +119,73 @@ async def test_a_long_text_is_published_in_pieces_of_bounded_size() -> None:
 async def test_a_call_that_is_not_streamed_publishes_nothing() -> None:
     published: list[TokenDelta] = []
 
-    async def complete(request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
-                       on_delta: OnDelta | None = None) -> LlmResult:
+    async def complete(
+        request: LlmRequest,
+        tenant: str,
+        on_try_failed: OnTryFailed,
+        on_delta: OnDelta | None = None,
+    ) -> LlmResult:
         assert on_delta is None
         return answer("whole")
 
-    outcome = await call_llm(LlmCall(RUN_ID, "ask", 1, REQUEST, stream=False), complete,
-                             published.append)
+    outcome = await call_llm(
+        LlmCall(RUN_ID, "ask", 1, REQUEST, stream=False), complete, published.append
+    )
     assert outcome.result is not None
     assert published == []
 
 
 async def test_an_agents_turns_number_their_pieces_over_the_node_attempt(uow: UnitOfWork) -> None:
-    spec = parse_definition({"name": "agent", "start": "solve", "nodes": {"solve": {
-        "kind": "agent", "model": "scripted:agent", "prompt": "Help me", "tools": ["calculator"],
-        "output": "answer", "options": {"replies": [
-            {"text": "Let me work it out.",
-             "tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
-            "It is {{ messages[-1].content }}."]}}}})
+    spec = parse_definition(
+        {
+            "name": "agent",
+            "start": "solve",
+            "nodes": {
+                "solve": {
+                    "kind": "agent",
+                    "model": "scripted:agent",
+                    "prompt": "Help me",
+                    "tools": ["calculator"],
+                    "output": "answer",
+                    "options": {
+                        "replies": [
+                            {
+                                "text": "Let me work it out.",
+                                "tool_calls": [
+                                    {"name": "calculator", "arguments": {"expression": "6*7"}}
+                                ],
+                            },
+                            "It is {{ messages[-1].content }}.",
+                        ]
+                    },
+                }
+            },
+        }
+    )
     run = WorkflowRun(
-        run_id=uuid.uuid4(), tenant="default", actor="test", workflow=spec.name, version=1,
-        content_hash=spec.content_hash(), graph=spec.canonical(), input={}, command_id="c1",
+        run_id=uuid.uuid4(),
+        tenant="default",
+        actor="test",
+        workflow=spec.name,
+        version=1,
+        content_hash=spec.content_hash(),
+        graph=spec.canonical(),
+        input={},
+        command_id="c1",
     )
     run.advance(now=datetime.now(UTC))
     uow.add(run)
 
-    async def complete(request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
-                       on_delta: OnDelta | None = None) -> LlmResult:
+    async def complete(
+        request: LlmRequest,
+        tenant: str,
+        on_try_failed: OnTryFailed,
+        on_delta: OnDelta | None = None,
+    ) -> LlmResult:
         assert on_delta is not None
-        return await stream_with_retries(ScriptedProvider(), request, RetryPolicy(), on_delta,
-                                         on_try_failed)
+        return await stream_with_retries(
+            ScriptedProvider(), request, RetryPolicy(), on_delta, on_try_failed
+        )
 
     async def decide(decision: Any) -> Any:
         return decision()
@@ -134,7 +195,9 @@ async def test_an_agents_turns_number_their_pieces_over_the_node_attempt(uow: Un
     await drive_agent(call, uow, complete, builtin_tools().run, decide, published.append)
     assert run.variables == {"answer": "It is 42."}
     assert [(d.step, d.sequence, d.text) for d in published] == [
-        (1, 0, "Let me work it out."), (2, 1, "It is 42.")]
+        (1, 0, "Let me work it out."),
+        (2, 1, "It is 42."),
+    ]
 
 
 async def test_a_stream_that_outlives_the_calls_deadline_fails_for_good_keeping_its_text() -> None:
@@ -147,15 +210,22 @@ async def test_a_stream_that_outlives_the_calls_deadline_fails_for_good_keeping_
 
     published: list[TokenDelta] = []
 
-    async def complete(request: LlmRequest, tenant: str, on_try_failed: OnTryFailed,
-                       on_delta: OnDelta | None = None) -> LlmResult:
+    async def complete(
+        request: LlmRequest,
+        tenant: str,
+        on_try_failed: OnTryFailed,
+        on_delta: OnDelta | None = None,
+    ) -> LlmResult:
         assert on_delta is not None
         policy = RetryPolicy(deadline_seconds=0.05)
         return await stream_with_retries(Endless(), request, policy, on_delta, on_try_failed)  # type: ignore[arg-type]
 
-    outcome = await call_llm(LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete,
-                             published.append)
+    outcome = await call_llm(
+        LlmCall(RUN_ID, "ask", 1, REQUEST, stream=True), complete, published.append
+    )
     assert outcome.error is not None
     assert (outcome.error.kind, str(outcome.error)) == (
-        "fatal", "no answer within the 0 s deadline of the call")
+        "fatal",
+        "no answer within the 0 s deadline of the call",
+    )
     assert [(d.sequence, d.text) for d in published] == [(0, "Once")]
