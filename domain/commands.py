@@ -1,4 +1,4 @@
-"""Commands: the envelope every client sends, the payload of each type, and receipts.
+"""Commands: the payload of each type, and receipts (the envelope is in `domain.messages`).
 
 A `CommandReceipt` records, once per command id, whether the command was accepted or
 rejected and why. It makes redelivery harmless: a command whose receipt exists changes
@@ -20,20 +20,6 @@ from domain.edits import Edit
 MAX_COMMAND_ID_LENGTH = 200
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 DEFAULT_TENANT = "default"
-
-
-class CommandEnvelope(BaseModel):
-    """What goes on `heddle.commands`: `{command_id, type, tenant, actor, correlation_id,
-    payload}`. The correlation id is the caller's, kept in the command's receipt."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    command_id: str = Field(min_length=1, max_length=MAX_COMMAND_ID_LENGTH)
-    type: str = Field(min_length=1, max_length=100)
-    tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
-    actor: str = Field(default="anonymous", min_length=1, max_length=200)
-    correlation_id: str | None = Field(default=None, max_length=200)
-    payload: dict[str, Any] = Field(default_factory=dict)
 
 
 class StartRun(BaseModel):

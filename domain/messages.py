@@ -1,5 +1,11 @@
 """The wire contract: what Heddle's consumers read and write on its topics.
 
+Envelopes and messages: `CommandEnvelope` (`heddle.commands`), `CommandOutcome`
+(`heddle.command-results`), `EventEnvelope` (`heddle.events`), `TokenDelta` and its
+documented form `TokenDeltaMessage` (`heddle.tokens`), `RemoteTask` and `TaskResult`
+(a `remote` node's task topics and `heddle.task-results`), `DeadLetter` (`heddle.dlq`).
+The AsyncAPI document (`api/http/asyncapi.py`) is generated from these models.
+
 Event type names (`type` on `heddle.events`, `<aggregate>.<event>`) are the members of
 `RunEvent`, `ThreadEvent`, `DefinitionEvent` and `TenantEvent`: string enums, so a
 member is equal to the raw name and a table keyed by members is looked up with it. The
@@ -9,8 +15,141 @@ projections read plain JSON (fast) and are checked by mypy against these shapes,
 test keeps them equal to the fields the aggregates store.
 """
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.commands import (
+    DEFAULT_TENANT,
+    MAX_COMMAND_ID_LENGTH,
+    TENANT_PATTERN,
+    CompleteRemoteTask,
+)
+
+
+class CommandEnvelope(BaseModel):
+    """What goes on `heddle.commands`: `{command_id, type, tenant, actor, correlation_id,
+    payload}`. The correlation id is the caller's, kept in the command's receipt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command_id: str = Field(min_length=1, max_length=MAX_COMMAND_ID_LENGTH)
+    type: str = Field(min_length=1, max_length=100)
+    tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
+    actor: str = Field(default="anonymous", min_length=1, max_length=200)
+    correlation_id: str | None = Field(default=None, max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandOutcome(BaseModel):
+    """What became of a command: published once, when it is decided."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str
+    type: str = Field(description="The command's type, `?` when it could not be read.")
+    tenant: str
+    correlation_id: str | None = Field(description="As the command gave it.")
+    status: Literal["accepted", "rejected"]
+    reason: str | None = Field(description="Why it was rejected: what to fix.")
+    result: dict[str, Any] = Field(
+        description="What it made: e.g. `{run_id, workflow, version}` for `StartRun`."
+    )
+
+
+class EventEnvelope(BaseModel):
+    """A stored event. Its headers repeat `event-id`, `position`, `type`, `aggregate-id`
+    and `aggregate-version` as strings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Stable across redeliveries: drop duplicates by it.")
+    position: int = Field(ge=1, description="Position in the store's log, increasing.")
+    type: str = Field(description="`<aggregate type>.<event>`, e.g. `WorkflowRun.Started`.")
+    aggregate_type: str = Field(description="`WorkflowRun`, `WorkflowDefinition`, ...")
+    aggregate_id: str
+    aggregate_version: int = Field(ge=1, description="From 1, without gaps.")
+    timestamp: str = Field(description="When it was stored (ISO 8601, UTC).")
+    data: dict[str, Any] = Field(description="The event's fields.")
+
+
+class TokenDeltaMessage(BaseModel):
+    """A piece of a model's answer as it is written; the answer of record is an event."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    run_id: str | None = Field(default=None, description="The run (a run's node).")
+    thread_id: str | None = Field(
+        default=None, description="Or the thread (a thread's reply; `node_id` is the reply's id)."
+    )
+    node_id: str
+    attempt: int = Field(ge=1)
+    step: int = Field(ge=1, description="The model turn of an agent node; 1 for `llm`.")
+    try_number: int = Field(
+        alias="try", ge=1, description="Drop the text of a try a later one replaces."
+    )
+    sequence: int = Field(ge=0, description="Orders the pieces of a node attempt.")
+    text: str
+
+
+class RemoteTask(BaseModel):
+    """A task of a `remote` node (docs/remote.md#the-task)."""
+
+    task_id: str
+    capability: str
+    input: dict[str, Any]
+    run_id: str
+    tenant: str
+    workflow: str
+    node_id: str
+    attempt: int
+    reply_to: str
+
+
+class TaskResult(CompleteRemoteTask):
+    """A worker's result (docs/remote.md#the-result)."""
+
+    tenant: str = DEFAULT_TENANT
+
+
+class DeadLetter(BaseModel):
+    """The original message, unchanged, with `x-error`, `x-original-topic`,
+    `x-original-partition` and `x-original-offset` added to its headers."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    """A piece of streamed text as published on `heddle.tokens` (key: the run id). `try`
+    numbers the tries of one model call: a reader drops the text of a try that a later
+    one replaces. `sequence` orders every delta of a node attempt; `step` numbers the
+    model turns of an agent node (1 for an `llm` node)."""
+
+    run_id: UUID
+    node_id: str
+    attempt: int
+    step: int
+    try_number: int
+    sequence: int
+    text: str
+    thread: bool = False
+    """A thread's reply: `run_id` is the thread's id, `node_id` the reply's."""
+
+    def as_message(self) -> dict[str, Any]:
+        """The message's JSON (`TokenDeltaMessage` documents it)."""
+        return {
+            "thread_id" if self.thread else "run_id": str(self.run_id),
+            "node_id": self.node_id,
+            "attempt": self.attempt,
+            "step": self.step,
+            "try": self.try_number,
+            "sequence": self.sequence,
+            "text": self.text,
+        }
 
 
 class RunEvent(StrEnum):
@@ -90,15 +229,17 @@ RUN_FINISHED = frozenset({RunEvent.COMPLETED, RunEvent.FAILED, RunEvent.CANCELLE
 """A run ended: completed, failed or cancelled. Nothing of it runs any more."""
 RUN_STOPPED = frozenset({RunEvent.FAILED, RunEvent.CANCELLED})
 """A run ended without completing: what was still running will never finish."""
-NODE_ENDED = frozenset(
+NODE_ABANDONED = frozenset(
     {
-        RunEvent.NODE_COMPLETED,
         RunEvent.NODE_FAILED,
-        RunEvent.STEP_SKIPPED,
         RunEvent.NODE_RETRY_SCHEDULED,
+        RunEvent.STEP_SKIPPED,
+        RunEvent.FAILED,
+        RunEvent.CANCELLED,
     }
 )
-"""A node attempt ended (completed, failed, skipped, or failed to be retried)."""
+"""A running node will not complete: it failed (or will be retried), a person skipped it,
+or its run stopped. Its children, chat threads and tasks end with it."""
 MODEL_ANSWERS = frozenset(
     {
         RunEvent.LLM_CALL_COMPLETED,

@@ -25,7 +25,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, proje
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
-from domain.messages import Event
+from domain.messages import RUN_FINISHED, Event, RunEvent
 from domain.runs import TERMINAL_STATUSES, WorkflowRun
 
 HISTORY_FORMAT = "heddle.run-history/1"
@@ -35,7 +35,6 @@ NODE_FIELDS_COMPARED = ("status", "input", "output", "error", "tokens", "cost_us
 """What must be equal for a node to be the `same` in two runs (latency never is)."""
 
 Envelope = Event
-STARTED = "WorkflowRun.Started"
 
 
 class ReplayError(Exception):
@@ -124,7 +123,7 @@ def choose_version(
         ends = [
             e
             for e in events
-            if e["type"] in ("WorkflowRun.NodeCompleted", "WorkflowRun.NodeFailed")
+            if e["type"] in (RunEvent.NODE_COMPLETED, RunEvent.NODE_FAILED)
             and e["data"].get("node_id") == at_node
         ]
         if not ends:
@@ -352,15 +351,11 @@ def _variables_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def export_history(events: list[Envelope]) -> dict[str, Any]:
     """A run's history as a portable document: a header (format, run, workflow, version,
     final status) and its events (type, version, timestamp, data) in order."""
-    if not events or events[0]["type"] != "WorkflowRun.Started":
+    if not events or events[0]["type"] != RunEvent.STARTED:
         raise ReplayError("not a run: its first event is not WorkflowRun.Started")
     started = events[0]["data"]
     final = next(
-        (
-            e
-            for e in reversed(events)
-            if e["type"] in ("WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled")
-        ),
+        (e for e in reversed(events) if e["type"] in RUN_FINISHED),
         None,
     )
     return {
@@ -407,7 +402,7 @@ def history_events(
         cls = _event_class(str(item.get("type", "")))
         if cls is None:
             raise HistoryInvalid(f"{where}: not an event of WorkflowRun in this version of Heddle")
-        is_start = cls.__qualname__ == STARTED
+        is_start = cls.__qualname__ == RunEvent.STARTED
         if (index == 1) != is_start:
             raise HistoryInvalid(f"{where}: a run's history starts with one WorkflowRun.Started")
         data = {**_defaults(cls), **(item.get("data") or {})}

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
-from handlers.reactions.model_calls import TokenDelta
+from domain.messages import TokenDelta
 from handlers.records import Record
 from infra.settings import Settings, Topics
 from infra.store import dumps

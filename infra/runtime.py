@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from domain.commands import CommandEnvelope
+from domain.messages import CommandEnvelope
 from handlers.commands.context import Context
 from handlers.commands.intake import execute
 from handlers.unit_of_work import UnitOfWork

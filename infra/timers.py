@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from domain.commands import CommandEnvelope
+from domain.messages import CommandEnvelope
 
 log = logging.getLogger("heddle.timers")
 

@@ -3,22 +3,29 @@
 
 FastStream writes the document from a broker's subscribers and publishers. Heddle's own
 consumers read raw records (they decode only what they need), so the document is made
-from a broker that only declares the topics, with a pydantic model per message; tests
-check those models against the messages Heddle really sends.
+from a broker that only declares the topics, with the models of `domain/messages.py`
+(the wire contract); tests check those models against the messages Heddle really sends.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
-from pydantic import BaseModel, ConfigDict, Field
 
-from domain.commands import DEFAULT_TENANT, CommandEnvelope, CompleteRemoteTask
+from domain.messages import (
+    CommandEnvelope,
+    CommandOutcome,
+    DeadLetter,
+    EventEnvelope,
+    RemoteTask,
+    TaskResult,
+    TokenDeltaMessage,
+)
 from infra.settings import Topics
 
 VERSION = "0.1.0"
@@ -28,84 +35,6 @@ DESCRIPTION = (
     "by the id of what it is about, so the messages of one run stay in order. See "
     "docs/commands.md and docs/reading.md."
 )
-
-
-class CommandOutcome(BaseModel):
-    """What became of a command: published once, when it is decided."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    command_id: str
-    type: str = Field(description="The command's type, `?` when it could not be read.")
-    tenant: str
-    correlation_id: str | None = Field(description="As the command gave it.")
-    status: Literal["accepted", "rejected"]
-    reason: str | None = Field(description="Why it was rejected: what to fix.")
-    result: dict[str, Any] = Field(
-        description="What it made: e.g. `{run_id, workflow, version}` for `StartRun`."
-    )
-
-
-class EventEnvelope(BaseModel):
-    """A stored event. Its headers repeat `event-id`, `position`, `type`, `aggregate-id`
-    and `aggregate-version` as strings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(description="Stable across redeliveries: drop duplicates by it.")
-    position: int = Field(ge=1, description="Position in the store's log, increasing.")
-    type: str = Field(description="`<aggregate type>.<event>`, e.g. `WorkflowRun.Started`.")
-    aggregate_type: str = Field(description="`WorkflowRun`, `WorkflowDefinition`, ...")
-    aggregate_id: str
-    aggregate_version: int = Field(ge=1, description="From 1, without gaps.")
-    timestamp: str = Field(description="When it was stored (ISO 8601, UTC).")
-    data: dict[str, Any] = Field(description="The event's fields.")
-
-
-class TokenDeltaMessage(BaseModel):
-    """A piece of a model's answer as it is written; the answer of record is an event."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    run_id: str | None = Field(default=None, description="The run (a run's node).")
-    thread_id: str | None = Field(
-        default=None, description="Or the thread (a thread's reply; `node_id` is the reply's id)."
-    )
-    node_id: str
-    attempt: int = Field(ge=1)
-    step: int = Field(ge=1, description="The model turn of an agent node; 1 for `llm`.")
-    try_number: int = Field(
-        alias="try", ge=1, description="Drop the text of a try a later one replaces."
-    )
-    sequence: int = Field(ge=0, description="Orders the pieces of a node attempt.")
-    text: str
-
-
-class RemoteTask(BaseModel):
-    """A task of a `remote` node (docs/remote.md#the-task)."""
-
-    task_id: str
-    capability: str
-    input: dict[str, Any]
-    run_id: str
-    tenant: str
-    workflow: str
-    node_id: str
-    attempt: int
-    reply_to: str
-
-
-class TaskResult(CompleteRemoteTask):
-    """A worker's result (docs/remote.md#the-result)."""
-
-    tenant: str = DEFAULT_TENANT
-
-
-class DeadLetter(BaseModel):
-    """The original message, unchanged, with `x-error`, `x-original-topic`,
-    `x-original-partition` and `x-original-offset` added to its headers."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 def specification(topics: Topics, bootstrap_servers: str = "localhost:9092") -> dict[str, Any]:

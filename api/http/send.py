@@ -12,7 +12,8 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ValidationError
 
 from api.http.dependencies import Caller, Runtime
-from domain.commands import COMMAND_TYPES, CommandEnvelope
+from domain.commands import COMMAND_TYPES
+from domain.messages import CommandEnvelope
 
 
 class Accepted(BaseModel):

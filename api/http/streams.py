@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse
 
 from api.http.dependencies import Caller, Runtime, caller
 from api.http.streaming import open_stream
-from domain.messages import Event
+from domain.messages import Event, RunEvent
 from domain.runs import TERMINAL_STATUSES
 from infra.live import Doorbell
 
@@ -31,7 +31,7 @@ def routes(runtime: Runtime) -> APIRouter:
         """The run's events (`event`) and token deltas (`token`) as they happen, then `end`.
         Reconnect with `Last-Event-ID` to resume after the last message received."""
         return await open_stream(
-            runtime, doorbell, run_id, who.tenant, last_event_id, "WorkflowRun.Started", "run",
+            runtime, doorbell, run_id, who.tenant, last_event_id, RunEvent.STARTED, "run",
             run_end,
         )  # fmt: skip
 

@@ -25,7 +25,7 @@ from api.http.dependencies import Caller, Runtime, caller
 from api.http.pagination import after, page
 from api.http.send import send_command
 from api.http.streaming import open_stream
-from domain.messages import Event
+from domain.messages import Event, ThreadEvent
 from infra.live import Doorbell
 from projections import threads
 
@@ -67,7 +67,7 @@ class ThreadAccepted(BaseModel):
 
 def thread_end(thread_id: UUID, envelope: Event) -> dict[str, Any] | None:
     """The `end` message's data when the event completes the thread."""
-    if envelope["type"] != "Thread.Completed":
+    if envelope["type"] != ThreadEvent.COMPLETED:
         return None
     return {
         "thread_id": str(thread_id),
@@ -164,7 +164,7 @@ def routes(runtime: Runtime) -> APIRouter:
         of its replies (`token`) as they happen, then `end` once it is completed. Reconnect
         with `Last-Event-ID` to resume after the last message received."""
         return await open_stream(
-            runtime, doorbell, thread_id, who.tenant, last_event_id, "Thread.Opened", "thread",
+            runtime, doorbell, thread_id, who.tenant, last_event_id, ThreadEvent.OPENED, "thread",
             thread_end,
         )  # fmt: skip
 

@@ -22,7 +22,6 @@ def schemas() -> dict[str, dict[str, Any]]:
         sys.path.insert(0, str(ROOT))
     from domain.commands import (
         CancelRun,
-        CommandEnvelope,
         CompleteRemoteTask,
         CompleteSubworkflow,
         CompleteTask,
@@ -43,6 +42,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         StartRun,
         StartSubworkflow,
     )
+    from domain.messages import CommandEnvelope
 
     models = {
         "command-envelope.json": CommandEnvelope,

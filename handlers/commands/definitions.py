@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.commands import CommandEnvelope, PublishWorkflow
+from domain.commands import PublishWorkflow
 from domain.definitions import WorkflowDefinition, definition_id, input_problems, parse_definition
 from domain.errors import InputInvalid, WorkflowNotFound
+from domain.messages import CommandEnvelope
 from handlers.commands.context import Context
 from handlers.unit_of_work import UnitOfWork
 

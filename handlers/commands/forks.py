@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.commands import CommandEnvelope, ForkRun, run_id_for
+from domain.commands import ForkRun, run_id_for
 from domain.definitions.edges import RESOLVED
 from domain.edits import with_overrides
 from domain.errors import DefinitionInvalid, ForkRejected, Problem, RunNotFound
 from domain.llm import LlmRequest
+from domain.messages import CommandEnvelope
 from domain.runs import WorkflowRun
 from handlers.commands.context import Context
 from handlers.commands.runs import new_run

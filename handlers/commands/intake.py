@@ -19,7 +19,6 @@ from domain.commands import (
     DEFAULT_TENANT,
     MAX_COMMAND_ID_LENGTH,
     CancelRun,
-    CommandEnvelope,
     CommandReceipt,
     CompleteRemoteTask,
     CompleteSubworkflow,
@@ -44,6 +43,7 @@ from domain.commands import (
     tenant_of,
 )
 from domain.errors import CommandRejected, DefinitionInvalid
+from domain.messages import CommandEnvelope
 from handlers.commands import runs, threads
 from handlers.commands.context import Context
 from handlers.commands.definitions import publish_workflow

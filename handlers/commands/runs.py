@@ -9,7 +9,6 @@ from uuid import UUID
 
 from domain.commands import (
     CancelRun,
-    CommandEnvelope,
     CompleteRemoteTask,
     CompleteSubworkflow,
     CompleteTask,
@@ -26,6 +25,7 @@ from domain.commands import (
     run_id_for,
 )
 from domain.errors import CommandRejected, NodeNotRunning, RunAlreadyExists, RunNotFound
+from domain.messages import CommandEnvelope
 from domain.runs import WorkflowRun
 from handlers.commands.context import Context
 from handlers.commands.definitions import published_version

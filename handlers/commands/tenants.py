@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.commands import CommandEnvelope, ConfigureTenant
+from domain.commands import ConfigureTenant
+from domain.messages import CommandEnvelope
 from domain.tenants import TenantSettings, settings_id
 from handlers.commands.context import Context
 from handlers.unit_of_work import UnitOfWork

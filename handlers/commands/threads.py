@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 from domain.commands import (
-    CommandEnvelope,
     CompleteThread,
     OpenThread,
     PauseRun,
@@ -23,6 +22,7 @@ from domain.commands import (
     StartRun,
 )
 from domain.errors import NodeNotRunning, SignalIgnored, ThreadInvalid, ThreadNotFound
+from domain.messages import CommandEnvelope
 from domain.runs import WorkflowRun
 from domain.tenants import NO_AI, ORCHESTRATOR, TenantSettings, orchestrator, settings_id
 from domain.threads import Replies, Thread, thread_id_for

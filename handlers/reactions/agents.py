@@ -13,6 +13,7 @@ from uuid import UUID
 from domain.definitions import AgentNode
 from domain.errors import NodeNotRunning
 from domain.llm import LlmRequest, ToolCall
+from domain.messages import RunEvent
 from domain.runs import WorkflowRun
 from handlers.reactions.model_calls import (
     CompleteLlm,
@@ -101,7 +102,7 @@ def agents_to_resume(records: list[Record], uow: UnitOfWork) -> list[LlmCall]:
     turn is due (the worker's agent loop ended while the children ran)."""
     calls = []
     for record in records:
-        if record.headers.get("type") != "WorkflowRun.ToolCallCompleted":
+        if record.headers.get("type") != RunEvent.TOOL_CALL_COMPLETED:
             continue
         envelope = json.loads(record.value)
         data = envelope["data"]

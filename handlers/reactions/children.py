@@ -22,22 +22,14 @@ import json
 from typing import Any
 from uuid import UUID
 
-from domain.commands import CommandEnvelope
 from domain.errors import NodeNotRunning
+from domain.messages import NODE_ABANDONED, RUN_FINISHED, CommandEnvelope, RunEvent
 from domain.runs import WorkflowRun
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 
-RUN_ENDED = {"WorkflowRun.Completed", "WorkflowRun.Failed", "WorkflowRun.Cancelled"}
-NODE_ENDED = {
-    "WorkflowRun.Failed",
-    "WorkflowRun.Cancelled",
-    "WorkflowRun.NodeFailed",
-    "WorkflowRun.NodeRetryScheduled",
-    "WorkflowRun.StepSkipped",
-}
-CHILD_REQUESTED = {"WorkflowRun.NodeStarted", "WorkflowRun.ChildRunRequested"}
-REACTS_TO = {*CHILD_REQUESTED, *RUN_ENDED, *NODE_ENDED}
+CHILD_REQUESTED = frozenset({RunEvent.NODE_STARTED, RunEvent.CHILD_RUN_REQUESTED})
+REACTS_TO = frozenset({*CHILD_REQUESTED, *RUN_FINISHED, *NODE_ABANDONED})
 
 
 def subworkflow_commands(
@@ -58,7 +50,7 @@ def subworkflow_commands(
             continue
         event = json.loads(record.value)
         data = event["data"]
-        if kind == "WorkflowRun.NodeStarted" and data["kind"] != "subworkflow":
+        if kind == RunEvent.NODE_STARTED and data["kind"] != "subworkflow":
             continue
         run = uow.get(UUID(event["aggregate_id"]), WorkflowRun, event["aggregate_version"])
         if run is None:
@@ -72,7 +64,7 @@ def subworkflow_commands(
             payload = {"run_id": str(run.id), "child_run_id": child}
             send(f"subworkflow:{child}", "StartSubworkflow", run.tenant, payload, str(run.id))
             continue
-        if kind in RUN_ENDED and run.parent is not None:
+        if kind in RUN_FINISHED and run.parent is not None:
             send(
                 f"subworkflow-result:{run.id}",
                 "CompleteSubworkflow",
@@ -80,7 +72,7 @@ def subworkflow_commands(
                 {"child_run_id": str(run.id)},
                 run.parent["run_id"],
             )
-        if kind in NODE_ENDED:
+        if kind in NODE_ABANDONED:
             for child in run.children_to_cancel():
                 reason = f"its parent run {run.id} no longer waits for it"
                 send(

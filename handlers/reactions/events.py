@@ -12,25 +12,23 @@ from typing import Any
 from uuid import UUID
 
 from domain.errors import NodeNotRunning
+from domain.messages import NODE_ABANDONED, DefinitionEvent, RunEvent, ThreadEvent
 from domain.runs import WorkflowRun
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 
-NODE_STARTED = "WorkflowRun.NodeStarted"
-MAP_ITEM_STARTED = "WorkflowRun.MapItemStarted"
-VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
-THREAD_EVENTS = (
-    "Thread.ReplyRequested",
-    "WorkflowRun.NodeCompleted",
-    "WorkflowRun.Cancelled",
-    "WorkflowRun.Failed",
-    "WorkflowRun.NodeFailed",
-    "WorkflowRun.NodeRetryScheduled",
-    "WorkflowRun.StepSkipped",
-)
+THREAD_EVENTS = frozenset({ThreadEvent.REPLY_REQUESTED, RunEvent.NODE_COMPLETED, *NODE_ABANDONED})
 """What the worker reads for threads (handlers/reactions/threads.py)."""
-LLM_REQUESTED = "WorkflowRun.LlmRequested"
-WORKER_EVENTS = (NODE_STARTED, MAP_ITEM_STARTED, VERSION_PUBLISHED, LLM_REQUESTED, *THREAD_EVENTS)
+WORKER_EVENTS = frozenset(
+    {
+        RunEvent.NODE_STARTED,
+        RunEvent.MAP_ITEM_STARTED,
+        DefinitionEvent.VERSION_PUBLISHED,
+        RunEvent.LLM_REQUESTED,
+        *THREAD_EVENTS,
+    }
+)
+"""The events the run worker decodes; the relay's `type` header skips the others."""
 
 
 def decode_events(records: list[Record]) -> list[dict[str, Any]]:
@@ -39,7 +37,7 @@ def decode_events(records: list[Record]) -> list[dict[str, Any]]:
     return [
         json.loads(record.value)
         for record in records
-        if record.headers.get("type", NODE_STARTED) in WORKER_EVENTS
+        if record.headers.get("type", RunEvent.NODE_STARTED) in WORKER_EVENTS
     ]
 
 
@@ -52,9 +50,9 @@ def waiting_nodes(
     waiting = {}
     for envelope in events:
         data = envelope["data"]
-        if envelope["type"] == MAP_ITEM_STARTED and "map" in kinds:
+        if envelope["type"] == RunEvent.MAP_ITEM_STARTED and "map" in kinds:
             item = data["index"]
-        elif envelope["type"] == NODE_STARTED and data["kind"] in kinds - {"map"}:
+        elif envelope["type"] == RunEvent.NODE_STARTED and data["kind"] in kinds - {"map"}:
             item = None
         else:
             continue

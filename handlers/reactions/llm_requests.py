@@ -18,8 +18,8 @@ from uuid import UUID
 
 from domain.errors import LlmRequestNotPending
 from domain.llm import LlmError, LlmRequest, LlmResult
+from domain.messages import RunEvent
 from domain.runs import WorkflowRun
-from handlers.reactions.events import LLM_REQUESTED
 from handlers.reactions.model_calls import CompleteLlm
 from handlers.unit_of_work import UnitOfWork
 
@@ -45,7 +45,7 @@ def llm_requests_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmR
     """The run-level model calls that runs wait for, once each."""
     due: dict[tuple[str, str], LlmRequestDue] = {}
     for envelope in events:
-        if envelope["type"] != LLM_REQUESTED:
+        if envelope["type"] != RunEvent.LLM_REQUESTED:
             continue
         data = envelope["data"]
         run = uow.get(UUID(envelope["aggregate_id"]), WorkflowRun, envelope["aggregate_version"])

@@ -25,6 +25,7 @@ from uuid import UUID
 from domain.definitions import AgentNode, LlmNode, MapNode
 from domain.errors import NodeNotRunning
 from domain.llm import LlmDelta, LlmError, LlmRequest, LlmResult, ToolCall
+from domain.messages import TokenDelta
 from domain.runs import IO_NODE_KINDS, WorkflowRun
 from handlers.reactions.events import waiting_nodes
 from handlers.unit_of_work import UnitOfWork
@@ -74,35 +75,6 @@ class LlmCall:
     def label(self) -> str:
         """The node, or the map item (`titles[3]`), as token deltas name it."""
         return self.node_id if self.item is None else f"{self.node_id}[{self.item}]"
-
-
-@dataclass(frozen=True, slots=True)
-class TokenDelta:
-    """A piece of streamed text as published on `heddle.tokens` (key: the run id). `try`
-    numbers the tries of one model call: a reader drops the text of a try that a later
-    one replaces. `sequence` orders every delta of a node attempt; `step` numbers the
-    model turns of an agent node (1 for an `llm` node)."""
-
-    run_id: UUID
-    node_id: str
-    attempt: int
-    step: int
-    try_number: int
-    sequence: int
-    text: str
-    thread: bool = False
-    """A thread's reply: `run_id` is the thread's id, `node_id` the reply's."""
-
-    def as_message(self) -> dict[str, Any]:
-        return {
-            "thread_id" if self.thread else "run_id": str(self.run_id),
-            "node_id": self.node_id,
-            "attempt": self.attempt,
-            "step": self.step,
-            "try": self.try_number,
-            "sequence": self.sequence,
-            "text": self.text,
-        }
 
 
 class TokenPieces:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.reactions.events import VERSION_PUBLISHED, waiting_nodes
+from domain.messages import DefinitionEvent
+from handlers.reactions.events import waiting_nodes
 from handlers.unit_of_work import UnitOfWork
 
 
@@ -15,7 +16,7 @@ def capabilities_published(events: list[dict[str, Any]]) -> set[str]:
     return {
         node["capability"]
         for envelope in events
-        if envelope["type"] == VERSION_PUBLISHED
+        if envelope["type"] == DefinitionEvent.VERSION_PUBLISHED
         for node in envelope["data"]["spec"]["nodes"].values()
         if node.get("kind") == "remote"
     }

@@ -14,19 +14,19 @@ from uuid import UUID
 from domain.definitions import AgentNode, LlmNode
 from domain.errors import NodeNotRunning
 from domain.llm import LlmRequest
+from domain.messages import RunEvent, ThreadEvent
 from domain.runs import WorkflowRun
 from domain.threads import Thread, chat_thread_id
-from handlers.reactions.events import THREAD_EVENTS, waiting_nodes
+from handlers.reactions.events import waiting_nodes
 from handlers.reactions.model_calls import LlmCall, LlmOutcome
 from handlers.unit_of_work import UnitOfWork
 
-REPLY_REQUESTED, NODE_COMPLETED = THREAD_EVENTS[:2]
 CHAT_ENDINGS = {
-    "WorkflowRun.Cancelled": "cancelled",
-    "WorkflowRun.Failed": "failed",
-    "WorkflowRun.NodeFailed": "failed",
-    "WorkflowRun.NodeRetryScheduled": "failed",
-    "WorkflowRun.StepSkipped": "skipped",
+    RunEvent.CANCELLED: "cancelled",
+    RunEvent.FAILED: "failed",
+    RunEvent.NODE_FAILED: "failed",
+    RunEvent.NODE_RETRY_SCHEDULED: "failed",
+    RunEvent.STEP_SKIPPED: "skipped",
 }
 """How a chat node's open thread ends when the node ends without it."""
 ANSWERING_NODES = (LlmNode, AgentNode)
@@ -89,7 +89,7 @@ def replies_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:
     """The model replies threads wait for, once each (a reply already made is not due)."""
     calls: dict[tuple[str, str], LlmCall] = {}
     for envelope in events:
-        if envelope["type"] != REPLY_REQUESTED:
+        if envelope["type"] != ThreadEvent.REPLY_REQUESTED:
             continue
         thread = uow.get(UUID(envelope["aggregate_id"]), Thread, envelope["aggregate_version"])
         reply_id = envelope["data"]["reply_id"]
@@ -144,7 +144,7 @@ def post_run_answers(events: list[dict[str, Any]], uow: UnitOfWork) -> None:
     the assistant's message in that thread, once."""
     for envelope in events:
         data = envelope["data"]
-        if envelope["type"] != NODE_COMPLETED or not isinstance(data["output"], str):
+        if envelope["type"] != RunEvent.NODE_COMPLETED or not isinstance(data["output"], str):
             continue  # only text answers: most completed nodes never load their run here
         run = uow.get(UUID(envelope["aggregate_id"]), WorkflowRun, envelope["aggregate_version"])
         thread_id = run.input.get("thread_id") if run is not None else None

@@ -19,9 +19,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
-from domain.commands import CommandEnvelope
 from domain.http_tools import HttpTool
 from domain.llm import ToolCall
+from domain.messages import CommandEnvelope, TokenDelta
 from domain.runs import WorkflowRun
 from handlers.reactions.agents import agents_to_resume, drive_agent
 from handlers.reactions.children import subworkflow_commands
@@ -48,7 +48,6 @@ from handlers.reactions.model_calls import (
     LlmOutcome,
     PublishToken,
     Recorder,
-    TokenDelta,
     call_llm,
     llm_calls_due,
     record_llm_outcomes,

@@ -14,9 +14,10 @@ import pytest
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
 from domain.llm import LlmRequest, RetryPolicy, ToolDefinition
+from domain.messages import TokenDelta
 from domain.runs import WorkflowRun
 from handlers.reactions.agents import drive_agent
-from handlers.reactions.model_calls import LlmCall, OnDelta, OnTryFailed, TokenDelta, call_llm
+from handlers.reactions.model_calls import LlmCall, OnDelta, OnTryFailed, call_llm
 from handlers.reactions.tools import ToolError, ToolRegistry, builtin_tools, calculate
 from handlers.unit_of_work import UnitOfWork
 from infra.llm.retrying import complete_with_retries, stream_with_retries

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from api.http.asyncapi import asyncapi_routes
 from domain.commands import CommandReceipt
-from handlers.reactions.model_calls import TokenDelta
+from domain.messages import TokenDelta
 from handlers.unit_of_work import UnitOfWork
 from infra.relay import Relay
 from infra.store import EventStore

@@ -31,16 +31,17 @@ import jsonschema
 import pytest
 import yaml
 
-from domain.commands import COMMAND_TYPES, CommandEnvelope
+from domain.commands import COMMAND_TYPES
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid, TemplateError
 from domain.expressions import evaluate
 from domain.llm import LlmError, LlmRequest, Message, RetryPolicy
+from domain.messages import CommandEnvelope, TokenDelta
 from domain.runs import WorkflowRun
 from domain.templates import render
 from handlers.commands.intake import handle_command
 from handlers.reactions.agents import drive_agent
-from handlers.reactions.model_calls import LlmCall, TokenDelta
+from handlers.reactions.model_calls import LlmCall
 from handlers.reactions.tools import builtin_tools
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork

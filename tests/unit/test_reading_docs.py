@@ -12,7 +12,7 @@ from api.http.consistency import not_caught_up
 from api.http.projections import progress_view
 from api.http.streaming import CURSOR, parse_cursor
 from api.http.streams import end_of
-from handlers.reactions.model_calls import TokenDelta
+from domain.messages import TokenDelta
 from infra.watermark import Progress
 from tests.unit.test_docs import blocks
 

@@ -12,9 +12,9 @@ import pytest
 
 from domain.commands import run_id_for
 from domain.llm import RetryPolicy
+from domain.messages import TokenDelta
 from domain.runs import WorkflowRun
 from handlers.commands.intake import handle_command
-from handlers.reactions.model_calls import TokenDelta
 from handlers.reactions.tools import builtin_tools
 from handlers.reactions.worker import WorkerPorts, run_nodes
 from handlers.records import Record

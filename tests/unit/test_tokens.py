@@ -10,6 +10,7 @@ from typing import Any
 
 from domain.definitions import parse_definition
 from domain.llm import LlmDelta, LlmRequest, LlmResult, RetryPolicy, Usage
+from domain.messages import TokenDelta
 from domain.runs import WorkflowRun
 from handlers.reactions.agents import drive_agent
 from handlers.reactions.model_calls import (
@@ -18,7 +19,6 @@ from handlers.reactions.model_calls import (
     LlmCall,
     OnDelta,
     OnTryFailed,
-    TokenDelta,
     call_llm,
 )
 from handlers.reactions.tools import builtin_tools
