@@ -2,7 +2,7 @@
 
 Only the declarations live here (pure data, checked when a definition is published and
 copied into the request a node records); what a tool does runs in the worker
-(`handlers/tools.py`). Arguments are checked against a tool's schema before it runs.
+(`handlers/reactions/tools.py`). Arguments are checked against a tool's schema before it runs.
 """
 
 from __future__ import annotations

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import get_args
 
 import pytest
+
+from domain.definitions.nodes import NODE_KINDS, Node
+from domain.runs.starters import NODE_STARTERS
 
 ROOT = Path(__file__).parents[2]
 PACKAGES = ("domain", "handlers", "projections", "api", "infra")
@@ -59,3 +63,10 @@ def test_no_private_name_is_imported_from_another_module(folder: str) -> None:
         if alias.name.startswith("_") and not alias.name.startswith("__")
     ]
     assert not found, "make these public (or move them):\n" + "\n".join(found)
+
+
+def test_every_node_kind_has_a_starter() -> None:
+    """A new node kind that the run could not start would fail only when a run reaches it."""
+    kinds = get_args(get_args(Node)[0])
+    assert {get_args(k.model_fields["kind"].annotation)[0] for k in kinds} == set(NODE_KINDS)
+    assert set(kinds) == set(NODE_STARTERS)
