@@ -34,7 +34,7 @@ def routes(runtime: Runtime) -> APIRouter:
         if isinstance(document, dict):
             document = {"name": name, **document}
         try:
-            parse_definition(document)
+            parse_definition(document, runtime.settings.allowed_hosts)
         except DefinitionInvalid as error:
             return problems([{"path": p.path, "message": p.message} for p in error.problems])
         result = await runtime.publish_workflow(document, who.tenant, who.actor)
