@@ -19,6 +19,7 @@ Infrastructure: `DATABASE_URL` / `KAFKA_BOOTSTRAP_SERVERS` if set, else an embed
 PostgreSQL and Apache Kafka from Maven jars (`--broker tansu` for the light broker).
 
     .venv/bin/python bench/throughput.py [--runs 100] [--sequential 20] [--nodes 10]
+        [--latency-ms 0] [--spawn worker]
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ from infra.runtime import ALL_ROLES, Heddle
 from infra.settings import Settings
 
 
-def chain(nodes: int) -> dict[str, Any]:
-    """A chain of `nodes` llm nodes; each prompt carries the previous reply."""
+def chain(nodes: int, latency_ms: float = 0) -> dict[str, Any]:
+    """A chain of `nodes` llm nodes; each prompt carries the previous reply, and the model
+    answers after `latency_ms` (a real model is never instant)."""
     graph: dict[str, Any] = {}
     for index in range(nodes):
         previous = f"{{{{ vars.s{index - 1} }}}}" if index else "{{ input.topic }}"
@@ -59,6 +61,7 @@ def chain(nodes: int) -> dict[str, Any]:
             "model": "scripted:echo",
             "prompt": f"step {index}: {previous}"[:200],
             "output": f"s{index}",
+            **({"options": {"latency_ms": latency_ms}} if latency_ms else {}),
             **({"next": f"s{index + 1}"} if index < nodes - 1 else {}),
         }
     return {
@@ -266,12 +269,14 @@ async def main(args: argparse.Namespace) -> None:
         await heddle.start(in_process)
         pids = [os.getpid(), *(child.pid for child in children)]
         try:
-            result = await heddle.publish_workflow(chain(args.nodes), "default", "bench")
+            workflow = chain(args.nodes, args.latency_ms)
+            result = await heddle.publish_workflow(workflow, "default", "bench")
             assert result["status"] == "accepted", result
             print(f"machine: {machine()}")
             broker = bootstrap if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else args.broker
             print(f"broker: {broker}")
-            print(f"workflow: a chain of {args.nodes} llm nodes on scripted:echo")
+            answers = f", answering in {args.latency_ms:g} ms" if args.latency_ms else ""
+            print(f"workflow: a chain of {args.nodes} llm nodes on scripted:echo{answers}")
             spawned = ", ".join(args.spawn) or "none"
             print(f"roles in this process: {', '.join(in_process)}; in their own: {spawned}")
 
@@ -303,6 +308,9 @@ async def main(args: argparse.Namespace) -> None:
                 report(
                     f"{args.runs} concurrent runs (round {round_} of {args.rounds})", result, cpu
                 )
+                if args.latency_ms:
+                    ideal = args.nodes * args.latency_ms / 1000
+                    print(f"  vs ideal          {result['span_s'] / ideal:.2f}x ({ideal:g} s)")
                 rates.append(result["steps"] / result["span_s"])
                 cpus.append(cpu * 1000 / result["steps"])
             if len(rates) > 1:
@@ -322,6 +330,9 @@ def cli() -> None:
     parser.add_argument("--sequential", type=int, default=20, help="runs one at a time (0 to skip)")
     parser.add_argument("--rounds", type=int, default=3, help="batches of concurrent runs")
     parser.add_argument("--nodes", type=int, default=10, help="llm nodes per chain")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0, help="the model's answer time (default: instant)"
+    )
     parser.add_argument("--broker", choices=["kafka", "tansu"], default="kafka")
     parser.add_argument(
         "--spawn",
