@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar, overload
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 A = TypeVar("A", bound=Aggregate)
+CONFLICT_ATTEMPTS = 3
+"""How often `record` decides again after another writer changed an aggregate it saves."""
+log = logging.getLogger("heddle")
 
 
 class UnitOfWork:
@@ -90,3 +94,27 @@ class UnitOfWork:
         if cache is not None:
             with suppress(KeyError):
                 cache.get(aggregate_id, evict=True)
+
+
+def record(
+    decide: Callable[[UnitOfWork], None],
+    first: UnitOfWork,
+    fresh: Callable[[], UnitOfWork],
+    trackings: Sequence[Tracking] = (),
+) -> None:
+    """Apply `decide` (outcomes already in hand: model answers, tool results) and save it
+    with `trackings`. When another writer changed one of the aggregates meanwhile (a version
+    conflict: a person's edit or signal landing while a model answered), decide again on
+    their stored state: the outcomes are recorded again, never made again, and no other
+    run of the batch repeats anything."""
+    uow = first
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        decide(uow)
+        try:
+            uow.save(trackings)
+            return
+        except IntegrityError:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            log.info("an aggregate changed while its outcome was made: deciding again")
+            uow = fresh()  # the failed save evicted what it held: this one loads anew

@@ -63,7 +63,7 @@ from handlers.reactions.threads import (
 )
 from handlers.reactions.tools import ToolNodeCall, record_tool_nodes, tool_nodes_due
 from handlers.records import Record, trackings_for
-from handlers.unit_of_work import UnitOfWork
+from handlers.unit_of_work import UnitOfWork, record
 
 log = logging.getLogger("heddle")
 
@@ -182,18 +182,19 @@ async def run_nodes(records: list[Record], ports: WorkerPorts) -> None:
         log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
     outcomes, tool_results, extracted, answers = await make_calls(batch, ports)
 
-    def record() -> None:
-        uow = batch.uow
+    def apply(uow: UnitOfWork) -> None:
         record_llm_outcomes([o for o in outcomes if o.call.kind != "reply"], uow)
         record_replies([o for o in outcomes if o.call.kind == "reply"], uow)
         record_tool_nodes(list(zip(batch.tools, tool_results, strict=True)), uow)
         record_extractions(extracted, uow)
         record_llm_answers(answers, uow)
+
+    def save() -> None:
         trackings = trackings_for(ports.positions.consumer, batch.fresh)
-        uow.save(trackings)
+        record(apply, batch.uow, ports.unit_of_work, trackings)
         ports.positions.advance(trackings)
 
-    await ports.decide(record)
+    await ports.decide(save)
 
 
 Outcomes = tuple[

@@ -4,7 +4,9 @@ and a canary key that must never leak."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -28,7 +30,7 @@ from tests.fakes.llm_servers import (
     running_server,
     sent_key,
 )
-from tests.integration.helpers import api_client, publish, wait_for_run
+from tests.integration.helpers import api_client, publish, start_run, wait_for_run
 
 CREDENTIALS_KEY = base64.b64encode(os.urandom(32)).decode()
 
@@ -454,3 +456,39 @@ async def test_a_canary_key_appears_in_no_event_topic_log_line_or_api_response(
     assert not any(c in logged for c in canaries), "a canary is in the logs"
     for response in responses:
         assert not any(c in response for c in canaries), response
+
+
+async def test_a_run_changed_while_its_model_answers_repeats_no_call_of_any_run(
+    settings, database_url, kafka_bootstrap, fakes
+) -> None:
+    """50 runs wait on a slow model; one of them gets its variables set meanwhile by the
+    intake of another process, so the worker's save of its answer meets a newer version.
+    Every model is called once."""
+    openai, anthropic = fakes
+    runs = 50
+    openai.then(*(dataclasses.replace(OpenAiWire.stream(["ok"]), delay=1.5) for _ in range(runs)))
+    definition = one_node("slow", model="openai:gpt-4o-mini", prompt="Hi {{ input.n }}")
+    env = environment(openai, anthropic)
+    others = ("intake", "relay", "projector", "timers")
+    async with (
+        running_heddle(settings, database_url, kafka_bootstrap, env, roles=("worker",)),
+        running_heddle(settings, database_url, kafka_bootstrap, env, roles=others) as heddle,
+        api_client(heddle) as client,
+    ):
+        await publish(client, definition)
+        ids = [await start_run(client, "slow", {"n": n}) for n in range(runs)]
+        changed = ids[runs // 2]
+        for _ in range(1500):  # until the model is answering that run: up to 30 s
+            if any(r.body["messages"][-1]["content"] == f"Hi {runs // 2}" for r in openai.requests):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError(f"the model was never asked for run {changed}")
+        response = await client.post(
+            f"/v1/runs/{changed}/variables", json={"variables": {"tier": "gold"}}
+        )
+        assert response.status_code == 202, response.text
+        states = [await wait_for_run(client, run_id, timeout=60) for run_id in ids]
+    assert openai.calls == runs
+    assert [s["status"] for s in states] == ["completed"] * runs
+    assert states[runs // 2]["variables"] == {"tier": "gold", "answer": "ok"}

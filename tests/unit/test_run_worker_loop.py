@@ -3,7 +3,9 @@ provider, no Kafka: each batch of relayed events gets its model calls made and r
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -11,10 +13,11 @@ from typing import Any
 import pytest
 
 from domain.commands import run_id_for
-from domain.llm import RetryPolicy
+from domain.llm import LlmRequest, LlmResult, RetryPolicy
 from domain.messages import TokenDelta
 from domain.runs import WorkflowRun
 from handlers.commands.intake import handle_command
+from handlers.reactions.model_calls import CompleteLlm, OnDelta, OnTryFailed
 from handlers.reactions.tools import builtin_tools
 from handlers.reactions.worker import WorkerPorts, run_nodes
 from handlers.records import Record
@@ -135,3 +138,50 @@ async def test_a_batch_delivered_again_calls_no_model_twice(store: EventStore) -
     await run_nodes(batch, ports)
 
     assert store.repository.get(run_id_for("default", "start")).version == version
+
+
+class CountingModel:
+    """The scripted model behind the real retry layer, counting calls by prompt; `during`
+    runs while the model answers a prompt that contains its key (another writer's change
+    landing mid-call)."""
+
+    def __init__(self, inner: CompleteLlm, during: dict[str, Callable[[], None]]) -> None:
+        self.inner, self.during, self.prompts = inner, during, Counter[str]()
+
+    async def __call__(
+        self,
+        request: LlmRequest,
+        tenant: str,
+        on_try_failed: OnTryFailed,
+        on_delta: OnDelta | None = None,
+    ) -> LlmResult:
+        prompt = request.messages[-1].content
+        self.prompts[prompt] += 1
+        for key, change in self.during.items():
+            if key in prompt:
+                change()
+        return await self.inner(request, tenant, on_try_failed, on_delta)
+
+
+async def test_a_run_changed_mid_call_repeats_no_call_and_keeps_both_changes(
+    store: EventStore,
+) -> None:
+    command(store, "PublishWorkflow", {"definition": CHAIN}, "publish")
+    for name in ("Ada", "Grace", "Alan"):
+        command(store, "StartRun", {"workflow": "chain", "input": {"name": name}}, name)
+    grace = run_id_for("default", "Grace")
+    relayed, ports = Relayed(store), worker_ports(store, [])
+    set_while_answering = partial(
+        command, store, "SetVariables",
+        {"run_id": str(grace), "variables": {"tier": "gold"}, "reason": "mid-call"}, "set",
+    )  # fmt: skip
+    model = CountingModel(ports.complete, {"Grace": set_while_answering})
+
+    await run_nodes(relayed.new_records(), dataclasses.replace(ports, complete=model))
+
+    assert model.prompts == {"Hello Ada": 1, "Hello Grace": 1, "Hello Alan": 1}
+    for name in ("Ada", "Grace", "Alan"):
+        run = store.repository.get(run_id_for("default", name))
+        assert run.nodes["greet"]["output"] == f"Hello {name}"
+        assert run.nodes["shout"]["status"] == "running"
+    assert store.repository.get(grace).variables["tier"] == "gold"
