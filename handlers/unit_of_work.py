@@ -96,7 +96,7 @@ class UnitOfWork:
                 cache.get(aggregate_id, evict=True)
 
 
-def record(
+def decide_and_save(
     decide: Callable[[UnitOfWork], None],
     first: UnitOfWork,
     fresh: Callable[[], UnitOfWork],

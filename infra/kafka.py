@@ -14,15 +14,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
 from domain.messages import TokenDelta
+from handlers.reactions.pipeline import Progress, Saved
 from handlers.records import Record
 from infra.settings import Settings, Topics
 from infra.store import dumps
@@ -149,6 +150,128 @@ def subscribe_batches(
         decoder=_undecoded,
         title=f"{group}:{topic}",
     )(consume)
+
+
+class Pipelined(Protocol):
+    """A consumer whose records start work that ends later (the run worker's pipeline)."""
+
+    async def take(self, records: list[Record]) -> Saved: ...
+
+    def busy(self) -> bool: ...
+
+    async def settle(self, committable: dict[str, int]) -> None: ...
+
+
+def subscribe_pipelined(
+    broker: KafkaBroker,
+    settings: Settings,
+    topic: str,
+    group: str,
+    pipeline: Pipelined,
+    *,
+    dlq_topic: str,
+) -> None:
+    """Register `pipeline` for batches of `topic` in consumer group `group`. Reading goes
+    on while a batch's work is in flight; a partition is committed only up to the batches
+    whose outcomes are all saved (after `pipeline.settle` records that position), so a
+    crash repeats at most the work that was in flight. While the pipeline is busy, the
+    consumer's partitions are paused (it keeps its group membership) instead of blocking.
+    A batch that cannot be started, or whose work failed, is read again; after
+    `dlq_after_attempts` its records go one by one, and those that still fail to the
+    dead-letter topic."""
+    progress = Progress()
+    failures: dict[tuple[int, int], int] = {}
+    state: dict[str, Any] = {"consumer": None, "committer": None}
+    wake = asyncio.Event()
+
+    async def consume() -> None:
+        message = broker.context.get_local("message")
+        state["consumer"] = consumer = message.consumer
+        if state["committer"] is None or state["committer"].done():
+            state["committer"] = asyncio.create_task(commit_forever())
+        records = [_record(raw) for raw in message.raw_message]
+        if not records:
+            return
+        first = (records[0].partition, records[0].offset)
+        try:
+            saved = await pipeline.take(records)
+        except Exception as error:
+            failures[first] = failures.get(first, 0) + 1
+            if failures[first] < settings.dlq_after_attempts:
+                log.warning("batch from %s failed (attempt %s): %r", topic, failures[first], error)
+                await asyncio.sleep(min(0.1 * 2 ** failures[first], 5.0))
+                await message.nack()
+                return
+            failures.pop(first, None)
+            saved = await _isolate(pipeline, broker, records, dlq_topic, error)
+        progress.add(records, saved)
+        saved.add_done_callback(lambda _: wake.set())
+        if pipeline.busy():
+            consumer.pause(*consumer.assignment())
+
+    async def commit_forever() -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            try:
+                await commit(state["consumer"])
+            except Exception:
+                log.exception("committing the worker's offsets failed; trying again")
+                await asyncio.sleep(1.0)
+                wake.set()
+
+    async def commit(consumer: Any) -> None:
+        committable, failed = progress.settled()
+        for batch in failed:
+            record = batch.records[0]
+            log.warning("work of %s:%s@%s failed: reading it again", record.topic,
+                        record.partition, record.offset)  # fmt: skip
+            consumer.seek(TopicPartition(record.topic, record.partition), batch.first)
+        if committable:
+            await pipeline.settle(committable)
+            offsets = {}
+            for source, offset in committable.items():
+                name, _, partition = source.rpartition(":")
+                offsets[TopicPartition(name, int(partition))] = offset + 1
+            owned = consumer.assignment()
+            offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
+            if offsets:
+                await consumer.commit(offsets)
+        if consumer.paused() and not pipeline.busy():
+            consumer.resume(*consumer.paused())
+
+    broker.subscriber(
+        topic,
+        group_id=f"{settings.group_prefix}-{group}",
+        batch=True,
+        max_records=settings.batch_size,
+        batch_timeout_ms=settings.idle_poll_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_undecoded,
+        title=f"{group}:{topic}",
+    )(consume)
+
+
+async def _isolate(
+    pipeline: Pipelined,
+    broker: KafkaBroker,
+    records: list[Record],
+    dlq_topic: str,
+    batch_error: Exception,
+) -> Saved:
+    """Start a failing batch's records one at a time; dead-letter those that still fail."""
+    log.error("batch keeps failing (%r); isolating the poison records", batch_error)
+    started = []
+    for record in records:
+        try:
+            started.append(await pipeline.take([record]))
+        except Exception as error:
+            await publish_dead_letter(broker, dlq_topic, record, error)
+    return asyncio.gather(*started)
 
 
 async def _undecoded(message: Any) -> None:

@@ -64,6 +64,7 @@ class Heddle:
             ports.reads, ports.credentials, ports.llm, ports.documents, ports.tokens,
         )  # fmt: skip
         self.projector: ProjectorRole | None = None
+        self.worker: Worker | None = None
         self.roles: tuple[str, ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -79,7 +80,8 @@ class Heddle:
         if "intake" in self.roles:
             Intake(self.ports, self.epoch).subscribe()
         if "worker" in self.roles:
-            await Worker(self.ports, self.epoch, self.send_command).subscribe()
+            self.worker = Worker(self.ports, self.epoch, self.send_command)
+            await self.worker.subscribe()
         if "projector" in self.roles:
             self.projector = ProjectorRole(self.ports, self.epoch)
             self.projector.subscribe()
@@ -97,6 +99,8 @@ class Heddle:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.broker.stop()
+        if self.worker:
+            await self.worker.close()
         await self.tokens.stop()
         await self.reads.close()
         await self.llm.aclose()

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # How often the timer role looks for due timers: how late a timer may fire, at most.
     timer_poll_ms: int = 250
     session_timeout_ms: int = 10_000
+    # The run worker stops reading new events while this many calls are in flight.
+    worker_max_in_flight: int = 2000
     aggregate_cache_size: int = 20_000
     dlq_after_attempts: int = 5
     examples_dir: Path | None = None

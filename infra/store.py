@@ -200,6 +200,20 @@ class Positions:
                 self._known[source] = self.store.positions([name]).get(name, -1)
             return [r for r in records if r.offset > self._known[r.source]]
 
+    def beyond(self, trackings: list[Tracking]) -> list[Tracking]:
+        """The positions further on than the ones recorded (recording a position that is
+        not further on is refused)."""
+        with self._lock:
+            for tracking in trackings:
+                source = tracking.application_name.split("@", 1)[1]
+                if source not in self._known:
+                    name = tracking.application_name
+                    self._known[source] = self.store.positions([name]).get(name, -1)
+            return [
+                t for t in trackings
+                if t.notification_id > self._known[t.application_name.split("@", 1)[1]]
+            ]  # fmt: skip
+
     def advance(self, trackings: list[Tracking]) -> None:
         with self._lock:
             for tracking in trackings:

@@ -4,10 +4,10 @@ tool calls child runs have answered (their next turn is due)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from itertools import count
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from domain.definitions import AgentNode
@@ -25,7 +25,9 @@ from handlers.reactions.model_calls import (
     record_llm_outcomes,
 )
 from handlers.records import Record
-from handlers.unit_of_work import UnitOfWork
+from handlers.unit_of_work import UnitOfWork, decide_and_save
+
+T = TypeVar("T")
 
 
 class RunTool(Protocol):
@@ -41,10 +43,23 @@ async def drive_agent(
     run_tool: RunTool,
     decide: Decide[Any],
     publish: PublishToken | None = None,
+    fresh: Callable[[], UnitOfWork] | None = None,
 ) -> None:
     """Run an agent node until the run says it is done: model turn, then the tools it
     asked for, then the next turn with their results. `decide` runs a decision on the
-    thread that owns the run's aggregate."""
+    thread that owns the run's aggregate. With `fresh` (a new unit of work), each turn and
+    each tool result is saved as soon as it is in, so a crash resumes at the next turn."""
+
+    def saved(apply: Callable[[UnitOfWork], T]) -> T:
+        if fresh is None:
+            return apply(uow)
+        made: list[T] = []
+
+        def again(current: UnitOfWork) -> None:
+            made[:] = [apply(current)]
+
+        decide_and_save(again, uow, fresh)
+        return made[0]
 
     def next_work() -> tuple[LlmRequest | None, list[ToolCall], int]:
         run = uow.get(call.run_id, WorkflowRun)
@@ -78,10 +93,10 @@ async def drive_agent(
                 call.stream,
             )
             outcome = await call_llm(turn, complete, publish, step, Recorder(uow, decide), sequence)
-            pending = await decide(partial(record_llm_outcomes, [outcome], uow))
+            pending = await decide(partial(saved, partial(record_llm_outcomes, [outcome])))
         results = [(tool_call, await run_tool(tool_call)) for tool_call in pending]
         if results:
-            await decide(partial(_record_tool_results, call, results, uow))
+            await decide(partial(saved, partial(_record_tool_results, call, results)))
 
 
 def _record_tool_results(

@@ -13,6 +13,7 @@ answer is recorded. An `agent` node loops in handlers/reactions/agents.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from itertools import count
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from domain.definitions import AgentNode, LlmNode, MapNode
 from domain.errors import NodeNotRunning
 from domain.llm import LlmDelta, LlmError, LlmRequest, LlmResult, ToolCall
@@ -29,6 +32,8 @@ from domain.messages import TokenDelta
 from domain.runs import IO_NODE_KINDS, WorkflowRun
 from handlers.reactions.events import waiting_nodes
 from handlers.unit_of_work import UnitOfWork
+
+log = logging.getLogger("heddle")
 
 # Token deltas are gathered for this long (or up to this much text) before they are
 # published: a stream costs a few messages instead of one per delta, unnoticeably later.
@@ -160,11 +165,14 @@ class Recorder:
 
     uow: UnitOfWork
     decide: Decide[Any]
+    saves: bool = False
+    """Save each failed try at once (the pipeline), not with the batch's outcomes."""
 
     async def failed(
         self, call: LlmCall, try_number: int, error: LlmError, retry_in: float | None
     ) -> None:
-        await self.decide(partial(_record_failure, call, try_number, error, retry_in, self.uow))
+        failure = partial(_record_failure, call, try_number, error, retry_in, self.uow)
+        await self.decide(partial(_saved, failure, self.uow) if self.saves else failure)
 
 
 async def call_llm(
@@ -205,6 +213,16 @@ async def call_llm(
         if pieces is not None:
             pieces.flush()
     return outcome
+
+
+def _saved(decision: Callable[[], None], uow: UnitOfWork) -> None:
+    """Make a decision and save it; a try recorded while another writer changed the run
+    is left out (it is a note on the call, and the call's outcome follows)."""
+    decision()
+    try:
+        uow.save()
+    except IntegrityError:
+        log.info("a failed try was not recorded: its run changed meanwhile")
 
 
 def _record_failure(

@@ -1,19 +1,17 @@
-"""The run worker's loop over one batch of events: find the work they call for, do it
-(model calls, agents, tools, remote tasks, extractions, run-level model requests, child
-runs, chat threads) and record the outcomes with the batch's positions.
+"""What the run worker needs (`WorkerPorts`) and what a batch of events gives it to do
+(`find_work`: model calls, agents, tools, remote tasks, extractions, run-level model
+requests, child runs, chat threads); `handlers/reactions/pipeline.py` does the work.
 
-A plain function of (records, ports): the broker and the store are behind the ports
-(`WorkerPorts`), so a test drives it with the in-memory store and a scripted provider.
+The broker and the store are behind the ports, so a test drives the worker with the
+in-memory store and a scripted provider.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -23,47 +21,36 @@ from domain.http_tools import HttpTool
 from domain.llm import ToolCall
 from domain.messages import CommandEnvelope, TokenDelta
 from domain.runs import WorkflowRun
-from handlers.reactions.agents import agents_to_resume, drive_agent
+from handlers.reactions.agents import agents_to_resume
 from handlers.reactions.children import subworkflow_commands
 from handlers.reactions.events import decode_events
 from handlers.reactions.extraction import (
     Extraction,
-    ExtractionOutcome,
     ReadDocument,
-    extract,
     extractions_due,
-    record_extractions,
 )
 from handlers.reactions.llm_requests import (
-    LlmRequestAnswer,
     LlmRequestDue,
-    answer_llm_request,
     llm_requests_due,
-    record_llm_answers,
 )
 from handlers.reactions.model_calls import (
     CompleteLlm,
     Decide,
     LlmCall,
-    LlmOutcome,
     PublishToken,
-    Recorder,
-    call_llm,
     llm_calls_due,
-    record_llm_outcomes,
 )
 from handlers.reactions.remote import capabilities_published, remote_tasks_due
 from handlers.reactions.threads import (
     close_chat_threads,
     open_chat_threads,
     post_run_answers,
-    record_replies,
     replies_due,
     threads_answered,
 )
-from handlers.reactions.tools import ToolNodeCall, record_tool_nodes, tool_nodes_due
-from handlers.records import Record, trackings_for
-from handlers.unit_of_work import UnitOfWork, record
+from handlers.reactions.tools import ToolNodeCall, tool_nodes_due
+from handlers.records import Record
+from handlers.unit_of_work import UnitOfWork
 
 log = logging.getLogger("heddle")
 
@@ -163,75 +150,3 @@ def publish_to_threads(publish: PublishToken, threads: dict[UUID, UUID], delta: 
     thread_id = threads.get(delta.run_id)
     if thread_id is not None:
         publish(dataclasses.replace(delta, run_id=thread_id, thread=True))
-
-
-async def run_nodes(records: list[Record], ports: WorkerPorts) -> None:
-    """Make the calls that a batch of events waits for and record their outcomes: the
-    commands and tasks it calls for are sent first, then every call is made at once."""
-    batch = await ports.decide(partial(find_work, records, ports))
-    for envelope, key in batch.commands:
-        await ports.send_command(envelope, key)
-    capabilities = batch.capabilities | {task["capability"] for task in batch.tasks}
-    if capabilities:
-        await ports.create_task_topics(capabilities)
-    if batch.tasks:
-        await ports.send_tasks(batch.tasks)
-    if batch.idle:
-        return
-    for call in batch.calls:
-        log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
-    outcomes, tool_results, extracted, answers = await make_calls(batch, ports)
-
-    def apply(uow: UnitOfWork) -> None:
-        record_llm_outcomes([o for o in outcomes if o.call.kind != "reply"], uow)
-        record_replies([o for o in outcomes if o.call.kind == "reply"], uow)
-        record_tool_nodes(list(zip(batch.tools, tool_results, strict=True)), uow)
-        record_extractions(extracted, uow)
-        record_llm_answers(answers, uow)
-
-    def save() -> None:
-        trackings = trackings_for(ports.positions.consumer, batch.fresh)
-        record(apply, batch.uow, ports.unit_of_work, trackings)
-        ports.positions.advance(trackings)
-
-    await ports.decide(save)
-
-
-Outcomes = tuple[
-    list[LlmOutcome], list[tuple[bool, str]], list[ExtractionOutcome], list[LlmRequestAnswer]
-]
-"""What a batch's calls came to: model calls, tool nodes, extractions, run-level requests."""
-
-
-async def make_calls(batch: WorkerBatch, ports: WorkerPorts) -> Outcomes:
-    """Every call of the batch at once: model calls, tools, extractions, run-level
-    requests and agent loops (which record as they go). Returns the outcomes to record."""
-    uow, declared = batch.uow, batch.declared
-    publish: PublishToken = ports.publish_token
-    if batch.threads:
-        publish = partial(publish_to_threads, ports.publish_token, batch.threads)
-    recorder = Recorder(uow, ports.decide)
-    outcomes, tool_results, extracted, answers, _ = await asyncio.gather(
-        asyncio.gather(*(
-            call_llm(
-                call, ports.complete, publish,
-                # a thread's reply records only how it ended (answer or ReplyFailed)
-                recorder=recorder if call.kind != "reply" else None,
-            )
-            for call in batch.calls if call.kind != "agent"
-        )),
-        asyncio.gather(*(ports.run_tool(declared[due.run_id], due.call) for due in batch.tools)),
-        asyncio.gather(*(
-            extract(due, ports.read_document, ports.complete, recorder)
-            for due in batch.extractions
-        )),
-        asyncio.gather(*(answer_llm_request(due, ports.complete) for due in batch.requests)),
-        asyncio.gather(*(
-            drive_agent(
-                call, uow, ports.complete, partial(ports.run_tool, declared[call.run_id]),
-                ports.decide, publish,
-            )
-            for call in batch.calls if call.kind == "agent"
-        )),
-    )  # fmt: skip
-    return list(outcomes), list(tool_results), list(extracted), list(answers)

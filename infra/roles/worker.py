@@ -8,11 +8,14 @@ import logging
 from functools import partial
 from typing import Any
 
-from handlers.reactions.worker import SendCommand, WorkerPorts, run_nodes
+from eventsourcing.persistence import Tracking
+
+from handlers.reactions.pipeline import Pipeline, Saved
+from handlers.reactions.worker import SendCommand, WorkerPorts
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Ports
-from infra.kafka import create_topics, subscribe_batches
+from infra.kafka import create_topics, subscribe_pipelined
 from infra.store import Positions, dumps
 
 log = logging.getLogger("heddle")
@@ -38,18 +41,40 @@ class Worker:
             send_tasks=self.send_tasks,
             create_task_topics=self.create_task_topics,
         )
+        self.pipeline = Pipeline(self.worker_ports)
+        self.max_in_flight = ports.settings.worker_max_in_flight
 
     async def subscribe(self) -> None:
         """Start the token publisher and subscribe to the events."""
         await self.ports.tokens.start()
-        subscribe_batches(
-            self.ports.broker, self.ports.settings, self.ports.topics.events, "worker",
-            self.run_nodes, dlq_topic=self.ports.topics.dlq,
+        subscribe_pipelined(
+            self.ports.broker, self.ports.settings, self.ports.topics.events, "worker", self,
+            dlq_topic=self.ports.topics.dlq,
         )  # fmt: skip
 
-    async def run_nodes(self, records: list[Record]) -> None:
-        """Make the model calls started nodes wait for, record the outcomes."""
-        await run_nodes(records, self.worker_ports)
+    async def take(self, records: list[Record]) -> Saved:
+        """Start the work a batch of events calls for; done once its outcomes are saved."""
+        return await self.pipeline.take(records)
+
+    def busy(self) -> bool:
+        """As much work is in flight as this worker takes on: stop reading for now."""
+        return len(self.pipeline.in_flight) >= self.max_in_flight
+
+    async def settle(self, committable: dict[str, int]) -> None:
+        """Record how far each partition's work is saved, before Kafka is told."""
+        trackings = [Tracking(f"{self.positions.consumer}@{source}", offset)
+                     for source, offset in committable.items()]  # fmt: skip
+
+        def save() -> None:
+            further = self.positions.beyond(trackings)
+            if further:
+                self.ports.store.save(trackings=further)
+                self.positions.advance(further)
+
+        await self.ports.writer.run(save)
+
+    async def close(self) -> None:
+        await self.pipeline.close()
 
     async def create_task_topics(self, capabilities: set[str]) -> None:
         """Make the task topics of these capabilities, once per process (the ones a

@@ -18,8 +18,9 @@ from domain.messages import TokenDelta
 from domain.runs import WorkflowRun
 from handlers.commands.intake import handle_command
 from handlers.reactions.model_calls import CompleteLlm, OnDelta, OnTryFailed
+from handlers.reactions.pipeline import run_nodes
 from handlers.reactions.tools import builtin_tools
-from handlers.reactions.worker import WorkerPorts, run_nodes
+from handlers.reactions.worker import WorkerPorts
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.http_tools import HttpTools, ToolRunner

@@ -1,0 +1,315 @@
+"""The run worker as a pipeline: reading events never waits for model calls.
+
+`Pipeline.take` decides what a batch of events calls for (on the thread that owns the
+aggregates), sends the commands and tasks it calls for, and starts each piece of work
+(a model call, an agent, a tool node, an extraction, a run-level model request) as a task
+of its own. It returns at once with a future that is done when every outcome of the batch
+is saved, so the consumer can read the next batch while the calls are in flight and commit
+a partition only up to batches whose outcomes are saved.
+
+Outcomes are saved as they come, gathered for a few milliseconds into one write, each run
+decided on its own: a run that another writer changed meanwhile is decided again on its
+stored state (`handlers.unit_of_work.decide_and_save`), and a run whose outcome cannot be applied
+is left out of the write, so no other run of it waits or repeats anything. A piece of work
+already in flight in this process (an event delivered again) is not started twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+from uuid import UUID
+
+from domain.http_tools import HttpTool
+from handlers.reactions.agents import drive_agent
+from handlers.reactions.extraction import ExtractionOutcome, extract, record_extractions
+from handlers.reactions.llm_requests import (
+    LlmRequestAnswer,
+    answer_llm_request,
+    record_llm_answers,
+)
+from handlers.reactions.model_calls import (
+    LlmCall,
+    LlmOutcome,
+    PublishToken,
+    Recorder,
+    call_llm,
+    record_llm_outcomes,
+)
+from handlers.reactions.threads import record_replies
+from handlers.reactions.tools import ToolNodeCall, record_tool_nodes
+from handlers.reactions.worker import WorkerBatch, WorkerPorts, find_work, publish_to_threads
+from handlers.records import Record
+from handlers.unit_of_work import UnitOfWork, decide_and_save
+
+log = logging.getLogger("heddle")
+T = TypeVar("T")
+Key = tuple[Any, ...]
+"""What a piece of work is for: (what, run id, node or request, attempt, item)."""
+Apply = Callable[[UnitOfWork], None]
+Saved = asyncio.Future[Any]
+"""Done when every outcome of a batch is saved; failed when one of them cannot be."""
+
+FLUSH_SECONDS = 0.005
+"""How long the saver gathers finished outcomes into one write."""
+SAVE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+"""Pauses between tries of a write that failed (the database away): outcomes are kept."""
+
+
+def call_saved(outcome: LlmOutcome) -> Apply:
+    if outcome.call.kind == "reply":
+        return partial(record_replies, [outcome])
+
+    def apply(uow: UnitOfWork) -> None:
+        record_llm_outcomes([outcome], uow)
+
+    return apply
+
+
+def tool_node_saved(due: ToolNodeCall, result: tuple[bool, str]) -> Apply:
+    return partial(record_tool_nodes, [(due, result)])
+
+
+def extraction_saved(outcome: ExtractionOutcome) -> Apply:
+    return partial(record_extractions, [outcome])
+
+
+def answer_saved(answer: LlmRequestAnswer) -> Apply:
+    return partial(record_llm_answers, [answer])
+
+
+@dataclass
+class Finished:
+    """An outcome waiting to be saved, and who waits for it."""
+
+    key: Key
+    run_id: UUID
+    apply: Apply
+    saved: asyncio.Future[None]
+
+
+@dataclass
+class Pipeline:
+    """The work in flight in this worker process and the saver of its outcomes."""
+
+    ports: WorkerPorts
+    in_flight: set[Key] = field(default_factory=set)
+    flush_seconds: float = FLUSH_SECONDS
+    _finished: list[Finished] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _saver: asyncio.Task[None] | None = None
+
+    async def take(self, records: list[Record]) -> Saved:
+        """Start what `records` call for; the future is done once all of it is saved."""
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.create_task(self._save_forever())
+        batch = await self.ports.decide(partial(find_work, records, self.ports))
+        for envelope, key in batch.commands:
+            await self.ports.send_command(envelope, key)
+        capabilities = batch.capabilities | {task["capability"] for task in batch.tasks}
+        if capabilities:
+            await self.ports.create_task_topics(capabilities)
+        if batch.tasks:
+            await self.ports.send_tasks(batch.tasks)
+        return asyncio.gather(*self._start(batch))
+
+    async def close(self) -> None:
+        """Stop the work in flight (a redelivery makes it again) and the saver."""
+        for task in [*self._tasks, *([self._saver] if self._saver else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._saver is not None:
+            await asyncio.gather(self._saver, return_exceptions=True)
+
+    def _start(self, batch: WorkerBatch) -> list[asyncio.Future[None]]:
+        ports, declared = self.ports, batch.declared
+        publish = ports.publish_token
+        if batch.threads:
+            publish = partial(publish_to_threads, ports.publish_token, batch.threads)
+        saved = [self._call(call, publish, declared) for call in batch.calls]
+        for due in batch.tools:
+            tool = partial(ports.run_tool, declared[due.run_id], due.call)
+            key: Key = ("tool", due.run_id, due.node_id, due.attempt)
+            saved.append(self._launch(key, due.run_id, tool, partial(tool_node_saved, due)))
+        for extraction in batch.extractions:
+            recorder = Recorder(ports.unit_of_work(), ports.decide, saves=True)
+            made = partial(extract, extraction, ports.read_document, ports.complete, recorder)
+            key = ("extract", extraction.run_id, extraction.node_id, extraction.attempt)
+            saved.append(self._launch(key, extraction.run_id, made, extraction_saved))
+        for request in batch.requests:
+            answer = partial(answer_llm_request, request, ports.complete)
+            key = ("request", request.run_id, request.request_id)
+            saved.append(self._launch(key, request.run_id, answer, answer_saved))
+        return saved
+
+    def _call(
+        self, call: LlmCall, publish: PublishToken, declared: dict[UUID, dict[str, HttpTool]]
+    ) -> asyncio.Future[None]:
+        """A model call, a thread's reply, or an agent (which saves as it goes)."""
+        ports = self.ports
+        key: Key = ("call", call.run_id, call.node_id, call.attempt, call.item, call.kind)
+        if key not in self.in_flight:
+            log.info("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
+        if call.kind == "agent":
+            agent = partial(
+                drive_agent, call, ports.unit_of_work(), ports.complete,
+                partial(ports.run_tool, declared[call.run_id]), ports.decide, publish,
+                fresh=ports.unit_of_work,
+            )  # fmt: skip
+            return self._launch(key, call.run_id, agent, None)
+        # a thread's reply records only how it ended (answer or ReplyFailed)
+        recorder = None
+        if call.kind != "reply":
+            recorder = Recorder(ports.unit_of_work(), ports.decide, saves=True)
+        made = partial(call_llm, call, ports.complete, publish, recorder=recorder)
+        return self._launch(key, call.run_id, made, call_saved)
+
+    def _launch(
+        self,
+        key: Key,
+        run_id: UUID,
+        make: Callable[[], Awaitable[T]],
+        applying: Callable[[T], Apply] | None,
+    ) -> asyncio.Future[None]:
+        """Start `make` unless the same work is in flight here; its outcome is saved by
+        `applying(outcome)` (None: the work saves as it goes, as an agent does)."""
+        saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if key in self.in_flight:
+            saved.set_result(None)  # the first delivery's work will save it
+            return saved
+        self.in_flight.add(key)
+
+        async def work() -> None:
+            try:
+                outcome = await make()
+            except asyncio.CancelledError:
+                self.in_flight.discard(key)
+                saved.cancel()
+                raise
+            except Exception as error:
+                log.exception("work %s failed", key)
+                self.in_flight.discard(key)
+                saved.set_exception(error)
+                return
+            if applying is None:
+                self.in_flight.discard(key)
+                saved.set_result(None)
+                return
+            self._finished.append(Finished(key, run_id, applying(outcome), saved))
+            self._wakeup.set()
+
+        task = asyncio.create_task(work())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return saved
+
+    async def _save_forever(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            await asyncio.sleep(self.flush_seconds)
+            self._wakeup.clear()
+            finished, self._finished = self._finished, []
+            await self._save(finished)
+
+    async def _save(self, finished: list[Finished]) -> None:
+        """Save one write of outcomes, trying again while the database is away."""
+        for pause in (*SAVE_RETRY_SECONDS, None):
+            try:
+                failed = await self.ports.decide(partial(self._write, finished))
+                break
+            except Exception as error:
+                if pause is None:
+                    raise
+                log.warning("saving %d outcomes failed (%r); trying again", len(finished), error)
+                await asyncio.sleep(pause)
+        for item in finished:
+            self.in_flight.discard(item.key)
+            if item.key in failed:
+                item.saved.set_exception(failed[item.key])
+            elif not item.saved.done():
+                item.saved.set_result(None)
+
+    def _write(self, finished: list[Finished]) -> dict[Key, Exception]:
+        """Apply the outcomes run by run and save them together; a run whose outcome
+        raised is left out of the write (its batch is retried), the others are saved."""
+        failed: dict[UUID, Exception] = {}
+
+        def apply(uow: UnitOfWork) -> None:
+            failed.clear()
+            for item in finished:
+                if item.run_id in failed:
+                    continue
+                try:
+                    item.apply(uow)
+                except Exception as error:
+                    log.exception("recording %s failed", item.key)
+                    failed[item.run_id] = error
+                    uow.discard(item.run_id)
+
+        decide_and_save(apply, self.ports.unit_of_work(), self.ports.unit_of_work)
+        return {item.key: failed[item.run_id] for item in finished if item.run_id in failed}
+
+
+@dataclass
+class Batch:
+    """A batch of one partition's records and the future of its outcomes being saved."""
+
+    records: list[Record]
+    saved: Saved
+
+    @property
+    def first(self) -> int:
+        return self.records[0].offset
+
+    @property
+    def last(self) -> int:
+        return self.records[-1].offset
+
+
+@dataclass
+class Progress:
+    """The batches whose outcomes are still being made, per partition, in the order read;
+    a partition may be committed only up to the end of its batches that are all saved."""
+
+    _open: dict[str, list[Batch]] = field(default_factory=dict)
+
+    def add(self, records: list[Record], saved: Saved) -> None:
+        by_source: dict[str, list[Record]] = {}
+        for item in records:
+            by_source.setdefault(item.source, []).append(item)
+        for source, own in by_source.items():
+            self._open.setdefault(source, []).append(Batch(own, saved))
+
+    def settled(self) -> tuple[dict[str, int], list[Batch]]:
+        """The offset each partition may now be committed up to (inclusive), and the
+        batches that failed (to be read again); both are taken out."""
+        committable: dict[str, int] = {}
+        failed: list[Batch] = []
+        for source, batches in self._open.items():
+            done = [b for b in batches if b.saved.done()]
+            failed += [b for b in done if b.saved.cancelled() or b.saved.exception()]
+            pending = [b for b in batches if not b.saved.done()]
+            below = min((b.first for b in [*pending, *failed]), default=None)
+            finished = [b for b in done if b not in failed and (below is None or b.last < below)]
+            if finished:
+                committable[source] = max(b.last for b in finished)
+            self._open[source] = [b for b in batches if b not in finished and b not in failed]
+        return committable, failed
+
+    def in_flight(self) -> int:
+        return sum(len(batches) for batches in self._open.values())
+
+
+async def run_nodes(records: list[Record], ports: WorkerPorts) -> None:
+    """Make the calls a batch of events waits for and save their outcomes (the pipeline
+    for one batch: what a test drives with the in-memory store)."""
+    pipeline = Pipeline(ports)
+    try:
+        await (await pipeline.take(records))
+    finally:
+        await pipeline.close()
