@@ -37,8 +37,11 @@ class HttpTools:
         self.max_response_bytes = max_response_bytes
         self.client = httpx.AsyncClient(follow_redirects=False)
 
-    async def call(self, name: str, tool: HttpTool, arguments: dict[str, Any]) -> tuple[bool, str]:
-        """(ok, the response text or the error)."""
+    async def call(
+        self, name: str, tool: HttpTool, arguments: dict[str, Any], key: str | None = None
+    ) -> tuple[bool, str]:
+        """(ok, the response text or the error). `key` goes as `Idempotency-Key`, so a
+        service can tell a call a worker repeated (after a crash) from a new one."""
         try:
             request = http_request(tool, arguments)
         except TemplateError as error:
@@ -50,6 +53,8 @@ class HttpTools:
                 f"(HEDDLE_HTTP_TOOL_HOSTS: {listed})"
             )
         headers = {**request.headers, **self.headers.get(request.host, {})}
+        if key is not None:
+            headers["Idempotency-Key"] = key
         try:
             async with self.client.stream(
                 request.method,
@@ -133,8 +138,10 @@ class ToolRunner:
     def __init__(self, tools: ToolRegistry, http_tools: HttpTools) -> None:
         self.tools, self.http_tools = tools, http_tools
 
-    async def __call__(self, declared: dict[str, HttpTool], call: ToolCall) -> tuple[bool, str]:
+    async def __call__(
+        self, declared: dict[str, HttpTool], call: ToolCall, key: str | None = None
+    ) -> tuple[bool, str]:
         tool = declared.get(call.name)
         if tool is not None:
-            return await self.http_tools.call(call.name, tool, call.arguments)
+            return await self.http_tools.call(call.name, tool, call.arguments, key)
         return await self.tools.run(call)

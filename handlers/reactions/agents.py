@@ -31,9 +31,10 @@ T = TypeVar("T")
 
 
 class RunTool(Protocol):
-    """Runs one tool call an agent asked for: (ok, content for the model)."""
+    """Runs one tool call an agent asked for: (ok, content for the model). `key` is the
+    same for every try of the call (an HTTP tool sends it as `Idempotency-Key`)."""
 
-    def __call__(self, call: ToolCall) -> Awaitable[tuple[bool, str]]: ...
+    def __call__(self, call: ToolCall, key: str | None = None) -> Awaitable[tuple[bool, str]]: ...
 
 
 async def drive_agent(
@@ -92,11 +93,26 @@ async def drive_agent(
                 call.kind,
                 call.stream,
             )
-            outcome = await call_llm(turn, complete, publish, step, Recorder(uow, decide), sequence)
+            recorder = Recorder(uow, decide, saves=fresh is not None)
+            outcome = await call_llm(turn, complete, publish, step, recorder, sequence)
             pending = await decide(partial(saved, partial(record_llm_outcomes, [outcome])))
-        results = [(tool_call, await run_tool(tool_call)) for tool_call in pending]
+        results = [
+            (
+                tool_call,
+                await run_tool(
+                    tool_call,
+                    idempotency_key(call.run_id, call.node_id, call.attempt, tool_call.id),
+                ),
+            )
+            for tool_call in pending
+        ]
         if results:
             await decide(partial(saved, partial(_record_tool_results, call, results)))
+
+
+def idempotency_key(run_id: UUID, node_id: str, attempt: int, call_id: str) -> str:
+    """`run:node:attempt:call`: the same for a tool call however often it is made."""
+    return f"{run_id}:{node_id}:{attempt}:{call_id}"
 
 
 def _record_tool_results(

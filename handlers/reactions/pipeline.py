@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from domain.http_tools import HttpTool
-from handlers.reactions.agents import drive_agent
+from handlers.reactions.agents import drive_agent, idempotency_key
 from handlers.reactions.extraction import ExtractionOutcome, extract, record_extractions
 from handlers.reactions.llm_requests import (
     LlmRequestAnswer,
@@ -133,18 +133,19 @@ class Pipeline:
             publish = partial(publish_to_threads, ports.publish_token, batch.threads)
         saved = [self._call(call, publish, declared) for call in batch.calls]
         for due in batch.tools:
-            tool = partial(ports.run_tool, declared[due.run_id], due.call)
-            key: Key = ("tool", due.run_id, due.node_id, due.attempt)
-            saved.append(self._launch(key, due.run_id, tool, partial(tool_node_saved, due)))
+            key = idempotency_key(due.run_id, due.node_id, due.attempt, due.call.id)
+            tool = partial(ports.run_tool, declared[due.run_id], due.call, key)
+            work: Key = ("tool", due.run_id, due.node_id, due.attempt)
+            saved.append(self._launch(work, due.run_id, tool, partial(tool_node_saved, due)))
         for extraction in batch.extractions:
             recorder = Recorder(ports.unit_of_work(), ports.decide, saves=True)
             made = partial(extract, extraction, ports.read_document, ports.complete, recorder)
-            key = ("extract", extraction.run_id, extraction.node_id, extraction.attempt)
-            saved.append(self._launch(key, extraction.run_id, made, extraction_saved))
+            work = ("extract", extraction.run_id, extraction.node_id, extraction.attempt)
+            saved.append(self._launch(work, extraction.run_id, made, extraction_saved))
         for request in batch.requests:
             answer = partial(answer_llm_request, request, ports.complete)
-            key = ("request", request.run_id, request.request_id)
-            saved.append(self._launch(key, request.run_id, answer, answer_saved))
+            work = ("request", request.run_id, request.request_id)
+            saved.append(self._launch(work, request.run_id, answer, answer_saved))
         return saved
 
     def _call(

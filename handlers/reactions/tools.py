@@ -50,8 +50,9 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._functions)
 
-    async def run(self, call: ToolCall) -> tuple[bool, str]:
-        """(ok, content for the model). Arguments were validated by the run already."""
+    async def run(self, call: ToolCall, key: str | None = None) -> tuple[bool, str]:
+        """(ok, content for the model). Arguments were validated by the run already; a
+        registered tool runs in this process, so it takes no idempotency `key`."""
         function = self._functions.get(call.name)
         if function is None:
             return False, f"error: tool {call.name!r} is not available in this worker"

@@ -65,8 +65,15 @@ class TrackedPositions(Protocol):
     def advance(self, trackings: list[Tracking]) -> None: ...
 
 
-RunDeclaredTool = Callable[[dict[str, HttpTool], ToolCall], Awaitable[tuple[bool, str]]]
-"""Runs a tool call: an HTTP tool of the run's definition (given), or a registered one."""
+class RunDeclaredTool(Protocol):
+    """Runs a tool call: an HTTP tool of the run's definition (given), or a registered one;
+    an HTTP tool sends `key` as its `Idempotency-Key`."""
+
+    def __call__(
+        self, declared: dict[str, HttpTool], call: ToolCall, key: str | None = None
+    ) -> Awaitable[tuple[bool, str]]: ...
+
+
 SendCommand = Callable[[CommandEnvelope, str], Awaitable[None]]
 """Publishes a command, keyed by the given key."""
 SendTasks = Callable[[list[dict[str, Any]]], Awaitable[None]]

@@ -218,6 +218,17 @@ async def test_a_tool_node_calls_an_http_tool_on_the_allow_list(
     assert service.requests[-1].headers["accept"] == "application/json"
 
 
+async def test_a_tool_node_sends_the_idempotency_key_of_its_run_node_attempt_and_call(
+    client: httpx.AsyncClient,
+    service: FakeLlmServer,
+) -> None:
+    service.then(Reply(body={"id": "a8", "plan": "free", "seats": 1}))
+    await publish(client, crm(service))
+    state = await run(client, "crm", {"id": "a8"})
+    assert state["status"] == "completed"
+    assert service.requests[-1].headers["idempotency-key"] == f"{state['run_id']}:get:1:get:1"
+
+
 async def test_an_http_tool_error_fails_the_tool_node_saying_what_the_service_said(
     client: httpx.AsyncClient,
     service: FakeLlmServer,

@@ -100,6 +100,18 @@ async def test_a_call_returns_the_response_and_sends_configured_headers(
     assert server.requests[0].headers["authorization"] == "Bearer s3"
 
 
+async def test_every_try_of_a_call_sends_the_same_idempotency_key(server: FakeLlmServer) -> None:
+    """A worker that repeats a call (it died before saving the answer) sends the same key,
+    so the service can answer the repeat without doing the work twice."""
+    server.then(Reply(body={"ok": True}), Reply(body={"ok": True}))
+    tools = HttpTools(frozenset({"127.0.0.1"}))
+    key = "6f1c1b52-0d4e-4b0e-9a51-3c1b2f1f4a10:lookup:1:lookup:1"
+    for _ in range(2):
+        await tools.call("lookup", tool(server.url + "/accounts"), {}, key)
+    await tools.aclose()
+    assert [r.headers["idempotency-key"] for r in server.requests] == [key, key]
+
+
 async def test_a_post_sends_the_arguments_as_json(server: FakeLlmServer) -> None:
     server.then(Reply(status=201, body={"ok": True}))
     tools = HttpTools(frozenset({"127.0.0.1"}))
