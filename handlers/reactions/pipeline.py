@@ -7,8 +7,8 @@ of its own. It returns at once with a future that is done when every outcome of 
 is saved, so the consumer can read the next batch while the calls are in flight and commit
 a partition only up to batches whose outcomes are saved.
 
-Outcomes are saved as they come, gathered for a few milliseconds into one write, each run
-decided on its own: a run that another writer changed meanwhile is decided again on its
+Outcomes are saved as they come (those that finish during a write go into the next one),
+each run decided on its own: a run that another writer changed meanwhile is decided again on its
 stored state (`handlers.unit_of_work.decide_and_save`), and a run whose outcome cannot be applied
 is left out of the write, so no other run of it waits or repeats anything. A piece of work
 already in flight in this process (an event delivered again) is not started twice.
@@ -54,8 +54,10 @@ Apply = Callable[[UnitOfWork], None]
 Saved = asyncio.Future[Any]
 """Done when every outcome of a batch is saved; failed when one of them cannot be."""
 
-FLUSH_SECONDS = 0.005
-"""How long the saver gathers finished outcomes into one write."""
+FLUSH_SECONDS = 0.0
+"""How long the saver waits for more finished outcomes before a write. None: outcomes that
+finish while a write is in progress go together into the next one (a group commit), so a
+lone outcome is saved at once and a busy worker still writes in batches."""
 SAVE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 """Pauses between tries of a write that failed (the database away): outcomes are kept."""
 
@@ -212,7 +214,8 @@ class Pipeline:
     async def _save_forever(self) -> None:
         while True:
             await self._wakeup.wait()
-            await asyncio.sleep(self.flush_seconds)
+            if self.flush_seconds:
+                await asyncio.sleep(self.flush_seconds)
             self._wakeup.clear()
             finished, self._finished = self._finished, []
             await self._save(finished)
