@@ -166,12 +166,16 @@ def cell(value: float | None, best: float | None, higher_is_better: bool) -> str
     return f"{shown} ({ratio:.2f}x)"
 
 
-def table(title: str, results: dict[str, dict[str, float]], engines: list[str]) -> None:
-    """A Markdown table: a row per figure, a column per engine."""
+def table(
+    title: str, results: dict[str, dict[str, float]], engines: list[str], keys: set[str]
+) -> None:
+    """A Markdown table: a row per figure of `keys`, a column per engine."""
     print(f"\n{title}\n")
     print("| figure | " + " | ".join(NAMES[e] for e in engines) + " |")
     print("|---" * (len(engines) + 1) + "|")
     for key, label, higher in FIGURES:
+        if key not in keys:
+            continue
         values = {e: results[e].get(key) for e in engines if e in results}
         present = [v for v in values.values() if v is not None]
         if not present:
@@ -206,10 +210,13 @@ def main(args: argparse.Namespace) -> None:
     concurrent = {e: median_of(p["concurrent"]) for e, p in parsed.items() if p["concurrent"]}
     if concurrent:
         rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
-        table(f"{args.runs} concurrent runs{rounds}", concurrent, engines)
+        every = {key for key, _, _ in FIGURES}
+        table(f"{args.runs} concurrent runs{rounds}", concurrent, engines, every)
     sequential = {e: p["sequential"] for e, p in parsed.items() if p["sequential"]}
     if sequential:
-        table(f"one run at a time ({args.sequential} runs)", sequential, engines)
+        # The span of runs one after the other says nothing the per-run figures do not.
+        latency = {"step_p50", "step_p99", "run_p50", "run_p99", "cpu_ms"}
+        table(f"one run at a time ({args.sequential} runs)", sequential, engines, latency)
     failed = [NAMES[e] for e in engines if e not in outputs]
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)}")
