@@ -23,7 +23,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
 from domain.messages import TokenDelta
-from handlers.reactions.pipeline import Progress, Saved
+from handlers.reactions.pipeline import Batch, Progress, Saved
 from handlers.records import Record
 from infra.settings import Settings, Topics
 from infra.store import dumps
@@ -223,10 +223,7 @@ def subscribe_pipelined(
     async def commit(consumer: Any) -> None:
         committable, failed = progress.settled()
         for batch in failed:
-            record = batch.records[0]
-            log.warning("work of %s:%s@%s failed: reading it again", record.topic,
-                        record.partition, record.offset)  # fmt: skip
-            consumer.seek(TopicPartition(record.topic, record.partition), batch.first)
+            await _read_again_or_dead_letter(consumer, broker, settings, dlq_topic, failures, batch)
         if committable:
             await pipeline.settle(committable)
             offsets = {}
@@ -254,6 +251,32 @@ def subscribe_pipelined(
         decoder=_undecoded,
         title=f"{group}:{topic}",
     )(consume)
+
+
+async def _read_again_or_dead_letter(
+    consumer: Any,
+    broker: KafkaBroker,
+    settings: Settings,
+    dlq_topic: str,
+    failures: dict[tuple[int, int], int],
+    batch: Batch,
+) -> None:
+    """A batch whose work failed is read again (seek back), and after `dlq_after_attempts`
+    its records go to the dead-letter topic (out of the progress, later batches commit)."""
+    record = batch.records[0]
+    where = (record.partition, batch.first)
+    failures[where] = failures.get(where, 0) + 1
+    if failures[where] < settings.dlq_after_attempts:
+        log.warning("work of %s:%s@%s failed: reading it again", record.topic,
+                    record.partition, record.offset)  # fmt: skip
+        consumer.seek(TopicPartition(record.topic, record.partition), batch.first)
+        return
+    failures.pop(where, None)
+    error = batch.saved.exception() if not batch.saved.cancelled() else None
+    for poison in batch.records:
+        await publish_dead_letter(
+            broker, dlq_topic, poison, error or RuntimeError("its work was cancelled")
+        )
 
 
 async def _isolate(

@@ -222,13 +222,16 @@ class Pipeline:
 
     async def _save(self, finished: list[Finished]) -> None:
         """Save one write of outcomes, trying again while the database is away."""
+        failed: dict[Key, Exception] = {}
         for pause in (*SAVE_RETRY_SECONDS, None):
             try:
                 failed = await self.ports.decide(partial(self._write, finished))
                 break
             except Exception as error:
-                if pause is None:
-                    raise
+                if pause is None:  # their batches are read again (and their work made again)
+                    log.exception("saving %d outcomes failed for good", len(finished))
+                    failed = {item.key: error for item in finished}
+                    break
                 log.warning("saving %d outcomes failed (%r); trying again", len(finished), error)
                 await asyncio.sleep(pause)
         for item in finished:
