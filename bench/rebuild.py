@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 
-from bench.throughput import machine
+from bench.machine import machine
 from domain.definitions import parse_definition
 from domain.llm import LlmResult, Usage
 from domain.runs import WorkflowRun

@@ -28,13 +28,12 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 from aiokafka import AIOKafkaProducer
 
+from bench.machine import machine
 from infra.bootstrap import create_schema
 from infra.devstack import ApacheKafka, EmbeddedPostgres, Tansu, create_database
 from infra.runtime import ALL_ROLES, Heddle
@@ -205,25 +205,6 @@ def measure(events: dict[str, list[tuple[str, str, datetime]]]) -> dict[str, Any
     assert last is not None
     span = (last - first).total_seconds()
     return {"steps": steps, "span_s": span, "step_ms": step_ms, "run_ms": run_ms}
-
-
-def machine() -> str:
-    cpus = os.cpu_count()
-    memory = ""
-    with suppress(OSError, StopIteration):
-        total = next(
-            line for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line
-        )
-        memory = f", {int(total.split()[1]) / 1024 / 1024:.0f} GiB"
-    model = ""
-    with suppress(OSError, StopIteration):
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    system = f"{platform.system()} {platform.machine()}"
-    return f"{system}, {cpus} CPUs{memory} ({model}), Python {platform.python_version()}"
 
 
 def report(title: str, result: dict[str, Any], cpu_s: float) -> None:

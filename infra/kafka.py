@@ -133,7 +133,25 @@ def subscribe_batches(
             failures.pop(first, None)
         await message.ack()
 
-    broker.subscriber(
+    batch_subscriber(
+        broker, settings, topic, group, AckPolicy.NACK_ON_ERROR,
+        fetch_max_wait_ms=gather_ms or settings.fetch_max_wait_ms,
+        fetch_min_bytes=GATHER_BYTES if gather_ms else 1,
+    )(consume)  # fmt: skip
+
+
+def batch_subscriber(
+    broker: KafkaBroker,
+    settings: Settings,
+    topic: str,
+    group: str,
+    ack_policy: AckPolicy,
+    fetch_max_wait_ms: int,
+    fetch_min_bytes: int = 1,
+) -> Any:
+    """FastStream's batch subscriber of `topic` in consumer group `group`, as every
+    consumer of Heddle's reads: raw records, from the earliest offset of a new group."""
+    return broker.subscriber(
         topic,
         group_id=f"{settings.group_prefix}-{group}",
         batch=True,
@@ -141,15 +159,15 @@ def subscribe_batches(
         # FastStream sleeps this long again after a poll that found nothing, so it
         # bounds how long a message sent to an idle consumer waits: keep it short.
         batch_timeout_ms=settings.idle_poll_ms,
-        fetch_max_wait_ms=gather_ms or settings.fetch_max_wait_ms,
-        fetch_min_bytes=GATHER_BYTES if gather_ms else 1,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        fetch_min_bytes=fetch_min_bytes,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=ack_policy,
         decoder=_undecoded,
         title=f"{group}:{topic}",
-    )(consume)
+    )
 
 
 class Pipelined(Protocol):
@@ -237,20 +255,9 @@ def subscribe_pipelined(
         if consumer.paused() and not pipeline.busy():
             consumer.resume(*consumer.paused())
 
-    broker.subscriber(
-        topic,
-        group_id=f"{settings.group_prefix}-{group}",
-        batch=True,
-        max_records=settings.batch_size,
-        batch_timeout_ms=settings.idle_poll_ms,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(100, settings.session_timeout_ms // 4),
-        ack_policy=AckPolicy.MANUAL,
-        decoder=_undecoded,
-        title=f"{group}:{topic}",
-    )(consume)
+    batch_subscriber(broker, settings, topic, group, AckPolicy.MANUAL, settings.fetch_max_wait_ms)(
+        consume
+    )
 
 
 async def _read_again_or_dead_letter(

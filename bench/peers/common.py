@@ -14,13 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 
 
 @dataclass
@@ -55,26 +52,6 @@ def percentile(values: list[float], fraction: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
-
-
-def machine() -> str:
-    """The machine line throughput.py prints."""
-    cpus = os.cpu_count()
-    memory = ""
-    with suppress(OSError, StopIteration):
-        total = next(
-            line for line in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in line
-        )
-        memory = f", {int(total.split()[1]) / 1024 / 1024:.0f} GiB"
-    model_name = ""
-    with suppress(OSError, StopIteration):
-        model_name = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    system = f"{platform.system()} {platform.machine()}"
-    return f"{system}, {cpus} CPUs{memory} ({model_name}), Python {platform.python_version()}"
 
 
 def parser(description: str) -> argparse.ArgumentParser:

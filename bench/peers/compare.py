@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.throughput import machine
+from bench.machine import machine
 from infra.devstack import EmbeddedPostgres, create_database
 
 ROOT = Path(__file__).resolve().parents[2]

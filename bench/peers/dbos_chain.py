@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID
 
-from bench.peers.common import Timeline, benchmark, database_url, machine, model, parser, prompt
+from bench.machine import machine
+from bench.peers.common import Timeline, benchmark, database_url, model, parser, prompt
 
 # Each run's timeline, by workflow id.
 TIMELINES: dict[str, Timeline] = {}

@@ -32,7 +32,8 @@ from langgraph.graph import END, START, StateGraph
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from bench.peers.common import Timeline, benchmark, database_url, machine, model, parser, prompt
+from bench.machine import machine
+from bench.peers.common import Timeline, benchmark, database_url, model, parser, prompt
 
 
 class Chain(TypedDict, total=False):
