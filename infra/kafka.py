@@ -241,7 +241,11 @@ def subscribe_pipelined(
     async def commit(consumer: Any) -> None:
         committable, failed = progress.settled()
         for batch in failed:
-            await _read_again_or_dead_letter(consumer, broker, settings, dlq_topic, failures, batch)
+            if await _read_again_or_dead_letter(
+                consumer, broker, settings, dlq_topic, failures, batch
+            ):
+                progress.drop(batch)
+                wake.set()  # the partition may commit past it now
         if committable:
             await pipeline.settle(committable)
             offsets = {}
@@ -267,9 +271,9 @@ async def _read_again_or_dead_letter(
     dlq_topic: str,
     failures: dict[tuple[int, int], int],
     batch: Batch,
-) -> None:
-    """A batch whose work failed is read again (seek back), and after `dlq_after_attempts`
-    its records go to the dead-letter topic (out of the progress, later batches commit)."""
+) -> bool:
+    """A batch whose work failed is read again (seek back); after `dlq_after_attempts`
+    its records go to the dead-letter topic instead: then True (give it up)."""
     record = batch.records[0]
     where = (record.partition, batch.first)
     failures[where] = failures.get(where, 0) + 1
@@ -277,13 +281,14 @@ async def _read_again_or_dead_letter(
         log.warning("work of %s:%s@%s failed: reading it again", record.topic,
                     record.partition, record.offset)  # fmt: skip
         consumer.seek(TopicPartition(record.topic, record.partition), batch.first)
-        return
+        return False
     failures.pop(where, None)
     error = batch.saved.exception() if not batch.saved.cancelled() else None
     for poison in batch.records:
         await publish_dead_letter(
             broker, dlq_topic, poison, error or RuntimeError("its work was cancelled")
         )
+    return True
 
 
 async def _isolate(

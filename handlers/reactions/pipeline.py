@@ -262,12 +262,15 @@ class Pipeline:
         return {item.key: failed[item.run_id] for item in finished if item.run_id in failed}
 
 
-@dataclass
+@dataclass(eq=False)
 class Batch:
     """A batch of one partition's records and the future of its outcomes being saved."""
 
     records: list[Record]
     saved: Saved
+    again: bool = False
+    """Its work failed and it is being read again: it holds back the partition's commit
+    until a batch that covers it is read."""
 
     @property
     def first(self) -> int:
@@ -276,6 +279,10 @@ class Batch:
     @property
     def last(self) -> int:
         return self.records[-1].offset
+
+    @property
+    def failed(self) -> bool:
+        return self.saved.done() and (self.saved.cancelled() or bool(self.saved.exception()))
 
 
 @dataclass
@@ -290,26 +297,39 @@ class Progress:
         for item in records:
             by_source.setdefault(item.source, []).append(item)
         for source, own in by_source.items():
-            self._open.setdefault(source, []).append(Batch(own, saved))
+            batch = Batch(own, saved)
+            batches = self._open.setdefault(source, [])
+            # a batch read again is taken over once its first record comes back
+            batches[:] = [
+                b for b in batches if not (b.again and batch.first <= b.first <= batch.last)
+            ]
+            batches.append(batch)
 
     def settled(self) -> tuple[dict[str, int], list[Batch]]:
         """The offset each partition may now be committed up to (inclusive), and the
-        batches that failed (to be read again); both are taken out."""
+        batches that newly failed: they hold the partition back until they are read again
+        (`add`) or given up (`drop`)."""
         committable: dict[str, int] = {}
         failed: list[Batch] = []
         for source, batches in self._open.items():
-            done = [b for b in batches if b.saved.done()]
-            failed += [b for b in done if b.saved.cancelled() or b.saved.exception()]
-            pending = [b for b in batches if not b.saved.done()]
-            below = min((b.first for b in [*pending, *failed]), default=None)
-            finished = [b for b in done if b not in failed and (below is None or b.last < below)]
+            for batch in batches:
+                if batch.failed and not batch.again:
+                    batch.again = True
+                    failed.append(batch)
+            holding = [b for b in batches if b.again or not b.saved.done()]
+            below = min((b.first for b in holding), default=None)
+            finished = [
+                b for b in batches if b not in holding and (below is None or b.last < below)
+            ]
             if finished:
                 committable[source] = max(b.last for b in finished)
-            self._open[source] = [b for b in batches if b not in finished and b not in failed]
+            self._open[source] = [b for b in batches if b not in finished]
         return committable, failed
 
-    def in_flight(self) -> int:
-        return sum(len(batches) for batches in self._open.values())
+    def drop(self, batch: Batch) -> None:
+        """Give up a failed batch (its records went to the dead-letter topic)."""
+        source = batch.records[0].source
+        self._open[source] = [b for b in self._open.get(source, []) if b is not batch]
 
 
 async def run_nodes(records: list[Record], ports: WorkerPorts) -> None:

@@ -3,6 +3,7 @@ provider, no Kafka: each batch of relayed events gets its model calls made and r
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections import Counter
@@ -18,7 +19,7 @@ from domain.messages import TokenDelta
 from domain.runs import WorkflowRun
 from handlers.commands.intake import handle_command
 from handlers.reactions.model_calls import CompleteLlm, OnDelta, OnTryFailed
-from handlers.reactions.pipeline import run_nodes
+from handlers.reactions.pipeline import Progress, run_nodes
 from handlers.reactions.tools import builtin_tools
 from handlers.reactions.worker import WorkerPorts
 from handlers.records import Record
@@ -186,3 +187,38 @@ async def test_a_run_changed_mid_call_repeats_no_call_and_keeps_both_changes(
         assert run.nodes["greet"]["output"] == f"Hello {name}"
         assert run.nodes["shout"]["status"] == "running"
     assert store.repository.get(grace).variables["tier"] == "gold"
+
+
+def batch_of(*offsets: int, partition: int = 0) -> list[Record]:
+    return [Record("events", partition, offset, None, b"") for offset in offsets]
+
+
+async def test_a_partition_is_committed_only_up_to_the_batches_whose_outcomes_are_saved() -> None:
+    """A crash may repeat the work in flight, never skip it: later batches finishing
+    first do not move the commit past an earlier one still in flight, or one being read
+    again after its work failed."""
+    loop = asyncio.get_running_loop()
+    progress = Progress()
+    first, second, third = loop.create_future(), loop.create_future(), loop.create_future()
+    progress.add(batch_of(0, 1), first)
+    progress.add(batch_of(2, 3), second)
+    progress.add(batch_of(4), third)
+
+    second.set_result(None)
+    assert progress.settled() == ({}, [])
+    first.set_result(None)
+    assert progress.settled() == ({"events:0": 3}, [])
+
+    third.set_exception(RuntimeError("a tool broke"))
+    committable, failed = progress.settled()
+    assert committable == {}
+    assert [b.first for b in failed] == [4]
+    later = loop.create_future()
+    progress.add(batch_of(5), later)
+    later.set_result(None)
+    assert progress.settled() == ({}, []), "the failed batch holds the partition back"
+
+    again = loop.create_future()
+    progress.add(batch_of(4, 5), again)  # read again from its first record
+    again.set_result(None)
+    assert progress.settled() == ({"events:0": 5}, [])
