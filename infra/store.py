@@ -195,24 +195,24 @@ class Positions:
     def fresh(self, records: list[Record]) -> list[Record]:
         """Drop records at or below the tracked offset of their partition."""
         with self._lock:
-            for source in {r.source for r in records} - self._known.keys():
-                name = f"{self.consumer}@{source}"
-                self._known[source] = self.store.positions([name]).get(name, -1)
-            return [r for r in records if r.offset > self._known[r.source]]
+            return [r for r in records if r.offset > self._recorded(r.source)]
 
-    def beyond(self, trackings: list[Tracking]) -> list[Tracking]:
-        """The positions further on than the ones recorded (recording a position that is
-        not further on is refused)."""
+    def further(self, offsets: dict[str, int]) -> list[Tracking]:
+        """Tracking positions for the partitions `offsets` moves on (recording a position
+        that is not further on is refused)."""
         with self._lock:
-            for tracking in trackings:
-                source = tracking.application_name.split("@", 1)[1]
-                if source not in self._known:
-                    name = tracking.application_name
-                    self._known[source] = self.store.positions([name]).get(name, -1)
             return [
-                t for t in trackings
-                if t.notification_id > self._known[t.application_name.split("@", 1)[1]]
-            ]  # fmt: skip
+                Tracking(f"{self.consumer}@{source}", offset)
+                for source, offset in offsets.items()
+                if offset > self._recorded(source)
+            ]
+
+    def _recorded(self, source: str) -> int:
+        """The recorded offset of a partition, read from the store the first time."""
+        if source not in self._known:
+            name = f"{self.consumer}@{source}"
+            self._known[source] = self.store.positions([name]).get(name, -1)
+        return self._known[source]
 
     def advance(self, trackings: list[Tracking]) -> None:
         with self._lock:

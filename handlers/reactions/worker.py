@@ -104,8 +104,6 @@ class WorkerPorts:
 class WorkerBatch:
     """What one batch of events gives the run worker to do, found in one store session."""
 
-    uow: UnitOfWork
-    fresh: list[Record]
     commands: list[tuple[CommandEnvelope, str]]
     extractions: list[Extraction]
     requests: list[LlmRequestDue]
@@ -117,11 +115,6 @@ class WorkerBatch:
     declared: dict[UUID, dict[str, HttpTool]] = field(default_factory=dict)
     """The HTTP tools each run's definition declares, for its tool and agent calls."""
 
-    @property
-    def idle(self) -> bool:
-        """Nothing to call: no model, tool, extraction or run-level request is due."""
-        return not (self.calls or self.tools or self.extractions or self.requests)
-
 
 def find_work(records: list[Record], ports: WorkerPorts) -> WorkerBatch:
     """Decide what the batch calls for (on the thread that owns the aggregates)."""
@@ -129,7 +122,7 @@ def find_work(records: list[Record], ports: WorkerPorts) -> WorkerBatch:
     fresh = ports.positions.fresh(records)
     events = decode_events(fresh)
     batch = WorkerBatch(
-        uow, fresh, subworkflow_commands(fresh, uow), extractions_due(events, uow),
+        subworkflow_commands(fresh, uow), extractions_due(events, uow),
         llm_requests_due(events, uow), capabilities_published(events),
     )  # fmt: skip
     # Idempotent by themselves (a thread opens once, an answer is posted once):

@@ -8,8 +8,6 @@ import logging
 from functools import partial
 from typing import Any
 
-from eventsourcing.persistence import Tracking
-
 from handlers.reactions.pipeline import Pipeline, Saved
 from handlers.reactions.worker import SendCommand, WorkerPorts
 from handlers.records import Record
@@ -62,11 +60,9 @@ class Worker:
 
     async def settle(self, committable: dict[str, int]) -> None:
         """Record how far each partition's work is saved, before Kafka is told."""
-        trackings = [Tracking(f"{self.positions.consumer}@{source}", offset)
-                     for source, offset in committable.items()]  # fmt: skip
 
         def save() -> None:
-            further = self.positions.beyond(trackings)
+            further = self.positions.further(committable)
             if further:
                 self.ports.store.save(trackings=further)
                 self.positions.advance(further)
