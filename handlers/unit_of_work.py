@@ -10,9 +10,10 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, Recording, Tracking
 
 A = TypeVar("A", bound=Aggregate)
+OnSaved = Callable[[list[Recording[UUID]]], None]
 CONFLICT_ATTEMPTS = 3
 """How often `record` decides again after another writer changed an aggregate it saves."""
 log = logging.getLogger("heddle")
@@ -22,11 +23,13 @@ class UnitOfWork:
     """Loads aggregates once per batch, collects changes, and saves them with positions.
 
     Aggregates come from the application's cache without copying, so a failed save must
-    evict them: `save` does that, and so does `discard`.
+    evict them: `save` does that, and so does `discard`. `on_saved` is told of what each
+    save recorded (on the thread that saved).
     """
 
-    def __init__(self, app: Application[UUID]) -> None:
+    def __init__(self, app: Application[UUID], on_saved: OnSaved | None = None) -> None:
         self.app = app
+        self.on_saved = on_saved
         self._loaded: dict[UUID, Any] = {}
 
     @overload
@@ -72,16 +75,19 @@ class UnitOfWork:
     def save(self, trackings: Sequence[Tracking] = ()) -> int:
         """Save every changed aggregate and the positions in one transaction."""
         changed = self.changed()
+        recordings: list[Recording[UUID]] = []
         try:
             if changed or trackings:
-                self.app.save(*changed, trackings=list(trackings))
+                recordings = self.app.save(*changed, trackings=list(trackings))
         except BaseException:
             for aggregate in changed:
                 self._evict(aggregate.id)
             raise
         finally:
             self._loaded.clear()
-        return sum(1 for _ in changed)
+        if self.on_saved is not None and recordings:
+            self.on_saved(recordings)
+        return len(changed)
 
     def _load(self, aggregate_id: UUID) -> Any:
         try:

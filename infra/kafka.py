@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
@@ -170,6 +172,26 @@ def batch_subscriber(
     )
 
 
+@dataclass
+class Reading:
+    """The partitions of `topic` this process's consumer reads now (`subscribe_pipelined`
+    sets the consumer once it has read)."""
+
+    topic: str
+    consumer: Any = None
+
+    def partition(self, key: bytes) -> int | None:
+        """The partition a producer sends `key` to, if this consumer reads it now."""
+        if self.consumer is None:
+            return None
+        partitions = self.consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            return None
+        partition: int = DefaultPartitioner()(key, sorted(partitions), [])
+        owned = TopicPartition(self.topic, partition) in self.consumer.assignment()
+        return partition if owned else None
+
+
 class Pipelined(Protocol):
     """A consumer whose records start work that ends later (the run worker's pipeline)."""
 
@@ -188,6 +210,7 @@ def subscribe_pipelined(
     pipeline: Pipelined,
     *,
     dlq_topic: str,
+    reading: Reading | None = None,
 ) -> None:
     """Register `pipeline` for batches of `topic` in consumer group `group`. Reading goes
     on while a batch's work is in flight; a partition is committed only up to the batches
@@ -196,7 +219,7 @@ def subscribe_pipelined(
     consumer's partitions are paused (it keeps its group membership) instead of blocking.
     A batch that cannot be started, or whose work failed, is read again; after
     `dlq_after_attempts` its records go one by one, and those that still fail to the
-    dead-letter topic."""
+    dead-letter topic. `reading` is kept told of the consumer."""
     progress = Progress()
     failures: dict[tuple[int, int], int] = {}
     state: dict[str, Any] = {"consumer": None, "committer": None}
@@ -205,6 +228,8 @@ def subscribe_pipelined(
     async def consume() -> None:
         message = broker.context.get_local("message")
         state["consumer"] = consumer = message.consumer
+        if reading is not None:
+            reading.consumer = consumer
         if state["committer"] is None or state["committer"].done():
             state["committer"] = asyncio.create_task(commit_forever())
         records = [_record(raw) for raw in message.raw_message]

@@ -29,6 +29,22 @@ RELAY_LOCK = 0x68656464  # "hedd": the advisory lock that elects the publishing 
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
 
+def event_messages(store: EventStore, notifications: Sequence[Notification]) -> list[Message]:
+    """The Kafka messages for stored events: keyed by aggregate id, typed in headers."""
+    messages = []
+    for notification in notifications:
+        envelope = store.envelope(notification)
+        headers = [
+            ("event-id", envelope["id"].encode()),
+            ("position", str(notification.id).encode()),
+            ("type", envelope["type"].encode()),
+            ("aggregate-id", envelope["aggregate_id"].encode()),
+            ("aggregate-version", str(notification.originator_version).encode()),
+        ]
+        messages.append((str(notification.originator_id).encode(), dumps(envelope), headers))
+    return messages
+
+
 class Producer(Protocol):
     """What the relay needs of a Kafka producer (aiokafka's satisfies it)."""
 
@@ -115,19 +131,7 @@ class Relay:
         return len(notifications)
 
     def messages(self, notifications: Sequence[Notification]) -> list[Message]:
-        """The Kafka messages for stored events: keyed by aggregate id, typed in headers."""
-        messages = []
-        for notification in notifications:
-            envelope = self.store.envelope(notification)
-            headers = [
-                ("event-id", envelope["id"].encode()),
-                ("position", str(notification.id).encode()),
-                ("type", envelope["type"].encode()),
-                ("aggregate-id", envelope["aggregate_id"].encode()),
-                ("aggregate-version", str(notification.originator_version).encode()),
-            ]
-            messages.append((str(notification.originator_id).encode(), dumps(envelope), headers))
-        return messages
+        return event_messages(self.store, notifications)
 
     async def save_position(self) -> None:
         """Record how far the relay has published (only ever forwards)."""

@@ -12,17 +12,28 @@ each run decided on its own: a run that another writer changed meanwhile is deci
 stored state (`handlers.unit_of_work.decide_and_save`), and a run whose outcome cannot be applied
 is left out of the write, so no other run of it waits or repeats anything. A piece of work
 already in flight in this process (an event delivered again) is not started twice.
+
+Eager continuation: when a save records events that call for more work (the next node
+started) and this worker reads their partition, that work starts at once, without waiting
+for the events to come back through the relay and the broker; when they do, they are
+recognised as handled, and their partition is committed past them once that work is saved.
+Should the partition have moved to another worker meanwhile, the other worker may make the
+same call again; the run records it once (its node attempt is running only once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
+
+from eventsourcing.persistence import Recording
 
 from domain.http_tools import HttpTool
 from handlers.reactions.agents import drive_agent, idempotency_key
@@ -42,7 +53,14 @@ from handlers.reactions.model_calls import (
 )
 from handlers.reactions.threads import record_replies
 from handlers.reactions.tools import ToolNodeCall, record_tool_nodes
-from handlers.reactions.worker import WorkerBatch, WorkerPorts, find_work, publish_to_threads
+from handlers.reactions.worker import (
+    WORKS_ON,
+    WorkerBatch,
+    WorkerPorts,
+    find_work,
+    publish_to_threads,
+    work_for,
+)
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork, decide_and_save
 
@@ -60,6 +78,9 @@ finish while a write is in progress go together into the next one (a group commi
 lone outcome is saved at once and a busy worker still writes in batches."""
 SAVE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 """Pauses between tries of a write that failed (the database away): outcomes are kept."""
+HANDLED_LIMIT = 100_000
+"""How many events handled eagerly are remembered until they arrive from the broker (those
+of a partition that moved to another worker never do: the oldest are forgotten)."""
 
 
 def call_saved(outcome: LlmOutcome) -> Apply:
@@ -105,12 +126,40 @@ class Pipeline:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _saver: asyncio.Task[None] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _handled: OrderedDict[tuple[str, str], asyncio.Task[None]] = field(default_factory=OrderedDict)
+    """Events handled eagerly, by (aggregate id, version), until the broker delivers them."""
+
+    def __post_init__(self) -> None:
+        plain = self.ports.unit_of_work
+
+        def unit_of_work() -> UnitOfWork:
+            uow = plain()
+            uow.on_saved = self._saved
+            return uow
+
+        self.ports = dataclasses.replace(self.ports, unit_of_work=unit_of_work)
 
     async def take(self, records: list[Record]) -> Saved:
-        """Start what `records` call for; the future is done once all of it is saved."""
+        """Start what `records` (read from the broker) call for; the future is done once
+        all of it is saved, including the work of records already handled eagerly."""
+        self._loop = asyncio.get_running_loop()
+        handled: dict[int, asyncio.Task[None]] = {}
+        fresh = []
+        for record in records:
+            task = self._handled.pop(_event(record), None)
+            if task is None:
+                fresh.append(record)
+            else:
+                handled[id(task)] = task
+        started = [await self._begin(partial(find_work, fresh, self.ports))] if fresh else []
+        return asyncio.gather(*started, *handled.values())
+
+    async def _begin(self, find: Callable[[], WorkerBatch]) -> Saved:
+        """Find the work, send the commands and tasks it calls for, and start the rest."""
         if self._saver is None or self._saver.done():
             self._saver = asyncio.create_task(self._save_forever())
-        batch = await self.ports.decide(partial(find_work, records, self.ports))
+        batch = await self.ports.decide(find)
         for envelope, key in batch.commands:
             await self.ports.send_command(envelope, key)
         capabilities = batch.capabilities | {task["capability"] for task in batch.tasks}
@@ -119,6 +168,43 @@ class Pipeline:
         if batch.tasks:
             await self.ports.send_tasks(batch.tasks)
         return asyncio.gather(*self._start(batch))
+
+    def _saved(self, recordings: list[Recording[UUID]]) -> None:
+        """Told on the saving thread of what a save recorded: continue with the events
+        that may call for work, on the loop."""
+        events = [r for r in recordings if type(r.domain_event).__qualname__ in WORKS_ON]
+        if events and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._continue, events)
+
+    def _continue(self, recordings: list[Recording[UUID]]) -> None:
+        """Start the work of just-saved events whose partition this worker reads."""
+        records = self.ports.owned_records(recordings)
+        if not records:
+            return
+        task = asyncio.create_task(self._eagerly(records))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        keys = [_event(record) for record in records]
+        for key in keys:
+            self._handled[key] = task
+        while len(self._handled) > HANDLED_LIMIT:
+            self._handled.popitem(last=False)
+        task.add_done_callback(partial(self._forget_if_failed, keys))
+
+    async def _eagerly(self, records: list[Record]) -> None:
+        await (await self._begin(partial(work_for, records, self.ports)))
+
+    def _forget_if_failed(self, keys: list[tuple[str, str]], task: asyncio.Task[None]) -> None:
+        """Work started eagerly that failed is made again when its events arrive."""
+        if task.cancelled() or task.exception() is not None:
+            for key in keys:
+                if self._handled.get(key) is task:
+                    del self._handled[key]
+
+    async def drained(self) -> None:
+        """Wait until the work in flight here is done (what it started eagerly, too)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def close(self) -> None:
         """Stop the work in flight (a redelivery makes it again) and the saver."""
@@ -260,6 +346,12 @@ class Pipeline:
 
         decide_and_save(apply, self.ports.unit_of_work(), self.ports.unit_of_work)
         return {item.key: failed[item.run_id] for item in finished if item.run_id in failed}
+
+
+def _event(record: Record) -> tuple[str, str]:
+    """Which stored event a record carries: (aggregate id, version)."""
+    headers = record.headers
+    return headers.get("aggregate-id", ""), headers.get("aggregate-version", "")
 
 
 @dataclass(eq=False)

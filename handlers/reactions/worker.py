@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Recording, Tracking
 
 from domain.http_tools import HttpTool
 from domain.llm import ToolCall
-from domain.messages import CommandEnvelope, TokenDelta
+from domain.messages import CommandEnvelope, RunEvent, TokenDelta
 from domain.runs import WorkflowRun
 from handlers.reactions.agents import agents_to_resume
-from handlers.reactions.children import subworkflow_commands
-from handlers.reactions.events import decode_events
+from handlers.reactions.children import REACTS_TO, subworkflow_commands
+from handlers.reactions.events import WORKER_EVENTS, decode_events
 from handlers.reactions.extraction import (
     Extraction,
     ReadDocument,
@@ -80,6 +80,15 @@ SendTasks = Callable[[list[dict[str, Any]]], Awaitable[None]]
 """Publishes the tasks of `remote` nodes to their capabilities' topics."""
 CreateTaskTopics = Callable[[set[str]], Awaitable[None]]
 """Makes sure the task topics of these capabilities exist."""
+OwnedRecords = Callable[[list[Recording[UUID]]], list[Record]]
+"""The events just saved whose partition this worker reads now, as the records it will
+read (eager continuation); by default none."""
+WORKS_ON = frozenset({*WORKER_EVENTS, *REACTS_TO, RunEvent.TOOL_CALL_COMPLETED})
+"""The events a batch can find work in."""
+
+
+def no_records(recordings: list[Recording[UUID]]) -> list[Record]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class WorkerPorts:
     send_command: SendCommand
     send_tasks: SendTasks
     create_task_topics: CreateTaskTopics
+    owned_records: OwnedRecords = no_records
 
 
 @dataclass
@@ -117,9 +127,14 @@ class WorkerBatch:
 
 
 def find_work(records: list[Record], ports: WorkerPorts) -> WorkerBatch:
-    """Decide what the batch calls for (on the thread that owns the aggregates)."""
+    """Decide what a batch read from the broker calls for (on the thread that owns the
+    aggregates), leaving out records at or below the positions already recorded."""
+    return work_for(ports.positions.fresh(records), ports)
+
+
+def work_for(fresh: list[Record], ports: WorkerPorts) -> WorkerBatch:
+    """Decide what these events call for (on the thread that owns the aggregates)."""
     uow = ports.unit_of_work()
-    fresh = ports.positions.fresh(records)
     events = decode_events(fresh)
     batch = WorkerBatch(
         subworkflow_commands(fresh, uow), extractions_due(events, uow),

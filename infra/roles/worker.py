@@ -7,13 +7,17 @@ from __future__ import annotations
 import logging
 from functools import partial
 from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Recording
 
 from handlers.reactions.pipeline import Pipeline, Saved
 from handlers.reactions.worker import SendCommand, WorkerPorts
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Ports
-from infra.kafka import create_topics, subscribe_pipelined
+from infra.kafka import Reading, create_topics, subscribe_pipelined
+from infra.relay import event_messages
 from infra.store import Positions, dumps
 
 log = logging.getLogger("heddle")
@@ -27,6 +31,7 @@ class Worker:
         self.positions = Positions(ports.store, f"worker@{epoch}")
         self._task_topics: set[str] = set()
         self._new_capabilities: set[str] = set()
+        self.reading = Reading(ports.topics.events)
         self.worker_ports = WorkerPorts(
             unit_of_work=partial(UnitOfWork, ports.store),
             positions=self.positions,
@@ -38,6 +43,7 @@ class Worker:
             send_command=send_command,
             send_tasks=self.send_tasks,
             create_task_topics=self.create_task_topics,
+            owned_records=self.owned_records,
         )
         self.pipeline = Pipeline(self.worker_ports)
         self.max_in_flight = ports.settings.worker_max_in_flight
@@ -47,8 +53,24 @@ class Worker:
         await self.ports.tokens.start()
         subscribe_pipelined(
             self.ports.broker, self.ports.settings, self.ports.topics.events, "worker", self,
-            dlq_topic=self.ports.topics.dlq,
+            dlq_topic=self.ports.topics.dlq, reading=self.reading,
         )  # fmt: skip
+
+    def owned_records(self, recordings: list[Recording[UUID]]) -> list[Record]:
+        """Just-saved events of the partitions this worker reads, as the relay publishes
+        them (their offsets are not known yet: -1)."""
+        owned = []
+        for recording in recordings:
+            notification = recording.notification
+            partition = self.reading.partition(str(notification.originator_id).encode())
+            if partition is not None:
+                owned.append((notification, partition))
+        records = []
+        messages = event_messages(self.ports.store, [notification for notification, _ in owned])
+        for (key, value, headers), (_, partition) in zip(messages, owned, strict=True):
+            named = {name: raw.decode() for name, raw in headers}
+            records.append(Record(self.reading.topic, partition, -1, key, value, named))
+        return records
 
     async def take(self, records: list[Record]) -> Saved:
         """Start the work a batch of events calls for; done once its outcomes are saved."""

@@ -7,11 +7,13 @@ import asyncio
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
+from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import Notification, Recording
 
 from domain.commands import run_id_for
 from domain.llm import LlmRequest, LlmResult, RetryPolicy
@@ -19,7 +21,7 @@ from domain.messages import TokenDelta
 from domain.runs import WorkflowRun
 from handlers.commands.intake import handle_command
 from handlers.reactions.model_calls import CompleteLlm, OnDelta, OnTryFailed
-from handlers.reactions.pipeline import Progress, run_nodes
+from handlers.reactions.pipeline import Pipeline, Progress, run_nodes
 from handlers.reactions.tools import builtin_tools
 from handlers.reactions.worker import WorkerPorts
 from handlers.records import Record
@@ -63,14 +65,25 @@ class Relayed:
 
     def new_records(self) -> list[Record]:
         notifications = self.store.recorder.select_notifications(self.position + 1, 1000)
+        if notifications:
+            self.position = notifications[-1].id
+        return self.records(notifications)
+
+    def records(self, notifications: Sequence[Notification], offsets: bool = True) -> list[Record]:
+        """As the worker reads them (`offsets=False`: as it has them just saved, before
+        the broker gave them an offset)."""
         records = []
         for notification, (key, value, headers) in zip(
             notifications, self.relay.messages(notifications), strict=True
         ):
-            self.position = notification.id
             headers_ = {name: raw.decode() for name, raw in headers}
-            records.append(Record("events", 0, notification.id, key, value, headers_))
+            offset = notification.id if offsets else -1
+            records.append(Record("events", 0, offset, key, value, headers_))
         return records
+
+    def owned(self, recordings: list[Recording[UUID]]) -> list[Record]:
+        """Every just-saved event, as a worker that reads every partition has it."""
+        return self.records([recording.notification for recording in recordings], offsets=False)
 
 
 async def decide(decision: Callable[[], Any]) -> Any:
@@ -187,6 +200,34 @@ async def test_a_run_changed_mid_call_repeats_no_call_and_keeps_both_changes(
         assert run.nodes["greet"]["output"] == f"Hello {name}"
         assert run.nodes["shout"]["status"] == "running"
     assert store.repository.get(grace).variables["tier"] == "gold"
+
+
+async def test_a_saved_answer_starts_the_next_node_at_once_and_its_delivery_repeats_nothing(
+    store: EventStore,
+) -> None:
+    """Eager continuation: the worker that reads a run's partition starts its next node as
+    soon as the answer is saved; the events, when the broker delivers them, are known."""
+    command(store, "PublishWorkflow", {"definition": CHAIN}, "publish")
+    command(store, "StartRun", {"workflow": "chain", "input": {"name": "Ada"}}, "start")
+    run_id = run_id_for("default", "start")
+    relayed, ports = Relayed(store), worker_ports(store, [])
+    model = CountingModel(ports.complete, {})
+    pipeline = Pipeline(dataclasses.replace(ports, complete=model, owned_records=relayed.owned))
+    try:
+        await (await pipeline.take(relayed.new_records()))
+        await pipeline.drained()
+        assert store.repository.get(run_id).status == "completed", "answered with no delivery"
+
+        version = store.repository.get(run_id).version
+        delivered = relayed.new_records()
+        await (await pipeline.take(delivered))
+    finally:
+        await pipeline.close()
+
+    assert {r.headers["type"] for r in delivered} >= {"WorkflowRun.NodeStarted"}
+    assert model.prompts == {"Hello Ada": 1, "Hello Ada!": 1}
+    assert store.repository.get(run_id).nodes["shout"]["output"] == "Hello Ada!"
+    assert store.repository.get(run_id).version == version, "the delivery recorded nothing"
 
 
 def batch_of(*offsets: int, partition: int = 0) -> list[Record]:
