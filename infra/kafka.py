@@ -262,6 +262,7 @@ def subscribe_pipelined(
                 log.exception("committing the worker's offsets failed; trying again")
                 await asyncio.sleep(1.0)
                 wake.set()
+            await asyncio.sleep(settings.worker_commit_interval_ms / 1000)
 
     async def commit(consumer: Any) -> None:
         committable, failed = progress.settled()

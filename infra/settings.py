@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     session_timeout_ms: int = 10_000
     # The run worker stops reading new events while this many calls are in flight.
     worker_max_in_flight: int = 2000
+    # The run worker records how far its partitions' work is saved (and commits that to
+    # Kafka) at most this often: after a crash it reads again at most this much of saved
+    # work, which repeats nothing (each node attempt is checked against the stored run).
+    worker_commit_interval_ms: int = 200
     aggregate_cache_size: int = 20_000
     dlq_after_attempts: int = 5
     examples_dir: Path | None = None

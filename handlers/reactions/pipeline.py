@@ -36,6 +36,7 @@ from uuid import UUID
 from eventsourcing.persistence import Recording
 
 from domain.http_tools import HttpTool
+from domain.messages import RunEvent
 from handlers.reactions.agents import drive_agent, idempotency_key
 from handlers.reactions.extraction import ExtractionOutcome, extract, record_extractions
 from handlers.reactions.llm_requests import (
@@ -142,16 +143,17 @@ class Pipeline:
 
     async def take(self, records: list[Record]) -> Saved:
         """Start what `records` (read from the broker) call for; the future is done once
-        all of it is saved, including the work of records already handled eagerly."""
+        all of it is saved, including the work of records already handled eagerly. (The
+        relay names each event's type in a header: records of other types call for none.)"""
         self._loop = asyncio.get_running_loop()
         handled: dict[int, asyncio.Task[None]] = {}
         fresh = []
         for record in records:
             task = self._handled.pop(_event(record), None)
-            if task is None:
-                fresh.append(record)
-            else:
+            if task is not None:
                 handled[id(task)] = task
+            elif record.headers.get("type", RunEvent.NODE_STARTED) in WORKS_ON:
+                fresh.append(record)
         started = [await self._begin(partial(find_work, fresh, self.ports))] if fresh else []
         return asyncio.gather(*started, *handled.values())
 
@@ -179,6 +181,7 @@ class Pipeline:
     def _continue(self, recordings: list[Recording[UUID]]) -> None:
         """Start the work of just-saved events whose partition this worker reads."""
         records = self.ports.owned_records(recordings)
+        log.debug("%d of %d saved events to continue with here", len(records), len(recordings))
         if not records:
             return
         task = asyncio.create_task(self._eagerly(records))
