@@ -246,7 +246,8 @@ class Pipeline:
         ports = self.ports
         key: Key = ("call", call.run_id, call.node_id, call.attempt, call.item, call.kind)
         if key not in self.in_flight:
-            log.debug("calling %s for run %s node %s", call.request.model, call.run_id, call.node_id)
+            model = call.request.model
+            log.debug("calling %s for run %s node %s", model, call.run_id, call.node_id)
         if call.kind == "agent":
             agent = partial(
                 drive_agent, call, ports.unit_of_work(), ports.complete,
