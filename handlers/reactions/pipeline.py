@@ -247,7 +247,7 @@ class Pipeline:
         key: Key = ("call", call.run_id, call.node_id, call.attempt, call.item, call.kind)
         if key not in self.in_flight:
             model = call.request.model
-            log.debug("calling %s for run %s node %s", model, call.run_id, call.node_id)
+            log.info("calling %s for run %s node %s", model, call.run_id, call.node_id)
         if call.kind == "agent":
             agent = partial(
                 drive_agent, call, ports.unit_of_work(), ports.complete,
