@@ -82,12 +82,14 @@ def build(settings: Settings, **overrides: Any) -> Ports:
 
     topics = port("topics", lambda: Topics(settings.topic_prefix))
     port("store", lambda: EventStore(env=store_environment(
-        database_url, settings.aggregate_cache_size, create_tables=False
+        database_url, settings.aggregate_cache_size, create_tables=False,
+        wait_seconds=settings.db_wait_seconds,
     )))  # fmt: skip
     port("writer", Writer)
     port("broker", lambda: create_broker(settings, servers))
     reads = port("reads", lambda: AsyncConnectionPool(
-        database_url, min_size=1, max_size=8, open=False
+        database_url, min_size=1, max_size=8, open=False, timeout=settings.db_wait_seconds,
+        kwargs={"connect_timeout": settings.db_wait_seconds},
     ))  # fmt: skip
     credentials = port("credentials", lambda: CredentialStore(reads, settings.credentials_key))
     llm = port("llm", lambda: ProviderRouter(settings.providers, credentials=credentials))

@@ -27,6 +27,7 @@ from faststream.kafka import KafkaBroker
 from domain.messages import TokenDelta
 from handlers.reactions.pipeline import Batch, Progress, Saved
 from handlers.records import Record
+from infra.faults import backoff, is_outage, which
 from infra.settings import Settings, Topics
 from infra.store import dumps
 
@@ -114,6 +115,7 @@ def subscribe_batches(
     `gather_ms`, the broker holds each fetch until it has `GATHER_BYTES` or that long has
     passed: fewer, fuller batches, for a consumer whose cost is mostly per batch."""
     failures: dict[tuple[int, int], int] = {}
+    outage = Outage(topic)
 
     async def consume() -> None:
         message = broker.context.get_local("message")
@@ -124,6 +126,9 @@ def subscribe_batches(
         try:
             await handler(records)
         except Exception as error:
+            if is_outage(error):
+                await outage.wait(error)
+                raise  # read again, not counted
             failures[first] = failures.get(first, 0) + 1
             if failures[first] < settings.dlq_after_attempts:
                 log.warning("batch from %s failed (attempt %s): %r", topic, failures[first], error)
@@ -133,6 +138,7 @@ def subscribe_batches(
             await _isolate_poison(broker, handler, records, dlq_topic, error)
         else:
             failures.pop(first, None)
+            outage.over()
         await message.ack()
 
     batch_subscriber(
@@ -192,6 +198,28 @@ class Reading:
         return partition if owned else None
 
 
+class Outage:
+    """A consumer's wait through an outage: each failed try waits longer (capped), and
+    the first and the end of it are logged once, not every try."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.tries = 0
+
+    async def wait(self, error: BaseException) -> None:
+        self.tries += 1
+        if self.tries == 1:
+            log.warning("%s is unavailable (%r): reading %s again when it is back",
+                        which(error), error, self.topic)  # fmt: skip
+        await asyncio.sleep(backoff(self.tries))
+
+    def over(self) -> None:
+        if self.tries:
+            log.warning("reading %s again after %d tries through an outage", self.topic,
+                        self.tries)  # fmt: skip
+        self.tries = 0
+
+
 class Pipelined(Protocol):
     """A consumer whose records start work that ends later (the run worker's pipeline)."""
 
@@ -222,6 +250,7 @@ def subscribe_pipelined(
     dead-letter topic. `reading` is kept told of the consumer."""
     progress = Progress()
     failures: dict[tuple[int, int], int] = {}
+    outage = Outage(topic)
     state: dict[str, Any] = {"consumer": None, "committer": None}
     wake = asyncio.Event()
 
@@ -238,7 +267,12 @@ def subscribe_pipelined(
         first = (records[0].partition, records[0].offset)
         try:
             saved = await pipeline.take(records)
+            outage.over()
         except Exception as error:
+            if is_outage(error):
+                await outage.wait(error)
+                await message.nack()  # read again, not counted
+                return
             failures[first] = failures.get(first, 0) + 1
             if failures[first] < settings.dlq_after_attempts:
                 log.warning("batch from %s failed (attempt %s): %r", topic, failures[first], error)
@@ -302,6 +336,10 @@ async def _read_again_or_dead_letter(
     its records go to the dead-letter topic instead: then True (give it up)."""
     record = batch.records[0]
     where = (record.partition, batch.first)
+    error = batch.saved.exception() if not batch.saved.cancelled() else None
+    if error is None or is_outage(error):  # cancelled (closing) or an outage: not counted
+        consumer.seek(TopicPartition(record.topic, record.partition), batch.first)
+        return False
     failures[where] = failures.get(where, 0) + 1
     if failures[where] < settings.dlq_after_attempts:
         log.warning("work of %s:%s@%s failed: reading it again", record.topic,
@@ -309,11 +347,8 @@ async def _read_again_or_dead_letter(
         consumer.seek(TopicPartition(record.topic, record.partition), batch.first)
         return False
     failures.pop(where, None)
-    error = batch.saved.exception() if not batch.saved.cancelled() else None
     for poison in batch.records:
-        await publish_dead_letter(
-            broker, dlq_topic, poison, error or RuntimeError("its work was cancelled")
-        )
+        await publish_dead_letter(broker, dlq_topic, poison, error)
     return True
 
 

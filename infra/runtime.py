@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from handlers.commands.context import Context
 from handlers.commands.intake import execute
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import build
+from infra.faults import backoff, is_outage, which
 from infra.kafka import ensure_topics
 from infra.roles.intake import Intake
 from infra.roles.projector import ProjectorRole
@@ -140,12 +142,23 @@ class Heddle:
 
 
 async def keep_running(loop: Callable[[], Awaitable[None]]) -> None:
-    """Run a background loop, restarting it after a failure, with a pause."""
+    """Run a background loop, restarting it after a failure, with a pause (through an
+    outage: a growing one, and one line when it starts rather than a traceback a try)."""
+    outages = 0
     while True:
+        began = time.monotonic()
         try:
             await loop()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("background loop failed; restarting in 1 s")
-            await asyncio.sleep(1.0)
+        except Exception as error:
+            if not is_outage(error):
+                outages = 0
+                log.exception("background loop failed; restarting in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            outages = 1 if time.monotonic() - began > 30 else outages + 1
+            if outages == 1:
+                log.warning("%s is unavailable (%r): restarting a background loop when it"
+                            " is back", which(error), error)  # fmt: skip
+            await asyncio.sleep(backoff(outages))

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # How often the timer role looks for due timers: how late a timer may fire, at most.
     timer_poll_ms: int = 250
     session_timeout_ms: int = 10_000
+    # How long a request (or a role) waits for a PostgreSQL connection, and the API for
+    # the broker to take a command, before it answers 503 (the roles try again).
+    db_wait_seconds: int = 2
+    publish_timeout_seconds: float = 3.0
     # The run worker stops reading new events while this many calls are in flight.
     worker_max_in_flight: int = 2000
     # The run worker records how far its partitions' work is saved (and commits that to

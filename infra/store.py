@@ -28,6 +28,7 @@ from handlers.records import Record
 
 T = TypeVar("T")
 STORE_NAME = "heddle"
+TWICE = retry((InterfaceError, OperationalError), max_attempts=2, wait=0.2)
 
 
 class TrackingRecorder(PostgresProcessRecorder):
@@ -52,7 +53,16 @@ class TrackingRecorder(PostgresProcessRecorder):
             " RETURNING notification_id"
         ).format(table, SQL(self.datastore.originator_id_type))
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    # The library tries each statement 10 times, each try waiting for a pooled connection:
+    # through an outage that held a request for half a minute. Heddle's roles wait outages
+    # out themselves (infra/faults.py) and the API answers 503, so a statement is tried twice.
+    select_events = TWICE(PostgresProcessRecorder.select_events.__wrapped__)
+    select_notifications = TWICE(PostgresProcessRecorder.select_notifications.__wrapped__)
+    max_notification_id = TWICE(PostgresProcessRecorder.max_notification_id.__wrapped__)
+    insert_tracking = TWICE(PostgresProcessRecorder.insert_tracking.__wrapped__)
+    max_tracking_id = TWICE(PostgresProcessRecorder.max_tracking_id.__wrapped__)
+
+    @TWICE
     def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
         trackings = list(kwargs.get("trackings") or ())
         if kwargs.get("tracking") is not None:
@@ -146,8 +156,11 @@ def _plain(value: dict[str, Any]) -> Any:
     return value
 
 
-def store_environment(database_url: str, cache_size: int, create_tables: bool) -> dict[str, str]:
-    """The `eventsourcing` settings for a database URL (a unix socket host works)."""
+def store_environment(
+    database_url: str, cache_size: int, create_tables: bool, wait_seconds: int = 30
+) -> dict[str, str]:
+    """The `eventsourcing` settings for a database URL (a unix socket host works); a
+    connection is waited for `wait_seconds` at most (to connect, and from the pool)."""
     parts = conninfo_to_dict(database_url)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -158,6 +171,7 @@ def store_environment(database_url: str, cache_size: int, create_tables: bool) -
         "POSTGRES_PASSWORD": str(parts.get("password", "")),
         "POSTGRES_POOL_SIZE": "4",
         "POSTGRES_MAX_OVERFLOW": "4",
+        "POSTGRES_CONNECT_TIMEOUT": str(wait_seconds),
         "PROCESS_RECORDER_TOPIC": f"{__name__}:TrackingRecorder",
         "CREATE_TABLE": "y" if create_tables else "n",
         "AGGREGATE_CACHE_MAXSIZE": str(cache_size),
@@ -213,6 +227,12 @@ class Positions:
             name = f"{self.consumer}@{source}"
             self._known[source] = self.store.positions([name]).get(name, -1)
         return self._known[source]
+
+    def forget(self) -> None:
+        """Read the recorded offsets from the store again next time: a write that failed
+        may have recorded them all the same (its commit landed, its answer did not)."""
+        with self._lock:
+            self._known.clear()
 
     def advance(self, trackings: list[Tracking]) -> None:
         with self._lock:

@@ -1,10 +1,18 @@
-"""Request-body limits: bodies over the limit are refused with 413, declared or streamed."""
+"""Request-body limits (bodies over the limit are refused with 413, declared or streamed)
+and outages (a route that meets PostgreSQL or Kafka unavailable answers 503)."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from infra.faults import is_outage, which
+
+log = logging.getLogger("heddle.api")
+RETRY_AFTER_SECONDS = 5
+NAMES = {"postgres": "PostgreSQL", "kafka": "Kafka"}
 
 
 class BodyLimit:
@@ -57,3 +65,48 @@ class BodyLimit:
 
 class BodyTooLarge(Exception):
     """Raised inside the app when a streamed body passes the limit."""
+
+
+class Unavailable:
+    """Answers 503 with `Retry-After` when a route fails on an outage of PostgreSQL or
+    Kafka (connections refused or dropped, the pool's or the broker's wait run out),
+    instead of 500; other failures pass through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            if started or not is_outage(error):
+                raise
+            dependency = which(error)
+            log.warning("%s %s: %s is unavailable (%r)", scope.get("method"), scope["path"],
+                        dependency, error)  # fmt: skip
+            name = NAMES.get(dependency, dependency)
+            body = {
+                "detail": f"{name} is unavailable; try again in a few seconds",
+                "unavailable": dependency,
+            }
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": json.dumps(body).encode()})

@@ -5,6 +5,7 @@ of it is at `/v1/commands/{command_id}`."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -42,7 +43,9 @@ async def send_command(
         correlation_id=correlation_id,
         payload=payload,
     )
-    await runtime.send_command(envelope, key)
+    # a stalled broker answers 503 (infra.faults) rather than holding the request
+    async with asyncio.timeout(runtime.settings.publish_timeout_seconds):
+        await runtime.send_command(envelope, key)
     return envelope.command_id
 
 

@@ -78,7 +78,8 @@ FLUSH_SECONDS = 0.0
 finish while a write is in progress go together into the next one (a group commit), so a
 lone outcome is saved at once and a busy worker still writes in batches."""
 SAVE_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
-"""Pauses between tries of a write that failed (the database away): outcomes are kept."""
+"""Pauses between tries of a write that failed: outcomes are kept. While the store is
+away (an outage), the last pause repeats for as long as the outage lasts."""
 HANDLED_LIMIT = 100_000
 """How many events handled eagerly are remembered until they arrive from the broker (those
 of a partition that moved to another worker never do: the oldest are forgotten)."""
@@ -313,17 +314,23 @@ class Pipeline:
     async def _save(self, finished: list[Finished]) -> None:
         """Save one write of outcomes, trying again while the database is away."""
         failed: dict[Key, Exception] = {}
-        for pause in (*SAVE_RETRY_SECONDS, None):
+        tries = 0
+        while True:
             try:
                 failed = await self.ports.decide(partial(self._write, finished))
                 break
             except Exception as error:
-                if pause is None:  # their batches are read again (and their work made again)
+                outage = self.ports.is_outage(error)
+                if tries >= len(SAVE_RETRY_SECONDS) and not outage:
+                    # their batches are read again (and their work made again)
                     log.exception("saving %d outcomes failed for good", len(finished))
                     failed = {item.key: error for item in finished}
                     break
-                log.warning("saving %d outcomes failed (%r); trying again", len(finished), error)
-                await asyncio.sleep(pause)
+                if tries == 0 or not outage:
+                    log.warning("saving %d outcomes failed (%r); trying again", len(finished),
+                                error)  # fmt: skip
+                await asyncio.sleep(SAVE_RETRY_SECONDS[min(tries, len(SAVE_RETRY_SECONDS) - 1)])
+                tries += 1
         for item in finished:
             self.in_flight.discard(item.key)
             if item.key in failed:

@@ -91,6 +91,10 @@ def no_records(recordings: list[Recording[UUID]]) -> list[Record]:
     return []
 
 
+def no_outage(error: BaseException) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class WorkerPorts:
     """What the run worker needs from outside: the store (a unit of work per batch, its
@@ -108,6 +112,9 @@ class WorkerPorts:
     send_tasks: SendTasks
     create_task_topics: CreateTaskTopics
     owned_records: OwnedRecords = no_records
+    is_outage: Callable[[BaseException], bool] = no_outage
+    """Whether a failure is an outage of the store or the broker (waited out, for as long
+    as it lasts) rather than of the work's own."""
 
 
 @dataclass

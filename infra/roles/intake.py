@@ -40,7 +40,11 @@ class Intake:
             ctx = Context(allowed_hosts=self.ports.settings.allowed_hosts)
             receipts = [r for r in (handle_command(record, uow, ctx) for record in fresh) if r]
             trackings = trackings_for(self.positions.consumer, fresh)
-            uow.save(trackings)
+            try:
+                uow.save(trackings)
+            except Exception:
+                self.positions.forget()
+                raise
             self.positions.advance(trackings)
             return receipts
 

@@ -16,6 +16,7 @@ from handlers.reactions.worker import SendCommand, WorkerPorts
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Ports
+from infra.faults import is_outage
 from infra.kafka import Reading, create_topics, subscribe_pipelined
 from infra.relay import event_messages
 from infra.store import Positions, dumps
@@ -44,6 +45,7 @@ class Worker:
             send_tasks=self.send_tasks,
             create_task_topics=self.create_task_topics,
             owned_records=self.owned_records,
+            is_outage=is_outage,
         )
         self.pipeline = Pipeline(self.worker_ports)
         self.max_in_flight = ports.settings.worker_max_in_flight
@@ -86,7 +88,11 @@ class Worker:
         def save() -> None:
             further = self.positions.further(committable)
             if further:
-                self.ports.store.save(trackings=further)
+                try:
+                    self.ports.store.save(trackings=further)
+                except Exception:
+                    self.positions.forget()
+                    raise
                 self.positions.advance(further)
 
         await self.ports.writer.run(save)
