@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.runtime import Heddle
-from tests.integration.helpers import api_client, example, publish, wait_for_command, wait_for_run
+from tests.integration.helpers import (
+    api_client,
+    example,
+    publish,
+    start_run,
+    wait_for_command,
+    wait_for_run,
+)
+from tests.processes import spawn_worker, spawned_workers, wait_for_line
 
 
 async def _send(bootstrap: str, topic: str, *values: bytes) -> None:
@@ -114,36 +119,6 @@ async def test_a_redelivered_command_adds_no_events(heddle, kafka_bootstrap) -> 
     assert after == before
 
 
-def _spawn_worker(settings, database_url: str, kafka_bootstrap: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "HEDDLE_TOPIC_PREFIX": settings.topic_prefix,
-        "HEDDLE_GROUP_PREFIX": settings.group_prefix,
-        "HEDDLE_PARTITIONS": str(settings.partitions),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--role", "worker", "--no-api"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-async def _wait_for_line(process: subprocess.Popen[bytes], text: str, timeout: float = 60) -> None:
-    """Read the process's log until a line contains `text`."""
-    assert process.stderr is not None
-    async with asyncio.timeout(timeout):
-        while True:
-            line = await asyncio.to_thread(process.stderr.readline)
-            if not line:
-                raise AssertionError(f"the worker exited before logging {text!r}")
-            if text.encode() in line:
-                return
-
-
 async def test_a_worker_killed_mid_call_is_replaced_and_the_run_completes(
     settings, database_url, kafka_bootstrap
 ) -> None:
@@ -158,23 +133,14 @@ async def test_a_worker_killed_mid_call_is_replaced_and_the_run_completes(
     try:
         async with api_client(front) as client:
             await publish(client, slow)
-            worker = _spawn_worker(settings, database_url, kafka_bootstrap)
-            started = (
-                await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
-            ).json()
-            await _wait_for_line(worker, "node greet")
-            worker.kill()
-            worker.wait()
-            worker.stderr.close()  # type: ignore[union-attr]
-            state = (await client.get(f"/v1/runs/{started['run_id']}")).json()
-            assert state["status"] == "running", "the killed worker must not have finished the call"
-            replacement = _spawn_worker(settings, database_url, kafka_bootstrap)
-            replacement.stderr.close()  # type: ignore[union-attr]
-            try:
-                run = await wait_for_run(client, started["run_id"], timeout=60)
-            finally:
-                replacement.kill()
-                replacement.wait()
+            with spawned_workers(1, settings, database_url, kafka_bootstrap) as workers:
+                started = await start_run(client, "hello", {"name": "Ada"})
+                await wait_for_line(workers[0], "node greet")
+                workers[0].kill()
+                state = (await client.get(f"/v1/runs/{started}")).json()
+                assert state["status"] == "running", "the killed worker must not have finished"
+                workers.append(spawn_worker(settings, database_url, kafka_bootstrap))
+                run = await wait_for_run(client, started, timeout=60)
     finally:
         await front.stop()
     assert run["status"] == "completed"
