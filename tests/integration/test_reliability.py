@@ -1,4 +1,5 @@
-"""What a user relies on when things go wrong: rejections, redelivery, restarts, poison."""
+"""What a user relies on when things go wrong: rejections, redelivery, poison. (Killed
+worker processes: tests/reliability/.)"""
 
 from __future__ import annotations
 
@@ -8,16 +9,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.runtime import Heddle
-from tests.integration.helpers import (
-    api_client,
-    example,
-    publish,
-    start_run,
-    wait_for_command,
-    wait_for_run,
-)
-from tests.processes import spawn_worker, spawned_workers, wait_for_line
+from tests.integration.helpers import api_client, example, publish, wait_for_command, wait_for_run
 
 
 async def _send(bootstrap: str, topic: str, *values: bytes) -> None:
@@ -117,35 +109,6 @@ async def test_a_redelivered_command_adds_no_events(heddle, kafka_bootstrap) -> 
         await wait_for_run(client, marker)
         after = (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
     assert after == before
-
-
-async def test_a_worker_killed_mid_call_is_replaced_and_the_run_completes(
-    settings, database_url, kafka_bootstrap
-) -> None:
-    from infra.bootstrap import create_schema
-
-    create_schema(settings, database_url)
-    slow = example("hello")
-    slow["nodes"]["greet"]["model"] = "scripted:slow"
-    slow["nodes"]["greet"]["options"] = {"latency_ms": 2000, "reply": "Hello, {{ prompt[13:] }}!"}
-    front = Heddle(settings, database_url, kafka_bootstrap)
-    await front.start(["intake", "relay", "projector"])
-    try:
-        async with api_client(front) as client:
-            await publish(client, slow)
-            with spawned_workers(1, settings, database_url, kafka_bootstrap) as workers:
-                started = await start_run(client, "hello", {"name": "Ada"})
-                await wait_for_line(workers[0], "node greet")
-                workers[0].kill()
-                state = (await client.get(f"/v1/runs/{started}")).json()
-                assert state["status"] == "running", "the killed worker must not have finished"
-                workers.append(spawn_worker(settings, database_url, kafka_bootstrap))
-                run = await wait_for_run(client, started, timeout=60)
-    finally:
-        await front.stop()
-    assert run["status"] == "completed"
-    assert run["variables"] == {"greeting": "Hello, Ada!", "tier": "vip"}
-    assert run["usage"]["llm_calls"] == 1
 
 
 async def test_a_poison_event_goes_to_the_dead_letter_topic_and_runs_keep_flowing(

@@ -1,7 +1,7 @@
-"""A worker SIGKILLed in the middle of an agent: the agent has asked for a tool call that
-books a seat on a local HTTP service and got its answer saved, and is making the next
-one. A new worker finishes the run without booking a seat twice or asking the model again
-for a turn that was saved."""
+"""The only worker SIGKILLed mid-work and a new one started: in a model call, the run
+completes with the call made once more; in an agent that books seats through an HTTP
+tool, with one booking saved and the next in flight, the run completes without booking a
+saved seat again or asking the model again for a saved turn."""
 
 from __future__ import annotations
 
@@ -13,11 +13,32 @@ from typing import Any
 
 from domain.messages import RunEvent
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, Received, Reply
-from tests.integration.helpers import api_client, publish, start_run, wait_for_run
-from tests.processes import spawn_worker, spawned_workers
+from tests.integration.helpers import api_client, example, publish, start_run, wait_for_run
+from tests.processes import spawn_worker, spawned_workers, wait_for_line
 
 SEATS = ("1A", "1B", "1C")
 SLOW_SEAT = "1B"
+
+
+async def test_a_worker_killed_mid_call_is_replaced_and_the_run_completes(
+    front: Any, settings: Any, database_url: str, kafka_bootstrap: str
+) -> None:
+    slow = example("hello")
+    slow["nodes"]["greet"]["model"] = "scripted:slow"
+    slow["nodes"]["greet"]["options"] = {"latency_ms": 2000, "reply": "Hello, {{ prompt[13:] }}!"}
+    async with api_client(front) as client:
+        await publish(client, slow)
+        with spawned_workers(1, settings, database_url, kafka_bootstrap) as workers:
+            run_id = await start_run(client, "hello", {"name": "Ada"})
+            await wait_for_line(workers[0], "node greet")
+            workers[0].kill()
+            state = (await client.get(f"/v1/runs/{run_id}")).json()
+            assert state["status"] == "running", "the killed worker must not have finished"
+            workers.append(spawn_worker(settings, database_url, kafka_bootstrap))
+            run = await wait_for_run(client, run_id, timeout=60)
+    assert run["status"] == "completed"
+    assert run["variables"] == {"greeting": "Hello, Ada!", "tier": "vip"}
+    assert run["usage"]["llm_calls"] == 1
 
 
 def bookings(service: FakeLlmServer) -> dict[str, Any]:
