@@ -1,9 +1,10 @@
-"""Memory of the run worker while many runs wait for people: the resident set (RSS) of
-the worker process with 1,000 runs waiting, then 10,000.
+"""Memory of the run worker while many runs wait: the resident set (RSS) of the worker
+process with 1,000 runs waiting, then 10,000.
 
 Each run is the refund approval of `examples/approval.yaml`: a scripted `llm` node (the
 worker makes the call, so it has read the run), then a `human` approval task that nobody
-completes, so the run waits. The worker runs as in production, in a process of its own
+completes, so the run waits; with `--wait timer`, the `llm` node and then a `wait` node
+of an hour. The worker runs as in production, in a process of its own
 (`heddle serve --role worker --no-api`, as `throughput.py --spawn worker`); the other
 roles run in this one. After a warm-up, and once each level's runs all have their task,
 the worker's RSS is read (psutil) and printed with the growth per waiting run and the
@@ -12,7 +13,8 @@ ratio of the last level to the first.
 Infrastructure as in `throughput.py`: `DATABASE_URL` / `KAFKA_BOOTSTRAP_SERVERS` if set,
 else an embedded PostgreSQL and Apache Kafka from Maven jars (`--broker tansu`).
 
-    .venv/bin/python bench/memory.py [--levels 1000 10000] [--broker kafka|tansu]
+    .venv/bin/python bench/memory.py [--levels 1000 10000] [--wait human|timer]
+        [--broker kafka|tansu]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,16 +41,34 @@ from infra.runtime import ALL_ROLES, Heddle
 APPROVAL = Path(__file__).resolve().parents[1] / "examples" / "approval.yaml"
 WARM_UP = 20
 QUIET_S = 3.0
+WAITS = {"human": "tasks", "timer": "timers"}
+"""What a run waits on, and the read model that has a row for it once it waits."""
 
 
-async def wait_until_waiting(database_url: str, run_ids: list[str], limit_s: float) -> None:
-    """Poll the tasks read model until every run has its open task."""
+def waiting_on(wait: str) -> dict[str, Any]:
+    """The refund approval, or (`timer`) its draft followed by an hour's wait."""
+    definition: dict[str, Any] = yaml.safe_load(APPROVAL.read_text())
+    if wait == "timer":
+        definition["name"] = "refund-later"
+        definition["nodes"] = {
+            "draft": {**definition["nodes"]["draft"], "next": "later"},
+            "later": {"kind": "wait", "for": "1h", "next": "send"},
+            "send": definition["nodes"]["send"],
+        }
+    return definition
+
+
+async def wait_until_waiting(
+    database_url: str, table: str, run_ids: list[str], limit_s: float
+) -> None:
+    """Poll a read model (tasks, timers) until every run has its row there."""
     deadline = time.monotonic() + limit_s
     shown = time.monotonic()
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
             cursor = await conn.execute(
-                "SELECT count(*) FROM tasks WHERE run_id = ANY(%s::uuid[])", [run_ids]
+                f"SELECT count(DISTINCT run_id) FROM {table} WHERE run_id = ANY(%s::uuid[])",
+                [run_ids],
             )
             row = await cursor.fetchone()
             waiting = row[0] if row else 0
@@ -72,13 +93,14 @@ async def main(args: argparse.Namespace) -> None:
         heddle = Heddle(settings, database_url, bootstrap)
         await heddle.start([role for role in ALL_ROLES if role != "worker"])
         try:
-            definition = yaml.safe_load(APPROVAL.read_text())
+            definition = waiting_on(args.wait)
             result = await heddle.publish_workflow(definition, "default", "bench")
             assert result["status"] == "accepted", result
             print(f"machine: {machine()}")
             broker = bootstrap if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else args.broker
             print(f"broker: {broker}")
-            print(f"workflow: {definition['name']} (llm on scripted:echo, then a human task)")
+            then = "a human task" if args.wait == "human" else "a wait of 1h"
+            print(f"workflow: {definition['name']} (llm on scripted:echo, then {then})")
             print(f"worker: its own process; HEDDLE_AGGREGATE_CACHE_SIZE "
                   f"{settings.aggregate_cache_size}")  # fmt: skip
             process = psutil.Process(worker.pid)
@@ -90,7 +112,7 @@ async def main(args: argparse.Namespace) -> None:
                     definition["name"], {"customer": "Ada", "amount": 120},
                 )  # fmt: skip
                 waiting.extend(more)
-                await wait_until_waiting(database_url, waiting, 900)
+                await wait_until_waiting(database_url, WAITS[args.wait], waiting, 900)
                 await asyncio.sleep(QUIET_S)  # let the worker finish its commits
                 return mib(process)
 
@@ -120,6 +142,7 @@ def cli() -> None:
     parser.add_argument(
         "--levels", type=int, nargs="+", default=[1000, 10_000], help="waiting runs, rising"
     )
+    parser.add_argument("--wait", choices=sorted(WAITS), default="human", help="what runs wait on")
     parser.add_argument("--broker", choices=["kafka", "tansu"], default="kafka")
     args = parser.parse_args()
     if sorted(args.levels) != args.levels or args.levels[0] <= WARM_UP:
