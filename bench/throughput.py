@@ -120,7 +120,13 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-async def start_runs(bootstrap: str, topic: str, count: int) -> list[str]:
+async def start_runs(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    workflow: str = "bench-chain",
+    input: dict[str, Any] | None = None,
+) -> list[str]:
     """Publish `count` StartRun commands with a plain Kafka client; returns the run ids."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
     await producer.start()
@@ -132,7 +138,11 @@ async def start_runs(bootstrap: str, topic: str, count: int) -> list[str]:
                 "command_id": f"bench-{run_id}",
                 "type": "StartRun",
                 "actor": "bench",
-                "payload": {"workflow": "bench-chain", "run_id": run_id, "input": {"topic": "x"}},
+                "payload": {
+                    "workflow": workflow,
+                    "run_id": run_id,
+                    "input": {"topic": "x"} if input is None else input,
+                },
             }
             futures.append(
                 await producer.send(topic, json.dumps(command).encode(), key=run_id.encode())
@@ -222,26 +232,34 @@ def report(title: str, result: dict[str, Any], cpu_s: float) -> None:
     )
 
 
+def infrastructure(stack: ExitStack, broker: str) -> tuple[str, str, Settings]:
+    """A new database (with Heddle's schema), a Kafka bootstrap address and settings with
+    topics and groups of their own: `DATABASE_URL` / `KAFKA_BOOTSTRAP_SERVERS` if set,
+    else embedded servers (`broker`: kafka or tansu) that `stack` stops."""
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="heddle-bench-")))
+    server_url = os.environ.get("DATABASE_URL")
+    if not server_url:
+        server_url = stack.enter_context(EmbeddedPostgres(work / "postgres")).url
+    database_url = create_database(server_url, f"bench_{uuid.uuid4().hex[:12]}")
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    overrides: dict[str, Any] = {}
+    if not bootstrap:
+        if broker == "tansu":
+            bootstrap = stack.enter_context(Tansu(log_dir=work)).bootstrap_servers
+            overrides["session_timeout_ms"] = 2000
+        else:
+            bootstrap = stack.enter_context(ApacheKafka(work / "kafka")).bootstrap_servers
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    settings = Settings(  # type: ignore[call-arg]
+        topic_prefix=prefix, group_prefix=prefix[:-1], _env_file=None, **overrides
+    )
+    create_schema(settings, database_url)
+    return database_url, bootstrap, settings
+
+
 async def main(args: argparse.Namespace) -> None:
     with ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="heddle-bench-")))
-        server_url = os.environ.get("DATABASE_URL")
-        if not server_url:
-            server_url = stack.enter_context(EmbeddedPostgres(work / "postgres")).url
-        database_url = create_database(server_url, f"bench_{uuid.uuid4().hex[:12]}")
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        overrides: dict[str, Any] = {}
-        if not bootstrap:
-            if args.broker == "tansu":
-                bootstrap = stack.enter_context(Tansu(log_dir=work)).bootstrap_servers
-                overrides["session_timeout_ms"] = 2000
-            else:
-                bootstrap = stack.enter_context(ApacheKafka(work / "kafka")).bootstrap_servers
-        prefix = f"bench{uuid.uuid4().hex[:8]}."
-        settings = Settings(
-            topic_prefix=prefix, group_prefix=prefix[:-1], _env_file=None, **overrides
-        )  # type: ignore[call-arg]
-        create_schema(settings, database_url)
+        database_url, bootstrap, settings = infrastructure(stack, args.broker)
         in_process = [role for role in ALL_ROLES if role not in args.spawn]
         children = [spawn_role(role, settings, database_url, bootstrap) for role in args.spawn]
         for child in children:

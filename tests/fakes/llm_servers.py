@@ -4,8 +4,9 @@
 event loop. Each test queues the replies it wants (`server.then(...)`): JSON bodies, error
 statuses with headers, server-sent-event streams, a delay, a stream dropped mid-answer.
 The server records every request it receives (`server.requests`) and counts them
-(`server.calls`). With nothing queued it answers 500, so a test that makes an unplanned
-call fails.
+(`server.calls`). With nothing queued it answers with `server.answer(request)` if a test
+set one (replies chosen by what was asked, for callers that may repeat a request), else
+500, so a test that makes an unplanned call fails.
 
 `OpenAiWire` and `AnthropicWire` build replies in each provider's wire format.
 """
@@ -16,7 +17,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -62,6 +63,8 @@ class FakeLlmServer:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self._replies: deque[Reply] = deque()
+        self.answer: Callable[[Received], Reply] | None = None
+        """Answers a request when nothing is queued (None: 500)."""
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.url = ""
@@ -103,10 +106,9 @@ class FakeLlmServer:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 raw = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.requests.append(
-                    Received(method, path, headers, json.loads(raw) if raw else None)
-                )
-                reply = self._replies.popleft() if self._replies else _NOTHING_QUEUED
+                received = Received(method, path, headers, json.loads(raw) if raw else None)
+                self.requests.append(received)
+                reply = self._reply_to(received)
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
                 await _write(writer, reply)
@@ -121,6 +123,11 @@ class FakeLlmServer:
             with suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
             self._connections.discard(task)
+
+    def _reply_to(self, request: Received) -> Reply:
+        if self._replies:
+            return self._replies.popleft()
+        return _NOTHING_QUEUED if self.answer is None else self.answer(request)
 
 
 _NOTHING_QUEUED = Reply(500, {"error": {"message": "fake server: no reply queued"}})

@@ -1,17 +1,14 @@
-"""What a user relies on when things go wrong: rejections, redelivery, restarts, poison."""
+"""What a user relies on when things go wrong: rejections, redelivery, poison. (Killed
+worker processes: tests/reliability/.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.runtime import Heddle
 from tests.integration.helpers import api_client, example, publish, wait_for_command, wait_for_run
 
 
@@ -112,74 +109,6 @@ async def test_a_redelivered_command_adds_no_events(heddle, kafka_bootstrap) -> 
         await wait_for_run(client, marker)
         after = (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
     assert after == before
-
-
-def _spawn_worker(settings, database_url: str, kafka_bootstrap: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "HEDDLE_TOPIC_PREFIX": settings.topic_prefix,
-        "HEDDLE_GROUP_PREFIX": settings.group_prefix,
-        "HEDDLE_PARTITIONS": str(settings.partitions),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--role", "worker", "--no-api"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-async def _wait_for_line(process: subprocess.Popen[bytes], text: str, timeout: float = 60) -> None:
-    """Read the process's log until a line contains `text`."""
-    assert process.stderr is not None
-    async with asyncio.timeout(timeout):
-        while True:
-            line = await asyncio.to_thread(process.stderr.readline)
-            if not line:
-                raise AssertionError(f"the worker exited before logging {text!r}")
-            if text.encode() in line:
-                return
-
-
-async def test_a_worker_killed_mid_call_is_replaced_and_the_run_completes(
-    settings, database_url, kafka_bootstrap
-) -> None:
-    from infra.bootstrap import create_schema
-
-    create_schema(settings, database_url)
-    slow = example("hello")
-    slow["nodes"]["greet"]["model"] = "scripted:slow"
-    slow["nodes"]["greet"]["options"] = {"latency_ms": 2000, "reply": "Hello, {{ prompt[13:] }}!"}
-    front = Heddle(settings, database_url, kafka_bootstrap)
-    await front.start(["intake", "relay", "projector"])
-    try:
-        async with api_client(front) as client:
-            await publish(client, slow)
-            worker = _spawn_worker(settings, database_url, kafka_bootstrap)
-            started = (
-                await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
-            ).json()
-            await _wait_for_line(worker, "node greet")
-            worker.kill()
-            worker.wait()
-            worker.stderr.close()  # type: ignore[union-attr]
-            state = (await client.get(f"/v1/runs/{started['run_id']}")).json()
-            assert state["status"] == "running", "the killed worker must not have finished the call"
-            replacement = _spawn_worker(settings, database_url, kafka_bootstrap)
-            replacement.stderr.close()  # type: ignore[union-attr]
-            try:
-                run = await wait_for_run(client, started["run_id"], timeout=60)
-            finally:
-                replacement.kill()
-                replacement.wait()
-    finally:
-        await front.stop()
-    assert run["status"] == "completed"
-    assert run["variables"] == {"greeting": "Hello, Ada!", "tier": "vip"}
-    assert run["usage"]["llm_calls"] == 1
 
 
 async def test_a_poison_event_goes_to_the_dead_letter_topic_and_runs_keep_flowing(
