@@ -128,7 +128,8 @@ def subscribe_batches(
         except Exception as error:
             if is_outage(error):
                 await outage.wait(error)
-                raise  # read again, not counted
+                await message.nack()  # read again, not counted
+                return
             failures[first] = failures.get(first, 0) + 1
             if failures[first] < settings.dlq_after_attempts:
                 log.warning("batch from %s failed (attempt %s): %r", topic, failures[first], error)

@@ -1,0 +1,138 @@
+"""A PostgreSQL outage in the middle of work: connections refused and the open ones
+killed for longer than any wait of Heddle's, while model calls are in flight in a worker
+process. Nothing is dead-lettered, every run completes with each node recorded once, a
+run started during the outage runs once the database is back, and meanwhile the API
+answers 503 with Retry-After instead of 500 or hanging."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import SQL, Identifier
+
+from domain.messages import RunEvent
+from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, Received, Reply
+from tests.integration.helpers import api_client, publish, start_run, wait_for_run
+from tests.processes import spawned_workers, wait_for_line
+from tests.reliability.test_scale_out import NODES, triage
+
+RUNS = 20
+OUTAGE_S = 20
+"""Longer than a connection wait (db_wait_seconds), its tries and the dead-letter limit's
+backoff together: before, a 3 s outage could dead-letter work in flight."""
+
+
+def slowly(request: Received) -> Reply:
+    prompt = request.body["messages"][-1]["content"]
+    return replace(OpenAiWire.completion(f"done: {prompt}"), delay=1.0)
+
+
+@asynccontextmanager
+async def refused(postgres_url: str, database_url: str) -> AsyncIterator[None]:
+    """PostgreSQL refuses new connections to the test's database and kills the open
+    ones, until the block ends."""
+    name = conninfo_to_dict(database_url)["dbname"]
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        await admin.execute(
+            SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(Identifier(name))
+        )
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        try:
+            yield
+        finally:
+            await admin.execute(
+                SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(Identifier(name))
+            )
+
+
+async def start_by_kafka(bootstrap: str, topic: str) -> str:
+    """Publish a `StartRun` as any Kafka client may; the run's id."""
+    run_id = str(uuid.uuid4())
+    command = {
+        "command_id": str(uuid.uuid4()),
+        "type": "StartRun",
+        "tenant": "default",
+        "actor": "kafka-client",
+        "payload": {"workflow": "triage", "run_id": run_id, "input": {"ticket": "during"}},
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, json.dumps(command).encode(), key=run_id.encode())
+    finally:
+        await producer.stop()
+    return run_id
+
+
+async def dead_letters(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()  # a topic never written
+            partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+    finally:
+        await consumer.stop()
+    return sum(ends.values())
+
+
+async def test_a_database_outage_mid_flight_loses_nothing_and_the_api_answers_503(
+    front: Any,
+    settings: Any,
+    postgres_url: str,
+    database_url: str,
+    kafka_bootstrap: str,
+    openai: FakeLlmServer,
+    provider: dict[str, str],
+) -> None:
+    openai.answer = slowly
+    async with api_client(front) as client:
+        await publish(client, triage())
+        with spawned_workers(1, settings, database_url, kafka_bootstrap, provider) as [worker]:
+            run_ids = [await start_run(client, "triage", {"ticket": f"T{n}"}) for n in range(RUNS)]
+            await wait_for_line(worker, "calling ")
+            async with refused(postgres_url, database_url):
+                await asyncio.sleep(2)  # the calls in flight finish meanwhile
+                listed = await client.get("/v1/runs", timeout=15)
+                ready = await client.get("/readyz", timeout=15)
+                # a run started meanwhile by a Kafka client waits there
+                run_ids.append(await start_by_kafka(kafka_bootstrap, front.topics.commands))
+                await asyncio.sleep(OUTAGE_S)
+            runs = [await wait_for_run(client, run_id, timeout=90) for run_id in run_ids]
+            history = {
+                run_id: (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
+                for run_id in run_ids
+            }
+        waited = worker.logged("is unavailable") + worker.logged("outcomes failed")
+        assert waited, "".join(worker.lines[-30:])
+    assert listed.status_code == 503, listed.text
+    assert listed.headers["retry-after"].isdigit()
+    assert listed.json()["unavailable"] == "postgres"
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["postgres"].startswith("unavailable")
+    assert ready.json()["checks"]["kafka"] == "ok"
+    assert [run["status"] for run in runs] == ["completed"] * (RUNS + 1)
+    completions = Counter(
+        (run_id, event["data"]["node_id"])
+        for run_id, events in history.items()
+        for event in events
+        if event["type"] == RunEvent.NODE_COMPLETED
+    )
+    assert completions == Counter({(run_id, node): 1 for run_id in run_ids for node in NODES})
+    assert await dead_letters(kafka_bootstrap, front.topics.dlq) == 0
