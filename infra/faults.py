@@ -38,13 +38,21 @@ OUTAGES: tuple[type[BaseException], ...] = (
 BACKOFF_CAP_SECONDS = 5.0
 
 
+class Unavailable(Exception):
+    """An outage found by Heddle itself (a wait that ran out), with what to tell the user."""
+
+    def __init__(self, dependency: str, detail: str, **facts: str) -> None:
+        super().__init__(detail)
+        self.dependency, self.detail, self.facts = dependency, detail, facts
+
+
 def is_outage(error: BaseException) -> bool:
     """Whether `error`, or an error it was raised from, is an outage of PostgreSQL or Kafka."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OUTAGES):
+        if isinstance(current, (Unavailable, *OUTAGES)):
             return True
         if isinstance(current, KafkaError) and current.retriable:
             return True
@@ -56,6 +64,8 @@ def which(error: BaseException) -> str:
     """Which dependency an outage is of: `postgres` or `kafka`."""
     current: BaseException | None = error
     while current is not None:
+        if isinstance(current, Unavailable):
+            return current.dependency
         if isinstance(current, (psycopg.Error, es.PersistenceError)):
             return "postgres"
         if isinstance(current, KafkaError):

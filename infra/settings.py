@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     # Kafka) at most this often: after a crash it reads again at most this much of saved
     # work, which repeats nothing (each node attempt is checked against the stored run).
     worker_commit_interval_ms: int = 200
-    aggregate_cache_size: int = 20_000
+    # Runs (and other aggregates) a process keeps in memory: as many as the worker has
+    # work in flight for; a run waiting on a person or a timer is read again when it moves.
+    aggregate_cache_size: int = 2000
     dlq_after_attempts: int = 5
     examples_dir: Path | None = None
     # HTTP tools may call these hosts only: comma-separated, `*.example.com` for subdomains.

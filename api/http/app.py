@@ -32,7 +32,7 @@ from api.http import (
 )
 from api.http.asyncapi import asyncapi_routes
 from api.http.dependencies import Runtime, admin_scope, read_or_write_scope
-from api.http.middleware import BodyLimit, Unavailable
+from api.http.middleware import AnswerOutages, BodyLimit
 from infra.keys import ApiKeys
 
 
@@ -51,7 +51,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     settings = runtime.settings
     uploads = {"/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES")}
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, paths=uploads)
-    app.add_middleware(Unavailable)
+    app.add_middleware(AnswerOutages)
     app.include_router(health.routes(runtime))
     by_method, admin = [Depends(read_or_write_scope)], [Depends(admin_scope)]
     for router in (

@@ -26,8 +26,8 @@ def routes(runtime: Runtime) -> APIRouter:
         except Exception as error:
             checks["postgres"] = f"unavailable: {type(error).__name__}"
         try:
-            await runtime.broker.ping(timeout=2.0)
-            checks["kafka"] = "ok"
+            answered = await runtime.broker.ping(timeout=2.0)
+            checks["kafka"] = "ok" if answered else "unavailable: no answer within 2 s"
         except Exception as error:
             checks["kafka"] = f"unavailable: {type(error).__name__}"
         ready = all(v == "ok" for v in checks.values())

@@ -8,7 +8,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from infra.faults import is_outage, which
+from infra.faults import Unavailable, is_outage, which
 
 log = logging.getLogger("heddle.api")
 RETRY_AFTER_SECONDS = 5
@@ -67,7 +67,7 @@ class BodyTooLarge(Exception):
     """Raised inside the app when a streamed body passes the limit."""
 
 
-class Unavailable:
+class AnswerOutages:
     """Answers 503 with `Retry-After` when a route fails on an outage of PostgreSQL or
     Kafka (connections refused or dropped, the pool's or the broker's wait run out),
     instead of 500; other failures pass through."""
@@ -99,6 +99,8 @@ class Unavailable:
                 "detail": f"{name} is unavailable; try again in a few seconds",
                 "unavailable": dependency,
             }
+            if isinstance(error, Unavailable):
+                body |= {"detail": error.detail, **error.facts}
             await send(
                 {
                     "type": "http.response.start",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from api.http.dependencies import Caller, Runtime
 from domain.commands import COMMAND_TYPES
 from domain.messages import CommandEnvelope
+from infra.faults import Unavailable
 
 
 class Accepted(BaseModel):
@@ -43,9 +44,16 @@ async def send_command(
         correlation_id=correlation_id,
         payload=payload,
     )
-    # a stalled broker answers 503 (infra.faults) rather than holding the request
-    async with asyncio.timeout(runtime.settings.publish_timeout_seconds):
-        await runtime.send_command(envelope, key)
+    try:
+        async with asyncio.timeout(runtime.settings.publish_timeout_seconds):
+            await runtime.send_command(envelope, key)
+    except TimeoutError:
+        detail = (
+            "Kafka did not take the command in time; it may still be delivered when Kafka is"
+            f" back: see /v1/commands/{envelope.command_id}, or send it again with the same"
+            " command id"
+        )
+        raise Unavailable("kafka", detail, command_id=envelope.command_id) from None
     return envelope.command_id
 
 
