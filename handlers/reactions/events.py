@@ -45,7 +45,9 @@ def waiting_nodes(
     events: list[dict[str, Any]], uow: UnitOfWork, kinds: set[str]
 ) -> list[tuple[WorkflowRun, dict[str, Any], int | None]]:
     """Once each, the started nodes of `kinds` (and the started items of `map` nodes, when
-    `kinds` has `map`) whose attempt is still running: (run, event data, item or None)."""
+    `kinds` has `map`) whose attempt is still running: (run, data, item or None). The data
+    (node id, attempt, kind, input) is the stored run's, never the message's: a message is
+    only a hint of where to look, so a forged or stale one changes no request."""
     waiting: dict[tuple[str, str, int, int | None], tuple[WorkflowRun, dict[str, Any], int | None]]
     waiting = {}
     for envelope in events:
@@ -59,10 +61,16 @@ def waiting_nodes(
         run = uow.get(UUID(envelope["aggregate_id"]), WorkflowRun, envelope["aggregate_version"])
         if run is None:
             continue
+        node_id, attempt = data["node_id"], data["attempt"]
         try:
-            run.check_node_is_running(data["node_id"], data["attempt"], item)
+            run.check_node_is_running(node_id, attempt, item)
         except NodeNotRunning:
             continue
-        key = (envelope["aggregate_id"], data["node_id"], data["attempt"], item)
-        waiting[key] = (run, data, item)
+        stored = run.nodes[node_id]
+        if stored["kind"] not in kinds:
+            continue
+        started = stored if item is None else stored["item_states"][str(item)]
+        key = (envelope["aggregate_id"], node_id, attempt, item)
+        facts = {"node_id": node_id, "attempt": attempt, "kind": stored["kind"]}
+        waiting[key] = (run, {**facts, "input": started["input"]}, item)
     return list(waiting.values())

@@ -52,10 +52,10 @@ def llm_requests_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmR
         if run is None:
             continue
         try:
-            run.check_llm_request_pending(data["request_id"])
+            pending = run.check_llm_request_pending(data["request_id"])
         except LlmRequestNotPending:
             continue
-        request = LlmRequest.model_validate(data["request"])
+        request = LlmRequest.model_validate(pending["request"])  # the stored one, not the wire's
         key = (envelope["aggregate_id"], data["request_id"])
         due[key] = LlmRequestDue(run.id, data["request_id"], request, run.tenant)
     return list(due.values())
