@@ -64,10 +64,11 @@ class ApiKey:
     tenant: str
     name: str | None
     scopes: tuple[str, ...]
-    roles: tuple[str, ...]
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    roles: tuple[str, ...] = ()
+    """The task roles (a `human` node's `role`) whose tasks the key may act on."""
 
     @property
     def actor(self) -> str:

@@ -77,10 +77,14 @@ class OpenAiProvider:
             for call in (message.tool_calls if message and message.tool_calls else [])
             if getattr(call, "function", None) is not None
         ]
+        refusal = message.refusal if message else None
         return LlmResult(
-            text=(message.content if message else None) or "",
+            text=(message.content if message else None) or refusal or "",
             tool_calls=calls,
-            finish_reason=(choice.finish_reason if choice else None) or "unknown",
+            # A refusal comes with `stop`: say what it is, so that no node takes it.
+            finish_reason="refusal"
+            if refusal
+            else (choice.finish_reason if choice else None) or "unknown",
             usage=_usage(response.usage),
             model=response.model or request.model_name,
             provider=self.name,

@@ -536,3 +536,15 @@ async def test_a_base_url_with_userinfo_is_shown_without_it_in_errors() -> None:
         "the connection to openai at http://127.0.0.1:9/v1 failed"
     )
     assert "hunter22" not in caught.value.message
+
+
+async def test_a_refusal_is_an_answer_the_model_did_not_finish(
+    server: FakeLlmServer, router: ProviderRouter
+) -> None:
+    reply = OpenAiWire.completion(None)
+    reply.body["choices"][0]["message"]["refusal"] = "I can't help with that."
+    server.then(reply)
+
+    result = await router.complete(ask())
+
+    assert (result.finish_reason, result.text) == ("refusal", "I can't help with that.")
