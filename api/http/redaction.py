@@ -2,7 +2,8 @@
 (`ConfigureTenant`: model, system prompt, tools, credential) is the admin's, as at
 `GET /v1/tenant/ai`, so its system prompt is redacted where events carry it: in threads
 (`Thread.Opened`'s reply settings, the system message of each `ReplyRequested`) and in
-the runs that answer threads in orchestrator mode (their graph and model requests)."""
+the runs that answer threads in orchestrator mode (their graph and model requests, in
+their events, replayed states and attempts)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,19 @@ T = TypeVar("T")
 REDACTED = "[redacted: system prompts of the tenant's AI mode need the admin scope]"
 
 
+def hides_run(key: ApiKey, workflow: Any, version: Any) -> bool:
+    """Whether `key` sees a run of `workflow` at `version` without its system prompts: a
+    run answering a thread in orchestrator mode (version 0: no published workflow), for a
+    key without `admin`."""
+    return not key.allows("admin") and workflow == ORCHESTRATOR and version == 0
+
+
 def hides_system_prompts(first: Event, key: ApiKey) -> bool:
     """Whether `key` sees the aggregate whose first event is `first` without its system
     prompts: a thread's, or an orchestrator run's, for a key without `admin`."""
-    if key.allows("admin"):
-        return False
-    data = first["data"]
-    orchestrated = data.get("workflow") == ORCHESTRATOR and data.get("version") == 0
-    return first["type"].startswith("Thread.") or orchestrated
+    if first["type"].startswith("Thread."):
+        return not key.allows("admin")
+    return hides_run(key, first["data"].get("workflow"), first["data"].get("version"))
 
 
 def without_system_prompts(value: Any) -> Any:

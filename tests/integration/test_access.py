@@ -161,7 +161,11 @@ async def test_the_tenants_ai_settings_and_system_prompts_are_read_with_an_admin
         [_, reply] = await messages(admin, opened.json()["thread_id"])
         run_id = reply["source"]["run_id"]
         await wait_for_run(admin, run_id)
-        for path in (f"/v1/runs/{run_id}/events", f"/v1/runs/{run_id}/state"):
+        for path in (
+            f"/v1/runs/{run_id}/events",
+            f"/v1/runs/{run_id}/state",
+            f"/v1/runs/{run_id}/attempts",
+        ):
             assert SECRET_PROMPT in (await admin.get(path)).text
             shown = await reader.get(path)
             assert shown.status_code == 200
