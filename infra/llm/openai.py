@@ -102,6 +102,7 @@ class OpenAiProvider:
             client.chat.completions.create(**body), ERRORS, self.endpoint, request
         )
         text: list[str] = []
+        refusal: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         finish_reason: str | None = None
         usage = Usage()
@@ -123,12 +124,14 @@ class OpenAiProvider:
                     if delta.content:
                         yield LlmDelta(text=delta.content, index=len(text))
                         text.append(delta.content)
+                    if delta.refusal:
+                        refusal.append(delta.refusal)
         finally:
             await chunks.close()
         if finish_reason is None:
             raise incomplete_stream(self.name)
         yield LlmResult(
-            text="".join(text),
+            text="".join(text) or "".join(refusal),
             tool_calls=[
                 ToolCall(
                     id=slot["id"],
@@ -137,7 +140,7 @@ class OpenAiProvider:
                 )
                 for _, slot in sorted(calls.items())
             ],
-            finish_reason=finish_reason,
+            finish_reason="refusal" if refusal else finish_reason,
             usage=usage,
             model=model,
             provider=self.name,

@@ -545,6 +545,10 @@ async def test_a_refusal_is_an_answer_the_model_did_not_finish(
     reply.body["choices"][0]["message"]["refusal"] = "I can't help with that."
     server.then(reply)
 
+    server.then(OpenAiWire.stream([], extra=[OpenAiWire.chunk({"refusal": "I can't."})]))
+
     result = await router.complete(ask())
+    [streamed] = [item for item in await collect(router, ask()) if isinstance(item, LlmResult)]
 
     assert (result.finish_reason, result.text) == ("refusal", "I can't help with that.")
+    assert (streamed.finish_reason, streamed.text) == ("refusal", "I can't.")
