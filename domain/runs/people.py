@@ -34,7 +34,7 @@ class People(RunBase):
         if task is None or task["status"] != "open":
             return  # complete_task and reassign_task say what is wrong
         assignee, role = task.get("assignee"), task.get("role")
-        if (assignee, role) == (None, None) or actor == assignee or role in roles:
+        if not (assignee or role) or actor == assignee or role in roles:
             return
         wanted = " or ".join(
             f"{what} {value!r}" for what, value in (("assignee", assignee), ("role", role)) if value
