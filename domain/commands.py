@@ -285,6 +285,13 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
 }
 ADMIN_COMMANDS = frozenset({"ConfigureTenant"})
 """Commands the API takes only from keys with the `admin` scope."""
+INTERNAL_COMMANDS = {
+    "FireTimer": "the timer role",
+    "CompleteRemoteTask": "the intake, from results on heddle.task-results",
+    "StartSubworkflow": "the run worker",
+    "CompleteSubworkflow": "the run worker",
+}
+"""Commands only Heddle itself sends, by who sends them: the API takes none of them."""
 
 
 def receipt_id(tenant: str, command_id: str) -> UUID:

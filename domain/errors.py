@@ -71,6 +71,10 @@ class TaskInvalid(CommandRejected):
     """A task cannot be completed or reassigned like that; the message says why."""
 
 
+class TaskForbidden(TaskInvalid):
+    """The caller is neither the task's assignee nor in its role."""
+
+
 class RunNotActive(CommandRejected):
     """The run is not in a state that allows the command (paused, finished...)."""
 

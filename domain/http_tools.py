@@ -12,9 +12,10 @@ request; the worker (`infra/http_tools.py`) sends it.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +26,11 @@ from domain.templates import render, render_values
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 SECRET_WORDS = ("token", "secret", "password", "api-key", "apikey", "api_key")
 TOOL_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+REDACTED = "[redacted]"
+NO_SECRETS = (
+    "definitions are recorded in events and hold no secrets: set this header for the host "
+    "in HEDDLE_HTTP_TOOL_HEADERS instead"
+)
 
 
 class HttpTool(BaseModel):
@@ -96,11 +102,60 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
     )
 
 
+def is_secret_header(name: str) -> bool:
+    """Whether a header's name says it carries a credential."""
+    name = name.lower()
+    return name in SECRET_HEADERS or any(word in name for word in SECRET_WORDS)
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without a `user:password@` part, to show in errors and logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials a URL's userinfo carries, as they may be echoed back: the password,
+    `user:password`, and the Basic authorization made of them."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return []
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+    return [unquote(parts.password), pair, base64.b64encode(pair.encode()).decode()]
+
+
+def header_secrets(headers: dict[str, str]) -> list[str]:
+    """The secrets in header values: each value and, for `Scheme token`, the token."""
+    found = []
+    for value in headers.values():
+        found += [value, value.rpartition(" ")[2]]
+    return found
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """`text` with every secret (of 4 characters or more: shorter ones are no secrets and
+    would blot out ordinary text) replaced by `[redacted]`, longest first."""
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def request_secrets(request: HttpRequest, configured: dict[str, str]) -> list[str]:
+    """What a call must not let into results, errors and logs: the headers configured
+    for its host, its own credential headers (tools of HEDDLE_HTTP_TOOLS may have them)
+    and its URL's userinfo."""
+    own = {name: value for name, value in request.headers.items() if is_secret_header(name)}
+    return header_secrets({**own, **configured}) + url_secrets(request.url)
+
+
 def tool_problems(
-    name: str, tool: HttpTool, allowed: frozenset[str] | None
+    name: str, tool: HttpTool, allowed: frozenset[str] | None, secrets_allowed: bool = False
 ) -> list[tuple[str, str]]:
     """Every problem of a declared HTTP tool as (path under the tool, message); its host is
-    checked against `allowed` unless that is None."""
+    checked against `allowed` unless that is None. Credentials (in headers or the URL's
+    userinfo) are problems unless `secrets_allowed` (the deployment's own tools)."""
     problems: list[tuple[str, str]] = []
     if (tool.url is None) == (tool.workflow is None):
         return [("", "give a url (an HTTP tool) or a workflow (a subworkflow tool), not both")]
@@ -120,16 +175,10 @@ def tool_problems(
         problems.append(
             ("url", f"host {host!r} is not on the allow-list (HEDDLE_HTTP_TOOL_HOSTS: {listed})")
         )
-    for header in tool.headers:
-        name = header.lower()
-        if name in SECRET_HEADERS or any(word in name for word in SECRET_WORDS):
-            problems.append(
-                (
-                    f"headers.{header}",
-                    "definitions are recorded in events and hold no secrets: set this header "
-                    "for the host in HEDDLE_HTTP_TOOL_HEADERS instead",
-                )
-            )
+    if not secrets_allowed:
+        if "@" in parts.netloc:
+            problems.append(("url", NO_SECRETS.replace("this header", "an Authorization header")))
+        problems += [(f"headers.{h}", NO_SECRETS) for h in tool.headers if is_secret_header(h)]
     try:
         jsonschema.Draft202012Validator.check_schema(tool.parameters)
     except jsonschema.SchemaError as error:

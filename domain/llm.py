@@ -94,6 +94,25 @@ class LlmResult(_Frozen):
     """False when the price of `model` is unknown: `cost_usd` is then 0, not the cost."""
 
 
+UNFINISHED = {
+    "length": "it reached max_tokens",
+    "max_tokens": "it reached max_tokens",
+    "model_context_window_exceeded": "it filled the model's context window",
+    "content_filter": "the provider's content filter cut it",
+    "refusal": "the model refused to answer",
+}
+"""Finish reasons (OpenAI's `finish_reason`, Anthropic's `stop_reason`) of an answer the
+model did not finish, with what each means."""
+
+
+def unfinished(result: LlmResult) -> str | None:
+    """Why the model did not finish this answer, or None when it did."""
+    why = UNFINISHED.get(result.finish_reason)
+    if why is None:
+        return None
+    return f"{result.provider} did not finish the answer ({result.finish_reason}: {why})"
+
+
 class LlmDelta(_Frozen):
     """A piece of streamed text."""
 

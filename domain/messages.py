@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from domain.commands import (
     DEFAULT_TENANT,
@@ -28,6 +28,7 @@ from domain.commands import (
     TENANT_PATTERN,
     CompleteRemoteTask,
 )
+from domain.schemas import nesting_problem
 
 
 class CommandEnvelope(BaseModel):
@@ -42,6 +43,13 @@ class CommandEnvelope(BaseModel):
     actor: str = Field(default="anonymous", min_length=1, max_length=200)
     correlation_id: str | None = Field(default=None, max_length=200)
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("payload")
+    @classmethod
+    def _not_too_deep(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        if problem := nesting_problem(payload):
+            raise ValueError(problem)
+        return payload
 
 
 class CommandOutcome(BaseModel):

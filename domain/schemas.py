@@ -1,4 +1,5 @@
-"""JSON Schema checks shared by run inputs and tool arguments."""
+"""JSON Schema checks shared by run inputs and tool arguments, and the bound on how
+deeply JSON values nest."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from functools import lru_cache
 from typing import Any
 
 import jsonschema
+
+MAX_NESTING = 64
+"""How many levels of objects and lists a command payload or a definition may nest:
+more would only exhaust Python's recursion (in parsing, copying, rendering) later on."""
 
 
 @lru_cache(maxsize=512)
@@ -22,3 +27,21 @@ def schema_problems(schema: dict[str, Any], value: Any, root: str) -> list[str]:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
         problems.append(f"{root}{where}: {error.message}")
     return problems
+
+
+def nesting_problem(value: Any, limit: int = MAX_NESTING) -> str | None:
+    """What is wrong when `value` nests objects and lists deeper than `limit`, else None.
+    Looks without recursing, so a value of any depth is safe to check."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return f"nested deeper than {limit} levels of objects and lists: flatten it"
+        stack.extend((child, depth + 1) for child in children)
+    return None

@@ -4,8 +4,10 @@ Every call is checked against the allow-list first, follows no redirects (a redi
 could leave the list), stops at the tool's timeout, and reads at most
 `max_response_bytes`. Headers configured per host (`HEDDLE_HTTP_TOOL_HEADERS`, for
 credentials) are added here and never recorded: events hold the tool's name, its
-arguments and what it returned. Failures come back as `error: ...` text, like the
-other tools: a `tool` node fails with it, an `agent`'s model reads it.
+arguments and what it returned, with every credential of the call (header values, the
+URL's userinfo) redacted, in case the service echoes them; errors and logs too.
+Failures come back as `error: ...` text, like the other tools: a `tool` node fails with
+it, an `agent`'s model reads it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ import httpx
 from pydantic import ValidationError
 
 from domain.errors import TemplateError
-from domain.http_tools import HttpTool, host_allowed, http_request, tool_problems
+from domain.http_tools import (
+    HttpRequest,
+    HttpTool,
+    host_allowed,
+    http_request,
+    redact,
+    request_secrets,
+    tool_problems,
+    without_userinfo,
+)
 from domain.llm import ToolCall
 from handlers.reactions.tools import ToolError, ToolRegistry
 
@@ -52,7 +63,20 @@ class HttpTools:
                 f"error: {name}: host {request.host!r} is not on the allow-list "
                 f"(HEDDLE_HTTP_TOOL_HOSTS: {listed})"
             )
-        headers = {**request.headers, **self.headers.get(request.host, {})}
+        configured = self.headers.get(request.host, {})
+        return await self._send(name, tool, request, configured, key)
+
+    async def _send(
+        self,
+        name: str,
+        tool: HttpTool,
+        request: HttpRequest,
+        configured: dict[str, str],
+        key: str | None,
+    ) -> tuple[bool, str]:
+        headers = {**request.headers, **configured}
+        secrets = request_secrets(request, configured)
+        url = without_userinfo(request.url)
         if key is not None:
             headers["Idempotency-Key"] = key
         try:
@@ -74,11 +98,12 @@ class HttpTools:
         except httpx.TimeoutException:
             return False, f"error: {name}: no answer within {tool.timeout:g} s"
         except httpx.HTTPError as error:
-            return False, f"error: {name}: {request.method} {request.url} failed: {error}"
-        text = body.decode(response.encoding or "utf-8", errors="replace")
+            detail = redact(str(error), secrets)
+            return False, f"error: {name}: {request.method} {url} failed: {detail}"
+        text = redact(body.decode(response.encoding or "utf-8", errors="replace"), secrets)
         if response.status_code >= 300:
             return False, f"error: {name}: HTTP {response.status_code}: {text[:500]}"
-        log.info("%s: %s %s answered %s", name, request.method, request.url, response.status_code)
+        log.info("%s: %s %s answered %s", name, request.method, url, response.status_code)
         return True, text
 
     async def aclose(self) -> None:
@@ -111,8 +136,7 @@ def register_http_tools(registry: ToolRegistry, raw: str, tools: HttpTools) -> l
     problems = [
         f"HEDDLE_HTTP_TOOLS.{name}{'.' + field if field else ''}: {message}"
         for name, tool in declared.items()
-        for field, message in tool_problems(name, tool, tools.hosts)
-        if not field.startswith("headers.")  # credentials are welcome here
+        for field, message in tool_problems(name, tool, tools.hosts, secrets_allowed=True)
     ] + [f"HEDDLE_HTTP_TOOLS.{name}: give a url" for name, t in declared.items() if not t.url]
     if problems:
         raise ValueError("; ".join(problems))

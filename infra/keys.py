@@ -8,7 +8,8 @@ guessable passwords) would add nothing but a cost on every request. Digests are
 compared in constant time.
 
 Scopes: `read` (GET), `write` (POST, PUT, DELETE), `admin` (keys and credentials, and
-everything else: an admin can make itself a key of any scope anyway).
+everything else: an admin can make itself a key of any scope anyway). Roles: the task
+roles (`human` nodes' `role`) whose tasks the key may complete or reassign.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,8 +42,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant, created_at);
+ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS roles text[] NOT NULL DEFAULT '{}';
 """
-COLUMNS = "id, tenant, name, scopes, created_at, expires_at, revoked_at"
+COLUMNS = "id, tenant, name, scopes, roles, created_at, expires_at, revoked_at"
+ROLE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 
 
 def create_keys_table(conn: Any) -> None:
@@ -63,6 +67,8 @@ class ApiKey:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    roles: tuple[str, ...] = ()
+    """The task roles (a `human` node's `role`) whose tasks the key may act on."""
 
     @property
     def actor(self) -> str:
@@ -94,6 +100,7 @@ class ApiKey:
             "tenant": self.tenant,
             "name": self.name,
             "scopes": list(self.scopes),
+            "roles": list(self.roles),
             **times,
             "status": self.status(datetime.now(UTC)),
         }
@@ -104,7 +111,7 @@ def _digest(key: str) -> bytes:
 
 
 def _key(row: dict[str, Any]) -> ApiKey:
-    return ApiKey(**{**row, "scopes": tuple(row["scopes"])})
+    return ApiKey(**{**row, "scopes": tuple(row["scopes"]), "roles": tuple(row["roles"])})
 
 
 class ApiKeys:
@@ -119,21 +126,24 @@ class ApiKeys:
         scopes: list[str],
         name: str | None = None,
         expires_at: datetime | None = None,
+        roles: Sequence[str] = (),
     ) -> tuple[ApiKey, str]:
         """A new key and the key itself (show it once: it is not stored). A naive
-        `expires_at` is taken as UTC."""
+        `expires_at` is taken as UTC; `roles` are the task roles it acts in."""
         if expires_at is not None and expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=UTC)
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown or not scopes:
             raise ValueError(f"scopes must be some of {', '.join(SCOPES)}; got {scopes}")
+        if bad := [role for role in roles if not re.match(ROLE, role)]:
+            raise ValueError(f"roles are letters, digits, '_', '.', ':', '-'; got {bad}")
         key_id = secrets.token_hex(6)
         secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         ordered = [scope for scope in SCOPES if scope in scopes]
         rows = await self._fetch(
-            f"INSERT INTO api_keys (id, tenant, name, scopes, digest, expires_at)"
-            f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {COLUMNS}",
-            [key_id, tenant, name, ordered, _digest(secret), expires_at],
+            f"INSERT INTO api_keys (id, tenant, name, scopes, digest, expires_at, roles)"
+            f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {COLUMNS}",
+            [key_id, tenant, name, ordered, _digest(secret), expires_at, sorted(set(roles))],
         )
         return _key(rows[0]), secret
 

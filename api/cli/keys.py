@@ -42,6 +42,10 @@ def keys_create(
         typer.Option(help="Default: the calling key's tenant (with --database: default)"),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Recorded as the actor in events")] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(help="A task role whose tasks the key may act on; repeat for more"),
+    ] = None,
     expires: Annotated[
         datetime | None, typer.Option(help="When the key stops working (UTC)")
     ] = None,
@@ -55,11 +59,14 @@ def keys_create(
         tenant = tenant or "default"
         if not re.match(TENANT_PATTERN, tenant):
             fail(f"--tenant {tenant!r}: letters, digits, '_', '.', '-' (64 at most)")
-        key, secret = _on_database(lambda keys: keys.create(tenant, scope, name, expires))
+        key, secret = _on_database(
+            lambda keys: keys.create(tenant, scope, name, expires, role or [])
+        )
         made = {**key.described(), "key": secret}
     else:
         body = {
             "scopes": scope,
+            "roles": role,
             "name": name,
             "tenant": tenant,
             "expires_at": expires.isoformat() if expires else None,
@@ -83,7 +90,10 @@ def keys_list(database: DatabaseOption = False, as_json: JsonOption = False) -> 
     else:
         items = call("GET", "/v1/keys")["items"]
     if not as_json:
-        items = [{**item, "scopes": ",".join(item["scopes"])} for item in items]
+        items = [
+            {**item, "scopes": ",".join(item["scopes"]), "roles": ",".join(item["roles"])}
+            for item in items
+        ]
     print_items(
         items,
         as_json,
@@ -92,6 +102,7 @@ def keys_list(database: DatabaseOption = False, as_json: JsonOption = False) -> 
             "tenant": "tenant",
             "name": "name",
             "scopes": "scopes",
+            "roles": "roles",
             "status": "status",
             "created at": "created_at",
             "expires at": "expires_at",

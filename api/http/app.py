@@ -11,6 +11,7 @@ checks needs an API key, which decides the caller's tenant, actor and scopes
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI
+from starlette.exceptions import HTTPException
 
 from api.http import (
     artifacts,
@@ -32,7 +33,7 @@ from api.http import (
 )
 from api.http.asyncapi import asyncapi_routes
 from api.http.dependencies import Runtime, admin_scope, read_or_write_scope
-from api.http.middleware import AnswerOutages, BodyLimit
+from api.http.middleware import AnswerOutages, BodyLimit, too_deep, unreadable_body
 from infra.keys import ApiKeys
 
 
@@ -52,6 +53,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     uploads = {"/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES")}
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, paths=uploads)
     app.add_middleware(AnswerOutages)
+    app.add_exception_handler(RecursionError, too_deep)
+    app.add_exception_handler(HTTPException, unreadable_body)
     app.include_router(health.routes(runtime))
     by_method, admin = [Depends(read_or_write_scope)], [Depends(admin_scope)]
     for router in (

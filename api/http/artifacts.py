@@ -3,9 +3,12 @@
 `GET /v1/runs/{run_id}/artifacts` lists a run's artifacts (without their content) in the
 order they were saved; `GET /v1/artifacts/{artifact_id}` returns one with its content,
 and `GET /v1/artifacts/{artifact_id}/content` the content alone, served with its content
-type. They follow `GET /v1/runs/{run_id}/attempts`: the caller's tenant only (another
-tenant's run or artifact is 404), cursor pagination with `next_cursor`, 400 for a bad
-cursor, 422 for a bad parameter.
+type. Content is what a model or a template made, so a browser must not run it: it comes
+with `nosniff` and a sandboxing `Content-Security-Policy`, and anything but plain text,
+JSON, CSV and images (HTML, SVG, XML, scripts...) as an attachment. They follow
+`GET /v1/runs/{run_id}/attempts`: the caller's tenant only (another tenant's run or
+artifact is 404), cursor pagination with `next_cursor`, 400 for a bad cursor, 422 for a
+bad parameter.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from api.http.database import json_object, read
 from api.http.dependencies import Caller, Runtime, caller
 from api.http.pagination import run_page
 from projections import artifacts
+
+INLINE_TYPES = frozenset(
+    {"text/plain", "text/markdown", "text/csv", "application/json"}
+    | {"image/png", "image/jpeg", "image/gif", "image/webp"}
+)
+"""Content types shown in the browser; every other type is served as an attachment."""
+SANDBOX = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
 
 def routes(runtime: Runtime) -> APIRouter:
@@ -55,10 +65,16 @@ def routes(runtime: Runtime) -> APIRouter:
     async def get_artifact_content(artifact_id: UUID, who: Caller = Depends(caller)) -> Response:
         """The artifact's content alone, served with its content type."""
         row = await one(artifact_id, who.tenant)
+        media_type = row["content_type"].split(";")[0].strip().lower()
+        disposition = "inline" if media_type in INLINE_TYPES else "attachment"
         return Response(
             row["content"].encode(),
             media_type=row["content_type"],
-            headers={"Content-Disposition": f'inline; filename="{_ascii(row["name"])}"'},
+            headers={
+                "Content-Disposition": f'{disposition}; filename="{_ascii(row["name"])}"',
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": SANDBOX,
+            },
         )
 
     return router

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.consistency import consistent_reads
 from api.http.dependencies import Caller, Runtime, api_key, caller, require_scope
 from api.http.send import Accepted, send_command
-from domain.commands import ADMIN_COMMANDS, receipt_id
+from api.http.tasks import TASK_COMMANDS, check_task_access
+from domain.commands import ADMIN_COMMANDS, INTERNAL_COMMANDS, receipt_id
 from handlers.unit_of_work import UnitOfWork
 from infra.keys import ApiKey
 
@@ -35,9 +36,20 @@ def routes(runtime: Runtime) -> APIRouter:
     async def post_command(
         body: CommandIn, who: Caller = Depends(caller), key_of: ApiKey = Depends(api_key)
     ) -> Accepted:
-        """Publish any command to `heddle.commands`; its outcome is at /v1/commands/{id}."""
+        """Publish a command to `heddle.commands`; its outcome is at /v1/commands/{id}.
+        Commands only Heddle sends are refused (403); admin commands need an admin key."""
+        if body.type in INTERNAL_COMMANDS:
+            raise HTTPException(
+                403,
+                f"{body.type} is sent by Heddle itself ({INTERNAL_COMMANDS[body.type]}), "
+                "never through the API",
+            )
         if body.type in ADMIN_COMMANDS:
             require_scope(key_of, "admin")
+        if body.type in {command for command, _ in TASK_COMMANDS.values()}:
+            await check_task_access(
+                runtime, key_of, body.payload.get("run_id"), body.payload.get("task")
+            )
         command_id = body.command_id or str(uuid.uuid4())
         key = str(body.payload.get("run_id") or body.payload.get("thread_id") or command_id)
         sent = await send_command(

@@ -30,6 +30,11 @@ class KeyIn(BaseModel):
         max_length=200,
         description="recorded as the actor of what the key does",
     )
+    roles: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="task roles (a `human` node's `role`) whose tasks the key may act on",
+    )
     expires_at: datetime | None = Field(default=None, description="when the key stops working")
     tenant: str | None = Field(
         default=None,
@@ -49,7 +54,12 @@ def routes(runtime: Runtime) -> APIRouter:
         if body.tenant not in (None, who.tenant):
             raise HTTPException(403, tenant_refused(who.tenant, body.tenant))
         scopes = list[str](body.scopes)
-        key, secret = await keys.create(who.tenant, scopes, body.name, body.expires_at)
+        try:
+            key, secret = await keys.create(
+                who.tenant, scopes, body.name, body.expires_at, body.roles
+            )
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
         return {**key.described(), "key": secret}
 
     @router.get("")

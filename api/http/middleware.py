@@ -1,18 +1,27 @@
-"""Request-body limits (bodies over the limit are refused with 413, declared or streamed)
-and outages (a route that meets PostgreSQL or Kafka unavailable answers 503)."""
+"""Request-body limits (bodies over the limit are refused with 413, declared or streamed;
+bodies nested too deeply to read with 422) and outages (a route that meets PostgreSQL or
+Kafka unavailable answers 503)."""
 
 from __future__ import annotations
 
 import json
 import logging
 
+from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from domain.schemas import MAX_NESTING
 from infra.faults import Unavailable, is_outage, which
 
 log = logging.getLogger("heddle.api")
 RETRY_AFTER_SECONDS = 5
 NAMES = {"postgres": "PostgreSQL", "kafka": "Kafka"}
+TOO_DEEP = (
+    f"the request nests objects and lists too deeply to read: keep it within {MAX_NESTING} levels"
+)
 
 
 class BodyLimit:
@@ -112,3 +121,17 @@ class AnswerOutages:
                 }
             )
             await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+async def too_deep(request: Request, error: Exception) -> Response:
+    """422 for a body that nests so deeply that reading it exhausts Python's recursion."""
+    return JSONResponse({"detail": TOO_DEEP}, 422)
+
+
+async def unreadable_body(request: Request, error: Exception) -> Response:
+    """FastAPI answers 400 for a body it cannot parse; one nested too deeply is a 422
+    that says so."""
+    if isinstance(error.__cause__, RecursionError):
+        return await too_deep(request, error)
+    assert isinstance(error, HTTPException)
+    return await http_exception_handler(request, error)

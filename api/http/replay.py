@@ -13,9 +13,10 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
 
 from api.http.database import json_object, jsonable
-from api.http.dependencies import Caller, Runtime, caller
+from api.http.dependencies import Caller, Runtime, api_key, caller
+from api.http.redaction import shown_to
 from api.http.send import Accepted, send_run_command
-from domain.messages import Event
+from domain.messages import Event, RunEvent
 from handlers.replay import (
     ReplayError,
     RunExists,
@@ -28,6 +29,7 @@ from handlers.replay import (
     run_state,
     tenant_of,
 )
+from infra.keys import ApiKey
 from projections.run_timeline import summarize
 
 
@@ -40,9 +42,10 @@ def routes(runtime: Runtime) -> APIRouter:
 
 
 async def events_of(runtime: Runtime, run_id: UUID, tenant: str) -> list[Event]:
-    """The run's events as JSON, straight from the store; 404 unless it is the tenant's."""
+    """The run's events as JSON, straight from the store; 404 unless it is a run of the
+    tenant (a thread's or the tenant settings' events are no run's)."""
     events = await asyncio.to_thread(runtime.store.aggregate_events, run_id)
-    if tenant_of(events) != tenant:
+    if tenant_of(events) != tenant or events[0]["type"] != RunEvent.STARTED:
         raise HTTPException(404, f"no run {run_id}")
     found: list[Event] = jsonable(events)
     return found
@@ -55,41 +58,43 @@ def _add_reads(router: APIRouter, runtime: Runtime) -> None:
     async def diff(
         a: UUID = Query(description="a run id"),
         b: UUID = Query(description="the run id to compare it with"),
-        who: Caller = Depends(caller),
+        key: ApiKey = Depends(api_key),
     ) -> dict[str, Any]:
         """Where two runs diverge, node by node (status, recorded request, output, tokens,
         cost, latency), the first divergent node, and run-level differences."""
         events_a, events_b = await asyncio.gather(
-            events_of(runtime, a, who.tenant), events_of(runtime, b, who.tenant)
+            events_of(runtime, a, key.tenant), events_of(runtime, b, key.tenant)
         )
         run_a, run_b = await asyncio.gather(
             asyncio.to_thread(load_run, runtime.store, a),
             asyncio.to_thread(load_run, runtime.store, b),
         )
-        return json_object(diff_runs(events_a, run_state(run_a), events_b, run_state(run_b)))
+        diff = diff_runs(events_a, run_state(run_a), events_b, run_state(run_b))
+        return shown_to(key, events_a[0], shown_to(key, events_b[0], json_object(diff)))
 
     @router.get("/v1/runs/{run_id}/state")
     async def state(
         run_id: UUID,
-        who: Caller = Depends(caller),
+        key: ApiKey = Depends(api_key),
         at: int | None = Query(default=None, ge=1, description="after the run's Nth event"),
         at_position: int | None = Query(default=None, ge=0, description="a global store position"),
         at_node: str | None = Query(default=None, description="right after this node ended"),
     ) -> dict[str, Any]:
         """The run as it stood after one of its events (the latest without a point),
         rebuilt from the event store, with its timeline and the point marked."""
-        events = await events_of(runtime, run_id, who.tenant)
+        events = await events_of(runtime, run_id, key.tenant)
         try:
             version = choose_version(events, at=at, at_position=at_position, at_node=at_node)
         except ReplayError as error:
             raise HTTPException(422, str(error)) from None
         run = await asyncio.to_thread(load_run, runtime.store, run_id, version)
-        return json_object(replay_view(events, run, summarize))
+        return shown_to(key, events[0], json_object(replay_view(events, run, summarize)))
 
     @router.get("/v1/runs/{run_id}/export")
-    async def export(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
+    async def export(run_id: UUID, key: ApiKey = Depends(api_key)) -> dict[str, Any]:
         """The run's history as a portable JSON document (see docs/replay.md)."""
-        return export_history(await events_of(runtime, run_id, who.tenant))
+        events = await events_of(runtime, run_id, key.tenant)
+        return shown_to(key, events[0], export_history(events))
 
 
 def _add_writes(router: APIRouter, runtime: Runtime) -> None:

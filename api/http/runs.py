@@ -12,14 +12,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.consistency import consistent_reads
-from api.http.database import json_object, jsonable, read
-from api.http.dependencies import Caller, Runtime, caller
+from api.http.database import json_object, read
+from api.http.dependencies import Caller, Runtime, api_key, caller
 from api.http.pagination import after, page, run_not_found, run_page
+from api.http.redaction import hides_run, shown_to, without_system_prompts
+from api.http.replay import events_of
 from api.http.send import Accepted, send_command, send_run_command
+from infra.keys import ApiKey
 from projections import node_attempts, run_history
 
 RUN_STATUSES = ("pending", "running", "paused", "waiting", "completed", "failed", "cancelled")
@@ -83,17 +86,15 @@ def routes(runtime: Runtime) -> APIRouter:
         return json_object(run)
 
     @router.get("/v1/runs/{run_id}/events", dependencies=reads)
-    async def run_events(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
+    async def run_events(run_id: UUID, key: ApiKey = Depends(api_key)) -> dict[str, Any]:
         """The run's events as stored: the source of truth, in order."""
-        events = await runtime.writer.run(runtime.store.aggregate_events, run_id)
-        if not events or events[0]["data"].get("tenant") != who.tenant:
-            raise HTTPException(404, f"no run {run_id}")
-        return {"run_id": str(run_id), "events": jsonable(events)}
+        events = await events_of(runtime, run_id, key.tenant)
+        return {"run_id": str(run_id), "events": shown_to(key, events[0], events)}
 
     @router.get("/v1/runs/{run_id}/attempts", dependencies=reads)
     async def run_attempts(
         run_id: UUID,
-        who: Caller = Depends(caller),
+        key: ApiKey = Depends(api_key),
         node_id: str | None = Query(default=None, description="one node's attempts only"),
         status: ATTEMPT_STATUSES | None = None,
         limit: int = Query(default=100, ge=1, le=500),
@@ -103,9 +104,14 @@ def routes(runtime: Runtime) -> APIRouter:
         request, the answer, tool calls, usage, latency, status and error. A map item or
         an agent step has a row of its own after its attempt's (`item` or `step` set)."""
         filters = {"node_id": node_id, "status": status}
-        return await run_page(
-            runtime, who, run_id, node_attempts.run_attempts, filters, limit, cursor
+        found = await run_page(
+            runtime, caller(key), run_id, node_attempts.run_attempts, filters, limit, cursor
         )
+        if not key.allows("admin"):
+            run = await read(runtime, run_history.get_run, run_id, key.tenant)
+            if run is not None and hides_run(key, run["workflow"], run["workflow_version"]):
+                found = without_system_prompts(found)
+        return found
 
     for control, command in CONTROLS.items():
         router.add_api_route(

@@ -35,15 +35,20 @@ async def send_command(
     command_id: str | None = None,
     correlation_id: str | None = None,
 ) -> str:
-    """Publish a `type_` command from `who`, keyed by `key`; returns its command id."""
-    envelope = CommandEnvelope(
-        command_id=command_id or str(uuid.uuid4()),
-        type=type_,
-        tenant=who.tenant,
-        actor=who.actor,
-        correlation_id=correlation_id,
-        payload=payload,
-    )
+    """Publish a `type_` command from `who`, keyed by `key`; returns its command id. 422
+    for a payload the envelope refuses (one nested too deeply); 503 when the broker does
+    not take it in time."""
+    try:
+        envelope = CommandEnvelope(
+            command_id=command_id or str(uuid.uuid4()),
+            type=type_,
+            tenant=who.tenant,
+            actor=who.actor,
+            correlation_id=correlation_id,
+            payload=payload,
+        )
+    except ValidationError as error:
+        raise HTTPException(422, problems_of(error)) from None
     try:
         async with asyncio.timeout(runtime.settings.publish_timeout_seconds):
             await runtime.send_command(envelope, key)
@@ -65,10 +70,14 @@ async def send_run_command(
     try:
         COMMAND_TYPES[type_].model_validate(payload)
     except ValidationError as error:
-        problems = [
-            {"path": ".".join(str(p) for p in item["loc"]), "message": item["msg"]}
-            for item in error.errors()
-        ]
-        raise HTTPException(422, problems) from None
+        raise HTTPException(422, problems_of(error)) from None
     command_id = await send_command(runtime, who, type_, payload, run_id)
     return Accepted(command_id=command_id, run_id=run_id)
+
+
+def problems_of(error: ValidationError) -> list[dict[str, str]]:
+    """Each problem of a validation error, with its path."""
+    return [
+        {"path": ".".join(str(p) for p in item["loc"]), "message": item["msg"]}
+        for item in error.errors()
+    ]

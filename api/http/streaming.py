@@ -18,6 +18,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +27,9 @@ from fastapi import HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.http.dependencies import Runtime
+from api.http.redaction import shown_to
 from domain.messages import Event
+from infra.keys import ApiKey
 from infra.live import Doorbell, RunTokens, events_after, first_and_last_event
 from infra.store import dumps
 
@@ -44,18 +47,18 @@ async def open_stream(
     runtime: Runtime,
     doorbell: Doorbell,
     aggregate_id: UUID,
-    tenant: str,
+    key: ApiKey,
     last_event_id: str | None,
     opened: str,
     noun: str,
     ends: Ends,
 ) -> EventSourceResponse:
     """The stream of the aggregate whose first event is `opened` (a run, a thread) for
-    its `tenant`, until an event `ends` it: 404 for none or another tenant's, 400 for a bad
-    `Last-Event-ID`."""
+    the tenant of `key` (its events as the key may see them: api/http/redaction.py), until
+    an event `ends` it: 404 for none or another tenant's, 400 for a bad `Last-Event-ID`."""
     version, offset = parse_cursor(last_event_id)
     found = await first_and_last_event(runtime.store, runtime.reads, aggregate_id)
-    if found is None or found[0]["type"] != opened or found[0]["data"].get("tenant") != tenant:
+    if found is None or found[0]["type"] != opened or found[0]["data"].get("tenant") != key.tenant:
         raise HTTPException(
             404, f"no {noun} {aggregate_id} (it may still be starting: retry shortly)"
         )
@@ -67,7 +70,10 @@ async def open_stream(
             "pass the id of a message this stream sent",
         )
     started = datetime.fromisoformat(first["timestamp"]) - TOKENS_BEFORE_START
-    messages = _messages(runtime, doorbell, aggregate_id, version, offset, started, latest, ends)
+    shown = partial(shown_to, key, first)
+    messages = _messages(
+        runtime, doorbell, aggregate_id, version, offset, started, latest, ends, shown
+    )
     return EventSourceResponse(messages, ping=15)
 
 
@@ -106,6 +112,7 @@ async def _messages(
     started: datetime,
     latest: Event,
     ends: Ends,
+    shown: Callable[[Event], Event],
 ) -> AsyncIterator[ServerSentEvent]:
     """The stream of one aggregate (a run, a thread): its events from the store and the
     deltas keyed by its id, from `version` and `offset`, until an event `ends` it."""
@@ -181,7 +188,7 @@ async def _messages(
                 elif kind == "event":
                     version = item["aggregate_version"]
                     yield ServerSentEvent(
-                        dumps(item).decode(), event="event", id=f"{version}:{offset}"
+                        dumps(shown(item)).decode(), event="event", id=f"{version}:{offset}"
                     )
                 else:
                     yield ServerSentEvent(

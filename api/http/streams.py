@@ -10,10 +10,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header
 from sse_starlette import EventSourceResponse
 
-from api.http.dependencies import Caller, Runtime, caller
+from api.http.dependencies import Runtime, api_key
 from api.http.streaming import open_stream
 from domain.messages import Event, RunEvent
 from domain.runs import TERMINAL_STATUSES
+from infra.keys import ApiKey
 from infra.live import Doorbell
 
 
@@ -25,13 +26,13 @@ def routes(runtime: Runtime) -> APIRouter:
     @router.get("/v1/runs/{run_id}/stream", response_class=EventSourceResponse)
     async def stream_run(
         run_id: UUID,
-        who: Caller = Depends(caller),
+        key: ApiKey = Depends(api_key),
         last_event_id: str | None = Header(default=None, max_length=40),
     ) -> EventSourceResponse:
         """The run's events (`event`) and token deltas (`token`) as they happen, then `end`.
         Reconnect with `Last-Event-ID` to resume after the last message received."""
         return await open_stream(
-            runtime, doorbell, run_id, who.tenant, last_event_id, RunEvent.STARTED, "run",
+            runtime, doorbell, run_id, key, last_event_id, RunEvent.STARTED, "run",
             run_end,
         )  # fmt: skip
 

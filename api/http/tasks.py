@@ -2,20 +2,26 @@
 
 `GET /v1/tasks` is the work queue (the `tasks` read model, ordered by the score that
 `projections/tasks.py` documents); the POST routes send `CompleteTask` and
-`ReassignTask` (see docs/commands.md).
+`ReassignTask` (see docs/commands.md), from the task's assignee or a key in its role only
+(docs/security.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
 
 from api.http.database import jsonable, read
-from api.http.dependencies import Caller, Runtime, caller
+from api.http.dependencies import Caller, Runtime, api_key, caller
 from api.http.send import Accepted, send_run_command
+from domain.errors import TaskForbidden
+from domain.messages import RunEvent
+from handlers.replay import load_run
+from infra.keys import ApiKey
 from projections import tasks
 
 TASK_COMMANDS = {
@@ -54,13 +60,39 @@ def routes(runtime: Runtime) -> APIRouter:
     return router
 
 
+async def check_task_access(runtime: Runtime, key: ApiKey, run_id: Any, task: Any) -> None:
+    """403 unless `key` may act on the run's task: its assignee (the key's name), a key
+    with the task's role, or an admin key. A run or task that is not there is left for
+    the intake to reject, with its reason. The run is read from the event store."""
+    if key.allows("admin") or not isinstance(task, str):
+        return
+    try:
+        run_uuid = UUID(str(run_id))
+    except ValueError:
+        return
+    events = await asyncio.to_thread(runtime.store.aggregate_events, run_uuid)
+    if not events or events[0]["type"] != RunEvent.STARTED:
+        return
+    # Rebuilt at its latest version from the store, not taken from a cache that may lag.
+    last = events[-1]["aggregate_version"]
+    run = await asyncio.to_thread(load_run, runtime.store, run_uuid, last)
+    if run.tenant != key.tenant:
+        return
+    try:
+        run.check_task_is_for(task, key.actor, key.roles)
+    except TaskForbidden as error:
+        raise HTTPException(403, str(error)) from None
+
+
 def _for_task(runtime: Runtime, command: str, body_help: str) -> Callable[..., Awaitable[Accepted]]:
     async def act(
         run_id: UUID,
         task: str,
         body: dict[str, Any] = Body(description=body_help),
         who: Caller = Depends(caller),
+        key: ApiKey = Depends(api_key),
     ) -> Accepted:
+        await check_task_access(runtime, key, run_id, task)
         payload = {**body, "run_id": str(run_id), "task": task}
         return await send_run_command(runtime, who, command, payload, str(run_id))
 

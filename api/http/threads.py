@@ -21,11 +21,12 @@ from sse_starlette import EventSourceResponse
 
 from api.http.consistency import consistent_reads
 from api.http.database import json_object, read
-from api.http.dependencies import Caller, Runtime, caller
+from api.http.dependencies import Caller, Runtime, api_key, caller
 from api.http.pagination import after, page
 from api.http.send import send_command
 from api.http.streaming import open_stream
 from domain.messages import Event, ThreadEvent
+from infra.keys import ApiKey
 from infra.live import Doorbell
 from projections import threads
 
@@ -157,14 +158,14 @@ def routes(runtime: Runtime) -> APIRouter:
     @router.get("/v1/threads/{thread_id}/stream", response_class=EventSourceResponse)
     async def stream_thread(
         thread_id: UUID,
-        who: Caller = Depends(caller),
+        key: ApiKey = Depends(api_key),
         last_event_id: str | None = Header(default=None, max_length=40),
     ) -> EventSourceResponse:
         """The thread's events (`event`: messages, reply requests, ...) and the token deltas
         of its replies (`token`) as they happen, then `end` once it is completed. Reconnect
         with `Last-Event-ID` to resume after the last message received."""
         return await open_stream(
-            runtime, doorbell, thread_id, who.tenant, last_event_id, ThreadEvent.OPENED, "thread",
+            runtime, doorbell, thread_id, key, last_event_id, ThreadEvent.OPENED, "thread",
             thread_end,
         )  # fmt: skip
 

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from api.http.consistency import consistent_reads
 from api.http.database import json_object, jsonable, read
 from api.http.dependencies import Caller, Runtime, caller
+from api.http.middleware import TOO_DEEP
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
 from projections import definitions
@@ -67,7 +68,7 @@ def routes(runtime: Runtime) -> APIRouter:
 
 async def read_document(request: Request) -> Any:
     """The request's definition: YAML with a YAML content type, JSON otherwise; 400 when
-    it does not parse."""
+    it does not parse, 422 when it nests too deeply to parse."""
     raw = await request.body()
     content_type = request.headers.get("content-type", "")
     try:
@@ -76,6 +77,8 @@ async def read_document(request: Request) -> Any:
         return json.loads(raw)
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HTTPException(400, f"cannot parse the definition: {error}") from None
+    except RecursionError:
+        raise HTTPException(422, TOO_DEEP) from None
 
 
 def problems(found: list[dict[str, str]]) -> JSONResponse:

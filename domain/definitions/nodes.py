@@ -14,8 +14,12 @@ from domain.durations import DURATION, seconds
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
-ERROR_CLASSES = ("retryable", "fatal", "timeout", "definition", "agent", "task", "validation")
-ErrorClass = Literal["retryable", "fatal", "timeout", "definition", "agent", "task", "validation"]
+ERROR_CLASSES = (
+    "retryable", "fatal", "timeout", "definition", "agent", "task", "validation", "incomplete"
+)  # fmt: skip
+ErrorClass = Literal[
+    "retryable", "fatal", "timeout", "definition", "agent", "task", "validation", "incomplete"
+]  # fmt: skip
 
 
 _RETRIED_BY_DEFAULT: list[ErrorClass] = ["retryable", "timeout"]
@@ -88,6 +92,11 @@ class ModelNode(NodeBase):
         default=None, pattern=CREDENTIAL_ID, description="id of a stored credential"
     )
     stream: bool = Field(default=True, description="publish token deltas to heddle.tokens")
+    allow_incomplete: bool = Field(
+        default=False,
+        description="take an answer the model did not finish (max_tokens reached, filtered, "
+        "refused) as the output, instead of failing with class `incomplete`",
+    )
 
 
 class LlmNode(ModelNode):

@@ -11,12 +11,15 @@ from domain.definitions.nodes import NODE_KINDS
 from domain.definitions.problems import expression_problems, graph_problems
 from domain.definitions.spec import WorkflowSpec
 from domain.errors import DefinitionInvalid, Problem
+from domain.schemas import nesting_problem
 
 
 def parse_definition(document: Any, allowed_hosts: frozenset[str] | None = None) -> WorkflowSpec:
     """Validate a definition document; raises DefinitionInvalid listing every problem.
     `allowed_hosts`: the hosts its HTTP tools may call (the deployment's allow-list, given
     when a definition is published); None checks no host."""
+    if problem := nesting_problem(document):
+        raise DefinitionInvalid([Problem("", problem)])
     try:
         spec = WorkflowSpec.model_validate(document)
     except ValidationError as error:

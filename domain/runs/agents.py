@@ -8,6 +8,7 @@ from domain.definitions import AgentNode
 from domain.errors import NodeNotRunning
 from domain.llm import LlmRequest, LlmResult, Message, ToolCall
 from domain.runs.base import RunBase
+from domain.runs.scheduling import incomplete_failure
 from domain.tools import argument_problems
 
 
@@ -27,6 +28,9 @@ class Agents(RunBase):
         state = self.nodes[node_id]
         step = state.get("steps", 0) + 1
         self._agent_step_completed(node_id, attempt, step, result.model_dump(mode="json"))
+        if (failure := incomplete_failure(node_id, node, result)) is not None:
+            self._fail_node(node_id, attempt, failure, now=now)
+            return []
         if not result.tool_calls:
             self._complete_with_output(node_id, node, result.text, now=now)
             self.advance(now=now)

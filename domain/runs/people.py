@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from domain.errors import (
     Problem,
     RunNotActive,
     SignalIgnored,
+    TaskForbidden,
     TaskInvalid,
 )
 from domain.expressions import evaluate, evaluate_condition
@@ -24,6 +26,23 @@ from domain.templates import render
 
 class People(RunBase):
     """Decisions people (and their tools) make about a run."""
+
+    def check_task_is_for(self, task_id: str, actor: str, roles: Collection[str]) -> None:
+        """Only the task's assignee, or someone in its role, may complete or reassign an
+        open task; anyone may act on one with neither."""
+        task = self.tasks.get(task_id)
+        if task is None or task["status"] != "open":
+            return  # complete_task and reassign_task say what is wrong
+        assignee, role = task.get("assignee"), task.get("role")
+        if not (assignee or role) or actor == assignee or role in roles:
+            return
+        wanted = " or ".join(
+            f"{what} {value!r}" for what, value in (("assignee", assignee), ("role", role)) if value
+        )
+        raise TaskForbidden(
+            f"task {task_id!r} of run {self.id} is for {wanted}: {actor!r} (roles: "
+            f"{', '.join(sorted(roles)) or 'none'}) may not act on it"
+        )
 
     def complete_task(
         self,

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.errors import LlmRequestNotPending
-from domain.llm import LlmRequest, LlmResult
+from domain.llm import LlmRequest, LlmResult, unfinished
 from domain.runs.base import RunBase
 
 
@@ -41,12 +41,21 @@ class ModelRequests(RunBase):
         return pending
 
     def complete_llm_request(self, request_id: str, result: LlmResult, *, now: datetime) -> None:
-        """Record the model's answer to a run-level request and act on it."""
+        """Record the model's answer to a run-level request and act on it; an answer the
+        model did not finish is acted on as a failure (class `incomplete`)."""
         pending = self.check_llm_request_pending(request_id)
         self._llm_request_completed(request_id, pending["purpose"], result.model_dump(mode="json"))
-        getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])(
-            pending["context"], result, None, now=now
-        )
+        answered = getattr(self, LLM_REQUEST_PURPOSES[pending["purpose"]])
+        why = unfinished(result)
+        if why is None:
+            answered(pending["context"], result, None, now=now)
+        else:
+            failure = {
+                "class": "incomplete",
+                "message": f"{why}: raise its max_tokens",
+                "finish_reason": result.finish_reason,
+            }
+            answered(pending["context"], None, failure, now=now)
         self.advance(now=now)
 
     def fail_llm_request(self, request_id: str, error: dict[str, Any], *, now: datetime) -> None:

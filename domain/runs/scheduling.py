@@ -12,7 +12,7 @@ from domain.definitions.edges import NOT_TAKEN, RESOLVED
 from domain.durations import seconds
 from domain.errors import ExpressionError, TemplateError
 from domain.expressions import evaluate
-from domain.llm import LlmRequest, LlmResult
+from domain.llm import LlmRequest, LlmResult, unfinished
 from domain.runs.starters import NODE_STARTERS, NodeStarters
 
 
@@ -78,11 +78,15 @@ class Scheduling(NodeStarters):
         now: datetime,
     ) -> None:
         """Record a model's answer (for one `item` of a map node, when given), complete the
-        node if that was its last call, and move the run on."""
+        node if that was its last call, and move the run on. An answer the model did not
+        finish fails the node (class `incomplete`) unless the node allows it."""
         self.check_node_is_running(node_id, attempt, item)
         node = self.spec.nodes[node_id]
         if isinstance(node, MapNode):
             assert item is not None
+            if (failure := incomplete_failure(node_id, node.do, result)) is not None:
+                self.fail_node(node_id, attempt, failure, item, now=now)
+                return
             self._map_item_completed(node_id, attempt, item, result.model_dump(mode="json"))
             self._continue_map(node_id, node, now=now)
             self.advance(now=now)
@@ -92,6 +96,9 @@ class Scheduling(NodeStarters):
             return
         self._llm_call_completed(node_id, attempt, result.model_dump(mode="json"))
         assert isinstance(node, LlmNode)
+        if (failure := incomplete_failure(node_id, node, result)) is not None:
+            self._fail_node(node_id, attempt, failure, now=now)
+            return
         self._complete_with_output(node_id, node, result.text, now=now)
         self.advance(now=now)
 
@@ -264,3 +271,17 @@ class Scheduling(NodeStarters):
                 self._run_failed({"class": "definition", "message": f"output: {error}"})
                 return
         self._run_completed(output)
+
+
+def incomplete_failure(node_id: str, node: ModelNode, result: LlmResult) -> dict[str, Any] | None:
+    """The failure of a node whose model did not finish its answer (max_tokens reached,
+    filtered, refused), unless the node takes such answers (`allow_incomplete`)."""
+    why = unfinished(result)
+    if why is None or node.allow_incomplete:
+        return None
+    return {
+        "class": "incomplete",
+        "message": f"{why}: raise the node's max_tokens, or set allow_incomplete: true on "
+        f"node {node_id!r} to take the answer as it is",
+        "finish_reason": result.finish_reason,
+    }

@@ -85,8 +85,8 @@ def task_result_as_command(record: Record) -> Record:
     for (same position): decided once per task id, rejected with a reason when broken."""
     try:
         data = json.loads(record.value)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return record  # handle_command rejects it as malformed JSON
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return record  # handle_command rejects it as unreadable
     if not isinstance(data, dict):
         return record
     task_id = data.get("task_id")
@@ -110,6 +110,9 @@ def handle_command(
         data = json.loads(record.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return reject(uow, position_id(record), "?", None, f"malformed JSON: {error}")
+    except RecursionError:
+        reason = "the command nests objects and lists too deeply to read"
+        return reject(uow, position_id(record), "?", None, reason)
     if not isinstance(data, dict):
         return reject(uow, position_id(record), "?", None, "a command must be a JSON object")
     command_id = data.get("command_id")

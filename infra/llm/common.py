@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
+from domain.http_tools import redact, url_secrets, without_userinfo
 from domain.llm import LlmError, LlmRequest
 
 try:  # the SDKs moved to the httpx2 fork; catch its errors too, whichever is installed
@@ -88,10 +89,16 @@ class Endpoint:
         return self.api_key
 
     def secrets(self) -> list[str]:
-        return [key for key in (self.api_key, *self.credentials.values(), *self.resolved) if key]
+        keys = (self.api_key, *self.credentials.values(), *self.resolved)
+        return [key for key in keys if key] + url_secrets(self.base_url)
+
+    @property
+    def shown_url(self) -> str:
+        """`base_url` as errors and logs show it: without a `user:password@`."""
+        return without_userinfo(self.base_url)
 
     def __repr__(self) -> str:
-        return f"Endpoint({self.provider!r}, {self.base_url!r})"
+        return f"Endpoint({self.provider!r}, {self.shown_url!r})"
 
 
 def credential_variable(name: str) -> str:
@@ -164,7 +171,7 @@ def classify(
         return LlmError(
             provider,
             "retryable",
-            f"the connection to {provider} at {endpoint.base_url} failed ({detail})",
+            f"the connection to {provider} at {endpoint.shown_url} failed ({detail})",
         )
     if isinstance(error, json.JSONDecodeError):
         return malformed_chunk(provider)
@@ -324,6 +331,4 @@ def _error_body(body: object) -> tuple[str, str]:
 
 
 def _redact(text: str, endpoint: Endpoint) -> str:
-    for secret in endpoint.secrets():
-        text = text.replace(secret, "[redacted]")
-    return text
+    return redact(text, endpoint.secrets())

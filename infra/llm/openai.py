@@ -77,10 +77,14 @@ class OpenAiProvider:
             for call in (message.tool_calls if message and message.tool_calls else [])
             if getattr(call, "function", None) is not None
         ]
+        refusal = message.refusal if message else None
         return LlmResult(
-            text=(message.content if message else None) or "",
+            text=(message.content if message else None) or refusal or "",
             tool_calls=calls,
-            finish_reason=(choice.finish_reason if choice else None) or "unknown",
+            # A refusal comes with `stop`: say what it is, so that no node takes it.
+            finish_reason="refusal"
+            if refusal
+            else (choice.finish_reason if choice else None) or "unknown",
             usage=_usage(response.usage),
             model=response.model or request.model_name,
             provider=self.name,
@@ -98,6 +102,7 @@ class OpenAiProvider:
             client.chat.completions.create(**body), ERRORS, self.endpoint, request
         )
         text: list[str] = []
+        refusal: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         finish_reason: str | None = None
         usage = Usage()
@@ -119,12 +124,14 @@ class OpenAiProvider:
                     if delta.content:
                         yield LlmDelta(text=delta.content, index=len(text))
                         text.append(delta.content)
+                    if delta.refusal:
+                        refusal.append(delta.refusal)
         finally:
             await chunks.close()
         if finish_reason is None:
             raise incomplete_stream(self.name)
         yield LlmResult(
-            text="".join(text),
+            text="".join(text) or "".join(refusal),
             tool_calls=[
                 ToolCall(
                     id=slot["id"],
@@ -133,7 +140,7 @@ class OpenAiProvider:
                 )
                 for _, slot in sorted(calls.items())
             ],
-            finish_reason=finish_reason,
+            finish_reason="refusal" if refusal else finish_reason,
             usage=usage,
             model=model,
             provider=self.name,

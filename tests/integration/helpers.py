@@ -20,12 +20,17 @@ ALL_SCOPES = ("read", "write", "admin")
 
 
 async def key_headers(
-    heddle: Any, tenant: str = "default", scopes: tuple[str, ...] = ALL_SCOPES, name: str = "api"
+    heddle: Any,
+    tenant: str = "default",
+    scopes: tuple[str, ...] = ALL_SCOPES,
+    name: str = "api",
+    roles: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """The `Authorization` header of a new API key (named `api`: the actor in events)."""
+    """The `Authorization` header of a new API key (named `api`: the actor in events),
+    acting in the task `roles`."""
     from infra.keys import ApiKeys
 
-    _, key = await ApiKeys(heddle.reads).create(tenant, list(scopes), name)
+    _, key = await ApiKeys(heddle.reads).create(tenant, list(scopes), name, roles=roles)
     return {"Authorization": f"Bearer {key}"}
 
 

@@ -471,10 +471,16 @@ async def test_heddle_keys_make_list_and_revoke_keys_through_the_api_or_the_data
 
     async with served(heddle) as api:
         api.headers["Authorization"] = f"Bearer {admin_key}"
-        code, out, err = await heddle_cli(api, "keys", "create", "--scope", "read", "--json")
+        code, out, err = await heddle_cli(
+            api, "keys", "create", "--scope", "read", "--role", "support", "--json"
+        )
         assert code == 0, err
         reader = json.loads(out)
-        assert (reader["tenant"], reader["scopes"]) == ("globex", ["read"])
+        assert (reader["tenant"], reader["scopes"], reader["roles"]) == (
+            "globex",
+            ["read"],
+            ["support"],
+        )
         code, out, _ = await heddle_cli(api, "keys", "list")
         assert f"{reader['id']} │ globex" in out
         assert reader["key"] not in out

@@ -261,6 +261,49 @@ async def test_a_401_fails_the_node_at_once_with_the_fix_in_the_message(
     assert failed["data"]["retry_in"] is None
 
 
+async def test_an_answer_cut_at_max_tokens_or_refused_fails_the_node_unless_it_allows_that(
+    settings, database_url, kafka_bootstrap, fakes
+) -> None:
+    openai, anthropic = fakes
+    openai.then(
+        OpenAiWire.stream(["Once upon"], finish_reason="length", usage=(12, 3, 0)),
+        OpenAiWire.completion("Once upon", finish_reason="length", usage=(12, 3, 0)),
+    )
+    anthropic.then(AnthropicWire.stream(["I can't"], stop_reason="refusal"))
+    cut_short = one_node("cut-short", model="openai:gpt-4o-mini", max_tokens=3)
+    allowed = one_node(
+        "allowed", model="openai:gpt-4o-mini", max_tokens=3, stream=False, allow_incomplete=True
+    )
+    refused = one_node("refused", model="anthropic:claude-haiku-4-5")
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
+        failed, events = await run(client, cut_short)
+        taken, _ = await run(client, allowed)
+        declined, _ = await run(client, refused)
+    assert failed["status"] == "failed"
+    assert failed["error"] == {
+        "node": "ask",
+        "class": "incomplete",
+        "message": "openai did not finish the answer (length: it reached max_tokens): raise "
+        "the node's max_tokens, or set allow_incomplete: true on node 'ask' to take the "
+        "answer as it is",
+        "finish_reason": "length",
+    }
+    assert "answer" not in failed["variables"]
+    [call] = of_type(events, "LlmCallCompleted")
+    assert call["data"]["result"]["finish_reason"] == "length"
+    assert failed["usage"]["output_tokens"] == 3  # what was paid for is counted all the same
+    assert (taken["status"], taken["variables"]) == ("completed", {"answer": "Once upon"})
+    assert (declined["status"], declined["error"]["class"]) == ("failed", "incomplete")
+    assert declined["error"]["message"].startswith(
+        "anthropic did not finish the answer (refusal: the model refused to answer)"
+    )
+
+
 async def test_a_stream_cut_mid_answer_is_retried_and_its_partial_text_never_becomes_the_answer(
     settings, database_url, kafka_bootstrap, fakes
 ) -> None:

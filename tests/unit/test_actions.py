@@ -610,3 +610,19 @@ def test_a_repeated_result_of_a_node_whose_exit_actions_wait_changes_nothing() -
             now=datetime.now(UTC), allowed_hosts=frozenset(),
         )  # fmt: skip
     assert run.collect_events() == []
+
+
+def test_an_action_answer_the_model_did_not_finish_fails_the_node() -> None:
+    from tests.unit.test_runs import answer
+
+    run = start(workflow(first={**EXAMPLE["nodes"]["draft"]}))
+    waiting = run.action_waiting("first")
+    assert waiting is not None
+    cut = answer("low: Ac").model_copy(update={"finish_reason": "length"})
+    run.complete_llm_request(waiting["request_id"], cut, now=datetime.now(UTC))
+    assert run.status == "failed"
+    assert run.error["class"] == "incomplete"
+    assert run.error["message"].endswith(
+        "scripted did not finish the answer (length: it reached max_tokens): raise its max_tokens"
+    )
+    assert "risk" not in run.variables

@@ -62,6 +62,28 @@ def test_a_model_must_name_its_provider() -> None:
     assert "nodes.greet.model" in problems_of(document)
 
 
+def test_allow_incomplete_is_an_option_of_the_nodes_that_call_a_model_only() -> None:
+    document = copy.deepcopy(HELLO)
+    document["nodes"]["greet"]["allow_incomplete"] = True
+    assert parse_definition(document).nodes["greet"].allow_incomplete
+    document["nodes"]["greet"]["allow_incomplete"] = "sometimes"
+    document["nodes"]["vip"]["allow_incomplete"] = True
+    problems = problems_of(document)
+    assert problems["nodes.greet.allow_incomplete"].startswith("Input should be a valid boolean")
+    assert problems["nodes.vip.allow_incomplete"] == "Extra inputs are not permitted"
+
+
+def test_a_definition_nested_too_deeply_is_refused_before_it_is_read() -> None:
+    document = copy.deepcopy(HELLO)
+    deep: object = {}
+    for _ in range(5000):
+        deep = {"properties": deep}
+    document["inputs"] = deep
+    assert problems_of(document) == {
+        "": "nested deeper than 64 levels of objects and lists: flatten it"
+    }
+
+
 def test_input_problems_name_the_field() -> None:
     assert input_problems(HELLO["inputs"], {}) == ["input: 'name' is a required property"]
     assert input_problems(HELLO["inputs"], {"name": 3}) == ["input.name: 3 is not of type 'string'"]

@@ -466,9 +466,14 @@ def hello() -> dict[str, Any]:
 
 
 RUN_ID = "0b6f3c2e-8a59-4f7e-9d43-2f1c6a7d5e10"
+NESTED: Any = 0
+for _ in range(65):
+    NESTED = [NESTED]
 BAD_COMMANDS: list[bytes | dict[str, Any]] = [
     b"{not json",
     b"[1, 2]",
+    b'{"command_id": "deep", "payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    {"command_id": "c0", "type": "StartRun", "payload": {"x": NESTED}},
     {"type": "StartRun", "payload": {}},
     {"command_id": "c1", "type": "StartRun", "tenant": "acme corp", "payload": {}},
     {"command_id": "c2", "type": "StopRun", "payload": {}},

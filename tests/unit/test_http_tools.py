@@ -5,6 +5,7 @@ in size and time. Calls go to a local fake HTTP server."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -71,6 +72,13 @@ def test_secrets_in_headers_are_refused_because_definitions_are_recorded() -> No
     assert problems(workflow(headers={"Authorization": "Bearer sk-1"})) == [
         "tools.lookup.headers.Authorization: definitions are recorded in events and hold no "
         "secrets: set this header for the host in HEDDLE_HTTP_TOOL_HEADERS instead"
+    ]
+
+
+def test_credentials_in_a_urls_userinfo_are_refused_because_definitions_are_recorded() -> None:
+    assert problems(workflow(url="https://bot:hunter22@api.example.com/a")) == [
+        "tools.lookup.url: definitions are recorded in events and hold no secrets: set an "
+        "Authorization header for the host in HEDDLE_HTTP_TOOL_HEADERS instead"
     ]
 
 
@@ -175,3 +183,36 @@ async def test_tools_from_the_settings_are_registered_for_every_workflow_secrets
     off_list = {"crm": {**declared["crm"], "url": "https://crm.example.org/a"}}
     with pytest.raises(ValueError, match=r"^HEDDLE_HTTP_TOOLS\.crm\.url: host 'crm\.example\.org'"):
         register_http_tools(registry, json.dumps(off_list), tools)
+
+
+async def test_credentials_of_a_call_are_redacted_from_its_result_errors_and_logs(
+    server: FakeLlmServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service that echoes the request (many do, in errors) must not put the worker's
+    credentials into the run's events: header values configured for the host, a
+    deployment tool's own credential headers and its URL's userinfo."""
+    basic = "Ym90Omh1bnRlcjIy"  # base64 of bot:hunter22, as httpx sends the userinfo
+    echo = {"auth": "Bearer s3cret-token", "key": "k-778899", "basic": f"Basic {basic}"}
+    server.then(Reply(body=echo), Reply(status=401, body={"got": "token s3cret-token"}))
+    tools = HttpTools(
+        frozenset({"127.0.0.1"}), {"127.0.0.1": {"Authorization": "Bearer s3cret-token"}}
+    )
+    own = tool(
+        server.url.replace("//", "//bot:hunter22@") + "/a", headers={"X-Api-Key": "k-778899"}
+    )
+    with caplog.at_level(logging.INFO, logger="heddle.http_tools"):
+        ok = await tools.call("crm", own, {})
+        failed = await tools.call("crm", own, {})
+        refused = await tools.call("crm", tool("http://bot:hunter22@127.0.0.1:9/a"), {})
+    await tools.aclose()
+    assert server.requests[0].headers["x-api-key"] == "k-778899"
+    assert ok == (
+        True,
+        '{"auth": "[redacted]", "key": "[redacted]", "basic": "Basic [redacted]"}',
+    )
+    assert failed == (False, 'error: crm: HTTP 401: {"got": "token [redacted]"}')
+    assert refused[1].startswith("error: crm: GET http://127.0.0.1:9/a failed: ")
+    told = caplog.text + str(ok) + str(failed) + str(refused)
+    assert "crm: GET http://127.0.0.1:" in caplog.text
+    for secret in ("s3cret-token", "k-778899", "hunter22", basic):
+        assert secret not in told

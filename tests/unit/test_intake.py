@@ -159,3 +159,23 @@ def test_a_command_id_too_long_to_keep_is_rejected_under_its_position(uow) -> No
     assert receipt is not None
     assert receipt.command_id == "heddle.commands/0/9"
     assert "command_id: String should have at most 200 characters" in (receipt.reason or "")
+
+
+def test_a_command_nested_too_deeply_is_rejected_saying_so(uow) -> None:
+    publish_hello(uow)
+    deep = b'{"command_id": "d1", "type": "StartRun", "payload": {"workflow": "hello", '
+    unreadable = deep + b'"input": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"
+    too_deep = deep + b'"input": {"x": ' + b"[" * 100 + b"]" * 100 + b"}}}"
+    receipts = [
+        handle_command(record(raw, offset), uow)
+        for offset, raw in enumerate((unreadable, too_deep))
+    ]
+    assert [(r.outcome, r.command_id) for r in receipts if r] == [
+        ("rejected", "heddle.commands/0/0"),
+        ("rejected", "d1"),
+    ]
+    assert receipts[0].reason == "the command nests objects and lists too deeply to read"
+    assert receipts[1].reason == (
+        "invalid command: payload: Value error, nested deeper than 64 levels of objects and "
+        "lists: flatten it"
+    )

@@ -520,3 +520,35 @@ async def test_the_key_never_reaches_the_logs_even_at_debug_level(
     assert KEY not in caplog.text
     assert KEY not in repr(router.settings)
     assert KEY not in str(router.settings)
+
+
+async def test_a_base_url_with_userinfo_is_shown_without_it_in_errors() -> None:
+    router = ProviderRouter(
+        ProviderSettings.from_env(
+            {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "http://bot:hunter22@127.0.0.1:9/v1"}
+        )
+    )
+    with pytest.raises(LlmError) as caught:
+        await router.complete(ask())
+    await router.aclose()
+    assert caught.value.retryable
+    assert caught.value.message.startswith(
+        "the connection to openai at http://127.0.0.1:9/v1 failed"
+    )
+    assert "hunter22" not in caught.value.message
+
+
+async def test_a_refusal_is_an_answer_the_model_did_not_finish(
+    server: FakeLlmServer, router: ProviderRouter
+) -> None:
+    reply = OpenAiWire.completion(None)
+    reply.body["choices"][0]["message"]["refusal"] = "I can't help with that."
+    server.then(reply)
+
+    server.then(OpenAiWire.stream([], extra=[OpenAiWire.chunk({"refusal": "I can't."})]))
+
+    result = await router.complete(ask())
+    [streamed] = [item for item in await collect(router, ask()) if isinstance(item, LlmResult)]
+
+    assert (result.finish_reason, result.text) == ("refusal", "I can't help with that.")
+    assert (streamed.finish_reason, streamed.text) == ("refusal", "I can't.")

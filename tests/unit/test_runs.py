@@ -124,3 +124,46 @@ def test_replaying_the_events_rebuilds_the_same_state() -> None:
     assert copy_of_run.nodes == run.nodes
     assert copy_of_run.variables == run.variables
     assert copy_of_run.status == run.status
+
+
+def test_an_unfinished_answer_fails_agent_and_map_nodes_and_can_be_retried_by_class() -> None:
+    cut = answer("Once upon").model_copy(update={"finish_reason": "max_tokens"})
+    agent = {
+        "name": "a",
+        "start": "ask",
+        "nodes": {
+            "ask": {
+                "kind": "agent",
+                "model": "scripted:x",
+                "prompt": "Tell a story",
+                "retry": {"attempts": 2, "errors": ["incomplete"]},
+            }
+        },
+    }
+    run = start(agent)
+    run.complete_llm_call("ask", 1, cut, now=datetime.now(UTC))
+    assert run.nodes["ask"]["status"] == "retrying"
+    assert run.nodes["ask"]["error"]["class"] == "incomplete"
+    mapped = {
+        "name": "m",
+        "start": "each",
+        "nodes": {
+            "each": {
+                "kind": "map",
+                "items": "[1]",
+                "do": {"model": "scripted:x", "prompt": "Item {{ item }}"},
+                "output": "items",
+            }
+        },
+    }
+    run = start(mapped)
+    run.complete_llm_call("each", 1, cut, 0, now=datetime.now(UTC))
+    assert run.status == "failed"
+    assert run.error["message"].startswith(
+        "item 0: scripted did not finish the answer (max_tokens: it reached max_tokens)"
+    )
+    allowed = copy.deepcopy(mapped)
+    allowed["nodes"]["each"]["do"]["allow_incomplete"] = True
+    run = start(allowed)
+    run.complete_llm_call("each", 1, cut, 0, now=datetime.now(UTC))
+    assert (run.status, run.variables["items"]) == ("completed", ["Once upon"])
