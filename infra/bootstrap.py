@@ -105,5 +105,5 @@ def build(settings: Settings, **overrides: Any) -> Ports:
         register_http_tools(tools, settings.http_tools.get_secret_value(), http_tools)
     port("run_tool", lambda: ToolRunner(tools, http_tools))
     port("documents", lambda: Documents(reads))
-    port("tokens", lambda: TokenPublisher(servers, topics.tokens))
+    port("tokens", lambda: TokenPublisher(settings, topics.tokens))
     return Ports(**made)

@@ -43,6 +43,8 @@ def create_broker(settings: Settings, bootstrap_servers: str) -> KafkaBroker:
     """The one Kafka connection of a process, used to publish and to subscribe."""
     return KafkaBroker(
         bootstrap_servers,
+        security=settings.kafka_security(),
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         client_id="heddle",
         acks="all",
         linger_ms=1,
@@ -53,12 +55,12 @@ def create_broker(settings: Settings, bootstrap_servers: str) -> KafkaBroker:
     )
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int) -> None:
+async def ensure_topics(settings: Settings, topics: Topics) -> None:
     """Create Heddle's topics if they are missing (idempotent)."""
     await create_topics(
-        bootstrap_servers,
+        settings,
         topics.all(),
-        partitions,
+        settings.partitions,
         {
             # Token deltas are a live view; the answer is recorded as an event.
             topics.tokens: {"retention.ms": str(TOKEN_RETENTION_MS)},
@@ -67,13 +69,13 @@ async def ensure_topics(bootstrap_servers: str, topics: Topics, partitions: int)
 
 
 async def create_topics(
-    bootstrap_servers: str,
+    settings: Settings,
     names: list[str],
     partitions: int,
     configs: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Create the topics of `names` that are missing (idempotent), with their `configs`."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="heddle-admin")
+    admin = AIOKafkaAdminClient(**settings.kafka_client(), client_id="heddle-admin")
     for attempt in range(30):
         try:
             await admin.start()
@@ -110,10 +112,13 @@ def subscribe_batches(
     *,
     dlq_topic: str,
     gather_ms: int | None = None,
+    pattern: bool = False,
 ) -> None:
     """Register `handler` for batches of `topic` in consumer group `group`. With
     `gather_ms`, the broker holds each fetch until it has `GATHER_BYTES` or that long has
-    passed: fewer, fuller batches, for a consumer whose cost is mostly per batch."""
+    passed: fewer, fuller batches, for a consumer whose cost is mostly per batch. With
+    `pattern`, `topic` is a regular expression: every topic it matches is read (and one
+    made later, once the clients' metadata is refreshed)."""
     failures: dict[tuple[int, int], int] = {}
     outage = Outage(topic)
 
@@ -145,7 +150,7 @@ def subscribe_batches(
     batch_subscriber(
         broker, settings, topic, group, AckPolicy.NACK_ON_ERROR,
         fetch_max_wait_ms=gather_ms or settings.fetch_max_wait_ms,
-        fetch_min_bytes=GATHER_BYTES if gather_ms else 1,
+        fetch_min_bytes=GATHER_BYTES if gather_ms else 1, pattern=pattern,
     )(consume)  # fmt: skip
 
 
@@ -157,11 +162,14 @@ def batch_subscriber(
     ack_policy: AckPolicy,
     fetch_max_wait_ms: int,
     fetch_min_bytes: int = 1,
+    pattern: bool = False,
 ) -> Any:
-    """FastStream's batch subscriber of `topic` in consumer group `group`, as every
-    consumer of Heddle's reads: raw records, from the earliest offset of a new group."""
+    """FastStream's batch subscriber of `topic` (a regular expression with `pattern`) in
+    consumer group `group`, as every consumer of Heddle's reads: raw records, from the
+    earliest offset of a new group."""
     return broker.subscriber(
-        topic,
+        *([] if pattern else [topic]),
+        pattern=topic if pattern else None,
         group_id=f"{settings.group_prefix}-{group}",
         batch=True,
         max_records=settings.batch_size,
@@ -424,12 +432,10 @@ async def publish_all(
         await asyncio.gather(*futures)
 
 
-async def start_producer(
-    bootstrap_servers: str, client_id: str, **options: Any
-) -> AIOKafkaProducer:
+async def start_producer(settings: Settings, client_id: str, **options: Any) -> AIOKafkaProducer:
     """A bare aiokafka producer, for the hot paths where the broker's per-message
     machinery would cost more than the message."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, client_id=client_id, **options)
+    producer = AIOKafkaProducer(**settings.kafka_client(), client_id=client_id, **options)
     try:
         await producer.start()
     except BaseException:  # cancelled while connecting: close it, or it warns when freed
@@ -447,8 +453,8 @@ class TokenPublisher:
     and pieces are dropped rather than queued without bound while the broker is away.
     """
 
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.settings = settings
         self.topic = topic
         self.lost = 0
         self._queue: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue(TOKEN_QUEUE_LIMIT)
@@ -456,7 +462,7 @@ class TokenPublisher:
         self._sender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._producer = await start_producer(self.bootstrap_servers, "heddle-tokens", linger_ms=5)
+        self._producer = await start_producer(self.settings, "heddle-tokens", linger_ms=5)
         self._sender = asyncio.create_task(self._send())
 
     async def stop(self) -> None:

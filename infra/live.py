@@ -26,6 +26,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from psycopg_pool import AsyncConnectionPool
 
 from domain.messages import Event
+from infra.settings import Settings
 from infra.store import EventStore
 
 log = logging.getLogger("heddle.live")
@@ -163,17 +164,15 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
 class RunTokens:
     """Reads one run's token deltas from its partition of `heddle.tokens`, by offset."""
 
-    def __init__(
-        self, bootstrap_servers: str, topic: str, run_id: UUID, fetch_max_wait_ms: int
-    ) -> None:
+    def __init__(self, settings: Settings, topic: str, run_id: UUID) -> None:
         self.key = str(run_id).encode()
         self.topic = topic
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
+            **settings.kafka_client(),
             client_id="heddle-stream",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=fetch_max_wait_ms,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         self.partition: TopicPartition | None = None
 

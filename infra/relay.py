@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import Notification, Tracking
 
 from infra.kafka import start_producer
+from infra.settings import Settings
 from infra.store import EventStore, dumps
 
 log = logging.getLogger("heddle.relay")
@@ -61,7 +62,7 @@ class Relay:
         store: EventStore,
         database_url: str,
         topic: str,
-        bootstrap_servers: str | None = None,
+        kafka: Settings | None = None,
         position_name: str = "relay",
         batch_size: int = 1000,
         producer: Producer | None = None,
@@ -70,7 +71,7 @@ class Relay:
         self.store = store
         self.database_url = database_url
         self.topic = topic
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self.batch_size = batch_size
         self.producer = producer
         self.position = 0
@@ -144,9 +145,9 @@ class Relay:
             self.saved_position = position
 
     async def _start_producer(self) -> AIOKafkaProducer:
-        assert self.bootstrap_servers is not None, "give the relay a producer or servers"
+        assert self.kafka is not None, "give the relay a producer or Kafka's settings"
         return await start_producer(
-            self.bootstrap_servers,
+            self.kafka,
             "heddle-relay",
             acks="all",
             linger_ms=1,

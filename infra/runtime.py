@@ -77,7 +77,7 @@ class Heddle:
         if unknown:
             known = ", ".join(ALL_ROLES)
             raise ValueError(f"unknown roles {sorted(unknown)} (known: {known}, api)")
-        await ensure_topics(self.bootstrap_servers, self.topics, self.settings.partitions)
+        await ensure_topics(self.settings, self.topics)
         await self.reads.open()
         if "intake" in self.roles:
             Intake(self.ports, self.epoch).subscribe()

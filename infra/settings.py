@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from faststream.kafka.security import parse_security
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +34,17 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     kafka_port: int = 9092
+    # How every Kafka client of Heddle's connects (docs/security.md): PLAINTEXT (as
+    # `heddle up`'s own broker), SSL, or SASL with a username and password (SCRAM or PLAIN),
+    # over TLS with SASL_SSL (the CA file, if the system's CAs do not vouch for the broker).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-256"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: Path | None = None
+    # A tenant topic made while the intake runs is read within this long (how often every
+    # Kafka client refreshes the cluster's metadata).
+    kafka_metadata_max_age_ms: int = 30_000
     topic_prefix: str = ""
     group_prefix: str = "heddle"
     partitions: int = 4
@@ -84,6 +104,29 @@ class Settings(BaseSettings):
         }
         return self.model_copy(update=changes)
 
+    def kafka_security(self) -> BaseSecurity | None:
+        """FastStream's security object for these settings (None for PLAINTEXT)."""
+        protocol = self.kafka_security_protocol
+        if protocol == "PLAINTEXT":
+            return None
+        tls = protocol in ("SSL", "SASL_SSL")
+        context = ssl.create_default_context(cafile=self.kafka_ssl_cafile) if tls else None
+        if protocol == "SSL":
+            return BaseSecurity(ssl_context=context, use_ssl=True)
+        sasl = {"SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512,
+                "PLAIN": SASLPlaintext}[self.kafka_sasl_mechanism]  # fmt: skip
+        password = self.kafka_password.get_secret_value()
+        return sasl(self.kafka_username, password, ssl_context=context, use_ssl=tls)
+
+    def kafka_client(self) -> dict[str, Any]:
+        """The keyword arguments of every aiokafka client Heddle makes: the servers, and
+        how to authenticate (as the FastStream broker does, from `kafka_security`)."""
+        return {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "metadata_max_age_ms": self.kafka_metadata_max_age_ms,
+            **parse_security(self.kafka_security()),
+        }
+
     @property
     def allowed_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.http_tool_hosts.split(",") if h.strip())
@@ -100,6 +143,22 @@ class Topics:
         self.tokens = f"{prefix}heddle.tokens"
         self.dlq = f"{prefix}heddle.dlq"
         self.task_results = f"{prefix}heddle.task-results"
+        # A tenant's own clients publish its commands to its topic (docs/security.md).
+        self.tenant_commands = f"{prefix}heddle.commands.tenant."
+
+    def commands_of(self, tenant: str) -> str:
+        """The command topic of one tenant: the intake binds its commands to the tenant."""
+        return f"{self.tenant_commands}{tenant}"
+
+    def tenant_of(self, topic: str) -> str | None:
+        """The tenant whose command topic `topic` is, or None for Heddle's own topics."""
+        return topic.removeprefix(self.tenant_commands) if topic.startswith(
+            self.tenant_commands) else None  # fmt: skip
+
+    @property
+    def tenant_commands_pattern(self) -> str:
+        """A regular expression that every tenant's command topic matches."""
+        return f"^{re.escape(self.tenant_commands)}.+$"
 
     def tasks_for(self, capability: str) -> str:
         """Where tasks of `remote` nodes with this capability go."""

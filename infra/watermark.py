@@ -46,7 +46,7 @@ class ProgressReader:
 
     async def __aenter__(self) -> ProgressReader:
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.heddle.bootstrap_servers,
+            **self.heddle.settings.kafka_client(),
             client_id="heddle-progress",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

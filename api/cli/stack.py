@@ -109,8 +109,11 @@ async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> 
             await asyncio.to_thread(broker.start)
             stack.callback(broker.stop)
             bootstrap, epoch = broker.bootstrap_servers, f"tansu-{uuid.uuid4().hex[:12]}"
-            # Tansu holds a group join for half the session timeout: keep it short.
-            settings = settings.model_copy(update={"session_timeout_ms": 2000})
+            # Tansu holds a group join for half the session timeout: keep it short. The
+            # embedded broker is open on localhost: no SASL, no ACLs (docs/security.md).
+            settings = settings.model_copy(
+                update={"session_timeout_ms": 2000, "kafka_security_protocol": "PLAINTEXT"}
+            )
         await asyncio.to_thread(create_schema, settings, database_url)
         heddle = Heddle(settings, database_url, bootstrap, epoch=epoch)
         await heddle.start()

@@ -117,9 +117,7 @@ async def _messages(
     """The stream of one aggregate (a run, a thread): its events from the store and the
     deltas keyed by its id, from `version` and `offset`, until an event `ends` it."""
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1000)
-    tokens = RunTokens(
-        runtime.bootstrap_servers, runtime.topics.tokens, run_id, runtime.settings.fetch_max_wait_ms
-    )
+    tokens = RunTokens(runtime.settings, runtime.topics.tokens, run_id)
     progress = _TokenProgress()
 
     async def follow_tokens(offset: int) -> None:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from domain.commands import (
+    ADMIN_COMMANDS,
     COMMAND_TYPES,
     DEFAULT_TENANT,
+    INTERNAL_COMMANDS,
     MAX_COMMAND_ID_LENGTH,
+    TENANT_PATTERN,
     CancelRun,
     CommandReceipt,
     CompleteRemoteTask,
@@ -102,10 +106,17 @@ def task_result_as_command(record: Record) -> Record:
 
 
 def handle_command(
-    record: Record, uow: UnitOfWork, ctx: Context | None = None
+    record: Record, uow: UnitOfWork, ctx: Context | None = None, tenant: str | None = None
 ) -> CommandReceipt | None:
     """Decide one command from the wire. Returns the new receipt, or None for a repeat.
-    `ctx`: the time and the deployment's rules (now, and no HTTP host, by default)."""
+    `ctx`: the time and the deployment's rules (now, and no HTTP host, by default).
+    `tenant`: the tenant the record's topic belongs to (a tenant's own command topic),
+    which the command is bound to: its receipt is that tenant's, whatever it names, and
+    it is rejected if it names another tenant or is a command only Heddle or an admin
+    sends."""
+    if tenant is not None and not re.match(TENANT_PATTERN, tenant):
+        reason = f"the topic {record.topic} names no valid tenant ({tenant!r})"
+        return reject(uow, position_id(record), "?", None, reason)
     try:
         data = json.loads(record.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -118,8 +129,14 @@ def handle_command(
     command_id = data.get("command_id")
     if not isinstance(command_id, str) or not 0 < len(command_id) <= MAX_COMMAND_ID_LENGTH:
         command_id = position_id(record)  # its receipt still says what is wrong with it
+    refused = None
+    if tenant is not None:
+        refused = bound_problem(data, tenant)
+        data = {**data, "tenant": tenant}
     if uow.exists(receipt_id(tenant_of(data), command_id)):
         return None
+    if refused:
+        return reject(uow, command_id, str(data.get("type", "?")), data, refused)
     try:
         envelope = CommandEnvelope.model_validate(data)
     except ValidationError as error:
@@ -163,6 +180,22 @@ def execute(
     )
     uow.add(receipt)
     return receipt
+
+
+def bound_problem(data: dict[str, Any], tenant: str) -> str | None:
+    """Why a command on `tenant`'s own topic is refused, if it is: it names another
+    tenant, or it is a command only Heddle's roles (or an admin, through the API) send."""
+    named, type_ = data.get("tenant", tenant), data.get("type")
+    if named != tenant:
+        return (
+            f"this topic takes the commands of tenant {tenant!r} only; "
+            f"the command names tenant {str(named)[:100]!r}"
+        )
+    if type_ in INTERNAL_COMMANDS:
+        return f"{type_} is sent by Heddle itself ({INTERNAL_COMMANDS[type_]}), never by a tenant"
+    if type_ in ADMIN_COMMANDS:
+        return f"{type_} is an admin command: send it through the API with an admin key"
+    return None
 
 
 def reject(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -24,14 +24,18 @@ def run_sync(make: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
-async def kafka_brokers(bootstrap_servers: str, wait: float = 5.0) -> list[tuple[str, int]]:
-    """The (host, port) of every broker a Metadata request lists; raises if none answers."""
+async def kafka_brokers(
+    bootstrap_servers: str, wait: float = 5.0, **options: Any
+) -> list[tuple[str, int]]:
+    """The (host, port) of every broker a Metadata request lists; raises if none answers.
+    `options`: how to authenticate (aiokafka's keywords: `security_protocol`, ...)."""
     from aiokafka.client import AIOKafkaClient
 
     client = AIOKafkaClient(
         bootstrap_servers=bootstrap_servers,
         request_timeout_ms=int(wait * 1000),
         client_id="heddle-devstack-probe",
+        **options,
     )
     try:
         await asyncio.wait_for(client.bootstrap(), wait)

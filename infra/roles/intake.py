@@ -14,7 +14,8 @@ from infra.store import Positions, dumps
 
 
 class Intake:
-    """Consumes `heddle.commands` and `heddle.task-results`."""
+    """Consumes `heddle.commands`, every tenant's own command topic (each command bound
+    to the topic's tenant: docs/security.md) and `heddle.task-results`."""
 
     def __init__(self, ports: Ports, epoch: str) -> None:
         self.ports = ports
@@ -25,6 +26,10 @@ class Intake:
         subscribe_batches(
             ports.broker, ports.settings, topics.commands, "intake", self.take_commands,
             dlq_topic=topics.dlq,
+        )  # fmt: skip
+        subscribe_batches(
+            ports.broker, ports.settings, topics.tenant_commands_pattern, "intake-tenants",
+            self.take_commands, dlq_topic=topics.dlq, pattern=True,
         )  # fmt: skip
         subscribe_batches(
             ports.broker, ports.settings, topics.task_results, "intake-results",
@@ -38,7 +43,9 @@ class Intake:
             fresh = self.positions.fresh(records)
             uow = UnitOfWork(self.ports.store)
             ctx = Context(allowed_hosts=self.ports.settings.allowed_hosts)
-            receipts = [r for r in (handle_command(record, uow, ctx) for record in fresh) if r]
+            tenant_of = self.ports.topics.tenant_of
+            decided = (handle_command(r, uow, ctx, tenant_of(r.topic)) for r in fresh)
+            receipts = [receipt for receipt in decided if receipt]
             trackings = trackings_for(self.positions.consumer, fresh)
             try:
                 uow.save(trackings)

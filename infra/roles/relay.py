@@ -11,10 +11,9 @@ from infra.relay import Relay
 def relay_loop(ports: Ports, epoch: str) -> Callable[[], Awaitable[None]]:
     """The relay's loop, tracking its position as `relay@<epoch>`."""
     settings = ports.settings
-    assert settings.database_url  # build() checked both
-    assert settings.kafka_bootstrap_servers
+    assert settings.database_url  # build() checked it
     relay = Relay(
         ports.store, settings.database_url, ports.topics.events,
-        settings.kafka_bootstrap_servers, position_name=f"relay@{epoch}",
+        settings, position_name=f"relay@{epoch}",
     )  # fmt: skip
     return relay.run

@@ -108,9 +108,7 @@ class Worker:
         topics -= self._task_topics
         if topics:
             settings = self.ports.settings
-            assert settings.kafka_bootstrap_servers is not None  # build() checked it
-            await create_topics(settings.kafka_bootstrap_servers, sorted(topics),
-                                settings.partitions)  # fmt: skip
+            await create_topics(settings, sorted(topics), settings.partitions)
             self._task_topics |= topics
         self._new_capabilities.clear()
 
