@@ -179,3 +179,73 @@ def test_a_command_nested_too_deeply_is_rejected_saying_so(uow) -> None:
         "invalid command: payload: Value error, nested deeper than 64 levels of objects and "
         "lists: flatten it"
     )
+
+
+def on_tenant_topic(value: object, tenant: str = "acme", offset: int = 0) -> Record:
+    raw = json.dumps(value).encode()
+    return Record(f"heddle.commands.tenant.{tenant}", 0, offset, None, raw)
+
+
+def decide_bound(uow, value: object, tenant: str = "acme", offset: int = 0):
+    return handle_command(on_tenant_topic(value, tenant, offset), uow, tenant=tenant)
+
+
+def test_a_command_on_a_tenants_topic_acts_for_that_tenant(uow) -> None:
+    handle_command(
+        record(
+            {
+                "command_id": "p1",
+                "type": "PublishWorkflow",
+                "tenant": "acme",
+                "payload": {"definition": HELLO},
+            }
+        ),
+        uow,
+    )
+    start = {
+        "command_id": "c1",
+        "type": "StartRun",
+        "payload": {"workflow": "hello", "input": {"name": "Ada"}},
+    }
+    receipt = decide_bound(uow, start)  # names no tenant: the topic's
+    assert receipt is not None
+    assert (receipt.outcome, receipt.tenant) == ("accepted", "acme"), receipt.reason
+    assert uow.get(run_id_for("acme", "c1")).workflow == "hello"
+
+
+def test_a_command_naming_another_tenant_is_rejected_as_the_topics_tenants(uow) -> None:
+    publish_hello(uow)  # tenant default's
+    forged = {
+        "command_id": "c1",
+        "type": "StartRun",
+        "tenant": "default",
+        "payload": {"workflow": "hello"},
+    }
+    receipt = decide_bound(uow, forged)
+    assert receipt is not None
+    assert (receipt.outcome, receipt.tenant) == ("rejected", "acme")
+    assert receipt.reason == (
+        "this topic takes the commands of tenant 'acme' only; the command names tenant 'default'"
+    )
+    uow.save()
+    # The victim's command id is not taken: its own command with that id still runs.
+    honest = {**forged, "payload": {"workflow": "hello", "input": {"name": "Ada"}}}
+    own = handle_command(record(honest), uow)
+    assert own is not None and own.outcome == "accepted"
+
+
+def test_internal_and_admin_commands_are_refused_on_a_tenants_topic(uow) -> None:
+    run_id = "6f1c1b52-0d4e-4b0e-9a51-3c1b2f1f4a10"
+    cases = {
+        "FireTimer": "FireTimer is sent by Heddle itself (the timer role), never by a tenant",
+        "CompleteRemoteTask": "CompleteRemoteTask is sent by Heddle itself",
+        "StartSubworkflow": "StartSubworkflow is sent by Heddle itself (the run worker)",
+        "CompleteSubworkflow": "CompleteSubworkflow is sent by Heddle itself (the run worker)",
+        "ConfigureTenant": "ConfigureTenant is an admin command",
+    }
+    for offset, (type_, expected) in enumerate(cases.items()):
+        command = {"command_id": f"c{offset}", "type": type_, "payload": {"run_id": run_id}}
+        receipt = decide_bound(uow, command, offset=offset)
+        assert receipt is not None
+        assert receipt.outcome == "rejected"
+        assert expected in receipt.reason, receipt.reason
