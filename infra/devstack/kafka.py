@@ -20,8 +20,9 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from infra.devstack.probes import kafka_brokers, run_sync
 from infra.devstack.process import ServerProcess, free_port, port_open, tail
@@ -74,6 +75,48 @@ LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
   </Loggers>
 </Configuration>
 """
+
+
+ACLS_JAVA = """
+import java.io.*;
+import java.util.*;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.common.acl.*;
+import org.apache.kafka.common.resource.*;
+
+/** Creates the ACLs read from stdin, one a line: principal operation type pattern name. */
+public class Acls {
+  public static void main(String[] args) throws Exception {
+    Properties config = new Properties();
+    try (InputStream in = new FileInputStream(args[0])) { config.load(in); }
+    List<AclBinding> acls = new ArrayList<>();
+    BufferedReader lines = new BufferedReader(new InputStreamReader(System.in));
+    for (String line; (line = lines.readLine()) != null; ) {
+      String[] f = line.trim().split(" ");
+      if (f.length != 5) continue;
+      acls.add(new AclBinding(
+          new ResourcePattern(ResourceType.valueOf(f[2]), f[4], PatternType.valueOf(f[3])),
+          new AccessControlEntry(f[0], "*", AclOperation.valueOf(f[1]), AclPermissionType.ALLOW)));
+    }
+    try (Admin admin = Admin.create(config)) { admin.createAcls(acls).all().get(); }
+    System.out.println(acls.size() + " ACLs created");
+  }
+}
+"""
+
+
+class Acl(NamedTuple):
+    """One ALLOW rule of Kafka's StandardAuthorizer, as `kafka-acls.sh --add` makes it."""
+
+    principal: str
+    """`User:<name>`."""
+    operation: str
+    """READ, WRITE, CREATE, DESCRIBE, ..."""
+    resource: str
+    """TOPIC, GROUP or CLUSTER."""
+    name: str
+    pattern: str = "LITERAL"
+    """LITERAL (the name itself) or PREFIXED (every name that starts with it)."""
 
 
 def default_cache_dir(version: str = KAFKA_VERSION) -> Path:
@@ -222,8 +265,14 @@ class ApacheKafka(ServerProcess):
         cache_dir: Path | None = None,
         version: str = KAFKA_VERSION,
         heap: str = "512m",
+        sasl_users: dict[str, str] | None = None,
     ) -> None:
+        """`sasl_users` (name → password): a SASL_PLAINTEXT listener instead (SCRAM-SHA-256
+        and -512, these users made when the storage is formatted) and the StandardAuthorizer,
+        with the first user as the super user (the broker's own) and no access for anyone
+        else until `create_acls`."""
         super().__init__()
+        self.sasl_users = dict(sasl_users or {})
         self.data_dir = Path(data_dir)
         self._fixed_port = port
         self.port = port or free_port()
@@ -236,6 +285,44 @@ class ApacheKafka(ServerProcess):
     def bootstrap_servers(self) -> str:
         """`127.0.0.1:<port>`, for Kafka clients."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def super_user(self) -> tuple[str, str]:
+        """The super user's name and password (with `sasl_users`)."""
+        return next(iter(self.sasl_users.items()))
+
+    def client_options(self, user: str | None = None) -> dict[str, Any]:
+        """aiokafka's keywords to authenticate as `user` (the super user by default)."""
+        if not self.sasl_users:
+            return {}
+        name, password = (user, self.sasl_users[user]) if user else self.super_user
+        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
+                "sasl_plain_username": name, "sasl_plain_password": password}  # fmt: skip
+
+    def create_acls(self, acls: Iterable[Acl], timeout: float = 120.0) -> None:
+        """Create these ACLs with Kafka's own admin client (one JVM), as the super user."""
+        name, password = self.super_user
+        admin = self.data_dir / "admin.properties"
+        admin.write_text(
+            f"bootstrap.servers={self.bootstrap_servers}\n"
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\n"
+            f"sasl.jaas.config={_scram_login(name, password)}\n"
+        )
+        source = self.data_dir / "Acls.java"
+        source.write_text(ACLS_JAVA)
+        lines = "".join(f"{a.principal} {a.operation} {a.resource} {a.pattern} {a.name}\n"
+                        for a in acls)  # fmt: skip
+        command = [java_executable(), "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
+                   "-cp", f"{ensure_jars(self.cache_dir, self.version)}/*",
+                   str(source), str(admin)]  # fmt: skip
+        result = subprocess.run(
+            command, input=lines, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"creating Kafka ACLs failed (exit {result.returncode}):\n"
+                f"{(result.stdout + result.stderr).strip()[-3000:]}"
+            )
 
     def start(self, timeout: float = 120.0) -> None:
         """Fetch the jars if needed, format storage once, start and wait for metadata.
@@ -293,7 +380,9 @@ class ApacheKafka(ServerProcess):
             if not port_open(self.port):
                 return False
             try:
-                brokers = run_sync(lambda: kafka_brokers(self.bootstrap_servers, wait=5.0))
+                brokers = run_sync(
+                    lambda: kafka_brokers(self.bootstrap_servers, 5.0, **self.client_options())
+                )
             except Exception:  # not yet
                 return False
             return ("127.0.0.1", self.port) in brokers
@@ -329,10 +418,45 @@ class ApacheKafka(ServerProcess):
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "1",
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),  # default 128 MB of heap
+            **self._sasl_config(),
         }
         config = self.data_dir / "server.properties"
         config.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         return config
+
+    def _sasl_config(self) -> dict[str, str]:
+        """With `sasl_users`: clients and the broker itself on SASL_PLAINTEXT with SCRAM,
+        the controller's listener with PLAIN (SCRAM is not offered there), and the
+        StandardAuthorizer, which denies what no ACL allows."""
+        if not self.sasl_users:
+            return {}
+        name, password = self.super_user
+        return {
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": (
+                "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+            ),
+            "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256",
+            **{
+                f"listener.name.sasl_plaintext.{mechanism}.sasl.jaas.config": _scram_login(
+                    name, password
+                )
+                for mechanism in ("scram-sha-256", "scram-sha-512")
+            },
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{name}" password="{password}" user_{name}="{password}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{name}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def _format(self, jvm: list[str], config: Path) -> None:
         """Format the storage directory the first time (KRaft needs a cluster id)."""
@@ -340,6 +464,9 @@ class ApacheKafka(ServerProcess):
             return
         command = [*jvm, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                    f"--cluster-id={random_cluster_id()}", "--config", str(config)]  # fmt: skip
+        for name, password in self.sasl_users.items():
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                command += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
         result = subprocess.run(
             command,
             capture_output=True,
@@ -355,3 +482,10 @@ class ApacheKafka(ServerProcess):
                 f"{(result.stdout + result.stderr).strip()[-3000:]}\n"
                 f"--- {self.data_dir / 'server.log'} ---\n{tail(self.data_dir / 'server.log')}"
             )
+
+
+def _scram_login(name: str, password: str) -> str:
+    return (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{name}" password="{password}";'
+    )
