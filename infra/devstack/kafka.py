@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from infra.devstack.probes import kafka_brokers, run_sync
 from infra.devstack.process import ServerProcess, free_port, port_open, tail
+from infra.settings import Topics
 
 log = logging.getLogger("heddle.devstack")
 
@@ -117,6 +118,60 @@ class Acl(NamedTuple):
     name: str
     pattern: str = "LITERAL"
     """LITERAL (the name itself) or PREFIXED (every name that starts with it)."""
+
+
+def role_acls(topics: Topics, group_prefix: str = "heddle") -> dict[str, list[Acl]]:
+    """The ACLs each of Heddle's roles needs (and a remote worker, and tenant `T`), for a
+    principal named after it: `User:heddle-<role>` (docs/security.md lists the same).
+    Every role describes Heddle's topics (to find them, and the tenants' topics); the topics
+    are made beforehand, as the super user (the worker makes remote task topics itself)."""
+    p, g = topics.prefix, group_prefix
+    needs: dict[str, list[tuple[str, str, str, str]]] = {
+        "intake": [
+            ("READ", "TOPIC", topics.commands, "LITERAL"),
+            ("READ", "TOPIC", topics.tenant_commands, "PREFIXED"),
+            ("READ", "TOPIC", topics.task_results, "LITERAL"),
+            ("WRITE", "TOPIC", topics.command_results, "LITERAL"),
+            ("READ", "GROUP", f"{g}-intake", "PREFIXED"),
+        ],
+        "relay": [("WRITE", "TOPIC", topics.events, "LITERAL")],
+        "worker": [
+            ("READ", "TOPIC", topics.events, "LITERAL"),
+            ("READ", "GROUP", f"{g}-worker", "LITERAL"),
+            ("WRITE", "TOPIC", topics.commands, "LITERAL"),
+            ("WRITE", "TOPIC", topics.tokens, "LITERAL"),
+            ("WRITE", "TOPIC", topics.tasks_for(""), "PREFIXED"),
+            ("CREATE", "TOPIC", topics.tasks_for(""), "PREFIXED"),
+        ],
+        "projector": [
+            ("READ", "TOPIC", topics.events, "LITERAL"),
+            ("READ", "GROUP", f"{g}-projector", "LITERAL"),
+        ],
+        "timers": [("WRITE", "TOPIC", topics.commands, "LITERAL")],
+        "api": [
+            ("WRITE", "TOPIC", topics.commands, "LITERAL"),
+            ("READ", "TOPIC", topics.events, "LITERAL"),
+            ("READ", "TOPIC", topics.tokens, "LITERAL"),
+        ],
+    }
+    every_role = [("DESCRIBE", "TOPIC", f"{p}heddle.", "PREFIXED")]
+    consumer_roles = {"intake", "worker", "projector"}
+    acls = {
+        role: [
+            Acl(f"User:heddle-{role}", *rule)
+            for rule in every_role
+            + rules
+            + ([("WRITE", "TOPIC", topics.dlq, "LITERAL")] if role in consumer_roles else [])
+        ]
+        for role, rules in needs.items()
+    }
+    acls["remote worker"] = [
+        Acl("User:remote-worker", "READ", "TOPIC", topics.tasks_for(""), "PREFIXED"),
+        Acl("User:remote-worker", "WRITE", "TOPIC", topics.task_results),
+        Acl("User:remote-worker", "READ", "GROUP", "remote-worker", "PREFIXED"),
+    ]
+    acls["tenant T"] = [Acl("User:tenant-T", "WRITE", "TOPIC", topics.commands_of("T"))]
+    return acls
 
 
 def default_cache_dir(version: str = KAFKA_VERSION) -> Path:
