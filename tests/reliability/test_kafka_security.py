@@ -1,6 +1,6 @@
 """Kafka secured like the API (docs/security.md): a Kafka of the module's own with a
-SASL_PLAINTEXT listener (SCRAM) and the StandardAuthorizer, Heddle's roles running as
-a principal that holds the ACLs docs/security.md lists for them, and tenants whose
+SASL_PLAINTEXT listener (SCRAM) and the StandardAuthorizer, each of Heddle's roles
+running as its own principal with the ACLs docs/security.md lists for it, and tenants whose
 principals may write their own command topic and nothing else. A tenant starts runs on
 its topic; it cannot write Heddle's `heddle.commands` or another tenant's topic; what
 it sends there in another tenant's name, or as Heddle itself, is rejected and recorded;
@@ -9,6 +9,7 @@ no one without a password, and no tenant, reads the topics that carry tenant dat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -25,14 +26,17 @@ from handlers.unit_of_work import UnitOfWork
 from infra.devstack import ApacheKafka, create_database
 from infra.devstack.kafka import Acl, role_acls
 from infra.kafka import create_topics, ensure_topics
-from infra.settings import Topics
+from infra.settings import Settings, Topics
 from tests.conftest import isolated_settings, running_heddle
 from tests.integration.helpers import api_client, example, wait_for_run
 
-USERS = {"admin": "admin-secret", "heddle": "heddle-secret", "acme": "acme-secret",
-         "globex": "globex-secret"}  # fmt: skip
-"""The first is the broker's own super user."""
+ROLES = ("intake", "relay", "worker", "projector", "timers", "api")
 TENANTS = ("acme", "globex")
+USERS = {
+    "admin": "admin-secret",  # the broker's own super user
+    **{f"heddle-{role}": f"{role}-secret" for role in ROLES},
+    **{tenant: f"{tenant}-secret" for tenant in TENANTS},
+}
 WAIT_S = 30.0
 """How long a test waits for the intake to decide a command."""
 
@@ -45,40 +49,46 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKa
         yield server
 
 
+def as_principal(settings: Settings, user: str) -> Settings:
+    return settings.model_copy(
+        update={"kafka_username": user, "kafka_password": SecretStr(USERS[user])}
+    )
+
+
 @pytest.fixture(scope="module")
 async def heddle(
     secured_kafka: ApacheKafka, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Any]:
-    """Every role, as the principal `heddle` with the ACLs of every role; the topics
-    (and the tenants' topics) made beforehand by the super user, as an operator does."""
+    """Each role in a Heddle of its own, as its own principal (`heddle-<role>`) with the
+    ACLs docs/security.md lists for it; the topics (and the tenants' topics) made
+    beforehand by the super user, as an operator does. The API's Heddle is returned."""
     servers = secured_kafka.bootstrap_servers
     settings = isolated_settings(tmp_path_factory.mktemp("heddle")).model_copy(
         update={
             "kafka_bootstrap_servers": servers,
             "kafka_security_protocol": "SASL_PLAINTEXT",
             "kafka_sasl_mechanism": "SCRAM-SHA-512",
-            "kafka_username": "heddle",
-            "kafka_password": SecretStr(USERS["heddle"]),
         }
     )
-    admin = settings.model_copy(
-        update={"kafka_username": "admin", "kafka_password": SecretStr(USERS["admin"])}
-    )
     topics = Topics(settings.topic_prefix)
+    admin = as_principal(settings, "admin")
     await ensure_topics(admin, topics)
     await create_topics(admin, [topics.commands_of(t) for t in TENANTS], 1)
     acls = role_acls(topics, settings.group_prefix)
-    heddles = {Acl("User:heddle", *acl[1:]) for role in ALL_ROLE_NAMES for acl in acls[role]}
+    heddles = [acl for role in ROLES for acl in acls[role]]
     tenants = [Acl(f"User:{t}", "WRITE", "TOPIC", topics.commands_of(t)) for t in TENANTS]
     await asyncio.to_thread(secured_kafka.create_acls, [*heddles, *tenants])
     database_url = create_database(postgres_url, f"test_{uuid.uuid4().hex[:16]}")
-    async with running_heddle(settings, database_url, servers) as instance:
+    async with contextlib.AsyncExitStack() as stack:
+        for role in ROLES:
+            instance = await stack.enter_async_context(
+                running_heddle(
+                    as_principal(settings, f"heddle-{role}"), database_url, servers, roles=(role,)
+                )
+            )
         for tenant in TENANTS:
             await instance.publish_workflow(example("hello"), tenant, "operator")
         yield instance
-
-
-ALL_ROLE_NAMES = ("intake", "relay", "worker", "projector", "timers", "api")
 
 
 def as_user(kafka: ApacheKafka, user: str) -> dict[str, Any]:
