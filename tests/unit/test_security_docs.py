@@ -4,13 +4,16 @@ and the scopes each key allows, are what the code says."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
 
 import pytest
 from fastapi import HTTPException
 
 from api.http.dependencies import SEND_A_KEY, require_scope
+from infra.devstack.kafka import Acl, role_acls
 from infra.keys import KEY, SCOPES, ApiKey
+from infra.settings import Settings, Topics
 from tests.unit.test_docs import blocks
 
 SECURITY_MD = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
@@ -45,3 +48,35 @@ def test_the_actor_is_the_keys_name_or_its_id() -> None:
     assert key("read").actor == "key 3f9a1b2c4d5e"
     assert "the key's name, or `key <id>` for a key without a name" in SECURITY_MD
     assert KEY.match("heddle_3f9a1b2c4d5e_" + "x" * 43)
+
+
+def acl_commands(acls: list[Acl]) -> list[str]:
+    """`kafka-acls.sh --add` commands for `acls`: one per principal and resource."""
+    lines = []
+    for (principal, resource, name, pattern), same in groupby(
+        acls, lambda acl: (acl.principal, acl.resource, acl.name, acl.pattern)
+    ):
+        operations = " ".join(f"--operation {acl.operation.title()}" for acl in same)
+        where = f"--{resource.lower()} {name}"
+        if pattern == "PREFIXED":
+            where += " --resource-pattern-type prefixed"
+        lines.append(
+            f"kafka-acls.sh $ADMIN --add --allow-principal {principal} {operations} {where}"
+        )
+    return lines
+
+
+def test_the_documented_kafka_acls_are_the_ones_the_security_test_grants() -> None:
+    [documented] = [body for _, body, mark in blocks(SECURITY_MD) if mark == "kafka-acls"]
+    expected = [
+        line
+        for role, acls in role_acls(Topics()).items()
+        for line in [f"# {role}", *acl_commands(acls)]
+    ]
+    assert documented.strip().splitlines() == expected
+
+
+def test_kafka_settings_are_documented() -> None:
+    for name in Settings.model_fields:
+        if name.startswith("kafka_") and name not in {"kafka_bootstrap_servers", "kafka_port"}:
+            assert f"`HEDDLE_{name.upper()}`" in SECURITY_MD, name
