@@ -18,6 +18,7 @@ from faststream.security import (
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.commands import DEFAULT_TENANT
 from infra.llm.settings import ProviderSettings
 
 
@@ -165,6 +166,8 @@ class Topics:
         return f"{self.prefix}heddle.tasks.{capability}"
 
     def all(self) -> list[str]:
+        """The topics Heddle makes: its own, and the default tenant's command topic (so
+        that the intake's subscription to the tenants' topics always has one to read)."""
         return [
             self.commands,
             self.command_results,
@@ -172,4 +175,5 @@ class Topics:
             self.tokens,
             self.dlq,
             self.task_results,
+            self.commands_of(DEFAULT_TENANT),
         ]
