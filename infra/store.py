@@ -104,18 +104,39 @@ class EventStore(Application[UUID]):
                 found[name] = value
         return found
 
+    @property
+    def events_table(self) -> str:
+        """The events table, with its schema."""
+        recorder = self.recorder
+        return f"{recorder.datastore.schema}.{recorder.events_table_name}"  # type: ignore[attr-defined]
+
     def aggregate_events(self, aggregate_id: UUID) -> list[Event]:
         """An aggregate's events as envelopes, with their positions in the store."""
-        recorder = self.recorder
         query = (
             f"SELECT originator_id, originator_version, topic, state, notification_id AS id"
-            f" FROM {recorder.datastore.schema}.{recorder.events_table_name}"  # type: ignore[attr-defined]
-            " WHERE originator_id = %s ORDER BY originator_version"
+            f" FROM {self.events_table} WHERE originator_id = %s ORDER BY originator_version"
         )
-        with recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+        with self.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
             curs.execute(query, [aggregate_id])
             rows = curs.fetchall()
         return [self.envelope(Notification(**row)) for row in rows]
+
+    def events_at(self, cur: Any, positions: Sequence[int]) -> dict[int, Event]:
+        """The stored events at these positions, as envelopes, read on `cur` (a cursor of
+        the same database: a projector's, in its transaction)."""
+        cur.execute(
+            f"SELECT originator_id, originator_version, topic, state, notification_id"
+            f" FROM {self.events_table} WHERE notification_id = ANY(%s)",
+            [list(positions)],
+        )
+        found = {}
+        for originator_id, version, topic, state, position in cur.fetchall():
+            notification = Notification(
+                id=position, originator_id=originator_id, originator_version=version,
+                topic=topic, state=bytes(state),
+            )  # fmt: skip
+            found[position] = self.envelope(notification)
+        return found
 
     def envelope(self, notification: Notification) -> Event:
         """The JSON envelope published on `heddle.events` for a stored event.

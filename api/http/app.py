@@ -17,6 +17,7 @@ from api.http import (
     artifacts,
     commands,
     credentials,
+    dead_letters,
     documents,
     health,
     keys,
@@ -74,6 +75,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(router, dependencies=by_method)
     app.include_router(credentials.routes(runtime), dependencies=admin)
     app.include_router(keys.routes(runtime), dependencies=admin)
+    app.include_router(dead_letters.routes(runtime), dependencies=admin)
     app.include_router(providers.routes(runtime), dependencies=admin)  # real calls cost money
     app.include_router(tenant.routes(runtime), dependencies=admin)
     return app

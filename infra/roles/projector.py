@@ -16,7 +16,9 @@ class ProjectorRole:
     def __init__(self, ports: Ports, epoch: str) -> None:
         self.ports = ports
         assert ports.settings.database_url is not None  # build() checked it
-        self.projector = Projector(ports.settings.database_url, consumer=f"projector@{epoch}")
+        self.projector = Projector(
+            ports.settings.database_url, consumer=f"projector@{epoch}", store=ports.store
+        )
 
     def subscribe(self) -> None:
         ports = self.ports

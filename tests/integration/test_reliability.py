@@ -126,3 +126,26 @@ async def test_a_poison_event_goes_to_the_dead_letter_topic_and_runs_keep_flowin
     assert dead[0]["value"] == b"\x00 not an event"
     assert dead[0]["headers"]["x-original-topic"] == heddle.topics.events
     assert "x-error" in dead[0]["headers"]
+
+
+async def test_dead_letters_are_listed_with_their_reason_and_replayed_to_their_topic(
+    heddle, kafka_bootstrap
+) -> None:
+    await _send(kafka_bootstrap, heddle.topics.events, b"\x00 not an event")
+    await _read_all(kafka_bootstrap, heddle.topics.dlq, 1, timeout=30)
+    async with api_client(heddle) as client:
+        [letter] = (await client.get("/v1/dead-letters")).json()["dead_letters"]
+        shown = await client.get(f"/v1/dead-letters/{letter['partition']}/{letter['offset']}")
+        entry = {"partition": letter["partition"], "offset": letter["offset"]}
+        replayed = await client.post("/v1/dead-letters/replay", json={"entries": [entry]})
+        again = await _read_all(kafka_bootstrap, heddle.topics.dlq, 2, timeout=30)
+        listed = (await client.get("/v1/dead-letters")).json()["dead_letters"]
+        missing = await client.get("/v1/dead-letters/0/999")
+    assert letter["topic"] == heddle.topics.events
+    assert letter["original_offset"] == 0
+    assert letter["error"], "says why it failed"
+    assert shown.json()["value"] == "\x00 not an event"
+    assert replayed.json() == {"replayed": 1}
+    assert again[1]["headers"]["x-replayed-from"] == f"{letter['partition']}@{letter['offset']}"
+    assert len(listed) == 2, "still poison: it failed again, and is back with its reason"
+    assert missing.status_code == 404
