@@ -9,7 +9,14 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.integration.helpers import api_client, example, publish, wait_for_command, wait_for_run
+from tests.integration.helpers import (
+    api_client,
+    example,
+    publish,
+    start_run,
+    wait_for_command,
+    wait_for_run,
+)
 
 
 async def _send(bootstrap: str, topic: str, *values: bytes) -> None:
@@ -149,3 +156,29 @@ async def test_dead_letters_are_listed_with_their_reason_and_replayed_to_their_t
     assert again[1]["headers"]["x-replayed-from"] == f"{letter['partition']}@{letter['offset']}"
     assert len(listed) == 2, "still poison: it failed again, and is back with its reason"
     assert missing.status_code == 404
+
+
+async def test_fifty_concurrent_changes_to_one_run_are_all_kept(heddle) -> None:
+    """50 requests set a variable each on one waiting run at once: none is lost, each
+    command is accepted once, and the person's approval afterwards still decides it."""
+    async with api_client(heddle) as client:
+        await publish(client, example("approval"))
+        run_id = await start_run(client, "refund-approval", {"customer": "Ada", "amount": 5})
+        async with asyncio.timeout(60):  # until the task is open
+            while not (await client.get("/v1/tasks", params={"run_id": run_id})).json()["items"]:
+                await asyncio.sleep(0.05)
+        sent = await asyncio.gather(
+            *(
+                client.post(f"/v1/runs/{run_id}/variables", json={"variables": {f"v{n}": n}})
+                for n in range(50)
+            )
+        )
+        outcomes = [await wait_for_command(client, s.json()["command_id"]) for s in sent]
+        completed = await client.post(
+            f"/v1/runs/{run_id}/tasks/review/complete", json={"decision": "approve"}
+        )
+        assert completed.status_code == 202, completed.text
+        run = await wait_for_run(client, run_id, timeout=60)
+    assert [o["status"] for o in outcomes] == ["accepted"] * 50
+    assert {f"v{n}": n for n in range(50)}.items() <= run["variables"].items()
+    assert run["variables"]["outcome"] == "refunded"
