@@ -605,7 +605,10 @@ class ThreadReplyRequested(TypedDict):
     reply_id: str
     message_id: str
     branch: str | None
-    request: dict[str, Any]
+    request: NotRequired[dict[str, Any] | None]
+    """The transcript: only in events recorded before each message was stored once."""
+    model: NotRequired[str | None]
+    instruction: NotRequired[str | None]
 
 
 class ThreadRunAttached(TypedDict):

@@ -7,17 +7,23 @@ background (at most one write at a time), so that after a restart it resumes the
 a little before: at-least-once, in order, and the write is off the hot path. One relay
 per database publishes at a time (an advisory lock elects it); others wait as standbys.
 It has its own Kafka producer: one in-flight batch per partition keeps per-key order.
+
+A message the broker refuses for good (too large: only an event stored before the claim
+check, infra/claims.py, can be) is never retried at the same position: its envelope
+without `data` goes to `heddle.dlq` with the error, and the relay moves on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import psycopg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from eventsourcing.persistence import Notification, Tracking
 
 from infra.kafka import start_producer
@@ -25,6 +31,8 @@ from infra.store import EventStore, dumps
 
 log = logging.getLogger("heddle.relay")
 RELAY_LOCK = 0x68656464  # "hedd": the advisory lock that elects the publishing relay
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordListTooLargeError)
+"""What the broker answers a message that no retry can publish."""
 
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
@@ -49,6 +57,7 @@ class Relay:
         position_name: str = "relay",
         batch_size: int = 1000,
         producer: Producer | None = None,
+        dlq_topic: str | None = None,
     ) -> None:
         self.position_name = position_name
         self.store = store
@@ -57,6 +66,8 @@ class Relay:
         self.bootstrap_servers = bootstrap_servers
         self.batch_size = batch_size
         self.producer = producer
+        self.dlq_topic = dlq_topic
+        self.dead_lettered = 0
         self.position = 0
         self.saved_position = 0
         self.published = 0
@@ -102,11 +113,14 @@ class Relay:
         )
         if not notifications:
             return 0
-        futures = [
-            await self.producer.send(self.topic, value, key=key, headers=headers)
-            for key, value, headers in self.messages(notifications)
-        ]
-        await asyncio.gather(*futures)
+        messages = self.messages(notifications)
+        futures = [await self._send(self.topic, *message) for message in messages]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, REFUSED_FOR_GOOD):
+                await self._dead_letter(message, result)
+            elif isinstance(result, BaseException):
+                raise result
         self.position = notifications[-1].id
         self.published += len(notifications)
         log.debug("published %s events up to position %s", len(notifications), self.position)
@@ -128,6 +142,41 @@ class Relay:
             ]
             messages.append((str(notification.originator_id).encode(), dumps(envelope), headers))
         return messages
+
+    async def _send(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        """Send one message; a refusal for good (raised by the producer before sending)
+        comes back in the future, like the broker's."""
+        assert self.producer is not None
+        try:
+            return await self.producer.send(topic, value, key=key, headers=headers)
+        except REFUSED_FOR_GOOD as error:
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(error)
+            return refused
+
+    async def _dead_letter(self, message: Message, error: BaseException) -> None:
+        """Record a message that cannot be published: its envelope without `data` (the
+        event stays in the store) to the dead-letter topic, with the error."""
+        key, value, headers = message
+        found = dict(headers)
+        log.error(
+            "event at position %s (%s, %s bytes) cannot be published: %r; dead-lettered",
+            found["position"].decode(), found["type"].decode(), len(value), error,
+        )  # fmt: skip
+        self.dead_lettered += 1
+        if self.dlq_topic is None:
+            return
+        envelope = json.loads(value)
+        envelope["data"] = {}
+        headers = [
+            *headers,
+            ("x-error", f"{type(error).__name__}: {error}"[:1000].encode()),
+            ("x-original-topic", self.topic.encode()),
+            ("x-original-bytes", str(len(value)).encode()),
+        ]
+        await (await self._send(self.dlq_topic, key, dumps(envelope), headers))
 
     async def save_position(self) -> None:
         """Record how far the relay has published (only ever forwards)."""

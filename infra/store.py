@@ -8,6 +8,7 @@ consumed partition) in one transaction, which is what makes redelivery harmless.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -17,7 +18,13 @@ from typing import Any, TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import InterfaceError, Notification, OperationalError, Tracking
+from eventsourcing.persistence import (
+    InterfaceError,
+    JSONTranscoder,
+    Notification,
+    OperationalError,
+    Tracking,
+)
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
@@ -25,6 +32,15 @@ from psycopg.sql import SQL, Identifier
 
 from domain.messages import Event
 from handlers.records import Record
+from infra.claims import (
+    CLAIM_MARK,
+    ClaimingMapper,
+    Claims,
+    ClaimTranscoding,
+    create_claims_statement,
+    insert_claims_statement,
+    is_claim,
+)
 
 T = TypeVar("T")
 STORE_NAME = "heddle"
@@ -43,6 +59,8 @@ class TrackingRecorder(PostgresProcessRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.sql_create_statements.append(create_claims_statement(self.datastore.schema))
+        self.insert_claims_statement = insert_claims_statement(self.datastore.schema)
         table = SQL("{0}.{1}").format(
             Identifier(self.datastore.schema), Identifier(self.events_table_name)
         )
@@ -62,6 +80,9 @@ class TrackingRecorder(PostgresProcessRecorder):
                 self._insert_tracking(curs, tracking)
             if not stored_events:
                 return []
+            claims = {k: v for e in stored_events for k, v in getattr(e, "claims", {}).items()}
+            if claims:
+                curs.execute(self.insert_claims_statement, [list(claims), list(claims.values())])
             self._lock_table(curs)  # commit order = notification order, for the relay
             self._notify_channel(curs)
             curs.execute(
@@ -82,8 +103,21 @@ class EventStore(Application[UUID]):
 
     name = STORE_NAME
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.claims = Claims()
+        super().__init__(*args, **kwargs)
+
+    def construct_mapper(self) -> Any:
+        transcoder = self.construct_transcoder()
+        assert isinstance(transcoder, JSONTranscoder)
+        transcoder.register(ClaimTranscoding(self.claims, transcoder))
+        return ClaimingMapper(transcoder, self.claims)
+
     def construct_recorder(self) -> Any:
-        return self.factory.process_recorder()
+        recorder = self.factory.process_recorder()
+        if isinstance(recorder, TrackingRecorder):
+            self.claims.datastore = recorder.datastore
+        return recorder
 
     def positions(self, names: Sequence[str]) -> dict[str, int]:
         """Tracked positions by name (missing ones are absent)."""
@@ -107,15 +141,16 @@ class EventStore(Application[UUID]):
             rows = curs.fetchall()
         return [self.envelope(Notification(**row)) for row in rows]
 
-    def envelope(self, notification: Notification) -> Event:
-        """The JSON envelope published on `heddle.events` for a stored event.
+    def envelope(self, notification: Notification, resolve: bool = True) -> Event:
+        """The JSON envelope of a stored event; with `resolve=False`, as published on
+        `heddle.events`: its claims (infra/claims.py) left as references.
 
         Read from the stored JSON itself rather than through a domain event object: the
         relay does this for every event, and the values it needs are the JSON ones. The
         store is set up without compression or encryption (`store_environment`), and no
         event class has an upcast (`class_version`) that a domain event would apply.
         """
-        data = json.loads(notification.state, object_hook=_plain)
+        data = json.loads(notification.state, object_hook=self._resolved if resolve else _plain)
         timestamp = data.pop("timestamp")
         data.pop("originator_topic", None)
         type_name = notification.topic.split(":", 1)[1]
@@ -131,6 +166,22 @@ class EventStore(Application[UUID]):
             "data": data,
         }
 
+    def resolved(self, records: list[Record]) -> list[Record]:
+        """Consumed `heddle.events` records with their claims replaced by the values."""
+        return [
+            dataclasses.replace(
+                record, value=dumps(json.loads(record.value, object_hook=self._resolved))
+            )
+            if CLAIM_MARK in record.value
+            else record
+            for record in records
+        ]
+
+    def _resolved(self, value: dict[str, Any]) -> Any:
+        if is_claim(value):
+            return json.loads(self.claims.get(value["_data_"]), object_hook=self._resolved)
+        return _plain(value)
+
 
 # How the library's transcodings (`{"_type_": ..., "_data_": ...}`) appear on the wire.
 _PLAIN: dict[str, Callable[[str], str]] = {
@@ -141,7 +192,7 @@ _PLAIN: dict[str, Callable[[str], str]] = {
 
 
 def _plain(value: dict[str, Any]) -> Any:
-    if len(value) == 2 and "_type_" in value and "_data_" in value:
+    if len(value) == 2 and "_type_" in value and "_data_" in value and not is_claim(value):
         return _PLAIN[value["_type_"]](value["_data_"])
     return value
 
@@ -222,8 +273,9 @@ class Positions:
 
 
 def dumps(value: Any) -> bytes:
-    """JSON for the wire: UUIDs and datetimes as strings."""
-    return json.dumps(value, default=_default, separators=(",", ":")).encode()
+    """JSON for the wire, in UTF-8 (not `\\u` escapes, which can double its size): UUIDs
+    and datetimes as strings."""
+    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _default(value: Any) -> Any:

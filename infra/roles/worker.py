@@ -4,6 +4,7 @@ layer, the tools, the token publisher, and the broker for commands and remote ta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 from typing import Any
@@ -13,6 +14,7 @@ from handlers.reactions.worker import SendCommand, WorkerPorts
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Ports
+from infra.claims import CLAIM_MARK
 from infra.kafka import create_topics, subscribe_pipelined
 from infra.store import Positions, dumps
 
@@ -51,7 +53,10 @@ class Worker:
         )  # fmt: skip
 
     async def take(self, records: list[Record]) -> Saved:
-        """Start the work a batch of events calls for; done once its outcomes are saved."""
+        """Start the work a batch of events calls for; done once its outcomes are saved.
+        (Large values arrive as claims: the handlers see them resolved.)"""
+        if any(CLAIM_MARK in record.value for record in records):
+            records = await asyncio.to_thread(self.ports.store.resolved, records)
         return await self.pipeline.take(records)
 
     def busy(self) -> bool:
