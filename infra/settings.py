@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     group_prefix: str = "heddle"
     partitions: int = 4
     max_body_bytes: int = 1024 * 1024
+    # A command published to Kafka may be this large as JSON (the broker's default limit,
+    # `message.max.bytes`, is 1 MiB + 12 bytes; events stay under it by the claim check).
+    max_message_bytes: int = 1_000_000
     # Uploads to POST /v1/documents may be this large (the other requests: max_body_bytes).
     document_max_bytes: int = 10 * 1024 * 1024
     batch_size: int = 500

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from api.http.dependencies import Caller, Runtime
 from domain.commands import COMMAND_TYPES
 from domain.messages import CommandEnvelope
+from infra.runtime import MessageTooLarge
 
 
 class Accepted(BaseModel):
@@ -42,7 +43,10 @@ async def send_command(
         correlation_id=correlation_id,
         payload=payload,
     )
-    await runtime.send_command(envelope, key)
+    try:
+        await runtime.send_command(envelope, key)
+    except MessageTooLarge as error:
+        raise HTTPException(413, str(error)) from None
     return envelope.command_id
 
 

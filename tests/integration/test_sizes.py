@@ -1,0 +1,275 @@
+"""Sizes are bounded everywhere, on real PostgreSQL and real Kafka: a 900 KB input, a 5 MB
+model answer and a 2,000-message thread are stored (large values once, by content: the
+claim check), read back whole through the API, and every stored event and published
+message stays small, so other tenants' runs go on; a message the broker refuses anyway is
+dead-lettered and the relay moves on; YAML aliases are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from eventsourcing.domain import Aggregate, event
+from psycopg.sql import SQL
+
+from infra.claims import CLAIM_THRESHOLD, CLAIMS_TABLE
+from infra.kafka import create_topics, start_producer
+from infra.live import events_table
+from infra.relay import Relay
+from infra.store import EventStore, store_environment
+from tests.conftest import module_heddle
+from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire
+from tests.integration.helpers import (
+    api_client,
+    publish,
+    start_run,
+    wait_for_command,
+    wait_for_run,
+)
+from tests.integration.shared import openai  # noqa: F401 (fixture)
+from tests.integration.test_threads import support, thread_of_run, until
+
+SMALL = CLAIM_THRESHOLD + 4096
+"""The most any stored event (and so any message on `heddle.events`) may take."""
+
+
+@pytest.fixture(scope="module")
+async def heddle(
+    openai: FakeLlmServer,
+    postgres_url: str,
+    kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Any]:
+    environ = {"OPENAI_BASE_URL": f"{openai.url}/v1", "OPENAI_API_KEY": "sk-test-openai"}
+    async with module_heddle(tmp_path_factory, postgres_url, kafka_bootstrap, environ) as heddle:
+        yield heddle
+
+
+@pytest.fixture
+async def client(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(heddle) as api:
+        yield api
+
+
+def summary(name: str, stream: bool = True) -> dict[str, Any]:
+    """One `llm` node whose prompt holds the whole input."""
+    node = {"kind": "llm", "model": "openai:gpt-4o-mini", "prompt": "Sum up: {{ input.text }}"}
+    return {
+        "name": name,
+        "start": "ask",
+        "nodes": {"ask": {**node, "output": "answer", "stream": stream}},
+    }
+
+
+async def stored_sizes(heddle: Any, aggregate_id: str) -> dict[str, int]:
+    """The largest stored JSON of each event type of one aggregate, in bytes."""
+    query = SQL("SELECT topic, max(length(state)) FROM {} WHERE originator_id = %s GROUP BY topic")
+    async with heddle.reads.connection() as conn:
+        cursor = await conn.execute(
+            query.format(events_table(heddle.store)), [uuid.UUID(aggregate_id)]
+        )
+        return {topic.rsplit(".", 1)[-1]: size for topic, size in await cursor.fetchall()}
+
+
+async def claimed_sizes(heddle: Any) -> list[int]:
+    async with heddle.reads.connection() as conn:
+        cursor = await conn.execute(f"SELECT length(value) FROM {CLAIMS_TABLE}")
+        return [size for (size,) in await cursor.fetchall()]
+
+
+async def test_a_900_kb_input_completes_and_another_tenants_run_completes_too(
+    heddle: Any, client: httpx.AsyncClient, openai: FakeLlmServer
+) -> None:
+    text = "€" * 300_000
+    assert len(text.encode()) == 900_000
+    openai.then(OpenAiWire.stream(["Many euros."]), OpenAiWire.stream(["A few euros."]))
+    await publish(client, summary("summary"))
+    big = await start_run(client, "summary", {"text": text})
+    async with api_client(heddle, tenant="other") as other:
+        await publish(other, summary("summary"))
+        small = await start_run(other, "summary", {"text": "€5"})
+        assert (await wait_for_run(other, small))["status"] == "completed"
+
+    state = await wait_for_run(client, big)
+
+    assert (state["status"], state["variables"]["answer"]) == ("completed", "Many euros.")
+    assert any(r.body["messages"][-1]["content"] == f"Sum up: {text}" for r in openai.requests)
+    events = (await client.get(f"/v1/runs/{big}/events")).json()["events"]
+    assert events[0]["data"]["input"] == {"text": text}
+    sizes = await stored_sizes(heddle, big)
+    assert max(sizes.values()) < SMALL, sizes
+    assert len(text.encode()) in {size - 2 for size in await claimed_sizes(heddle)}
+
+
+async def test_a_5_mb_model_answer_is_stored_once_and_read_whole_through_the_api(
+    heddle: Any, client: httpx.AsyncClient, openai: FakeLlmServer
+) -> None:
+    answer = "".join(f"Line {i}: ça coûte {i} €.\n" for i in range(200_000))
+    assert len(answer.encode()) > 5_000_000
+    openai.then(OpenAiWire.completion(answer))
+    await publish(client, summary("long-answer", stream=False))
+    long = await start_run(client, "long-answer", {"text": "everything"})
+    state = await wait_for_run(client, long)
+    async with api_client(heddle, tenant="bystander") as other:
+        openai.then(OpenAiWire.stream(["Short."]))
+        await publish(other, summary("summary"))
+        short = await start_run(other, "summary", {"text": "a little"})
+        assert (await wait_for_run(other, short))["variables"]["answer"] == "Short."
+
+    assert (state["status"], state["variables"]["answer"]) == ("completed", answer)
+    events = (await client.get(f"/v1/runs/{long}/events")).json()["events"]
+    [call] = [e for e in events if e["type"] == "WorkflowRun.LlmCallCompleted"]
+    assert call["data"]["result"]["text"] == answer
+    [completed] = [e for e in events if e["type"] == "WorkflowRun.NodeCompleted"]
+    assert completed["data"]["output"] == answer
+    sizes = await stored_sizes(heddle, long)
+    assert max(sizes.values()) < SMALL, sizes
+    stored_answer = len(json.dumps(answer, ensure_ascii=False).encode())
+    assert (await claimed_sizes(heddle)).count(stored_answer) == 1
+
+
+async def test_a_2000_message_thread_stores_each_message_once_and_still_replies(
+    heddle: Any, client: httpx.AsyncClient, openai: FakeLlmServer
+) -> None:
+    await publish(client, support("long-chat"))
+    run_id = await start_run(client, "long-chat", {"customer": "Ada", "order": "A-1"})
+    thread_id = await thread_of_run(client, run_id)
+    note = "Thanks for the update on my order; " * 8
+    for first in range(0, 999, 111):
+        posted = await asyncio.gather(
+            *(
+                client.post(
+                    f"/v1/threads/{thread_id}/messages",
+                    json={"content": f"{first + i}: {note}", "branch": "thanks"},
+                )
+                for i in range(111)
+            )
+        )
+        assert {p.status_code for p in posted} == {202}
+
+    async def all_posted() -> bool:
+        thread = (await client.get(f"/v1/threads/{thread_id}")).json()
+        return bool(thread["messages"] == 1998)
+
+    await until(all_posted, "1,998 messages")
+    openai.then(OpenAiWire.stream(["Anything else?"]))
+    asked = await client.post(
+        f"/v1/threads/{thread_id}/messages", json={"content": "One more question"}
+    )
+    assert (await wait_for_command(client, asked.json()["command_id"]))["status"] == "accepted"
+    said = await until(lambda: every_message(client, thread_id, 2000), "the reply")
+
+    assert [m["content"] for m in said[-2:]] == ["One more question", "Anything else?"]
+    sent = openai.requests[-1].body["messages"]
+    assert (len(sent), sent[-1]["content"]) == (2000, "One more question")
+    transcript = sum(len(m["content"].encode()) for m in sent)
+    sizes = await stored_sizes(heddle, thread_id)
+    assert transcript > CLAIM_THRESHOLD
+    assert max(sizes.values()) < 2048, sizes
+    done = await client.post(f"/v1/threads/{thread_id}/complete", json={"data": {}})
+    assert done.status_code == 202
+    state = await wait_for_run(client, run_id)
+    assert len(state["variables"]["chat"]["messages"]) == 2000
+    assert max((await stored_sizes(heddle, run_id)).values()) < SMALL
+
+
+async def every_message(
+    client: httpx.AsyncClient, thread_id: str, count: int
+) -> list[dict[str, Any]] | None:
+    """The thread's messages, page by page, once there are `count` of them."""
+    if (await client.get(f"/v1/threads/{thread_id}")).json()["messages"] < count:
+        return None
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 500} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get(f"/v1/threads/{thread_id}/messages", params=params)).json()
+        found += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return found
+
+
+BILLION_LAUGHS = """
+name: laughs
+start: a
+lol: &lol ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+lol2: &lol2 [*lol, *lol, *lol, *lol, *lol, *lol, *lol, *lol, *lol]
+lol3: &lol3 [*lol2, *lol2, *lol2, *lol2, *lol2, *lol2, *lol2, *lol2, *lol2]
+nodes:
+  a: {kind: set, vars: {x: [*lol3, *lol3, *lol3, *lol3, *lol3, *lol3, *lol3, *lol3]}}
+"""
+
+
+async def test_yaml_aliases_in_a_workflow_are_refused_with_422_at_their_path(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.put(
+        "/v1/workflows/laughs",
+        content=BILLION_LAUGHS,
+        headers={"Content-Type": "application/yaml"},
+    )
+
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    assert problem["path"] == "lol2[0]"
+    assert "alias" in problem["message"]
+
+
+class Note(Aggregate):
+    """An aggregate with text of any size, for the relay's test."""
+
+    @event("Written")
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+async def test_a_message_the_broker_refuses_is_dead_lettered_and_the_relay_moves_on(
+    database_url: str, kafka_bootstrap: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    events, dlq = f"{prefix}events", f"{prefix}dlq"
+    await create_topics(kafka_bootstrap, [events, dlq], 1)
+    store = EventStore(env=store_environment(database_url, 0, create_tables=True))
+    too_large, after = Note("x" * 50_000), Note("small")
+    store.save(too_large)
+    store.save(after)
+    producer = await start_producer(kafka_bootstrap, "test-relay", max_request_size=20_000)
+    relay = Relay(store, database_url, events, producer=producer, dlq_topic=dlq)
+    try:
+        assert await relay.publish_pending() == 2
+        [written] = store.aggregate_events(too_large.id)
+    finally:
+        await producer.stop()
+        store.close()
+
+    published, dead = await read_all(kafka_bootstrap, events), await read_all(kafka_bootstrap, dlq)
+    assert [json.loads(m.value)["data"]["text"] for m in published] == ["small"]
+    [letter] = dead
+    headers = {k: v.decode() for k, v in letter.headers}
+    assert json.loads(letter.value)["aggregate_id"] == str(too_large.id)
+    assert headers["x-error"].startswith("MessageSizeTooLargeError")
+    assert relay.position == 2
+    assert written["data"]["text"] == too_large.text  # the event stays in the store
+
+
+async def read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every message of a one-partition topic, from the first to the last written."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        end = (await consumer.end_offsets([partition]))[partition]
+        found: list[Any] = []
+        while len(found) < end:
+            found += (await consumer.getmany(partition, timeout_ms=1000)).get(partition, [])
+        return found
+    finally:
+        await consumer.stop()
