@@ -132,7 +132,7 @@ class Relay:
         """The Kafka messages for stored events: keyed by aggregate id, typed in headers."""
         messages = []
         for notification in notifications:
-            envelope = self.store.envelope(notification)
+            envelope = self.store.envelope(notification, resolve=False)
             headers = [
                 ("event-id", envelope["id"].encode()),
                 ("position", str(notification.id).encode()),

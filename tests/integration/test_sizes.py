@@ -20,7 +20,7 @@ from psycopg.sql import SQL
 
 from infra.claims import CLAIM_THRESHOLD, CLAIMS_TABLE
 from infra.kafka import create_topics, start_producer
-from infra.live import events_table
+from infra.live import events_table, partitions_of
 from infra.relay import Relay
 from infra.store import EventStore, store_environment
 from tests.conftest import module_heddle
@@ -77,6 +77,13 @@ async def stored_sizes(heddle: Any, aggregate_id: str) -> dict[str, int]:
         return {topic.rsplit(".", 1)[-1]: size for topic, size in await cursor.fetchall()}
 
 
+async def published_sizes(heddle: Any, aggregate_id: str) -> list[int]:
+    """The sizes of one aggregate's messages on `heddle.events`; none went to `heddle.dlq`."""
+    assert await read_all(heddle.settings.kafka_bootstrap_servers, heddle.topics.dlq) == []
+    published = await read_all(heddle.settings.kafka_bootstrap_servers, heddle.topics.events)
+    return [len(m.value) for m in published if m.key == aggregate_id.encode()]
+
+
 async def claimed_sizes(heddle: Any) -> list[int]:
     async with heddle.reads.connection() as conn:
         cursor = await conn.execute(f"SELECT length(value) FROM {CLAIMS_TABLE}")
@@ -104,6 +111,7 @@ async def test_a_900_kb_input_completes_and_another_tenants_run_completes_too(
     assert events[0]["data"]["input"] == {"text": text}
     sizes = await stored_sizes(heddle, big)
     assert max(sizes.values()) < SMALL, sizes
+    assert max(await published_sizes(heddle, big)) < SMALL
     assert len(text.encode()) in {size - 2 for size in await claimed_sizes(heddle)}
 
 
@@ -130,6 +138,7 @@ async def test_a_5_mb_model_answer_is_stored_once_and_read_whole_through_the_api
     assert completed["data"]["output"] == answer
     sizes = await stored_sizes(heddle, long)
     assert max(sizes.values()) < SMALL, sizes
+    assert max(await published_sizes(heddle, long)) < SMALL
     stored_answer = len(json.dumps(answer, ensure_ascii=False).encode())
     assert (await claimed_sizes(heddle)).count(stored_answer) == 1
 
@@ -260,16 +269,17 @@ async def test_a_message_the_broker_refuses_is_dead_lettered_and_the_relay_moves
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
-    """Every message of a one-partition topic, from the first to the last written."""
+    """Every message of a topic, from the first to the last written when called."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partition = TopicPartition(topic, 0)
-        consumer.assign([partition])
-        end = (await consumer.end_offsets([partition]))[partition]
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
         found: list[Any] = []
-        while len(found) < end:
-            found += (await consumer.getmany(partition, timeout_ms=1000)).get(partition, [])
+        while len(found) < sum(ends.values()):
+            for batch in (await consumer.getmany(*partitions, timeout_ms=1000)).values():
+                found += [m for m in batch if m.offset < ends[TopicPartition(m.topic, m.partition)]]
         return found
     finally:
         await consumer.stop()
