@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import suppress
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+from uuid import UUID
 
+from domain.errors import NodeNotRunning
+from domain.runs import WorkflowRun
 from handlers.reactions.pipeline import Pipeline, Saved
 from handlers.reactions.worker import SendCommand, WorkerPorts
 from handlers.records import Record
@@ -95,9 +100,28 @@ class Worker:
         """Publish tasks of `remote` nodes to their capability's topic."""
         topics = self.ports.topics
         for task in tasks:
+            message = dumps({**task, "reply_to": topics.task_results})
+            if len(message) > self.ports.settings.max_message_bytes:
+                await self.ports.writer.run(self.fail_oversized_task, task, len(message))
+                continue
             log.info("sending task %s to %s", task["task_id"], task["capability"])
-            message = {**task, "reply_to": topics.task_results}
             await self.ports.broker.publish(
-                dumps(message), topics.tasks_for(task["capability"]),
+                message, topics.tasks_for(task["capability"]),
                 key=task["run_id"].encode(), headers={"task_id": task["task_id"]},
             )  # fmt: skip
+
+    def fail_oversized_task(self, task: dict[str, Any], size: int) -> None:
+        """A task over the broker's limit is never sent: its node fails (class
+        `definition`: the workflow hands the worker too much), once."""
+        uow = UnitOfWork(self.ports.store)
+        run = uow.get(UUID(task["run_id"]), WorkflowRun)
+        limit = self.ports.settings.max_message_bytes
+        error = {
+            "class": "definition",
+            "message": f"the task is {size} bytes as JSON; at most {limit} fit on its topic"
+            " (pass a document id rather than the content)",
+        }
+        if run is not None:
+            with suppress(NodeNotRunning):
+                run.fail_node(task["node_id"], task["attempt"], error, now=datetime.now(UTC))
+        uow.save()

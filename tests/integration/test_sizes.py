@@ -205,6 +205,20 @@ async def every_message(
             return found
 
 
+async def test_a_remote_task_too_large_to_send_fails_its_node_as_a_definition_error(
+    client: httpx.AsyncClient,
+) -> None:
+    both = {"a": "{{ input.text }}", "b": "{{ input.text }}"}
+    twice = {"kind": "remote", "capability": "echo", "input": both}
+    await publish(client, {"name": "hand-over", "start": "twice", "nodes": {"twice": twice}})
+    run_id = await start_run(client, "hand-over", {"text": "€" * 300_000})
+
+    state = await wait_for_run(client, run_id)
+
+    assert (state["status"], state["error"]["class"]) == ("failed", "definition")
+    assert "fit on its topic" in state["error"]["message"]
+
+
 BILLION_LAUGHS = """
 name: laughs
 start: a
