@@ -162,6 +162,11 @@ def execute(
     return receipt
 
 
+MAX_REASON = 2000
+"""A reason is cut to this many characters (one that quotes a huge value stays readable,
+and its outcome message small)."""
+
+
 def reject(
     uow: UnitOfWork, command_id: str, type_: str, data: dict[str, Any] | None, reason: str
 ) -> CommandReceipt:
@@ -174,7 +179,7 @@ def reject(
         tenant=tenant_of(data),
         actor=actor[:200] if isinstance(actor, str) and actor else "anonymous",
         outcome="rejected",
-        reason=reason,
+        reason=reason if len(reason) <= MAX_REASON else f"{reason[:MAX_REASON]}…",
         result={},
         correlation_id=correlation_id[:200] if isinstance(correlation_id, str) else None,
     )

@@ -219,6 +219,25 @@ async def test_a_remote_task_too_large_to_send_fails_its_node_as_a_definition_er
     assert "fit on its topic" in state["error"]["message"]
 
 
+async def test_a_huge_input_that_fails_the_schema_is_rejected_with_a_short_reason(
+    client: httpx.AsyncClient,
+) -> None:
+    short = summary("short-input") | {
+        "inputs": {"type": "object", "properties": {"text": {"maxLength": 10}}}
+    }
+    await publish(client, short)
+    sent = await client.post(
+        "/v1/runs", json={"workflow": "short-input", "input": {"text": "€" * 300_000}}
+    )
+
+    outcome = await wait_for_command(client, sent.json()["command_id"])
+
+    assert outcome["status"] == "rejected"
+    assert outcome["reason"].startswith("input does not match the workflow's inputs: input.text")
+    assert outcome["reason"].endswith("(300002 characters) is too long")
+    assert len(outcome["reason"]) < 1000
+
+
 BILLION_LAUGHS = """
 name: laughs
 start: a
