@@ -33,13 +33,13 @@ from psycopg.sql import SQL, Identifier
 from domain.messages import Event
 from handlers.records import Record
 from infra.claims import (
-    CLAIM_MARK,
+    CLAIMS_FIELD,
+    CLAIMS_MARK,
     ClaimingMapper,
     Claims,
-    ClaimTranscoding,
     create_claims_statement,
     insert_claims_statement,
-    is_claim,
+    put_claims,
 )
 
 T = TypeVar("T")
@@ -110,7 +110,6 @@ class EventStore(Application[UUID]):
     def construct_mapper(self) -> Any:
         transcoder = self.construct_transcoder()
         assert isinstance(transcoder, JSONTranscoder)
-        transcoder.register(ClaimTranscoding(self.claims, transcoder))
         return ClaimingMapper(transcoder, self.claims)
 
     def construct_recorder(self) -> Any:
@@ -143,14 +142,17 @@ class EventStore(Application[UUID]):
 
     def envelope(self, notification: Notification, resolve: bool = True) -> Event:
         """The JSON envelope of a stored event; with `resolve=False`, as published on
-        `heddle.events`: its claims (infra/claims.py) left as references.
+        `heddle.events`: its claimed values (infra/claims.py) left in the store, listed in
+        `data._claims_`.
 
         Read from the stored JSON itself rather than through a domain event object: the
         relay does this for every event, and the values it needs are the JSON ones. The
         store is set up without compression or encryption (`store_environment`), and no
         event class has an upcast (`class_version`) that a domain event would apply.
         """
-        data = json.loads(notification.state, object_hook=self._resolved if resolve else _plain)
+        data = json.loads(notification.state, object_hook=_plain)
+        if resolve and CLAIMS_FIELD in data:
+            put_claims(data, self.claimed)
         timestamp = data.pop("timestamp")
         data.pop("originator_topic", None)
         type_name = notification.topic.split(":", 1)[1]
@@ -167,20 +169,19 @@ class EventStore(Application[UUID]):
         }
 
     def resolved(self, records: list[Record]) -> list[Record]:
-        """Consumed `heddle.events` records with their claims replaced by the values."""
-        return [
-            dataclasses.replace(
-                record, value=dumps(json.loads(record.value, object_hook=self._resolved))
-            )
-            if CLAIM_MARK in record.value
-            else record
-            for record in records
-        ]
+        """Consumed `heddle.events` records with their claimed values put back."""
+        return [self._resolved(r) if CLAIMS_MARK in r.value else r for r in records]
 
-    def _resolved(self, value: dict[str, Any]) -> Any:
-        if is_claim(value):
-            return json.loads(self.claims.get(value["_data_"]), object_hook=self._resolved)
-        return _plain(value)
+    def _resolved(self, record: Record) -> Record:
+        envelope = json.loads(record.value)
+        if CLAIMS_FIELD not in envelope["data"]:
+            return record
+        put_claims(envelope["data"], self.claimed)
+        return dataclasses.replace(record, value=dumps(envelope))
+
+    def claimed(self, sha256: str) -> Any:
+        """A claimed value, as plain JSON."""
+        return json.loads(self.claims.get(sha256), object_hook=_plain)
 
 
 # How the library's transcodings (`{"_type_": ..., "_data_": ...}`) appear on the wire.
@@ -192,7 +193,7 @@ _PLAIN: dict[str, Callable[[str], str]] = {
 
 
 def _plain(value: dict[str, Any]) -> Any:
-    if len(value) == 2 and "_type_" in value and "_data_" in value and not is_claim(value):
+    if len(value) == 2 and "_type_" in value and "_data_" in value:
         return _PLAIN[value["_type_"]](value["_data_"])
     return value
 

@@ -19,7 +19,7 @@ from handlers.reactions.worker import SendCommand, WorkerPorts
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Ports
-from infra.claims import CLAIM_MARK
+from infra.claims import CLAIMS_MARK
 from infra.kafka import create_topics, subscribe_pipelined
 from infra.store import Positions, dumps
 
@@ -60,7 +60,7 @@ class Worker:
     async def take(self, records: list[Record]) -> Saved:
         """Start the work a batch of events calls for; done once its outcomes are saved.
         (Large values arrive as claims: the handlers see them resolved.)"""
-        if any(CLAIM_MARK in record.value for record in records):
+        if any(CLAIMS_MARK in record.value for record in records):
             records = await asyncio.to_thread(self.ports.store.resolved, records)
         return await self.pipeline.take(records)
 

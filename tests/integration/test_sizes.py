@@ -95,7 +95,7 @@ async def test_a_900_kb_input_completes_and_another_tenants_run_completes_too(
 ) -> None:
     text = "€" * 300_000
     assert len(text.encode()) == 900_000
-    openai.then(OpenAiWire.stream(["Many euros."]), OpenAiWire.stream(["A few euros."]))
+    openai.then(OpenAiWire.stream(["Counted."]), OpenAiWire.stream(["Counted."]))
     await publish(client, summary("summary"))
     big = await start_run(client, "summary", {"text": text})
     async with api_client(heddle, tenant="other") as other:
@@ -105,7 +105,7 @@ async def test_a_900_kb_input_completes_and_another_tenants_run_completes_too(
 
     state = await wait_for_run(client, big)
 
-    assert (state["status"], state["variables"]["answer"]) == ("completed", "Many euros.")
+    assert (state["status"], state["variables"]["answer"]) == ("completed", "Counted.")
     assert any(r.body["messages"][-1]["content"] == f"Sum up: {text}" for r in openai.requests)
     events = (await client.get(f"/v1/runs/{big}/events")).json()["events"]
     assert events[0]["data"]["input"] == {"text": text}
@@ -203,6 +203,24 @@ async def every_message(
         cursor = page.get("next_cursor")
         if not cursor:
             return found
+
+
+async def test_an_input_that_lists_claims_of_its_own_reads_no_claimed_value(
+    heddle: Any, client: httpx.AsyncClient, openai: FakeLlmServer
+) -> None:
+    async with heddle.reads.connection() as conn:
+        cursor = await conn.execute(f"SELECT sha256 FROM {CLAIMS_TABLE} LIMIT 1")
+        [(someone_elses,)] = await cursor.fetchall()
+    forged = {"text": "€5", "_claims_": [[["text"], someone_elses]], "more": "x" * 300_000}
+    openai.then(OpenAiWire.stream(["Five euros."]))
+    await publish(client, summary("forger"))
+
+    state = await wait_for_run(client, await start_run(client, "forger", forged))
+
+    assert (state["status"], state["input"]) == ("completed", forged)
+    assert openai.requests[-1].body["messages"][-1]["content"] == "Sum up: €5"
+    [started] = (await client.get(f"/v1/runs/{state['run_id']}/events")).json()["events"][:1]
+    assert started["data"]["input"] == forged  # itself claimed, and given back as it was
 
 
 async def test_a_remote_task_too_large_to_send_fails_its_node_as_a_definition_error(
