@@ -23,7 +23,6 @@ from infra.kafka import create_topics, start_producer
 from infra.live import events_table, partitions_of
 from infra.relay import Relay
 from infra.store import EventStore, store_environment
-from tests.conftest import module_heddle
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire
 from tests.integration.helpers import (
     api_client,
@@ -33,22 +32,10 @@ from tests.integration.helpers import (
     wait_for_run,
 )
 from tests.integration.shared import openai  # noqa: F401 (fixture)
-from tests.integration.test_threads import support, thread_of_run, until
+from tests.integration.test_threads import heddle, support, thread_of_run, until  # noqa: F401
 
 SMALL = CLAIM_THRESHOLD + 4096
 """The most any stored event (and so any message on `heddle.events`) may take."""
-
-
-@pytest.fixture(scope="module")
-async def heddle(
-    openai: FakeLlmServer,
-    postgres_url: str,
-    kafka_bootstrap: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Any]:
-    environ = {"OPENAI_BASE_URL": f"{openai.url}/v1", "OPENAI_API_KEY": "sk-test-openai"}
-    async with module_heddle(tmp_path_factory, postgres_url, kafka_bootstrap, environ) as heddle:
-        yield heddle
 
 
 @pytest.fixture
