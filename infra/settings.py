@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = 1_000_000
     # Uploads to POST /v1/documents may be this large (the other requests: max_body_bytes).
     document_max_bytes: int = 10 * 1024 * 1024
+    # A run's history imported to POST /v1/runs/import may be this large: an export holds
+    # every large value whole, in each event that has it (a 5 MB answer: over 20 MB).
+    import_max_bytes: int = 64 * 1024 * 1024
     batch_size: int = 500
     fetch_max_wait_ms: int = 10
     idle_poll_ms: int = 25

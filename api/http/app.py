@@ -49,7 +49,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.keys = ApiKeys(runtime.reads)
     settings = runtime.settings
-    uploads = {"/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES")}
+    uploads = {
+        "/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES"),
+        "/v1/runs/import": (settings.import_max_bytes, "HEDDLE_IMPORT_MAX_BYTES"),
+    }
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, paths=uploads)
     app.include_router(health.routes(runtime))
     by_method, admin = [Depends(read_or_write_scope)], [Depends(admin_scope)]

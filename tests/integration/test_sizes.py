@@ -128,6 +128,12 @@ async def test_a_5_mb_model_answer_is_stored_once_and_read_whole_through_the_api
     assert max(await published_sizes(heddle, long)) < SMALL
     stored_answer = len(json.dumps(answer, ensure_ascii=False).encode())
     assert (await claimed_sizes(heddle)).count(stored_answer) == 1
+    exported = (await client.get(f"/v1/runs/{long}/export")).json()
+    imported = await client.post("/v1/runs/import", json=exported)
+    assert imported.status_code == 201, imported.text
+    copy = await wait_for_run(client, imported.json()["run_id"])
+    assert copy["variables"]["answer"] == answer
+    assert (await claimed_sizes(heddle)).count(stored_answer) == 1
 
 
 async def test_a_2000_message_thread_stores_each_message_once_and_still_replies(
