@@ -156,9 +156,8 @@ class EventStore(Application[UUID]):
         timestamp = data.pop("timestamp")
         data.pop("originator_topic", None)
         type_name = notification.topic.split(":", 1)[1]
-        originator = notification.originator_id
         return {
-            "id": str(uuid5(cast(UUID, originator), str(notification.originator_version))),
+            "id": event_id(notification),
             "position": notification.id,
             "type": type_name,
             "aggregate_type": type_name.rsplit(".", 1)[0],
@@ -182,6 +181,12 @@ class EventStore(Application[UUID]):
     def claimed(self, sha256: str) -> Any:
         """A claimed value, as plain JSON."""
         return json.loads(self.claims.get(sha256), object_hook=_plain)
+
+
+def event_id(notification: Notification) -> str:
+    """A stored event's id: the same on every redelivery."""
+    originator = cast(UUID, notification.originator_id)
+    return str(uuid5(originator, str(notification.originator_version)))
 
 
 # How the library's transcodings (`{"_type_": ..., "_data_": ...}`) appear on the wire.

@@ -249,6 +249,22 @@ async def test_a_huge_input_that_fails_the_schema_is_rejected_with_a_short_reaso
     assert len(outcome["reason"]) < 1000
 
 
+async def test_an_input_shaped_like_the_stores_own_encoding_is_rejected_at_its_path(
+    client: httpx.AsyncClient, openai: FakeLlmServer
+) -> None:
+    await publish(client, summary("shaped"))
+    odd = {"text": "hi", "extra": [{"_type_": "uuid_hex", "_data_": "not hex"}]}
+    sent = await client.post("/v1/runs", json={"workflow": "shaped", "input": odd})
+
+    outcome = await wait_for_command(client, sent.json()["command_id"])
+
+    assert outcome["status"] == "rejected"
+    assert outcome["reason"].startswith("invalid command: payload.input.extra[0]: an object")
+    openai.then(OpenAiWire.stream(["Fine."]))
+    after = await start_run(client, "shaped", {"text": "plain"})
+    assert (await wait_for_run(client, after))["status"] == "completed"
+
+
 BILLION_LAUGHS = """
 name: laughs
 start: a
@@ -279,7 +295,7 @@ class Note(Aggregate):
     """An aggregate with text of any size, for the relay's test."""
 
     @event("Written")
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: Any) -> None:
         self.text = text
 
 
@@ -310,6 +326,31 @@ async def test_a_message_the_broker_refuses_is_dead_lettered_and_the_relay_moves
     assert headers["x-error"].startswith("MessageSizeTooLargeError")
     assert relay.position == 2
     assert written["data"]["text"] == too_large.text  # the event stays in the store
+
+
+async def test_an_event_whose_json_does_not_read_is_dead_lettered_and_the_relay_moves_on(
+    database_url: str, kafka_bootstrap: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    events, dlq = f"{prefix}events", f"{prefix}dlq"
+    await create_topics(kafka_bootstrap, [events, dlq], 1)
+    store = EventStore(env=store_environment(database_url, 0, create_tables=True))
+    unreadable, after = Note({"_type_": "uuid_hex", "_data_": "not hex"}), Note("small")
+    store.save(unreadable)
+    store.save(after)
+    producer = await start_producer(kafka_bootstrap, "test-relay")
+    relay = Relay(store, database_url, events, producer=producer, dlq_topic=dlq)
+    try:
+        assert await relay.publish_pending() == 2
+    finally:
+        await producer.stop()
+        store.close()
+
+    published, dead = await read_all(kafka_bootstrap, events), await read_all(kafka_bootstrap, dlq)
+    assert [json.loads(m.value)["data"]["text"] for m in published] == ["small"]
+    [letter] = dead
+    assert json.loads(letter.value)["aggregate_id"] == str(unreadable.id)
+    assert dict(letter.headers)["x-error"].startswith(b"ValueError")
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
