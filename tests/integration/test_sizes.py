@@ -102,6 +102,19 @@ async def test_a_900_kb_input_completes_and_another_tenants_run_completes_too(
     assert len(text.encode()) in {size - 2 for size in await claimed_sizes(heddle)}
 
 
+async def test_a_command_too_large_for_the_broker_is_refused_with_413(
+    client: httpx.AsyncClient,
+) -> None:
+    await publish(client, summary("too-much"))
+
+    response = await client.post(
+        "/v1/runs", json={"workflow": "too-much", "input": {"text": "a" * 1_010_000}}
+    )
+
+    assert response.status_code == 413, response.text
+    assert "at most 1000000 fit on the commands topic" in response.json()["detail"]
+
+
 async def test_a_5_mb_model_answer_is_stored_once_and_read_whole_through_the_api(
     heddle: Any, client: httpx.AsyncClient, openai: FakeLlmServer
 ) -> None:
