@@ -51,7 +51,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.keys = ApiKeys(runtime.reads)
     settings = runtime.settings
-    uploads = {"/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES")}
+    uploads = {
+        "/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES"),
+        "/v1/runs/import": (settings.import_max_bytes, "HEDDLE_IMPORT_MAX_BYTES"),
+    }
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, paths=uploads)
     app.add_middleware(AnswerOutages)
     app.add_exception_handler(RecursionError, too_deep)

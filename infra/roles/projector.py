@@ -28,7 +28,8 @@ class ProjectorRole:
         )  # fmt: skip
 
     async def project(self, records: list[Record]) -> None:
-        await asyncio.to_thread(self.projector.apply, records)
+        """Apply a batch (its claims resolved: read models hold the values)."""
+        await asyncio.to_thread(lambda: self.projector.apply(self.ports.store.resolved(records)))
 
     async def close(self) -> None:
         await asyncio.to_thread(self.projector.close)

@@ -16,5 +16,6 @@ def relay_loop(ports: Ports, epoch: str) -> Callable[[], Awaitable[None]]:
     relay = Relay(
         ports.store, settings.database_url, ports.topics.events,
         settings.kafka_bootstrap_servers, position_name=f"relay@{epoch}",
+        dlq_topic=ports.topics.dlq,
     )  # fmt: skip
     return relay.run

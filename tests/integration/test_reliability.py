@@ -158,15 +158,21 @@ async def test_dead_letters_are_listed_with_their_reason_and_replayed_to_their_t
     assert missing.status_code == 404
 
 
+async def wait_for_task(client, run_id: str, timeout: float = 60) -> None:
+    """Until the run has an open task."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (await client.get("/v1/tasks", params={"run_id": run_id})).json()["items"]:
+        assert asyncio.get_running_loop().time() < deadline, f"run {run_id} opened no task"
+        await asyncio.sleep(0.05)
+
+
 async def test_fifty_concurrent_changes_to_one_run_are_all_kept(heddle) -> None:
     """50 requests set a variable each on one waiting run at once: none is lost, each
     command is accepted once, and the person's approval afterwards still decides it."""
     async with api_client(heddle) as client:
         await publish(client, example("approval"))
         run_id = await start_run(client, "refund-approval", {"customer": "Ada", "amount": 5})
-        async with asyncio.timeout(60):  # until the task is open
-            while not (await client.get("/v1/tasks", params={"run_id": run_id})).json()["items"]:
-                await asyncio.sleep(0.05)
+        await wait_for_task(client, run_id)
         sent = await asyncio.gather(
             *(
                 client.post(f"/v1/runs/{run_id}/variables", json={"variables": {f"v{n}": n}})
