@@ -81,7 +81,10 @@ class EventEnvelope(BaseModel):
     aggregate_id: str
     aggregate_version: int = Field(ge=1, description="From 1, without gaps.")
     timestamp: str = Field(description="When it was stored (ISO 8601, UTC).")
-    data: dict[str, Any] = Field(description="The event's fields.")
+    data: dict[str, Any] = Field(
+        description="The event's fields. Large values are `null`, listed in `_claims_` as"
+        " `[path, sha256]` pairs and stored in the `heddle_claims` table (docs/commands.md)."
+    )
 
 
 class TokenDeltaMessage(BaseModel):
@@ -613,7 +616,10 @@ class ThreadReplyRequested(TypedDict):
     reply_id: str
     message_id: str
     branch: str | None
-    request: dict[str, Any]
+    request: NotRequired[dict[str, Any] | None]
+    """The transcript: only in events recorded before each message was stored once."""
+    model: NotRequired[str | None]
+    instruction: NotRequired[str | None]
 
 
 class ThreadRunAttached(TypedDict):

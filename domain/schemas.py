@@ -25,7 +25,7 @@ def schema_problems(schema: dict[str, Any], value: Any, root: str) -> list[str]:
     problems = []
     for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path))):
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.path)
-        problems.append(f"{root}{where}: {error.message}")
+        problems.append(f"{root}{where}: {_shortened(error.message, error.instance)}")
     return problems
 
 
@@ -45,3 +45,15 @@ def nesting_problem(value: Any, limit: int = MAX_NESTING) -> str | None:
             return f"nested deeper than {limit} levels of objects and lists: flatten it"
         stack.extend((child, depth + 1) for child in children)
     return None
+
+
+QUOTED = 200
+"""How many characters of a value a problem quotes."""
+
+
+def _shortened(message: str, instance: Any) -> str:
+    """The message with a long value it quotes cut short (a 1 MB string stays readable)."""
+    quoted = repr(instance)
+    if len(quoted) <= QUOTED or quoted not in message:
+        return message
+    return message.replace(quoted, f"{quoted[:QUOTED]}… ({len(quoted)} characters)")

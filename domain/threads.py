@@ -96,9 +96,9 @@ class Thread(Aggregate):
                 )
         message_id = f"m{len(self.messages) + 1}"
         self._message_posted(message_id, "user", content, author, branch)
-        request: LlmRequest | None = None
         if chosen is None:
-            request = self.request() if self.replies == "llm" else None
+            if self.replies == "llm":
+                self._reply_requested(f"r-{message_id}", message_id, branch)
         elif chosen.get("reply") is not None:
             self._message_posted(
                 f"m{len(self.messages) + 1}",
@@ -111,25 +111,28 @@ class Thread(Aggregate):
             )
         elif chosen.get("prompt") is not None:
             model = chosen.get("model") or (self.reply or {}).get("model")
-            request = self.request(model=model, instruction=chosen["prompt"])
+            self._reply_requested(
+                f"r-{message_id}", message_id, branch, model=model, instruction=chosen["prompt"]
+            )
         else:
             self._branch_taken(message_id, branch, chosen)
-        if request is not None:
-            self._reply_requested(
-                f"r-{message_id}", message_id, branch, request.model_dump(mode="json")
-            )
         return self.message(message_id)
 
-    def request(self, model: str | None = None, instruction: str | None = None) -> LlmRequest:
-        """The model call that answers the conversation so far: the system prompt, every
-        message, and a branch's instruction last."""
+    def request(
+        self, model: str | None = None, instruction: str | None = None, upto: str | None = None
+    ) -> LlmRequest:
+        """The model call that answers the conversation so far (up to and including the
+        message `upto`): the system prompt, every message, and a branch's instruction last."""
         settings = self.reply or {}
         messages = []
         if settings.get("system"):
             messages.append(Message(role="system", content=settings["system"]))
+        said = self.messages
+        if upto is not None:
+            said = said[: next(i for i, m in enumerate(said) if m["message_id"] == upto) + 1]
         messages += [
             Message(role=m["role"], content=m["content"])
-            for m in self.messages
+            for m in said
             if m["role"] in ("user", "assistant")
         ]
         if instruction:
@@ -142,6 +145,15 @@ class Thread(Aggregate):
             options=settings.get("options", {}),
             credential=settings.get("credential"),
         )
+
+    def reply_request(self, reply_id: str) -> LlmRequest:
+        """The model call a reply still to be made answers: the conversation up to the
+        message it answers, built from the messages (each stored once, in its own
+        `MessagePosted`), or as recorded by a `ReplyRequested` of before that."""
+        pending = self.pending[reply_id]
+        if "request" in pending:
+            return LlmRequest.model_validate(pending["request"])
+        return self.request(pending["model"], pending["instruction"], upto=pending["message_id"])
 
     def awaits(self, reply_id: str) -> bool:
         """True while the reply is still to be made (a redelivered request is not)."""
@@ -266,9 +278,20 @@ class Thread(Aggregate):
 
     @event("ReplyRequested")
     def _reply_requested(
-        self, reply_id: str, message_id: str, branch: str | None, request: dict[str, Any]
+        self,
+        reply_id: str,
+        message_id: str,
+        branch: str | None,
+        request: dict[str, Any] | None = None,
+        model: str | None = None,
+        instruction: str | None = None,
     ) -> None:
-        self.pending[reply_id] = {"message_id": message_id, "branch": branch, "request": request}
+        """A reply to `message_id` is to be made: by `model` (else the thread's), to the
+        conversation up to that message, and `instruction` (a branch's prompt). Not the
+        transcript itself: each message is stored once, by its `MessagePosted` (`request`
+        is the transcript only in events recorded before that)."""
+        asked = {"request": request} if request else {"model": model, "instruction": instruction}
+        self.pending[reply_id] = {"message_id": message_id, "branch": branch, **asked}
 
     @event("ReplyFailed")
     def _reply_failed(self, reply_id: str, error: dict[str, Any]) -> None:

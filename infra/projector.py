@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from projections import (
     usage,
 )
 
+log = logging.getLogger("heddle.projector")
 PROJECTIONS: dict[str, ModuleType] = {
     # run_history first: tasks, timers, usage and artifacts take a run's tenant from its row
     p.NAME: p
@@ -70,9 +72,12 @@ def create_read_models(conn: psycopg.Connection[Any]) -> None:
 class Projector:
     """Applies batches of `heddle.events` records to all projections."""
 
-    def __init__(self, database_url: str, consumer: str = "projector") -> None:
+    def __init__(
+        self, database_url: str, consumer: str = "projector", store: EventStore | None = None
+    ) -> None:
         self.database_url = database_url
         self.consumer = consumer
+        self.store = store
         self._conn: psycopg.Connection[Any] | None = None
         self._known: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -92,9 +97,10 @@ class Projector:
                     fresh = self._fresh(cur, records)
                     if not fresh:
                         return 0
-                    events = [json.loads(r.value) for r in fresh]
-                    for projection in PROJECTIONS.values():
-                        projection.project(events, cur)
+                    events = self._events(cur, fresh)
+                    if events:
+                        for projection in PROJECTIONS.values():
+                            projection.project(events, cur)
                     self._record_positions(cur, fresh, events)
             except BaseException:
                 self._known.clear()
@@ -119,21 +125,45 @@ class Projector:
             self._known.update(dict(cur.fetchall()))
         return [r for r in records if r.offset > self._known[r.source]]
 
+    def _events(self, cur: psycopg.Cursor[Any], records: list[Record]) -> list[Event]:
+        """The events the records stand for. With a store, they are read from it by the
+        position each record names, and a record that matches no stored event (its id
+        differs: forged, or from another store) is dropped: the message is only a hint."""
+        if self.store is None:
+            return [json.loads(r.value) for r in records]
+        positions = [_position(r) for r in records]
+        stored = self.store.events_at(cur, [p for p in positions if p is not None])
+        events = []
+        for record, position in zip(records, positions, strict=True):
+            event = stored.get(position) if position is not None else None
+            if event is None or event["id"] != record.headers.get("event-id"):
+                log.warning("%s@%s matches no stored event: not applied", record.source,
+                            record.offset)  # fmt: skip
+                continue
+            events.append(event)
+        return events
+
     def _record_positions(
-        self, cur: psycopg.Cursor[Any], records: list[Record], events: list[dict[str, Any]]
+        self, cur: psycopg.Cursor[Any], records: list[Record], events: list[Event]
     ) -> None:
         highest: dict[str, int] = {}
         for record in records:
             highest[record.source] = max(highest.get(record.source, -1), record.offset)
         rows = [(self.consumer, source, offset) for source, offset in highest.items()]
-        last = max(e["position"] for e in events)
-        rows += [(name, STORE_SOURCE, last) for name in PROJECTIONS]
+        if events:
+            last = max(e["position"] for e in events)
+            rows += [(name, STORE_SOURCE, last) for name in PROJECTIONS]
         cur.executemany(
             "INSERT INTO projection_positions (projection, source, position) VALUES (%s, %s, %s)"
             " ON CONFLICT (projection, source) DO UPDATE SET position = GREATEST("
             "projection_positions.position, EXCLUDED.position)",
             rows,
         )
+
+
+def _position(record: Record) -> int | None:
+    position = record.headers.get("position", "")
+    return int(position) if position.isdigit() else None
 
 
 def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_000) -> int:

@@ -7,43 +7,64 @@ background (at most one write at a time), so that after a restart it resumes the
 a little before: at-least-once, in order, and the write is off the hot path. One relay
 per database publishes at a time (an advisory lock elects it); others wait as standbys.
 It has its own Kafka producer: one in-flight batch per partition keeps per-key order.
+
+An event that cannot be published (the broker refuses it for good, as too large: only an
+event stored before the claim check, infra/claims.py, can be; or its stored JSON does not
+read as an envelope) is never retried at the same position: its envelope without `data`
+goes to `heddle.dlq` with the error, and the relay moves on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import psycopg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from eventsourcing.persistence import Notification, Tracking
 
 from infra.kafka import start_producer
 from infra.settings import Settings
-from infra.store import EventStore, dumps
+from infra.store import EventStore, dumps, event_id
 
 log = logging.getLogger("heddle.relay")
 RELAY_LOCK = 0x68656464  # "hedd": the advisory lock that elects the publishing relay
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordListTooLargeError)
+"""What the broker answers a message that no retry can publish."""
 
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
 
 def event_messages(store: EventStore, notifications: Sequence[Notification]) -> list[Message]:
     """The Kafka messages for stored events: keyed by aggregate id, typed in headers."""
-    messages = []
-    for notification in notifications:
-        envelope = store.envelope(notification)
-        headers = [
-            ("event-id", envelope["id"].encode()),
-            ("position", str(notification.id).encode()),
-            ("type", envelope["type"].encode()),
-            ("aggregate-id", envelope["aggregate_id"].encode()),
-            ("aggregate-version", str(notification.originator_version).encode()),
-        ]
-        messages.append((str(notification.originator_id).encode(), dumps(envelope), headers))
-    return messages
+    return [event_message(store, notification) for notification in notifications]
+
+
+def event_message(store: EventStore, notification: Notification, data: bool = True) -> Message:
+    """The Kafka message of a stored event; without `data`, only what the store knows
+    of it besides its JSON (for a dead letter)."""
+    type_name = notification.topic.split(":", 1)[1]
+    envelope: Mapping[str, Any]
+    if data:
+        envelope = store.envelope(notification, resolve=False)
+    else:
+        envelope = {
+            "id": event_id(notification), "position": notification.id, "type": type_name,
+            "aggregate_type": type_name.rsplit(".", 1)[0],
+            "aggregate_id": str(notification.originator_id),
+            "aggregate_version": notification.originator_version, "data": {},
+        }  # fmt: skip
+    headers = [
+        ("event-id", envelope["id"].encode()),
+        ("position", str(notification.id).encode()),
+        ("type", type_name.encode()),
+        ("aggregate-id", str(notification.originator_id).encode()),
+        ("aggregate-version", str(notification.originator_version).encode()),
+    ]
+    return str(notification.originator_id).encode(), dumps(envelope), headers
 
 
 class Producer(Protocol):
@@ -66,6 +87,7 @@ class Relay:
         position_name: str = "relay",
         batch_size: int = 1000,
         producer: Producer | None = None,
+        dlq_topic: str | None = None,
     ) -> None:
         self.position_name = position_name
         self.store = store
@@ -74,6 +96,8 @@ class Relay:
         self.kafka = kafka
         self.batch_size = batch_size
         self.producer = producer
+        self.dlq_topic = dlq_topic
+        self.dead_lettered = 0
         self.position = 0
         self.saved_position = 0
         self.published = 0
@@ -119,11 +143,20 @@ class Relay:
         )
         if not notifications:
             return 0
-        futures = [
-            await self.producer.send(self.topic, value, key=key, headers=headers)
-            for key, value, headers in self.messages(notifications)
-        ]
-        await asyncio.gather(*futures)
+        sent = []
+        for notification in notifications:
+            try:
+                message = self.message(notification)
+            except Exception as error:  # its stored JSON does not read as an envelope
+                await self._dead_letter(notification, error, len(notification.state))
+                continue
+            sent.append((notification, message, await self._send(self.topic, *message)))
+        results = await asyncio.gather(*(future for *_, future in sent), return_exceptions=True)
+        for (notification, message, _), result in zip(sent, results, strict=True):
+            if isinstance(result, REFUSED_FOR_GOOD):
+                await self._dead_letter(notification, result, len(message[1]))
+            elif isinstance(result, BaseException):
+                raise result
         self.position = notifications[-1].id
         self.published += len(notifications)
         log.debug("published %s events up to position %s", len(notifications), self.position)
@@ -133,6 +166,43 @@ class Relay:
 
     def messages(self, notifications: Sequence[Notification]) -> list[Message]:
         return event_messages(self.store, notifications)
+
+    def message(self, notification: Notification, data: bool = True) -> Message:
+        return event_message(self.store, notification, data)
+
+    async def _send(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        """Send one message; a refusal for good (raised by the producer before sending)
+        comes back in the future, like the broker's."""
+        assert self.producer is not None
+        try:
+            return await self.producer.send(topic, value, key=key, headers=headers)
+        except REFUSED_FOR_GOOD as error:
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(error)
+            return refused
+
+    async def _dead_letter(
+        self, notification: Notification, error: BaseException, size: int
+    ) -> None:
+        """Record an event that cannot be published (too large, or its JSON does not read):
+        its envelope without `data` (the event stays in the store) to the dead-letter
+        topic, with the error, so that the relay moves on."""
+        log.error(
+            "event at position %s (%s, %s bytes) cannot be published: %r; dead-lettered",
+            notification.id, notification.topic, size, error,
+        )  # fmt: skip
+        self.dead_lettered += 1
+        if self.dlq_topic is None:
+            return
+        key, value, headers = self.message(notification, data=False)
+        headers += [
+            ("x-error", f"{type(error).__name__}: {error}"[:1000].encode()),
+            ("x-original-topic", self.topic.encode()),
+            ("x-original-bytes", str(size).encode()),
+        ]
+        await (await self._send(self.dlq_topic, key, value, headers))
 
     async def save_position(self) -> None:
         """Record how far the relay has published (only ever forwards)."""

@@ -113,10 +113,16 @@ class Heddle:
         self.store.close()
 
     async def send_command(self, envelope: CommandEnvelope, key: str) -> None:
-        """Publish a command to `heddle.commands`, keyed by `key` (a run id keeps its order)."""
-        await self.broker.publish(
-            envelope.model_dump_json().encode(), self.topics.commands, key=key.encode()
-        )
+        """Publish a command to `heddle.commands`, keyed by `key` (a run id keeps its order);
+        `MessageTooLarge` when it would not fit the broker's limit."""
+        value = envelope.model_dump_json().encode()
+        limit = self.settings.max_message_bytes
+        if len(value) > limit:
+            raise MessageTooLarge(
+                f"the {envelope.type} command is {len(value)} bytes as JSON; at most {limit}"
+                " fit on the commands topic (send large content as a document)"
+            )
+        await self.broker.publish(value, self.topics.commands, key=key.encode())
 
     async def publish_workflow(self, document: Any, tenant: str, actor: str) -> dict[str, Any]:
         """Publish a definition synchronously: the receipt says accepted or why not."""
@@ -139,6 +145,10 @@ class Heddle:
 
     def _run_in_background(self, loop: Callable[[], Awaitable[None]]) -> None:
         self._tasks.append(asyncio.create_task(keep_running(loop)))
+
+
+class MessageTooLarge(ValueError):
+    """A message Heddle was asked to publish is over the broker's size limit."""
 
 
 async def keep_running(loop: Callable[[], Awaitable[None]]) -> None:

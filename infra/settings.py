@@ -50,8 +50,14 @@ class Settings(BaseSettings):
     group_prefix: str = "heddle"
     partitions: int = 4
     max_body_bytes: int = 1024 * 1024
+    # A command published to Kafka may be this large as JSON (the broker's default limit,
+    # `message.max.bytes`, is 1 MiB + 12 bytes; events stay under it by the claim check).
+    max_message_bytes: int = 1_000_000
     # Uploads to POST /v1/documents may be this large (the other requests: max_body_bytes).
     document_max_bytes: int = 10 * 1024 * 1024
+    # A run's history imported to POST /v1/runs/import may be this large: an export holds
+    # every large value whole, in each event that has it (a 5 MB answer: over 20 MB).
+    import_max_bytes: int = 64 * 1024 * 1024
     batch_size: int = 500
     fetch_max_wait_ms: int = 10
     idle_poll_ms: int = 25

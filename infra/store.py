@@ -8,6 +8,7 @@ consumed partition) in one transaction, which is what makes redelivery harmless.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -17,7 +18,13 @@ from typing import Any, TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import InterfaceError, Notification, OperationalError, Tracking
+from eventsourcing.persistence import (
+    InterfaceError,
+    JSONTranscoder,
+    Notification,
+    OperationalError,
+    Tracking,
+)
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
@@ -25,6 +32,15 @@ from psycopg.sql import SQL, Identifier
 
 from domain.messages import Event
 from handlers.records import Record
+from infra.claims import (
+    CLAIMS_FIELD,
+    CLAIMS_MARK,
+    ClaimingMapper,
+    Claims,
+    create_claims_statement,
+    insert_claims_statement,
+    put_claims,
+)
 
 T = TypeVar("T")
 STORE_NAME = "heddle"
@@ -44,6 +60,8 @@ class TrackingRecorder(PostgresProcessRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.sql_create_statements.append(create_claims_statement(self.datastore.schema))
+        self.insert_claims_statement = insert_claims_statement(self.datastore.schema)
         table = SQL("{0}.{1}").format(
             Identifier(self.datastore.schema), Identifier(self.events_table_name)
         )
@@ -72,6 +90,9 @@ class TrackingRecorder(PostgresProcessRecorder):
                 self._insert_tracking(curs, tracking)
             if not stored_events:
                 return []
+            claims = {k: v for e in stored_events for k, v in getattr(e, "claims", {}).items()}
+            if claims:
+                curs.execute(self.insert_claims_statement, [list(claims), list(claims.values())])
             self._lock_table(curs)  # commit order = notification order, for the relay
             self._notify_channel(curs)
             curs.execute(
@@ -92,8 +113,20 @@ class EventStore(Application[UUID]):
 
     name = STORE_NAME
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.claims = Claims()
+        super().__init__(*args, **kwargs)
+
+    def construct_mapper(self) -> Any:
+        transcoder = self.construct_transcoder()
+        assert isinstance(transcoder, JSONTranscoder)
+        return ClaimingMapper(transcoder, self.claims)
+
     def construct_recorder(self) -> Any:
-        return self.factory.process_recorder()
+        recorder = self.factory.process_recorder()
+        if isinstance(recorder, TrackingRecorder):
+            self.claims.datastore = recorder.datastore
+        return recorder
 
     def positions(self, names: Sequence[str]) -> dict[str, int]:
         """Tracked positions by name (missing ones are absent)."""
@@ -104,21 +137,44 @@ class EventStore(Application[UUID]):
                 found[name] = value
         return found
 
+    @property
+    def events_table(self) -> str:
+        """The events table, with its schema."""
+        recorder = self.recorder
+        return f"{recorder.datastore.schema}.{recorder.events_table_name}"  # type: ignore[attr-defined]
+
     def aggregate_events(self, aggregate_id: UUID) -> list[Event]:
         """An aggregate's events as envelopes, with their positions in the store."""
-        recorder = self.recorder
         query = (
             f"SELECT originator_id, originator_version, topic, state, notification_id AS id"
-            f" FROM {recorder.datastore.schema}.{recorder.events_table_name}"  # type: ignore[attr-defined]
-            " WHERE originator_id = %s ORDER BY originator_version"
+            f" FROM {self.events_table} WHERE originator_id = %s ORDER BY originator_version"
         )
-        with recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
+        with self.recorder.datastore.transaction(commit=False) as curs:  # type: ignore[attr-defined]
             curs.execute(query, [aggregate_id])
             rows = curs.fetchall()
         return [self.envelope(Notification(**row)) for row in rows]
 
-    def envelope(self, notification: Notification) -> Event:
-        """The JSON envelope published on `heddle.events` for a stored event.
+    def events_at(self, cur: Any, positions: Sequence[int]) -> dict[int, Event]:
+        """The stored events at these positions, as envelopes, read on `cur` (a cursor of
+        the same database: a projector's, in its transaction)."""
+        cur.execute(
+            f"SELECT originator_id, originator_version, topic, state, notification_id"
+            f" FROM {self.events_table} WHERE notification_id = ANY(%s)",
+            [list(positions)],
+        )
+        found = {}
+        for originator_id, version, topic, state, position in cur.fetchall():
+            notification = Notification(
+                id=position, originator_id=originator_id, originator_version=version,
+                topic=topic, state=bytes(state),
+            )  # fmt: skip
+            found[position] = self.envelope(notification)
+        return found
+
+    def envelope(self, notification: Notification, resolve: bool = True) -> Event:
+        """The JSON envelope of a stored event; with `resolve=False`, as published on
+        `heddle.events`: its claimed values (infra/claims.py) left in the store, listed in
+        `data._claims_`.
 
         Read from the stored JSON itself rather than through a domain event object: the
         relay does this for every event, and the values it needs are the JSON ones. The
@@ -126,12 +182,13 @@ class EventStore(Application[UUID]):
         event class has an upcast (`class_version`) that a domain event would apply.
         """
         data = json.loads(notification.state, object_hook=_plain)
+        if resolve and CLAIMS_FIELD in data:
+            put_claims(data, self.claimed)
         timestamp = data.pop("timestamp")
         data.pop("originator_topic", None)
         type_name = notification.topic.split(":", 1)[1]
-        originator = notification.originator_id
         return {
-            "id": str(uuid5(cast(UUID, originator), str(notification.originator_version))),
+            "id": event_id(notification),
             "position": notification.id,
             "type": type_name,
             "aggregate_type": type_name.rsplit(".", 1)[0],
@@ -140,6 +197,27 @@ class EventStore(Application[UUID]):
             "timestamp": timestamp,
             "data": data,
         }
+
+    def resolved(self, records: list[Record]) -> list[Record]:
+        """Consumed `heddle.events` records with their claimed values put back."""
+        return [self._resolved(r) if CLAIMS_MARK in r.value else r for r in records]
+
+    def _resolved(self, record: Record) -> Record:
+        envelope = json.loads(record.value)
+        if CLAIMS_FIELD not in envelope["data"]:
+            return record
+        put_claims(envelope["data"], self.claimed)
+        return dataclasses.replace(record, value=dumps(envelope))
+
+    def claimed(self, sha256: str) -> Any:
+        """A claimed value, as plain JSON."""
+        return json.loads(self.claims.get(sha256), object_hook=_plain)
+
+
+def event_id(notification: Notification) -> str:
+    """A stored event's id: the same on every redelivery."""
+    originator = cast(UUID, notification.originator_id)
+    return str(uuid5(originator, str(notification.originator_version)))
 
 
 # How the library's transcodings (`{"_type_": ..., "_data_": ...}`) appear on the wire.
@@ -242,8 +320,9 @@ class Positions:
 
 
 def dumps(value: Any) -> bytes:
-    """JSON for the wire: UUIDs and datetimes as strings."""
-    return json.dumps(value, default=_default, separators=(",", ":")).encode()
+    """JSON for the wire, in UTF-8 (not `\\u` escapes, which can double its size): UUIDs
+    and datetimes as strings."""
+    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _default(value: Any) -> Any:

@@ -13,6 +13,7 @@ import typer
 from api.cli import (
     artifacts,
     credentials,
+    dlq,
     documents,
     keys,
     projections,
@@ -39,5 +40,6 @@ tasks.register(app, runs.runs_app)  # tasks list|complete|reassign, runs pause|r
 usage.register(app, runs.runs_app)  # usage, runs attempts
 threads.register(app)  # threads list|open|say|show|complete
 keys.register(app)  # keys create|list|revoke
+dlq.register(app)  # dlq list|show|replay
 artifacts.register(runs.runs_app)  # runs artifacts|artifact
 documents.register(app)  # documents upload

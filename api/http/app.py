@@ -17,6 +17,7 @@ from api.http import (
     artifacts,
     commands,
     credentials,
+    dead_letters,
     documents,
     health,
     keys,
@@ -50,7 +51,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.keys = ApiKeys(runtime.reads)
     settings = runtime.settings
-    uploads = {"/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES")}
+    uploads = {
+        "/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES"),
+        "/v1/runs/import": (settings.import_max_bytes, "HEDDLE_IMPORT_MAX_BYTES"),
+    }
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, paths=uploads)
     app.add_middleware(AnswerOutages)
     app.add_exception_handler(RecursionError, too_deep)
@@ -74,6 +78,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(router, dependencies=by_method)
     app.include_router(credentials.routes(runtime), dependencies=admin)
     app.include_router(keys.routes(runtime), dependencies=admin)
+    app.include_router(dead_letters.routes(runtime), dependencies=admin)
     app.include_router(providers.routes(runtime), dependencies=admin)  # real calls cost money
     app.include_router(tenant.routes(runtime), dependencies=admin)
     return app

@@ -16,6 +16,7 @@ from api.http.dependencies import Caller, Runtime
 from domain.commands import COMMAND_TYPES
 from domain.messages import CommandEnvelope
 from infra.faults import Unavailable
+from infra.runtime import MessageTooLarge
 
 
 class Accepted(BaseModel):
@@ -37,7 +38,7 @@ async def send_command(
 ) -> str:
     """Publish a `type_` command from `who`, keyed by `key`; returns its command id. 422
     for a payload the envelope refuses (one nested too deeply); 503 when the broker does
-    not take it in time."""
+    not take it in time; 413 for one too large for the broker."""
     try:
         envelope = CommandEnvelope(
             command_id=command_id or str(uuid.uuid4()),
@@ -52,6 +53,8 @@ async def send_command(
     try:
         async with asyncio.timeout(runtime.settings.publish_timeout_seconds):
             await runtime.send_command(envelope, key)
+    except MessageTooLarge as error:
+        raise HTTPException(413, str(error)) from None
     except TimeoutError:
         detail = (
             "Kafka did not take the command in time; it may still be delivered when Kafka is"

@@ -29,7 +29,10 @@ def routes(runtime: Runtime) -> APIRouter:
         name: str, request: Request, who: Caller = Depends(caller)
     ) -> JSONResponse:
         """Publish a definition (JSON, or YAML with a YAML content type) as a new version."""
-        document = await read_document(request)
+        try:
+            document = await read_document(request)
+        except YamlAlias as alias:
+            return problems([{"path": alias.path, "message": str(alias)}])
         if isinstance(document, dict) and document.get("name", name) != name:
             return problems([{"path": "name", "message": f"must be {name!r} (the URL's name)"}])
         if isinstance(document, dict):
@@ -73,12 +76,49 @@ async def read_document(request: Request) -> Any:
     content_type = request.headers.get("content-type", "")
     try:
         if "yaml" in content_type:
-            return yaml.safe_load(raw)
+            return load_yaml(raw)
         return json.loads(raw)
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HTTPException(400, f"cannot parse the definition: {error}") from None
     except RecursionError:
         raise HTTPException(422, TOO_DEEP) from None
+
+
+class YamlAlias(ValueError):
+    """A YAML document repeats a node by an alias (`*name`): refused, since a few bytes of
+    aliases can stand for gigabytes (the "billion laughs")."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("YAML aliases (*name, <<: *name) are not accepted: write the value out")
+        self.path = path
+
+
+def load_yaml(raw: bytes) -> Any:
+    """A YAML document without aliases (`YamlAlias` at the first one's path)."""
+    loader = yaml.SafeLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_aliases(node, "", set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_aliases(node: yaml.Node, path: str, seen: set[int]) -> None:
+    """The composer gives an alias the very node of its anchor: a node met twice is one."""
+    if id(node) in seen:
+        raise YamlAlias(path)
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            _refuse_aliases(key, path, seen)
+            _refuse_aliases(value, f"{path}.{name}" if path else str(name), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_aliases(item, f"{path}[{index}]", seen)
 
 
 def problems(found: list[dict[str, str]]) -> JSONResponse:

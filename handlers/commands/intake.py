@@ -160,6 +160,13 @@ def execute(
     except ValidationError as error:
         reason = explain(error, prefix="payload")
         return reject(uow, envelope.command_id, envelope.type, envelope.model_dump(), reason)
+    reserved = reserved_path(envelope.payload, "payload")
+    if reserved is not None:
+        reason = (
+            f"invalid command: {reserved}: an object of exactly `_type_` and `_data_` is how"
+            " the event store encodes its own values: rename a key"
+        )
+        return reject(uow, envelope.command_id, envelope.type, envelope.model_dump(), reason)
     before = {id(a) for a in uow.changed()}
     try:
         result = COMMAND_HANDLERS[type(payload)](payload, envelope, uow, ctx or Context())
@@ -198,6 +205,26 @@ def bound_problem(data: dict[str, Any], tenant: str) -> str | None:
     return None
 
 
+def reserved_path(value: Any, root: str) -> str | None:
+    """The path of the first object in `value` that the event store would read back as
+    one of its encoded values (`{"_type_": ..., "_data_": ...}`), or None."""
+    stack: list[tuple[str, Any]] = [(root, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            if item.keys() == {"_type_", "_data_"}:
+                return path
+            stack += [(f"{path}.{key}", inner) for key, inner in item.items()]
+        elif isinstance(item, list):
+            stack += [(f"{path}[{index}]", inner) for index, inner in enumerate(item)]
+    return None
+
+
+MAX_REASON = 2000
+"""A reason is cut to this many characters (one that quotes a huge value stays readable,
+and its outcome message small)."""
+
+
 def reject(
     uow: UnitOfWork, command_id: str, type_: str, data: dict[str, Any] | None, reason: str
 ) -> CommandReceipt:
@@ -210,7 +237,7 @@ def reject(
         tenant=tenant_of(data),
         actor=actor[:200] if isinstance(actor, str) and actor else "anonymous",
         outcome="rejected",
-        reason=reason,
+        reason=reason if len(reason) <= MAX_REASON else f"{reason[:MAX_REASON]}…",
         result={},
         correlation_id=correlation_id[:200] if isinstance(correlation_id, str) else None,
     )

@@ -13,7 +13,6 @@ from uuid import UUID
 
 from domain.definitions import AgentNode, LlmNode
 from domain.errors import NodeNotRunning
-from domain.llm import LlmRequest
 from domain.messages import RunEvent, ThreadEvent
 from domain.runs import WorkflowRun
 from domain.threads import Thread, chat_thread_id
@@ -96,7 +95,7 @@ def replies_due(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:
         if thread is None or not thread.awaits(reply_id):
             continue
         stream = bool((thread.reply or {}).get("stream", True))
-        request = LlmRequest.model_validate(envelope["data"]["request"])
+        request = thread.reply_request(reply_id)
         calls[(envelope["aggregate_id"], reply_id)] = LlmCall(
             thread.id, reply_id, 1, request, thread.tenant, "reply", stream
         )

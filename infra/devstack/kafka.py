@@ -152,6 +152,11 @@ def role_acls(topics: Topics, group_prefix: str = "heddle") -> dict[str, list[Ac
             ("WRITE", "TOPIC", topics.commands, "LITERAL"),
             ("READ", "TOPIC", topics.events, "LITERAL"),
             ("READ", "TOPIC", topics.tokens, "LITERAL"),
+            # Dead letters (admin routes): read, and replayed to the topics they came from.
+            ("READ", "TOPIC", topics.dlq, "LITERAL"),
+            ("WRITE", "TOPIC", topics.events, "LITERAL"),
+            ("WRITE", "TOPIC", topics.task_results, "LITERAL"),
+            ("WRITE", "TOPIC", topics.tenant_commands, "PREFIXED"),
         ],
     }
     every_role = [("DESCRIBE", "TOPIC", f"{p}heddle.", "PREFIXED")]

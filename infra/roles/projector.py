@@ -16,7 +16,9 @@ class ProjectorRole:
     def __init__(self, ports: Ports, epoch: str) -> None:
         self.ports = ports
         assert ports.settings.database_url is not None  # build() checked it
-        self.projector = Projector(ports.settings.database_url, consumer=f"projector@{epoch}")
+        self.projector = Projector(
+            ports.settings.database_url, consumer=f"projector@{epoch}", store=ports.store
+        )
 
     def subscribe(self) -> None:
         ports = self.ports
@@ -26,7 +28,8 @@ class ProjectorRole:
         )  # fmt: skip
 
     async def project(self, records: list[Record]) -> None:
-        await asyncio.to_thread(self.projector.apply, records)
+        """Apply a batch (its claims resolved: read models hold the values)."""
+        await asyncio.to_thread(lambda: self.projector.apply(self.ports.store.resolved(records)))
 
     async def close(self) -> None:
         await asyncio.to_thread(self.projector.close)

@@ -14,6 +14,6 @@ def relay_loop(ports: Ports, epoch: str) -> Callable[[], Awaitable[None]]:
     assert settings.database_url  # build() checked it
     relay = Relay(
         ports.store, settings.database_url, ports.topics.events,
-        settings, position_name=f"relay@{epoch}",
+        settings, position_name=f"relay@{epoch}", dlq_topic=ports.topics.dlq,
     )  # fmt: skip
     return relay.run

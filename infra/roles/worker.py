@@ -4,18 +4,24 @@ layer, the tools, the token publisher, and the broker for commands and remote ta
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from contextlib import suppress
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Recording
 
+from domain.errors import NodeNotRunning
+from domain.runs import WorkflowRun
 from handlers.reactions.pipeline import Pipeline, Saved
-from handlers.reactions.worker import SendCommand, WorkerPorts
+from handlers.reactions.worker import WORKS_ON, SendCommand, WorkerPorts
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.bootstrap import Ports
+from infra.claims import CLAIMS_MARK
 from infra.faults import is_outage
 from infra.kafka import Reading, create_topics, subscribe_pipelined
 from infra.relay import event_messages
@@ -60,7 +66,8 @@ class Worker:
 
     def owned_records(self, recordings: list[Recording[UUID]]) -> list[Record]:
         """Just-saved events of the partitions this worker reads, as the relay publishes
-        them (their offsets are not known yet: -1)."""
+        them (their offsets are not known yet: -1). One holding claims (large values) is
+        left to its delivery, which reads them off the event loop."""
         owned = []
         for recording in recordings:
             notification = recording.notification
@@ -70,12 +77,17 @@ class Worker:
         records = []
         messages = event_messages(self.ports.store, [notification for notification, _ in owned])
         for (key, value, headers), (_, partition) in zip(messages, owned, strict=True):
+            if CLAIMS_MARK in value:
+                continue
             named = {name: raw.decode() for name, raw in headers}
             records.append(Record(self.reading.topic, partition, -1, key, value, named))
         return records
 
     async def take(self, records: list[Record]) -> Saved:
-        """Start the work a batch of events calls for; done once its outcomes are saved."""
+        """Start the work a batch of events calls for; done once its outcomes are saved.
+        (Large values arrive as claims: the handlers see them resolved.)"""
+        if any(CLAIMS_MARK in r.value and r.headers.get("type") in WORKS_ON for r in records):
+            records = await asyncio.to_thread(self.ports.store.resolved, records)
         return await self.pipeline.take(records)
 
     def busy(self) -> bool:
@@ -116,9 +128,28 @@ class Worker:
         """Publish tasks of `remote` nodes to their capability's topic."""
         topics = self.ports.topics
         for task in tasks:
+            message = dumps({**task, "reply_to": topics.task_results})
+            if len(message) > self.ports.settings.max_message_bytes:
+                await self.ports.writer.run(self.fail_oversized_task, task, len(message))
+                continue
             log.info("sending task %s to %s", task["task_id"], task["capability"])
-            message = {**task, "reply_to": topics.task_results}
             await self.ports.broker.publish(
-                dumps(message), topics.tasks_for(task["capability"]),
+                message, topics.tasks_for(task["capability"]),
                 key=task["run_id"].encode(), headers={"task_id": task["task_id"]},
             )  # fmt: skip
+
+    def fail_oversized_task(self, task: dict[str, Any], size: int) -> None:
+        """A task over the broker's limit is never sent: its node fails (class
+        `definition`: the workflow hands the worker too much), once."""
+        uow = UnitOfWork(self.ports.store)
+        run = uow.get(UUID(task["run_id"]), WorkflowRun)
+        limit = self.ports.settings.max_message_bytes
+        error = {
+            "class": "definition",
+            "message": f"the task is {size} bytes as JSON; at most {limit} fit on its topic"
+            " (pass a document id rather than the content)",
+        }
+        if run is not None:
+            with suppress(NodeNotRunning):
+                run.fail_node(task["node_id"], task["attempt"], error, now=datetime.now(UTC))
+        uow.save()

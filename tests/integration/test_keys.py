@@ -316,6 +316,10 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             response = await intruder.post("/v1/keys", json=body)
             assert response.status_code == 403
 
+        async def no_dead_letters() -> None:
+            listed = await intruder.get("/v1/dead-letters")
+            assert listed.json() == {"dead_letters": []}, listed.text
+
         async def own_ai_mode() -> None:
             mine = (await intruder.get("/v1/tenant/ai")).json()
             assert (mine["tenant"], mine["model"]) == ("intruder", None)
@@ -415,6 +419,13 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "PUT /v1/credentials/{credential_id}": own_credential,
             "POST /v1/keys": no_key_for_the_owner,
             "DELETE /v1/keys/{key_id}": lambda: not_found("DELETE", f"/v1/keys/{owner_key}"),
+            "GET /v1/dead-letters": no_dead_letters,
+            "GET /v1/dead-letters/{partition}/{offset}": lambda: not_found(
+                "GET", "/v1/dead-letters/0/0"
+            ),
+            "POST /v1/dead-letters/replay": lambda: not_found(
+                "POST", "/v1/dead-letters/replay", json={"entries": [{"partition": 0, "offset": 0}]}
+            ),
         }
         paths = (await client.get("/openapi.json")).json()["paths"]
         endpoints = {f"{m.upper()} {p}" for p, ops in paths.items() for m in ops}

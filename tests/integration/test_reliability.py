@@ -9,7 +9,14 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.integration.helpers import api_client, example, publish, wait_for_command, wait_for_run
+from tests.integration.helpers import (
+    api_client,
+    example,
+    publish,
+    start_run,
+    wait_for_command,
+    wait_for_run,
+)
 
 
 async def _send(bootstrap: str, topic: str, *values: bytes) -> None:
@@ -126,3 +133,58 @@ async def test_a_poison_event_goes_to_the_dead_letter_topic_and_runs_keep_flowin
     assert dead[0]["value"] == b"\x00 not an event"
     assert dead[0]["headers"]["x-original-topic"] == heddle.topics.events
     assert "x-error" in dead[0]["headers"]
+
+
+async def test_dead_letters_are_listed_with_their_reason_and_replayed_to_their_topic(
+    heddle, kafka_bootstrap
+) -> None:
+    await _send(kafka_bootstrap, heddle.topics.events, b"\x00 not an event")
+    await _read_all(kafka_bootstrap, heddle.topics.dlq, 1, timeout=30)
+    async with api_client(heddle) as client:
+        [letter] = (await client.get("/v1/dead-letters")).json()["dead_letters"]
+        shown = await client.get(f"/v1/dead-letters/{letter['partition']}/{letter['offset']}")
+        entry = {"partition": letter["partition"], "offset": letter["offset"]}
+        replayed = await client.post("/v1/dead-letters/replay", json={"entries": [entry]})
+        again = await _read_all(kafka_bootstrap, heddle.topics.dlq, 2, timeout=30)
+        listed = (await client.get("/v1/dead-letters")).json()["dead_letters"]
+        missing = await client.get("/v1/dead-letters/0/999")
+    assert letter["topic"] == heddle.topics.events
+    assert letter["original_offset"] == 0
+    assert letter["error"], "says why it failed"
+    assert shown.json()["value"] == "\x00 not an event"
+    assert replayed.json() == {"replayed": 1}
+    assert again[1]["headers"]["x-replayed-from"] == f"{letter['partition']}@{letter['offset']}"
+    assert len(listed) == 2, "still poison: it failed again, and is back with its reason"
+    assert missing.status_code == 404
+
+
+async def wait_for_task(client, run_id: str, timeout: float = 60) -> None:
+    """Until the run has an open task."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (await client.get("/v1/tasks", params={"run_id": run_id})).json()["items"]:
+        assert asyncio.get_running_loop().time() < deadline, f"run {run_id} opened no task"
+        await asyncio.sleep(0.05)
+
+
+async def test_fifty_concurrent_changes_to_one_run_are_all_kept(heddle) -> None:
+    """50 requests set a variable each on one waiting run at once: none is lost, each
+    command is accepted once, and the person's approval afterwards still decides it."""
+    async with api_client(heddle) as client:
+        await publish(client, example("approval"))
+        run_id = await start_run(client, "refund-approval", {"customer": "Ada", "amount": 5})
+        await wait_for_task(client, run_id)
+        sent = await asyncio.gather(
+            *(
+                client.post(f"/v1/runs/{run_id}/variables", json={"variables": {f"v{n}": n}})
+                for n in range(50)
+            )
+        )
+        outcomes = [await wait_for_command(client, s.json()["command_id"]) for s in sent]
+        completed = await client.post(
+            f"/v1/runs/{run_id}/tasks/review/complete", json={"decision": "approve"}
+        )
+        assert completed.status_code == 202, completed.text
+        run = await wait_for_run(client, run_id, timeout=60)
+    assert [o["status"] for o in outcomes] == ["accepted"] * 50
+    assert {f"v{n}": n for n in range(50)}.items() <= run["variables"].items()
+    assert run["variables"]["outcome"] == "refunded"

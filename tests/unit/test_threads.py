@@ -147,6 +147,25 @@ async def test_a_redelivered_reply_request_calls_no_model_again(uow: UnitOfWork)
     assert replies_due(worker_sees(uow, thread_id), uow) == []
 
 
+async def test_a_reply_request_names_its_message_and_the_reply_sees_the_chat_up_to_it(
+    uow: UnitOfWork,
+) -> None:
+    _, thread_id = await start_support(uow)
+    send(uow, "PostMessage", thread_id=thread_id, content="First")
+    send(uow, "PostMessage", thread_id=thread_id, content="Second")
+
+    events = worker_sees(uow, thread_id)
+    requested = [e["data"] for e in events if e["type"] == "Thread.ReplyRequested"]
+    calls = replies_due(events, uow)
+
+    assert [(r["message_id"], r["request"]) for r in requested] == [("m2", None), ("m3", None)]
+    greeting = ["You help Ada with order A-17.", "Hello Ada, how can I help?"]
+    assert [[m.content for m in c.request.messages] for c in calls] == [
+        [*greeting, "First"],
+        [*greeting, "First", "Second"],
+    ]
+
+
 async def test_completing_the_thread_completes_the_chat_node_and_the_run_moves_on(
     uow: UnitOfWork,
 ) -> None:
