@@ -167,7 +167,8 @@ async def keep_running(loop: Callable[[], Awaitable[None]]) -> None:
                 log.exception("background loop failed; restarting in 1 s")
                 await asyncio.sleep(1.0)
                 continue
-            outages = 1 if time.monotonic() - began > 30 else outages + 1
+            # a loop that ran longer than its last pause made progress: a new outage
+            outages = 1 if time.monotonic() - began > backoff(outages) else outages + 1
             if outages == 1:
                 log.warning("%s is unavailable (%r): restarting a background loop when it"
                             " is back", which(error), error)  # fmt: skip

@@ -92,3 +92,11 @@ async def wait_for_command(
             return result  # type: ignore[no-any-return]
         await asyncio.sleep(0.05)
     raise AssertionError(f"command {command_id} still pending after {timeout} s")
+
+
+async def wait_for_task(client: httpx.AsyncClient, run_id: str, timeout: float = 60) -> None:
+    """Until the run has an open task."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (await client.get("/v1/tasks", params={"run_id": run_id})).json()["items"]:
+        assert asyncio.get_running_loop().time() < deadline, f"run {run_id} opened no task"
+        await asyncio.sleep(0.05)

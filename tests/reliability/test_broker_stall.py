@@ -23,7 +23,7 @@ from tests.fakes.llm_servers import FakeLlmServer
 from tests.integration.helpers import api_client, publish, start_run, wait_for_run
 from tests.processes import spawned_workers, wait_for_line
 from tests.reliability.conftest import FRONT_ROLES
-from tests.reliability.test_outages import slowly, start_by_kafka
+from tests.reliability.test_outages import rebuilt_equals_live, slowly, start_by_kafka
 from tests.reliability.test_scale_out import NODES, triage
 
 RUNS = 10
@@ -96,3 +96,5 @@ async def test_a_stalled_broker_holds_no_request_and_loses_no_command(
         if event["type"] == RunEvent.NODE_COMPLETED
     )
     assert completions == Counter({(run_id, node): 1 for run_id in run_ids for node in NODES})
+    live, rebuilt = await rebuilt_equals_live(database_url, front.store)
+    assert live == rebuilt, "the read models equal a rebuild from the store"
