@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from domain.llm import LlmDelta, LlmError, LlmProvider, LlmRequest, LlmResult, RetryPolicy
+from infra import metrics
 from infra.llm.router import ProviderRouter
 
 OnAttemptFailed = Callable[[int, LlmError, float | None], Awaitable[None]]
@@ -105,10 +106,37 @@ class RetryingLlm:
         on_delta: OnDelta | None = None,
     ) -> LlmResult:
         providers = self.router.for_tenant(tenant)
-        if on_delta is not None:
-            return await stream_with_retries(
-                providers, request, self.policy, on_delta, on_try_failed, rand=random.random
-            )
-        return await complete_with_retries(
-            providers, request, self.policy, on_try_failed, rand=random.random
-        )
+        labels = {"provider": request.provider, "model": request.model}
+
+        async def failed(attempt: int, error: LlmError, delay: float | None) -> None:
+            if delay is not None:
+                metrics.MODEL_RETRIES.labels(**labels, error_class=error_class(error)).inc()
+            await on_try_failed(attempt, error, delay)
+
+        with metrics.MODEL_CALLS_IN_FLIGHT.track_inprogress():
+            try:
+                with metrics.timed(metrics.MODEL_CALL, **labels):
+                    if on_delta is not None:
+                        result = await stream_with_retries(
+                            providers, request, self.policy, on_delta, failed, rand=random.random
+                        )
+                    else:
+                        result = await complete_with_retries(
+                            providers, request, self.policy, failed, rand=random.random
+                        )
+            except LlmError as error:
+                metrics.MODEL_CALLS.labels(**labels, outcome=error_class(error)).inc()
+                raise
+        metrics.MODEL_CALLS.labels(**labels, outcome="ok").inc()
+        answered = {"provider": result.provider, "model": result.model, "tenant": tenant}
+        for direction, count in (
+            ("input", result.usage.input_tokens), ("output", result.usage.output_tokens),
+        ):  # fmt: skip
+            metrics.TOKENS.labels(**answered, direction=direction).inc(count)
+        metrics.COST.labels(**answered).inc(result.cost_usd)
+        return result
+
+
+def error_class(error: LlmError) -> str:
+    """A failure's class as a metric label: retryable or fatal, and the HTTP status."""
+    return error.kind if error.status is None else f"{error.kind}_{error.status}"
