@@ -2,9 +2,8 @@
 FastStream, aiokafka and uvicorn alike, as JSON (`heddle serve`) or readable console lines
 (`heddle up`); `HEDDLE_LOG_FORMAT=json|console` and `HEDDLE_LOG_LEVEL` override.
 
-Context fields (`tenant`, `run_id`, `node_id`, `command_id`) are bound with `bound(...)`
-where a role handles a message (contextvars: a task started there inherits them) and
-appear on every line written meanwhile.
+Context bound with structlog's contextvars (the worker binds `run_id` and `node_id` to the
+task of each piece of work it starts) and a record's `extra` fields appear on the line.
 """
 
 from __future__ import annotations
@@ -12,12 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import structlog
-from structlog.contextvars import bound_contextvars
 
 Format = Literal["json", "console"]
 
@@ -29,28 +25,8 @@ def configure(default_format: Format, default_level: str) -> None:
     if chosen not in ("json", "console"):
         raise ValueError(f"HEDDLE_LOG_FORMAT must be json or console, not {chosen!r}")
     level = os.environ.get("HEDDLE_LOG_LEVEL", default_level).strip().upper()
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.ExtraAdder(),
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    renderer: Any
-    if chosen == "json":
-        renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.format_exc_info)  # never a frame's locals
-    else:
-        renderer = structlog.dev.ConsoleRenderer(
-            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
-        )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        )
-    )
+    handler.setFormatter(formatter(cast(Format, chosen), colors=sys.stderr.isatty()))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
@@ -61,15 +37,35 @@ def configure(default_format: Format, default_level: str) -> None:
         named.handlers.clear()
         named.propagate = True
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*_shared(chosen), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
 
 
-@contextmanager
-def bound(**fields: Any) -> Iterator[None]:
-    """Add `fields` (those not None, as text) to every line logged in this context."""
-    with bound_contextvars(**{k: str(v) for k, v in fields.items() if v is not None}):
-        yield
+def _shared(chosen: str) -> list[Any]:
+    """What every line gets, a structlog call's or a stdlib record's."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if chosen == "json":
+        shared.append(structlog.processors.format_exc_info)  # text: never a frame's locals
+    return shared
+
+
+def formatter(chosen: Format, colors: bool = False) -> logging.Formatter:
+    """The formatter that renders a stdlib record (or a structlog call) as one line."""
+    renderer: Any = structlog.processors.JSONRenderer()
+    if chosen == "console":
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=structlog.dev.plain_traceback
+        )
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared(chosen),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )

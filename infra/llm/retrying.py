@@ -106,7 +106,8 @@ class RetryingLlm:
         on_delta: OnDelta | None = None,
     ) -> LlmResult:
         providers = self.router.for_tenant(tenant)
-        labels = {"provider": request.provider, "model": request.model}
+        provider = request.provider
+        labels = {"provider": provider, "model": request.model.removeprefix(f"{provider}:")}
 
         async def failed(attempt: int, error: LlmError, delay: float | None) -> None:
             if delay is not None:
@@ -128,7 +129,7 @@ class RetryingLlm:
                 metrics.MODEL_CALLS.labels(**labels, outcome=error_class(error)).inc()
                 raise
         metrics.MODEL_CALLS.labels(**labels, outcome="ok").inc()
-        answered = {"provider": result.provider, "model": result.model, "tenant": tenant}
+        answered = {**labels, "tenant": tenant}
         for direction, count in (
             ("input", result.usage.input_tokens), ("output", result.usage.output_tokens),
         ):  # fmt: skip
