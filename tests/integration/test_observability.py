@@ -52,8 +52,9 @@ async def test_metrics_after_a_run_show_its_node_steps_and_model_calls_without_r
     )
     latency = metric_samples(text, "heddle_model_call_seconds_count")
     assert any(s.labels == {"provider": "scripted", "model": "echo"} for s in latency)
-    accepted = metric_samples(text, "heddle_commands_total")
-    assert any(s.labels["type"] == "StartRun" and s.labels["outcome"] == "accepted" for s in accepted)
+    commands = metric_samples(text, "heddle_commands_total")
+    accepted = {"type": "StartRun", "outcome": "accepted", "reason": ""}
+    assert any(s.labels == accepted and s.value >= 1 for s in commands)
     runs = {s.labels["status"]: s.value for s in metric_samples(text, "heddle_runs")}
     assert runs.get("completed", 0) >= 1
     assert metric_samples(text, "heddle_relay_lag_events")
