@@ -45,8 +45,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.machine import machine
 from infra.bootstrap import create_schema
-from infra.devstack import ApacheKafka, EmbeddedPostgres, Tansu, create_database
-from infra.devstack.process import free_port
+from infra.devstack import ApacheKafka, EmbeddedPostgres, Tansu, create_database, free_port
 from infra.runtime import ALL_ROLES, Heddle
 from infra.settings import Settings
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.devstack.process import free_port
+from infra.devstack import free_port
 
 
 @dataclass

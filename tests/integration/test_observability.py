@@ -77,3 +77,17 @@ async def test_each_api_request_is_logged_once_with_its_route_template_and_key_i
     assert key.startswith(f"heddle_{line.key_id}_")  # the key's public id, not its secret
     assert line.duration_ms >= 0
     assert key not in caplog.text
+
+
+async def test_rejected_commands_are_counted_by_type_and_reason_class(
+    client: httpx.AsyncClient,
+) -> None:
+    sent = await client.post("/v1/commands", json={"type": "CancelRun", "payload": {}})
+    assert sent.status_code == 202
+
+    async def scrape() -> str:
+        return (await client.get("/metrics")).text
+
+    rejected = {"type": "CancelRun", "outcome": "rejected", "reason": "invalid"}
+    text = await wait_for_metrics(scrape, "heddle_commands_total", rejected)
+    assert metric_samples(text, "heddle_command_batch_seconds_count")[0].value >= 1
