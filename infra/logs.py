@@ -32,10 +32,6 @@ def configure(default_format: Format, default_level: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        named = logging.getLogger(name)  # uvicorn's own handlers would print a second line
-        named.handlers.clear()
-        named.propagate = True
     structlog.configure(
         processors=[*_shared(chosen), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

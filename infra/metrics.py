@@ -3,8 +3,8 @@
 The API serves them at `GET /metrics`; a process started with `--no-api` serves them on
 `HEDDLE_METRICS_PORT` (api/cli/stack.py). They are observed at a few central places:
 the retry layer (model calls), the intake role (commands), the writer (write batches),
-the projector (node steps, as the read models record them), the Kafka glue (dead
-letters, token pieces). Gauges of the read models and the relay are read when scraped.
+the projector (node steps, as the read models record them), the Kafka glue and the
+relay (dead letters, token pieces). Gauges of the read models and the relay are read when scraped.
 Labels are bounded: workflow, node kind, provider, model, tenant, command type, topic;
 never a run id.
 """
@@ -87,6 +87,12 @@ DEAD_LETTERS = Counter(
 LOST_TOKEN_PIECES = Counter(
     "heddle_token_pieces_lost_total", "Streamed token pieces that were not delivered."
 )
+FIRST_TOKEN = Histogram(
+    "heddle_model_first_token_seconds",
+    "How long a streamed model call took to its first text (its retries included).",
+    ["provider", "model"],
+    buckets=SECONDS,
+)
 MODEL_CALLS_IN_FLIGHT = Gauge("heddle_model_calls_in_flight", "Model calls under way.")
 
 
@@ -129,20 +135,28 @@ def observe_node_steps(steps: Iterable[tuple[str, str, str, float]]) -> None:
 
 
 class ReadModelGauges(Collector):
-    """Gauges read when scraped: runs by status and open tasks (from the read models) and
-    the relay's lag (the store's head minus the relay's saved position)."""
+    """Gauges read when scraped: runs by status, open tasks and waiting timers (from the
+    read models), the projection lag (the store's head minus the position the slowest
+    projection has applied) and the relay's lag (the store's head minus the relay's saved
+    position)."""
 
     def __init__(self) -> None:
         self.database_url: str | None = None
+        self.events_table = ""
         self.relay_lag: Callable[[], int] | None = None
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield from self._families()
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
         return (
             GaugeMetricFamily("heddle_runs", "Runs by status (read models).", labels=["status"]),
             GaugeMetricFamily("heddle_open_tasks", "Human tasks open (read models)."),
+            GaugeMetricFamily("heddle_waiting_timers", "Timers not fired yet (read models)."),
+            GaugeMetricFamily(
+                "heddle_projection_lag_events",
+                "Events in the store that the slowest projection has not applied yet.",
+            ),
             GaugeMetricFamily(
                 "heddle_relay_lag_events",
                 "Events in the store that the relay has not saved as published yet.",
@@ -150,7 +164,7 @@ class ReadModelGauges(Collector):
         )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        runs, tasks, lag = self._families()
+        runs, tasks, timers, projection_lag, lag = self._families()
         if self.database_url is not None:
             try:
                 with psycopg.connect(self.database_url, connect_timeout=2) as conn:
@@ -158,12 +172,18 @@ class ReadModelGauges(Collector):
                         "SELECT status, count(*) FROM runs GROUP BY status"
                     ):
                         runs.add_metric([status], count)
-                    row = conn.execute("SELECT count(*) FROM tasks WHERE status = 'open'")
-                    tasks.add_metric([], row.fetchone()[0])  # type: ignore[index]
+                    tasks.add_metric([], _count(conn, "tasks WHERE status = 'open'"))
+                    timers.add_metric([], _count(conn, "timers WHERE status = 'pending'"))
+                    row = conn.execute(
+                        f"SELECT coalesce((SELECT max(notification_id) FROM {self.events_table}),"
+                        " 0) - coalesce((SELECT min(position) FROM projection_positions"
+                        " WHERE source = 'store'), 0)"
+                    ).fetchone()
+                    projection_lag.add_metric([], max(0, row[0] if row else 0))
             except psycopg.Error as error:
                 log.warning("read-model gauges unavailable: %r", error)
-            yield runs
-            yield tasks
+            else:
+                yield from (runs, tasks, timers, projection_lag)
         if self.relay_lag is not None:
             try:
                 lag.add_metric([], self.relay_lag())
@@ -172,13 +192,19 @@ class ReadModelGauges(Collector):
             yield lag
 
 
+def _count(conn: psycopg.Connection[Any], rows: str) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {rows}").fetchone()
+    return int(row[0]) if row else 0
+
+
 GAUGES = ReadModelGauges()
 REGISTRY.register(GAUGES)
 
 
-def watch_read_models(database_url: str) -> None:
-    """Report runs by status and open tasks of this database when scraped."""
-    GAUGES.database_url = database_url
+def watch_read_models(database_url: str, events_table: str) -> None:
+    """Report the read models' gauges of this database (whose store keeps its events in
+    `events_table`) when scraped."""
+    GAUGES.database_url, GAUGES.events_table = database_url, events_table
 
 
 def watch_relay(lag: Callable[[], int]) -> None:

@@ -80,7 +80,7 @@ class Heddle:
             raise ValueError(f"unknown roles {sorted(unknown)} (known: {known}, api)")
         await ensure_topics(self.settings, self.topics)
         await self.reads.open()
-        metrics.watch_read_models(self.database_url)
+        metrics.watch_read_models(self.database_url, self.store.events_table)
         if "intake" in self.roles:
             Intake(self.ports, self.epoch).subscribe()
         if "worker" in self.roles:

@@ -48,7 +48,8 @@ async def serve(settings: Settings, roles: list[str] | None, api: bool) -> None:
         if api:
             config = uvicorn.Config(
                 create_app(heddle), host=settings.api_host, port=settings.api_port,
-                lifespan="off", access_log=False,  # api/http/observability.py logs requests
+                lifespan="off", log_config=None,  # its records go to Heddle's log (infra/logs.py)
+                access_log=False,  # api/http/observability.py logs each request
             )  # fmt: skip
             await uvicorn.Server(config).serve()
         else:
@@ -134,6 +135,7 @@ async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> 
                 host=settings.api_host,
                 port=settings.api_port,
                 log_level="warning",
+                log_config=None,  # its records go to Heddle's log (infra/logs.py)
                 lifespan="off",
             )
         )

@@ -118,15 +118,17 @@ class RetryingLlm:
             try:
                 with metrics.timed(metrics.MODEL_CALL, **labels):
                     if on_delta is not None:
+                        timed = first_token_timed(on_delta, labels)
                         result = await stream_with_retries(
-                            providers, request, self.policy, on_delta, failed, rand=random.random
+                            providers, request, self.policy, timed, failed, rand=random.random
                         )
                     else:
                         result = await complete_with_retries(
                             providers, request, self.policy, failed, rand=random.random
                         )
-            except LlmError as error:
-                metrics.MODEL_CALLS.labels(**labels, outcome=error_class(error)).inc()
+            except Exception as error:
+                outcome = error_class(error) if isinstance(error, LlmError) else "other"
+                metrics.MODEL_CALLS.labels(**labels, outcome=outcome).inc()
                 raise
         metrics.MODEL_CALLS.labels(**labels, outcome="ok").inc()
         answered = {**labels, "tenant": tenant}
@@ -136,6 +138,21 @@ class RetryingLlm:
             metrics.TOKENS.labels(**answered, direction=direction).inc(count)
         metrics.COST.labels(**answered).inc(result.cost_usd)
         return result
+
+
+def first_token_timed(on_delta: OnDelta, labels: dict[str, str]) -> OnDelta:
+    """`on_delta`, observing how long the call took to its first delta."""
+    began = time.perf_counter()
+    seen = False
+
+    async def delta(attempt: int, piece: LlmDelta) -> None:
+        nonlocal seen
+        if not seen:
+            seen = True
+            metrics.FIRST_TOKEN.labels(**labels).observe(time.perf_counter() - began)
+        await on_delta(attempt, piece)
+
+    return delta
 
 
 def error_class(error: LlmError) -> str:

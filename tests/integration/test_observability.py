@@ -57,7 +57,9 @@ async def test_metrics_after_a_run_show_its_node_steps_and_model_calls_without_r
     assert any(s.labels == accepted and s.value >= 1 for s in commands)
     runs = {s.labels["status"]: s.value for s in metric_samples(text, "heddle_runs")}
     assert runs.get("completed", 0) >= 1
-    assert metric_samples(text, "heddle_relay_lag_events")
+    for gauge in ("heddle_relay_lag_events", "heddle_projection_lag_events", "heddle_open_tasks",
+                  "heddle_waiting_timers"):  # fmt: skip
+        assert [s.value >= 0 for s in metric_samples(text, gauge)] == [True], gauge
     assert run_id not in text
     assert "run_id" not in text
 
