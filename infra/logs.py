@@ -47,11 +47,18 @@ def _shared(chosen: str) -> list[Any]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _without_colors,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if chosen == "json":
         shared.append(structlog.processors.format_exc_info)  # text: never a frame's locals
     return shared
+
+
+def _without_colors(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Drop uvicorn's copy of its message with terminal colours."""
+    event.pop("color_message", None)
+    return event
 
 
 def formatter(chosen: Format, colors: bool = False) -> logging.Formatter:
