@@ -103,6 +103,9 @@ class Projector:
         self._conn: psycopg.Connection[Any] | None = None
         self._known: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._observed_after: int | None = None
+        """Node steps are observed for events past this store position (what the read models
+        had when this projector started: a new Kafka epoch brings the whole store again)."""
 
     def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -121,10 +124,13 @@ class Projector:
                     if not fresh:
                         return 0
                     events = self._events(cur, fresh)
+                    if self._observed_after is None:
+                        self._observed_after = _store_position(cur, node_attempts.NAME)
                     if events:
                         for projection in PROJECTIONS.values():
                             projection.project(events, cur)
-                        steps = ended_steps(cur, events)
+                        new = [e for e in events if e["position"] > self._observed_after]
+                        steps = ended_steps(cur, new)
                     self._record_positions(cur, fresh, events)
             except BaseException:
                 self._known.clear()
@@ -184,6 +190,15 @@ class Projector:
             "projection_positions.position, EXCLUDED.position)",
             rows,
         )
+
+
+def _store_position(cur: psycopg.Cursor[Any], projection: str) -> int:
+    """How far into the store `projection` has applied events (0: nowhere yet)."""
+    row = cur.execute(
+        "SELECT position FROM projection_positions WHERE projection = %s AND source = %s",
+        [projection, STORE_SOURCE],
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _position(record: Record) -> int | None:
