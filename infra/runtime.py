@@ -18,6 +18,7 @@ from domain.messages import CommandEnvelope
 from handlers.commands.context import Context
 from handlers.commands.intake import execute
 from handlers.unit_of_work import UnitOfWork
+from infra import metrics
 from infra.bootstrap import build
 from infra.faults import backoff, is_outage, which
 from infra.kafka import ensure_topics
@@ -79,6 +80,7 @@ class Heddle:
             raise ValueError(f"unknown roles {sorted(unknown)} (known: {known}, api)")
         await ensure_topics(self.settings, self.topics)
         await self.reads.open()
+        metrics.watch_read_models(self.database_url, self.store.events_table)
         if "intake" in self.roles:
             Intake(self.ports, self.epoch).subscribe()
         if "worker" in self.roles:
