@@ -211,8 +211,8 @@ class Relay:
         position = self.position
         if position > self.saved_position:
             await asyncio.to_thread(
-                self.store.recorder.insert_tracking,  # type: ignore[attr-defined]
-                Tracking(self.position_name, position),
+                self.store.recorder.insert_positions,  # type: ignore[attr-defined]
+                [Tracking(self.position_name, position)],
             )
             self.saved_position = position
 

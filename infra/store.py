@@ -82,6 +82,16 @@ class TrackingRecorder(PostgresProcessRecorder):
     max_tracking_id = TWICE(PostgresProcessRecorder.max_tracking_id.__wrapped__)
 
     @TWICE
+    def insert_positions(self, trackings: Sequence[Tracking]) -> None:
+        """Record consumed positions alone, without waiting for the disk (asynchronous
+        commit): one lost in a crash only means reading a little again, which repeats
+        nothing, and the event writes no longer queue behind these for the disk."""
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute("SET LOCAL synchronous_commit TO OFF")
+            for tracking in trackings:
+                self._insert_tracking(curs, tracking)
+
+    @TWICE
     def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
         trackings = list(kwargs.get("trackings") or ())
         if kwargs.get("tracking") is not None:

@@ -101,7 +101,7 @@ class Worker:
             further = self.positions.further(committable)
             if further:
                 try:
-                    self.ports.store.save(trackings=further)
+                    self.ports.store.recorder.insert_positions(further)  # type: ignore[attr-defined]
                 except Exception:
                     self.positions.forget()
                     raise
