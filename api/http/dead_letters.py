@@ -16,10 +16,8 @@ from eventsourcing.application import AggregateNotFoundError
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.dependencies import Caller, Runtime, caller
+from api.http.dependencies import DEPLOYMENT_TENANT, Caller, Runtime, caller
 from infra.dead_letters import DeadLetter, read_dead_letters, replay
-
-DEPLOYMENT_TENANT = "default"
 
 
 class Entry(BaseModel):

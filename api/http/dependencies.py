@@ -83,3 +83,17 @@ async def read_or_write_scope(request: Request, key: ApiKey = Depends(api_key)) 
 async def admin_scope(key: ApiKey = Depends(api_key)) -> None:
     """Keys and credentials need the `admin` scope."""
     require_scope(key, "admin")
+
+
+DEPLOYMENT_TENANT = "default"
+"""The tenant whose admin keys run the deployment: they also see what belongs to no
+tenant (dead letters naming none) and to every tenant at once (`/metrics`)."""
+
+
+async def operator_scope(key: ApiKey = Depends(api_key)) -> None:
+    """What spans tenants needs an admin key of the deployment's own tenant."""
+    require_scope(key, "admin")
+    if key.tenant != DEPLOYMENT_TENANT:
+        raise HTTPException(
+            403, f"this needs an admin key of the {DEPLOYMENT_TENANT!r} tenant (it spans tenants)"
+        )

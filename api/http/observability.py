@@ -1,6 +1,7 @@
-"""`GET /metrics` (Prometheus' text format, open like the health checks: see
-docs/security.md) and the request log: one line per request, with its method, route
-template, status, duration and the caller's key id (never the key)."""
+"""`GET /metrics` (Prometheus' text format, for an admin key of the deployment's tenant:
+its labels name every tenant; see docs/security.md) and the request log: one line per
+request, with its method, route template, status, duration and the caller's key id
+(never the key)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import asyncio
 import logging
 import time
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.http.dependencies import operator_scope
 from infra import metrics
 
 log = logging.getLogger("heddle.api.requests")
@@ -18,7 +20,7 @@ log = logging.getLogger("heddle.api.requests")
 
 def routes() -> APIRouter:
     """`/metrics`: every metric of this process (and the read models' gauges)."""
-    router = APIRouter(tags=["health"])
+    router = APIRouter(tags=["health"], dependencies=[Depends(operator_scope)])
 
     @router.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:

@@ -316,6 +316,10 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             response = await intruder.post("/v1/keys", json=body)
             assert response.status_code == 403
 
+        async def operators_only() -> None:
+            response = await intruder.get("/metrics")
+            assert response.status_code == 403, response.text
+
         async def no_dead_letters() -> None:
             listed = await intruder.get("/v1/dead-letters")
             assert listed.json() == {"dead_letters": []}, listed.text
@@ -420,6 +424,7 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "POST /v1/keys": no_key_for_the_owner,
             "DELETE /v1/keys/{key_id}": lambda: not_found("DELETE", f"/v1/keys/{owner_key}"),
             "GET /v1/dead-letters": no_dead_letters,
+            "GET /metrics": operators_only,
             "GET /v1/dead-letters/{partition}/{offset}": lambda: not_found(
                 "GET", "/v1/dead-letters/0/0"
             ),

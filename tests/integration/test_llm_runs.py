@@ -483,7 +483,7 @@ async def test_a_canary_key_appears_in_no_event_topic_log_line_or_api_response(
         for s in metric_samples(responses[-1], "heddle_model_calls_total")
         if s.labels["provider"] == "openai"
     }
-    assert {"ok", "fatal_400", "fatal_401"} <= failures  # /metrics counts them, keyless
+    assert {"ok", "fatal_400", "fatal_401"} <= failures  # /metrics counts them
     first = metric_samples(responses[-1], "heddle_model_first_token_seconds_count")
     assert any(s.labels == {"provider": "openai", "model": "gpt-4o-mini"} for s in first)
     canaries = [env_canary, stored_canary]

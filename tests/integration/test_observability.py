@@ -31,9 +31,12 @@ async def test_metrics_after_a_run_show_its_node_steps_and_model_calls_without_r
     run_id = await start_run(client, workflow, {"name": "Ada"})
     assert (await wait_for_run(client, run_id))["status"] == "completed"
 
+    keyless = await client.get("/metrics", headers={"Authorization": ""})
+    assert keyless.status_code == 401, "its labels name every tenant: an operator's key"
+
     async def scrape() -> str:
-        response = await client.get("/metrics", headers={"Authorization": ""})
-        assert response.status_code == 200, response.text  # open, like the health checks
+        response = await client.get("/metrics")
+        assert response.status_code == 200, response.text
         return response.text
 
     text = await wait_for_metrics(
