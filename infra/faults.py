@@ -22,10 +22,6 @@ from aiokafka.errors import (
 )
 
 OUTAGES: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,  # refused, dropped, the pool's wait (PoolTimeout), lock waits
-    psycopg.InterfaceError,
-    es.OperationalError,  # the library's wrapping of the same
-    es.InterfaceError,
     KafkaConnectionError,
     KafkaTimeoutError,
     KafkaUnavailableError,
@@ -35,6 +31,13 @@ OUTAGES: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+"""Outages by type. PostgreSQL's errors are told apart by their SQLSTATE (`_postgres`)."""
+POSTGRES_OUTAGE_CLASSES = ("08", "53", "57")
+"""Connection exceptions, insufficient resources (too many connections), operator
+intervention (shutdown, restart, terminated backends, a database not accepting)."""
+POSTGRES_OUTAGE_STATES = frozenset({"40001", "40P01", "55P03", "55000"})
+"""Serialization failures, deadlocks and lock waits (a retry succeeds), and a database
+that does not allow connections now (`ALLOW_CONNECTIONS false`)."""
 BACKOFF_CAP_SECONDS = 5.0
 
 
@@ -47,17 +50,34 @@ class Unavailable(Exception):
 
 
 def is_outage(error: BaseException) -> bool:
-    """Whether `error`, or an error it was raised from, is an outage of PostgreSQL or Kafka."""
+    """Whether `error`, or an error it was raised from, is an outage of PostgreSQL or Kafka
+    (not, say, a statement the database refuses for good: a row too large, a bad query)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (Unavailable, *OUTAGES)):
+        if isinstance(current, psycopg.Error):
+            return _postgres(current)
+        if isinstance(current, (es.OperationalError, es.InterfaceError)):
+            if not isinstance(current.__cause__, psycopg.Error):
+                return True  # the library's own: no connection from its pool in time
+        elif _kafka_or_own(current):
             return True
-        if isinstance(current, KafkaError) and current.retriable:
-            return True
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return False
+
+
+def _kafka_or_own(error: BaseException) -> bool:
+    if isinstance(error, (Unavailable, *OUTAGES)):
+        return True
+    return isinstance(error, KafkaError) and bool(error.retriable)
+
+
+def _postgres(error: psycopg.Error) -> bool:
+    state = error.sqlstate
+    if state is None:  # raised by the client: refused, dropped, the pool's wait ran out
+        return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
+    return state[:2] in POSTGRES_OUTAGE_CLASSES or state in POSTGRES_OUTAGE_STATES
 
 
 def which(error: BaseException) -> str:

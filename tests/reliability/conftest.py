@@ -4,12 +4,15 @@ processes (tests/processes.py), models and HTTP tools are fake servers on localh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from domain.messages import RunEvent
 from tests.conftest import isolated_settings, running_heddle
 from tests.fakes.llm_servers import FakeLlmServer, running_server
 
@@ -54,3 +57,20 @@ async def service() -> AsyncIterator[FakeLlmServer]:
 def provider(openai: FakeLlmServer) -> dict[str, str]:
     """The environment that points a worker's OpenAI provider at the fake server."""
     return {"OPENAI_BASE_URL": f"{openai.url}/v1", "OPENAI_API_KEY": "sk-test-openai"}
+
+
+async def completions(
+    client: httpx.AsyncClient, run_ids: Iterable[str]
+) -> Counter[tuple[str, str]]:
+    """How often each (run, node) was recorded as completed, from the runs' events."""
+    counted: Counter[tuple[str, str]] = Counter()
+    for run_id in run_ids:
+        events = (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
+        counted.update(
+            (run_id, e["data"]["node_id"]) for e in events if e["type"] == RunEvent.NODE_COMPLETED
+        )
+    return counted
+
+
+def once_each(run_ids: Iterable[str], nodes: Iterable[str]) -> Counter[tuple[str, str]]:
+    return Counter({(run_id, node): 1 for run_id in run_ids for node in nodes})

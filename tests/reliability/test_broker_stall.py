@@ -10,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from domain.messages import RunEvent
 from infra.devstack import ApacheKafka
 from infra.devstack.process import free_port
 from tests.conftest import running_heddle
 from tests.fakes.llm_servers import FakeLlmServer
 from tests.integration.helpers import api_client, publish, start_run, wait_for_run
 from tests.processes import spawned_workers, wait_for_line
-from tests.reliability.conftest import FRONT_ROLES
+from tests.reliability.conftest import FRONT_ROLES, completions, once_each
 from tests.reliability.test_outages import (
     dead_letters,
     rebuilt_equals_live,
@@ -84,10 +82,7 @@ async def test_a_stalled_broker_holds_no_request_and_loses_no_command(
                 os.kill(pid, signal.SIGCONT)
             run_ids.append(await asyncio.wait_for(during, 120))
             runs = [await wait_for_run(client, run_id, timeout=120) for run_id in run_ids]
-            history = {
-                run_id: (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
-                for run_id in run_ids
-            }
+            completed = await completions(client, run_ids)
     assert refused.status_code == 503, refused.text
     assert refused.headers["retry-after"].isdigit()
     assert refused.json()["unavailable"] == "kafka"
@@ -96,13 +91,7 @@ async def test_a_stalled_broker_holds_no_request_and_loses_no_command(
     assert ready.status_code == 503
     assert ready.json()["checks"]["kafka"].startswith("unavailable")
     assert [run["status"] for run in runs] == ["completed"] * (RUNS + 1)
-    completions = Counter(
-        (run_id, event["data"]["node_id"])
-        for run_id, events in history.items()
-        for event in events
-        if event["type"] == RunEvent.NODE_COMPLETED
-    )
-    assert completions == Counter({(run_id, node): 1 for run_id in run_ids for node in NODES})
+    assert completed == once_each(run_ids, NODES), "each node recorded as completed once"
     assert await dead_letters(servers, front.topics.dlq) == 0
     live, rebuilt = await rebuilt_equals_live(database_url, front.store)
     assert live == rebuilt, "the read models equal a rebuild from the store"
@@ -127,18 +116,9 @@ async def test_a_restarted_broker_loses_no_run_and_no_command(
             await asyncio.to_thread(stalling_kafka.start)
             run_ids.append(await start_by_kafka(servers, front.topics.commands))
             runs = [await wait_for_run(client, run_id, timeout=120) for run_id in run_ids]
-            history = {
-                run_id: (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
-                for run_id in run_ids
-            }
+            completed = await completions(client, run_ids)
     assert [run["status"] for run in runs] == ["completed"] * (RUNS + 1)
-    completions = Counter(
-        (run_id, event["data"]["node_id"])
-        for run_id, events in history.items()
-        for event in events
-        if event["type"] == RunEvent.NODE_COMPLETED
-    )
-    assert completions == Counter({(run_id, node): 1 for run_id in run_ids for node in NODES})
+    assert completed == once_each(run_ids, NODES), "each node recorded as completed once"
     assert await dead_letters(servers, front.topics.dlq) == 0
     live, rebuilt = await rebuilt_equals_live(database_url, front.store)
     assert live == rebuilt, "the read models equal a rebuild from the store"

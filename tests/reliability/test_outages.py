@@ -10,7 +10,6 @@ import asyncio
 import json
 import re
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -21,11 +20,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 
-from domain.messages import RunEvent
 from infra.projector import PROJECTIONS, rebuild
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, Received, Reply
 from tests.integration.helpers import api_client, publish, start_run, wait_for_run
 from tests.processes import spawned_workers, wait_for_line
+from tests.reliability.conftest import completions, once_each
 from tests.reliability.test_scale_out import NODES, triage
 
 RUNS = 20
@@ -156,10 +155,7 @@ async def test_a_database_outage_mid_flight_loses_nothing_and_the_api_answers_50
                 run_ids.append(await start_by_kafka(kafka_bootstrap, front.topics.commands))
                 await asyncio.sleep(OUTAGE_S)
             runs = [await wait_for_run(client, run_id, timeout=90) for run_id in run_ids]
-            history = {
-                run_id: (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
-                for run_id in run_ids
-            }
+            completed = await completions(client, run_ids)
         waited = worker.logged("is unavailable") + worker.logged("outcomes failed")
         assert waited, "".join(worker.lines[-30:])
     assert listed.status_code == 503, listed.text
@@ -169,13 +165,7 @@ async def test_a_database_outage_mid_flight_loses_nothing_and_the_api_answers_50
     assert ready.json()["checks"]["postgres"].startswith("unavailable")
     assert ready.json()["checks"]["kafka"] == "ok"
     assert [run["status"] for run in runs] == ["completed"] * (RUNS + 1)
-    completions = Counter(
-        (run_id, event["data"]["node_id"])
-        for run_id, events in history.items()
-        for event in events
-        if event["type"] == RunEvent.NODE_COMPLETED
-    )
-    assert completions == Counter({(run_id, node): 1 for run_id in run_ids for node in NODES})
+    assert completed == once_each(run_ids, NODES), "each node recorded as completed once"
     assert await dead_letters(kafka_bootstrap, front.topics.dlq) == 0
     live, rebuilt = await rebuilt_equals_live(database_url, front.store)
     assert live == rebuilt, "the read models equal a rebuild from the store"

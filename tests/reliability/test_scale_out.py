@@ -16,7 +16,7 @@ from domain.messages import RunEvent
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, Received, Reply
 from tests.integration.helpers import api_client, publish, start_run, wait_for_run
 from tests.processes import WorkerProcess, spawned_workers, wait_for_line
-from tests.reliability.conftest import PARTITIONS
+from tests.reliability.conftest import PARTITIONS, completions, once_each
 
 RUNS = 30
 NODES = ("read", "sort", "reply")
@@ -107,21 +107,12 @@ async def test_a_killed_workers_runs_are_finished_by_the_others_each_node_record
             in_flight = started_there - completed
             assert in_flight, "the worker was killed with none of its calls in flight"
             runs = [await wait_for_run(client, run_id, timeout=60) for run_id in run_ids]
-            history = {
-                run_id: (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
-                for run_id in run_ids
-            }
+            completed = await completions(client, run_ids)
         finished_elsewhere = set().union(*(calls_of(worker) for worker in survivors))
     assert [run["status"] for run in runs] == ["completed"] * RUNS
     assert all(calls_of(worker) for worker in workers), "each worker made calls"
     assert in_flight <= finished_elsewhere, "the survivors made the killed worker's calls"
-    completions = Counter(
-        (run_id, event["data"]["node_id"])
-        for run_id, events in history.items()
-        for event in events
-        if event["type"] == RunEvent.NODE_COMPLETED
-    )
-    assert completions == Counter({(run_id, node): 1 for run_id in run_ids for node in NODES})
+    assert completed == once_each(run_ids, NODES), "each node recorded as completed once"
     assert [run["usage"]["llm_calls"] for run in runs] == [len(NODES)] * RUNS
     tickets = {run["run_id"]: run["input"]["ticket"] for run in runs}
     asked = Counter(request.body["messages"][-1]["content"] for request in openai.requests)
