@@ -65,14 +65,14 @@ def tasks_list(
         items,
         as_json,
         {
-            "run_id": "run",
-            "task_id": "task",
+            "run": "run_id",
+            "task": "task_id",
             "type": "type",
             "title": "title",
             "assignee": "assignee",
             "role": "role",
             "priority": "priority",
-            "due_at": "due",
+            "due": "due_at",
             "score": "score",
         },
     )

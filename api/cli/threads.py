@@ -32,8 +32,8 @@ def threads_list(
     params = {k: v for k, v in {"run_id": run, "status": status}.items() if v}
     items = call("GET", "/v1/threads", params=params)["items"]
     print_items(items, as_json, {
-        "thread_id": "thread", "title": "title", "status": "status", "run_id": "run",
-        "node_id": "node", "messages": "messages",
+        "thread": "thread_id", "title": "title", "status": "status", "run": "run_id",
+        "node": "node_id", "messages": "messages",
     })  # fmt: skip
 
 

@@ -3,6 +3,7 @@ with free ports, so what is tested is exactly what `make up` runs."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ class Up:
             HEDDLE_DATA_DIR=str(data_dir),
             HEDDLE_API_PORT=str(self.api_port),
             HEDDLE_KAFKA_PORT=str(self.kafka_port),
+            HEDDLE_CREDENTIALS_KEY=base64.b64encode(b"k" * 32).decode(),
+            COLUMNS="250",  # tables whose ids are read back are not wrapped
         )
         self.api = f"http://127.0.0.1:{self.api_port}"
         self.key_file = data_dir / "admin.key"
