@@ -87,7 +87,8 @@ def test_every_list_command_prints_a_table_of_its_items(stack: Up, tmp_path: Pat
 def test_a_rejected_run_exits_3_with_the_reason_at_once(stack: Up) -> None:
     missing = stack.cli("run", "nosuch", "--input", "a=1")
     assert missing.returncode == 3, missing
-    assert "rejected" in missing.stderr and "nosuch" in missing.stderr
+    assert "rejected" in missing.stderr
+    assert "nosuch" in missing.stderr
     mismatched = stack.cli("run", "refund-approval", "--input", "amount=120")
     assert mismatched.returncode == 3, mismatched
     assert "'customer' is a required property" in mismatched.stderr
@@ -96,9 +97,7 @@ def test_a_rejected_run_exits_3_with_the_reason_at_once(stack: Up) -> None:
     assert json.loads(unchecked.stdout)["status"] == "pending"
 
 
-def test_exit_codes_tell_usage_failed_run_and_unreachable_apart(
-    stack: Up, tmp_path: Path
-) -> None:
+def test_exit_codes_tell_usage_failed_run_and_unreachable_apart(stack: Up, tmp_path: Path) -> None:
     assert stack.cli("run").returncode == 2  # click's usage error
     (tmp_path / "doomed.yaml").write_text(DOOMED)
     _ok(stack, "workflows", "apply", str(tmp_path / "doomed.yaml"))
