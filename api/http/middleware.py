@@ -59,7 +59,7 @@ class BodyLimit:
 
     async def _too_large(self, scope: Scope, send: Send, limit: int, setting: str) -> None:
         detail = f"request body larger than {limit} bytes (the limit is {setting})"
-        body = problem_bytes(413, detail, scope["path"])
+        body = problem_bytes(413, detail, scope)
         await send(
             {
                 "type": "http.response.start",
@@ -106,7 +106,7 @@ class AnswerOutages:
             facts: dict[str, str] = {}
             if isinstance(error, Unavailable):
                 detail, facts = error.detail, error.facts
-            body = problem_bytes(503, detail, scope["path"], unavailable=dependency, **facts)
+            body = problem_bytes(503, detail, scope, unavailable=dependency, **facts)
             await send(
                 {
                     "type": "http.response.start",

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
+from urllib.parse import quote
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -40,9 +42,15 @@ def problem(
     return body | extensions
 
 
-def problem_bytes(status: int, detail: str, instance: str, **extensions: Any) -> bytes:
-    """The body of `problem`, encoded, for middleware that answers before the app."""
-    return json.dumps(problem(status, detail, instance, **extensions)).encode()
+def instance_of(scope: Scope) -> str:
+    """The path asked for, as the client wrote it (percent-encoded): a problem's `instance`."""
+    raw = scope.get("raw_path")
+    return raw.decode("latin-1") if raw else quote(scope["path"])
+
+
+def problem_bytes(status: int, detail: str, scope: Scope, **extensions: Any) -> bytes:
+    """The body of `problem`, encoded, for middleware that answers outside the app."""
+    return json.dumps(problem(status, detail, instance_of(scope), **extensions)).encode()
 
 
 class ProblemResponse(JSONResponse):
@@ -59,7 +67,7 @@ def respond(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """The problem answer to `request`."""
-    body = problem(status, detail, request.url.path, problems)
+    body = problem(status, detail, instance_of(request.scope), problems)
     return ProblemResponse(body, status, headers=headers)
 
 

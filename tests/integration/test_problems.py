@@ -11,22 +11,8 @@ from typing import Any
 import httpx
 
 from api.http.app import create_app
-from api.http.problems import MEDIA_TYPE
+from tests.integration.helpers import problem_of
 from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
-
-
-def problem_of(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The problem in `response`, checked for the members every problem has."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == MEDIA_TYPE
-    body: dict[str, Any] = response.json()
-    assert body["type"] == "about:blank"
-    assert body["status"] == status
-    assert body["title"]
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    assert body["instance"] == response.request.url.path
-    return body
 
 
 async def test_every_kind_of_error_is_a_problem_with_a_human_detail(
