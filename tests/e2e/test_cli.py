@@ -166,3 +166,11 @@ def test_every_command_in_an_example_comment_works(stack: Up, example: Path) -> 
                 break
             assert time.monotonic() < deadline, f"heddle {shlex.join(args)}: {done}"
             time.sleep(0.3)
+
+
+def test_an_invalid_definition_prints_each_problem_at_its_path(stack: Up, tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text(DOOMED.replace("start: ask", "start: nowhere"))
+    refused = stack.cli("workflows", "apply", str(tmp_path / "broken.yaml"))
+    assert refused.returncode == 1, refused
+    assert "error: 422: the definition is invalid" in refused.stderr
+    assert re.search(r"^  start: .*nowhere", refused.stderr, re.MULTILINE), refused.stderr
