@@ -61,7 +61,7 @@ def run(
     if not follow:
         accepted = None if no_wait else awaited(command_id, WAIT_SECONDS)
         if as_json:
-            print_json(started)
+            print_json({**started, "status": accepted["status"]} if accepted else started)
         elif accepted:
             out.print(f"run {run_id} started (command {command_id})")
         else:

@@ -4,6 +4,7 @@ rejection at once, pages of runs, and every command that a comment of `examples/
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from infra.devstack import free_port
 from tests.e2e.stack import HEDDLE, ROOT, Up
@@ -35,6 +37,16 @@ nodes:
     prompt: "hi"
     options: {fail: [{status: 400, message: "the model refused"}]}
 """
+
+
+async def _poison(bootstrap: str) -> None:
+    """A message on `heddle.events` that is no event: a dead letter soon."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait("heddle.events", b"\x00 not an event")
+    finally:
+        await producer.stop()
 
 
 def _ok(up: Up, *args: str) -> str:
@@ -72,6 +84,7 @@ def test_every_list_command_prints_a_table_of_its_items(stack: Up, tmp_path: Pat
         input="sk-test", cwd=ROOT, env=stack.env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert stored.returncode == 0, stored.stderr
+    asyncio.run(_poison(stack.bootstrap))
 
     assert "hello" in _ok(stack, "workflows", "list")
     assert hello in _ok(stack, "runs", "list")
@@ -82,6 +95,7 @@ def test_every_list_command_prints_a_table_of_its_items(stack: Up, tmp_path: Pat
     assert "hello" in _ok(stack, "usage", "--by", "workflow")
     assert "greet" in _ok(stack, "runs", "attempts", hello)
     assert "brief-acme.md" in _ok(stack, "runs", "artifacts", brief)
+    assert "heddle.events:" in _eventually(stack, ["dlq", "list"], "heddle.events:")
 
 
 def test_a_rejected_run_exits_3_with_the_reason_at_once(stack: Up) -> None:
@@ -92,6 +106,8 @@ def test_a_rejected_run_exits_3_with_the_reason_at_once(stack: Up) -> None:
     mismatched = stack.cli("run", "refund-approval", "--input", "amount=120")
     assert mismatched.returncode == 3, mismatched
     assert "'customer' is a required property" in mismatched.stderr
+    started = json.loads(_ok(stack, "run", "hello", "--input", "name=Ada", "--json"))
+    assert started["status"] == "accepted"
     unchecked = stack.cli("run", "nosuch", "--no-wait", "--json")
     assert unchecked.returncode == 0, unchecked.stderr
     assert json.loads(unchecked.stdout)["status"] == "pending"
