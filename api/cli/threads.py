@@ -55,7 +55,7 @@ def threads_say(
     text: Annotated[str, typer.Argument(help="The message")] = "",
     branch: Annotated[str | None, typer.Option(help="Pick one of the thread's branches")] = None,
 ) -> None:
-    """Post a message and print the reply when there is one. Exits 2 when refused."""
+    """Post a message and print the reply when there is one. Exits 3 when refused."""
     body = {"content": text, **({"branch": branch} if branch else {})}
     sent = call("POST", f"/v1/threads/{thread_id}/messages", json=body)
     outcome = decided(sent["command_id"])
