@@ -45,7 +45,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.machine import machine
 from infra.bootstrap import create_schema
-from infra.devstack import ApacheKafka, EmbeddedPostgres, Tansu, create_database
+from infra.devstack import ApacheKafka, EmbeddedPostgres, Tansu, create_database, free_port
 from infra.runtime import ALL_ROLES, Heddle
 from infra.settings import Settings
 
@@ -83,6 +83,7 @@ def spawn_role(
         "HEDDLE_TOPIC_PREFIX": settings.topic_prefix,
         "HEDDLE_GROUP_PREFIX": settings.group_prefix,
         "HEDDLE_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "HEDDLE_METRICS_PORT": str(free_port()),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--role", role, "--no-api"],

@@ -27,6 +27,7 @@ from faststream.kafka import KafkaBroker
 from domain.messages import TokenDelta
 from handlers.reactions.pipeline import Batch, Progress, Saved
 from handlers.records import Record
+from infra import metrics
 from infra.faults import backoff, is_outage, which
 from infra.settings import Settings, Topics
 from infra.store import dumps
@@ -412,6 +413,7 @@ async def publish_dead_letter(
         "x-original-offset": str(record.offset),
     }
     log.error("dead-lettered %s:%s@%s: %s", record.topic, record.partition, record.offset, error)
+    metrics.DEAD_LETTERS.labels(topic=record.topic).inc()
     await broker.publish(record.value, dlq_topic, key=record.key, headers=headers)
 
 
@@ -499,4 +501,5 @@ class TokenPublisher:
 
     def _lose(self, error: BaseException | None) -> None:
         self.lost += 1
+        metrics.LOST_TOKEN_PIECES.inc()
         log.warning("a token piece was not delivered (%d so far): %r", self.lost, error)

@@ -19,8 +19,9 @@ from typing import Any
 
 import psycopg
 
-from domain.messages import Event
+from domain.messages import Event, RunEvent
 from handlers.records import Record
+from infra import metrics
 from infra.store import EventStore
 from projections import (
     artifacts,
@@ -69,6 +70,27 @@ def create_read_models(conn: psycopg.Connection[Any]) -> None:
         conn.execute(projection.SCHEMA)
 
 
+ENDS_A_STEP = {RunEvent.NODE_COMPLETED, RunEvent.NODE_FAILED, RunEvent.NODE_RETRY_SCHEDULED}
+ENDED_STEPS = """
+SELECT DISTINCT ON (a.run_id, a.node_id) r.workflow, a.kind, a.status,
+       EXTRACT(EPOCH FROM a.finished_at - a.started_at)::float8
+FROM node_attempts a JOIN runs r USING (run_id)
+WHERE (a.run_id, a.node_id) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))
+  AND a.item IS NULL AND a.step IS NULL AND a.finished_at IS NOT NULL
+ORDER BY a.run_id, a.node_id, a.attempt DESC
+"""
+
+
+def ended_steps(cur: psycopg.Cursor[Any], events: list[Event]) -> list[Any]:
+    """(workflow, kind, status, seconds) of the node attempts that `events` ended, as the
+    read models now record them (for the node-step histogram)."""
+    ended = {(e["aggregate_id"], e["data"]["node_id"]) for e in events if e["type"] in ENDS_A_STEP}
+    if not ended:
+        return []
+    runs, nodes = zip(*ended, strict=True)
+    return cur.execute(ENDED_STEPS, [list(runs), list(nodes)]).fetchall()
+
+
 class Projector:
     """Applies batches of `heddle.events` records to all projections."""
 
@@ -81,6 +103,9 @@ class Projector:
         self._conn: psycopg.Connection[Any] | None = None
         self._known: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._observed_after: int | None = None
+        """Node steps are observed for events past this store position (what the read models
+        had when this projector started: a new Kafka epoch brings the whole store again)."""
 
     def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -90,6 +115,7 @@ class Projector:
 
     def apply(self, records: list[Record]) -> int:
         """Apply the records not applied yet; returns how many events were applied."""
+        steps: list[Any] = []
         with self._lock:
             conn = self.connection()
             try:
@@ -98,15 +124,20 @@ class Projector:
                     if not fresh:
                         return 0
                     events = self._events(cur, fresh)
+                    if self._observed_after is None:
+                        self._observed_after = _store_position(cur, node_attempts.NAME)
                     if events:
                         for projection in PROJECTIONS.values():
                             projection.project(events, cur)
+                        new = [e for e in events if e["position"] > self._observed_after]
+                        steps = ended_steps(cur, new)
                     self._record_positions(cur, fresh, events)
             except BaseException:
                 self._known.clear()
                 raise
             for record in fresh:
                 self._known[record.source] = max(self._known.get(record.source, -1), record.offset)
+            metrics.observe_node_steps(steps)
             return len(fresh)
 
     def close(self) -> None:
@@ -159,6 +190,15 @@ class Projector:
             "projection_positions.position, EXCLUDED.position)",
             rows,
         )
+
+
+def _store_position(cur: psycopg.Cursor[Any], projection: str) -> int:
+    """How far into the store `projection` has applied events (0: nowhere yet)."""
+    row = cur.execute(
+        "SELECT position FROM projection_positions WHERE projection = %s AND source = %s",
+        [projection, STORE_SOURCE],
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _position(record: Record) -> int | None:

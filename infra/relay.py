@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from eventsourcing.persistence import Notification, Tracking
 
+from infra import metrics
 from infra.kafka import start_producer
 from infra.settings import Settings
 from infra.store import EventStore, dumps, event_id
@@ -194,6 +195,7 @@ class Relay:
             notification.id, notification.topic, size, error,
         )  # fmt: skip
         self.dead_lettered += 1
+        metrics.DEAD_LETTERS.labels(topic=self.topic).inc()
         if self.dlq_topic is None:
             return
         key, value, headers = self.message(notification, data=False)

@@ -18,6 +18,7 @@ from domain.messages import CommandEnvelope
 from handlers.commands.context import Context
 from handlers.commands.intake import execute
 from handlers.unit_of_work import UnitOfWork
+from infra import metrics
 from infra.bootstrap import build
 from infra.faults import backoff, is_outage, which
 from infra.kafka import ensure_topics
@@ -79,6 +80,7 @@ class Heddle:
             raise ValueError(f"unknown roles {sorted(unknown)} (known: {known}, api)")
         await ensure_topics(self.settings, self.topics)
         await self.reads.open()
+        metrics.watch_read_models(self.database_url, self.store.events_table)
         if "intake" in self.roles:
             Intake(self.ports, self.epoch).subscribe()
         if "worker" in self.roles:
@@ -167,7 +169,8 @@ async def keep_running(loop: Callable[[], Awaitable[None]]) -> None:
                 log.exception("background loop failed; restarting in 1 s")
                 await asyncio.sleep(1.0)
                 continue
-            outages = 1 if time.monotonic() - began > 30 else outages + 1
+            # a loop that ran longer than its last pause made progress: a new outage
+            outages = 1 if time.monotonic() - began > backoff(outages) else outages + 1
             if outages == 1:
                 log.warning("%s is unavailable (%r): restarting a background loop when it"
                             " is back", which(error), error)  # fmt: skip

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".heddle")
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # Where a process without the API (`heddle serve --no-api`) serves GET /metrics.
+    metrics_port: int = 9464
     kafka_port: int = 9092
     # How every Kafka client of Heddle's connects (docs/security.md): PLAINTEXT (as
     # `heddle up`'s own broker), SSL, or SASL with a username and password (SCRAM or PLAIN),

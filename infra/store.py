@@ -32,6 +32,7 @@ from psycopg.sql import SQL, Identifier
 
 from domain.messages import Event
 from handlers.records import Record
+from infra import metrics
 from infra.claims import (
     CLAIMS_FIELD,
     CLAIMS_MARK,
@@ -269,10 +270,17 @@ class Writer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heddle-writer")
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, _timed, function, *args
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+def _timed(function: Callable[..., T], *args: Any) -> T:
+    with metrics.timed(metrics.WRITE_BATCH):
+        return function(*args)
 
 
 class Positions:

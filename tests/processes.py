@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.devstack import free_port
+
 
 @dataclass
 class WorkerProcess:
@@ -20,6 +22,7 @@ class WorkerProcess:
     pipe never fills)."""
 
     process: subprocess.Popen[bytes]
+    metrics_port: int
     lines: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -47,7 +50,9 @@ def spawn_worker(
     settings: Any, database_url: str, kafka_bootstrap: str, environ: Mapping[str, str] = {}
 ) -> WorkerProcess:
     """A worker process with `settings`' topics, groups, partitions, session timeout and
-    HTTP tool hosts; `environ` adds variables (a fake provider's base URL and key)."""
+    HTTP tool hosts, and a port of its own for its metrics (`metrics_port`); `environ` adds
+    variables (a fake provider's base URL and key)."""
+    metrics_port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -57,6 +62,7 @@ def spawn_worker(
         "HEDDLE_PARTITIONS": str(settings.partitions),
         "HEDDLE_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
         "HEDDLE_HTTP_TOOL_HOSTS": settings.http_tool_hosts,
+        "HEDDLE_METRICS_PORT": str(metrics_port),
         **environ,
     }
     process = subprocess.Popen(
@@ -66,7 +72,7 @@ def spawn_worker(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    return WorkerProcess(process)
+    return WorkerProcess(process, metrics_port)
 
 
 @contextmanager

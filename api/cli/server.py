@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Annotated
 
 import typer
@@ -26,8 +25,9 @@ def register(app: typer.Typer) -> None:
 def up() -> None:
     """Start the embedded stack: PostgreSQL, a Kafka broker, every role, the API."""
     from api.cli.stack import run_up
+    from infra.logs import configure as configure_logs
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    configure_logs("console", "WARNING")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_up(settings()))
     err.print("Heddle stopped.")
@@ -39,10 +39,11 @@ def serve(
 ) -> None:
     """Run roles against existing PostgreSQL and Kafka (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS)."""
     from api.cli.stack import serve as run_serve
+    from infra.logs import configure as configure_logs
 
     if not settings().database_url or not settings().kafka_bootstrap_servers:
         fail("set DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS (or use `heddle up`)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logs("json", "INFO")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_serve(settings(), role or None, api))
 

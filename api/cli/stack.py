@@ -29,6 +29,7 @@ from api.http.app import create_app
 from infra.bootstrap import create_schema
 from infra.devstack import EmbeddedPostgres, Tansu
 from infra.keys import ApiKeys, KeyRefused
+from infra.metrics import serve_metrics
 from infra.runtime import ALL_ROLES, Heddle
 from infra.settings import Settings
 
@@ -46,11 +47,17 @@ async def serve(settings: Settings, roles: list[str] | None, api: bool) -> None:
     try:
         if api:
             config = uvicorn.Config(
-                create_app(heddle), host=settings.api_host, port=settings.api_port, lifespan="off"
-            )
+                create_app(heddle), host=settings.api_host, port=settings.api_port,
+                lifespan="off", log_config=None,  # its records go to Heddle's log (infra/logs.py)
+                access_log=False,  # api/http/observability.py logs each request
+            )  # fmt: skip
             await uvicorn.Server(config).serve()
         else:
-            await asyncio.Event().wait()
+            server = serve_metrics(settings.metrics_port, settings.api_host)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                server.shutdown()
     finally:
         await heddle.stop()
 
@@ -128,6 +135,7 @@ async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> 
                 host=settings.api_host,
                 port=settings.api_port,
                 log_level="warning",
+                log_config=None,  # its records go to Heddle's log (infra/logs.py)
                 lifespan="off",
             )
         )

@@ -50,9 +50,11 @@ async def api_key(
     if credentials is None:
         raise unauthorized(f"missing API key: {SEND_A_KEY}")
     try:
-        return await api_keys(request).verify(credentials.credentials)
+        key = await api_keys(request).verify(credentials.credentials)
     except KeyRefused as error:
         raise unauthorized(f"{error}: {SEND_A_KEY}") from None
+    request.state.key_id = key.id  # for the request log
+    return key
 
 
 def unauthorized(detail: str) -> HTTPException:

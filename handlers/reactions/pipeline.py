@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import Recording
+from structlog.contextvars import bound_contextvars
 
 from domain.http_tools import HttpTool
 from domain.messages import RunEvent
@@ -248,7 +249,9 @@ class Pipeline:
         key: Key = ("call", call.run_id, call.node_id, call.attempt, call.item, call.kind)
         if key not in self.in_flight:
             model = call.request.model
-            log.info("calling %s for run %s node %s", model, call.run_id, call.node_id)
+            log.info("calling %s for run %s node %s", model, call.run_id, call.node_id,
+                     extra={"tenant": call.tenant, "run_id": str(call.run_id),
+                            "node_id": call.node_id})  # fmt: skip
         if call.kind == "agent":
             agent = partial(
                 drive_agent, call, ports.unit_of_work(), ports.complete,
@@ -297,7 +300,8 @@ class Pipeline:
             self._finished.append(Finished(key, run_id, applying(outcome), saved))
             self._wakeup.set()
 
-        task = asyncio.create_task(work())
+        with bound_contextvars(run_id=str(run_id), node_id=str(key[2])):  # its log lines
+            task = asyncio.create_task(work())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return saved

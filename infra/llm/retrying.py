@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from domain.llm import LlmDelta, LlmError, LlmProvider, LlmRequest, LlmResult, RetryPolicy
+from infra import metrics
 from infra.llm.router import ProviderRouter
 
 OnAttemptFailed = Callable[[int, LlmError, float | None], Awaitable[None]]
@@ -105,10 +106,55 @@ class RetryingLlm:
         on_delta: OnDelta | None = None,
     ) -> LlmResult:
         providers = self.router.for_tenant(tenant)
-        if on_delta is not None:
-            return await stream_with_retries(
-                providers, request, self.policy, on_delta, on_try_failed, rand=random.random
-            )
-        return await complete_with_retries(
-            providers, request, self.policy, on_try_failed, rand=random.random
-        )
+        provider = request.provider
+        labels = {"provider": provider, "model": request.model.removeprefix(f"{provider}:")}
+
+        async def failed(attempt: int, error: LlmError, delay: float | None) -> None:
+            if delay is not None:
+                metrics.MODEL_RETRIES.labels(**labels, error_class=error_class(error)).inc()
+            await on_try_failed(attempt, error, delay)
+
+        with metrics.MODEL_CALLS_IN_FLIGHT.track_inprogress():
+            try:
+                with metrics.timed(metrics.MODEL_CALL, **labels):
+                    if on_delta is not None:
+                        timed = first_token_timed(on_delta, labels)
+                        result = await stream_with_retries(
+                            providers, request, self.policy, timed, failed, rand=random.random
+                        )
+                    else:
+                        result = await complete_with_retries(
+                            providers, request, self.policy, failed, rand=random.random
+                        )
+            except Exception as error:
+                outcome = error_class(error) if isinstance(error, LlmError) else "other"
+                metrics.MODEL_CALLS.labels(**labels, outcome=outcome).inc()
+                raise
+        metrics.MODEL_CALLS.labels(**labels, outcome="ok").inc()
+        answered = {**labels, "tenant": tenant}
+        for direction, count in (
+            ("input", result.usage.input_tokens), ("output", result.usage.output_tokens),
+        ):  # fmt: skip
+            metrics.TOKENS.labels(**answered, direction=direction).inc(count)
+        metrics.COST.labels(**answered).inc(result.cost_usd)
+        return result
+
+
+def first_token_timed(on_delta: OnDelta, labels: dict[str, str]) -> OnDelta:
+    """`on_delta`, observing how long the call took to its first delta."""
+    began = time.perf_counter()
+    seen = False
+
+    async def delta(attempt: int, piece: LlmDelta) -> None:
+        nonlocal seen
+        if not seen:
+            seen = True
+            metrics.FIRST_TOKEN.labels(**labels).observe(time.perf_counter() - began)
+        await on_delta(attempt, piece)
+
+    return delta
+
+
+def error_class(error: LlmError) -> str:
+    """A failure's class as a metric label: retryable or fatal, and the HTTP status."""
+    return error.kind if error.status is None else f"{error.kind}_{error.status}"

@@ -8,6 +8,7 @@ from handlers.commands.context import Context
 from handlers.commands.intake import handle_command, task_result_as_command
 from handlers.records import Record, trackings_for
 from handlers.unit_of_work import UnitOfWork
+from infra import metrics
 from infra.bootstrap import Ports
 from infra.kafka import publish_all, subscribe_batches
 from infra.store import Positions, dumps
@@ -55,7 +56,9 @@ class Intake:
             self.positions.advance(trackings)
             return receipts
 
-        receipts = await self.ports.writer.run(decide)
+        with metrics.timed(metrics.COMMAND_BATCH):
+            receipts = await self.ports.writer.run(decide)
+        metrics.count_commands(receipts)
         await publish_all(
             self.ports.broker,
             self.ports.topics.command_results,

@@ -132,7 +132,8 @@ class Worker:
             if len(message) > self.ports.settings.max_message_bytes:
                 await self.ports.writer.run(self.fail_oversized_task, task, len(message))
                 continue
-            log.info("sending task %s to %s", task["task_id"], task["capability"])
+            log.info("sending task %s to %s", task["task_id"], task["capability"],
+                     extra={k: task[k] for k in ("tenant", "run_id", "node_id")})  # fmt: skip
             await self.ports.broker.publish(
                 message, topics.tasks_for(task["capability"]),
                 key=task["run_id"].encode(), headers={"task_id": task["task_id"]},

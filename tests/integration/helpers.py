@@ -94,6 +94,39 @@ async def wait_for_command(
     raise AssertionError(f"command {command_id} still pending after {timeout} s")
 
 
+async def wait_for_task(client: httpx.AsyncClient, run_id: str, timeout: float = 60) -> None:
+    """Until the run has an open task."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (await client.get("/v1/tasks", params={"run_id": run_id})).json()["items"]:
+        assert asyncio.get_running_loop().time() < deadline, f"run {run_id} opened no task"
+        await asyncio.sleep(0.05)
+
+
+def metric_samples(exposition: str, name: str) -> list[Any]:
+    """The samples named `name` (e.g. `heddle_model_calls_total`) in a `/metrics` answer,
+    read with prometheus-client's parser (which fails on a malformed one)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(exposition)
+    return [sample for family in families for sample in family.samples if sample.name == name]
+
+
+async def wait_for_metrics(
+    scrape: Any, name: str, labels: dict[str, str], timeout: float = 30.0
+) -> str:
+    """Scrape (`await scrape()`: the text of `/metrics`) until a sample named `name` with
+    `labels` (among its labels) counts above 0; the last scrape."""
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = await scrape()
+        for sample in metric_samples(text, name):
+            if labels.items() <= sample.labels.items() and sample.value > 0:
+                return text
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {name} with {labels} after {timeout} s in:\n{text}")
+
+
 def problem_of(response: httpx.Response, status: int) -> dict[str, Any]:
     """The problem in `response`, checked for the members every problem has."""
     assert response.status_code == status, response.text

@@ -22,6 +22,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from infra.logs import formatter
 from tests.conftest import running_heddle
 from tests.fakes.llm_servers import (
     AnthropicWire,
@@ -30,7 +31,13 @@ from tests.fakes.llm_servers import (
     running_server,
     sent_key,
 )
-from tests.integration.helpers import api_client, publish, start_run, wait_for_run
+from tests.integration.helpers import (
+    api_client,
+    metric_samples,
+    publish,
+    start_run,
+    wait_for_run,
+)
 
 CREDENTIALS_KEY = base64.b64encode(os.urandom(32)).decode()
 
@@ -455,6 +462,7 @@ async def test_a_canary_key_appears_in_no_event_topic_log_line_or_api_response(
             "/v1/providers/health",
             *(f"/v1/runs/{r['run_id']}" for r in (good, echoed, refused)),
             *(f"/v1/runs/{r['run_id']}/events" for r in (good, echoed, refused)),
+            "/metrics",
         ]:
             responses.append((await client.get(path)).text)
         topics = await read_topics(kafka_bootstrap, settings.topic_prefix)
@@ -470,6 +478,14 @@ async def test_a_canary_key_appears_in_no_event_topic_log_line_or_api_response(
     )
     assert refused["error"]["message"].startswith("openai rejected the API key (401)")
     assert "[redacted]" in " ".join(responses)  # the health check's echoed key, too
+    failures = {
+        s.labels["outcome"]
+        for s in metric_samples(responses[-1], "heddle_model_calls_total")
+        if s.labels["provider"] == "openai"
+    }
+    assert {"ok", "fatal_400", "fatal_401"} <= failures  # /metrics counts them, keyless
+    first = metric_samples(responses[-1], "heddle_model_first_token_seconds_count")
+    assert any(s.labels == {"provider": "openai", "model": "gpt-4o-mini"} for s in first)
     canaries = [env_canary, stored_canary]
     forms = [*canaries, *(c.encode().hex() for c in canaries)]
     with psycopg.connect(database_url) as conn:
@@ -497,6 +513,10 @@ async def test_a_canary_key_appears_in_no_event_topic_log_line_or_api_response(
         + caplog.text
     )
     assert not any(c in logged for c in canaries), "a canary is in the logs"
+    as_json = formatter("json")  # as `heddle serve` writes them, tracebacks included
+    lines = [as_json.format(record) for record in caplog.records]
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+    assert not any(c in line for c in canaries for line in lines), "a canary is in a JSON line"
     for response in responses:
         assert not any(c in response for c in canaries), response
 

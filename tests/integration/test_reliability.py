@@ -16,6 +16,7 @@ from tests.integration.helpers import (
     start_run,
     wait_for_command,
     wait_for_run,
+    wait_for_task,
 )
 
 
@@ -156,14 +157,6 @@ async def test_dead_letters_are_listed_with_their_reason_and_replayed_to_their_t
     assert again[1]["headers"]["x-replayed-from"] == f"{letter['partition']}@{letter['offset']}"
     assert len(listed) == 2, "still poison: it failed again, and is back with its reason"
     assert missing.status_code == 404
-
-
-async def wait_for_task(client, run_id: str, timeout: float = 60) -> None:
-    """Until the run has an open task."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (await client.get("/v1/tasks", params={"run_id": run_id})).json()["items"]:
-        assert asyncio.get_running_loop().time() < deadline, f"run {run_id} opened no task"
-        await asyncio.sleep(0.05)
 
 
 async def test_fifty_concurrent_changes_to_one_run_are_all_kept(heddle) -> None:

@@ -1,9 +1,9 @@
 """The broker stalls (its JVM SIGSTOPped, as a long GC pause or a frozen VM looks) while
-model calls are in flight, then resumes. Meanwhile the API answers a command with 503
-and the command's id instead of hanging, reads keep answering, and a command a Kafka
-client published during the stall runs once the broker is back; every run completes
-with each node recorded once. This module starts a Kafka of its own (small heap), so
-the other tests' broker is never stopped."""
+model calls are in flight, then resumes; or it restarts. During a stall the API answers a
+command with 503 and the command's id instead of hanging, reads keep answering, and a
+command a Kafka client published meanwhile runs once the broker is back. Either way every
+run completes with each node recorded once, and the read models equal a rebuild. This
+module starts a Kafka of its own (small heap), so the other tests' broker never stops."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ import pytest
 
 from domain.messages import RunEvent
 from infra.devstack import ApacheKafka
+from infra.devstack.process import free_port
 from tests.conftest import running_heddle
 from tests.fakes.llm_servers import FakeLlmServer
 from tests.integration.helpers import api_client, problem_of, publish, start_run, wait_for_run
 from tests.processes import spawned_workers, wait_for_line
 from tests.reliability.conftest import FRONT_ROLES
-from tests.reliability.test_outages import slowly, start_by_kafka
+from tests.reliability.test_outages import rebuilt_equals_live, slowly, start_by_kafka
 from tests.reliability.test_scale_out import NODES, triage
 
 RUNS = 10
@@ -34,7 +35,8 @@ request timeout's first tries."""
 
 @pytest.fixture(scope="module")
 def stalling_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
-    with ApacheKafka(tmp_path_factory.mktemp("kafka-stall"), heap="256m") as server:
+    port = free_port()  # fixed, so that a restart keeps the clients' address
+    with ApacheKafka(tmp_path_factory.mktemp("kafka-stall"), port=port, heap="256m") as server:
         yield server
 
 
@@ -97,3 +99,40 @@ async def test_a_stalled_broker_holds_no_request_and_loses_no_command(
         if event["type"] == RunEvent.NODE_COMPLETED
     )
     assert completions == Counter({(run_id, node): 1 for run_id in run_ids for node in NODES})
+    live, rebuilt = await rebuilt_equals_live(database_url, front.store)
+    assert live == rebuilt, "the read models equal a rebuild from the store"
+
+
+async def test_a_restarted_broker_loses_no_run_and_no_command(
+    front: Any,
+    settings: Any,
+    database_url: str,
+    stalling_kafka: ApacheKafka,
+    openai: FakeLlmServer,
+    provider: dict[str, str],
+) -> None:
+    openai.answer = slowly
+    servers = stalling_kafka.bootstrap_servers
+    async with api_client(front) as client:
+        await publish(client, triage())
+        with spawned_workers(1, settings, database_url, servers, provider) as [worker]:
+            run_ids = [await start_run(client, "triage", {"ticket": f"R{n}"}) for n in range(RUNS)]
+            await wait_for_line(worker, "calling ")
+            await asyncio.to_thread(stalling_kafka.stop)
+            await asyncio.to_thread(stalling_kafka.start)
+            run_ids.append(await start_by_kafka(servers, front.topics.commands))
+            runs = [await wait_for_run(client, run_id, timeout=120) for run_id in run_ids]
+            history = {
+                run_id: (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
+                for run_id in run_ids
+            }
+    assert [run["status"] for run in runs] == ["completed"] * (RUNS + 1)
+    completions = Counter(
+        (run_id, event["data"]["node_id"])
+        for run_id, events in history.items()
+        for event in events
+        if event["type"] == RunEvent.NODE_COMPLETED
+    )
+    assert completions == Counter({(run_id, node): 1 for run_id in run_ids for node in NODES})
+    live, rebuilt = await rebuilt_equals_live(database_url, front.store)
+    assert live == rebuilt, "the read models equal a rebuild from the store"

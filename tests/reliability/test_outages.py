@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 
 from domain.messages import RunEvent
+from infra.projector import PROJECTIONS, rebuild
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, Received, Reply
 from tests.integration.helpers import api_client, problem_of, publish, start_run, wait_for_run
 from tests.processes import spawned_workers, wait_for_line
@@ -76,6 +78,43 @@ async def start_by_kafka(bootstrap: str, topic: str) -> str:
     finally:
         await producer.stop()
     return run_id
+
+
+async def rebuilt_equals_live(
+    database_url: str, store: Any
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The read models' digests (one per table), live once they have caught up with the
+    store, then after a rebuild of every projection from the store."""
+    tables = [
+        name
+        for projection in PROJECTIONS.values()
+        for name in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", projection.SCHEMA)
+    ]
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+
+        async def digests() -> dict[str, str]:
+            found = {}
+            for table in tables:
+                cursor = await conn.execute(
+                    SQL("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), ''))"
+                        " FROM {} t").format(Identifier(table))
+                )  # fmt: skip
+                found[table] = (await cursor.fetchone())[0]  # type: ignore[index]
+            return found
+
+        async with asyncio.timeout(60):
+            while True:
+                cursor = await conn.execute(
+                    f"SELECT (SELECT max(notification_id) FROM {store.events_table}),"
+                    " (SELECT min(position) FROM projection_positions WHERE source = 'store')"
+                )
+                head, projected = await cursor.fetchone()  # type: ignore[misc]
+                if projected is not None and projected >= head:
+                    break
+                await asyncio.sleep(0.1)
+        live = await digests()
+        await asyncio.to_thread(rebuild, database_url, store)
+        return live, await digests()
 
 
 async def dead_letters(bootstrap: str, topic: str) -> int:
@@ -137,3 +176,5 @@ async def test_a_database_outage_mid_flight_loses_nothing_and_the_api_answers_50
     )
     assert completions == Counter({(run_id, node): 1 for run_id in run_ids for node in NODES})
     assert await dead_letters(kafka_bootstrap, front.topics.dlq) == 0
+    live, rebuilt = await rebuilt_equals_live(database_url, front.store)
+    assert live == rebuilt, "the read models equal a rebuild from the store"

@@ -22,7 +22,7 @@ RUNS = 30
 NODES = ("read", "sort", "reply")
 LATENCY_S = 1.5
 ASSIGNED = "Setting newly assigned partitions"
-CALLING = re.compile(r"calling \S+ for run (\S+) node (\S+)")
+CALLING = re.compile(r"calling \S+ for run ([0-9a-f-]+) node ([\w-]+)")
 
 
 def triage() -> dict[str, Any]:

@@ -1,0 +1,61 @@
+"""`GET /metrics` (Prometheus' text format, open like the health checks: see
+docs/security.md) and the request log: one line per request, with its method, route
+template, status, duration and the caller's key id (never the key)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from fastapi import APIRouter, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from infra import metrics
+
+log = logging.getLogger("heddle.api.requests")
+
+
+def routes() -> APIRouter:
+    """`/metrics`: every metric of this process (and the read models' gauges)."""
+    router = APIRouter(tags=["health"])
+
+    @router.get("/metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        body = await asyncio.to_thread(metrics.exposition)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    return router
+
+
+class RequestLog:
+    """Logs each HTTP request once it is answered (or fails)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            fields = {
+                "method": scope["method"],
+                "route": route,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - began) * 1000, 2),
+                "key_id": scope.get("state", {}).get("key_id"),
+            }
+            log.info("%s %s %s", scope["method"], route, status, extra=fields)
