@@ -4,6 +4,7 @@ with free ports, so what is tested is exactly what `make up` runs."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,6 +82,11 @@ class Up:
         return code, children
 
     def kill(self) -> None:
+        """Stop as Ctrl-C does (which stops its PostgreSQL, not always a child process);
+        kill what is left when that takes too long."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.interrupt()
         if self.process is not None:
             for child in psutil.Process(self.process.pid).children(recursive=True):
                 child.kill()
