@@ -209,13 +209,17 @@ def follow(run_id: str, command_id: str, quiet: bool) -> dict[str, Any]:
         printer = StreamPrinter(quiet)
         end = stream(client, run_id, printer)
         printer.finish_line()
-        response = client.get(
-            f"/v1/runs/{run_id}",
-            headers={
-                "X-Heddle-Wait-For-Position": str(end["position"]),
-                "X-Heddle-Wait-Timeout": "30",
-            },
-        )
+        try:
+            response = client.get(
+                f"/v1/runs/{run_id}",
+                headers={
+                    "X-Heddle-Wait-For-Position": str(end["position"]),
+                    "X-Heddle-Wait-Timeout": "30",
+                },
+                timeout=45.0,  # longer than the wait, whose end is a 503 that says so
+            )
+        except httpx.TransportError as error:
+            unreachable(error)
         if response.status_code != 200:
             refused(response)
         state: dict[str, Any] = response.json()
