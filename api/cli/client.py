@@ -3,7 +3,10 @@ request, `follow` for a run's stream, and the ways commands print and fail.
 
 Commands that talk to a running Heddle use its API at `HEDDLE_API_URL` (default: the one
 `heddle up` started), with the key in `HEDDLE_API_KEY` (default: `heddle up`'s admin key).
-Read commands print tables for people, or JSON only on stdout with `--json`.
+Read commands print tables for people, or JSON only on stdout with `--json`. Exit codes
+(`EXIT_CODES`, README and `heddle --help`): 0 done, 1 error (the API refused), 2 usage
+(click's), 3 rejected (the intake refused the command), 4 the followed run failed or was
+cancelled, 5 Heddle unreachable.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import typer
 import yaml
 from httpx_sse import SSEError, connect_sse
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from api.cli.stackfile import ADMIN_KEY_FILE, read_stack
@@ -28,6 +32,16 @@ from infra.settings import Settings
 out = Console()
 err = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")]
+ERROR, USAGE, REJECTED, RUN_FAILED, UNREACHABLE = 1, 2, 3, 4, 5
+EXIT_CODES = {
+    0: "done",
+    ERROR: "the API refused the request, or another error",
+    USAGE: "a wrong option or argument",
+    REJECTED: "the command was rejected",
+    RUN_FAILED: "the followed run failed or was cancelled",
+    UNREACHABLE: "Heddle is unreachable",
+}
+"""What `heddle` exits with, as `heddle --help` lists it."""
 
 
 @cache
@@ -74,27 +88,47 @@ def http_client() -> httpx.Client:
     return httpx.Client(base_url=api_url(), timeout=30.0, headers=headers)
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = ERROR) -> NoReturn:
     """Print `error: message` on stderr and exit with `code`."""
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 
 def call(method: str, path: str, **kwargs: Any) -> Any:
-    """One request to the API, its JSON answer; fails saying why for an error answer (the
-    problems of a definition, one per line)."""
+    """One request to the API, its JSON answer; fails saying why for an error answer."""
     try:
         with http_client() as client:
             response = client.request(method, path, **kwargs)
-    except httpx.ConnectError:
-        fail(f"cannot reach Heddle at {api_url()}: start it with `make up` or set HEDDLE_API_URL")
-    if response.status_code == 422 and "problems" in response.json():
-        for problem in response.json()["problems"]:
-            err.print(f"  [red]{problem['path'] or '(document)'}[/red]: {problem['message']}")
-        fail("the definition is invalid")
+    except httpx.TransportError as error:
+        unreachable(error)
     if response.status_code >= 400:
-        fail(f"{response.status_code}: {response.json().get('detail', response.text)}")
+        refused(response)
     return response.json() if response.content else None
+
+
+def unreachable(error: httpx.TransportError) -> NoReturn:
+    """Fail with `UNREACHABLE`: Heddle did not answer."""
+    fail(
+        f"cannot reach Heddle at {api_url()} ({type(error).__name__}): start it with "
+        "`make up` or set HEDDLE_API_URL",
+        code=UNREACHABLE,
+    )
+
+
+def refused(response: httpx.Response) -> NoReturn:
+    """Fail saying why the API refused: a problem's `detail` and each of its `problems` at
+    its path (docs/errors.md); the status and the start of the text of any other body (a
+    proxy's 502)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        fail(f"{response.status_code}: {response.text.strip()[:200] or response.reason_phrase}")
+    for problem in body.get("problems") or []:
+        path = escape(str(problem.get("path") or "(document)"))
+        err.print(f"  [red]{path}[/red]: {escape(str(problem.get('message')))}")
+    fail(f"{response.status_code}: {body.get('detail') or body.get('title') or response.text}")
 
 
 def every_page(path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -110,16 +144,26 @@ def every_page(path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def decided(command_id: str, timeout: float = 30.0) -> dict[str, Any]:
-    """The command's outcome once the intake has decided; exits 2 when it was rejected."""
+    """The command's outcome once the intake has decided; exits `REJECTED` when it was."""
+    outcome = awaited(command_id, timeout)
+    if outcome is None:
+        fail(f"command {command_id} was not decided within {timeout:.0f} s; is Heddle running?")
+    return outcome
+
+
+def awaited(command_id: str, timeout: float) -> dict[str, Any] | None:
+    """The command's outcome once accepted, None while still pending after `timeout`;
+    exits `REJECTED` with the reason when it was rejected."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         outcome: dict[str, Any] = call("GET", f"/v1/commands/{command_id}")
         if outcome["status"] == "rejected":
-            fail(f"rejected: {outcome['reason']}", code=2)
+            fail(f"rejected: {outcome['reason']}", code=REJECTED)
         if outcome["status"] == "accepted":
             return outcome
+        if time.monotonic() >= deadline:
+            return None
         time.sleep(0.1)
-    fail(f"command {command_id} was not decided within {timeout:.0f} s; is Heddle running?")
 
 
 def print_json(value: Any) -> None:
@@ -132,7 +176,7 @@ def print_items(items: list[dict[str, Any]], as_json: bool, columns: dict[str, s
     if as_json:
         print_json(items)
         return
-    table = Table(*columns)
+    table = Table(*columns)  # header: field
     for item in items:
         table.add_row(*(str(item[field]) for field in columns.values()))
     out.print(table)
@@ -160,23 +204,24 @@ def parse_inputs(pairs: list[str], input_file: Path | None) -> dict[str, Any]:
 def follow(run_id: str, command_id: str, quiet: bool) -> dict[str, Any]:
     """Wait for the run to start, print its stream (tokens as they arrive) until it ends,
     and return the run as the API shows it once its projection holds the end."""
+    decided(command_id)
     with http_client() as client:
-        while (command := client.get(f"/v1/commands/{command_id}").json())["status"] == "pending":
-            time.sleep(0.1)
-        if command["status"] == "rejected":
-            fail(f"the run was rejected: {command['reason']}", code=2)
         printer = StreamPrinter(quiet)
         end = stream(client, run_id, printer)
         printer.finish_line()
-        response = client.get(
-            f"/v1/runs/{run_id}",
-            headers={
-                "X-Heddle-Wait-For-Position": str(end["position"]),
-                "X-Heddle-Wait-Timeout": "30",
-            },
-        )
+        try:
+            response = client.get(
+                f"/v1/runs/{run_id}",
+                headers={
+                    "X-Heddle-Wait-For-Position": str(end["position"]),
+                    "X-Heddle-Wait-Timeout": "30",
+                },
+                timeout=45.0,  # longer than the wait, whose end is a 503 that says so
+            )
+        except httpx.TransportError as error:
+            unreachable(error)
         if response.status_code != 200:
-            fail(f"{response.status_code}: {response.json().get('detail', response.text)}")
+            refused(response)
         state: dict[str, Any] = response.json()
         if not quiet:
             print_outcome(state)
@@ -195,7 +240,7 @@ def stream(client: httpx.Client, run_id: str, printer: StreamPrinter) -> dict[st
             ) as source:  # fmt: skip
                 if source.response.status_code != 200:
                     source.response.read()
-                    fail(f"{source.response.status_code}: {source.response.text}")
+                    refused(source.response)
                 for message in source.iter_sse():
                     last_id = message.id or last_id
                     if not message.data:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.client import JsonOption, call, fail, out, print_items, print_json
+from api.cli.client import USAGE, JsonOption, call, fail, out, print_items, print_json
 
 dlq_app = typer.Typer(help="Dead letters: list them, show one, replay them.", no_args_is_help=True)
 
@@ -48,7 +48,7 @@ def dlq_replay(
     """Publish dead letters again to the topics they came from (a command is decided once
     per command id, an event is a hint: replaying twice does no harm)."""
     if not at and not every:
-        fail("name the dead letters (PARTITION@OFFSET ...) or give --all", code=2)
+        fail("name the dead letters (PARTITION@OFFSET ...) or give --all", code=USAGE)
     entries = [
         dict(zip(("partition", "offset"), _position(item), strict=True)) for item in at or []
     ]
@@ -60,5 +60,5 @@ def dlq_replay(
 def _position(at: str) -> tuple[int, int]:
     partition, sep, offset = at.partition("@")
     if not sep or not partition.isdigit() or not offset.isdigit():
-        fail(f"{at!r}: write PARTITION@OFFSET, e.g. 0@12", code=2)
+        fail(f"{at!r}: write PARTITION@OFFSET, e.g. 0@12", code=USAGE)
     return int(partition), int(offset)

@@ -8,6 +8,9 @@ that talk to a running Heddle use its API at `HEDDLE_API_URL` (default: the one
 
 from __future__ import annotations
 
+from importlib.metadata import version
+from typing import Annotated
+
 import typer
 
 from api.cli import (
@@ -26,8 +29,31 @@ from api.cli import (
     usage,
     workflows,
 )
+from api.cli.client import EXIT_CODES
 
-app = typer.Typer(help="Heddle: durable, replayable LLM workflows.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown")
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"heddle {version('heddle')}")
+        raise typer.Exit()
+
+
+@app.callback(
+    epilog="**Exit codes**: "
+    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+    + "; the reason is printed on stderr (README.md, The CLI)."
+)
+def heddle(
+    _: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Heddle: durable, replayable LLM workflows."""
+
+
 app.add_typer(workflows.workflows_app, name="workflows")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(projections.projections_app, name="projections")

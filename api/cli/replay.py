@@ -17,6 +17,7 @@ import typer
 import yaml
 
 from api.cli.client import (
+    RUN_FAILED,
     JsonOption,
     call,
     decided,
@@ -146,7 +147,7 @@ def runs_fork(
     if as_json:
         print_json(final)
     if final["status"] != "completed":
-        raise typer.Exit(1)
+        raise typer.Exit(RUN_FAILED)
 
 
 def runs_edit(

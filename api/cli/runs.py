@@ -10,10 +10,22 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from api.cli.client import JsonOption, call, out, parse_inputs, print_json
+from api.cli.client import (
+    RUN_FAILED,
+    JsonOption,
+    awaited,
+    call,
+    err,
+    every_page,
+    out,
+    parse_inputs,
+    print_json,
+)
 from api.cli.client import follow as follow_run
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+WAIT_SECONDS = 10.0
+"""How long `heddle run` waits for the intake to decide (`--no-wait` does not)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -33,25 +45,35 @@ def run(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Show progress until the run ends")
     ] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Do not wait for the intake to accept the run")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Start a run; with --follow, exit non-zero when it fails."""
+    """Start a run: wait (up to 10 s) until it is accepted, and exit 3 with the reason when
+    it is rejected (a workflow that does not exist, an input that does not match); with
+    --follow, show it to its end and exit 4 when it fails."""
     body: dict[str, Any] = {"workflow": workflow, "input": parse_inputs(input, input_file)}
     if version:
         body["version"] = version
     started = call("POST", "/v1/runs", json=body)
     run_id, command_id = started["run_id"], started["command_id"]
     if not follow:
+        accepted = None if no_wait else awaited(command_id, WAIT_SECONDS)
         if as_json:
-            print_json(started)
+            print_json({**started, "status": accepted["status"]} if accepted else started)
+        elif accepted:
+            out.print(f"run {run_id} started (command {command_id})")
         else:
             out.print(f"run {run_id} requested (command {command_id})")
+        if not accepted and not no_wait:
+            err.print(f"not decided within {WAIT_SECONDS:.0f} s: see `heddle runs show {run_id}`")
         return
     final = follow_run(run_id, command_id, quiet=as_json)
     if as_json:
         print_json(final)
     if final["status"] != "completed":
-        raise typer.Exit(1)
+        raise typer.Exit(RUN_FAILED)
 
 
 @runs_app.command("list")
@@ -59,13 +81,23 @@ def runs_list(
     status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow")] = None,
     parent: Annotated[str | None, typer.Option(help="Only the child runs of this run")] = None,
-    limit: int = 50,
+    limit: Annotated[int, typer.Option(help="Runs per page (at most 500)")] = 50,
+    cursor: Annotated[
+        str | None, typer.Option(help="Go on after a page (the cursor it printed)")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every page, not just one")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, a page at a time (the next page's cursor on stderr)."""
     wanted = {"status": status, "workflow": workflow, "parent": parent, "limit": limit}
-    params = {k: v for k, v in wanted.items() if v}
-    items = call("GET", "/v1/runs", params=params)["items"]
+    params = {k: v for k, v in {**wanted, "cursor": cursor}.items() if v}
+    if every:
+        items = every_page("/v1/runs", params)
+    else:
+        page = call("GET", "/v1/runs", params=params)
+        items = page["items"]
+        if page["next_cursor"]:
+            err.print(f"more: heddle runs list --cursor {page['next_cursor']} (or --all)")
     if as_json:
         print_json(items)
         return

@@ -65,14 +65,14 @@ def tasks_list(
         items,
         as_json,
         {
-            "run_id": "run",
-            "task_id": "task",
+            "run": "run_id",
+            "task": "task_id",
             "type": "type",
             "title": "title",
             "assignee": "assignee",
             "role": "role",
             "priority": "priority",
-            "due_at": "due",
+            "due": "due_at",
             "score": "score",
         },
     )
@@ -92,7 +92,7 @@ def tasks_complete(
     ] = None,
     comment: Annotated[str, typer.Option(help="Kept with the decision")] = "",
 ) -> None:
-    """Complete a task; the run goes on. Exits 2 when the task refuses it (and says why)."""
+    """Complete a task; the run goes on. Exits 3 when the task refuses it (and says why)."""
     if approve and reject:
         fail("give --approve or --reject, not both")
     body: dict[str, Any] = {"comment": comment}

@@ -32,8 +32,8 @@ def threads_list(
     params = {k: v for k, v in {"run_id": run, "status": status}.items() if v}
     items = call("GET", "/v1/threads", params=params)["items"]
     print_items(items, as_json, {
-        "thread_id": "thread", "title": "title", "status": "status", "run_id": "run",
-        "node_id": "node", "messages": "messages",
+        "thread": "thread_id", "title": "title", "status": "status", "run": "run_id",
+        "node": "node_id", "messages": "messages",
     })  # fmt: skip
 
 
@@ -55,7 +55,7 @@ def threads_say(
     text: Annotated[str, typer.Argument(help="The message")] = "",
     branch: Annotated[str | None, typer.Option(help="Pick one of the thread's branches")] = None,
 ) -> None:
-    """Post a message and print the reply when there is one. Exits 2 when refused."""
+    """Post a message and print the reply when there is one. Exits 3 when refused."""
     body = {"content": text, **({"branch": branch} if branch else {})}
     sent = call("POST", f"/v1/threads/{thread_id}/messages", json=body)
     outcome = decided(sent["command_id"])

@@ -37,6 +37,7 @@ from api.http.asyncapi import asyncapi_routes
 from api.http.dependencies import Runtime, admin_scope, read_or_write_scope
 from api.http.middleware import AnswerOutages, BodyLimit, too_deep, unreadable_body
 from api.http.observability import RequestLog
+from api.http.problems import answer_problems
 from infra.keys import ApiKeys
 
 
@@ -60,6 +61,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, paths=uploads)
     app.add_middleware(AnswerOutages)
     app.add_middleware(RequestLog)
+    answer_problems(app)  # every error as application/problem+json (docs/errors.md)
     app.add_exception_handler(RecursionError, too_deep)
     app.add_exception_handler(HTTPException, unreadable_body)
     app.include_router(health.routes(runtime))

@@ -4,15 +4,13 @@ Kafka unavailable answers 503)."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 from fastapi import Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException
+from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.http.problems import MEDIA_TYPE, http_problem, problem_bytes, respond
 from domain.schemas import MAX_NESTING
 from infra.faults import Unavailable, is_outage, which
 
@@ -42,7 +40,7 @@ class BodyLimit:
         limit, setting = self.paths.get(scope["path"], (self.limit, "HEDDLE_MAX_BODY_BYTES"))
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and int(declared) > limit:
-            await self._too_large(send, limit, setting)
+            await self._too_large(scope, send, limit, setting)
             return
         seen = 0
 
@@ -57,16 +55,16 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except BodyTooLarge:
-            await self._too_large(send, limit, setting)
+            await self._too_large(scope, send, limit, setting)
 
-    async def _too_large(self, send: Send, limit: int, setting: str) -> None:
+    async def _too_large(self, scope: Scope, send: Send, limit: int, setting: str) -> None:
         detail = f"request body larger than {limit} bytes (the limit is {setting})"
-        body = json.dumps({"detail": detail}).encode()
+        body = problem_bytes(413, detail, scope)
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json")],
+                "headers": [(b"content-type", MEDIA_TYPE.encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -104,28 +102,27 @@ class AnswerOutages:
             log.warning("%s %s: %s is unavailable (%r)", scope.get("method"), scope["path"],
                         dependency, error)  # fmt: skip
             name = NAMES.get(dependency, dependency)
-            body = {
-                "detail": f"{name} is unavailable; try again in a few seconds",
-                "unavailable": dependency,
-            }
+            detail = f"{name} is unavailable; try again in a few seconds"
+            facts: dict[str, str] = {}
             if isinstance(error, Unavailable):
-                body |= {"detail": error.detail, **error.facts}
+                detail, facts = error.detail, error.facts
+            body = problem_bytes(503, detail, scope, unavailable=dependency, **facts)
             await send(
                 {
                     "type": "http.response.start",
                     "status": 503,
                     "headers": [
-                        (b"content-type", b"application/json"),
+                        (b"content-type", MEDIA_TYPE.encode()),
                         (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
                     ],
                 }
             )
-            await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+            await send({"type": "http.response.body", "body": body})
 
 
 async def too_deep(request: Request, error: Exception) -> Response:
     """422 for a body that nests so deeply that reading it exhausts Python's recursion."""
-    return JSONResponse({"detail": TOO_DEEP}, 422)
+    return respond(request, 422, TOO_DEEP)
 
 
 async def unreadable_body(request: Request, error: Exception) -> Response:
@@ -133,5 +130,4 @@ async def unreadable_body(request: Request, error: Exception) -> Response:
     that says so."""
     if isinstance(error.__cause__, RecursionError):
         return await too_deep(request, error)
-    assert isinstance(error, HTTPException)
-    return await http_exception_handler(request, error)
+    return await http_problem(request, error)

@@ -9,12 +9,13 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.http.consistency import consistent_reads
 from api.http.database import json_object, jsonable, read
 from api.http.dependencies import Caller, Runtime, caller
 from api.http.middleware import TOO_DEEP
+from api.http.problems import invalid as invalid_problems
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
 from projections import definitions
@@ -25,25 +26,27 @@ def routes(runtime: Runtime) -> APIRouter:
     router = APIRouter(tags=["workflows"], dependencies=[Depends(consistent_reads(runtime))])
 
     @router.put("/v1/workflows/{name}")
-    async def put_workflow(
-        name: str, request: Request, who: Caller = Depends(caller)
-    ) -> JSONResponse:
+    async def put_workflow(name: str, request: Request, who: Caller = Depends(caller)) -> Response:
         """Publish a definition (JSON, or YAML with a YAML content type) as a new version."""
         try:
             document = await read_document(request)
         except YamlAlias as alias:
-            return problems([{"path": alias.path, "message": str(alias)}])
+            return invalid(request, [{"path": alias.path, "message": str(alias)}])
         if isinstance(document, dict) and document.get("name", name) != name:
-            return problems([{"path": "name", "message": f"must be {name!r} (the URL's name)"}])
+            return invalid(
+                request, [{"path": "name", "message": f"must be {name!r} (the URL's name)"}]
+            )
         if isinstance(document, dict):
             document = {"name": name, **document}
         try:
             parse_definition(document, runtime.settings.allowed_hosts)
         except DefinitionInvalid as error:
-            return problems([{"path": p.path, "message": p.message} for p in error.problems])
+            return invalid(
+                request, [{"path": p.path, "message": p.message} for p in error.problems]
+            )
         result = await runtime.publish_workflow(document, who.tenant, who.actor)
         if result["status"] != "accepted":
-            return problems([{"path": "", "message": result["reason"]}])
+            return invalid(request, [{"path": "", "message": result["reason"]}])
         return JSONResponse(result["result"], status_code=200)
 
     @router.get("/v1/workflows")
@@ -121,6 +124,6 @@ def _refuse_aliases(node: yaml.Node, path: str, seen: set[int]) -> None:
             _refuse_aliases(item, f"{path}[{index}]", seen)
 
 
-def problems(found: list[dict[str, str]]) -> JSONResponse:
+def invalid(request: Request, found: list[dict[str, str]]) -> Response:
     """422 with the problems of a definition, each with its path."""
-    return JSONResponse({"detail": "invalid workflow definition", "problems": found}, 422)
+    return invalid_problems(request, found, "the definition")

@@ -15,3 +15,14 @@ def up(tmp_path: Path) -> Iterator[Up]:
         yield stack
     finally:
         stack.kill()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    """One `heddle up` for the tests of a module."""
+    up = Up(tmp_path_factory.mktemp("stack") / "heddle-data")
+    try:
+        up.start()
+        yield up
+    finally:
+        up.kill()

@@ -3,6 +3,8 @@ with free ports, so what is tested is exactly what `make up` runs."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,6 +38,8 @@ class Up:
             HEDDLE_DATA_DIR=str(data_dir),
             HEDDLE_API_PORT=str(self.api_port),
             HEDDLE_KAFKA_PORT=str(self.kafka_port),
+            HEDDLE_CREDENTIALS_KEY=base64.b64encode(b"k" * 32).decode(),
+            COLUMNS="250",  # tables whose ids are read back are not wrapped
         )
         self.api = f"http://127.0.0.1:{self.api_port}"
         self.key_file = data_dir / "admin.key"
@@ -78,6 +82,11 @@ class Up:
         return code, children
 
     def kill(self) -> None:
+        """Stop as Ctrl-C does (which stops its PostgreSQL, not always a child process);
+        kill what is left when that takes too long."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.interrupt()
         if self.process is not None:
             for child in psutil.Process(self.process.pid).children(recursive=True):
                 child.kill()

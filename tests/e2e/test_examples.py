@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,16 +13,6 @@ import pytest
 from tests.e2e.stack import HEDDLE, ROOT, Up
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    up = Up(tmp_path_factory.mktemp("examples") / "heddle-data")
-    try:
-        up.start()
-        yield up
-    finally:
-        up.kill()
 
 
 def follow(up: Up, workflow: str, *inputs: str) -> dict[str, Any]:

@@ -125,3 +125,17 @@ async def wait_for_metrics(
                 return text
         await asyncio.sleep(0.05)
     raise AssertionError(f"no {name} with {labels} after {timeout} s in:\n{text}")
+
+
+def problem_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The problem in `response`, checked for the members every problem has."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json", response.text
+    body: dict[str, Any] = response.json()
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert body["instance"] == response.request.url.raw_path.decode().split("?")[0]
+    return body

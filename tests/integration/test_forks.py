@@ -132,7 +132,7 @@ async def test_a_fork_request_with_a_bad_payload_is_refused_with_the_path(
 ) -> None:
     response = await client.post(f"/v1/runs/{source['run_id']}/fork", json={"mode": "fast"})
     assert response.status_code == 422
-    assert {p["path"] for p in response.json()["detail"]} == {"from_node", "mode"}
+    assert {p["path"] for p in response.json()["problems"]} == {"from_node", "mode"}
 
 
 # Edits to a running graph

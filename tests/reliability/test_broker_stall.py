@@ -19,7 +19,7 @@ from infra.devstack import ApacheKafka
 from infra.devstack.process import free_port
 from tests.conftest import running_heddle
 from tests.fakes.llm_servers import FakeLlmServer
-from tests.integration.helpers import api_client, publish, start_run, wait_for_run
+from tests.integration.helpers import api_client, problem_of, publish, start_run, wait_for_run
 from tests.processes import spawned_workers, wait_for_line
 from tests.reliability.conftest import FRONT_ROLES, completions, once_each
 from tests.reliability.test_outages import (
@@ -84,6 +84,7 @@ async def test_a_stalled_broker_holds_no_request_and_loses_no_command(
             runs = [await wait_for_run(client, run_id, timeout=120) for run_id in run_ids]
             completed = await completions(client, run_ids)
     assert refused.status_code == 503, refused.text
+    problem_of(refused, 503)
     assert refused.headers["retry-after"].isdigit()
     assert refused.json()["unavailable"] == "kafka"
     assert refused.json()["command_id"] in refused.json()["detail"], "says where to look"

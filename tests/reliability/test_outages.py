@@ -22,7 +22,7 @@ from psycopg.sql import SQL, Identifier
 
 from infra.projector import PROJECTIONS, rebuild
 from tests.fakes.llm_servers import FakeLlmServer, OpenAiWire, Received, Reply
-from tests.integration.helpers import api_client, publish, start_run, wait_for_run
+from tests.integration.helpers import api_client, problem_of, publish, start_run, wait_for_run
 from tests.processes import spawned_workers, wait_for_line
 from tests.reliability.conftest import completions, once_each
 from tests.reliability.test_scale_out import NODES, triage
@@ -159,6 +159,7 @@ async def test_a_database_outage_mid_flight_loses_nothing_and_the_api_answers_50
         waited = worker.logged("is unavailable") + worker.logged("outcomes failed")
         assert waited, "".join(worker.lines[-30:])
     assert listed.status_code == 503, listed.text
+    problem_of(listed, 503)
     assert listed.headers["retry-after"].isdigit()
     assert listed.json()["unavailable"] == "postgres"
     assert ready.status_code == 503
