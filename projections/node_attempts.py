@@ -331,7 +331,8 @@ CHANGES: dict[str, Callable[[Rows, Key, Row, Event], list[Key]]] = {
 def project(events: list[Event], sql: Cursor) -> None:
     """Apply a batch: read the rows of the touched runs once, evolve them, write the
     changed ones back once. An event at or below a run's highest applied version was
-    applied already (a run's events come in order) and is skipped."""
+    applied already (a run's events come in order; the relay may publish one again, even
+    into the same batch) and is skipped."""
     runs = [e for e in events if e["aggregate_type"] == "WorkflowRun"]
     if not runs:
         return
@@ -351,6 +352,7 @@ def project(events: list[Event], sql: Cursor) -> None:
         run_id, version = event["aggregate_id"], event["aggregate_version"]
         if version <= applied[run_id]:
             continue
+        applied[run_id] = version  # a copy later in the same batch (the relay's) is skipped
         rows = by_run[run_id]
         for key in evolve(rows, event):
             rows[key]["version"] = version

@@ -116,3 +116,30 @@ async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, datab
     assert every.returncode == 0, stderr.decode()
     assert "rebuilt run_history, run_timeline, definitions" in stdout.decode()
     assert table_digest(database_url, "runs") == before
+
+
+async def test_an_event_the_relay_published_twice_into_one_batch_counts_once(
+    heddle, database_url
+) -> None:
+    """The relay publishes at least once: after a restart an event may come again, even
+    in the same batch as its first copy. A node's attempt counts its model call once."""
+    async with api_client(heddle) as client:
+        await publish(client, example("hello"))
+        started = await client.post(
+            "/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}}
+        )
+        run_id = started.json()["run_id"]
+        await wait_for_run(client, run_id, timeout=60)
+        events = (await client.get(f"/v1/runs/{run_id}/events")).json()["events"]
+        before = table_digest(database_url, "node_attempts")
+        with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM node_attempts WHERE run_id = %s", [run_id])
+            # sent again from just after the model node's start (its answer onwards)
+            first = next(
+                i
+                for i, e in enumerate(events)
+                if e["type"] == "WorkflowRun.NodeStarted" and e["data"]["node_id"] == "greet"
+            )
+            PROJECTIONS["node_attempts"].project(events + events[first + 1 :], cur)
+        after = table_digest(database_url, "node_attempts")
+    assert after == before
