@@ -322,7 +322,7 @@ async def test_the_threads_cli_opens_a_thread_says_something_shows_it_and_comple
     code, out, err = await heddle_cli(client, "threads", "show", thread_id)
     assert out.splitlines() == ["user: ping", "assistant: ping"], err
     code, out, err = await heddle_cli(client, "threads", "say", thread_id, "--branch", "x")
-    assert code == 2
+    assert code == 3  # refused by the API (docs: exit codes)
     assert f"thread {thread_id} has no branch 'x' (its branches: none)" in " ".join(err.split())
     code, out, err = await heddle_cli(
         client, "threads", "complete", thread_id, "--data", '{"ok": true}'
