@@ -9,6 +9,9 @@ handle) is counted, and after `dlq_after_attempts` goes to the dead-letter topic
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import eventsourcing.persistence as es
 import psycopg
 from aiokafka.errors import (
@@ -39,6 +42,7 @@ POSTGRES_OUTAGE_STATES = frozenset({"40001", "40P01", "55P03", "55000"})
 """Serialization failures, deadlocks and lock waits (a retry succeeds), and a database
 that does not allow connections now (`ALLOW_CONNECTIONS false`)."""
 BACKOFF_CAP_SECONDS = 5.0
+log = logging.getLogger("heddle")
 
 
 class Unavailable(Exception):
@@ -98,3 +102,24 @@ def backoff(attempt: int) -> float:
     """Seconds to wait before try `attempt` (1, 2, ...) after an outage: 0.2 s doubling,
     at most `BACKOFF_CAP_SECONDS`."""
     return min(0.2 * 2.0 ** max(attempt - 1, 0), BACKOFF_CAP_SECONDS)
+
+
+class Outage:
+    """One consumer's or loop's wait through an outage: each failed try waits longer
+    (capped), and its start and its end are logged once, not every try."""
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
+        self.tries = 0
+
+    async def wait(self, error: BaseException) -> None:
+        self.tries += 1
+        if self.tries == 1:
+            log.warning("%s is unavailable (%r): %s again when it is back", which(error),
+                        error, self.doing)  # fmt: skip
+        await asyncio.sleep(backoff(self.tries))
+
+    def over(self) -> None:
+        if self.tries:
+            log.warning("%s again after %d tries through an outage", self.doing, self.tries)
+        self.tries = 0

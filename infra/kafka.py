@@ -28,7 +28,7 @@ from domain.messages import TokenDelta
 from handlers.reactions.pipeline import Batch, Progress, Saved
 from handlers.records import Record
 from infra import metrics
-from infra.faults import backoff, is_outage, which
+from infra.faults import Outage, is_outage
 from infra.settings import Settings, Topics
 from infra.store import dumps
 
@@ -121,7 +121,7 @@ def subscribe_batches(
     `pattern`, `topic` is a regular expression: every topic it matches is read (and one
     made later, once the clients' metadata is refreshed)."""
     failures: dict[tuple[int, int], int] = {}
-    outage = Outage(topic)
+    outage = Outage(f"reading {topic}")
 
     async def consume() -> None:
         message = broker.context.get_local("message")
@@ -208,28 +208,6 @@ class Reading:
         return partition if owned else None
 
 
-class Outage:
-    """A consumer's wait through an outage: each failed try waits longer (capped), and
-    the first and the end of it are logged once, not every try."""
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
-        self.tries = 0
-
-    async def wait(self, error: BaseException) -> None:
-        self.tries += 1
-        if self.tries == 1:
-            log.warning("%s is unavailable (%r): reading %s again when it is back",
-                        which(error), error, self.topic)  # fmt: skip
-        await asyncio.sleep(backoff(self.tries))
-
-    def over(self) -> None:
-        if self.tries:
-            log.warning("reading %s again after %d tries through an outage", self.topic,
-                        self.tries)  # fmt: skip
-        self.tries = 0
-
-
 class Pipelined(Protocol):
     """A consumer whose records start work that ends later (the run worker's pipeline)."""
 
@@ -260,7 +238,7 @@ def subscribe_pipelined(
     dead-letter topic. `reading` is kept told of the consumer."""
     progress = Progress()
     failures: dict[tuple[int, int], int] = {}
-    outage = Outage(topic)
+    outage = Outage(f"reading {topic}")
     state: dict[str, Any] = {"consumer": None, "committer": None}
     wake = asyncio.Event()
 

@@ -20,7 +20,7 @@ from handlers.commands.intake import execute
 from handlers.unit_of_work import UnitOfWork
 from infra import metrics
 from infra.bootstrap import build
-from infra.faults import backoff, is_outage, which
+from infra.faults import Outage, backoff, is_outage
 from infra.kafka import ensure_topics
 from infra.roles.intake import Intake
 from infra.roles.projector import ProjectorRole
@@ -156,7 +156,7 @@ class MessageTooLarge(ValueError):
 async def keep_running(loop: Callable[[], Awaitable[None]]) -> None:
     """Run a background loop, restarting it after a failure, with a pause (through an
     outage: a growing one, and one line when it starts rather than a traceback a try)."""
-    outages = 0
+    outage = Outage("restarting a background loop")
     while True:
         began = time.monotonic()
         try:
@@ -165,13 +165,10 @@ async def keep_running(loop: Callable[[], Awaitable[None]]) -> None:
             raise
         except Exception as error:
             if not is_outage(error):
-                outages = 0
+                outage.over()
                 log.exception("background loop failed; restarting in 1 s")
                 await asyncio.sleep(1.0)
                 continue
-            # a loop that ran longer than its last pause made progress: a new outage
-            outages = 1 if time.monotonic() - began > backoff(outages) else outages + 1
-            if outages == 1:
-                log.warning("%s is unavailable (%r): restarting a background loop when it"
-                            " is back", which(error), error)  # fmt: skip
-            await asyncio.sleep(backoff(outages))
+            if time.monotonic() - began > backoff(outage.tries):
+                outage.over()  # it ran longer than its last pause: a new outage
+            await outage.wait(error)
