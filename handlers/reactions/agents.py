@@ -3,7 +3,6 @@ tool calls child runs have answered (their next turn is due)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from functools import partial
 from itertools import count
@@ -24,7 +23,6 @@ from handlers.reactions.model_calls import (
     call_llm,
     record_llm_outcomes,
 )
-from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork, decide_and_save
 
 T = TypeVar("T")
@@ -128,14 +126,13 @@ def _record_tool_results(
             return
 
 
-def agents_to_resume(records: list[Record], uow: UnitOfWork) -> list[LlmCall]:
-    """Agent nodes whose last tool call a child run has just answered: their next model
-    turn is due (the worker's agent loop ended while the children ran)."""
+def agents_to_resume(events: list[dict[str, Any]], uow: UnitOfWork) -> list[LlmCall]:
+    """Agent nodes whose last tool call a child run has just answered (in these decoded
+    events): their next model turn is due (the agent loop ended while the children ran)."""
     calls = []
-    for record in records:
-        if record.headers.get("type") != RunEvent.TOOL_CALL_COMPLETED:
+    for envelope in events:
+        if envelope["type"] != RunEvent.TOOL_CALL_COMPLETED:
             continue
-        envelope = json.loads(record.value)
         data = envelope["data"]
         run = uow.get(UUID(envelope["aggregate_id"]), WorkflowRun, envelope["aggregate_version"])
         answered = (data["node_id"], data["attempt"], data["call_id"])

@@ -18,14 +18,12 @@ redelivered event sends the same command again and the intake decides it once.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
 from domain.errors import NodeNotRunning
 from domain.messages import NODE_ABANDONED, RUN_FINISHED, CommandEnvelope, RunEvent
 from domain.runs import WorkflowRun
-from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 
 CHILD_REQUESTED = frozenset({RunEvent.NODE_STARTED, RunEvent.CHILD_RUN_REQUESTED})
@@ -33,9 +31,10 @@ REACTS_TO = frozenset({*CHILD_REQUESTED, *RUN_FINISHED, *NODE_ABANDONED})
 
 
 def subworkflow_commands(
-    records: list[Record], uow: UnitOfWork
+    events: list[dict[str, Any]], uow: UnitOfWork
 ) -> list[tuple[CommandEnvelope, str]]:
-    """The commands (and their keys) that these events call for, in order."""
+    """The commands (and their keys) that these events (decoded envelopes) call for, in
+    order."""
     commands: dict[str, tuple[CommandEnvelope, str]] = {}
 
     def send(command_id: str, type_: str, tenant: str, payload: dict[str, Any], key: str) -> None:
@@ -44,11 +43,10 @@ def subworkflow_commands(
         )
         commands.setdefault(command_id, (envelope, key))
 
-    for record in records:
-        kind = record.headers.get("type")
+    for event in events:
+        kind = event["type"]
         if kind not in REACTS_TO:
             continue
-        event = json.loads(record.value)
         data = event["data"]
         if kind == RunEvent.NODE_STARTED and data["kind"] != "subworkflow":
             continue

@@ -31,13 +31,15 @@ WORKER_EVENTS = frozenset(
 """The events the run worker decodes; the relay's `type` header skips the others."""
 
 
-def decode_events(records: list[Record]) -> list[dict[str, Any]]:
-    """The envelopes of events the worker may act on (the relay names each event's type
-    in a header, so the others are never decoded)."""
+def decode_events(
+    records: list[Record], types: frozenset[str] = WORKER_EVENTS
+) -> list[dict[str, Any]]:
+    """The envelopes of events of `types` (the relay names each event's type in a
+    header, so the others are never decoded), each decoded once."""
     return [
         json.loads(record.value)
         for record in records
-        if record.headers.get("type", RunEvent.NODE_STARTED) in WORKER_EVENTS
+        if record.headers.get("type", RunEvent.NODE_STARTED) in types
     ]
 
 

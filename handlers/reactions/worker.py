@@ -142,9 +142,9 @@ def find_work(records: list[Record], ports: WorkerPorts) -> WorkerBatch:
 def work_for(fresh: list[Record], ports: WorkerPorts) -> WorkerBatch:
     """Decide what these events call for (on the thread that owns the aggregates)."""
     uow = ports.unit_of_work()
-    events = decode_events(fresh)
+    events = decode_events(fresh, WORKS_ON)
     batch = WorkerBatch(
-        subworkflow_commands(fresh, uow), extractions_due(events, uow),
+        subworkflow_commands(events, uow), extractions_due(events, uow),
         llm_requests_due(events, uow), capabilities_published(events),
     )  # fmt: skip
     # Idempotent by themselves (a thread opens once, an answer is posted once):
@@ -153,7 +153,7 @@ def work_for(fresh: list[Record], ports: WorkerPorts) -> WorkerBatch:
     post_run_answers(events, uow)
     close_chat_threads(events, uow)
     uow.save()
-    batch.calls = llm_calls_due(events, uow) + agents_to_resume(fresh, uow)
+    batch.calls = llm_calls_due(events, uow) + agents_to_resume(events, uow)
     batch.calls += replies_due(events, uow)
     batch.tools = tool_nodes_due(events, uow)
     agents = {c.run_id for c in batch.calls if c.kind == "agent"}

@@ -15,7 +15,9 @@ import yaml
 from domain.commands import run_id_for
 from domain.runs import MAX_DEPTH
 from handlers.commands.intake import handle_command
-from handlers.reactions.children import subworkflow_commands
+from handlers.reactions.children import REACTS_TO, subworkflow_commands
+from handlers.reactions.events import decode_events
+from handlers.reactions.worker import WORKS_ON
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
 from infra.store import EventStore
@@ -72,7 +74,9 @@ class Loop:
     def settle(self) -> None:
         while records := self.records(self.seen):
             self.seen = records[-1].offset
-            for envelope, _ in subworkflow_commands(records, UnitOfWork(self.store)):
+            for envelope, _ in subworkflow_commands(
+                decode_events(records, REACTS_TO), UnitOfWork(self.store)
+            ):
                 self.sent.append(envelope.model_dump())
                 self._decide(envelope.model_dump())
 
@@ -268,7 +272,9 @@ def test_an_agents_workflow_tool_runs_a_child_whose_output_is_the_tool_result(lo
         "tool_calls": [],
     }
     assert loop.run(UUID(child_id)).parent["call_id"] == "c1"
-    [resumed] = agents_to_resume(loop.records(before), UnitOfWork(loop.store))
+    [resumed] = agents_to_resume(
+        decode_events(loop.records(before), WORKS_ON), UnitOfWork(loop.store)
+    )
     assert resumed.node_id == "ask"
     assert resumed.request.messages[-1].content == '{"message": "Welcome aboard, Ada!"}'
 
