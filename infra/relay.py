@@ -207,9 +207,12 @@ class Relay:
         await (await self._send(self.dlq_topic, key, value, headers))
 
     async def save_position(self) -> None:
-        """Record how far the relay has published (only ever forwards)."""
-        position = self.position
-        if position > self.saved_position:
+        """Record how far the relay has published (only ever forwards), until the saved
+        position is the published one: what is published while a save is under way is
+        saved next, not left for the next event to carry (reads that wait for a write
+        would wait for it)."""
+        while self.position > self.saved_position:
+            position = self.position
             await asyncio.to_thread(
                 self.store.recorder.insert_positions,  # type: ignore[attr-defined]
                 [Tracking(self.position_name, position)],

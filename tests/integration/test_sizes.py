@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from eventsourcing.domain import Aggregate, event
@@ -362,6 +363,35 @@ async def test_an_event_whose_json_does_not_read_is_dead_lettered_and_the_relay_
     [letter] = dead
     assert json.loads(letter.value)["aggregate_id"] == str(unreadable.id)
     assert dict(letter.headers)["x-error"].startswith(b"ValueError")
+
+
+async def test_what_the_relay_publishes_while_saving_its_position_is_saved_without_a_next_event(
+    database_url: str, kafka_bootstrap: str
+) -> None:
+    """Reads that wait for a write trust the relay's saved position: an event published
+    while the previous position was being saved must not wait for another event."""
+    events = f"t{uuid.uuid4().hex[:10]}.events"
+    kafka = Settings(kafka_bootstrap_servers=kafka_bootstrap, _env_file=None)
+    await create_topics(kafka, [events], 1)
+    store = EventStore(env=store_environment(database_url, 0, create_tables=True))
+    sender = await start_producer(kafka, "test-relay")
+    relay = Relay(store, database_url, events, producer=sender, position_name="relay-slow-save")
+    table = SQL(store.recorder.tracking_table_name)  # type: ignore[attr-defined]
+    try:
+        with psycopg.connect(database_url) as slow_disk:  # holds the position save up
+            slow_disk.execute(SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
+            store.save(Note("first"))
+            assert await relay.publish_pending() == 1  # its position's save now waits
+            store.save(Note("second"))
+            assert await relay.publish_pending() == 1
+        assert relay._checkpoint is not None
+        await asyncio.wait_for(relay._checkpoint, 30)
+
+        saved = store.positions(["relay-slow-save"])["relay-slow-save"]
+        assert saved == relay.position == store.recorder.max_notification_id()
+    finally:
+        await sender.stop()
+        store.close()
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
