@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -102,6 +102,36 @@ async def create_topics(
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+CONSUMER_GROUPS = ("intake", "intake-tenants", "intake-results", "worker", "projector")
+"""The consumer groups of Heddle's roles (each prefixed with `group_prefix`)."""
+
+
+async def consumer_lag(settings: Settings) -> dict[tuple[str, str], int]:
+    """Per (group, topic), how many messages the group has not committed yet: the end of
+    each partition it has committed an offset on, minus that offset."""
+    client = settings.kafka_client()
+    admin = AIOKafkaAdminClient(**client, request_timeout_ms=3000)
+    ends = AIOKafkaConsumer(**client, enable_auto_commit=False, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        await ends.start()
+        committed = {
+            group: await admin.list_consumer_group_offsets(f"{settings.group_prefix}-{group}")
+            for group in CONSUMER_GROUPS
+        }
+        partitions = {tp for offsets in committed.values() for tp in offsets}
+        end = await ends.end_offsets(list(partitions)) if partitions else {}
+    finally:
+        await ends.stop()
+        await admin.close()
+    lag: dict[tuple[str, str], int] = {}
+    for group, offsets in committed.items():
+        for tp, at in offsets.items():
+            if at.offset >= 0:
+                lag[(group, tp.topic)] = lag.get((group, tp.topic), 0) + max(0, end[tp] - at.offset)
+    return lag
 
 
 def subscribe_batches(

@@ -4,16 +4,18 @@ The API serves them at `GET /metrics`; a process started with `--no-api` serves 
 `HEDDLE_METRICS_PORT` (api/cli/stack.py). They are observed at a few central places:
 the retry layer (model calls), the intake role (commands), the writer (write batches),
 the projector (node steps, as the read models record them), the Kafka glue and the
-relay (dead letters, token pieces). Gauges of the read models and the relay are read when scraped.
+relay (dead letters, token pieces). Gauges of the read models, the relay and the
+consumer groups' lag are read when scraped.
 Labels are bounded: workflow, node kind, provider, model, tenant, command type, topic;
 never a run id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -144,6 +146,7 @@ class ReadModelGauges(Collector):
         self.database_url: str | None = None
         self.events_table = ""
         self.relay_lag: Callable[[], int] | None = None
+        self.consumer_lag: Callable[[], Awaitable[dict[tuple[str, str], int]]] | None = None
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield from self._families()
@@ -161,10 +164,15 @@ class ReadModelGauges(Collector):
                 "heddle_relay_lag_events",
                 "Events in the store that the relay has not saved as published yet.",
             ),
+            GaugeMetricFamily(
+                "heddle_consumer_lag_messages",
+                "Messages a role's consumer group has not committed yet, by group and topic.",
+                labels=["group", "topic"],
+            ),
         )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        runs, tasks, timers, projection_lag, lag = self._families()
+        runs, tasks, timers, projection_lag, lag, consumers = self._families()
         if self.database_url is not None:
             try:
                 with psycopg.connect(self.database_url, connect_timeout=2) as conn:
@@ -190,6 +198,15 @@ class ReadModelGauges(Collector):
             except Exception as error:
                 log.warning("relay lag unavailable: %r", error)
             yield lag
+        if self.consumer_lag is not None:
+            try:  # on the scraping thread: never the event loop's
+                lags = asyncio.run(asyncio.wait_for(self.consumer_lag(), 5))
+            except Exception as error:
+                log.warning("consumer lag unavailable: %r", error)
+            else:
+                for (group, topic), behind in sorted(lags.items()):
+                    consumers.add_metric([group, topic], behind)
+                yield consumers
 
 
 def _count(conn: psycopg.Connection[Any], rows: str) -> int:
@@ -210,6 +227,11 @@ def watch_read_models(database_url: str, events_table: str) -> None:
 def watch_relay(lag: Callable[[], int]) -> None:
     """Report the relay's lag (`lag()`, when scraped)."""
     GAUGES.relay_lag = lag
+
+
+def watch_consumer_lag(lag: Callable[[], Awaitable[dict[tuple[str, str], int]]]) -> None:
+    """Report the consumer groups' lag (`await lag()`, when scraped)."""
+    GAUGES.consumer_lag = lag
 
 
 def exposition() -> bytes:

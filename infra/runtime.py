@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from domain.messages import CommandEnvelope
@@ -21,7 +22,7 @@ from handlers.unit_of_work import UnitOfWork
 from infra import metrics
 from infra.bootstrap import build
 from infra.faults import Outage, backoff, is_outage
-from infra.kafka import ensure_topics
+from infra.kafka import consumer_lag, ensure_topics
 from infra.roles.intake import Intake
 from infra.roles.projector import ProjectorRole
 from infra.roles.relay import relay_loop
@@ -81,6 +82,7 @@ class Heddle:
         await ensure_topics(self.settings, self.topics)
         await self.reads.open()
         metrics.watch_read_models(self.database_url, self.store.events_table)
+        metrics.watch_consumer_lag(partial(consumer_lag, self.settings))
         if "intake" in self.roles:
             Intake(self.ports, self.epoch).subscribe()
         if "worker" in self.roles:
