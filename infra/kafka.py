@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -104,33 +105,51 @@ async def create_topics(
         await admin.close()
 
 
-CONSUMER_GROUPS = ("intake", "intake-tenants", "intake-results", "worker", "projector")
-"""The consumer groups of Heddle's roles (each prefixed with `group_prefix`)."""
+def consumer_groups(topics: Topics) -> dict[str, str]:
+    """The consumer group of each role that consumes (each prefixed with `group_prefix`),
+    and the topics it reads: a regular expression."""
+    return {
+        "intake": re.escape(topics.commands),
+        "intake-tenants": topics.tenant_commands_pattern,
+        "intake-results": re.escape(topics.task_results),
+        "worker": re.escape(topics.events),
+        "projector": re.escape(topics.events),
+    }
 
 
-async def consumer_lag(settings: Settings) -> dict[tuple[str, str], int]:
+async def consumer_lag(settings: Settings, topics: Topics) -> dict[tuple[str, str], int]:
     """Per (group, topic), how many messages the group has not committed yet: the end of
-    each partition it has committed an offset on, minus that offset."""
+    each partition it has committed an offset on, minus that offset. (The partitions are
+    named in the request: Tansu answers no request for all of a group's offsets.)"""
     client = settings.kafka_client()
     admin = AIOKafkaAdminClient(**client, request_timeout_ms=3000)
-    ends = AIOKafkaConsumer(**client, enable_auto_commit=False, request_timeout_ms=3000)
+    consumer = AIOKafkaConsumer(**client, enable_auto_commit=False, request_timeout_ms=3000)
     await admin.start()
     try:
-        await ends.start()
-        committed = {
-            group: await admin.list_consumer_group_offsets(f"{settings.group_prefix}-{group}")
-            for group in CONSUMER_GROUPS
-        }
-        partitions = {tp for offsets in committed.values() for tp in offsets}
-        end = await ends.end_offsets(list(partitions)) if partitions else {}
+        await consumer.start()
+        cluster = await consumer._client.fetch_all_metadata()
+        committed = {}
+        for group, pattern in consumer_groups(topics).items():
+            read = [t for t in cluster.topics() if re.fullmatch(pattern, t)]
+            partitions = [
+                TopicPartition(t, p) for t in read for p in cluster.partitions_for_topic(t)
+            ]
+            if partitions:
+                group_id = f"{settings.group_prefix}-{group}"
+                committed[group] = await admin.list_consumer_group_offsets(
+                    group_id, partitions=partitions
+                )
+        every = {tp for offsets in committed.values() for tp in offsets}
+        ends = await consumer.end_offsets(list(every)) if every else {}
     finally:
-        await ends.stop()
+        await consumer.stop()
         await admin.close()
     lag: dict[tuple[str, str], int] = {}
     for group, offsets in committed.items():
         for tp, at in offsets.items():
             if at.offset >= 0:
-                lag[(group, tp.topic)] = lag.get((group, tp.topic), 0) + max(0, end[tp] - at.offset)
+                behind = max(0, ends[tp] - at.offset)
+                lag[(group, tp.topic)] = lag.get((group, tp.topic), 0) + behind
     return lag
 
 

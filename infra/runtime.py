@@ -82,7 +82,7 @@ class Heddle:
         await ensure_topics(self.settings, self.topics)
         await self.reads.open()
         metrics.watch_read_models(self.database_url, self.store.events_table)
-        metrics.watch_consumer_lag(partial(consumer_lag, self.settings))
+        metrics.watch_consumer_lag(partial(consumer_lag, self.settings, self.topics))
         if "intake" in self.roles:
             Intake(self.ports, self.epoch).subscribe()
         if "worker" in self.roles:
