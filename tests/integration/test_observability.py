@@ -4,8 +4,11 @@ each API request is logged once, with its route template and key id, never the k
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +23,8 @@ from tests.integration.helpers import (
     wait_for_run,
 )
 from tests.integration.shared import client, heddle  # noqa: F401 (fixtures)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_metrics_after_a_run_show_its_node_steps_and_model_calls_without_run_ids(
@@ -96,3 +101,22 @@ async def test_rejected_commands_are_counted_by_type_and_reason_class(
     rejected = {"type": "CancelRun", "outcome": "rejected", "reason": "invalid"}
     text = await wait_for_metrics(scrape, "heddle_commands_total", rejected)
     assert metric_samples(text, "heddle_command_batch_seconds_count")[0].value >= 1
+
+
+async def test_every_metric_the_grafana_dashboard_queries_is_one_heddle_exposes(
+    client: httpx.AsyncClient,
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "heddle.json").read_text())
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    queried = {name for expr in queries for name in re.findall(r"\bheddle_\w+", expr)}
+    text = (await client.get("/metrics")).raise_for_status().text
+    exposed = set()
+    for family in text_string_to_metric_families(text):
+        exposed |= {
+            "histogram": {f"{family.name}_bucket", f"{family.name}_count", f"{family.name}_sum"},
+            "counter": {f"{family.name}_total"},
+        }.get(family.type, {family.name})
+    assert len(queried) >= 15
+    assert queried <= exposed, f"the dashboard queries {sorted(queried - exposed)}"
