@@ -85,6 +85,13 @@ class EventEnvelope(BaseModel):
         description="The event's fields. Large values are `null`, listed in `_claims_` as"
         " `[path, sha256]` pairs and stored in the `heddle_claims` table (docs/commands.md)."
     )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="Why it was recorded: `correlation_id` (the caller's, or the first"
+        " command's id), `causation_id` (the command or event it follows from) and"
+        " `traceparent` (W3C trace context), where known. Events stored before these"
+        " were kept have none.",
+    )
 
 
 class TokenDeltaMessage(BaseModel):
@@ -275,6 +282,8 @@ class Event(TypedDict):
     aggregate_version: int
     timestamp: str
     data: dict[str, Any]
+    metadata: NotRequired[dict[str, str]]
+    """`correlation_id`, `causation_id` and `traceparent`, where known (handlers/causes.py)."""
 
 
 # The `data` of each event, as stored (UUIDs and times as strings). `NotRequired`: a field

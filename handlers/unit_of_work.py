@@ -12,6 +12,8 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording, Tracking
 
+from handlers.causes import CAUSE, META, Cause
+
 A = TypeVar("A", bound=Aggregate)
 OnSaved = Callable[[list[Recording[UUID]]], None]
 CONFLICT_ATTEMPTS = 3
@@ -72,8 +74,21 @@ class UnitOfWork:
     def changed(self) -> list[Aggregate]:
         return [a for a in self._loaded.values() if a is not None and a.pending_events]
 
+    def stamp(self, cause: Cause | None) -> None:
+        """Mark the pending events that have no cause yet as caused by `cause` (call it
+        after each decision of a write that decides for several causes)."""
+        if cause is None:
+            return
+        metadata = cause.metadata()
+        for aggregate in self.changed():
+            for pending in aggregate.pending_events:
+                if META not in vars(pending):
+                    object.__setattr__(pending, META, metadata)
+
     def save(self, trackings: Sequence[Tracking] = ()) -> int:
-        """Save every changed aggregate and the positions in one transaction."""
+        """Save every changed aggregate and the positions in one transaction (events with
+        no cause yet take the current context's)."""
+        self.stamp(CAUSE.get())
         changed = self.changed()
         recordings: list[Recording[UUID]] = []
         try:

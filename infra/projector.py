@@ -11,9 +11,10 @@ import gc
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -21,7 +22,7 @@ import psycopg
 
 from domain.messages import Event, RunEvent
 from handlers.records import Record
-from infra import metrics
+from infra import metrics, tracing
 from infra.store import EventStore
 from projections import (
     artifacts,
@@ -91,6 +92,17 @@ def ended_steps(cur: psycopg.Cursor[Any], events: list[Event]) -> list[Any]:
     return cur.execute(ENDED_STEPS, [list(runs), list(nodes)]).fetchall()
 
 
+@contextmanager
+def traced(events: list[Event]) -> Iterator[None]:
+    """A span for applying `events`, in each trace they belong to."""
+    traces = Counter(e.get("metadata", {}).get("traceparent") for e in events)
+    traces.pop(None, None)
+    with ExitStack() as spans:
+        for trace, count in traces.items():
+            spans.enter_context(tracing.span("heddle.projector.apply", trace, events=count))
+        yield
+
+
 class Projector:
     """Applies batches of `heddle.events` records to all projections."""
 
@@ -127,8 +139,9 @@ class Projector:
                     if self._observed_after is None:
                         self._observed_after = _store_position(cur, node_attempts.NAME)
                     if events:
-                        for projection in PROJECTIONS.values():
-                            projection.project(events, cur)
+                        with traced(events):
+                            for projection in PROJECTIONS.values():
+                                projection.project(events, cur)
                         new = [e for e in events if e["position"] > self._observed_after]
                         steps = ended_steps(cur, new)
                     self._record_positions(cur, fresh, events)

@@ -46,7 +46,8 @@ def event_messages(store: EventStore, notifications: Sequence[Notification]) -> 
 
 def event_message(store: EventStore, notification: Notification, data: bool = True) -> Message:
     """The Kafka message of a stored event; without `data`, only what the store knows
-    of it besides its JSON (for a dead letter)."""
+    of it besides its JSON (for a dead letter). Its trace context and correlation id, if
+    it has them, are repeated in the `traceparent` and `correlation-id` headers."""
     type_name = notification.topic.split(":", 1)[1]
     envelope: Mapping[str, Any]
     if data:
@@ -64,6 +65,12 @@ def event_message(store: EventStore, notification: Notification, data: bool = Tr
         ("type", type_name.encode()),
         ("aggregate-id", str(notification.originator_id).encode()),
         ("aggregate-version", str(notification.originator_version).encode()),
+    ]
+    metadata = envelope.get("metadata") or {}
+    headers += [
+        (header, metadata[key].encode())
+        for header, key in (("traceparent", "traceparent"), ("correlation-id", "correlation_id"))
+        if key in metadata
     ]
     return str(notification.originator_id).encode(), dumps(envelope), headers
 

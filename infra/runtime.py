@@ -19,7 +19,7 @@ from domain.messages import CommandEnvelope
 from handlers.commands.context import Context
 from handlers.commands.intake import execute
 from handlers.unit_of_work import UnitOfWork
-from infra import metrics
+from infra import metrics, tracing
 from infra.bootstrap import build
 from infra.faults import Outage, backoff, is_outage
 from infra.kafka import consumer_lag, ensure_topics
@@ -79,6 +79,7 @@ class Heddle:
         if unknown:
             known = ", ".join(ALL_ROLES)
             raise ValueError(f"unknown roles {sorted(unknown)} (known: {known}, api)")
+        tracing.configure_from(self.settings.tracing)
         await ensure_topics(self.settings, self.topics)
         await self.reads.open()
         metrics.watch_read_models(self.database_url, self.store.events_table)
@@ -126,7 +127,9 @@ class Heddle:
                 f"the {envelope.type} command is {len(value)} bytes as JSON; at most {limit}"
                 " fit on the commands topic (send large content as a document)"
             )
-        await self.broker.publish(value, self.topics.commands, key=key.encode())
+        trace = tracing.current()
+        headers = {"traceparent": trace} if trace else None
+        await self.broker.publish(value, self.topics.commands, key=key.encode(), headers=headers)
 
     async def publish_workflow(self, document: Any, tenant: str, actor: str) -> dict[str, Any]:
         """Publish a definition synchronously: the receipt says accepted or why not."""

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     api_port: int = 8080
     # Where a process without the API (`heddle serve --no-api`) serves GET /metrics.
     metrics_port: int = 9464
+    tracing: Literal["off", "otlp"] = "off"
+    """`otlp`: send spans with OpenTelemetry's OTLP exporter (infra/tracing.py)."""
     kafka_port: int = 9092
     # How every Kafka client of Heddle's connects (docs/security.md): PLAINTEXT (as
     # `heddle up`'s own broker), SSL, or SASL with a username and password (SCRAM or PLAIN),

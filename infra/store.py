@@ -8,6 +8,7 @@ consumed partition) in one transaction, which is what makes redelivery harmless.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import json
 import threading
@@ -31,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 
 from domain.messages import Event
+from handlers.causes import META
 from handlers.records import Record
 from infra import metrics
 from infra.claims import (
@@ -197,6 +199,7 @@ class EventStore(Application[UUID]):
             put_claims(data, self.claimed)
         timestamp = data.pop("timestamp")
         data.pop("originator_topic", None)
+        metadata = data.pop(META, None) or {}
         type_name = notification.topic.split(":", 1)[1]
         return {
             "id": event_id(notification),
@@ -207,6 +210,7 @@ class EventStore(Application[UUID]):
             "aggregate_version": notification.originator_version,
             "timestamp": timestamp,
             "data": data,
+            "metadata": metadata,
         }
 
     def resolved(self, records: list[Record]) -> list[Record]:
@@ -280,8 +284,11 @@ class Writer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heddle-writer")
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function` on the writer thread, in the caller's context (its log fields and
+        the cause of what it records)."""
+        context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, _timed, function, *args
+            self._executor, context.run, _timed, function, *args
         )
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """`GET /metrics` (Prometheus' text format, for an admin key of the deployment's tenant:
 its labels name every tenant; see docs/security.md) and the request log: one line per
 request, with its method, route template, status, duration and the caller's key id
-(never the key)."""
+(never the key). Each request is a span too (infra/tracing.py): the commands it sends
+carry its trace."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Depends, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http.dependencies import operator_scope
-from infra import metrics
+from infra import metrics, tracing
 
 log = logging.getLogger("heddle.api.requests")
 
@@ -49,8 +50,12 @@ class RequestLog:
                 status = message["status"]
             await send(message)
 
+        parent = dict(scope["headers"]).get(b"traceparent", b"").decode("latin-1") or None
         try:
-            await self.app(scope, receive, sending)
+            method, path = scope["method"], scope["path"]
+            with tracing.span(f"HTTP {method}", parent, **{"http.request.method": method,
+                                                          "url.path": path}):  # fmt: skip
+                await self.app(scope, receive, sending)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             fields = {

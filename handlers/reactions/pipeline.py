@@ -38,6 +38,7 @@ from structlog.contextvars import bound_contextvars
 
 from domain.http_tools import HttpTool
 from domain.messages import RunEvent
+from handlers.causes import Cause, caused
 from handlers.reactions.agents import drive_agent, idempotency_key
 from handlers.reactions.extraction import ExtractionOutcome, extract, record_extractions
 from handlers.reactions.llm_requests import (
@@ -116,6 +117,7 @@ class Finished:
     run_id: UUID
     apply: Apply
     saved: asyncio.Future[None]
+    cause: Cause | None = None
 
 
 @dataclass
@@ -220,29 +222,41 @@ class Pipeline:
             await asyncio.gather(self._saver, return_exceptions=True)
 
     def _start(self, batch: WorkerBatch) -> list[asyncio.Future[None]]:
-        ports, declared = self.ports, batch.declared
+        ports, declared, causes = self.ports, batch.declared, batch.causes
         publish = ports.publish_token
         if batch.threads:
             publish = partial(publish_to_threads, ports.publish_token, batch.threads)
-        saved = [self._call(call, publish, declared) for call in batch.calls]
+        saved = [
+            self._call(call, publish, declared, causes.get(call.run_id)) for call in batch.calls
+        ]
         for due in batch.tools:
             key = idempotency_key(due.run_id, due.node_id, due.attempt, due.call.id)
             tool = partial(ports.run_tool, declared[due.run_id], due.call, key)
             work: Key = ("tool", due.run_id, due.node_id, due.attempt)
-            saved.append(self._launch(work, due.run_id, tool, partial(tool_node_saved, due)))
+            saved.append(
+                self._launch(
+                    work, due.run_id, tool, partial(tool_node_saved, due), causes.get(due.run_id)
+                )
+            )
         for extraction in batch.extractions:
             recorder = Recorder(ports.unit_of_work(), ports.decide, saves=True)
             made = partial(extract, extraction, ports.read_document, ports.complete, recorder)
             work = ("extract", extraction.run_id, extraction.node_id, extraction.attempt)
-            saved.append(self._launch(work, extraction.run_id, made, extraction_saved))
+            cause = causes.get(extraction.run_id)
+            saved.append(self._launch(work, extraction.run_id, made, extraction_saved, cause))
         for request in batch.requests:
             answer = partial(answer_llm_request, request, ports.complete)
             work = ("request", request.run_id, request.request_id)
-            saved.append(self._launch(work, request.run_id, answer, answer_saved))
+            cause = causes.get(request.run_id)
+            saved.append(self._launch(work, request.run_id, answer, answer_saved, cause))
         return saved
 
     def _call(
-        self, call: LlmCall, publish: PublishToken, declared: dict[UUID, dict[str, HttpTool]]
+        self,
+        call: LlmCall,
+        publish: PublishToken,
+        declared: dict[UUID, dict[str, HttpTool]],
+        cause: Cause | None,
     ) -> asyncio.Future[None]:
         """A model call, a thread's reply, or an agent (which saves as it goes)."""
         ports = self.ports
@@ -258,13 +272,13 @@ class Pipeline:
                 partial(ports.run_tool, declared[call.run_id]), ports.decide, publish,
                 fresh=ports.unit_of_work,
             )  # fmt: skip
-            return self._launch(key, call.run_id, agent, None)
+            return self._launch(key, call.run_id, agent, None, cause)
         # a thread's reply records only how it ended (answer or ReplyFailed)
         recorder = None
         if call.kind != "reply":
             recorder = Recorder(ports.unit_of_work(), ports.decide, saves=True)
         made = partial(call_llm, call, ports.complete, publish, recorder=recorder)
-        return self._launch(key, call.run_id, made, call_saved)
+        return self._launch(key, call.run_id, made, call_saved, cause)
 
     def _launch(
         self,
@@ -272,9 +286,11 @@ class Pipeline:
         run_id: UUID,
         make: Callable[[], Awaitable[T]],
         applying: Callable[[T], Apply] | None,
+        cause: Cause | None = None,
     ) -> asyncio.Future[None]:
         """Start `make` unless the same work is in flight here; its outcome is saved by
-        `applying(outcome)` (None: the work saves as it goes, as an agent does)."""
+        `applying(outcome)` (None: the work saves as it goes, as an agent does). What it
+        records is caused by `cause`, in a span of its own."""
         saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if key in self.in_flight:
             saved.set_result(None)  # the first delivery's work will save it
@@ -282,8 +298,15 @@ class Pipeline:
         self.in_flight.add(key)
 
         async def work() -> None:
+            step = cause
+            parent = cause.traceparent if cause is not None else None
             try:
-                outcome = await make()
+                with self.ports.traced(f"heddle.worker.{key[0]}", parent, **{
+                    "heddle.run_id": str(run_id), "heddle.node_id": str(key[2]),
+                }) as trace:  # fmt: skip
+                    step = cause.traced(trace) if cause is not None else None
+                    with caused(step):
+                        outcome = await make()
             except asyncio.CancelledError:
                 self.in_flight.discard(key)
                 saved.cancel()
@@ -297,7 +320,7 @@ class Pipeline:
                 self.in_flight.discard(key)
                 saved.set_result(None)
                 return
-            self._finished.append(Finished(key, run_id, applying(outcome), saved))
+            self._finished.append(Finished(key, run_id, applying(outcome), saved, step))
             self._wakeup.set()
 
         with bound_contextvars(run_id=str(run_id), node_id=str(key[2])):  # its log lines
@@ -354,6 +377,7 @@ class Pipeline:
                     continue
                 try:
                     item.apply(uow)
+                    uow.stamp(item.cause)
                 except Exception as error:
                     log.exception("recording %s failed", item.key)
                     failed[item.run_id] = error

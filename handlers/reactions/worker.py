@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -21,6 +22,7 @@ from domain.http_tools import HttpTool
 from domain.llm import ToolCall
 from domain.messages import CommandEnvelope, RunEvent, TokenDelta
 from domain.runs import WorkflowRun
+from handlers.causes import Cause
 from handlers.reactions.agents import agents_to_resume
 from handlers.reactions.children import REACTS_TO, subworkflow_commands
 from handlers.reactions.events import WORKER_EVENTS, decode_events
@@ -87,6 +89,20 @@ WORKS_ON = frozenset({*WORKER_EVENTS, *REACTS_TO, RunEvent.TOOL_CALL_COMPLETED})
 """The events a batch can find work in."""
 
 
+class Traced(Protocol):
+    """A span of work (infra/tracing.py `span`): the child of `parent` (a W3C
+    `traceparent`); yields the `traceparent` of what is recorded inside it."""
+
+    def __call__(
+        self, name: str, parent: str | None = None, **attributes: Any
+    ) -> AbstractContextManager[str | None]: ...
+
+
+@contextmanager
+def untraced(name: str, parent: str | None = None, **attributes: Any) -> Iterator[str | None]:
+    yield parent
+
+
 def no_records(recordings: list[Recording[UUID]]) -> list[Record]:
     return []
 
@@ -115,6 +131,7 @@ class WorkerPorts:
     is_outage: Callable[[BaseException], bool] = no_outage
     """Whether a failure is an outage of the store or the broker (waited out, for as long
     as it lasts) rather than of the work's own."""
+    traced: Traced = untraced
 
 
 @dataclass
@@ -131,6 +148,8 @@ class WorkerBatch:
     threads: dict[UUID, UUID] = field(default_factory=dict)
     declared: dict[UUID, dict[str, HttpTool]] = field(default_factory=dict)
     """The HTTP tools each run's definition declares, for its tool and agent calls."""
+    causes: dict[UUID, Cause] = field(default_factory=dict)
+    """Per run, the event that called for its work (what the work records is caused by)."""
 
 
 def find_work(records: list[Record], ports: WorkerPorts) -> WorkerBatch:
@@ -143,6 +162,7 @@ def work_for(fresh: list[Record], ports: WorkerPorts) -> WorkerBatch:
     """Decide what these events call for (on the thread that owns the aggregates)."""
     uow = ports.unit_of_work()
     events = decode_events(fresh, WORKS_ON)
+    causes = {UUID(e["aggregate_id"]): Cause.of_event(e) for e in events}
     batch = WorkerBatch(
         subworkflow_commands(events, uow), extractions_due(events, uow),
         llm_requests_due(events, uow), capabilities_published(events),
@@ -163,6 +183,7 @@ def work_for(fresh: list[Record], ports: WorkerPorts) -> WorkerBatch:
         batch.declared[run_id] = run.spec.tools
     batch.tasks = remote_tasks_due(events, uow)
     batch.threads = threads_answered(batch.calls, uow)
+    batch.causes = causes
     return batch
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from domain.llm import LlmDelta, LlmError, LlmProvider, LlmRequest, LlmResult, RetryPolicy
-from infra import metrics
+from infra import metrics, tracing
 from infra.llm.router import ProviderRouter
 
 OnAttemptFailed = Callable[[int, LlmError, float | None], Awaitable[None]]
@@ -114,7 +114,10 @@ class RetryingLlm:
                 metrics.MODEL_RETRIES.labels(**labels, error_class=error_class(error)).inc()
             await on_try_failed(attempt, error, delay)
 
-        with metrics.MODEL_CALLS_IN_FLIGHT.track_inprogress():
+        traced = tracing.span("heddle.model_call", None, **{
+            "gen_ai.system": provider, "gen_ai.request.model": labels["model"],
+        })  # fmt: skip
+        with metrics.MODEL_CALLS_IN_FLIGHT.track_inprogress(), traced:
             try:
                 with metrics.timed(metrics.MODEL_CALL, **labels):
                     if on_delta is not None:

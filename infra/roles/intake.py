@@ -4,11 +4,12 @@ one transaction with its positions, and reports each command's receipt."""
 from __future__ import annotations
 
 from domain.commands import CommandReceipt
+from handlers.causes import Cause
 from handlers.commands.context import Context
 from handlers.commands.intake import handle_command, task_result_as_command
 from handlers.records import Record, trackings_for
 from handlers.unit_of_work import UnitOfWork
-from infra import metrics
+from infra import metrics, tracing
 from infra.bootstrap import Ports
 from infra.kafka import publish_all, subscribe_batches
 from infra.store import Positions, dumps
@@ -45,8 +46,15 @@ class Intake:
             uow = UnitOfWork(self.ports.store)
             ctx = Context(allowed_hosts=self.ports.settings.allowed_hosts)
             tenant_of = self.ports.topics.tenant_of
-            decided = (handle_command(r, uow, ctx, tenant_of(r.topic)) for r in fresh)
-            receipts = [receipt for receipt in decided if receipt]
+            receipts = []
+            for record in fresh:
+                parent = record.headers.get("traceparent")
+                with tracing.span("heddle.intake.command", parent, topic=record.topic) as trace:
+                    receipt = handle_command(record, uow, ctx, tenant_of(record.topic))
+                if receipt is not None:
+                    cause = Cause.of_command(receipt.command_id, receipt.correlation_id, trace)
+                    uow.stamp(cause)  # its events: caused by it, in the caller's trace
+                    receipts.append(receipt)
             trackings = trackings_for(self.positions.consumer, fresh)
             try:
                 uow.save(trackings)

@@ -20,6 +20,7 @@ from handlers.reactions.pipeline import Pipeline, Saved
 from handlers.reactions.worker import WORKS_ON, SendCommand, WorkerPorts
 from handlers.records import Record
 from handlers.unit_of_work import UnitOfWork
+from infra import tracing
 from infra.bootstrap import Ports
 from infra.claims import CLAIMS_MARK
 from infra.faults import is_outage
@@ -52,6 +53,7 @@ class Worker:
             create_task_topics=self.create_task_topics,
             owned_records=self.owned_records,
             is_outage=is_outage,
+            traced=tracing.span,
         )
         self.pipeline = Pipeline(self.worker_ports)
         self.max_in_flight = ports.settings.worker_max_in_flight
