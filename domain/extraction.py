@@ -15,6 +15,7 @@ import jsonschema
 
 from domain.definitions import ExtractNode
 from domain.llm import LlmRequest, Message
+from domain.structured import FENCE
 
 DOCUMENT_ID = re.compile(r"^doc_[0-9a-f]{32}$")
 SYSTEM = (
@@ -22,7 +23,6 @@ SYSTEM = (
     "else, matching this JSON schema:\n{schema}\nLeave out a field the document does not "
     "give; never invent values."
 )
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
 def is_document_id(value: str) -> bool:
@@ -53,7 +53,7 @@ def parse_fields(
     """The model's answer as (fields that match `schema`, fields that do not: each with its
     `field`, `value` and `reason`). Raises ValueError when the answer is not a JSON object."""
     text = answer.strip()
-    fenced = _FENCE.match(text)
+    fenced = FENCE.match(text)
     if fenced:
         text = fenced.group(1)
     try:

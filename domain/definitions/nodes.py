@@ -100,9 +100,22 @@ class ModelNode(NodeBase):
 
 
 class LlmNode(ModelNode):
-    """Call a model with a rendered prompt; the reply text goes to `output`."""
+    """Call a model with a rendered prompt; the reply text goes to `output` (with an
+    `output_schema`: the reply's JSON value, checked against it, domain/structured.py)."""
 
     kind: Literal["llm"]
+    output_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="a JSON Schema the answer must match: the model is asked for JSON, the"
+        " answer is checked, and the node's output is the parsed value",
+    )
+    max_repairs: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="with output_schema: how often an answer that does not match is shown"
+        " its problems and asked again before the node fails (class `output`)",
+    )
 
 
 class AgentNode(ModelNode):

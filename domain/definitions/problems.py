@@ -18,6 +18,7 @@ from domain.definitions.nodes import (
     ExtractNode,
     HumanNode,
     JoinNode,
+    LlmNode,
     MapNode,
     ModelNode,
     ParallelNode,
@@ -126,6 +127,8 @@ def expression_problems(
             problems += problems_of(parse_template, node.prompt, f"{at}.prompt")
             if node.system:
                 problems += problems_of(parse_template, node.system, f"{at}.system")
+        if isinstance(node, LlmNode) and node.output_schema is not None:
+            problems += json_schema_problems(node.output_schema, f"{at}.output_schema")
         if isinstance(node, AgentNode):
             for index, tool in enumerate(node.tools):
                 if spec.tool(tool) is None:

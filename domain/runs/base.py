@@ -13,6 +13,7 @@ from domain.actions import Locator
 from domain.definitions import (
     ChatNode,
     HumanNode,
+    LlmNode,
     MapNode,
     ModelNode,
     ParallelNode,
@@ -285,6 +286,10 @@ class RunBase:
 
         def _complete_with_output(
             self, node_id: str, node: Any, output: Any, *, now: datetime
+        ) -> None: ...
+
+        def _take_answer(
+            self, node_id: str, node: LlmNode, attempt: int, text: str, *, now: datetime
         ) -> None: ...
 
         def _continue_map(self, node_id: str, node: MapNode, *, now: datetime) -> None: ...

@@ -12,8 +12,9 @@ from domain.definitions.edges import NOT_TAKEN, RESOLVED
 from domain.durations import seconds
 from domain.errors import ExpressionError, TemplateError
 from domain.expressions import evaluate
-from domain.llm import LlmRequest, LlmResult, unfinished
+from domain.llm import LlmRequest, LlmResult, Message, unfinished
 from domain.runs.starters import NODE_STARTERS, NodeStarters
+from domain.structured import output_instructions, parsed_answer, repair_prompt, response_format
 
 
 class Scheduling(NodeStarters):
@@ -99,8 +100,39 @@ class Scheduling(NodeStarters):
         if (failure := incomplete_failure(node_id, node, result)) is not None:
             self._fail_node(node_id, attempt, failure, now=now)
             return
-        self._complete_with_output(node_id, node, result.text, now=now)
+        self._take_answer(node_id, node, attempt, result.text, now=now)
         self.advance(now=now)
+
+    def _take_answer(
+        self, node_id: str, node: LlmNode, attempt: int, text: str, *, now: datetime
+    ) -> None:
+        """An `llm` node's answer: its output; with an `output_schema`, its JSON value if it
+        matches, else the model is shown the problems and asked again (a new attempt whose
+        request adds the answer and the problems) until `max_repairs`, then the node fails
+        (class `output`)."""
+        if node.output_schema is None:
+            self._complete_with_output(node_id, node, text, now=now)
+            return
+        value, problems = parsed_answer(node.output_schema, text)
+        if not problems:
+            self._complete_with_output(node_id, node, value, now=now)
+            return
+        asked = LlmRequest.model_validate(self.nodes[node_id]["input"])
+        repairs = sum(1 for message in asked.messages if message.role == "assistant")
+        message = "the answer does not match the node's output_schema: " + "; ".join(problems)
+        if repairs >= node.max_repairs:
+            message += f" (after {repairs} repairs; max_repairs: {node.max_repairs})"
+        error: dict[str, Any] = {"class": "output", "message": message, "problems": problems}
+        if repairs >= node.max_repairs:
+            self._fail_node(node_id, attempt, error, now=now)
+            return
+        self._node_retry_scheduled(node_id, attempt, error, 0.0)
+        again = [
+            Message(role="assistant", content=text),
+            Message(role="user", content=repair_prompt(problems)),
+        ]
+        request = asked.model_copy(update={"messages": [*asked.messages, *again]})
+        self._start_model(node_id, node, attempt + 1, request=request, now=now)
 
     def record_llm_failure(
         self,
@@ -260,6 +292,12 @@ class Scheduling(NodeStarters):
             for name in (node.tools if isinstance(node, AgentNode) else [])
             if (tool := self.spec.tool(name)) is not None
         ]
+        if isinstance(node, LlmNode) and node.output_schema is not None:
+            request = model_request(
+                node, context or self.activation(), tools, output_instructions(node.output_schema)
+            )
+            native = {"response_format": response_format(node.output_schema)}
+            return request.model_copy(update={"options": {**native, **request.options}})
         return model_request(node, context or self.activation(), tools)
 
     def _finish(self) -> None:

@@ -25,6 +25,7 @@ from domain.definitions import (
 )
 from domain.errors import ExpressionError
 from domain.expressions import evaluate, evaluate_condition
+from domain.llm import LlmRequest
 from domain.runs.base import MAX_DEPTH, RunBase
 from domain.templates import render, render_values
 from domain.tools import argument_problems
@@ -34,16 +35,23 @@ class NodeStarters(RunBase):
     """How each kind of node begins its work once its entry actions have run."""
 
     def _start_model(
-        self, node_id: str, node: LlmNode | AgentNode, attempt: int, *, now: datetime
+        self,
+        node_id: str,
+        node: LlmNode | AgentNode,
+        attempt: int,
+        *,
+        now: datetime,
+        request: LlmRequest | None = None,
     ) -> None:
-        """An `llm` or `agent` node records its request; a fork in `recorded` mode re-serves
-        an `llm` node's recorded answer at once."""
-        request = self._llm_request_for(node)
+        """An `llm` or `agent` node records its request (the node's own, or `request`: a
+        repair's); a fork in `recorded` mode re-serves an `llm` node's recorded answer at
+        once."""
+        request = request or self._llm_request_for(node)
         self._node_started(node_id, node.kind, attempt, request.model_dump(mode="json"))
         recorded = self._recorded.get(request.fingerprint())
         if recorded is not None and isinstance(node, LlmNode):
             self._llm_call_replayed(node_id, attempt, recorded)
-            self._complete_with_output(node_id, node, recorded["text"], now=now)
+            self._take_answer(node_id, node, attempt, recorded["text"], now=now)
 
     def _start_switch(self, node_id: str, node: SwitchNode, attempt: int, *, now: datetime) -> None:
         chosen = self._choose_case(node)

@@ -152,6 +152,88 @@ async def test_an_openai_node_completes_with_the_reply_and_the_usage_is_in_the_r
     assert state["nodes"]["ask"]["usage"]["cached_tokens"] == 4
 
 
+TIER = {
+    "type": "object",
+    "required": ["tier", "score"],
+    "properties": {"tier": {"enum": ["gold", "silver"]}, "score": {"type": "integer"}},
+}
+
+
+async def test_an_answer_that_misses_the_output_schema_is_repaired_and_the_output_is_its_value(
+    settings, database_url, kafka_bootstrap, fakes
+) -> None:
+    openai, anthropic = fakes
+    openai.then(
+        OpenAiWire.completion('{"tier": "gold"}'),
+        OpenAiWire.completion('```json\n{"tier": "gold", "score": 7}\n```'),
+    )
+    definition = one_node(
+        "structured", model="openai:gpt-4o-mini", stream=False, output_schema=TIER
+    )
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
+        state, events = await run(client, definition)
+    assert state["status"] == "completed", state
+    assert state["variables"] == {"answer": {"tier": "gold", "score": 7}}
+    first, second = (r.body for r in openai.requests)
+    assert first["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": TIER},
+    }
+    assert "JSON Schema" in first["messages"][0]["content"]  # asked in the system message too
+    assert second["messages"][-2] == {"role": "assistant", "content": '{"tier": "gold"}'}
+    assert "$: 'score' is a required property" in second["messages"][-1]["content"]
+    [repair] = of_type(events, "NodeRetryScheduled")
+    assert repair["data"]["error"]["class"] == "output"
+    assert state["usage"]["llm_calls"] == 2
+
+
+async def test_an_answer_that_never_matches_the_output_schema_fails_the_node_with_its_problems(
+    settings, database_url, kafka_bootstrap, fakes
+) -> None:
+    openai, anthropic = fakes
+    openai.then(
+        OpenAiWire.completion("gold, I think"),
+        OpenAiWire.completion('{"tier": "bronze", "score": 1}'),
+    )
+    definition = one_node(
+        "unstructured", model="openai:gpt-4o-mini", stream=False, output_schema=TIER,
+        max_repairs=1,
+    )  # fmt: skip
+    async with (
+        running_heddle(
+            settings, database_url, kafka_bootstrap, environment(openai, anthropic)
+        ) as heddle,
+        api_client(heddle) as client,
+    ):
+        state, _ = await run(client, definition)
+    assert state["status"] == "failed"
+    error = state["error"]
+    assert error["class"] == "output"
+    assert error["problems"] == ["$.tier: 'bronze' is not one of ['gold', 'silver']"]
+    assert "(after 1 repairs; max_repairs: 1)" in error["message"]
+    assert openai.calls == 2
+
+
+async def test_an_output_schema_that_is_no_json_schema_is_refused_at_its_path(
+    settings, database_url, kafka_bootstrap, fakes
+) -> None:
+    definition = one_node("bad-schema", model="openai:gpt-4o-mini", output_schema={"type": 7})
+    async with (
+        running_heddle(settings, database_url, kafka_bootstrap) as heddle,
+        api_client(heddle) as client,
+    ):
+        response = await client.put("/v1/workflows/bad-schema", json=definition)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    assert problem["path"] == "nodes.ask.output_schema.type"
+    assert "not a valid JSON schema" in problem["message"]
+
+
 async def test_an_anthropic_node_completes_with_the_reply_and_the_usage_is_in_the_run(
     settings, database_url, kafka_bootstrap, fakes
 ) -> None:
