@@ -175,11 +175,23 @@ def test_follow_up_checks_back_after_its_delay_and_closes_once_heddle_runs_set(
     assert run["variables"]["status"] == "closed"
 
 
+def test_the_agent_calls_the_calculator_then_answers_with_its_result(stack: Up) -> None:
+    run = follow(stack, "order-agent", "question=What do 12 boxes at 4.50 EUR cost?")
+    assert run["variables"]["reply"] == "12 boxes at 4.50 EUR come to 54 EUR."
+    exported = stack.cli("runs", "export", run["run_id"])
+    assert exported.returncode == 0, exported.stderr
+    history = json.loads(exported.stdout)
+    tools = [e["data"] for e in history["events"] if e["type"].endswith("ToolCallCompleted")]
+    assert [(t["tool"], t["arguments"], t["content"]) for t in tools] == [
+        ("calculator", {"expression": "12 * 4.5"}, "54")
+    ]
+
+
 def test_every_example_is_covered_here() -> None:
     names = {path.stem for path in (ROOT / "examples").glob("*.yaml")}
     covered = {"hello", "fanout", "map", "tool", "approval", "reminder", "subworkflow",
                "welcome", "extract", "chat", "conversation",  # welcome: as onboard's child
-               "review-loop", "follow-up", "actions"}  # fmt: skip
+               "review-loop", "follow-up", "actions", "agent"}  # fmt: skip
     assert names <= covered, f"examples without an end-to-end test: {sorted(names - covered)}"
 
 
