@@ -1,7 +1,10 @@
 """The intake role: decides each batch of commands (and of remote workers' results) in
-one transaction with its positions, and reports each command's receipt."""
+one transaction with its positions, and reports each command's receipt (and logs it: one
+line per command, with its id, type, tenant, outcome and reason)."""
 
 from __future__ import annotations
+
+import logging
 
 from domain.commands import CommandReceipt
 from handlers.causes import Cause
@@ -13,6 +16,8 @@ from infra import metrics, tracing
 from infra.bootstrap import Ports
 from infra.kafka import publish_all, subscribe_batches
 from infra.store import Positions, dumps
+
+log = logging.getLogger("heddle.intake")
 
 
 class Intake:
@@ -67,6 +72,13 @@ class Intake:
         with metrics.timed(metrics.COMMAND_BATCH):
             receipts = await self.ports.writer.run(decide)
         metrics.count_commands(receipts)
+        for receipt in receipts:
+            log.info("%s %s %s%s", receipt.type, receipt.command_id, receipt.outcome,
+                     f": {receipt.reason}" if receipt.reason else "", extra={
+                         "command_id": receipt.command_id, "command_type": receipt.type,
+                         "tenant": receipt.tenant, "outcome": receipt.outcome,
+                         "correlation_id": receipt.correlation_id,
+                     })  # fmt: skip
         await publish_all(
             self.ports.broker,
             self.ports.topics.command_results,

@@ -89,11 +89,15 @@ async def test_each_api_request_is_logged_once_with_its_route_template_and_key_i
     assert key not in caplog.text
 
 
-async def test_rejected_commands_are_counted_by_type_and_reason_class(
-    client: httpx.AsyncClient,
+async def test_rejected_commands_are_counted_by_type_and_reason_class_and_logged_once(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sent = await client.post("/v1/commands", json={"type": "CancelRun", "payload": {}})
+    caplog.set_level(logging.INFO, logger="heddle.intake")
+    sent = await client.post(
+        "/v1/commands", json={"type": "CancelRun", "payload": {}, "correlation_id": "c-9"}
+    )
     assert sent.status_code == 202
+    command_id = sent.json()["command_id"]
 
     async def scrape() -> str:
         return (await client.get("/metrics")).text
@@ -101,6 +105,13 @@ async def test_rejected_commands_are_counted_by_type_and_reason_class(
     rejected = {"type": "CancelRun", "outcome": "rejected", "reason": "invalid"}
     text = await wait_for_metrics(scrape, "heddle_commands_total", rejected)
     assert metric_samples(text, "heddle_command_batch_seconds_count")[0].value >= 1
+    lines: list[Any] = [r for r in caplog.records if getattr(r, "command_id", "") == command_id]
+    assert len(lines) == 1
+    [line] = lines
+    assert (line.command_type, line.outcome, line.tenant, line.correlation_id) == (
+        "CancelRun", "rejected", "default", "c-9",
+    )  # fmt: skip
+    assert line.getMessage().startswith(f"CancelRun {command_id} rejected: invalid command:")
 
 
 async def test_every_metric_the_grafana_dashboard_queries_is_one_heddle_exposes(
