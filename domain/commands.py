@@ -8,6 +8,7 @@ nothing, and anyone can look up what became of a command by its id.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID, uuid5
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.definitions import HEDDLE_NAMESPACE
 from domain.edits import Edit
+from domain.schedules import SCHEDULE_NAME, ScheduleSpec
 
 MAX_COMMAND_ID_LENGTH = 200
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -235,6 +237,37 @@ class ConfigureTenant(BaseModel):
 TASK_ID = r"^[0-9a-f-]{36}:[A-Za-z_][A-Za-z0-9_-]{0,63}:[0-9]+$"
 
 
+class CreateSchedule(ScheduleSpec):
+    """Create a schedule, or change the one of that name (domain/schedules.py)."""
+
+    name: str = Field(pattern=SCHEDULE_NAME)
+
+
+class PauseSchedule(BaseModel):
+    """Stop a schedule firing until it is resumed (ticks meanwhile are not caught up)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=SCHEDULE_NAME)
+
+
+class ResumeSchedule(PauseSchedule):
+    """Let a paused schedule fire again, from its next tick."""
+
+
+class DeleteSchedule(PauseSchedule):
+    """Delete a schedule (its runs stay; creating it again starts afresh)."""
+
+
+class FireSchedule(BaseModel):
+    """Sent by the timer role for each tick of a schedule (not meant for people)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=SCHEDULE_NAME)
+    tick: datetime
+
+
 class TaskError(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -282,11 +315,17 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "PostMessage": PostMessage,
     "CompleteThread": CompleteThread,
     "ConfigureTenant": ConfigureTenant,
+    "CreateSchedule": CreateSchedule,
+    "PauseSchedule": PauseSchedule,
+    "ResumeSchedule": ResumeSchedule,
+    "DeleteSchedule": DeleteSchedule,
+    "FireSchedule": FireSchedule,
 }
 ADMIN_COMMANDS = frozenset({"ConfigureTenant"})
 """Commands the API takes only from keys with the `admin` scope."""
 INTERNAL_COMMANDS = {
     "FireTimer": "the timer role",
+    "FireSchedule": "the timer role",
     "CompleteRemoteTask": "the intake, from results on heddle.task-results",
     "StartSubworkflow": "the run worker",
     "CompleteSubworkflow": "the run worker",

@@ -236,6 +236,18 @@ class DefinitionEvent(StrEnum):
     VERSION_PUBLISHED = "WorkflowDefinition.VersionPublished"
 
 
+class ScheduleEvent(StrEnum):
+    """The events of `Schedule`, as `type` names them on the wire."""
+
+    CREATED = "Schedule.Created"
+    CHANGED = "Schedule.Changed"
+    PAUSED = "Schedule.Paused"
+    RESUMED = "Schedule.Resumed"
+    DELETED = "Schedule.Deleted"
+    FIRED = "Schedule.Fired"
+    SKIPPED = "Schedule.Skipped"
+
+
 class TenantEvent(StrEnum):
     """The events of `TenantSettings`, as `type` names them on the wire."""
 

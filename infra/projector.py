@@ -30,6 +30,7 @@ from projections import (
     node_attempts,
     run_history,
     run_timeline,
+    schedules,
     tasks,
     threads,
     timers,
@@ -50,6 +51,7 @@ PROJECTIONS: dict[str, ModuleType] = {
         usage,
         threads,
         artifacts,
+        schedules,
     )
 }
 

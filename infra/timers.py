@@ -4,7 +4,9 @@ Timers are events in their runs (`TimerSet`); the `timers` read model lists the 
 ones. This role asks it for those that are due and sends a `FireTimer` command for each,
 with the command id `timer:<run>:<timer>`: the intake decides each command id once, so a
 timer fires once even when this role sends it again (after a restart, or while the read
-model has not caught up), and any number of timer roles may run.
+model has not caught up), and any number of timer roles may run. Schedules work the
+same way: each due tick of an active schedule (`projections.schedules.DUE`) gets
+`FireSchedule` with the command id `schedule:<schedule>:<tick>`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from domain.messages import CommandEnvelope
+from domain.schedules import ScheduleSpec, fire_command_id
+from projections.schedules import DUE as SCHEDULES_DUE
 
 log = logging.getLogger("heddle.timers")
 
@@ -38,6 +43,7 @@ class Timers:
     async def run(self) -> None:
         while True:
             await self.fire_due()
+            await self.fire_schedules()
             await asyncio.sleep(self.poll_seconds)
 
     async def fire_due(self) -> int:
@@ -65,3 +71,28 @@ class Timers:
         if fresh:
             log.info("fired %d timers", len(fresh))
         return len(fresh)
+
+    async def fire_schedules(self) -> int:
+        """Send `FireSchedule` for each due tick of each active schedule (those missed
+        within its `catch_up` window too, oldest first), not sent in the last few seconds."""
+        async with self.reads.connection() as conn, conn.cursor() as cur:
+            await cur.execute(SCHEDULES_DUE)
+            due = await cur.fetchall()
+        now = time.monotonic()
+        self._sent = {k: at for k, at in self._sent.items() if now - at < RESEND_AFTER}
+        sent = 0
+        for schedule_id, tenant, name, spec, after in due:
+            for tick in ScheduleSpec.model_validate(spec).ticks(after, datetime.now(UTC)):
+                command_id = fire_command_id(schedule_id, tick)
+                if (command_id, "") in self._sent:
+                    continue
+                envelope = CommandEnvelope(
+                    command_id=command_id, type="FireSchedule", tenant=tenant, actor="heddle",
+                    payload={"name": name, "tick": tick.isoformat()},
+                )  # fmt: skip
+                await self.send(envelope, str(schedule_id))
+                self._sent[(command_id, "")] = now
+                sent += 1
+        if sent:
+            log.info("fired %d schedule ticks", sent)
+        return sent

@@ -23,6 +23,7 @@ from api.cli import (
     providers,
     replay,
     runs,
+    schedules,
     server,
     tasks,
     threads,
@@ -69,3 +70,4 @@ keys.register(app)  # keys create|list|revoke
 dlq.register(app)  # dlq list|show|replay
 artifacts.register(runs.runs_app)  # runs artifacts|artifact
 documents.register(app)  # documents upload
+schedules.register(app)  # schedules create|list|show|pause|resume|delete

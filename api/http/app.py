@@ -26,6 +26,7 @@ from api.http import (
     providers,
     replay,
     runs,
+    schedules,
     streams,
     tasks,
     tenant,
@@ -80,6 +81,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         asyncapi_routes(runtime.topics, runtime.bootstrap_servers),
         commands.routes(runtime),
         workflows.routes(runtime),
+        schedules.routes(runtime),
     ):
         app.include_router(router, dependencies=by_method)
     app.include_router(credentials.routes(runtime), dependencies=admin)

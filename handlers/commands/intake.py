@@ -29,15 +29,20 @@ from domain.commands import (
     CompleteTask,
     CompleteThread,
     ConfigureTenant,
+    CreateSchedule,
+    DeleteSchedule,
     EditGraph,
+    FireSchedule,
     FireTimer,
     ForkRun,
     OpenThread,
     PauseRun,
+    PauseSchedule,
     PostMessage,
     PublishWorkflow,
     ReassignTask,
     ResumeRun,
+    ResumeSchedule,
     SetVariables,
     SignalRun,
     SkipNode,
@@ -48,7 +53,7 @@ from domain.commands import (
 )
 from domain.errors import CommandRejected, DefinitionInvalid
 from domain.messages import CommandEnvelope
-from handlers.commands import runs, threads
+from handlers.commands import runs, schedules, threads
 from handlers.commands.context import Context
 from handlers.commands.definitions import publish_workflow
 from handlers.commands.forks import fork_run
@@ -80,6 +85,11 @@ COMMAND_HANDLERS: dict[type[BaseModel], Handler] = {
     PostMessage: threads.post_message,
     CompleteThread: threads.complete_thread,
     ConfigureTenant: configure_tenant,
+    CreateSchedule: schedules.create_schedule,
+    PauseSchedule: schedules.pause_schedule,
+    ResumeSchedule: schedules.resume_schedule,
+    DeleteSchedule: schedules.delete_schedule,
+    FireSchedule: schedules.fire_schedule,
 }
 """The handler of each command, by its class (`domain.commands.COMMAND_TYPES` names them)."""
 

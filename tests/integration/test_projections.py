@@ -8,7 +8,7 @@ import hashlib
 import psycopg
 
 from infra.projector import PROJECTIONS, rebuild
-from tests.integration.helpers import api_client, example, publish, wait_for_run
+from tests.integration.helpers import api_client, example, publish, wait_for_command, wait_for_run
 
 
 def table_digest(database_url: str, table: str) -> tuple[int, str]:
@@ -67,6 +67,17 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
         await wait_for_run(client, brief["run_id"])
         await _until_rows(database_url, "artifacts")
         await _until_rows(database_url, "thread_messages")
+        # A schedule that fired, then paused: rows for schedules and their ticks.
+        every = {"name": "greeter", "workflow": "hello", "every": "1s", "input": {"name": "Ada"}}
+        await client.post("/v1/schedules", json=every)
+        await _until_rows(database_url, "schedule_fires")
+        paused = (await client.post("/v1/schedules/greeter/pause")).json()
+        await wait_for_command(client, paused["command_id"])
+        shown = await client.get(
+            "/v1/schedules/greeter", headers={"X-Heddle-Wait-For-Command": paused["command_id"]}
+        )
+        for fire in shown.json()["fires"]:
+            await wait_for_run(client, fire["run_id"])
     for name, projection in PROJECTIONS.items():
         for table in projection.TABLES:
             before = table_digest(database_url, table)

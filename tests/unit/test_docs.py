@@ -377,6 +377,11 @@ PAYLOAD_SCHEMAS = {
     "PostMessage": "post-message.json",
     "CompleteThread": "complete-thread.json",
     "ConfigureTenant": "configure-tenant.json",
+    "CreateSchedule": "create-schedule.json",
+    "PauseSchedule": "pause-schedule.json",
+    "ResumeSchedule": "resume-schedule.json",
+    "DeleteSchedule": "delete-schedule.json",
+    "FireSchedule": "fire-schedule.json",
 }
 
 
