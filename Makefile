@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: up test lint typecheck bench clean
+.PHONY: up test lint typecheck bench clean openapi
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
@@ -34,6 +34,10 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Rewrite docs/openapi.json from the app (tests/unit/test_openapi.py fails when it is stale).
+openapi: $(STAMP)
+	$(BIN)/python -m api.http.openapi
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py

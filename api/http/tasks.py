@@ -14,10 +14,12 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import Field
 
-from api.http.database import jsonable, read
+from api.http.database import Answer, Timestamp, jsonable, read
 from api.http.dependencies import Caller, Runtime, api_key, caller
-from api.http.send import Accepted, send_run_command
+from api.http.problems import errors
+from api.http.send import Accepted, send_run_command, snake_case
 from domain.errors import TaskForbidden
 from domain.messages import RunEvent
 from handlers.replay import load_run
@@ -32,12 +34,42 @@ TASK_COMMANDS = {
 """The commands about a task, by the last segment of their route, with their body's help."""
 
 
+class Task(Answer):
+    """A task for a person, with its score in the work queue."""
+
+    run_id: str
+    task_id: str
+    tenant: str
+    type: str = Field(description="approval | input")
+    title: str
+    instructions: str
+    assignee: str | None
+    role: str | None
+    priority: int
+    value: float | None
+    due_at: Timestamp | None
+    form: dict[str, Any]
+    status: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    completed_by: str | None
+    output: Any
+    version: int
+    score: float = Field(description="the work queue's order (projections/tasks.py)")
+
+
+class Tasks(Answer):
+    """The work queue."""
+
+    items: list[Task]
+
+
 def routes(runtime: Runtime) -> APIRouter:
     """`GET /v1/tasks` and `POST /v1/runs/{run_id}/tasks/{task}/complete|reassign`."""
     router = APIRouter(tags=["tasks"])
 
-    @router.get("/v1/tasks")
-    async def work_queue(
+    @router.get("/v1/tasks", response_model=Tasks)
+    async def list_tasks(
         who: Caller = Depends(caller),
         status: Literal["open", "completed", "cancelled", "skipped"] = "open",
         assignee: str | None = Query(default=None, description="tasks given to this person"),
@@ -54,8 +86,8 @@ def routes(runtime: Runtime) -> APIRouter:
     for action, (command, body_help) in TASK_COMMANDS.items():
         router.add_api_route(
             f"/v1/runs/{{run_id}}/tasks/{{task}}/{action}", _for_task(runtime, command, body_help),
-            methods=["POST"], status_code=202, response_model=Accepted,
-            summary=f"{action.capitalize()} a task ({command})",
+            methods=["POST"], status_code=202, response_model=Accepted, responses=errors(403),
+            summary=f"{action.capitalize()} a task ({command})", name=snake_case(command),
         )  # fmt: skip
     return router
 
