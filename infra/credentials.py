@@ -123,11 +123,14 @@ class CredentialStore:
         )
         return rows[0]
 
-    async def list(self, tenant: str) -> builtins.list[dict[str, Any]]:
+    async def list(
+        self, tenant: str, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """The tenant's credentials by id: every one, or up to `limit` after the id `after`."""
         return await self._fetch(
             "SELECT id, provider, created_at, updated_at FROM credentials"
-            " WHERE tenant = %s ORDER BY id",
-            [tenant],
+            " WHERE tenant = %s AND (%s::text IS NULL OR id > %s) ORDER BY id LIMIT %s",
+            [tenant, after, after, limit],
         )
 
     async def delete(self, tenant: str, credential_id: str) -> bool:

@@ -147,11 +147,22 @@ class ApiKeys:
         )
         return _key(rows[0]), secret
 
-    async def list(self, tenant: str | None) -> builtins.list[ApiKey]:
-        """A tenant's keys (every tenant's with None), oldest first, revoked ones too."""
-        where, params = ("WHERE tenant = %s", [tenant]) if tenant is not None else ("", [])
+    async def list(
+        self,
+        tenant: str | None,
+        after: builtins.list[Any] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[ApiKey]:
+        """A tenant's keys (every tenant's with None), oldest first, revoked ones too:
+        every one, or up to `limit` after the `(created_at, id)` of `after`."""
+        where, params = (["tenant = %s"], [tenant]) if tenant is not None else ([], [])
+        if after is not None:
+            where.append("(created_at, id) > (%s, %s)")
+            params += after
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetch(
-            f"SELECT {COLUMNS} FROM api_keys {where} ORDER BY created_at, id", params
+            f"SELECT {COLUMNS} FROM api_keys {clause} ORDER BY created_at, id LIMIT %s",
+            [*params, limit],
         )
         return [_key(row) for row in rows]
 

@@ -48,13 +48,17 @@ def project(events: list[Event], sql: Cursor) -> None:
 # Queries: what the API reads of `workflow_versions`.
 
 
-async def latest_versions(sql: AsyncCursor, tenant: str) -> list[Row]:
-    """Every workflow of the tenant with its latest version, by name."""
+async def latest_versions(
+    sql: AsyncCursor, tenant: str, after: str | None = None, limit: int | None = None
+) -> list[Row]:
+    """The tenant's workflows with their latest versions, by name: every one, or up to
+    `limit` named after `after`."""
     return await rows(
         sql,
         "SELECT DISTINCT ON (name) name, version, content_hash, published_by, published_at"
-        " FROM workflow_versions WHERE tenant = %s ORDER BY name, version DESC",
-        [tenant],
+        " FROM workflow_versions WHERE tenant = %s AND (%s::text IS NULL OR name > %s)"
+        " ORDER BY name, version DESC LIMIT %s",
+        [tenant, after, after, limit],
     )
 
 

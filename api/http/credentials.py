@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from api.http.database import Timestamp
 from api.http.dependencies import Caller, Runtime, caller
+from api.http.pagination import Page, after, page
 from api.http.problems import errors
 from domain.definitions import CREDENTIAL_ID
 from infra.credentials import CredentialStoreError
@@ -34,12 +35,6 @@ class CredentialAbout(BaseModel):
     provider: str
     created_at: Timestamp
     updated_at: Timestamp
-
-
-class Credentials(BaseModel):
-    """The tenant's credentials."""
-
-    items: list[CredentialAbout]
 
 
 def _described(row: dict[str, Any]) -> dict[str, Any]:
@@ -69,10 +64,17 @@ def routes(runtime: Runtime) -> APIRouter:
             raise HTTPException(503, str(error)) from None
         return _described(row)
 
-    @router.get("", response_model=Credentials)
-    async def list_credentials(who: Caller = Depends(caller)) -> dict[str, Any]:
-        """The tenant's credentials: ids, providers and times, never keys."""
-        return {"items": [_described(row) for row in await store.list(who.tenant)]}
+    @router.get("", response_model=Page[CredentialAbout], responses=errors(400))
+    async def list_credentials(
+        who: Caller = Depends(caller),
+        limit: int = Query(default=100, ge=1, le=500),
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """The tenant's credentials by id: ids, providers and times, never keys, with
+        cursor pagination."""
+        [start] = after(cursor, ["id"]) or [None]
+        found = await store.list(who.tenant, start, limit + 1)
+        return page([_described(row) for row in found], limit, ["id"])
 
     @router.delete("/{credential_id}", status_code=204, responses=errors(404))
     async def delete_credential(

@@ -13,9 +13,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from api.http.consistency import consistent_reads
-from api.http.database import Answer, Timestamp, json_object, jsonable, read
+from api.http.database import Answer, Timestamp, json_object, read
 from api.http.dependencies import Caller, Runtime, caller
 from api.http.middleware import TOO_DEEP
+from api.http.pagination import Page, after, page
 from api.http.problems import errors
 from api.http.problems import invalid as invalid_problems
 from domain.definitions import parse_definition
@@ -50,12 +51,6 @@ class WorkflowSummary(Answer):
     content_hash: str
     published_by: str
     published_at: Timestamp
-
-
-class Workflows(Answer):
-    """Every workflow of the tenant."""
-
-    items: list[WorkflowSummary]
 
 
 class WorkflowVersion(WorkflowSummary):
@@ -98,10 +93,16 @@ def routes(runtime: Runtime) -> APIRouter:
             return invalid(request, [{"path": "", "message": result["reason"]}])
         return JSONResponse(result["result"], status_code=200)
 
-    @router.get("/v1/workflows", response_model=Workflows)
-    async def list_workflows(who: Caller = Depends(caller)) -> dict[str, Any]:
-        """Every workflow with its latest version."""
-        return {"items": jsonable(await read(runtime, definitions.latest_versions, who.tenant))}
+    @router.get("/v1/workflows", response_model=Page[WorkflowSummary], responses=errors(400))
+    async def list_workflows(
+        who: Caller = Depends(caller),
+        limit: int = Query(default=100, ge=1, le=500),
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """The workflows with their latest versions, by name, with cursor pagination."""
+        [name] = after(cursor, ["name"]) or [None]
+        found = await read(runtime, definitions.latest_versions, who.tenant, name, limit + 1)
+        return page(found, limit, ["name"])
 
     @router.get("/v1/workflows/{name}", response_model=WorkflowVersion, responses=errors(404))
     async def get_workflow(

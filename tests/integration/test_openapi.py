@@ -4,6 +4,7 @@ type it does not allow, fails here), on real PostgreSQL and Kafka."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from collections.abc import AsyncIterator
@@ -175,3 +176,76 @@ def check(spec: dict[str, Any], method: str, template: str, body: Any) -> None:
         for e in jsonschema.Draft202012Validator(document).iter_errors(body)
     ]
     assert not errors, f"{method.upper()} {template}: {errors[:5]}"
+
+
+async def pages(client: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a list, one to a page, following `next_cursor`."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        answer = await client.get(path, params={**params, "limit": 1, "cursor": cursor or ""})
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        assert len(page["items"]) <= 1
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def unscored(item: dict[str, Any]) -> dict[str, Any]:
+    """A list's item without the work queue's score, which grows as tasks wait."""
+    return {key: value for key, value in item.items() if key not in ("score", "scored_at")}
+
+
+async def test_every_list_goes_a_page_at_a_time_with_the_same_cursor(heddle: Any) -> None:
+    async with api_client(heddle, tenant="pages") as client:
+        await publish(client, example("approval"))
+        await publish(client, example("hello"))
+        refunds = [
+            await start_run(client, "refund-approval", {"customer": f"C{n}", "amount": 10 * n})
+            for n in range(1, 5)
+        ]
+        for run_id in refunds:
+            await wait_for_task(client, run_id)
+        for run_id in refunds[:2]:
+            done = await client.post(
+                f"/v1/runs/{run_id}/tasks/review/complete", json={"decision": "approve"}
+            )
+            await wait_for_command(client, done.json()["command_id"])
+        deadline = asyncio.get_running_loop().time() + 60
+        completed = {"status": "completed"}
+        while len((await client.get("/v1/tasks", params=completed)).json()["items"]) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "the tasks were not completed"
+            await asyncio.sleep(0.05)
+        for name in ("team-b", "team-a", "team-c"):
+            await client.put(f"/v1/credentials/{name}", json={"provider": "openai", "api_key": "k"})
+        for name in ("one", "two"):
+            await client.post("/v1/keys", json={"scopes": ["read"], "name": name})
+        lists = {
+            "/v1/tasks": {"status": "open"},
+            "/v1/workflows": {},
+            "/v1/keys": {},
+            "/v1/credentials": {},
+            "/v1/runs": {},
+            "/v1/threads": {},
+        }
+        for path, params in lists.items():
+            whole = (await client.get(path, params={**params, "limit": 500})).json()
+            assert whole["next_cursor"] is None
+            paged = await pages(client, path, **params)
+            assert [unscored(i) for i in paged] == [unscored(i) for i in whole["items"]], path
+        queue = await pages(client, "/v1/tasks")
+        assert len({task["scored_at"] for task in queue}) == 1, "one clock for every page"
+        assert [t["run_id"] for t in queue] == refunds[:1:-1], "the bigger refund first"
+        done = await pages(client, "/v1/tasks", status="completed")
+        assert {t["run_id"] for t in done} == set(refunds[:2])
+        assert [w["name"] for w in await pages(client, "/v1/workflows")] == [
+            "hello", "refund-approval",
+        ]  # fmt: skip
+        assert [c["id"] for c in await pages(client, "/v1/credentials")] == [
+            "team-a", "team-b", "team-c",
+        ]  # fmt: skip
+        assert [k["name"] for k in await pages(client, "/v1/keys")][-2:] == ["one", "two"]
+        refused = await client.get("/v1/tasks", params={"cursor": "nonsense"})
+        assert refused.status_code == 400
