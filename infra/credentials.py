@@ -24,26 +24,10 @@ from pydantic import SecretStr
 
 KEY_VARIABLE = "HEDDLE_CREDENTIALS_KEY"
 GENERATE = "python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS credentials (
-    tenant text NOT NULL,
-    id text NOT NULL,
-    provider text NOT NULL,
-    ciphertext bytea NOT NULL,
-    nonce bytea NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant, id)
-);
-"""
 
 
 class CredentialStoreError(Exception):
     """The store cannot encrypt or decrypt: the message says what to set."""
-
-
-def create_credentials_table(conn: Any) -> None:
-    conn.execute(SCHEMA)
 
 
 class Cipher:

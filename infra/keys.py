@@ -30,26 +30,8 @@ from psycopg_pool import AsyncConnectionPool
 SCOPES = ("read", "write", "admin")
 PREFIX = "heddle_"
 KEY = re.compile(r"^heddle_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id text PRIMARY KEY,
-    tenant text NOT NULL,
-    name text,
-    scopes text[] NOT NULL,
-    digest bytea NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    expires_at timestamptz,
-    revoked_at timestamptz
-);
-CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant, created_at);
-ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS roles text[] NOT NULL DEFAULT '{}';
-"""
 COLUMNS = "id, tenant, name, scopes, roles, created_at, expires_at, revoked_at"
 ROLE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
-
-
-def create_keys_table(conn: Any) -> None:
-    conn.execute(SCHEMA)
 
 
 class KeyRefused(Exception):

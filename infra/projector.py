@@ -52,22 +52,7 @@ PROJECTIONS: dict[str, ModuleType] = {
     )
 }
 
-POSITIONS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS projection_positions (
-    projection text NOT NULL,
-    source text NOT NULL,
-    position bigint NOT NULL,
-    PRIMARY KEY (projection, source)
-);
-"""
 STORE_SOURCE = "store"
-
-
-def create_read_models(conn: psycopg.Connection[Any]) -> None:
-    """Create every projection's tables (idempotent)."""
-    conn.execute(POSITIONS_SCHEMA)
-    for projection in PROJECTIONS.values():
-        conn.execute(projection.SCHEMA)
 
 
 ENDS_A_STEP = {RunEvent.NODE_COMPLETED, RunEvent.NODE_FAILED, RunEvent.NODE_RETRY_SCHEDULED}

@@ -1,7 +1,8 @@
 """Read models: one module per model, each owning its tables, rebuildable from the store.
 
-A projection is a module with `NAME`, `TABLES` (the tables it owns), `SCHEMA` (their
-DDL) and `project(events, sql)`, which applies a batch of event envelopes in order.
+A projection is a module with `NAME`, `TABLES` (the tables it owns: their DDL is in the
+numbered migrations of `infra/migrations/`) and `project(events, sql)`, which applies a
+batch of event envelopes in order.
 Applying an event twice changes nothing: each row remembers the aggregate version it
 has seen.
 """

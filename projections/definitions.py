@@ -8,18 +8,6 @@ from projections.queries import AsyncCursor, Row, rows
 
 NAME = "definitions"
 TABLES = ["workflow_versions"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS workflow_versions (
-    tenant text NOT NULL,
-    name text NOT NULL,
-    version integer NOT NULL,
-    content_hash text NOT NULL,
-    spec jsonb NOT NULL,
-    published_by text NOT NULL,
-    published_at timestamptz NOT NULL,
-    PRIMARY KEY (tenant, name, version)
-);
-"""
 
 
 def project(events: list[Event], sql: Cursor) -> None:

@@ -25,30 +25,6 @@ from projections.queries import AsyncCursor, Row, matching, rows
 
 NAME = "tasks"
 TABLES = ["tasks"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    run_id uuid NOT NULL,
-    task_id text NOT NULL,
-    tenant text NOT NULL,
-    type text NOT NULL,
-    title text NOT NULL,
-    instructions text NOT NULL,
-    assignee text,
-    role text,
-    priority integer NOT NULL,
-    value double precision,
-    due_at timestamptz,
-    form jsonb NOT NULL,
-    status text NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    completed_by text,
-    output jsonb,
-    version integer NOT NULL,
-    PRIMARY KEY (run_id, task_id)
-);
-CREATE INDEX IF NOT EXISTS tasks_open ON tasks (tenant, status, created_at);
-"""
 SCORE = """(
     priority
     + LEAST(EXTRACT(EPOCH FROM scored_at - created_at) / 600, 30)

@@ -148,11 +148,11 @@ def _on_database(work: Callable[[ApiKeys], Awaitable[T]]) -> T:
     import psycopg
     from psycopg_pool import AsyncConnectionPool
 
-    from infra.keys import create_keys_table
+    from infra.migrations import migrate
 
     url = database_url()
     with psycopg.connect(url, autocommit=True) as conn:
-        create_keys_table(conn)
+        migrate(conn)
 
     async def run() -> Any:
         async with AsyncConnectionPool(url, min_size=1, max_size=1) as pool:

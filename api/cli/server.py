@@ -49,8 +49,10 @@ def serve(
 
 
 def migrate() -> None:
-    """Create the event store and read-model tables (safe to repeat)."""
+    """Create the event store's tables and apply the schema's migrations (safe to repeat)."""
     from infra.bootstrap import create_schema
+    from infra.migrations import migrations
 
-    create_schema(settings(), database_url())
-    err.print("schema is up to date")
+    applied = create_schema(settings(), database_url())
+    done = f"applied {', '.join(map(str, applied))}; " if applied else ""
+    err.print(f"schema is up to date: {done}version {len(migrations())}")
