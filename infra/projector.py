@@ -11,7 +11,7 @@ import gc
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import ModuleType
@@ -191,9 +191,17 @@ def _position(record: Record) -> int | None:
     return int(position) if position.isdigit() else None
 
 
-def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_000) -> int:
+def rebuild(
+    database_url: str,
+    store: EventStore,
+    *names: str,
+    page: int = 10_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Drop the named projections' rows (every projection's when none is named) and replay
     every stored event into them, in one pass over the store; returns the event count.
+    `progress(position, last)` is told after each page: the store position applied so
+    far, and the store's newest when the rebuild began.
 
     The next page of events is read and decoded in a thread while this one is applied, so
     the two overlap whenever either waits for PostgreSQL. The garbage collector is paused
@@ -210,6 +218,7 @@ def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_00
         return [store.envelope(n) for n in notifications]
 
     count, position = 0, 0
+    last = store.recorder.max_notification_id() or 0
     with (
         _garbage_collection_paused(),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="heddle-rebuild") as reader,
@@ -225,6 +234,8 @@ def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_00
             for projection in chosen:
                 projection.project(events, cur)
             count += len(events)
+            if progress is not None:
+                progress(min(position, last), last)
             events = upcoming.result()
         cur.executemany(
             "INSERT INTO projection_positions (projection, source, position) VALUES (%s, %s, %s)"
