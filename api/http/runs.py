@@ -78,7 +78,7 @@ class Run(RunSummary):
 
 
 class StoredEvent(Answer):
-    """An event as the store holds it."""
+    """An event as the store holds it (`domain.messages.Event`, the wire type)."""
 
     id: str
     position: int

@@ -1,20 +1,17 @@
 """The OpenAPI document is the contract: with data in every read model, the answer of each
 route fits the schema `/openapi.json` gives for it (a field the schema does not name, a
-type it does not allow, fails here), on real PostgreSQL and Kafka."""
+type it does not allow, fails here), and every list goes a page at a time with the same
+cursor, on real PostgreSQL and Kafka."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import jsonschema
-import pytest
 
-from tests.conftest import module_heddle
 from tests.integration.helpers import (
     api_client,
     example,
@@ -24,8 +21,9 @@ from tests.integration.helpers import (
     wait_for_run,
     wait_for_task,
 )
+from tests.integration.shared import client  # noqa: F401 (fixtures)
+from tests.integration.test_keys import heddle  # noqa: F401 (with a credentials key)
 
-CREDENTIALS_KEY = base64.b64encode(b"k" * 32).decode()
 SAVED = {
     "name": "saved",
     "start": "save",
@@ -38,21 +36,6 @@ SAVED = {
         }
     },
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-async def heddle(
-    postgres_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Any]:
-    environ = {"HEDDLE_CREDENTIALS_KEY": CREDENTIALS_KEY}
-    async with module_heddle(tmp_path_factory, postgres_url, kafka_bootstrap, environ) as instance:
-        yield instance
-
-
-@pytest.fixture
-async def client(heddle: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(heddle) as api:
-        yield api
 
 
 async def test_every_answer_fits_its_schema_in_the_document(client: httpx.AsyncClient) -> None:

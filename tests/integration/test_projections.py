@@ -76,16 +76,21 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
             assert table_digest(database_url, table) == before, f"{table} differs after rebuild"
 
 
-async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, database_url) -> None:
-    import os
-    import sys
-
+async def hello_finished(heddle) -> None:
+    """A run of `examples/hello.yaml`, once it has finished."""
     async with api_client(heddle) as client:
         await publish(client, example("hello"))
         started = (
             await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
         ).json()
         await wait_for_run(client, started["run_id"])
+
+
+async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, database_url) -> None:
+    import os
+    import sys
+
+    await hello_finished(heddle)
     before = table_digest(database_url, "runs")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -152,12 +157,7 @@ async def test_a_rebuild_on_a_terminal_shows_its_progress_and_a_pipe_gets_none(
     import pty
     import sys
 
-    async with api_client(heddle) as client:
-        await publish(client, example("hello"))
-        started = (
-            await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
-        ).json()
-        await wait_for_run(client, started["run_id"])
+    await hello_finished(heddle)
     told: list[tuple[int, int]] = []
     await asyncio.to_thread(
         rebuild, database_url, heddle.store, page=3, progress=lambda *at: told.append(at)
