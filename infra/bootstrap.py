@@ -22,21 +22,28 @@ from infra.kafka import TokenPublisher, create_broker
 from infra.llm.retrying import RetryingLlm
 from infra.llm.router import ProviderRouter
 from infra.migrations import SCHEMA_LOCK, migrate
+from infra.projector import rebuild_changed
 from infra.settings import Settings, Topics
 from infra.store import EventStore, Writer, store_environment
 
 
-def create_schema(settings: Settings, database_url: str) -> list[int]:
-    """Create the event store's tables (the `eventsourcing` library's) and apply the
-    migrations of Heddle's own, under the schema lock; the migrations applied now."""
+def create_schema(
+    settings: Settings, database_url: str, announce: Callable[[str], None] | None = None
+) -> list[int]:
+    """Create the event store's tables (the `eventsourcing` library's), apply the
+    migrations of Heddle's own, then rebuild each projection whose code's version changed
+    (telling `announce`, the log by default), under the schema lock; the migrations applied
+    now."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", [SCHEMA_LOCK])
+        store = EventStore(env=store_environment(database_url, 0, create_tables=True))
         try:
-            store = EventStore(env=store_environment(database_url, 0, create_tables=True))
-            store.close()
+            applied = migrate(conn)
+            rebuild_changed(database_url, store, *([announce] if announce else []))
         finally:
+            store.close()
             conn.execute("SELECT pg_advisory_unlock(%s)", [SCHEMA_LOCK])
-        return migrate(conn)
+        return applied
 
 
 @dataclass

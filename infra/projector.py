@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -243,6 +244,32 @@ def rebuild(
             [(p.NAME, STORE_SOURCE, position) for p in chosen],
         )
     return count
+
+
+def rebuild_changed(
+    database_url: str, store: EventStore, announce: Callable[[str], None] = log.warning
+) -> list[str]:
+    """Rebuild each projection whose code's `VERSION` is not the one that built its rows
+    (`projection_versions`), announcing it, then record every projection's version; the
+    names rebuilt. A projection with no version recorded is taken as built by its code
+    now: a new database, or one from before versions."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        recorded: dict[str, int] = dict(
+            conn.execute("SELECT projection, version FROM projection_versions").fetchall()
+        )
+        changed = [n for n, p in PROJECTIONS.items() if recorded.get(n, p.VERSION) != p.VERSION]
+        if changed:
+            announce(f"rebuilding {', '.join(changed)} from the store: their code changed")
+            started = time.perf_counter()
+            count = rebuild(database_url, store, *changed)
+            seconds = time.perf_counter() - started
+            announce(f"rebuilt {', '.join(changed)} from {count} events in {seconds:.1f} s")
+        conn.cursor().executemany(
+            "INSERT INTO projection_versions (projection, version) VALUES (%s, %s)"
+            " ON CONFLICT (projection) DO UPDATE SET version = EXCLUDED.version",
+            [(name, projection.VERSION) for name, projection in PROJECTIONS.items()],
+        )
+    return changed
 
 
 @contextmanager

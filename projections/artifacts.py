@@ -16,6 +16,7 @@ from projections.queries import AsyncCursor, Row, rows, rows_of_run
 
 NAME = "artifacts"
 TABLES = ["artifacts"]
+VERSION = 1
 COLUMNS = [
     "artifact_id",
     "run_id",

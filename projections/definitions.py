@@ -8,6 +8,7 @@ from projections.queries import AsyncCursor, Row, rows
 
 NAME = "definitions"
 TABLES = ["workflow_versions"]
+VERSION = 1
 
 
 def project(events: list[Event], sql: Cursor) -> None:

@@ -20,6 +20,7 @@ from projections.queries import AsyncCursor, Row, rows_of_run
 
 NAME = "node_attempts"
 TABLES = ["node_attempts"]
+VERSION = 1
 COLUMNS = [
     "run_id",
     "node_id",

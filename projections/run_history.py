@@ -13,6 +13,7 @@ from projections.queries import AsyncCursor, Row, newest_first, rows
 
 NAME = "run_history"
 TABLES = ["runs"]
+VERSION = 1
 COLUMNS = [
     "run_id",
     "tenant",

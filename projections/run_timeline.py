@@ -11,6 +11,7 @@ from projections import Cursor, json_text, write_rows
 
 NAME = "run_timeline"
 TABLES = ["run_timeline"]
+VERSION = 1
 
 
 def summarize(event: Event) -> str:

@@ -25,6 +25,7 @@ from projections.queries import AsyncCursor, Row, matching, rows
 
 NAME = "tasks"
 TABLES = ["tasks"]
+VERSION = 1
 SCORE = """(
     priority
     + LEAST(EXTRACT(EPOCH FROM scored_at - created_at) / 600, 30)

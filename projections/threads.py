@@ -20,6 +20,7 @@ Change = Callable[[Cursor, dict[str, Any], Any], None]
 
 NAME = "threads"
 TABLES = ["threads", "thread_messages"]
+VERSION = 1
 THREAD_FIELDS = [
     "thread_id", "title", "status", "outcome", "replies", "workflow", "run_id", "node_id",
     "attempt", "branches", "messages", "pending_replies", "last_error", "output", "opened_by",

@@ -9,6 +9,7 @@ from projections import Cursor
 
 NAME = "timers"
 TABLES = ["timers"]
+VERSION = 1
 
 
 def project(events: list[Event], sql: Cursor) -> None:

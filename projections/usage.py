@@ -21,6 +21,7 @@ from projections.queries import AsyncCursor, Row, rows
 
 NAME = "usage"
 TABLES = ["usage"]
+VERSION = 1
 TOTALS = [
     "input_tokens",
     "output_tokens",

@@ -65,6 +65,6 @@ def migrate() -> None:
     from infra.bootstrap import create_schema
     from infra.migrations import migrations
 
-    applied = create_schema(settings(), database_url())
+    applied = create_schema(settings(), database_url(), announce=err.print)
     done = f"applied {', '.join(map(str, applied))}; " if applied else ""
     err.print(f"schema is up to date: {done}version {len(migrations())}")

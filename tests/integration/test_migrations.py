@@ -2,7 +2,8 @@
 migrations (`tests/golden/database-before-migrations.sql`, a `pg_dump` of the database
 that `heddle up` made, with two runs, a task, keys, a credential and a thread) upgrades
 to the same schema as a new one and keeps serving what it held; processes starting at
-once apply each migration once; a newer database is refused."""
+once apply each migration once; a newer database is refused; a projection whose code's
+version changed is rebuilt at the next start, and only that one."""
 
 from __future__ import annotations
 
@@ -81,6 +82,32 @@ async def test_a_database_made_before_migrations_upgrades_and_serves_what_it_hel
         assert credential["id"] == "team-openai"
         [thread] = (await api.get("/v1/threads")).json()["items"]
         assert thread["title"] == "before migrations"
+
+
+def test_a_projection_whose_version_changed_is_rebuilt_and_no_other(
+    settings: Any, postgres_url: str
+) -> None:
+    database_url = restored(postgres_url)
+    told: list[str] = []
+    create_schema(settings, database_url, announce=told.append)
+    assert told == [], "a database from before versions is taken as built by this code"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE projection_versions SET version = 0 WHERE projection = 'tasks'")
+        conn.execute("DELETE FROM tasks")
+        conn.execute("UPDATE runs SET workflow = 'untouched'")
+    create_schema(settings, database_url, announce=told.append)
+    assert told[0] == "rebuilding tasks from the store: their code changed"
+    assert told[1].startswith("rebuilt tasks from ")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT run_id::text, status FROM tasks").fetchall() == [
+            (REFUND_RUN, "open")
+        ]
+        assert {w for (w,) in conn.execute("SELECT workflow FROM runs")} == {"untouched"}
+        versions = conn.execute("SELECT DISTINCT version FROM projection_versions").fetchall()
+        assert versions == [(1,)]
+    told.clear()
+    create_schema(settings, database_url, announce=told.append)
+    assert told == []
 
 
 def test_processes_starting_at_once_apply_each_migration_once(database_url: str) -> None:

@@ -92,3 +92,12 @@ def test_the_schema_changes_only_in_numbered_migrations() -> None:
         f"{sorted(changing)} change the schema: put the statement in a new numbered migration, "
         "infra/migrations/NNNN_name.sql after the last (see infra/migrations/__init__.py)"
     )
+
+
+def test_every_projection_says_which_version_of_its_code_built_its_rows() -> None:
+    from infra.projector import PROJECTIONS
+
+    unversioned = [
+        n for n, p in PROJECTIONS.items() if not isinstance(getattr(p, "VERSION", None), int)
+    ]
+    assert not unversioned, f"give {unversioned} a `VERSION = 1` (projections/__init__.py)"
