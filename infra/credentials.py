@@ -24,26 +24,10 @@ from pydantic import SecretStr
 
 KEY_VARIABLE = "HEDDLE_CREDENTIALS_KEY"
 GENERATE = "python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS credentials (
-    tenant text NOT NULL,
-    id text NOT NULL,
-    provider text NOT NULL,
-    ciphertext bytea NOT NULL,
-    nonce bytea NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant, id)
-);
-"""
 
 
 class CredentialStoreError(Exception):
     """The store cannot encrypt or decrypt: the message says what to set."""
-
-
-def create_credentials_table(conn: Any) -> None:
-    conn.execute(SCHEMA)
 
 
 class Cipher:
@@ -123,11 +107,14 @@ class CredentialStore:
         )
         return rows[0]
 
-    async def list(self, tenant: str) -> builtins.list[dict[str, Any]]:
+    async def list(
+        self, tenant: str, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """The tenant's credentials by id: every one, or up to `limit` after the id `after`."""
         return await self._fetch(
             "SELECT id, provider, created_at, updated_at FROM credentials"
-            " WHERE tenant = %s ORDER BY id",
-            [tenant],
+            " WHERE tenant = %s AND (%s::text IS NULL OR id > %s) ORDER BY id LIMIT %s",
+            [tenant, after, after, limit],
         )
 
     async def delete(self, tenant: str, credential_id: str) -> bool:

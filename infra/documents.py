@@ -20,19 +20,6 @@ from pypdf.errors import PdfReadError
 
 from handlers.reactions.extraction import DocumentText
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS documents (
-    tenant text NOT NULL,
-    document_id text NOT NULL,
-    content_type text NOT NULL,
-    size integer NOT NULL,
-    pages integer,
-    content bytea NOT NULL,
-    uploaded_by text NOT NULL,
-    uploaded_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant, document_id)
-);
-"""
 PDF = "application/pdf"
 TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
 CONTENT_TYPES = (PDF, *TEXT_TYPES)
@@ -40,10 +27,6 @@ CONTENT_TYPES = (PDF, *TEXT_TYPES)
 
 class DocumentInvalid(ValueError):
     """The bytes are not a document Heddle can read; the message says why."""
-
-
-def create_documents_table(conn: Any) -> None:
-    conn.execute(SCHEMA)
 
 
 def document_id(content: bytes) -> str:

@@ -30,26 +30,8 @@ from psycopg_pool import AsyncConnectionPool
 SCOPES = ("read", "write", "admin")
 PREFIX = "heddle_"
 KEY = re.compile(r"^heddle_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id text PRIMARY KEY,
-    tenant text NOT NULL,
-    name text,
-    scopes text[] NOT NULL,
-    digest bytea NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    expires_at timestamptz,
-    revoked_at timestamptz
-);
-CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant, created_at);
-ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS roles text[] NOT NULL DEFAULT '{}';
-"""
 COLUMNS = "id, tenant, name, scopes, roles, created_at, expires_at, revoked_at"
 ROLE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
-
-
-def create_keys_table(conn: Any) -> None:
-    conn.execute(SCHEMA)
 
 
 class KeyRefused(Exception):
@@ -147,11 +129,22 @@ class ApiKeys:
         )
         return _key(rows[0]), secret
 
-    async def list(self, tenant: str | None) -> builtins.list[ApiKey]:
-        """A tenant's keys (every tenant's with None), oldest first, revoked ones too."""
-        where, params = ("WHERE tenant = %s", [tenant]) if tenant is not None else ("", [])
+    async def list(
+        self,
+        tenant: str | None,
+        after: builtins.list[Any] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[ApiKey]:
+        """A tenant's keys (every tenant's with None), oldest first, revoked ones too:
+        every one, or up to `limit` after the `(created_at, id)` of `after`."""
+        where, params = (["tenant = %s"], [tenant]) if tenant is not None else ([], [])
+        if after is not None:
+            where.append("(created_at, id) > (%s, %s)")
+            params += after
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetch(
-            f"SELECT {COLUMNS} FROM api_keys {where} ORDER BY created_at, id", params
+            f"SELECT {COLUMNS} FROM api_keys {clause} ORDER BY created_at, id LIMIT %s",
+            [*params, limit],
         )
         return [_key(row) for row in rows]
 

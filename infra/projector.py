@@ -11,8 +11,9 @@ import gc
 import json
 import logging
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from types import ModuleType
@@ -55,22 +56,7 @@ PROJECTIONS: dict[str, ModuleType] = {
     )
 }
 
-POSITIONS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS projection_positions (
-    projection text NOT NULL,
-    source text NOT NULL,
-    position bigint NOT NULL,
-    PRIMARY KEY (projection, source)
-);
-"""
 STORE_SOURCE = "store"
-
-
-def create_read_models(conn: psycopg.Connection[Any]) -> None:
-    """Create every projection's tables (idempotent)."""
-    conn.execute(POSITIONS_SCHEMA)
-    for projection in PROJECTIONS.values():
-        conn.execute(projection.SCHEMA)
 
 
 ENDS_A_STEP = {RunEvent.NODE_COMPLETED, RunEvent.NODE_FAILED, RunEvent.NODE_RETRY_SCHEDULED}
@@ -221,9 +207,17 @@ def _position(record: Record) -> int | None:
     return int(position) if position.isdigit() else None
 
 
-def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_000) -> int:
+def rebuild(
+    database_url: str,
+    store: EventStore,
+    *names: str,
+    page: int = 10_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Drop the named projections' rows (every projection's when none is named) and replay
     every stored event into them, in one pass over the store; returns the event count.
+    `progress(position, last)` is told after each page: the store position applied so
+    far, and the store's newest when the rebuild began.
 
     The next page of events is read and decoded in a thread while this one is applied, so
     the two overlap whenever either waits for PostgreSQL. The garbage collector is paused
@@ -240,6 +234,7 @@ def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_00
         return [store.envelope(n) for n in notifications]
 
     count, position = 0, 0
+    last = store.recorder.max_notification_id() or 0
     with (
         _garbage_collection_paused(),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="heddle-rebuild") as reader,
@@ -255,6 +250,8 @@ def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_00
             for projection in chosen:
                 projection.project(events, cur)
             count += len(events)
+            if progress is not None:
+                progress(min(position, last), last)
             events = upcoming.result()
         cur.executemany(
             "INSERT INTO projection_positions (projection, source, position) VALUES (%s, %s, %s)"
@@ -262,6 +259,32 @@ def rebuild(database_url: str, store: EventStore, *names: str, page: int = 10_00
             [(p.NAME, STORE_SOURCE, position) for p in chosen],
         )
     return count
+
+
+def rebuild_changed(
+    database_url: str, store: EventStore, announce: Callable[[str], None] = log.warning
+) -> list[str]:
+    """Rebuild each projection whose code's `VERSION` is not the one that built its rows
+    (`projection_versions`), announcing it, then record every projection's version; the
+    names rebuilt. A projection with no version recorded is taken as built by its code
+    now: a new database, or one from before versions."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        recorded: dict[str, int] = dict(
+            conn.execute("SELECT projection, version FROM projection_versions").fetchall()
+        )
+        changed = [n for n, p in PROJECTIONS.items() if recorded.get(n, p.VERSION) != p.VERSION]
+        if changed:
+            announce(f"rebuilding {', '.join(changed)} from the store: their code changed")
+            started = time.perf_counter()
+            count = rebuild(database_url, store, *changed)
+            seconds = time.perf_counter() - started
+            announce(f"rebuilt {', '.join(changed)} from {count} events in {seconds:.1f} s")
+        conn.cursor().executemany(
+            "INSERT INTO projection_versions (projection, version) VALUES (%s, %s)"
+            " ON CONFLICT (projection) DO UPDATE SET version = EXCLUDED.version",
+            [(name, projection.VERSION) for name, projection in PROJECTIONS.items()],
+        )
+    return changed
 
 
 @contextmanager

@@ -1,7 +1,10 @@
 """Read models: one module per model, each owning its tables, rebuildable from the store.
 
-A projection is a module with `NAME`, `TABLES` (the tables it owns), `SCHEMA` (their
-DDL) and `project(events, sql)`, which applies a batch of event envelopes in order.
+A projection is a module with `NAME`, `TABLES` (the tables it owns: their DDL is in the
+numbered migrations of `infra/migrations/`), `VERSION` and `project(events, sql)`, which
+applies a batch of event envelopes in order. Raise `VERSION` when a change to the code
+makes rows other than the stored ones: the next `heddle migrate` (or `heddle up`)
+rebuilds that projection from the store before Heddle serves from it.
 Applying an event twice changes nothing: each row remembers the aggregate version it
 has seen.
 """

@@ -16,25 +16,7 @@ from projections.queries import AsyncCursor, Row, rows, rows_of_run
 
 NAME = "artifacts"
 TABLES = ["artifacts"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS artifacts (
-    artifact_id uuid PRIMARY KEY,
-    run_id uuid NOT NULL,
-    tenant text NOT NULL,
-    workflow text NOT NULL,
-    node_id text NOT NULL,
-    attempt integer NOT NULL,
-    action text NOT NULL,
-    name text NOT NULL,
-    content_type text NOT NULL,
-    size integer NOT NULL,
-    sha256 text NOT NULL,
-    content text NOT NULL,
-    created_at timestamptz NOT NULL,
-    position bigint NOT NULL
-);
-CREATE INDEX IF NOT EXISTS artifacts_by_run ON artifacts (run_id, position);
-"""
+VERSION = 1
 COLUMNS = [
     "artifact_id",
     "run_id",

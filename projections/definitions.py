@@ -8,18 +8,7 @@ from projections.queries import AsyncCursor, Row, rows
 
 NAME = "definitions"
 TABLES = ["workflow_versions"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS workflow_versions (
-    tenant text NOT NULL,
-    name text NOT NULL,
-    version integer NOT NULL,
-    content_hash text NOT NULL,
-    spec jsonb NOT NULL,
-    published_by text NOT NULL,
-    published_at timestamptz NOT NULL,
-    PRIMARY KEY (tenant, name, version)
-);
-"""
+VERSION = 1
 
 
 def project(events: list[Event], sql: Cursor) -> None:
@@ -48,13 +37,17 @@ def project(events: list[Event], sql: Cursor) -> None:
 # Queries: what the API reads of `workflow_versions`.
 
 
-async def latest_versions(sql: AsyncCursor, tenant: str) -> list[Row]:
-    """Every workflow of the tenant with its latest version, by name."""
+async def latest_versions(
+    sql: AsyncCursor, tenant: str, after: str | None = None, limit: int | None = None
+) -> list[Row]:
+    """The tenant's workflows with their latest versions, by name: every one, or up to
+    `limit` named after `after`."""
     return await rows(
         sql,
         "SELECT DISTINCT ON (name) name, version, content_hash, published_by, published_at"
-        " FROM workflow_versions WHERE tenant = %s ORDER BY name, version DESC",
-        [tenant],
+        " FROM workflow_versions WHERE tenant = %s AND (%s::text IS NULL OR name > %s)"
+        " ORDER BY name, version DESC LIMIT %s",
+        [tenant, after, after, limit],
     )
 
 

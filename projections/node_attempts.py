@@ -20,35 +20,7 @@ from projections.queries import AsyncCursor, Row, rows_of_run
 
 NAME = "node_attempts"
 TABLES = ["node_attempts"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS node_attempts (
-    run_id uuid NOT NULL,
-    node_id text NOT NULL,
-    attempt integer NOT NULL,
-    item integer,
-    step integer,
-    kind text NOT NULL,
-    status text NOT NULL,
-    request jsonb,
-    response text,
-    tool_calls jsonb NOT NULL,
-    output jsonb,
-    provider text,
-    model text,
-    finish_reason text,
-    usage jsonb NOT NULL,
-    latency_ms double precision NOT NULL,
-    replayed boolean NOT NULL,
-    failed_tries integer NOT NULL,
-    error jsonb,
-    started_at timestamptz NOT NULL,
-    finished_at timestamptz,
-    started_position bigint NOT NULL,
-    version integer NOT NULL,
-    UNIQUE NULLS NOT DISTINCT (run_id, node_id, attempt, item, step)
-);
-CREATE INDEX IF NOT EXISTS node_attempts_in_order ON node_attempts (run_id, started_position);
-"""
+VERSION = 1
 COLUMNS = [
     "run_id",
     "node_id",

@@ -13,33 +13,7 @@ from projections.queries import AsyncCursor, Row, newest_first, rows
 
 NAME = "run_history"
 TABLES = ["runs"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id uuid PRIMARY KEY,
-    tenant text NOT NULL,
-    workflow text NOT NULL,
-    workflow_version integer NOT NULL,
-    status text NOT NULL,
-    input jsonb NOT NULL,
-    variables jsonb NOT NULL,
-    nodes jsonb NOT NULL,
-    node_order jsonb NOT NULL,
-    output jsonb,
-    error jsonb,
-    usage jsonb NOT NULL,
-    started_by text NOT NULL,
-    command_id text NOT NULL,
-    started_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    finished_at timestamptz,
-    version integer NOT NULL,
-    position bigint NOT NULL
-);
-ALTER TABLE runs ADD COLUMN IF NOT EXISTS parent_run_id uuid;
-CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS runs_by_tenant_time ON runs (tenant, started_at DESC, run_id DESC);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (tenant, status, started_at DESC);
-"""
+VERSION = 1
 COLUMNS = [
     "run_id",
     "tenant",

@@ -11,19 +11,7 @@ from projections import Cursor, json_text, write_rows
 
 NAME = "run_timeline"
 TABLES = ["run_timeline"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS run_timeline (
-    run_id uuid NOT NULL,
-    version integer NOT NULL,
-    position bigint NOT NULL,
-    type text NOT NULL,
-    node_id text,
-    at timestamptz NOT NULL,
-    summary text NOT NULL,
-    data jsonb NOT NULL,
-    PRIMARY KEY (run_id, version)
-);
-"""
+VERSION = 1
 
 
 def summarize(event: Event) -> str:

@@ -9,11 +9,14 @@ time change as the clock runs):
           + 50 if overdue, 20 if due within the hour   (due time)
           + min(max(value, 0), 100) / 5                (the customer's value, 0 to 100)
 
-Highest first; ties go to the task that has waited longest.
+Highest first; ties go to the task that has waited longest. A queue read page by page
+scores every page at the time of its first (`scored_at`), so that no task moves between
+pages while it is read.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from domain.messages import Event, RunEvent
@@ -22,37 +25,21 @@ from projections.queries import AsyncCursor, Row, matching, rows
 
 NAME = "tasks"
 TABLES = ["tasks"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    run_id uuid NOT NULL,
-    task_id text NOT NULL,
-    tenant text NOT NULL,
-    type text NOT NULL,
-    title text NOT NULL,
-    instructions text NOT NULL,
-    assignee text,
-    role text,
-    priority integer NOT NULL,
-    value double precision,
-    due_at timestamptz,
-    form jsonb NOT NULL,
-    status text NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    completed_by text,
-    output jsonb,
-    version integer NOT NULL,
-    PRIMARY KEY (run_id, task_id)
-);
-CREATE INDEX IF NOT EXISTS tasks_open ON tasks (tenant, status, created_at);
-"""
+VERSION = 1
 SCORE = """(
     priority
-    + LEAST(EXTRACT(EPOCH FROM now() - created_at) / 600, 30)
-    + CASE WHEN due_at < now() THEN 50 WHEN due_at < now() + interval '1 hour' THEN 20 ELSE 0 END
+    + LEAST(EXTRACT(EPOCH FROM scored_at - created_at) / 600, 30)
+    + CASE WHEN due_at < scored_at THEN 50 WHEN due_at < scored_at + interval '1 hour' THEN 20
+           ELSE 0 END
     + LEAST(GREATEST(COALESCE(value, 0), 0), 100) / 5
 )"""
-"""The work-queue score in SQL (see the module's docstring)."""
+"""The work-queue score in SQL, at the time `scored_at` (see the module's docstring)."""
+QUEUE_ORDER = {
+    "open": (["score", "created_at", "run_id", "task_id"], "-score, created_at, run_id, task_id"),
+    "done": (["updated_at", "run_id", "task_id"], "updated_at, run_id, task_id"),
+}
+"""The sort keys of a queue's pages (`next_cursor`), open tasks and the others, and the
+row that orders them (the done ones newest first: descending)."""
 
 _OPEN = """
 INSERT INTO tasks (run_id, task_id, tenant, type, title, instructions, assignee, role, priority,
@@ -144,18 +131,34 @@ def _change(
 
 
 async def work_queue(
-    sql: AsyncCursor, tenant: str, status: str, filters: dict[str, Any], limit: int
+    sql: AsyncCursor,
+    tenant: str,
+    status: str,
+    filters: dict[str, Any],
+    limit: int,
+    scored_at: datetime | None = None,
+    after: list[Any] | None = None,
 ) -> list[Row]:
     """Up to `limit` of the tenant's tasks with this status and the `filters` (assignee,
-    role, run_id), with their score: open ones highest score first, the others newest
-    first."""
+    role, run_id), with their score at `scored_at` (now by default): open ones highest
+    score first, the others newest first; after the sort keys `after` (`QUEUE_ORDER`)."""
     where: list[str] = ["tenant = %s", "status = %s"]
-    params: list[Any] = [tenant, status]
+    params: list[Any] = [scored_at, tenant, status]
     matching(where, params, filters)
-    order = "score DESC, created_at" if status == "open" else "updated_at DESC"
+    keys, order = QUEUE_ORDER["open" if status == "open" else "done"]
+    descending = status != "open"
+    page = ""
+    if after is not None:
+        if not descending:
+            after = [-after[0], *after[1:]]
+        page = f"WHERE ({order}) {'<' if descending else '>'} ({', '.join(['%s'] * len(keys))})"
+        params += after
+    direction = " DESC" if descending else ""
     return await rows(
         sql,
-        f"SELECT *, round({SCORE}::numeric, 2)::float AS score FROM tasks"
-        f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT %s",
+        f"SELECT * FROM (SELECT tasks.*, scored_at, round({SCORE}::numeric, 2)::float AS score"
+        " FROM tasks, (SELECT coalesce(%s::timestamptz, now()) AS scored_at) AS clock"
+        f" WHERE {' AND '.join(where)}) AS queue {page}"
+        f" ORDER BY {', '.join(f'{key}{direction}' for key in order.split(', '))} LIMIT %s",
         [*params, limit],
     )

@@ -20,53 +20,7 @@ Change = Callable[[Cursor, dict[str, Any], Any], None]
 
 NAME = "threads"
 TABLES = ["threads", "thread_messages"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS threads (
-    thread_id uuid PRIMARY KEY,
-    tenant text NOT NULL,
-    title text NOT NULL,
-    status text NOT NULL,
-    outcome text,
-    replies text NOT NULL,
-    workflow text,
-    run_id uuid,
-    node_id text,
-    attempt integer,
-    branches jsonb NOT NULL,
-    messages integer NOT NULL,
-    pending_replies integer NOT NULL,
-    last_error jsonb,
-    output jsonb,
-    opened_by text NOT NULL,
-    opened_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    completed_at timestamptz,
-    version integer NOT NULL,
-    position bigint NOT NULL
-);
-CREATE INDEX IF NOT EXISTS threads_by_tenant_time
-    ON threads (tenant, opened_at DESC, thread_id DESC);
-CREATE INDEX IF NOT EXISTS threads_by_run ON threads (run_id);
-CREATE TABLE IF NOT EXISTS thread_messages (
-    thread_id uuid NOT NULL,
-    seq integer NOT NULL,
-    message_id text NOT NULL,
-    tenant text NOT NULL,
-    role text NOT NULL,
-    content text NOT NULL,
-    author text NOT NULL,
-    branch text,
-    reply_to text,
-    provider text,
-    model text,
-    usage jsonb,
-    cost_usd double precision,
-    source jsonb,
-    posted_at timestamptz NOT NULL,
-    position bigint NOT NULL,
-    PRIMARY KEY (thread_id, seq)
-);
-"""
+VERSION = 1
 THREAD_FIELDS = [
     "thread_id", "title", "status", "outcome", "replies", "workflow", "run_id", "node_id",
     "attempt", "branches", "messages", "pending_replies", "last_error", "output", "opened_by",

@@ -9,20 +9,7 @@ from projections import Cursor
 
 NAME = "timers"
 TABLES = ["timers"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS timers (
-    run_id uuid NOT NULL,
-    timer_id text NOT NULL,
-    tenant text NOT NULL,
-    purpose text NOT NULL,
-    node_id text,
-    fire_at timestamptz NOT NULL,
-    status text NOT NULL,
-    version integer NOT NULL,
-    PRIMARY KEY (run_id, timer_id)
-);
-CREATE INDEX IF NOT EXISTS timers_due ON timers (fire_at) WHERE status = 'pending';
-"""
+VERSION = 1
 
 
 def project(events: list[Event], sql: Cursor) -> None:

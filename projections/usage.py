@@ -21,25 +21,7 @@ from projections.queries import AsyncCursor, Row, rows
 
 NAME = "usage"
 TABLES = ["usage"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS usage (
-    run_id uuid NOT NULL,
-    provider text NOT NULL,
-    model text NOT NULL,
-    day date NOT NULL,
-    tenant text NOT NULL,
-    workflow text NOT NULL,
-    input_tokens bigint NOT NULL,
-    output_tokens bigint NOT NULL,
-    cached_tokens bigint NOT NULL,
-    cost_usd double precision NOT NULL,
-    llm_calls integer NOT NULL,
-    cost_complete boolean NOT NULL,
-    version integer NOT NULL,
-    PRIMARY KEY (run_id, provider, model, day)
-);
-CREATE INDEX IF NOT EXISTS usage_by_tenant_day ON usage (tenant, day);
-"""
+VERSION = 1
 TOTALS = [
     "input_tokens",
     "output_tokens",

@@ -32,6 +32,11 @@ from infra.settings import Settings
 out = Console()
 err = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")]
+LimitOption = Annotated[int, typer.Option(help="Items per page (at most 500)")]
+CursorOption = Annotated[
+    str | None, typer.Option(help="Go on after a page (the cursor it printed)")
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Every page, not just one")]
 ERROR, USAGE, REJECTED, RUN_FAILED, UNREACHABLE = 1, 2, 3, 4, 5
 EXIT_CODES = {
     0: "done",
@@ -141,6 +146,22 @@ def every_page(path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         if not page["next_cursor"]:
             return items
         params["cursor"] = page["next_cursor"]
+
+
+def listed(
+    command: str, path: str, params: dict[str, Any], cursor: str | None, every: bool
+) -> list[dict[str, Any]]:
+    """The items of one page of a list (after `cursor`), the next page's cursor printed on
+    stderr as the `command` to ask for it; or of every page (`--all`). Params that are
+    None or empty are left out."""
+    params = {key: value for key, value in {**params, "cursor": cursor}.items() if value}
+    if every:
+        return every_page(path, params)
+    page = call("GET", path, params=params)
+    if page["next_cursor"]:
+        err.print(f"more: {command} --cursor {page['next_cursor']} (or --all)")
+    items: list[dict[str, Any]] = page["items"]
+    return items
 
 
 def decided(command_id: str, timeout: float = 30.0) -> dict[str, Any]:

@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from api.cli.client import JsonOption, call, fail, out, print_items, print_json
+from api.cli.client import (
+    AllOption,
+    CursorOption,
+    JsonOption,
+    LimitOption,
+    call,
+    fail,
+    listed,
+    out,
+    print_items,
+    print_json,
+)
 
 credentials_app = typer.Typer(help="Store provider keys for nodes to name.", no_args_is_help=True)
 
@@ -36,10 +47,16 @@ def credentials_set(
 
 
 @credentials_app.command("list")
-def credentials_list(as_json: JsonOption = False) -> None:
-    """List stored credentials (ids and providers; keys are never shown)."""
+def credentials_list(
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    every: AllOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List stored credentials by id (ids and providers; keys are never shown), a page at
+    a time."""
     print_items(
-        call("GET", "/v1/credentials")["items"],
+        listed("heddle credentials list", "/v1/credentials", {"limit": limit}, cursor, every),
         as_json,
         {
             "id": "id",

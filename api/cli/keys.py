@@ -13,7 +13,20 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from api.cli.client import JsonOption, call, database_url, err, fail, out, print_items, print_json
+from api.cli.client import (
+    AllOption,
+    CursorOption,
+    JsonOption,
+    LimitOption,
+    call,
+    database_url,
+    err,
+    fail,
+    listed,
+    out,
+    print_items,
+    print_json,
+)
 from domain.commands import TENANT_PATTERN
 from infra.keys import SCOPES, ApiKeys
 
@@ -83,12 +96,19 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(database: DatabaseOption = False, as_json: JsonOption = False) -> None:
-    """List keys (of the calling key's tenant; of every tenant with --database)."""
+def keys_list(
+    database: DatabaseOption = False,
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    every: AllOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List keys, oldest first, a page at a time (of the calling key's tenant; of every
+    tenant, all at once, with --database)."""
     if database:
         items = [key.described() for key in _on_database(lambda keys: keys.list(None))]
     else:
-        items = call("GET", "/v1/keys")["items"]
+        items = listed("heddle keys list", "/v1/keys", {"limit": limit}, cursor, every)
     if not as_json:
         items = [
             {**item, "scopes": ",".join(item["scopes"]), "roles": ",".join(item["roles"])}
@@ -128,11 +148,11 @@ def _on_database(work: Callable[[ApiKeys], Awaitable[T]]) -> T:
     import psycopg
     from psycopg_pool import AsyncConnectionPool
 
-    from infra.keys import create_keys_table
+    from infra.migrations import migrate
 
     url = database_url()
     with psycopg.connect(url, autocommit=True) as conn:
-        create_keys_table(conn)
+        migrate(conn)
 
     async def run() -> Any:
         async with AsyncConnectionPool(url, min_size=1, max_size=1) as pool:

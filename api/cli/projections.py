@@ -1,5 +1,5 @@
 """`heddle projections rebuild`: empty read models and rebuild them from the store, in the
-database `heddle migrate` would use."""
+database `heddle migrate` would use, with a progress bar on stderr when it is a terminal."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import time
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from api.cli.client import database_url, fail, out
+from api.cli.client import database_url, err, fail, out
 
 projections_app = typer.Typer(help="Maintain read models.", no_args_is_help=True)
 
@@ -29,9 +30,18 @@ def projections_rebuild(
         fail(f"unknown projection {unknown[0]!r} (known: {', '.join(PROJECTIONS)})")
     url = database_url()
     store = EventStore(env=store_environment(url, 0, create_tables=False))
+    bar = Progress(
+        TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("positions"),
+        TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=True,
+    )  # fmt: skip
+    task = bar.add_task("rebuild", total=None)
     try:
         started = time.perf_counter()
-        count = rebuild(url, store, *chosen)
+        with bar:
+            count = rebuild(
+                url, store, *chosen,
+                progress=lambda position, last: bar.update(task, completed=position, total=last),
+            )  # fmt: skip
         seconds = time.perf_counter() - started
     finally:
         store.close()

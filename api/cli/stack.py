@@ -62,6 +62,17 @@ async def serve(settings: Settings, roles: list[str] | None, api: bool) -> None:
         await heddle.stop()
 
 
+INSTALLED_EXAMPLES = Path(sys.prefix) / "share" / "heddle" / "examples"
+"""Where an install puts the example workflows (pyproject.toml, `data-files`)."""
+
+
+def examples_dir() -> Path:
+    """The workflows `heddle up` publishes: `examples/` here (a checkout), else the ones
+    installed with Heddle (`HEDDLE_EXAMPLES_DIR` chooses another folder)."""
+    here = Path("examples")
+    return here if here.is_dir() or not INSTALLED_EXAMPLES.is_dir() else INSTALLED_EXAMPLES
+
+
 async def publish_examples(heddle: Heddle, directory: Path) -> list[str]:
     """Publish every workflow in `directory`; returns a line per file."""
     lines = []
@@ -125,7 +136,7 @@ async def run_up(settings: Settings, announce: Callable[[str], Any] = print) -> 
         heddle = Heddle(settings, database_url, bootstrap, epoch=epoch)
         await heddle.start()
         stack.push_async_callback(heddle.stop)
-        examples = settings.examples_dir or Path("examples")
+        examples = settings.examples_dir or examples_dir()
         published = await publish_examples(heddle, examples) if examples.is_dir() else []
         key_file, new_key = await local_admin_key(ApiKeys(heddle.reads), data_dir)
         api_url = f"http://{settings.api_host}:{settings.api_port}"

@@ -10,7 +10,19 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.client import JsonOption, call, decided, fail, out, parse_inputs, print_items
+from api.cli.client import (
+    AllOption,
+    CursorOption,
+    JsonOption,
+    LimitOption,
+    call,
+    decided,
+    fail,
+    listed,
+    out,
+    parse_inputs,
+    print_items,
+)
 
 tasks_app = typer.Typer(
     help="Work on tasks for people: list, complete, reassign.", no_args_is_help=True
@@ -56,11 +68,15 @@ def tasks_list(
     assignee: Annotated[str | None, typer.Option(help="Only tasks given to this person")] = None,
     role: Annotated[str | None, typer.Option(help="Only tasks for this role")] = None,
     status: Annotated[str, typer.Option(help="open, completed or cancelled")] = "open",
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    every: AllOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """The work queue: open tasks, most urgent first (see docs/workflows.md#human-ask-a-person)."""
-    params = {k: v for k, v in {"assignee": assignee, "role": role, "status": status}.items() if v}
-    items = call("GET", "/v1/tasks", params=params)["items"]
+    """The work queue: open tasks, most urgent first (see docs/workflows.md#human-ask-a-person),
+    a page at a time (the next page's cursor on stderr)."""
+    params = {"assignee": assignee, "role": role, "status": status, "limit": limit}
+    items = listed("heddle tasks list", "/v1/tasks", params, cursor, every)
     print_items(
         items,
         as_json,

@@ -9,7 +9,18 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.client import JsonOption, call, decided, fail, out, print_items
+from api.cli.client import (
+    AllOption,
+    CursorOption,
+    JsonOption,
+    LimitOption,
+    call,
+    decided,
+    fail,
+    listed,
+    out,
+    print_items,
+)
 
 threads_app = typer.Typer(
     help="Chat threads: list, open, say, show, complete.", no_args_is_help=True
@@ -26,11 +37,14 @@ def register(app: typer.Typer) -> None:
 def threads_list(
     run: Annotated[str | None, typer.Option(help="Only the threads of this run")] = None,
     status: Annotated[str | None, typer.Option(help="open or completed")] = None,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    every: AllOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Threads, newest first."""
-    params = {k: v for k, v in {"run_id": run, "status": status}.items() if v}
-    items = call("GET", "/v1/threads", params=params)["items"]
+    """Threads, newest first, a page at a time (the next page's cursor on stderr)."""
+    params = {"run_id": run, "status": status, "limit": limit}
+    items = listed("heddle threads list", "/v1/threads", params, cursor, every)
     print_items(items, as_json, {
         "thread": "thread_id", "title": "title", "status": "status", "run": "run_id",
         "node": "node_id", "messages": "messages",

@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 import yaml
 
-from api.cli.client import JsonOption, call, fail, out, print_items, print_json
+from api.cli.client import (
+    AllOption,
+    CursorOption,
+    JsonOption,
+    LimitOption,
+    call,
+    fail,
+    listed,
+    out,
+    print_items,
+    print_json,
+)
 
 workflows_app = typer.Typer(help="Publish and list workflow definitions.", no_args_is_help=True)
 
@@ -35,10 +46,15 @@ def workflows_apply(
 
 
 @workflows_app.command("list")
-def workflows_list(as_json: JsonOption = False) -> None:
-    """List workflows and their latest versions."""
+def workflows_list(
+    limit: LimitOption = 100,
+    cursor: CursorOption = None,
+    every: AllOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List workflows and their latest versions, by name, a page at a time."""
     print_items(
-        call("GET", "/v1/workflows")["items"],
+        listed("heddle workflows list", "/v1/workflows", {"limit": limit}, cursor, every),
         as_json,
         {
             "name": "name",

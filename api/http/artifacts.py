@@ -19,9 +19,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from api.http.consistency import consistent_reads
-from api.http.database import json_object, read
+from api.http.database import Answer, Timestamp, json_object, read
 from api.http.dependencies import Caller, Runtime, caller
-from api.http.pagination import run_page
+from api.http.pagination import Page, run_page
+from api.http.problems import errors
 from projections import artifacts
 
 INLINE_TYPES = frozenset(
@@ -32,12 +33,51 @@ INLINE_TYPES = frozenset(
 SANDBOX = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
 
+CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the content, with its content type",
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+class ArtifactAbout(Answer):
+    """What a run saved (an entry or exit action's `document`)."""
+
+    artifact_id: str
+    run_id: str
+    workflow: str
+    node_id: str
+    attempt: int
+    action: str
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: Timestamp
+
+
+class ArtifactListed(ArtifactAbout):
+    """An artifact in a run's list, without its content."""
+
+    position: int
+
+
+class Artifact(ArtifactAbout):
+    """An artifact with its content."""
+
+    content: str
+
+
 def routes(runtime: Runtime) -> APIRouter:
     """A run's artifacts, and one artifact with or as its content."""
     router = APIRouter(dependencies=[Depends(consistent_reads(runtime))], tags=["artifacts"])
 
-    @router.get("/v1/runs/{run_id}/artifacts")
-    async def run_artifacts(
+    @router.get(
+        "/v1/runs/{run_id}/artifacts", response_model=Page[ArtifactListed],
+        responses=errors(400, 404),
+    )  # fmt: skip
+    async def list_run_artifacts(
         run_id: UUID,
         who: Caller = Depends(caller),
         node_id: str | None = Query(default=None, description="one node's artifacts only"),
@@ -56,12 +96,15 @@ def routes(runtime: Runtime) -> APIRouter:
             raise HTTPException(404, f"no artifact {artifact_id}")
         return found
 
-    @router.get("/v1/artifacts/{artifact_id}")
+    @router.get("/v1/artifacts/{artifact_id}", response_model=Artifact, responses=errors(404))
     async def get_artifact(artifact_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
         """An artifact's metadata and its content (text, of type `content_type`)."""
         return json_object(await one(artifact_id, who.tenant))
 
-    @router.get("/v1/artifacts/{artifact_id}/content")
+    @router.get(
+        "/v1/artifacts/{artifact_id}/content", response_class=Response,
+        responses={**CONTENT, **errors(404)},
+    )  # fmt: skip
     async def get_artifact_content(artifact_id: UUID, who: Caller = Depends(caller)) -> Response:
         """The artifact's content alone, served with its content type."""
         row = await one(artifact_id, who.tenant)

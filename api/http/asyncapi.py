@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.messages import (
     CommandEnvelope,
@@ -104,17 +105,33 @@ def specification(topics: Topics, bootstrap_servers: str = "localhost:9092") -> 
     return schema
 
 
+class AsyncApiDocument(BaseModel):
+    """An AsyncAPI 3.0 document (asyncapi.com/docs/reference/specification/v3.0.0)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    asyncapi: str = Field(examples=["3.0.0"])
+    info: dict[str, Any]
+    defaultContentType: str = Field(examples=["application/json"])  # noqa: N815 (AsyncAPI's name)
+    servers: dict[str, Any]
+    channels: dict[str, Any]
+    operations: dict[str, Any]
+    components: dict[str, Any]
+
+
 def asyncapi_routes(topics: Topics, bootstrap_servers: str) -> APIRouter:
     """`/asyncapi` (a page) and `/asyncapi.json`, for these topics and brokers."""
     router = APIRouter(tags=["asyncapi"])
     document = specification(topics, bootstrap_servers)
 
-    @router.get("/asyncapi.json")
-    async def asyncapi_json() -> dict[str, Any]:
+    @router.get("/asyncapi.json", response_model=AsyncApiDocument)
+    async def get_asyncapi() -> dict[str, Any]:
         """Heddle's topics and messages (AsyncAPI 3.0)."""
         return document
 
-    @router.get("/asyncapi", response_class=HTMLResponse)
+    page = {"description": "a page", "content": {"text/html": {"schema": {"type": "string"}}}}
+
+    @router.get("/asyncapi", response_class=HTMLResponse, responses={200: page})
     async def asyncapi_page() -> str:
         """Heddle's topics and messages, as a page."""
         return get_asyncapi_html(_Ready(document), try_it_out_path=None)  # type: ignore[arg-type]

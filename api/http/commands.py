@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.consistency import consistent_reads
 from api.http.dependencies import Caller, Runtime, api_key, caller, require_scope
+from api.http.problems import errors
 from api.http.send import Accepted, send_command
 from api.http.tasks import TASK_COMMANDS, check_task_access
 from domain.commands import ADMIN_COMMANDS, INTERNAL_COMMANDS, receipt_id
@@ -28,11 +29,24 @@ class CommandIn(BaseModel):
     correlation_id: str | None = Field(default=None, max_length=200)
 
 
+class CommandOutcome(BaseModel):
+    """What became of a command: `pending` until the intake has decided (then only
+    `command_id` and `status` are there), else `accepted` or `rejected` with its reason."""
+
+    command_id: str
+    status: Literal["pending", "accepted", "rejected"]
+    type: str | None = None
+    tenant: str | None = None
+    correlation_id: str | None = None
+    reason: str | None = Field(default=None, description="why it was rejected")
+    result: dict[str, Any] | None = Field(default=None, description="what it made (ids)")
+
+
 def routes(runtime: Runtime) -> APIRouter:
     """`POST /v1/commands` and `GET /v1/commands/{command_id}`."""
     router = APIRouter(tags=["commands"], dependencies=[Depends(consistent_reads(runtime))])
 
-    @router.post("/v1/commands", status_code=202, response_model=Accepted)
+    @router.post("/v1/commands", status_code=202, response_model=Accepted, responses=errors(403))
     async def post_command(
         body: CommandIn, who: Caller = Depends(caller), key_of: ApiKey = Depends(api_key)
     ) -> Accepted:
@@ -57,7 +71,10 @@ def routes(runtime: Runtime) -> APIRouter:
         )
         return Accepted(command_id=sent)
 
-    @router.get("/v1/commands/{command_id}")
+    @router.get(
+        "/v1/commands/{command_id}", response_model=CommandOutcome,
+        response_model_exclude_unset=True,
+    )  # fmt: skip
     async def get_command(command_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
         """`pending` until the intake has decided; then `accepted` or `rejected` with why."""
         receipt = await runtime.writer.run(

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.dependencies import DEPLOYMENT_TENANT, Caller, Runtime, caller
+from api.http.problems import errors
 from infra.dead_letters import DeadLetter, read_dead_letters, replay
 
 
@@ -36,6 +37,40 @@ class ReplayIn(BaseModel):
     all: bool = False
 
 
+class DeadLetterAbout(BaseModel):
+    """Where a dead letter came from, and why it failed."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    error: str
+    topic: str = Field(description="the topic it came from")
+    original_partition: int | None
+    original_offset: int | None
+    type: str | None = Field(description="the command's or event's type")
+    aggregate_id: str | None
+    bytes: int
+
+
+class DeadLetters(BaseModel):
+    """The caller's dead letters, oldest first."""
+
+    dead_letters: list[DeadLetterAbout]
+
+
+class DeadLetterShown(DeadLetterAbout):
+    """A dead letter with its headers and its value."""
+
+    headers: dict[str, str]
+    value: Any = Field(description="the message: JSON, or its text")
+
+
+class Replayed(BaseModel):
+    """How many dead letters were published again."""
+
+    replayed: int
+
+
 def routes(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 
@@ -49,13 +84,13 @@ def routes(runtime: Runtime) -> APIRouter:
             if tenant == mine or (tenant is None and mine == DEPLOYMENT_TENANT)
         ]
 
-    @router.get("")
+    @router.get("", response_model=DeadLetters)
     async def list_dead_letters(who: Caller = Depends(caller)) -> dict[str, Any]:
         """The caller's dead letters, oldest first: where each came from and why it failed."""
         return {"dead_letters": [letter.summary() for letter in await visible(who)]}
 
-    @router.get("/{partition}/{offset}")
-    async def show_dead_letter(
+    @router.get("/{partition}/{offset}", response_model=DeadLetterShown, responses=errors(404))
+    async def get_dead_letter(
         partition: int, offset: int, who: Caller = Depends(caller)
     ) -> dict[str, Any]:
         """One dead letter, with its headers and its value."""
@@ -64,7 +99,7 @@ def routes(runtime: Runtime) -> APIRouter:
                 return letter.detail()
         raise HTTPException(404, f"no dead letter {partition}@{offset} of tenant {who.tenant}")
 
-    @router.post("/replay")
+    @router.post("/replay", response_model=Replayed, responses=errors(404, 422))
     async def replay_dead_letters(body: ReplayIn, who: Caller = Depends(caller)) -> dict[str, Any]:
         """Publish dead letters again to the topics they came from (once fixed: a new
         version of the code, a workflow published again)."""

@@ -1,7 +1,7 @@
 """What the routes depend on: the runtime they serve, and who is calling with which scopes.
 
-Every route but the health checks needs an API key, which decides the caller's tenant,
-actor and scopes (docs/security.md).
+Every route but the health checks and the API's description (`/openapi.json`, `/docs`)
+needs an API key, which decides the caller's tenant, actor and scopes (docs/security.md).
 """
 
 from __future__ import annotations

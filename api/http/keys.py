@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.http.database import Timestamp
 from api.http.dependencies import Caller, Runtime, caller
+from api.http.pagination import Page, after, page
+from api.http.problems import errors
 from domain.commands import TENANT_PATTERN
 from infra.keys import ApiKeys
 
@@ -43,12 +46,32 @@ class KeyIn(BaseModel):
     )
 
 
+class KeyAbout(BaseModel):
+    """What Heddle shows of a key (never the key)."""
+
+    id: str
+    tenant: str
+    name: str | None
+    scopes: list[str]
+    roles: list[str]
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+    status: str = Field(description="active | revoked | expired")
+
+
+class NewKey(KeyAbout):
+    """A key made: `key` is shown here once and never again."""
+
+    key: str
+
+
 def routes(runtime: Runtime) -> APIRouter:
     """Make, list and revoke the keys of the caller's tenant."""
     router = APIRouter(prefix="/v1/keys", tags=["keys"])
     keys = ApiKeys(runtime.reads)
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, response_model=NewKey, responses=errors(422))
     async def create_key(body: KeyIn, who: Caller = Depends(caller)) -> dict[str, Any]:
         """A new key of the caller's tenant; `key` is shown here once and never again."""
         if body.tenant not in (None, who.tenant):
@@ -62,12 +85,19 @@ def routes(runtime: Runtime) -> APIRouter:
             raise HTTPException(422, str(error)) from None
         return {**key.described(), "key": secret}
 
-    @router.get("")
-    async def list_keys(who: Caller = Depends(caller)) -> dict[str, Any]:
-        """The tenant's keys, revoked and expired ones too (never the keys themselves)."""
-        return {"items": [key.described() for key in await keys.list(who.tenant)]}
+    @router.get("", response_model=Page[KeyAbout], responses=errors(400))
+    async def list_keys(
+        who: Caller = Depends(caller),
+        limit: int = Query(default=100, ge=1, le=500),
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """The tenant's keys, oldest first, revoked and expired ones too (never the keys
+        themselves), with cursor pagination."""
+        order = ["created_at", "id"]
+        found = await keys.list(who.tenant, after(cursor, order), limit + 1)
+        return page([key.described() for key in found], limit, order)
 
-    @router.delete("/{key_id}")
+    @router.delete("/{key_id}", response_model=KeyAbout, responses=errors(404))
     async def revoke_key(key_id: str, who: Caller = Depends(caller)) -> dict[str, Any]:
         """Revoke a key: it is refused from the next request on, and listed as revoked."""
         key = await keys.revoke(who.tenant, key_id)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http.dependencies import operator_scope
+from api.http.problems import errors
 from infra import metrics, tracing
 
 log = logging.getLogger("heddle.api.requests")
@@ -23,7 +24,13 @@ def routes() -> APIRouter:
     """`/metrics`: every metric of this process (and the read models' gauges)."""
     router = APIRouter(tags=["health"], dependencies=[Depends(operator_scope)])
 
-    @router.get("/metrics", response_class=Response)
+    @router.get(
+        "/metrics", response_class=Response, responses={
+            200: {"description": "Prometheus' text format",
+                  "content": {metrics.CONTENT_TYPE: {"schema": {"type": "string"}}}},
+            **errors(401, 403),
+        },
+    )  # fmt: skip
     async def prometheus_metrics() -> Response:
         body = await asyncio.to_thread(metrics.exposition)
         return Response(body, media_type=metrics.CONTENT_TYPE)

@@ -7,10 +7,11 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from fastapi import HTTPException
+from pydantic import BaseModel, Field
 
 from api.http.database import jsonable, read
 from api.http.dependencies import Caller, Runtime
@@ -23,10 +24,24 @@ KEY_TYPES: dict[str, Callable[[str], Any]] = {
     "day": date.fromisoformat,
     "started_at": datetime.fromisoformat,
     "opened_at": datetime.fromisoformat,
+    "created_at": datetime.fromisoformat,
+    "updated_at": datetime.fromisoformat,
+    "scored_at": datetime.fromisoformat,
+    "score": float,
     "position": int,
     "seq": int,
 }
 """How a cursor's value of a sort key is read back (as text otherwise)."""
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list: its items, and the cursor of the next page (`null` on the last)."""
+
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
 RunRows = Callable[[AsyncCursor, UUID, dict[str, Any], int | None, int], Awaitable[list[Row]]]
 """A read model's query of a run's rows: (cursor, run id, filters, after position, limit)."""
 

@@ -6,9 +6,27 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel, Field
 
 from api.http.dependencies import Runtime
 from infra.watermark import Progress, ProgressReader
+
+
+class ProjectionProgress(BaseModel):
+    """One projection's position and lag."""
+
+    name: str
+    position: int = Field(description="every event up to it is in the projection")
+    lag: int = Field(description="positions behind the store's newest event")
+
+
+class ProjectionsProgress(BaseModel):
+    """How current the read models are."""
+
+    store_position: int = Field(description="the store's newest event")
+    published_position: int = Field(description="every event up to it is on heddle.events")
+    consistent_position: int = Field(description="every event up to it is in every projection")
+    projections: list[ProjectionProgress]
 
 
 def progress_view(progress: Progress) -> dict[str, Any]:
@@ -29,8 +47,8 @@ def routes(runtime: Runtime) -> APIRouter:
     """`GET /v1/projections`."""
     router = APIRouter(tags=["projections"])
 
-    @router.get("/v1/projections")
-    async def projections() -> dict[str, Any]:
+    @router.get("/v1/projections", response_model=ProjectionsProgress)
+    async def get_projections() -> dict[str, Any]:
         """Each projection's position (every event up to it is in the projection) and lag
         (how many positions behind the store's newest event)."""
         async with ProgressReader(runtime) as reader:

@@ -11,9 +11,11 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import Field
 
-from api.http.database import json_object, jsonable
+from api.http.database import Answer, Timestamp, json_object, jsonable
 from api.http.dependencies import Caller, Runtime, api_key, caller
+from api.http.problems import errors
 from api.http.redaction import shown_to
 from api.http.send import Accepted, send_run_command
 from domain.messages import Event, RunEvent
@@ -31,6 +33,60 @@ from handlers.replay import (
 )
 from infra.keys import ApiKey
 from projections.run_timeline import summarize
+
+
+class RunDiff(Answer):
+    """Where two runs diverge."""
+
+    a: str
+    b: str
+    same: bool
+    first_divergence: dict[str, Any] | None = Field(description="`{node, differs}`")
+    nodes: dict[str, Any] = Field(description="each node's differences, by node id")
+    run: dict[str, Any] = Field(description="the run-level fields of each run, side by side")
+
+
+class Point(Answer):
+    """The event a state is shown after."""
+
+    version: int
+    position: int
+    timestamp: Timestamp
+    type: str
+    summary: str
+
+
+class RunState(Answer):
+    """A run as it stood after one of its events, with its timeline."""
+
+    run_id: str
+    at: Point
+    last_version: int
+    state: dict[str, Any] = Field(description="the run rebuilt from its events up to `at`")
+    timeline: list[dict[str, Any]] = Field(description="every event, `current` at `at`")
+
+
+class History(Answer):
+    """A run's history as a portable document (docs/replay.md)."""
+
+    format: str
+    run_id: str
+    tenant: str
+    workflow: str
+    workflow_version: int
+    content_hash: str
+    status: str
+    event_count: int
+    events: list[dict[str, Any]] = Field(description="`{type, version, timestamp, data}`")
+
+
+class Imported(Answer):
+    """A history loaded as a run."""
+
+    run_id: str
+    imported_from: str
+    status: str
+    events: int
 
 
 def routes(runtime: Runtime) -> APIRouter:
@@ -54,7 +110,7 @@ async def events_of(runtime: Runtime, run_id: UUID, tenant: str) -> list[Event]:
 def _add_reads(router: APIRouter, runtime: Runtime) -> None:
     """A run's state at a point, two runs compared, a history exported."""
 
-    @router.get("/v1/runs/diff")
+    @router.get("/v1/runs/diff", response_model=RunDiff, responses=errors(404), name="diff_runs")
     async def diff(
         a: UUID = Query(description="a run id"),
         b: UUID = Query(description="the run id to compare it with"),
@@ -72,8 +128,8 @@ def _add_reads(router: APIRouter, runtime: Runtime) -> None:
         diff = diff_runs(events_a, run_state(run_a), events_b, run_state(run_b))
         return shown_to(key, events_a[0], shown_to(key, events_b[0], json_object(diff)))
 
-    @router.get("/v1/runs/{run_id}/state")
-    async def state(
+    @router.get("/v1/runs/{run_id}/state", response_model=RunState, responses=errors(404))
+    async def get_run_state(
         run_id: UUID,
         key: ApiKey = Depends(api_key),
         at: int | None = Query(default=None, ge=1, description="after the run's Nth event"),
@@ -90,8 +146,8 @@ def _add_reads(router: APIRouter, runtime: Runtime) -> None:
         run = await asyncio.to_thread(load_run, runtime.store, run_id, version)
         return shown_to(key, events[0], json_object(replay_view(events, run, summarize)))
 
-    @router.get("/v1/runs/{run_id}/export")
-    async def export(run_id: UUID, key: ApiKey = Depends(api_key)) -> dict[str, Any]:
+    @router.get("/v1/runs/{run_id}/export", response_model=History, responses=errors(404))
+    async def export_run(run_id: UUID, key: ApiKey = Depends(api_key)) -> dict[str, Any]:
         """The run's history as a portable JSON document (see docs/replay.md)."""
         events = await events_of(runtime, run_id, key.tenant)
         return shown_to(key, events[0], export_history(events))
@@ -100,7 +156,7 @@ def _add_reads(router: APIRouter, runtime: Runtime) -> None:
 def _add_writes(router: APIRouter, runtime: Runtime) -> None:
     """A history imported, a run forked, a running run's graph edited."""
 
-    @router.post("/v1/runs/import", status_code=201)
+    @router.post("/v1/runs/import", status_code=201, response_model=Imported, responses=errors(409))
     async def import_run(
         document: dict[str, Any] = Body(description="a history from /v1/runs/{id}/export"),
         keep_id: bool = Query(default=False, description="keep the history's run id"),
@@ -132,7 +188,7 @@ def _add_writes(router: APIRouter, runtime: Runtime) -> None:
             raise HTTPException(422, str(error)) from None
 
     @router.post("/v1/runs/{run_id}/fork", status_code=202, response_model=Accepted)
-    async def fork(
+    async def fork_run(
         run_id: UUID,
         body: dict[str, Any] = Body(
             description="the `ForkRun` payload without `source_run_id` (docs/commands.md)",
@@ -147,7 +203,7 @@ def _add_writes(router: APIRouter, runtime: Runtime) -> None:
         return await send_run_command(runtime, who, "ForkRun", payload, new_run)
 
     @router.post("/v1/runs/{run_id}/edits", status_code=202, response_model=Accepted)
-    async def edit(
+    async def edit_run(
         run_id: UUID,
         body: dict[str, Any] = Body(
             description="`{edits, reason}`: the `EditGraph` payload without `run_id`",

@@ -16,12 +16,13 @@ from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.consistency import consistent_reads
-from api.http.database import json_object, read
+from api.http.database import Answer, Timestamp, json_object, read
 from api.http.dependencies import Caller, Runtime, api_key, caller
-from api.http.pagination import after, page, run_not_found, run_page
+from api.http.pagination import Page, after, page, run_not_found, run_page
+from api.http.problems import errors
 from api.http.redaction import hides_run, shown_to, without_system_prompts
 from api.http.replay import events_of
-from api.http.send import Accepted, send_command, send_run_command
+from api.http.send import Accepted, send_command, send_run_command, snake_case
 from infra.keys import ApiKey
 from projections import node_attempts, run_history
 
@@ -47,6 +48,81 @@ class StartRunIn(BaseModel):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
+class RunSummary(Answer):
+    """A run as `GET /v1/runs` lists it."""
+
+    run_id: str
+    workflow: str
+    workflow_version: int
+    status: str = Field(description=" | ".join(RUN_STATUSES))
+    started_at: Timestamp
+    updated_at: Timestamp
+    finished_at: Timestamp | None
+    usage: dict[str, Any] = Field(description="tokens, cost and model calls so far")
+    parent_run_id: str | None = Field(description="the run that started it as a subworkflow")
+
+
+class Run(RunSummary):
+    """A run: its status, node states, variables, output, error and usage."""
+
+    tenant: str
+    input: dict[str, Any]
+    variables: dict[str, Any]
+    nodes: dict[str, Any] = Field(description="each node's state, by node id")
+    output: Any
+    error: Any
+    started_by: str
+    command_id: str | None
+    version: int = Field(description="the run's latest event (its aggregate version)")
+    position: int = Field(description="the store position of that event")
+
+
+class StoredEvent(Answer):
+    """An event as the store holds it (`domain.messages.Event`, the wire type)."""
+
+    id: str
+    position: int
+    type: str
+    aggregate_type: str
+    aggregate_id: str
+    aggregate_version: int
+    timestamp: Timestamp
+    data: dict[str, Any]
+
+
+class RunEvents(Answer):
+    """A run's events, in order."""
+
+    run_id: str
+    events: list[StoredEvent]
+
+
+class Attempt(Answer):
+    """One attempt of a node (or a map item or agent step of it)."""
+
+    node_id: str
+    attempt: int
+    item: int | None
+    step: int | None
+    kind: str
+    status: str
+    request: dict[str, Any] | None = Field(description="the recorded request to the model")
+    response: str | None
+    tool_calls: list[Any]
+    output: Any
+    provider: str | None
+    model: str | None
+    finish_reason: str | None
+    usage: dict[str, Any]
+    latency_ms: float
+    replayed: bool
+    failed_tries: int
+    error: Any
+    started_at: Timestamp
+    finished_at: Timestamp | None
+    position: int
+
+
 def routes(runtime: Runtime) -> APIRouter:
     """The run routes (include after the replay routes: `/v1/runs/diff` is not a run id)."""
     router = APIRouter(tags=["runs"])
@@ -60,7 +136,9 @@ def routes(runtime: Runtime) -> APIRouter:
         command_id = await send_command(runtime, who, "StartRun", payload, run_id)
         return Accepted(command_id=command_id, run_id=run_id)
 
-    @router.get("/v1/runs", dependencies=reads)
+    @router.get(
+        "/v1/runs", response_model=Page[RunSummary], responses=errors(400), dependencies=reads
+    )
     async def list_runs(
         who: Caller = Depends(caller),
         status: str | None = Query(default=None, pattern="^(" + "|".join(RUN_STATUSES) + ")$"),
@@ -77,7 +155,7 @@ def routes(runtime: Runtime) -> APIRouter:
         )
         return page(rows, limit, keys)
 
-    @router.get("/v1/runs/{run_id}", dependencies=reads)
+    @router.get("/v1/runs/{run_id}", response_model=Run, responses=errors(404), dependencies=reads)
     async def get_run(run_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
         """A run's status, node states, variables, output, error and usage."""
         run = await read(runtime, run_history.get_run, run_id, who.tenant)
@@ -85,14 +163,20 @@ def routes(runtime: Runtime) -> APIRouter:
             raise run_not_found(run_id)
         return json_object(run)
 
-    @router.get("/v1/runs/{run_id}/events", dependencies=reads)
-    async def run_events(run_id: UUID, key: ApiKey = Depends(api_key)) -> dict[str, Any]:
+    @router.get(
+        "/v1/runs/{run_id}/events", response_model=RunEvents, responses=errors(404),
+        dependencies=reads,
+    )  # fmt: skip
+    async def list_run_events(run_id: UUID, key: ApiKey = Depends(api_key)) -> dict[str, Any]:
         """The run's events as stored: the source of truth, in order."""
         events = await events_of(runtime, run_id, key.tenant)
         return {"run_id": str(run_id), "events": shown_to(key, events[0], events)}
 
-    @router.get("/v1/runs/{run_id}/attempts", dependencies=reads)
-    async def run_attempts(
+    @router.get(
+        "/v1/runs/{run_id}/attempts", response_model=Page[Attempt], responses=errors(400, 404),
+        dependencies=reads,
+    )  # fmt: skip
+    async def list_run_attempts(
         run_id: UUID,
         key: ApiKey = Depends(api_key),
         node_id: str | None = Query(default=None, description="one node's attempts only"),
@@ -117,7 +201,7 @@ def routes(runtime: Runtime) -> APIRouter:
         router.add_api_route(
             f"/v1/runs/{{run_id}}/{control}", _steer(runtime, command), methods=["POST"],
             status_code=202, response_model=Accepted,
-            summary=f"{control.capitalize()} a run ({command})",
+            summary=f"{control.capitalize()} a run ({command})", name=snake_case(command),
         )  # fmt: skip
     return router
 

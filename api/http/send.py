@@ -27,6 +27,11 @@ class Accepted(BaseModel):
     run_id: str | None = None
 
 
+def snake_case(command: str) -> str:
+    """A command's name as an operation id: `PauseRun` is `pause_run`."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in command).lstrip("_")
+
+
 async def send_command(
     runtime: Runtime,
     who: Caller,

@@ -27,6 +27,7 @@ from fastapi import HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.http.dependencies import Runtime
+from api.http.problems import errors
 from api.http.redaction import shown_to
 from domain.messages import Event
 from infra.keys import ApiKey
@@ -34,6 +35,14 @@ from infra.live import Doorbell, RunTokens, events_after, first_and_last_event
 from infra.store import dumps
 
 log = logging.getLogger("heddle.streams")
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "server-sent events: `event`, `token`, then `end`",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **errors(400, 404),
+}
+"""The answers of a stream route, for its OpenAPI document."""
 CURSOR = re.compile(r"^(\d{1,12}):(\d{1,18})$")
 TOKEN_LATENESS = 0.25
 """Seconds to wait, once a run has ended, for deltas published just before its end."""

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header
 from sse_starlette import EventSourceResponse
 
 from api.http.dependencies import Runtime, api_key
-from api.http.streaming import open_stream
+from api.http.streaming import STREAM_RESPONSES, open_stream
 from domain.messages import Event, RunEvent
 from domain.runs import TERMINAL_STATUSES
 from infra.keys import ApiKey
@@ -23,7 +23,9 @@ def routes(runtime: Runtime) -> APIRouter:
     router = APIRouter(tags=["runs"])
     doorbell = Doorbell(runtime.store, runtime.database_url)
 
-    @router.get("/v1/runs/{run_id}/stream", response_class=EventSourceResponse)
+    @router.get(
+        "/v1/runs/{run_id}/stream", response_class=EventSourceResponse, responses=STREAM_RESPONSES
+    )
     async def stream_run(
         run_id: UUID,
         key: ApiKey = Depends(api_key),

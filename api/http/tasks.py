@@ -14,10 +14,13 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import Field
 
-from api.http.database import jsonable, read
+from api.http.database import Answer, Timestamp, read
 from api.http.dependencies import Caller, Runtime, api_key, caller
-from api.http.send import Accepted, send_run_command
+from api.http.pagination import Page, after, page
+from api.http.problems import errors
+from api.http.send import Accepted, send_run_command, snake_case
 from domain.errors import TaskForbidden
 from domain.messages import RunEvent
 from handlers.replay import load_run
@@ -32,30 +35,62 @@ TASK_COMMANDS = {
 """The commands about a task, by the last segment of their route, with their body's help."""
 
 
+class Task(Answer):
+    """A task for a person, with its score in the work queue."""
+
+    run_id: str
+    task_id: str
+    tenant: str
+    type: str = Field(description="approval | input")
+    title: str
+    instructions: str
+    assignee: str | None
+    role: str | None
+    priority: int
+    value: float | None
+    due_at: Timestamp | None
+    form: dict[str, Any]
+    status: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    completed_by: str | None
+    output: Any
+    version: int
+    score: float = Field(description="the work queue's order (projections/tasks.py)")
+    scored_at: Timestamp = Field(description="the time the score is for (a page's first)")
+
+
 def routes(runtime: Runtime) -> APIRouter:
     """`GET /v1/tasks` and `POST /v1/runs/{run_id}/tasks/{task}/complete|reassign`."""
     router = APIRouter(tags=["tasks"])
 
-    @router.get("/v1/tasks")
-    async def work_queue(
+    @router.get("/v1/tasks", response_model=Page[Task], responses=errors(400))
+    async def list_tasks(
         who: Caller = Depends(caller),
         status: Literal["open", "completed", "cancelled", "skipped"] = "open",
         assignee: str | None = Query(default=None, description="tasks given to this person"),
         role: str | None = Query(default=None, description="tasks for this role"),
         run_id: UUID | None = None,
         limit: int = Query(default=50, ge=1, le=500),
+        cursor: str | None = None,
     ) -> dict[str, Any]:
         """Tasks of the caller's tenant, highest score first (open ones; the others
-        newest first), with their score."""
+        newest first), with their score, with cursor pagination (`next_cursor`): every
+        page is scored at the time of the first, so no task moves between pages."""
         filters = {"assignee": assignee, "role": role, "run_id": run_id}
-        found = await read(runtime, tasks.work_queue, who.tenant, status, filters, limit)
-        return {"items": jsonable(found)}
+        keys = ["scored_at", *tasks.QUEUE_ORDER["open" if status == "open" else "done"][0]]
+        scored_at, *start = after(cursor, keys) or [None]
+        found = await read(
+            runtime, tasks.work_queue, who.tenant, status, filters, limit + 1,
+            scored_at, start or None,
+        )  # fmt: skip
+        return page(found, limit, keys)
 
     for action, (command, body_help) in TASK_COMMANDS.items():
         router.add_api_route(
             f"/v1/runs/{{run_id}}/tasks/{{task}}/{action}", _for_task(runtime, command, body_help),
-            methods=["POST"], status_code=202, response_model=Accepted,
-            summary=f"{action.capitalize()} a task ({command})",
+            methods=["POST"], status_code=202, response_model=Accepted, responses=errors(403),
+            summary=f"{action.capitalize()} a task ({command})", name=snake_case(command),
         )  # fmt: skip
     return router
 

@@ -29,19 +29,27 @@ class TenantAiIn(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class TenantAi(TenantAiIn):
+    """The tenant's AI mode (`model: null`: no AI replies)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tenant: str
+
+
 def routes(runtime: Runtime) -> APIRouter:
     """`GET /v1/tenant/ai` and `PUT /v1/tenant/ai`."""
     router = APIRouter(tags=["tenant"])
 
-    @router.get("/v1/tenant/ai")
-    async def get_ai_mode(who: Caller = Depends(caller)) -> dict[str, Any]:
+    @router.get("/v1/tenant/ai", response_model=TenantAi, response_model_exclude_unset=True)
+    async def get_tenant_ai(who: Caller = Depends(caller)) -> dict[str, Any]:
         """The tenant's AI mode and its configuration (`model: null`: no AI replies)."""
         settings = await runtime.writer.run(UnitOfWork(runtime.store).get, settings_id(who.tenant))
         ai = settings.ai if settings is not None else NO_AI
         return {"tenant": who.tenant, **ai}
 
     @router.put("/v1/tenant/ai", status_code=202, response_model=Accepted)
-    async def configure(body: TenantAiIn, who: Caller = Depends(caller)) -> Accepted:
+    async def configure_tenant_ai(body: TenantAiIn, who: Caller = Depends(caller)) -> Accepted:
         """Set the tenant's AI mode (`ConfigureTenant`); threads opened later use it."""
         payload = body.model_dump(exclude_none=True)
         command_id = await send_command(

@@ -20,11 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from api.http.consistency import consistent_reads
-from api.http.database import json_object, read
+from api.http.database import Answer, Timestamp, json_object, read
 from api.http.dependencies import Caller, Runtime, api_key, caller
-from api.http.pagination import after, page
+from api.http.pagination import Page, after, page
+from api.http.problems import errors
 from api.http.send import send_command
-from api.http.streaming import open_stream
+from api.http.streaming import STREAM_RESPONSES, open_stream
 from domain.messages import Event, ThreadEvent
 from infra.keys import ApiKey
 from infra.live import Doorbell
@@ -66,6 +67,50 @@ class ThreadAccepted(BaseModel):
     thread_id: str
 
 
+class ThreadRow(Answer):
+    """A thread: status, binding (run, node, attempt), branches, counts and output."""
+
+    thread_id: str
+    title: str
+    status: str = Field(description="open | completed")
+    outcome: str | None
+    replies: str = Field(description="who answers the thread's messages")
+    workflow: str | None
+    run_id: str | None = Field(description="the run of the `chat` node it is bound to")
+    node_id: str | None
+    attempt: int | None
+    branches: dict[str, Any]
+    messages: int
+    pending_replies: int
+    last_error: Any
+    output: Any
+    opened_by: str
+    opened_at: Timestamp
+    updated_at: Timestamp
+    completed_at: Timestamp | None
+    version: int
+    position: int
+
+
+class Message(Answer):
+    """A message of a thread."""
+
+    seq: int
+    message_id: str
+    role: str
+    content: str
+    author: str
+    branch: str | None
+    reply_to: str | None
+    provider: str | None
+    model: str | None
+    usage: dict[str, Any] | None
+    cost_usd: float | None
+    source: Any
+    posted_at: Timestamp
+    position: int
+
+
 def thread_end(thread_id: UUID, envelope: Event) -> dict[str, Any] | None:
     """The `end` message's data when the event completes the thread."""
     if envelope["type"] != ThreadEvent.COMPLETED:
@@ -99,7 +144,7 @@ def routes(runtime: Runtime) -> APIRouter:
             )
         return found
 
-    @router.get("/v1/threads")
+    @router.get("/v1/threads", response_model=Page[ThreadRow], responses=errors(400))
     async def list_threads(
         who: Caller = Depends(caller),
         run_id: UUID | None = Query(default=None, description="the threads of one run"),
@@ -115,13 +160,16 @@ def routes(runtime: Runtime) -> APIRouter:
         )
         return page(rows, limit, keys)
 
-    @router.get("/v1/threads/{thread_id}")
+    @router.get("/v1/threads/{thread_id}", response_model=ThreadRow, responses=errors(404))
     async def get_thread(thread_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
         """A thread: status, binding (run, node, attempt), branches, counts and output."""
         return json_object(await thread_row(thread_id, who))
 
-    @router.get("/v1/threads/{thread_id}/messages")
-    async def thread_messages(
+    @router.get(
+        "/v1/threads/{thread_id}/messages", response_model=Page[Message],
+        responses=errors(400, 404),
+    )  # fmt: skip
+    async def list_thread_messages(
         thread_id: UUID,
         who: Caller = Depends(caller),
         limit: int = Query(default=100, ge=1, le=500),
@@ -155,7 +203,10 @@ def routes(runtime: Runtime) -> APIRouter:
         """Complete the thread (`CompleteThread`); a chat node's run moves on."""
         return await send(who, "CompleteThread", thread_id, body.model_dump())
 
-    @router.get("/v1/threads/{thread_id}/stream", response_class=EventSourceResponse)
+    @router.get(
+        "/v1/threads/{thread_id}/stream", response_class=EventSourceResponse,
+        responses=STREAM_RESPONSES,
+    )  # fmt: skip
     async def stream_thread(
         thread_id: UUID,
         key: ApiKey = Depends(api_key),

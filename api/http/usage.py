@@ -10,20 +10,49 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import Field
 
 from api.http.consistency import consistent_reads
-from api.http.database import read
+from api.http.database import Answer, read
 from api.http.dependencies import Caller, Runtime, caller
-from api.http.pagination import after, page
+from api.http.pagination import Page, after, page
+from api.http.problems import errors
 from projections.usage import GROUPS, usage_totals
+
+
+class UsageTotals(Answer):
+    """Sums of one group (of the whole tenant without `group_by`); the group's own
+    columns (`run_id`, `workflow`, `provider` and `model`, or `day`) come first."""
+
+    run_id: str | None = None
+    workflow: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    day: str | None = Field(default=None, description="YYYY-MM-DD (UTC)")
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    llm_calls: int
+    cost_complete: bool = Field(description="false when a model without a known price was used")
+    runs: int
+
+
+class Usage(Page[UsageTotals]):
+    """A page of usage, by group."""
+
+    group_by: Literal["run", "workflow", "model", "day"] | None
 
 
 def routes(runtime: Runtime) -> APIRouter:
     """`GET /v1/usage`."""
     router = APIRouter(tags=["usage"], dependencies=[Depends(consistent_reads(runtime))])
 
-    @router.get("/v1/usage")
-    async def usage(
+    @router.get(
+        "/v1/usage", response_model=Usage, response_model_exclude_unset=True,
+        responses=errors(400),
+    )  # fmt: skip
+    async def get_usage(
         who: Caller = Depends(caller),
         group_by: Literal["run", "workflow", "model", "day"] | None = Query(
             default=None, description="without it: the tenant's totals, as one item"

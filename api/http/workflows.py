@@ -10,23 +10,67 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import Field
 
 from api.http.consistency import consistent_reads
-from api.http.database import json_object, jsonable, read
+from api.http.database import Answer, Timestamp, json_object, read
 from api.http.dependencies import Caller, Runtime, caller
 from api.http.middleware import TOO_DEEP
+from api.http.pagination import Page, after, page
+from api.http.problems import errors
 from api.http.problems import invalid as invalid_problems
 from domain.definitions import parse_definition
 from domain.errors import DefinitionInvalid
 from projections import definitions
+
+YAML = "application/yaml"
+DEFINITION = {"$ref": "#/components/schemas/WorkflowSpec"}
+"""A definition's schema (the app puts `WorkflowSpec` in the document's components)."""
+DEFINITION_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the definition (docs/workflows.md); `name` may be left out",
+        "content": {kind: {"schema": DEFINITION} for kind in ("application/json", YAML)},
+    }
+}
+
+
+class Published(Answer):
+    """A version published."""
+
+    workflow: str
+    version: int
+    content_hash: str = Field(description="the hash of the definition's canonical JSON")
+
+
+class WorkflowSummary(Answer):
+    """A workflow's latest version."""
+
+    name: str
+    version: int
+    content_hash: str
+    published_by: str
+    published_at: Timestamp
+
+
+class WorkflowVersion(WorkflowSummary):
+    """One version of a workflow, with its definition."""
+
+    spec: dict[str, Any] = Field(description="the definition as published (`WorkflowSpec`)")
+    versions: list[int] = Field(description="every version of the workflow")
 
 
 def routes(runtime: Runtime) -> APIRouter:
     """`PUT /v1/workflows/{name}`, `GET /v1/workflows` and `GET /v1/workflows/{name}`."""
     router = APIRouter(tags=["workflows"], dependencies=[Depends(consistent_reads(runtime))])
 
-    @router.put("/v1/workflows/{name}")
-    async def put_workflow(name: str, request: Request, who: Caller = Depends(caller)) -> Response:
+    @router.put(
+        "/v1/workflows/{name}", response_model=Published, responses=errors(400, 422),
+        openapi_extra=DEFINITION_BODY,
+    )  # fmt: skip
+    async def publish_workflow(
+        name: str, request: Request, who: Caller = Depends(caller)
+    ) -> Response:
         """Publish a definition (JSON, or YAML with a YAML content type) as a new version."""
         try:
             document = await read_document(request)
@@ -49,12 +93,18 @@ def routes(runtime: Runtime) -> APIRouter:
             return invalid(request, [{"path": "", "message": result["reason"]}])
         return JSONResponse(result["result"], status_code=200)
 
-    @router.get("/v1/workflows")
-    async def list_workflows(who: Caller = Depends(caller)) -> dict[str, Any]:
-        """Every workflow with its latest version."""
-        return {"items": jsonable(await read(runtime, definitions.latest_versions, who.tenant))}
+    @router.get("/v1/workflows", response_model=Page[WorkflowSummary], responses=errors(400))
+    async def list_workflows(
+        who: Caller = Depends(caller),
+        limit: int = Query(default=100, ge=1, le=500),
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """The workflows with their latest versions, by name, with cursor pagination."""
+        [name] = after(cursor, ["name"]) or [None]
+        found = await read(runtime, definitions.latest_versions, who.tenant, name, limit + 1)
+        return page(found, limit, ["name"])
 
-    @router.get("/v1/workflows/{name}")
+    @router.get("/v1/workflows/{name}", response_model=WorkflowVersion, responses=errors(404))
     async def get_workflow(
         name: str, who: Caller = Depends(caller), version: int | None = Query(default=None, ge=1)
     ) -> dict[str, Any]:

@@ -27,7 +27,8 @@ FINISHED = ("completed", "failed", "cancelled")
 class Up:
     """A running `heddle up` and how to reach it."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, heddle: Path = HEDDLE, cwd: Path = ROOT) -> None:
+        self.heddle, self.cwd = heddle, cwd
         self.api_port, self.kafka_port = free_port(), free_port()
         self.env = {
             k: v
@@ -51,8 +52,8 @@ class Up:
         """Start and wait for the banner; returns what it printed."""
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [str(HEDDLE), "up"],
-                cwd=ROOT,
+                [str(self.heddle), "up"],
+                cwd=self.cwd,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -95,8 +96,8 @@ class Up:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(HEDDLE), *args],
-            cwd=ROOT,
+            [str(self.heddle), *args],
+            cwd=self.cwd,
             env=self.env,
             capture_output=True,
             text=True,

@@ -142,6 +142,37 @@ def test_runs_list_goes_a_page_at_a_time_or_all_at_once(stack: Up) -> None:
     assert len(paged) == len(set(paged))
 
 
+def test_every_list_command_goes_a_page_at_a_time_or_all_at_once(stack: Up) -> None:
+    for n in range(2):
+        run_id = _run_id(
+            stack, "refund-approval", "--input", f"customer=P{n}", "--input", "amount=5"
+        )
+        _eventually(stack, ["tasks", "list", "--all"], run_id)
+        _ok(stack, "keys", "create", "--scope", "read", "--name", f"pager-{n}")
+        _ok(stack, "threads", "open", "--title", f"paged {n}")
+        stored = subprocess.run(
+            [str(HEDDLE), "credentials", "set", f"pager-{n}", "--provider", "openai"],
+            input="sk-test", cwd=ROOT, env=stack.env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert stored.returncode == 0, stored.stderr
+    lists = {"workflows": "name", "tasks": "run_id", "keys": "id", "credentials": "id",
+             "threads": "thread_id"}  # fmt: skip
+    for noun, field in lists.items():
+        every = json.loads(_ok(stack, noun, "list", "--limit", "1", "--all", "--json"))
+        assert len(every) >= 2, noun
+        paged: list[str] = []
+        cursor: list[str] = []
+        while True:
+            page = stack.cli(noun, "list", "--limit", "1", *cursor, "--json")
+            assert page.returncode == 0, page.stderr
+            paged += [item[field] for item in json.loads(page.stdout)]
+            more = re.search(rf"more: heddle {noun} list --cursor (\S+)", page.stderr)
+            if not more:
+                break
+            cursor = ["--cursor", more.group(1)]
+        assert paged == [item[field] for item in every], noun
+
+
 def _commented_commands(path: Path) -> list[list[str]]:
     """The `heddle ...` commands on the comment lines of an example, as arguments."""
     comments = [line[1:].strip() for line in path.read_text().splitlines() if line[:1] == "#"]

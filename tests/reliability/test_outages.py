@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -87,11 +86,7 @@ async def rebuilt_equals_live(
     """How the read models' rows (every table's), live once the projector has applied
     every message of `topic` so far, differ from the rows after a rebuild of every
     projection from the store: None when they are the same."""
-    tables = [
-        name
-        for projection in PROJECTIONS.values()
-        for name in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", projection.SCHEMA)
-    ]
+    tables = [name for projection in PROJECTIONS.values() for name in projection.TABLES]
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
 
         async def digests() -> dict[str, list[str]]:

@@ -7,6 +7,7 @@ this checks what import-linter cannot: sizes, and private names used across modu
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import get_args
 
@@ -14,6 +15,7 @@ import pytest
 
 from domain.definitions.nodes import NODE_KINDS, Node
 from domain.runs.starters import NODE_STARTERS
+from infra.migrations import migrations
 
 ROOT = Path(__file__).parents[2]
 PACKAGES = ("domain", "handlers", "projections", "api", "infra")
@@ -70,3 +72,32 @@ def test_every_node_kind_has_a_starter() -> None:
     kinds = get_args(get_args(Node)[0])
     assert {get_args(k.model_fields["kind"].annotation)[0] for k in kinds} == set(NODE_KINDS)
     assert set(kinds) == set(NODE_STARTERS)
+
+
+SCHEMA_CHANGE = re.compile(r"\b(CREATE|ALTER|DROP)\s+(TABLE|INDEX)\b", re.IGNORECASE)
+MIGRATING = {"infra/claims.py", "infra/migrations/__init__.py"}
+"""The migrations' own table, and the event store's claim checks (made with the
+`eventsourcing` library's tables)."""
+
+
+def test_the_schema_changes_only_in_numbered_migrations() -> None:
+    found = [migration.version for migration in migrations()]
+    assert found == list(range(1, len(found) + 1))
+    changing = {
+        str(path.relative_to(ROOT))
+        for path in sources(*PACKAGES)
+        if SCHEMA_CHANGE.search(path.read_text())
+    } - MIGRATING
+    assert not changing, (
+        f"{sorted(changing)} change the schema: put the statement in a new numbered migration, "
+        "infra/migrations/NNNN_name.sql after the last (see infra/migrations/__init__.py)"
+    )
+
+
+def test_every_projection_says_which_version_of_its_code_built_its_rows() -> None:
+    from infra.projector import PROJECTIONS
+
+    unversioned = [
+        n for n, p in PROJECTIONS.items() if not isinstance(getattr(p, "VERSION", None), int)
+    ]
+    assert not unversioned, f"give {unversioned} a `VERSION = 1` (projections/__init__.py)"
