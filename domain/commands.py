@@ -14,8 +14,16 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.customers import (
+    CUSTOMER_ID,
+    EvaluateCustomer,
+    RecordCustomerSignal,
+    UpdateCustomer,
+    UpsertCustomer,
+)
 from domain.definitions import HEDDLE_NAMESPACE
 from domain.edits import Edit
+from domain.playbooks import PublishPlaybook
 
 MAX_COMMAND_ID_LENGTH = 200
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -31,6 +39,15 @@ class StartRun(BaseModel):
     version: int | None = Field(default=None, ge=1)
     run_id: UUID | None = None
     input: dict[str, Any] = Field(default_factory=dict)
+    customer_id: str | None = Field(default=None, pattern=CUSTOMER_ID, description="for whom")
+    assignee: str | None = Field(default=None, max_length=200, description="who works on it")
+    priority: float | None = Field(default=None, description="its queue item's score")
+
+    def binding(self) -> dict[str, Any] | None:
+        """Whom the run is for and who works on it, when the command says."""
+        bound = {"customer_id": self.customer_id, "assignee": self.assignee,
+                 "priority": self.priority}  # fmt: skip
+        return {k: v for k, v in bound.items() if v is not None} or None
 
 
 class PublishWorkflow(BaseModel):
@@ -282,6 +299,11 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "PostMessage": PostMessage,
     "CompleteThread": CompleteThread,
     "ConfigureTenant": ConfigureTenant,
+    "UpsertCustomer": UpsertCustomer,
+    "UpdateCustomer": UpdateCustomer,
+    "RecordCustomerSignal": RecordCustomerSignal,
+    "EvaluateCustomer": EvaluateCustomer,
+    "PublishPlaybook": PublishPlaybook,
 }
 ADMIN_COMMANDS = frozenset({"ConfigureTenant"})
 """Commands the API takes only from keys with the `admin` scope."""

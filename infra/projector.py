@@ -25,8 +25,11 @@ from infra import metrics
 from infra.store import EventStore
 from projections import (
     artifacts,
+    customers,
     definitions,
     node_attempts,
+    playbooks,
+    queues,
     run_history,
     run_timeline,
     tasks,
@@ -49,6 +52,9 @@ PROJECTIONS: dict[str, ModuleType] = {
         usage,
         threads,
         artifacts,
+        customers,  # before queues: an item takes its tenant and customer from its row
+        queues,
+        playbooks,
     )
 }
 

@@ -16,6 +16,7 @@ import typer
 from api.cli import (
     artifacts,
     credentials,
+    customers,
     dlq,
     documents,
     keys,
@@ -69,3 +70,4 @@ keys.register(app)  # keys create|list|revoke
 dlq.register(app)  # dlq list|show|replay
 artifacts.register(runs.runs_app)  # runs artifacts|artifact
 documents.register(app)  # documents upload
+customers.register(app)  # customers import|list|show|context, playbooks publish|list, queue

@@ -17,13 +17,16 @@ from api.http import (
     artifacts,
     commands,
     credentials,
+    customers,
     dead_letters,
     documents,
     health,
     keys,
     observability,
+    playbooks,
     projections,
     providers,
+    queues,
     replay,
     runs,
     streams,
@@ -80,6 +83,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         asyncapi_routes(runtime.topics, runtime.bootstrap_servers),
         commands.routes(runtime),
         workflows.routes(runtime),
+        customers.routes(runtime),
+        playbooks.routes(runtime),
+        queues.routes(runtime),
     ):
         app.include_router(router, dependencies=by_method)
     app.include_router(credentials.routes(runtime), dependencies=admin)

@@ -66,12 +66,17 @@ def routes(runtime: Runtime) -> APIRouter:
         status: str | None = Query(default=None, pattern="^(" + "|".join(RUN_STATUSES) + ")$"),
         workflow: str | None = None,
         parent: UUID | None = Query(default=None, description="only the child runs of this run"),
+        customer_id: str | None = Query(default=None, description="only the runs for a customer"),
+        assignee: str | None = Query(default=None, description="only the runs of one person"),
         limit: int = Query(default=50, ge=1, le=500),
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """Runs, newest first, with cursor pagination (`next_cursor`)."""
         keys = ["started_at", "run_id"]
-        filters = {"status": status or None, "workflow": workflow or None, "parent_run_id": parent}
+        filters = {
+            "status": status or None, "workflow": workflow or None, "parent_run_id": parent,
+            "customer_id": customer_id, "assignee": assignee,
+        }  # fmt: skip
         rows = await read(
             runtime, run_history.list_runs, who.tenant, filters, after(cursor, keys), limit + 1
         )

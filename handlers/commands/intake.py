@@ -46,9 +46,11 @@ from domain.commands import (
     receipt_id,
     tenant_of,
 )
+from domain.customers import EvaluateCustomer, RecordCustomerSignal, UpdateCustomer, UpsertCustomer
 from domain.errors import CommandRejected, DefinitionInvalid
 from domain.messages import CommandEnvelope
-from handlers.commands import runs, threads
+from domain.playbooks import PublishPlaybook
+from handlers.commands import customers, runs, threads
 from handlers.commands.context import Context
 from handlers.commands.definitions import publish_workflow
 from handlers.commands.forks import fork_run
@@ -80,6 +82,11 @@ COMMAND_HANDLERS: dict[type[BaseModel], Handler] = {
     PostMessage: threads.post_message,
     CompleteThread: threads.complete_thread,
     ConfigureTenant: configure_tenant,
+    UpsertCustomer: customers.upsert_customer,
+    UpdateCustomer: customers.update_customer,
+    RecordCustomerSignal: customers.record_customer_signal,
+    EvaluateCustomer: customers.evaluate_customer,
+    PublishPlaybook: customers.publish_playbook,
 }
 """The handler of each command, by its class (`domain.commands.COMMAND_TYPES` names them)."""
 

@@ -1,0 +1,109 @@
+"""Playbooks over HTTP: publish a version (synchronous, like a workflow, so that every
+problem comes back at once at its path: 422), list them, read one version. Once a
+version is published every customer of the tenant is evaluated again (`EvaluateCustomer`
+each, through Kafka like any command)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from api.http.consistency import consistent_reads
+from api.http.database import jsonable, read
+from api.http.dependencies import Caller, Runtime, caller
+from api.http.send import send_command
+from api.http.workflows import YamlAlias, invalid, read_document
+from domain.customers import customer_id
+from domain.errors import DefinitionInvalid
+from domain.playbooks import parse_playbook
+from projections import customers, definitions, playbooks
+
+
+class PlaybookPublished(BaseModel):
+    playbook: str
+    version: int
+    evaluating: int = 0
+    """Customers sent to be evaluated again."""
+
+
+class PlaybookSummary(BaseModel):
+    name: str
+    version: int
+    content_hash: str
+    published_by: str
+    published_at: datetime
+
+
+class PlaybookList(BaseModel):
+    items: list[PlaybookSummary]
+
+
+class PlaybookVersion(PlaybookSummary):
+    spec: dict[str, Any]
+    versions: list[int]
+
+
+def routes(runtime: Runtime) -> APIRouter:
+    """`PUT /v1/playbooks/{name}`, `GET /v1/playbooks` and `GET /v1/playbooks/{name}`."""
+    router = APIRouter(tags=["playbooks"], dependencies=[Depends(consistent_reads(runtime))])
+
+    @router.put(
+        "/v1/playbooks/{name}",
+        response_model=PlaybookPublished,
+        operation_id="put_playbook",
+        responses={422: {"description": "the problems of the playbook, each at its path"}},
+    )
+    async def put_playbook(name: str, request: Request, who: Caller = Depends(caller)) -> Response:
+        """Publish a playbook (JSON, or YAML with a YAML content type) as a new version;
+        its workflows must be published. Every customer is evaluated again."""
+        try:
+            document = await read_document(request)
+        except YamlAlias as alias:
+            return invalid(request, [{"path": alias.path, "message": str(alias)}])
+        if isinstance(document, dict):
+            if document.get("name", name) != name:
+                problem = {"path": "name", "message": f"must be {name!r} (the URL's name)"}
+                return invalid(request, [problem])
+            document = {"name": name, **document}
+        published = await read(runtime, definitions.latest_versions, who.tenant)
+        try:
+            parse_playbook(document, {row["name"] for row in published})
+        except DefinitionInvalid as error:
+            found = [{"path": p.path, "message": p.message} for p in error.problems]
+            return invalid(request, found)
+        result = await runtime.decide("PublishPlaybook", {"playbook": document}, who.tenant,
+                                      who.actor)  # fmt: skip
+        if result["status"] != "accepted":
+            return invalid(request, [{"path": "", "message": result["reason"]}])
+        everyone = await read(runtime, customers.customer_ids, who.tenant)
+        for external in everyone:
+            key = str(customer_id(who.tenant, external))
+            await send_command(runtime, who, "EvaluateCustomer", {"customer_id": external}, key)
+        answer = PlaybookPublished(**result["result"], evaluating=len(everyone))
+        return JSONResponse(answer.model_dump(), status_code=200)
+
+    @router.get("/v1/playbooks", response_model=PlaybookList, operation_id="list_playbooks")
+    async def list_playbooks(who: Caller = Depends(caller)) -> dict[str, Any]:
+        """Every playbook with its latest version."""
+        return {"items": jsonable(await read(runtime, playbooks.latest_versions, who.tenant))}
+
+    @router.get("/v1/playbooks/{name}", response_model=PlaybookVersion, operation_id="get_playbook")
+    async def get_playbook(
+        name: str, who: Caller = Depends(caller), version: int | None = Query(default=None, ge=1)
+    ) -> dict[str, Any]:
+        """One version of a playbook (the latest by default) and the list of versions."""
+        found = await read(runtime, playbooks.versions, who.tenant, name)
+        if not found:
+            raise HTTPException(404, f"no playbook {name!r}")
+        chosen = found[-1] if version is None else next(
+            (r for r in found if r["version"] == version), None
+        )  # fmt: skip
+        if chosen is None:
+            raise HTTPException(404, f"playbook {name!r} has no version {version}")
+        return {"name": name, **jsonable(chosen), "versions": [r["version"] for r in found]}
+
+    return router

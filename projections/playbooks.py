@@ -1,0 +1,62 @@
+"""`playbook_versions`: every published version of every playbook."""
+
+from __future__ import annotations
+
+from domain import messages as m
+from domain.messages import Event, PlaybookEvent
+from projections import Cursor, json_text
+from projections.queries import AsyncCursor, Row, rows
+
+NAME = "playbooks"
+TABLES = ["playbook_versions"]
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS playbook_versions (
+    tenant text NOT NULL,
+    name text NOT NULL,
+    version integer NOT NULL,
+    content_hash text NOT NULL,
+    spec jsonb NOT NULL,
+    published_by text NOT NULL,
+    published_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant, name, version)
+);
+"""
+_INSERT = """
+INSERT INTO playbook_versions (tenant, name, version, content_hash, spec, published_by,
+                               published_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+"""
+
+
+def project(events: list[Event], sql: Cursor) -> None:
+    for event in events:
+        if event["type"] != PlaybookEvent.VERSION_PUBLISHED:
+            continue
+        data: m.PlaybookVersionPublished = event["data"]  # type: ignore[assignment]
+        sql.execute(_INSERT, [
+            data["tenant"], data["name"], data["number"], data["content_hash"],
+            json_text(data["spec"]), data["actor"], event["timestamp"],
+        ])  # fmt: skip
+
+
+# Queries: what the API reads of `playbook_versions`.
+
+
+async def latest_versions(sql: AsyncCursor, tenant: str) -> list[Row]:
+    """Every playbook of the tenant with its latest version, by name."""
+    return await rows(
+        sql,
+        "SELECT DISTINCT ON (name) name, version, content_hash, published_by, published_at"
+        " FROM playbook_versions WHERE tenant = %s ORDER BY name, version DESC",
+        [tenant],
+    )
+
+
+async def versions(sql: AsyncCursor, tenant: str, name: str) -> list[Row]:
+    """Every version of one playbook of the tenant, oldest first."""
+    return await rows(
+        sql,
+        "SELECT version, content_hash, spec, published_by, published_at FROM playbook_versions"
+        " WHERE tenant = %s AND name = %s ORDER BY version",
+        [tenant, name],
+    )
