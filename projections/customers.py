@@ -46,7 +46,8 @@ CREATE INDEX IF NOT EXISTS customers_by_owner ON customers (tenant, owner);
 CREATE INDEX IF NOT EXISTS customers_by_renewal ON customers (tenant, renewal_date);
 """
 FIELDS = [
-    "customer_id", "name", "domain", "owner", "segment", "arr", "renewal_date", "health",
+    "customer_id", "name", "domain", "owner", "segment", "arr",
+    "renewal_date::text AS renewal_date", "health",
     "risk", "opportunity", "profile", "created_at", "updated_at", "version", "position",
 ]  # fmt: skip
 """A customer's fields as the API lists them (its signals are in `get_customer`)."""

@@ -113,19 +113,20 @@ OPEN_RUN = """NOT EXISTS (
 """A recommendation no run has taken up (or only one that failed or was cancelled)."""
 ITEMS = f"""
 SELECT q.item_id, q.customer_id, c.name AS customer_name, q.playbook, q.rule, q.workflow,
-       q.stage, q.score, q.terms, q.recommended_at, q.evaluated_at, c.renewal_date, c.arr,
-       c.health, c.risk
+       q.stage, q.score, q.terms, q.recommended_at, q.evaluated_at,
+       c.renewal_date::text AS renewal_date, c.arr, c.health, c.risk
 FROM queue_items q JOIN customers c USING (aggregate_id)
 WHERE q.tenant = %s AND q.assignee = %s AND {OPEN_RUN}
 ORDER BY q.score DESC, q.item_id
 """
 TASKS = f"""
 SELECT t.run_id, t.task_id, t.type, t.title, t.assignee, t.role, t.priority, t.due_at,
-       t.created_at, r.workflow, r.customer_id, {SCORE} AS score,
+       t.created_at, r.workflow, r.customer_id, t.score,
        COALESCE(t.due_at < now(), false) AS overdue
-FROM tasks t JOIN runs r USING (run_id)
-WHERE r.tenant = %s AND t.status = 'open' AND (r.assignee = %s OR t.assignee = %s)
-ORDER BY score DESC, t.created_at, t.task_id
+FROM (SELECT *, {SCORE} AS score FROM tasks WHERE tenant = %s AND status = 'open') t
+JOIN runs r USING (run_id)
+WHERE r.assignee = %s OR t.assignee = %s
+ORDER BY t.score DESC, t.created_at, t.task_id
 """
 
 

@@ -20,7 +20,9 @@ from api.http.workflows import YamlAlias, invalid, read_document
 from domain.customers import customer_id
 from domain.errors import DefinitionInvalid
 from domain.playbooks import parse_playbook
-from projections import customers, definitions, playbooks
+from handlers.commands.customers import published_workflows
+from handlers.unit_of_work import UnitOfWork
+from projections import customers, playbooks
 
 
 class PlaybookPublished(BaseModel):
@@ -69,9 +71,11 @@ def routes(runtime: Runtime) -> APIRouter:
                 problem = {"path": "name", "message": f"must be {name!r} (the URL's name)"}
                 return invalid(request, [problem])
             document = {"name": name, **document}
-        published = await read(runtime, definitions.latest_versions, who.tenant)
+        published = await runtime.writer.run(
+            published_workflows, UnitOfWork(runtime.store), who.tenant, document
+        )
         try:
-            parse_playbook(document, {row["name"] for row in published})
+            parse_playbook(document, published)
         except DefinitionInvalid as error:
             found = [{"path": p.path, "message": p.message} for p in error.problems]
             return invalid(request, found)

@@ -22,6 +22,7 @@ from api.http.pagination import after, page, run_not_found, run_page
 from api.http.redaction import hides_run, shown_to, without_system_prompts
 from api.http.replay import events_of
 from api.http.send import Accepted, send_command, send_run_command
+from domain.customers import CUSTOMER_ID
 from infra.keys import ApiKey
 from projections import node_attempts, run_history
 
@@ -45,6 +46,9 @@ class StartRunIn(BaseModel):
     version: int | None = Field(default=None, ge=1)
     run_id: UUID | None = None
     input: dict[str, Any] = Field(default_factory=dict)
+    customer_id: str | None = Field(default=None, pattern=CUSTOMER_ID, description="for whom")
+    assignee: str | None = Field(default=None, max_length=200, description="who works on it")
+    priority: float | None = None
 
 
 def routes(runtime: Runtime) -> APIRouter:

@@ -83,22 +83,26 @@ def evaluate_customer(
     return evaluated(uow, customer_of(uow, envelope.tenant, command.customer_id), ctx)
 
 
+def published_workflows(uow: UnitOfWork, tenant: str, document: Any) -> set[str]:
+    """The workflows a playbook document names that the tenant has published."""
+    rules = document.get("rules") if isinstance(document, dict) else None
+    named = {r.get("workflow") for r in rules or [] if isinstance(r, dict)}
+    return {
+        name
+        for name in named
+        if isinstance(name, str)
+        and (found := uow.get(definition_id(tenant, name), WorkflowDefinition))
+        and found.versions
+    }
+
+
 def publish_playbook(
     command: PublishPlaybook, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
 ) -> dict[str, Any]:
     """Validate a playbook (its workflows must be published) and publish it as a version.
     Customers are evaluated again by `EvaluateCustomer` (the API sends one per customer)."""
     document = command.playbook
-    rules = document.get("rules") if isinstance(document, dict) else None
-    named = {r["workflow"] for r in rules or [] if isinstance(r, dict) and "workflow" in r}
-    published = {
-        name
-        for name in named
-        if isinstance(name, str)
-        and (found := uow.get(definition_id(envelope.tenant, name), WorkflowDefinition))
-        and found.versions
-    }
-    spec = parse_playbook(document, published)
+    spec = parse_playbook(document, published_workflows(uow, envelope.tenant, document))
     book = uow.get(playbooks_id(envelope.tenant), Playbooks)
     if book is None:
         book = Playbooks(tenant=envelope.tenant)
