@@ -149,6 +149,13 @@ ACTIVE = {"pending", "running", "paused", "waiting"}
 def routes(runtime: Runtime) -> APIRouter:
     """The customer routes: writes, the list, one customer and its context."""
     router = APIRouter(tags=["customers"], dependencies=[Depends(consistent_reads(runtime))])
+    add_writes(router, runtime)
+    add_reads(router, runtime)
+    return router
+
+
+def add_writes(router: APIRouter, runtime: Runtime) -> None:
+    """PUT, PATCH, signals and imports: each a command sent (202)."""
 
     async def send(
         who: Caller, type_: str, external_id: str, payload: dict[str, Any]
@@ -158,14 +165,6 @@ def routes(runtime: Runtime) -> APIRouter:
             runtime, who, type_, {**payload, "customer_id": external_id}, key
         )
         return CustomerAccepted(command_id=command_id, customer_id=external_id)
-
-    async def customer_row(external_id: str, who: Caller) -> dict[str, Any]:
-        found = await read(runtime, customers.get_customer, who.tenant, external_id)
-        if found is None:
-            raise HTTPException(
-                404, f"no customer {external_id!r} (it may still be saving: retry shortly)"
-            )
-        return found
 
     @router.put(
         "/v1/customers/{customer_id}",
@@ -227,6 +226,18 @@ def routes(runtime: Runtime) -> APIRouter:
                 await send(who, "UpsertCustomer", document["customer_id"], {"profile": profile})
             )
         return ImportOut(accepted=accepted, problems=problems)
+
+
+def add_reads(router: APIRouter, runtime: Runtime) -> None:
+    """The list, one customer, its stakeholders and its context."""
+
+    async def customer_row(external_id: str, who: Caller) -> dict[str, Any]:
+        found = await read(runtime, customers.get_customer, who.tenant, external_id)
+        if found is None:
+            raise HTTPException(
+                404, f"no customer {external_id!r} (it may still be saving: retry shortly)"
+            )
+        return found
 
     @router.get("/v1/customers", response_model=CustomerPage, operation_id="list_customers")
     async def list_customers(
@@ -310,8 +321,6 @@ def routes(runtime: Runtime) -> APIRouter:
                 await read(runtime, customers.customer_artifacts, who.tenant, customer_id)
             ),
         }  # fmt: skip
-
-    return router
 
 
 def document_problems(document: dict[str, Any]) -> list[tuple[str, str]]:

@@ -42,7 +42,14 @@ def schemas() -> dict[str, dict[str, Any]]:
         StartRun,
         StartSubworkflow,
     )
+    from domain.customers import (
+        EvaluateCustomer,
+        RecordCustomerSignal,
+        UpdateCustomer,
+        UpsertCustomer,
+    )
     from domain.messages import CommandEnvelope
+    from domain.playbooks import PublishPlaybook
 
     models = {
         "command-envelope.json": CommandEnvelope,
@@ -66,6 +73,11 @@ def schemas() -> dict[str, dict[str, Any]]:
         "post-message.json": PostMessage,
         "complete-thread.json": CompleteThread,
         "configure-tenant.json": ConfigureTenant,
+        "upsert-customer.json": UpsertCustomer,
+        "update-customer.json": UpdateCustomer,
+        "record-customer-signal.json": RecordCustomerSignal,
+        "evaluate-customer.json": EvaluateCustomer,
+        "publish-playbook.json": PublishPlaybook,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 

@@ -377,6 +377,11 @@ PAYLOAD_SCHEMAS = {
     "PostMessage": "post-message.json",
     "CompleteThread": "complete-thread.json",
     "ConfigureTenant": "configure-tenant.json",
+    "UpsertCustomer": "upsert-customer.json",
+    "UpdateCustomer": "update-customer.json",
+    "RecordCustomerSignal": "record-customer-signal.json",
+    "EvaluateCustomer": "evaluate-customer.json",
+    "PublishPlaybook": "publish-playbook.json",
 }
 
 
