@@ -67,6 +67,12 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
         await wait_for_run(client, brief["run_id"])
         await _until_rows(database_url, "artifacts")
         await _until_rows(database_url, "thread_messages")
+        # A customer a playbook recommends a workflow for: rows for customers and queues.
+        playbook = {"name": "care", "rules": [{"id": "all", "workflow": "hello", "stage": "now"}]}
+        assert (await client.put("/v1/playbooks/care", json=playbook)).status_code == 200
+        await client.put("/v1/customers/acme", json={"name": "Acme", "owner": "maya"})
+        await _until_rows(database_url, "queue_items")
+        await _until_rows(database_url, "playbook_versions")
     for name, projection in PROJECTIONS.items():
         for table in projection.TABLES:
             before = table_digest(database_url, table)

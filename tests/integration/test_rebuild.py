@@ -43,6 +43,11 @@ async def test_rebuilding_every_projection_after_1000_runs_gives_identical_rows(
 ) -> None:
     for definition in (example("hello"), example("map"), example("actions"), AGENT, FLAKY):
         await publish(client, definition)
+    playbook = {"name": "care", "rules": [{"id": "all", "workflow": "hello", "stage": "now"}]}
+    assert (await client.put("/v1/playbooks/care", json=playbook)).status_code == 200
+    for number in range(20):
+        body = {"name": f"Customer {number}", "owner": f"csm-{number % 3}"}
+        assert (await client.put(f"/v1/customers/c{number}", json=body)).status_code == 202
     starts = [("hello", {"name": f"Ada {n}" if n % 2 else f"Alan {n}"}) for n in range(RUNS)]
     starts += [("titles", {"chapters": ["a", "b"]}), ("agent-calc", {}), ("flaky", {})]
     starts += [("renewal-brief", {"customer": "Acme", "arr": 10, "days_to_renewal": 5})]
