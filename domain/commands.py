@@ -180,6 +180,17 @@ class CancelRun(BaseModel):
     reason: str = Field(default="", max_length=1000)
 
 
+class CompleteRun(BaseModel):
+    """A person ends a run with an `outcome` (and notes): what is running and what is
+    still to come is recorded as skipped, and the run completes with the outcome."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    outcome: str = Field(min_length=1, max_length=200)
+    notes: str = Field(default="", max_length=5000)
+
+
 class StartSubworkflow(BaseModel):
     """Sent by the worker when a `subworkflow` node starts or an agent calls a workflow
     tool (not meant for people): start the child run the parent waits for, as the parent
@@ -288,6 +299,7 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "PauseRun": PauseRun,
     "ResumeRun": ResumeRun,
     "CancelRun": CancelRun,
+    "CompleteRun": CompleteRun,
     "SkipNode": SkipNode,
     "SignalRun": SignalRun,
     "SetVariables": SetVariables,

@@ -32,6 +32,7 @@ CONTROLS = {
     "pause": "PauseRun",
     "resume": "ResumeRun",
     "cancel": "CancelRun",
+    "complete": "CompleteRun",
     "variables": "SetVariables",
 }
 """The commands that steer a run, by the last segment of their route."""

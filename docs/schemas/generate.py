@@ -23,6 +23,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     from domain.commands import (
         CancelRun,
         CompleteRemoteTask,
+        CompleteRun,
         CompleteSubworkflow,
         CompleteTask,
         CompleteThread,
@@ -62,6 +63,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         "pause-run.json": PauseRun,
         "resume-run.json": ResumeRun,
         "cancel-run.json": CancelRun,
+        "complete-run.json": CompleteRun,
         "skip-node.json": SkipNode,
         "signal-run.json": SignalRun,
         "set-variables.json": SetVariables,

@@ -10,6 +10,7 @@ from uuid import UUID
 from domain.commands import (
     CancelRun,
     CompleteRemoteTask,
+    CompleteRun,
     CompleteSubworkflow,
     CompleteTask,
     EditGraph,
@@ -255,3 +256,11 @@ def complete_subworkflow(
     except NodeNotRunning as error:
         raise CommandRejected(f"the parent no longer waits for this child: {error}") from None
     return {"run_id": str(parent.id), "node": child.parent["node_id"], "status": parent.status}
+
+
+def complete_run(
+    command: CompleteRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    run.complete_by(envelope.actor, command.outcome, command.notes)
+    return {"run_id": str(run.id), "status": run.status, "outcome": command.outcome}

@@ -23,6 +23,7 @@ from domain.messages import CommandEnvelope, RunEvent, TokenDelta
 from domain.runs import WorkflowRun
 from handlers.reactions.agents import agents_to_resume
 from handlers.reactions.children import REACTS_TO, subworkflow_commands
+from handlers.reactions.customers import customer_commands
 from handlers.reactions.events import WORKER_EVENTS, decode_events
 from handlers.reactions.extraction import (
     Extraction,
@@ -144,7 +145,8 @@ def work_for(fresh: list[Record], ports: WorkerPorts) -> WorkerBatch:
     uow = ports.unit_of_work()
     events = decode_events(fresh, WORKS_ON)
     batch = WorkerBatch(
-        subworkflow_commands(events, uow), extractions_due(events, uow),
+        subworkflow_commands(events, uow) + customer_commands(events, uow),
+        extractions_due(events, uow),
         llm_requests_due(events, uow), capabilities_published(events),
     )  # fmt: skip
     # Idempotent by themselves (a thread opens once, an answer is posted once):

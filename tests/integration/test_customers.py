@@ -312,6 +312,32 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
     context = await _json(client.get("/v1/customers/acme/context"))
     assert [r["run_id"] for r in context["active_runs"]] == [run_id]
 
+    # Completing the run with an outcome takes its task off the queue, and the customer's
+    # context shows it among the past runs; the playbook does not bring the item back.
+    completed = await client.post(
+        f"/v1/runs/{run_id}/complete", json={"outcome": "renewed", "notes": "2 years, +5%"}
+    )
+    assert completed.status_code == 202
+    assert (await wait_for_command(client, completed.json()["command_id"]))["status"] == (
+        "accepted"
+    )
+    run = await wait_for_run(client, run_id)
+    assert run["output"] == {"outcome": "renewed", "notes": "2 years, +5%", "completed_by": "api"}
+    assert {n: s["status"] for n, s in run["nodes"].items()} == {
+        "brief": "completed", "review": "skipped", "decide": "skipped", "proceed": "skipped",
+        "revise": "skipped",
+    }  # fmt: skip
+    evaluated = await wait_for_command(client, f"evaluate-after:{run_id}")
+    assert (evaluated["status"], evaluated["result"]["customer_id"]) == ("accepted", "acme")
+    maya = await until(lambda: queue("maya"), lambda q: not q["tasks"])
+    assert listed(maya) == [("initech", "renewal-prepare"), ("globex", "renewal-critical")]
+    context = await _json(client.get("/v1/customers/acme/context"))
+    assert context["active_runs"] == []
+    assert [(r["run_id"], r["output"]["outcome"]) for r in context["past_runs"]] == [
+        (run_id, "renewed")
+    ]
+    assert context["open_tasks"] == []
+
     # Another tenant sees none of it.
     async with served(heddle, tenant="intruder") as intruder:
         assert (await intruder.get("/v1/queues/maya")).json()["items"] == []

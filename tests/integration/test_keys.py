@@ -459,6 +459,9 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "POST /v1/runs/{run_id}/pause": lambda: rejected(f"/v1/runs/{waiting}/pause", {}),
             "POST /v1/runs/{run_id}/resume": lambda: rejected(f"/v1/runs/{waiting}/resume", {}),
             "POST /v1/runs/{run_id}/cancel": lambda: rejected(f"/v1/runs/{waiting}/cancel", {}),
+            "POST /v1/runs/{run_id}/complete": lambda: rejected(
+                f"/v1/runs/{waiting}/complete", {"outcome": "taken over"}
+            ),
             "POST /v1/runs/{run_id}/variables": lambda: rejected(
                 f"/v1/runs/{waiting}/variables", {"variables": {"approved": True}}
             ),

@@ -366,6 +366,7 @@ PAYLOAD_SCHEMAS = {
     "PauseRun": "pause-run.json",
     "ResumeRun": "resume-run.json",
     "CancelRun": "cancel-run.json",
+    "CompleteRun": "complete-run.json",
     "SetVariables": "set-variables.json",
     "SkipNode": "skip-node.json",
     "SignalRun": "signal-run.json",
