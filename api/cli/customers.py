@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,10 @@ from api.cli.client import REJECTED, JsonOption, call, err, fail, out, print_ite
 
 customers_app = typer.Typer(help="Customers: import, list, show, context.", no_args_is_help=True)
 playbooks_app = typer.Typer(help="Playbooks: publish, list.", no_args_is_help=True)
+demo_app = typer.Typer(help="Load an example pack into a running Heddle.", no_args_is_help=True)
+PACK = Path(__file__).resolve().parents[2] / "examples" / "customer-success"
+REFERENCE_DAY = date(2026, 12, 1)
+"""The day the example pack's dates are written for: the demo moves them to today."""
 BATCH = 500
 """Customers sent per request (`POST /v1/customers/import` takes up to 1,000)."""
 JSON_COLUMNS = ("contract", "stakeholders", "tags", "usage", "engagement")
@@ -25,9 +30,10 @@ JSON_COLUMNS = ("contract", "stakeholders", "tags", "usage", "engagement")
 
 
 def register(app: typer.Typer) -> None:
-    """Add `customers`, `playbooks` and `queue` to `app`."""
+    """Add `customers`, `playbooks`, `demo` and `queue` to `app`."""
     app.add_typer(customers_app, name="customers")
     app.add_typer(playbooks_app, name="playbooks")
+    app.add_typer(demo_app, name="demo")
     app.command("queue")(queue)
 
 
@@ -190,3 +196,52 @@ def queue(
     out.print(
         f"{stats['recommended']} recommended, {stats['tasks']} tasks, {stats['overdue']} overdue"
     )
+
+
+def redated(customer: dict[str, Any], today: date) -> dict[str, Any]:
+    """An example customer with its dates moved from `REFERENCE_DAY` to `today`."""
+    shift = today - REFERENCE_DAY
+
+    def moved(day: str) -> str:
+        return (date.fromisoformat(day) + shift).isoformat()
+
+    engagement = {
+        key: moved(value) if key in ("last_contact", "qbr_date") else value
+        for key, value in customer.get("engagement", {}).items()
+    }
+    renewal = (
+        {"renewal_date": moved(customer["renewal_date"])} if "renewal_date" in customer else {}
+    )
+    return {**customer, **renewal, "engagement": engagement}
+
+
+def example_customers(today: date | None = None) -> list[dict[str, Any]]:
+    """The pack's ten customers, their dates moved to `today` (the real one by default)."""
+    today = today or datetime.now(UTC).date()
+    lines = (PACK / "customers.jsonl").read_text(encoding="utf-8").splitlines()
+    return [redated(json.loads(line), today) for line in lines if line.strip()]
+
+
+@demo_app.command("customer-success")
+def demo_customer_success() -> None:
+    """Publish the customer-success pack (three renewal workflows and the renewals
+    playbook) and import its ten customers, dated from today; then print each CSM's queue."""
+    for kind in ("prepare", "critical", "emergency"):
+        document = yaml.safe_load((PACK / f"renewal-{kind}.yaml").read_text(encoding="utf-8"))
+        published = call("PUT", f"/v1/workflows/{document['name']}", json=document)
+        out.print(f"workflow {published['workflow']} v{published['version']}")
+    playbook = yaml.safe_load((PACK / "playbook.yaml").read_text(encoding="utf-8"))
+    answer = call("PUT", "/v1/playbooks/renewals", json=playbook)
+    out.print(f"playbook renewals v{answer['version']}")
+    customers = example_customers()
+    imported = call("POST", "/v1/customers/import", json={"customers": customers})
+    out.print(f"imported {len(imported['accepted'])} customers")
+    last = imported["accepted"][-1]["command_id"]
+    wait = {"X-Heddle-Wait-For-Command": last, "X-Heddle-Wait-Timeout": "30"}
+    for owner in sorted({c["owner"] for c in customers}):
+        queue_of = call("GET", f"/v1/queues/{owner}", headers=wait)
+        top = queue_of["items"][0] if queue_of["items"] else None
+        next_up = f"; next: {top['customer_name']} ({top['workflow']})" if top else ""
+        out.print(f"{owner}: {queue_of['stats']['recommended']} recommended{next_up}")
+    out.print("see a queue with `heddle queue maya`, a customer with "
+              "`heddle customers context acme`")  # fmt: skip

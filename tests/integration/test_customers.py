@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from api.cli.customers import example_customers
 from infra.projector import rebuild
 from tests.integration.helpers import EXAMPLES, publish, wait_for_command, wait_for_run
 from tests.integration.shared import heddle  # noqa: F401 (fixture)
@@ -25,27 +26,7 @@ from tests.integration.test_projections import table_digest
 from tests.integration.test_streams import heddle_cli, served
 
 PACK = EXAMPLES / "customer-success"
-REFERENCE_DAY = date(2026, 12, 1)
-"""The day the example's dates are written for: tests move them to today."""
 CSMS = ("maya", "omar", "lena")
-
-
-def example_customers() -> list[dict[str, Any]]:
-    """The example's ten customers, their dates moved by the days since `REFERENCE_DAY`."""
-    shift = datetime.now(UTC).date() - REFERENCE_DAY
-    customers = [json.loads(line) for line in (PACK / "customers.jsonl").read_text().splitlines()]
-    for customer in customers:
-        if "renewal_date" in customer:
-            customer["renewal_date"] = moved(customer["renewal_date"], shift)
-        engagement = customer.get("engagement", {})
-        for key in ("last_contact", "qbr_date"):
-            if key in engagement:
-                engagement[key] = moved(engagement[key], shift)
-    return customers
-
-
-def moved(day: str, shift: timedelta) -> str:
-    return (date.fromisoformat(day) + shift).isoformat()
 
 
 def in_days(days: int) -> str:
