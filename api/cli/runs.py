@@ -81,6 +81,8 @@ def runs_list(
     status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow")] = None,
     parent: Annotated[str | None, typer.Option(help="Only the child runs of this run")] = None,
+    customer: Annotated[str | None, typer.Option(help="Only the runs for this customer")] = None,
+    assignee: Annotated[str | None, typer.Option(help="Only the runs of this person")] = None,
     limit: Annotated[int, typer.Option(help="Runs per page (at most 500)")] = 50,
     cursor: Annotated[
         str | None, typer.Option(help="Go on after a page (the cursor it printed)")
@@ -89,7 +91,8 @@ def runs_list(
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first, a page at a time (the next page's cursor on stderr)."""
-    wanted = {"status": status, "workflow": workflow, "parent": parent, "limit": limit}
+    wanted = {"status": status, "workflow": workflow, "parent": parent, "limit": limit,
+              "customer_id": customer, "assignee": assignee}  # fmt: skip
     params = {k: v for k, v in {**wanted, "cursor": cursor}.items() if v}
     if every:
         items = every_page("/v1/runs", params)
