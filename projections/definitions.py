@@ -48,21 +48,22 @@ def project(events: list[Event], sql: Cursor) -> None:
 # Queries: what the API reads of `workflow_versions`.
 
 
-async def latest_versions(sql: AsyncCursor, tenant: str) -> list[Row]:
-    """Every workflow of the tenant with its latest version, by name."""
+async def latest_versions(sql: AsyncCursor, tenant: str, table: str = TABLES[0]) -> list[Row]:
+    """Every workflow of the tenant with its latest version, by name (`table`: another
+    table of versions of this shape, as `playbook_versions`)."""
     return await rows(
         sql,
         "SELECT DISTINCT ON (name) name, version, content_hash, published_by, published_at"
-        " FROM workflow_versions WHERE tenant = %s ORDER BY name, version DESC",
+        f" FROM {table} WHERE tenant = %s ORDER BY name, version DESC",
         [tenant],
     )
 
 
-async def versions(sql: AsyncCursor, tenant: str, name: str) -> list[Row]:
+async def versions(sql: AsyncCursor, tenant: str, name: str, table: str = TABLES[0]) -> list[Row]:
     """Every version of one workflow of the tenant, oldest first (none: no such workflow)."""
     return await rows(
         sql,
-        "SELECT version, content_hash, spec, published_by, published_at FROM workflow_versions"
+        f"SELECT version, content_hash, spec, published_by, published_at FROM {table}"
         " WHERE tenant = %s AND name = %s ORDER BY version",
         [tenant, name],
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from domain import messages as m
 from domain.messages import Event, PlaybookEvent
 from projections import Cursor, json_text
-from projections.queries import AsyncCursor, Row, rows
 
 NAME = "playbooks"
 TABLES = ["playbook_versions"]
@@ -39,24 +38,4 @@ def project(events: list[Event], sql: Cursor) -> None:
         ])  # fmt: skip
 
 
-# Queries: what the API reads of `playbook_versions`.
-
-
-async def latest_versions(sql: AsyncCursor, tenant: str) -> list[Row]:
-    """Every playbook of the tenant with its latest version, by name."""
-    return await rows(
-        sql,
-        "SELECT DISTINCT ON (name) name, version, content_hash, published_by, published_at"
-        " FROM playbook_versions WHERE tenant = %s ORDER BY name, version DESC",
-        [tenant],
-    )
-
-
-async def versions(sql: AsyncCursor, tenant: str, name: str) -> list[Row]:
-    """Every version of one playbook of the tenant, oldest first."""
-    return await rows(
-        sql,
-        "SELECT version, content_hash, spec, published_by, published_at FROM playbook_versions"
-        " WHERE tenant = %s AND name = %s ORDER BY version",
-        [tenant, name],
-    )
+# Queries: those of `definitions` (`latest_versions`, `versions`) with `table=TABLES[0]`.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
@@ -16,13 +16,13 @@ from api.http.consistency import consistent_reads
 from api.http.database import jsonable, read
 from api.http.dependencies import Caller, Runtime, caller
 from api.http.send import send_command
-from api.http.workflows import YamlAlias, invalid, read_document
+from api.http.workflows import YamlAlias, invalid, one_version, read_document
 from domain.customers import customer_id
 from domain.errors import DefinitionInvalid
 from domain.playbooks import parse_playbook
 from handlers.commands.customers import published_workflows
 from handlers.unit_of_work import UnitOfWork
-from projections import customers, playbooks
+from projections import customers, definitions, playbooks
 
 
 class PlaybookPublished(BaseModel):
@@ -93,21 +93,16 @@ def routes(runtime: Runtime) -> APIRouter:
     @router.get("/v1/playbooks", response_model=PlaybookList, operation_id="list_playbooks")
     async def list_playbooks(who: Caller = Depends(caller)) -> dict[str, Any]:
         """Every playbook with its latest version."""
-        return {"items": jsonable(await read(runtime, playbooks.latest_versions, who.tenant))}
+        latest = await read(runtime, definitions.latest_versions, who.tenant, playbooks.TABLES[0])
+        return {"items": jsonable(latest)}
 
     @router.get("/v1/playbooks/{name}", response_model=PlaybookVersion, operation_id="get_playbook")
     async def get_playbook(
         name: str, who: Caller = Depends(caller), version: int | None = Query(default=None, ge=1)
     ) -> dict[str, Any]:
         """One version of a playbook (the latest by default) and the list of versions."""
-        found = await read(runtime, playbooks.versions, who.tenant, name)
-        if not found:
-            raise HTTPException(404, f"no playbook {name!r}")
-        chosen = found[-1] if version is None else next(
-            (r for r in found if r["version"] == version), None
-        )  # fmt: skip
-        if chosen is None:
-            raise HTTPException(404, f"playbook {name!r} has no version {version}")
-        return {"name": name, **jsonable(chosen), "versions": [r["version"] for r in found]}
+        table = playbooks.TABLES[0]
+        found = await read(runtime, definitions.versions, who.tenant, name, table)
+        return one_version(found, "playbook", name, version)
 
     return router
