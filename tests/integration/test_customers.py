@@ -331,3 +331,42 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
     for name in ("customers", "queues", "playbooks"):
         await asyncio.to_thread(rebuild, heddle.database_url, heddle.store, name)
     assert {t: table_digest(heddle.database_url, t) for t in tables} == before
+
+
+async def test_a_csv_import_nests_dotted_columns_and_reports_bad_rows_by_line(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    source = tmp_path / "book.csv"
+    source.write_text(
+        "customer_id,name,owner,arr,renewal_date,usage.active_users,stakeholders\n"
+        'csv-1,Nakatomi,holly,125000,2027-03-01,80,"[{""name"": ""Joseph Takagi""}]"\n'
+        "csv-2,,holly,10,2027-03-01,,\n"
+        "csv-3,Gruber Ltd,hans,not-a-number,,,\n"
+        "csv-4,Clay Co,holly,99,,,\n"
+    )
+    code, stdout, stderr = await heddle_cli(client, "customers", "import", str(source))
+    assert code == 3, stderr
+    assert "imported 2 customers; 2 lines refused" in stdout
+    assert "line 3: name: Field required" in stderr
+    assert "line 4: arr: Input should be a valid number" in stderr
+    nakatomi = await until(
+        lambda: _json(client.get("/v1/customers", params={"owner": "holly"})),
+        lambda page: len(page["items"]) == 2,
+    )
+    first = next(c for c in nakatomi["items"] if c["customer_id"] == "csv-1")
+    assert first["profile"]["usage"]["active_users"] == 80
+    assert first["profile"]["stakeholders"][0]["name"] == "Joseph Takagi"
+    assert first["arr"] == 125000
+
+
+async def test_the_demo_loads_the_pack_and_prints_each_csms_next_item(heddle: Any) -> None:
+    async with served(heddle, tenant="demo") as demo:
+        code, stdout, stderr = await heddle_cli(demo, "demo", "customer-success")
+        assert code == 0, stderr
+        assert "imported 10 customers" in stdout
+        assert "maya: 3 recommended; next: Acme Corp (renewal-emergency)" in stdout
+        assert "omar: 2 recommended; next: Umbrella (renewal-emergency)" in stdout
+        assert "lena: 3 recommended; next: Soylent (renewal-emergency)" in stdout
+        code, stdout, stderr = await heddle_cli(demo, "queue", "maya")
+        assert code == 0, stderr
+        assert stdout.splitlines()[0].split()[:4] == ["174.0", "Acme", "Corp:", "renewal-emergency"]
