@@ -18,6 +18,7 @@ from domain.customers import (
     CUSTOMER_ID,
     EvaluateCustomer,
     RecordCustomerSignal,
+    SnoozeQueueItem,
     UpdateCustomer,
     UpsertCustomer,
 )
@@ -315,6 +316,7 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "UpdateCustomer": UpdateCustomer,
     "RecordCustomerSignal": RecordCustomerSignal,
     "EvaluateCustomer": EvaluateCustomer,
+    "SnoozeQueueItem": SnoozeQueueItem,
     "PublishPlaybook": PublishPlaybook,
 }
 ADMIN_COMMANDS = frozenset({"ConfigureTenant"})

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from domain.definitions import HEDDLE_NAMESPACE
 from domain.errors import CommandRejected
+from domain.runs.timers import moment
 
 CUSTOMER_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 MAX_SIGNALS = 50
@@ -182,6 +183,7 @@ class Customer(Aggregate):
         self.recommendations: list[dict[str, Any]] = []
         self.recommended_since: dict[str, str] = {}
         self.assignee: str | None = None
+        self.snoozed: dict[str, str] = {}
 
     def set_profile(self, profile: dict[str, Any], actor: str) -> bool:
         """Replace the profile (validated); False when nothing changed."""
@@ -226,6 +228,23 @@ class Customer(Aggregate):
             return False
         self._recommended(items, playbooks, owner, at)
         return True
+
+    def snooze(self, item_id: str, until: str, actor: str, *, now: datetime) -> str:
+        """Take a recommendation off its queue until `until` (ISO 8601 or a duration such
+        as `3d`); it comes back then, if the playbooks still recommend it."""
+        if item_id not in {item["item_id"] for item in self.recommendations}:
+            raise CommandRejected(
+                f"no item {item_id} is recommended for customer {self.external_id!r}"
+            )
+        at = moment(until, "until", now)
+        if at <= now:
+            raise CommandRejected(f"until: {until!r} is not in the future")
+        self._item_snoozed(item_id, at.isoformat(), actor)
+        return at.isoformat()
+
+    @event("ItemSnoozed")
+    def _item_snoozed(self, item_id: str, until: str, actor: str) -> None:
+        self.snoozed = {**self.snoozed, item_id: until}
 
     @event("Recommended")
     def _recommended(
@@ -276,3 +295,14 @@ class EvaluateCustomer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     customer_id: str = Field(pattern=CUSTOMER_ID)
+
+
+class SnoozeQueueItem(BaseModel):
+    """Take a customer's recommendation off its queue until a time (`2026-12-10T09:00Z`)
+    or for a while (`3d`); it comes back then if the playbooks still recommend it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customer_id: str = Field(pattern=CUSTOMER_ID)
+    item_id: UUID
+    until: str = Field(min_length=1, max_length=64, description="ISO 8601 time or duration")

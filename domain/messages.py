@@ -240,6 +240,7 @@ class CustomerEvent(StrEnum):
     """The events of `Customer`, as `type` names them on the wire."""
 
     CREATED = "Customer.Created"
+    ITEM_SNOOZED = "Customer.ItemSnoozed"
     PROFILE_SET = "Customer.ProfileSet"
     RECOMMENDED = "Customer.Recommended"
     SIGNAL_RECORDED = "Customer.SignalRecorded"
@@ -679,4 +680,10 @@ class PlaybookVersionPublished(TypedDict):
     number: int
     content_hash: str
     spec: dict[str, Any]
+    actor: str
+
+
+class CustomerItemSnoozed(TypedDict):
+    item_id: str
+    until: str
     actor: str

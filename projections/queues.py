@@ -3,9 +3,10 @@
 queue of one person that reads them with the open tasks of their runs.
 
 A recommendation leaves the queue once a run of its workflow for its customer is going
-or has completed (a failed or cancelled one puts it back). `queue_customers` remembers
-the customer version each customer's items come from, so an event applied twice, or
-late, changes nothing. `recommended_at` is when the item first appeared.
+or has completed (a failed or cancelled one puts it back), or while it is snoozed
+(`queue_snoozes`); the tasks of a paused (snoozed) run leave it until the run resumes.
+`queue_customers` remembers the customer version each customer's items come from, so an
+event applied twice, or late, changes nothing. `recommended_at` is when the item first appeared.
 """
 
 from __future__ import annotations
@@ -19,8 +20,15 @@ from projections.queries import AsyncCursor, Row, rows
 from projections.tasks import SCORE
 
 NAME = "queues"
-TABLES = ["queue_items", "queue_customers"]
+TABLES = ["queue_items", "queue_customers", "queue_snoozes"]
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_snoozes (
+    item_id uuid PRIMARY KEY,
+    aggregate_id uuid NOT NULL,
+    until timestamptz NOT NULL,
+    snoozed_by text NOT NULL,
+    version integer NOT NULL
+);
 CREATE TABLE IF NOT EXISTS queue_customers (
     aggregate_id uuid PRIMARY KEY,
     tenant text NOT NULL,
@@ -74,6 +82,9 @@ ON CONFLICT (item_id) DO UPDATE SET assignee = EXCLUDED.assignee, workflow = EXC
 def project(events: list[Event], sql: Cursor) -> None:
     """Apply a batch (after `customers`, whose rows name each item's tenant and customer)."""
     for event in events:
+        if event["type"] == CustomerEvent.ITEM_SNOOZED:
+            snoozed(sql, event)
+            continue
         if event["type"] != CustomerEvent.RECOMMENDED:
             continue
         data: m.CustomerRecommended = event["data"]  # type: ignore[assignment]
@@ -105,6 +116,18 @@ def project(events: list[Event], sql: Cursor) -> None:
         )
 
 
+def snoozed(sql: Cursor, event: Event) -> None:
+    data: m.CustomerItemSnoozed = event["data"]  # type: ignore[assignment]
+    sql.execute(
+        "INSERT INTO queue_snoozes (item_id, aggregate_id, until, snoozed_by, version)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (item_id) DO UPDATE SET until = EXCLUDED.until,"
+        " snoozed_by = EXCLUDED.snoozed_by, version = EXCLUDED.version"
+        " WHERE queue_snoozes.version < EXCLUDED.version",
+        [data["item_id"], event["aggregate_id"], data["until"], data["actor"],
+         event["aggregate_version"]],
+    )  # fmt: skip
+
+
 # Queries: one person's queue.
 
 OPEN_RUN = """NOT EXISTS (
@@ -117,6 +140,7 @@ SELECT q.item_id, q.customer_id, c.name AS customer_name, q.playbook, q.rule, q.
        c.renewal_date::text AS renewal_date, c.arr, c.health, c.risk
 FROM queue_items q JOIN customers c USING (aggregate_id)
 WHERE q.tenant = %s AND q.assignee = %s AND {OPEN_RUN}
+  AND NOT EXISTS (SELECT 1 FROM queue_snoozes s WHERE s.item_id = q.item_id AND s.until > now())
 ORDER BY q.score DESC, q.item_id
 """
 TASKS = f"""
@@ -125,7 +149,8 @@ SELECT t.run_id, t.task_id, t.type, t.title, t.assignee, t.role, t.priority, t.d
        COALESCE(t.due_at < now(), false) AS overdue
 FROM (SELECT *, {SCORE} AS score FROM tasks WHERE tenant = %s AND status = 'open') t
 JOIN runs r USING (run_id)
-WHERE r.assignee = %s OR t.assignee = %s
+WHERE (r.assignee = %s OR t.assignee = %s OR (t.assignee IS NULL AND t.role = ANY(%s)))
+  AND r.status <> 'paused'
 ORDER BY t.score DESC, t.created_at, t.task_id
 """
 
@@ -135,9 +160,10 @@ async def recommended(sql: AsyncCursor, tenant: str, assignee: str) -> list[Row]
     return await rows(sql, ITEMS, [tenant, assignee])
 
 
-async def open_tasks(sql: AsyncCursor, tenant: str, assignee: str) -> list[Row]:
-    """The open tasks of the person's runs and those given to them, by today's score."""
-    return await rows(sql, TASKS, [tenant, assignee, assignee])
+async def open_tasks(sql: AsyncCursor, tenant: str, assignee: str, roles: list[str]) -> list[Row]:
+    """The open tasks of the person's runs, those given to them and those of their `roles`
+    nobody has taken, by today's score (a paused run's wait until it resumes)."""
+    return await rows(sql, TASKS, [tenant, assignee, assignee, roles])
 
 
 async def get_item(sql: AsyncCursor, tenant: str, assignee: str, item_id: Any) -> Row | None:

@@ -12,13 +12,13 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.consistency import consistent_reads
 from api.http.database import jsonable, read
 from api.http.dependencies import Caller, Runtime, caller
 from api.http.send import Accepted, send_command
-from domain.customers import facts
+from domain.customers import customer_id, facts
 from domain.definitions import HEDDLE_NAMESPACE
 from projections import customers, queues
 
@@ -78,6 +78,12 @@ class QueueStats(BaseModel):
     by_stage: dict[str, int]
 
 
+class SnoozeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: str = Field(min_length=1, max_length=64, description="ISO 8601 time or duration (3d)")
+
+
 class Queue(BaseModel):
     assignee: str
     items: list[QueueItem]
@@ -94,11 +100,12 @@ def routes(runtime: Runtime) -> APIRouter:
         assignee: str,
         who: Caller = Depends(caller),
         limit: int = Query(default=100, ge=1, le=1000, description="items and tasks shown"),
+        role: list[str] = Query(default=[], description="roles whose open tasks they may take"),
     ) -> dict[str, Any]:
         """What `assignee` should do next: recommendations by score, then open tasks by
         score, and counts of everything (not only what `limit` shows)."""
         items = await read(runtime, queues.recommended, who.tenant, assignee)
-        tasks = await read(runtime, queues.open_tasks, who.tenant, assignee)
+        tasks = await read(runtime, queues.open_tasks, who.tenant, assignee, role)
         stats = {
             "total": len(items) + len(tasks),
             "recommended": len(items),
@@ -154,5 +161,25 @@ def routes(runtime: Runtime) -> APIRouter:
             runtime, who, "StartRun", payload, run_id, command_id=f"queue-start:{run_id}"
         )
         return Accepted(command_id=command_id, run_id=run_id)
+
+    @router.post(
+        "/v1/queues/{assignee}/items/{item_id}/snooze",
+        status_code=202,
+        response_model=Accepted,
+        operation_id="snooze_queue_item",
+    )
+    async def snooze_item(
+        assignee: str, item_id: UUID, body: SnoozeIn, who: Caller = Depends(caller)
+    ) -> Accepted:
+        """Take the item off the queue until a time or for a while (`SnoozeQueueItem`); it
+        comes back then if the playbooks still recommend it."""
+        item = await read(runtime, queues.get_item, who.tenant, assignee, item_id)
+        if item is None:
+            raise HTTPException(404, f"no item {item_id} in the queue of {assignee!r}")
+        external = item["customer_id"]
+        payload = {"customer_id": external, "item_id": str(item_id), "until": body.until}
+        key = str(customer_id(who.tenant, external))
+        command_id = await send_command(runtime, who, "SnoozeQueueItem", payload, key)
+        return Accepted(command_id=command_id)
 
     return router

@@ -46,6 +46,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     from domain.customers import (
         EvaluateCustomer,
         RecordCustomerSignal,
+        SnoozeQueueItem,
         UpdateCustomer,
         UpsertCustomer,
     )
@@ -79,6 +80,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         "update-customer.json": UpdateCustomer,
         "record-customer-signal.json": RecordCustomerSignal,
         "evaluate-customer.json": EvaluateCustomer,
+        "snooze-queue-item.json": SnoozeQueueItem,
         "publish-playbook.json": PublishPlaybook,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}

@@ -10,6 +10,7 @@ from domain.customers import (
     Customer,
     EvaluateCustomer,
     RecordCustomerSignal,
+    SnoozeQueueItem,
     UpdateCustomer,
     UpsertCustomer,
     customer_id,
@@ -94,6 +95,14 @@ def published_workflows(uow: UnitOfWork, tenant: str, document: Any) -> set[str]
         and (found := uow.get(definition_id(tenant, name), WorkflowDefinition))
         and found.versions
     }
+
+
+def snooze_queue_item(
+    command: SnoozeQueueItem, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
+    customer = customer_of(uow, envelope.tenant, command.customer_id)
+    until = customer.snooze(str(command.item_id), command.until, envelope.actor, now=ctx.now)
+    return {"customer_id": customer.external_id, "item_id": str(command.item_id), "until": until}
 
 
 def publish_playbook(

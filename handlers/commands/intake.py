@@ -47,7 +47,13 @@ from domain.commands import (
     receipt_id,
     tenant_of,
 )
-from domain.customers import EvaluateCustomer, RecordCustomerSignal, UpdateCustomer, UpsertCustomer
+from domain.customers import (
+    EvaluateCustomer,
+    RecordCustomerSignal,
+    SnoozeQueueItem,
+    UpdateCustomer,
+    UpsertCustomer,
+)
 from domain.errors import CommandRejected, DefinitionInvalid
 from domain.messages import CommandEnvelope
 from domain.playbooks import PublishPlaybook
@@ -88,6 +94,7 @@ COMMAND_HANDLERS: dict[type[BaseModel], Handler] = {
     UpdateCustomer: customers.update_customer,
     RecordCustomerSignal: customers.record_customer_signal,
     EvaluateCustomer: customers.evaluate_customer,
+    SnoozeQueueItem: customers.snooze_queue_item,
     PublishPlaybook: customers.publish_playbook,
 }
 """The handler of each command, by its class (`domain.commands.COMMAND_TYPES` names them)."""

@@ -270,6 +270,20 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
                             ("globex", "renewal-critical")]  # fmt: skip
     assert maya["items"][1]["score"] == 120
 
+    # Globex is snoozed for three days: it leaves the queue, and only it.
+    globex = maya["items"][2]["item_id"]
+    snoozed = await client.post(f"/v1/queues/maya/items/{globex}/snooze", json={"until": "3d"})
+    assert snoozed.status_code == 202, snoozed.text
+    outcome = await wait_for_command(client, snoozed.json()["command_id"])
+    assert outcome["status"] == "accepted", outcome
+    maya = await _json(
+        client.get("/v1/queues/maya", headers=waiting_for(snoozed.json()["command_id"]))
+    )
+    assert listed(maya) == [("acme", "renewal-emergency"), ("initech", "renewal-prepare")]
+    past = await client.post(f"/v1/queues/maya/items/{globex}/snooze", json={"until": "yesterday"})
+    refused = await wait_for_command(client, past.json()["command_id"])
+    assert "neither an ISO 8601 time nor a duration" in refused["reason"]
+
     # Starting the top item binds its run to the customer; the item leaves the queue, its
     # task comes in; starting it again starts nothing more.
     start = f"/v1/queues/maya/items/{acme['item_id']}/start"
@@ -283,11 +297,22 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
         (t["name"], t["points"]) for t in acme["terms"]
     ]
     maya = await until(lambda: queue("maya"), lambda q: bool(q["tasks"]))
-    assert listed(maya) == [("initech", "renewal-prepare"), ("globex", "renewal-critical")]
+    assert listed(maya) == [("initech", "renewal-prepare")]
     assert [(t["run_id"], t["title"]) for t in maya["tasks"]] == [
         (run_id, "Renewal plan for Acme Corp")
     ]
-    assert maya["stats"]["total"] == 3
+    assert maya["stats"]["total"] == 2
+
+    # A paused (snoozed) run's task leaves the queue until the run resumes.
+    paused = await client.post(f"/v1/runs/{run_id}/pause", json={"reason": "waiting on legal"})
+    await wait_for_command(client, paused.json()["command_id"])
+    assert (await _json(client.get("/v1/queues/maya", headers=waiting_for(
+        paused.json()["command_id"]))))["tasks"] == []  # fmt: skip
+    resumed = await client.post(f"/v1/runs/{run_id}/resume", json={})
+    await wait_for_command(client, resumed.json()["command_id"])
+    back = await _json(client.get("/v1/queues/maya", headers=waiting_for(
+        resumed.json()["command_id"])))  # fmt: skip
+    assert [t["run_id"] for t in back["tasks"]] == [run_id]
     again = await client.post(start)
     assert again.status_code == 409
     context = await _json(client.get("/v1/customers/acme/context"))
@@ -311,13 +336,25 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
     evaluated = await wait_for_command(client, f"evaluate-after:{run_id}")
     assert (evaluated["status"], evaluated["result"]["customer_id"]) == ("accepted", "acme")
     maya = await until(lambda: queue("maya"), lambda q: not q["tasks"])
-    assert listed(maya) == [("initech", "renewal-prepare"), ("globex", "renewal-critical")]
+    assert listed(maya) == [("initech", "renewal-prepare")]
     context = await _json(client.get("/v1/customers/acme/context"))
     assert context["active_runs"] == []
     assert [(r["run_id"], r["output"]["outcome"]) for r in context["past_runs"]] == [
         (run_id, "renewed")
     ]
     assert context["open_tasks"] == []
+
+    # Open tasks of a role the person may take come in when the queue is asked with it.
+    await publish(client, yaml.safe_load((EXAMPLES / "approval.yaml").read_text()))
+    refund = await client.post(
+        "/v1/runs", json={"workflow": "refund-approval", "input": {"customer": "Ada", "amount": 9}}
+    )
+    support = await until(
+        lambda: _json(client.get("/v1/queues/maya", params={"role": "support"})),
+        lambda q: bool(q["tasks"]),
+    )
+    assert [t["run_id"] for t in support["tasks"]] == [refund.json()["run_id"]]
+    assert (await queue("maya"))["tasks"] == []
 
     # Another tenant sees none of it.
     async with served(heddle, tenant="intruder") as intruder:
@@ -326,7 +363,8 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
         assert (await intruder.get("/v1/customers/acme/context")).status_code == 404
 
     # The read models rebuild to the same rows.
-    tables = ["customers", "queue_items", "queue_customers", "playbook_versions", "runs"]
+    tables = ["customers", "queue_items", "queue_customers", "queue_snoozes",
+              "playbook_versions", "runs"]  # fmt: skip
     before = {t: table_digest(heddle.database_url, t) for t in tables}
     for name in ("customers", "queues", "playbooks"):
         await asyncio.to_thread(rebuild, heddle.database_url, heddle.store, name)

@@ -424,6 +424,9 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
                 "POST", f"/v1/queues/maya/items/{item['item_id']}/start"
             ),
             "PATCH /v1/customers/{customer_id}": lambda: rejected_patch(customer_path),
+            "POST /v1/queues/{assignee}/items/{item_id}/snooze": lambda: not_found(
+                "POST", f"/v1/queues/maya/items/{item['item_id']}/snooze", json={"until": "1d"}
+            ),
             "POST /v1/customers/{customer_id}/signals": lambda: rejected(
                 f"{customer_path}/signals", {"kind": "contact"}
             ),

@@ -382,6 +382,7 @@ PAYLOAD_SCHEMAS = {
     "UpdateCustomer": "update-customer.json",
     "RecordCustomerSignal": "record-customer-signal.json",
     "EvaluateCustomer": "evaluate-customer.json",
+    "SnoozeQueueItem": "snooze-queue-item.json",
     "PublishPlaybook": "publish-playbook.json",
 }
 
