@@ -184,6 +184,7 @@ class Customer(Aggregate):
         self.recommended_since: dict[str, str] = {}
         self.assignee: str | None = None
         self.snoozed: dict[str, str] = {}
+        self.evaluated_at = ""
 
     def set_profile(self, profile: dict[str, Any], actor: str) -> bool:
         """Replace the profile (validated); False when nothing changed."""
@@ -222,9 +223,11 @@ class Customer(Aggregate):
 
     def recommend(self, items: list[dict[str, Any]], playbooks: dict[str, int], at: str) -> bool:
         """Record what the playbooks recommend now (`domain.playbooks.recommend`); False
-        when it is what they recommended already."""
+        when it is what they recommended already today (a day's first evaluation is
+        always recorded: the daily one is due until it is)."""
         owner = self.profile.get("owner")
-        if items == self.recommendations and owner == self.assignee:
+        same_day = self.evaluated_at[:10] == at[:10]
+        if items == self.recommendations and owner == self.assignee and same_day:
             return False
         self._recommended(items, playbooks, owner, at)
         return True
@@ -252,6 +255,7 @@ class Customer(Aggregate):
     ) -> None:
         self.recommendations = items
         self.assignee = assignee
+        self.evaluated_at = at
         since = {item["item_id"]: self.recommended_since.get(item["item_id"], at) for item in items}
         self.recommended_since = since
 

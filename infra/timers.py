@@ -1,10 +1,13 @@
-"""The timer role: fires the timers runs have set, when they are due.
+"""The timer role: fires the timers runs have set, when they are due, and evaluates the
+playbooks again for each customer once a day.
 
 Timers are events in their runs (`TimerSet`); the `timers` read model lists the pending
 ones. This role asks it for those that are due and sends a `FireTimer` command for each,
 with the command id `timer:<run>:<timer>`: the intake decides each command id once, so a
 timer fires once even when this role sends it again (after a restart, or while the read
-model has not caught up), and any number of timer roles may run.
+model has not caught up), and any number of timer roles may run. The daily evaluation
+works the same way: a customer not evaluated yet today (`queues.EVALUATION_DUE`) gets
+`EvaluateCustomer` with the command id `evaluate:<customer>:<day>`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from domain.messages import CommandEnvelope
+from projections.queues import EVALUATION_DUE
 
 log = logging.getLogger("heddle.timers")
 
@@ -38,6 +43,7 @@ class Timers:
     async def run(self) -> None:
         while True:
             await self.fire_due()
+            await self.evaluate_due()
             await asyncio.sleep(self.poll_seconds)
 
     async def fire_due(self) -> int:
@@ -64,4 +70,27 @@ class Timers:
             self._sent[(run_id, timer)] = now
         if fresh:
             log.info("fired %d timers", len(fresh))
+        return len(fresh)
+
+    async def evaluate_due(self) -> int:
+        """Send `EvaluateCustomer` for every customer not evaluated yet today (and not sent
+        in the last few seconds)."""
+        async with self.reads.connection() as conn, conn.cursor() as cur:
+            await cur.execute(EVALUATION_DUE)
+            due = await cur.fetchall()
+        now = time.monotonic()
+        day = datetime.now(UTC).date().isoformat()
+        fresh = [row for row in due if ("customer", str(row[2])) not in self._sent]
+        for tenant, external, aggregate_id in fresh:
+            envelope = CommandEnvelope(
+                command_id=f"evaluate:{external}:{day}",
+                type="EvaluateCustomer",
+                tenant=tenant,
+                actor="heddle",
+                payload={"customer_id": external},
+            )
+            await self.send(envelope, str(aggregate_id))
+            self._sent[("customer", str(aggregate_id))] = now
+        if fresh:
+            log.info("evaluated %d customers for the day", len(fresh))
         return len(fresh)

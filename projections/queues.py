@@ -128,6 +128,19 @@ def snoozed(sql: Cursor, event: Event) -> None:
     )  # fmt: skip
 
 
+EVALUATION_DUE = """
+SELECT c.tenant, c.customer_id, c.aggregate_id FROM customers c
+LEFT JOIN queue_customers q USING (aggregate_id)
+WHERE c.name <> ''
+  AND (q.evaluated_at IS NULL OR q.evaluated_at < date_trunc('day', now() AT TIME ZONE 'UTC')
+       AT TIME ZONE 'UTC')
+  AND EXISTS (SELECT 1 FROM playbook_versions p WHERE p.tenant = c.tenant)
+ORDER BY q.evaluated_at NULLS FIRST LIMIT 500
+"""
+"""Customers of tenants with a playbook not evaluated yet today (UTC): the timer role
+sends each an `EvaluateCustomer` once a day, as renewals come closer."""
+
+
 # Queries: one person's queue.
 
 OPEN_RUN = """NOT EXISTS (

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import yaml
 
@@ -369,6 +370,15 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
     for name in ("customers", "queues", "playbooks"):
         await asyncio.to_thread(rebuild, heddle.database_url, heddle.store, name)
     assert {t: table_digest(heddle.database_url, t) for t in tables} == before
+
+    # A day later (its evaluation moved back a day), the timer role evaluates Wonka again.
+    with psycopg.connect(heddle.database_url) as conn:
+        conn.execute(
+            "UPDATE queue_customers SET evaluated_at = evaluated_at - interval '1 day'"
+            " WHERE aggregate_id = (SELECT aggregate_id FROM customers WHERE customer_id = 'wonka')"
+        )
+    daily = await wait_for_command(client, f"evaluate:wonka:{in_days(0)}")
+    assert (daily["status"], daily["result"]["customer_id"]) == ("accepted", "wonka")
 
 
 async def test_a_csv_import_nests_dotted_columns_and_reports_bad_rows_by_line(
