@@ -300,7 +300,7 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
     maya = await until(lambda: queue("maya"), lambda q: bool(q["tasks"]))
     assert listed(maya) == [("initech", "renewal-prepare")]
     assert [(t["run_id"], t["title"]) for t in maya["tasks"]] == [
-        (run_id, "Renewal plan for Acme Corp")
+        (run_id, "Renewal call: Acme Corp")
     ]
     assert maya["stats"]["total"] == 2
 
@@ -318,6 +318,8 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
     assert again.status_code == 409
     context = await _json(client.get("/v1/customers/acme/context"))
     assert [r["run_id"] for r in context["active_runs"]] == [run_id]
+    assert [a["name"] for a in context["artifacts"]] == ["brief-acme.md"]
+    assert [t["title"] for t in context["open_tasks"]] == ["Renewal call: Acme Corp"]
 
     # Completing the run with an outcome takes its task off the queue, and the customer's
     # context shows it among the past runs; the playbook does not bring the item back.
@@ -330,10 +332,10 @@ async def test_each_csms_queue_lists_what_the_playbook_selects_in_score_order(
     )
     run = await wait_for_run(client, run_id)
     assert run["output"] == {"outcome": "renewed", "notes": "2 years, +5%", "completed_by": "api"}
-    assert {n: s["status"] for n, s in run["nodes"].items()} == {
-        "brief": "completed", "review": "skipped", "decide": "skipped", "proceed": "skipped",
-        "revise": "skipped",
-    }  # fmt: skip
+    statuses = {n: s["status"] for n, s in run["nodes"].items()}
+    assert (statuses["brief"], statuses["recommend_offline"]) == ("completed", "completed")
+    assert {statuses[n] for n in ("talk", "review", "decide", "proceed", "revise")} == {"skipped"}
+    assert run["variables"]["source"] == "offline fallback"  # no local model answered
     evaluated = await wait_for_command(client, f"evaluate-after:{run_id}")
     assert (evaluated["status"], evaluated["result"]["customer_id"]) == ("accepted", "acme")
     maya = await until(lambda: queue("maya"), lambda q: not q["tasks"])
