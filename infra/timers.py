@@ -29,6 +29,9 @@ log = logging.getLogger("heddle.timers")
 Send = Callable[[CommandEnvelope, str], Awaitable[None]]
 RESEND_AFTER = 5.0
 """Seconds before a due timer that is still pending is sent again."""
+EVALUATE_EVERY = 10.0
+"""Seconds between two looks for customers due their daily evaluation (a scan of the
+customers, not worth doing at every timer poll)."""
 DUE = """
 SELECT run_id, timer_id, tenant FROM timers
 WHERE status = 'pending' AND fire_at <= now() ORDER BY fire_at LIMIT 500
@@ -39,11 +42,14 @@ class Timers:
     def __init__(self, reads: AsyncConnectionPool[Any], send: Send, poll_seconds: float) -> None:
         self.reads, self.send, self.poll_seconds = reads, send, poll_seconds
         self._sent: dict[tuple[str, str], float] = {}
+        self._evaluated = -EVALUATE_EVERY
 
     async def run(self) -> None:
         while True:
             await self.fire_due()
-            await self.evaluate_due()
+            if time.monotonic() - self._evaluated >= EVALUATE_EVERY:
+                self._evaluated = time.monotonic()
+                await self.evaluate_due()
             await asyncio.sleep(self.poll_seconds)
 
     async def fire_due(self) -> int:
