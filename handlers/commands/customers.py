@@ -87,13 +87,12 @@ def evaluate_customer(
 def published_workflows(uow: UnitOfWork, tenant: str, document: Any) -> set[str]:
     """The workflows a playbook document names that the tenant has published."""
     rules = document.get("rules") if isinstance(document, dict) else None
-    named = {r.get("workflow") for r in rules or [] if isinstance(r, dict)}
+    named = {r["workflow"] for r in rules or [] if isinstance(r, dict)
+             and isinstance(r.get("workflow"), str)}  # fmt: skip
     return {
         name
         for name in named
-        if isinstance(name, str)
-        and (found := uow.get(definition_id(tenant, name), WorkflowDefinition))
-        and found.versions
+        if (found := uow.get(definition_id(tenant, name), WorkflowDefinition)) and found.versions
     }
 
 
