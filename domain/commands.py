@@ -15,8 +15,17 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.customers import (
+    CUSTOMER_ID,
+    EvaluateCustomer,
+    RecordCustomerSignal,
+    SnoozeQueueItem,
+    UpdateCustomer,
+    UpsertCustomer,
+)
 from domain.definitions import HEDDLE_NAMESPACE
 from domain.edits import Edit
+from domain.playbooks import PublishPlaybook
 from domain.schedules import SCHEDULE_NAME, ScheduleSpec
 
 MAX_COMMAND_ID_LENGTH = 200
@@ -33,6 +42,15 @@ class StartRun(BaseModel):
     version: int | None = Field(default=None, ge=1)
     run_id: UUID | None = None
     input: dict[str, Any] = Field(default_factory=dict)
+    customer_id: str | None = Field(default=None, pattern=CUSTOMER_ID, description="for whom")
+    assignee: str | None = Field(default=None, max_length=200, description="who works on it")
+    priority: float | None = Field(default=None, description="its queue item's score")
+
+    def binding(self) -> dict[str, Any] | None:
+        """Whom the run is for and who works on it, when the command says."""
+        bound = {"customer_id": self.customer_id, "assignee": self.assignee,
+                 "priority": self.priority}  # fmt: skip
+        return {k: v for k, v in bound.items() if v is not None} or None
 
 
 class PublishWorkflow(BaseModel):
@@ -163,6 +181,17 @@ class CancelRun(BaseModel):
 
     run_id: UUID
     reason: str = Field(default="", max_length=1000)
+
+
+class CompleteRun(BaseModel):
+    """A person ends a run with an `outcome` (and notes): what is running and what is
+    still to come is recorded as skipped, and the run completes with the outcome."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: UUID
+    outcome: str = Field(min_length=1, max_length=200)
+    notes: str = Field(default="", max_length=5000)
 
 
 class StartSubworkflow(BaseModel):
@@ -304,6 +333,7 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "PauseRun": PauseRun,
     "ResumeRun": ResumeRun,
     "CancelRun": CancelRun,
+    "CompleteRun": CompleteRun,
     "SkipNode": SkipNode,
     "SignalRun": SignalRun,
     "SetVariables": SetVariables,
@@ -320,6 +350,12 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {
     "ResumeSchedule": ResumeSchedule,
     "DeleteSchedule": DeleteSchedule,
     "FireSchedule": FireSchedule,
+    "UpsertCustomer": UpsertCustomer,
+    "UpdateCustomer": UpdateCustomer,
+    "RecordCustomerSignal": RecordCustomerSignal,
+    "EvaluateCustomer": EvaluateCustomer,
+    "SnoozeQueueItem": SnoozeQueueItem,
+    "PublishPlaybook": PublishPlaybook,
 }
 ADMIN_COMMANDS = frozenset({"ConfigureTenant"})
 """Commands the API takes only from keys with the `admin` scope."""

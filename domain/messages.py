@@ -255,6 +255,23 @@ class TenantEvent(StrEnum):
     CREATED = "TenantSettings.Created"
 
 
+class CustomerEvent(StrEnum):
+    """The events of `Customer`, as `type` names them on the wire."""
+
+    CREATED = "Customer.Created"
+    ITEM_SNOOZED = "Customer.ItemSnoozed"
+    PROFILE_SET = "Customer.ProfileSet"
+    RECOMMENDED = "Customer.Recommended"
+    SIGNAL_RECORDED = "Customer.SignalRecorded"
+
+
+class PlaybookEvent(StrEnum):
+    """The events of `Playbooks`, as `type` names them on the wire."""
+
+    CREATED = "Playbooks.Created"
+    VERSION_PUBLISHED = "Playbooks.VersionPublished"
+
+
 RUN_FINISHED = frozenset({RunEvent.COMPLETED, RunEvent.FAILED, RunEvent.CANCELLED})
 """A run ended: completed, failed or cancelled. Nothing of it runs any more."""
 RUN_STOPPED = frozenset({RunEvent.FAILED, RunEvent.CANCELLED})
@@ -524,6 +541,7 @@ class Started(TypedDict):
     command_id: str
     fork: NotRequired[dict[str, Any] | None]
     parent: NotRequired[dict[str, Any] | None]
+    binding: NotRequired[dict[str, Any] | None]
 
 
 class StepSkipped(TypedDict):
@@ -652,4 +670,41 @@ class DefinitionVersionPublished(TypedDict):
     number: int
     content_hash: str
     spec: dict[str, Any]
+    actor: str
+
+
+class CustomerCreated(TypedDict):
+    tenant: str
+    external_id: str
+
+
+class CustomerProfileSet(TypedDict):
+    profile: dict[str, Any]
+    actor: str
+
+
+class CustomerSignalRecorded(TypedDict):
+    signal: dict[str, Any]
+    profile: dict[str, Any]
+
+
+class CustomerRecommended(TypedDict):
+    items: list[dict[str, Any]]
+    playbooks: dict[str, int]
+    assignee: str | None
+    at: str
+
+
+class PlaybookVersionPublished(TypedDict):
+    tenant: str
+    name: str
+    number: int
+    content_hash: str
+    spec: dict[str, Any]
+    actor: str
+
+
+class CustomerItemSnoozed(TypedDict):
+    item_id: str
+    until: str
     actor: str

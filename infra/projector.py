@@ -27,8 +27,11 @@ from infra import metrics, tracing
 from infra.store import EventStore
 from projections import (
     artifacts,
+    customers,
     definitions,
     node_attempts,
+    playbooks,
+    queues,
     run_history,
     run_timeline,
     schedules,
@@ -53,6 +56,9 @@ PROJECTIONS: dict[str, ModuleType] = {
         threads,
         artifacts,
         schedules,
+        customers,  # before queues: an item takes its tenant and customer from its row
+        queues,
+        playbooks,
     )
 }
 

@@ -133,12 +133,15 @@ class Heddle:
 
     async def publish_workflow(self, document: Any, tenant: str, actor: str) -> dict[str, Any]:
         """Publish a definition synchronously: the receipt says accepted or why not."""
+        return await self.decide("PublishWorkflow", {"definition": document}, tenant, actor)
+
+    async def decide(
+        self, type_: str, payload: dict[str, Any], tenant: str, actor: str
+    ) -> dict[str, Any]:
+        """Decide a command here and now (a publication, whose problems the caller must
+        get back at once): its receipt's result, accepted or why not."""
         envelope = CommandEnvelope(
-            command_id=str(uuid.uuid4()),
-            type="PublishWorkflow",
-            tenant=tenant,
-            actor=actor,
-            payload={"definition": document},
+            command_id=str(uuid.uuid4()), type=type_, tenant=tenant, actor=actor, payload=payload
         )
 
         def publish() -> dict[str, Any]:

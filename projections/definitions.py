@@ -38,24 +38,29 @@ def project(events: list[Event], sql: Cursor) -> None:
 
 
 async def latest_versions(
-    sql: AsyncCursor, tenant: str, after: str | None = None, limit: int | None = None
+    sql: AsyncCursor,
+    tenant: str,
+    after: str | None = None,
+    limit: int | None = None,
+    table: str = TABLES[0],
 ) -> list[Row]:
     """The tenant's workflows with their latest versions, by name: every one, or up to
-    `limit` named after `after`."""
+    `limit` named after `after` (`table`: another table of versions of this shape, as
+    `playbook_versions`)."""
     return await rows(
         sql,
         "SELECT DISTINCT ON (name) name, version, content_hash, published_by, published_at"
-        " FROM workflow_versions WHERE tenant = %s AND (%s::text IS NULL OR name > %s)"
+        f" FROM {table} WHERE tenant = %s AND (%s::text IS NULL OR name > %s)"
         " ORDER BY name, version DESC LIMIT %s",
         [tenant, after, after, limit],
     )
 
 
-async def versions(sql: AsyncCursor, tenant: str, name: str) -> list[Row]:
+async def versions(sql: AsyncCursor, tenant: str, name: str, table: str = TABLES[0]) -> list[Row]:
     """Every version of one workflow of the tenant, oldest first (none: no such workflow)."""
     return await rows(
         sql,
-        "SELECT version, content_hash, spec, published_by, published_at FROM workflow_versions"
+        f"SELECT version, content_hash, spec, published_by, published_at FROM {table}"
         " WHERE tenant = %s AND name = %s ORDER BY version",
         [tenant, name],
     )

@@ -35,6 +35,9 @@ COLUMNS = [
     "version",
     "position",
     "parent_run_id",
+    "customer_id",
+    "assignee",
+    "priority",
 ]
 JSON_COLUMNS = {"input", "variables", "nodes", "node_order", "output", "error", "usage"}
 
@@ -63,6 +66,7 @@ def started(event: Event) -> Row:
     """A new run's row: every node pending, or as its fork source left it."""
     data = cast(m.Started, event["data"])
     fork = data.get("fork") or {}
+    binding = data.get("binding") or {}
     at = event["timestamp"]
     return {
         "run_id": event["aggregate_id"],
@@ -88,6 +92,9 @@ def started(event: Event) -> Row:
         "version": event["aggregate_version"],
         "position": event["position"],
         "parent_run_id": (data.get("parent") or {}).get("run_id"),
+        "customer_id": binding.get("customer_id"),
+        "assignee": binding.get("assignee"),
+        "priority": binding.get("priority"),
     }
 
 
@@ -311,7 +318,7 @@ def _values(row: dict[str, Any]) -> list[Any]:
 
 SUMMARY = [
     "run_id", "workflow", "workflow_version", "status", "started_at", "updated_at",
-    "finished_at", "usage", "parent_run_id",
+    "finished_at", "usage", "parent_run_id", "customer_id", "assignee", "priority",
 ]  # fmt: skip
 """A run's fields in a list of runs."""
 
@@ -324,7 +331,8 @@ async def list_runs(
     limit: int,
 ) -> list[Row]:
     """Up to `limit` of the tenant's runs, newest first, after the (started_at, run_id)
-    `after`; `filters` are columns (status, workflow, parent_run_id) and values."""
+    `after`; `filters` are columns (status, workflow, parent_run_id, customer_id, assignee)
+    and values."""
     keys = ("started_at", "run_id")
     return await newest_first(sql, "runs", SUMMARY, keys, tenant, filters, after, limit)
 

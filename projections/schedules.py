@@ -14,33 +14,7 @@ from projections.queries import AsyncCursor, Row, rows
 
 NAME = "schedules"
 TABLES = ["schedules", "schedule_fires"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS schedules (
-    schedule_id uuid PRIMARY KEY,
-    tenant text NOT NULL,
-    name text NOT NULL,
-    workflow text NOT NULL,
-    spec jsonb NOT NULL,
-    status text NOT NULL,
-    created_at timestamptz NOT NULL,
-    fires_after timestamptz NOT NULL,
-    next_fire_at timestamptz,
-    last_tick timestamptz,
-    last_run_id uuid,
-    fired integer NOT NULL DEFAULT 0,
-    skipped integer NOT NULL DEFAULT 0,
-    version integer NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS schedules_by_name ON schedules (tenant, name);
-CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire_at) WHERE status = 'active';
-CREATE TABLE IF NOT EXISTS schedule_fires (
-    schedule_id uuid NOT NULL,
-    tick timestamptz NOT NULL,
-    run_id uuid,
-    reason text,
-    PRIMARY KEY (schedule_id, tick)
-);
-"""
+VERSION = 1
 DUE = """
 SELECT schedule_id, tenant, name, spec, fires_after FROM schedules
 WHERE status = 'active' AND next_fire_at <= now()

@@ -16,6 +16,7 @@ import typer
 from api.cli import (
     artifacts,
     credentials,
+    customers,
     dlq,
     documents,
     keys,
@@ -71,3 +72,4 @@ dlq.register(app)  # dlq list|show|replay
 artifacts.register(runs.runs_app)  # runs artifacts|artifact
 documents.register(app)  # documents upload
 schedules.register(app)  # schedules create|list|show|pause|resume|delete
+customers.register(app)  # customers import|list|show|context, playbooks publish|list, queue

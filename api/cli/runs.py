@@ -84,13 +84,16 @@ def runs_list(
     status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow")] = None,
     parent: Annotated[str | None, typer.Option(help="Only the child runs of this run")] = None,
+    customer: Annotated[str | None, typer.Option(help="Only the runs for this customer")] = None,
+    assignee: Annotated[str | None, typer.Option(help="Only the runs of this person")] = None,
     limit: LimitOption = 50,
     cursor: CursorOption = None,
     every: AllOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first, a page at a time (the next page's cursor on stderr)."""
-    wanted = {"status": status, "workflow": workflow, "parent": parent, "limit": limit}
+    wanted = {"status": status, "workflow": workflow, "parent": parent, "limit": limit,
+              "customer_id": customer, "assignee": assignee}  # fmt: skip
     items = listed("heddle runs list", "/v1/runs", wanted, cursor, every)
     if as_json:
         print_json(items)

@@ -209,5 +209,7 @@ Start a run:
   {heddle} runs show RUN_ID
   curl -s -X POST {api_url}/v1/runs -H "Authorization: Bearer $(cat {key})" \\
        -H 'content-type: application/json' -d '{{"workflow": "hello", "input": {{"name": "Ada"}}}}'
+Customer success (examples/customer-success/, README "A CSM's morning"):
+  {heddle} demo customer-success && {heddle} queue maya
 Press Ctrl-C to stop.
 """

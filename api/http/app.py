@@ -20,13 +20,16 @@ from api.http import (
     artifacts,
     commands,
     credentials,
+    customers,
     dead_letters,
     documents,
     health,
     keys,
     observability,
+    playbooks,
     projections,
     providers,
+    queues,
     replay,
     runs,
     schedules,
@@ -90,6 +93,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         commands.routes(runtime),
         workflows.routes(runtime),
         schedules.routes(runtime),
+        customers.routes(runtime),
+        playbooks.routes(runtime),
+        queues.routes(runtime),
     ):
         app.include_router(router, dependencies=by_method, responses=keyed)
     app.include_router(credentials.routes(runtime), dependencies=admin, responses=keyed)

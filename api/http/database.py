@@ -7,6 +7,8 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
+from fastapi import HTTPException
+from psycopg import DataError
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
@@ -34,9 +36,17 @@ async def read(
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
-    """What the read-model `query` answers, on a connection of the read pool."""
-    async with runtime.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        return await query(cur, *args, **kwargs)
+    """What the read-model `query` answers, on a connection of the read pool; 422 for a
+    parameter PostgreSQL cannot compare with any stored text (one holding a NUL)."""
+    try:
+        async with runtime.reads.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return await query(cur, *args, **kwargs)
+    except DataError as error:
+        if "NUL" not in str(error):
+            raise
+        raise HTTPException(
+            422, "a parameter holds a NUL character (\\u0000), which no stored text can: remove it"
+        ) from None
 
 
 async def ping(runtime: Runtime) -> None:

@@ -23,6 +23,7 @@ from api.http.problems import errors
 from api.http.redaction import hides_run, shown_to, without_system_prompts
 from api.http.replay import events_of
 from api.http.send import Accepted, send_command, send_run_command, snake_case
+from domain.customers import CUSTOMER_ID
 from infra.keys import ApiKey
 from projections import node_attempts, run_history
 
@@ -32,6 +33,7 @@ CONTROLS = {
     "pause": "PauseRun",
     "resume": "ResumeRun",
     "cancel": "CancelRun",
+    "complete": "CompleteRun",
     "variables": "SetVariables",
 }
 """The commands that steer a run, by the last segment of their route."""
@@ -46,6 +48,9 @@ class StartRunIn(BaseModel):
     version: int | None = Field(default=None, ge=1)
     run_id: UUID | None = None
     input: dict[str, Any] = Field(default_factory=dict)
+    customer_id: str | None = Field(default=None, pattern=CUSTOMER_ID, description="for whom")
+    assignee: str | None = Field(default=None, max_length=200, description="who works on it")
+    priority: float | None = None
 
 
 class RunSummary(Answer):
@@ -144,12 +149,17 @@ def routes(runtime: Runtime) -> APIRouter:
         status: str | None = Query(default=None, pattern="^(" + "|".join(RUN_STATUSES) + ")$"),
         workflow: str | None = None,
         parent: UUID | None = Query(default=None, description="only the child runs of this run"),
+        customer_id: str | None = Query(default=None, description="only the runs for a customer"),
+        assignee: str | None = Query(default=None, description="only the runs of one person"),
         limit: int = Query(default=50, ge=1, le=500),
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """Runs, newest first, with cursor pagination (`next_cursor`)."""
         keys = ["started_at", "run_id"]
-        filters = {"status": status or None, "workflow": workflow or None, "parent_run_id": parent}
+        filters = {
+            "status": status or None, "workflow": workflow or None, "parent_run_id": parent,
+            "customer_id": customer_id, "assignee": assignee,
+        }  # fmt: skip
         rows = await read(
             runtime, run_history.list_runs, who.tenant, filters, after(cursor, keys), limit + 1
         )

@@ -110,16 +110,24 @@ def routes(runtime: Runtime) -> APIRouter:
     ) -> dict[str, Any]:
         """One version of a workflow (the latest by default) and the list of versions."""
         rows = await read(runtime, definitions.versions, who.tenant, name)
-        if not rows:
-            raise HTTPException(404, f"no workflow {name!r}")
-        chosen = rows[-1] if version is None else next(
-            (r for r in rows if r["version"] == version), None
-        )  # fmt: skip
-        if chosen is None:
-            raise HTTPException(404, f"workflow {name!r} has no version {version}")
-        return {"name": name, **json_object(chosen), "versions": [r["version"] for r in rows]}
+        return one_version(rows, "workflow", name, version)
 
     return router
+
+
+def one_version(
+    rows: list[dict[str, Any]], noun: str, name: str, version: int | None
+) -> dict[str, Any]:
+    """One of the versions `rows` (the latest when `version` is None) and the list of
+    version numbers; 404 naming the `noun` when there is no such version."""
+    if not rows:
+        raise HTTPException(404, f"no {noun} {name!r}")
+    chosen = rows[-1] if version is None else next(
+        (r for r in rows if r["version"] == version), None
+    )  # fmt: skip
+    if chosen is None:
+        raise HTTPException(404, f"{noun} {name!r} has no version {version}")
+    return {"name": name, **json_object(chosen), "versions": [r["version"] for r in rows]}
 
 
 async def read_document(request: Request) -> Any:

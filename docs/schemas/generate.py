@@ -23,6 +23,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     from domain.commands import (
         CancelRun,
         CompleteRemoteTask,
+        CompleteRun,
         CompleteSubworkflow,
         CompleteTask,
         CompleteThread,
@@ -47,7 +48,15 @@ def schemas() -> dict[str, dict[str, Any]]:
         StartRun,
         StartSubworkflow,
     )
+    from domain.customers import (
+        EvaluateCustomer,
+        RecordCustomerSignal,
+        SnoozeQueueItem,
+        UpdateCustomer,
+        UpsertCustomer,
+    )
     from domain.messages import CommandEnvelope
+    from domain.playbooks import PublishPlaybook
 
     models = {
         "command-envelope.json": CommandEnvelope,
@@ -60,6 +69,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         "pause-run.json": PauseRun,
         "resume-run.json": ResumeRun,
         "cancel-run.json": CancelRun,
+        "complete-run.json": CompleteRun,
         "skip-node.json": SkipNode,
         "signal-run.json": SignalRun,
         "set-variables.json": SetVariables,
@@ -76,6 +86,12 @@ def schemas() -> dict[str, dict[str, Any]]:
         "resume-schedule.json": ResumeSchedule,
         "delete-schedule.json": DeleteSchedule,
         "fire-schedule.json": FireSchedule,
+        "upsert-customer.json": UpsertCustomer,
+        "update-customer.json": UpdateCustomer,
+        "record-customer-signal.json": RecordCustomerSignal,
+        "evaluate-customer.json": EvaluateCustomer,
+        "snooze-queue-item.json": SnoozeQueueItem,
+        "publish-playbook.json": PublishPlaybook,
     }
     return {name: {"$schema": DRAFT, **model.model_json_schema()} for name, model in models.items()}
 

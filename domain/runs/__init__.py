@@ -83,11 +83,13 @@ class WorkflowRun(
         command_id: str,
         fork: dict[str, Any] | None = None,
         parent: dict[str, Any] | None = None,
+        binding: dict[str, Any] | None = None,
     ) -> None:
         """`fork` makes the run a fork of another (see `handlers/forks.py`): it starts
         from that run's variables, edges and finished nodes at the fork point. `parent`
         makes it a child run: of a `subworkflow` node, or answering an agent's tool call
-        (`{run_id, node_id, attempt, call_id?, workflow, depth}`)."""
+        (`{run_id, node_id, attempt, call_id?, workflow, depth}`). `binding`: whom the
+        run is for and who works on it (`{customer_id?, assignee?, priority?}`)."""
         self.tenant = tenant
         self.workflow = workflow
         self.workflow_version = version
@@ -114,6 +116,7 @@ class WorkflowRun(
         self.blocked: dict[str, str] = {}
         self._recorded: dict[str, dict[str, Any]] = {}
         self.parent = parent
+        self.binding = binding
         self.children: dict[str, dict[str, Any]] = {}
         if fork is not None:
             self.variables = dict(fork["variables"])

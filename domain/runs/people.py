@@ -243,6 +243,21 @@ class People(RunBase):
         self.advance(now=now)
         return matched
 
+    def complete_by(self, actor: str, outcome: str, notes: str) -> None:
+        """A person ends the run with an outcome: the steps that are running are skipped
+        (their tasks with them), and so are those still to come; the output is the outcome."""
+        if self.is_finished:
+            raise RunNotActive(f"run {self.id} is {self.status} already")
+        reason = f"the run was completed by {actor}: {outcome}"
+        going = [n for n, st in self.nodes.items() if st["status"] in ("running", "retrying")]
+        for node_id in going:
+            self._node_skipped_by(node_id, actor, reason)
+        left = ("pending", "running", "retrying", "waiting")
+        remaining = [n for n, st in self.nodes.items() if st["status"] in left]
+        if remaining:
+            self._nodes_skipped(remaining)
+        self._run_completed({"outcome": outcome, "notes": notes, "completed_by": actor})
+
     def skip_node(self, node_id: str, actor: str, reason: str, *, now: datetime) -> None:
         """A person skips a step that is running, waiting or retrying: it completes with
         no output and the run goes on; its open task, if any, is cancelled."""

@@ -25,6 +25,7 @@ from domain.commands import (
     CancelRun,
     CommandReceipt,
     CompleteRemoteTask,
+    CompleteRun,
     CompleteSubworkflow,
     CompleteTask,
     CompleteThread,
@@ -51,9 +52,17 @@ from domain.commands import (
     receipt_id,
     tenant_of,
 )
+from domain.customers import (
+    EvaluateCustomer,
+    RecordCustomerSignal,
+    SnoozeQueueItem,
+    UpdateCustomer,
+    UpsertCustomer,
+)
 from domain.errors import CommandRejected, DefinitionInvalid
 from domain.messages import CommandEnvelope
-from handlers.commands import runs, schedules, threads
+from domain.playbooks import PublishPlaybook
+from handlers.commands import customers, runs, schedules, threads
 from handlers.commands.context import Context
 from handlers.commands.definitions import publish_workflow
 from handlers.commands.forks import fork_run
@@ -74,6 +83,7 @@ COMMAND_HANDLERS: dict[type[BaseModel], Handler] = {
     PauseRun: runs.pause_run,
     ResumeRun: runs.resume_run,
     CancelRun: runs.cancel_run,
+    CompleteRun: runs.complete_run,
     SkipNode: runs.skip_node,
     SignalRun: runs.signal_run,
     SetVariables: runs.set_variables,
@@ -90,6 +100,12 @@ COMMAND_HANDLERS: dict[type[BaseModel], Handler] = {
     ResumeSchedule: schedules.resume_schedule,
     DeleteSchedule: schedules.delete_schedule,
     FireSchedule: schedules.fire_schedule,
+    UpsertCustomer: customers.upsert_customer,
+    UpdateCustomer: customers.update_customer,
+    RecordCustomerSignal: customers.record_customer_signal,
+    EvaluateCustomer: customers.evaluate_customer,
+    SnoozeQueueItem: customers.snooze_queue_item,
+    PublishPlaybook: customers.publish_playbook,
 }
 """The handler of each command, by its class (`domain.commands.COMMAND_TYPES` names them)."""
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from domain.commands import (
     CancelRun,
     CompleteRemoteTask,
+    CompleteRun,
     CompleteSubworkflow,
     CompleteTask,
     EditGraph,
@@ -28,6 +29,7 @@ from domain.errors import CommandRejected, NodeNotRunning, RunAlreadyExists, Run
 from domain.messages import CommandEnvelope
 from domain.runs import WorkflowRun
 from handlers.commands.context import Context
+from handlers.commands.customers import customer_of
 from handlers.commands.definitions import published_version
 from handlers.unit_of_work import UnitOfWork
 
@@ -70,6 +72,8 @@ def start_run(
     run_id = command.run_id or run_id_for(envelope.tenant, envelope.command_id)
     if uow.exists(run_id):
         raise RunAlreadyExists(f"run {run_id} exists already: choose another run_id")
+    if command.customer_id is not None:
+        customer_of(uow, envelope.tenant, command.customer_id)
     new_run(
         uow, run_id, envelope, ctx,
         workflow=command.workflow,
@@ -77,6 +81,7 @@ def start_run(
         content_hash=version["content_hash"],
         graph=version["spec"],
         input=command.input,
+        binding=command.binding(),
     )  # fmt: skip
     return {"run_id": str(run_id), "workflow": command.workflow, "version": version["version"]}
 
@@ -251,3 +256,11 @@ def complete_subworkflow(
     except NodeNotRunning as error:
         raise CommandRejected(f"the parent no longer waits for this child: {error}") from None
     return {"run_id": str(parent.id), "node": child.parent["node_id"], "status": parent.status}
+
+
+def complete_run(
+    command: CompleteRun, envelope: CommandEnvelope, uow: UnitOfWork, ctx: Context
+) -> dict[str, Any]:
+    run = run_of(uow, command.run_id, envelope.tenant)
+    run.complete_by(envelope.actor, command.outcome, command.notes)
+    return {"run_id": str(run.id), "status": run.status, "outcome": command.outcome}

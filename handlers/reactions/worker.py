@@ -25,6 +25,7 @@ from domain.runs import WorkflowRun
 from handlers.causes import Cause
 from handlers.reactions.agents import agents_to_resume
 from handlers.reactions.children import REACTS_TO, subworkflow_commands
+from handlers.reactions.customers import customer_commands
 from handlers.reactions.events import WORKER_EVENTS, decode_events
 from handlers.reactions.extraction import (
     Extraction,
@@ -164,7 +165,8 @@ def work_for(fresh: list[Record], ports: WorkerPorts) -> WorkerBatch:
     events = decode_events(fresh, WORKS_ON)
     causes = {UUID(e["aggregate_id"]): Cause.of_event(e) for e in events}
     batch = WorkerBatch(
-        subworkflow_commands(events, uow), extractions_due(events, uow),
+        subworkflow_commands(events, uow) + customer_commands(events, uow),
+        extractions_due(events, uow),
         llm_requests_due(events, uow), capabilities_published(events),
     )  # fmt: skip
     # Idempotent by themselves (a thread opens once, an answer is posted once):

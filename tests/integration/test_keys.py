@@ -247,6 +247,16 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "/v1/documents", content=b"owner notes", headers={"Content-Type": "text/plain"}
         )
     ).json()["document_id"]
+    # A customer with a playbook's recommendation in its owner's queue.
+    await publish(client, {"name": "check-in", "start": "note",
+                           "nodes": {"note": {"kind": "set", "vars": {"done": True}}}})  # fmt: skip
+    playbook = {"name": "care", "rules": [{"id": "all", "workflow": "check-in", "stage": "now"}]}
+    assert (await client.put("/v1/playbooks/care", json=playbook)).status_code == 200
+    customer = {"name": "Acme Corp", "owner": "maya", "stakeholders": [{"name": "Wile E."}]}
+    saved = await client.put("/v1/customers/acme", json=customer)
+    await wait_for_command(client, saved.json()["command_id"])
+    wait = {"X-Heddle-Wait-For-Command": saved.json()["command_id"]}
+    [item] = (await client.get("/v1/queues/maya", headers=wait)).json()["items"]
 
     async with api_client(heddle, tenant="intruder") as intruder:
 
@@ -259,12 +269,20 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             assert sent.status_code == 202, (path, sent.text)
             result = await wait_for_command(intruder, sent.json()["command_id"])
             assert result["status"] == "rejected", (path, result)
-            assert result["reason"].startswith(("no run", "no workflow named", "no thread")), result
+            assert result["reason"].startswith(
+                ("no run", "no workflow named", "no thread", "no customer")
+            ), result
 
         async def empty(path: str, **params: Any) -> None:
             response = await intruder.get(path, params=params)
             assert response.status_code == 200, path
             assert response.json()["items"] == [], path
+
+        async def rejected_patch(path: str) -> None:
+            sent = await intruder.patch(path, json={"risk": 99})
+            assert sent.status_code == 202, sent.text
+            result = await wait_for_command(intruder, sent.json()["command_id"])
+            assert result["reason"] == "no customer 'acme': create it first (PUT)", result
 
         async def no_tenant_data(path: str) -> None:
             response = await intruder.get(path)
@@ -336,6 +354,26 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             owner = (await client.get("/v1/tenant/ai")).json()
             assert (owner["model"], owner["system"]) == ("scripted:echo", "the owner's prompt")
 
+        async def own_customers() -> None:
+            mine = await intruder.put("/v1/customers/acme", json={"name": "Intruder's Acme"})
+            await wait_for_command(intruder, mine.json()["command_id"])
+            owner = (await client.get("/v1/customers/acme")).json()
+            assert (owner["name"], owner["version"]) == ("Acme Corp", 3)
+
+        async def own_import() -> None:
+            body = {"customers": [{"customer_id": "acme", "name": "Imported Acme"}]}
+            imported = await intruder.post("/v1/customers/import", json=body)
+            assert [a["customer_id"] for a in imported.json()["accepted"]] == ["acme"]
+            await wait_for_command(intruder, imported.json()["accepted"][0]["command_id"])
+            assert (await client.get("/v1/customers/acme")).json()["name"] == "Acme Corp"
+
+        async def no_owners_workflows_in_a_playbook() -> None:
+            answer = await intruder.put("/v1/playbooks/care", json=playbook)
+            assert answer.status_code == 422, answer.text
+            [problem] = answer.json()["problems"]
+            assert problem["path"] == "rules[0].workflow"
+
+        customer_path = "/v1/customers/acme"
         task = f"/v1/runs/{waiting}/tasks/review"
         # Reads first: the writes after them give the intruder things of its own.
         checks: dict[str, Callable[[], Awaitable[None]]] = {
@@ -371,6 +409,30 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
                 "GET", f"/v1/threads/{thread}/stream"
             ),
             "GET /v1/tenant/ai": own_ai_mode,
+            "GET /v1/customers": lambda: empty("/v1/customers"),
+            "GET /v1/customers/{customer_id}": lambda: not_found("GET", customer_path),
+            "GET /v1/customers/{customer_id}/stakeholders": lambda: not_found(
+                "GET", f"{customer_path}/stakeholders"
+            ),
+            "GET /v1/customers/{customer_id}/context": lambda: not_found(
+                "GET", f"{customer_path}/context"
+            ),
+            "GET /v1/playbooks": lambda: empty("/v1/playbooks"),
+            "GET /v1/playbooks/{name}": lambda: not_found("GET", "/v1/playbooks/care"),
+            "GET /v1/queues/{assignee}": lambda: empty("/v1/queues/maya"),
+            "POST /v1/queues/{assignee}/items/{item_id}/start": lambda: not_found(
+                "POST", f"/v1/queues/maya/items/{item['item_id']}/start"
+            ),
+            "PATCH /v1/customers/{customer_id}": lambda: rejected_patch(customer_path),
+            "POST /v1/queues/{assignee}/items/{item_id}/snooze": lambda: not_found(
+                "POST", f"/v1/queues/maya/items/{item['item_id']}/snooze", json={"until": "1d"}
+            ),
+            "POST /v1/customers/{customer_id}/signals": lambda: rejected(
+                f"{customer_path}/signals", {"kind": "contact"}
+            ),
+            "PUT /v1/playbooks/{name}": no_owners_workflows_in_a_playbook,
+            "PUT /v1/customers/{customer_id}": own_customers,
+            "POST /v1/customers/import": own_import,
             "GET /v1/runs/diff": lambda: not_found(
                 "GET", "/v1/runs/diff", params={"a": finished, "b": finished}
             ),
@@ -400,6 +462,9 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "POST /v1/runs/{run_id}/pause": lambda: rejected(f"/v1/runs/{waiting}/pause", {}),
             "POST /v1/runs/{run_id}/resume": lambda: rejected(f"/v1/runs/{waiting}/resume", {}),
             "POST /v1/runs/{run_id}/cancel": lambda: rejected(f"/v1/runs/{waiting}/cancel", {}),
+            "POST /v1/runs/{run_id}/complete": lambda: rejected(
+                f"/v1/runs/{waiting}/complete", {"outcome": "taken over"}
+            ),
             "POST /v1/runs/{run_id}/variables": lambda: rejected(
                 f"/v1/runs/{waiting}/variables", {"variables": {"approved": True}}
             ),

@@ -78,6 +78,15 @@ async def test_rebuilding_each_projection_gives_identical_rows(heddle, database_
         )
         for fire in shown.json()["fires"]:
             await wait_for_run(client, fire["run_id"])
+        # A customer a playbook recommends a workflow for: rows for customers and queues.
+        playbook = {"name": "care", "rules": [{"id": "all", "workflow": "hello", "stage": "now"}]}
+        assert (await client.put("/v1/playbooks/care", json=playbook)).status_code == 200
+        await client.put("/v1/customers/acme", json={"name": "Acme", "owner": "maya"})
+        await _until_rows(database_url, "queue_items")
+        [item] = (await client.get("/v1/queues/maya")).json()["items"]
+        await client.post(f"/v1/queues/maya/items/{item['item_id']}/snooze", json={"until": "1h"})
+        await _until_rows(database_url, "queue_snoozes")
+        await _until_rows(database_url, "playbook_versions")
     for name, projection in PROJECTIONS.items():
         for table in projection.TABLES:
             before = table_digest(database_url, table)

@@ -366,6 +366,7 @@ PAYLOAD_SCHEMAS = {
     "PauseRun": "pause-run.json",
     "ResumeRun": "resume-run.json",
     "CancelRun": "cancel-run.json",
+    "CompleteRun": "complete-run.json",
     "SetVariables": "set-variables.json",
     "SkipNode": "skip-node.json",
     "SignalRun": "signal-run.json",
@@ -382,6 +383,12 @@ PAYLOAD_SCHEMAS = {
     "ResumeSchedule": "resume-schedule.json",
     "DeleteSchedule": "delete-schedule.json",
     "FireSchedule": "fire-schedule.json",
+    "UpsertCustomer": "upsert-customer.json",
+    "UpdateCustomer": "update-customer.json",
+    "RecordCustomerSignal": "record-customer-signal.json",
+    "EvaluateCustomer": "evaluate-customer.json",
+    "SnoozeQueueItem": "snooze-queue-item.json",
+    "PublishPlaybook": "publish-playbook.json",
 }
 
 
