@@ -125,7 +125,8 @@ TASKS = f"""
 SELECT t.run_id, t.task_id, t.type, t.title, t.assignee, t.role, t.priority, t.due_at,
        t.created_at, r.workflow, r.customer_id, t.score,
        COALESCE(t.due_at < now(), false) AS overdue
-FROM (SELECT *, {SCORE} AS score FROM tasks WHERE tenant = %s AND status = 'open') t
+FROM (SELECT *, {SCORE} AS score FROM tasks, (SELECT now() AS scored_at) AS clock
+      WHERE tenant = %s AND status = 'open') t
 JOIN runs r USING (run_id)
 WHERE (r.assignee = %s OR t.assignee = %s OR (t.assignee IS NULL AND t.role = ANY(%s)))
   AND r.status <> 'paused'

@@ -65,6 +65,9 @@ class RunSummary(Answer):
     finished_at: Timestamp | None
     usage: dict[str, Any] = Field(description="tokens, cost and model calls so far")
     parent_run_id: str | None = Field(description="the run that started it as a subworkflow")
+    customer_id: str | None = Field(description="the customer it was started for (a queue item)")
+    assignee: str | None = Field(description="the person it is bound to")
+    priority: float | None = Field(description="the score of the queue item that started it")
 
 
 class Run(RunSummary):
@@ -93,6 +96,10 @@ class StoredEvent(Answer):
     aggregate_version: int
     timestamp: Timestamp
     data: dict[str, Any]
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="correlation_id, causation_id and traceparent, where known (docs/commands.md)",
+    )
 
 
 class RunEvents(Answer):

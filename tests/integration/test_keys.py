@@ -257,6 +257,12 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
     await wait_for_command(client, saved.json()["command_id"])
     wait = {"X-Heddle-Wait-For-Command": saved.json()["command_id"]}
     [item] = (await client.get("/v1/queues/maya", headers=wait)).json()["items"]
+    # A schedule (it fires once a day: nothing during the test).
+    scheduled = await client.post(
+        "/v1/schedules", json={"name": "greeter", "workflow": "hello", "every": "1d",
+                               "input": {"name": "Ada"}},
+    )  # fmt: skip
+    assert (await wait_for_command(client, scheduled.json()["command_id"]))["status"] == "accepted"
 
     async with api_client(heddle, tenant="intruder") as intruder:
 
@@ -270,7 +276,7 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             result = await wait_for_command(intruder, sent.json()["command_id"])
             assert result["status"] == "rejected", (path, result)
             assert result["reason"].startswith(
-                ("no run", "no workflow named", "no thread", "no customer")
+                ("no run", "no workflow named", "no thread", "no customer", "no schedule")
             ), result
 
         async def empty(path: str, **params: Any) -> None:
@@ -354,6 +360,18 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             owner = (await client.get("/v1/tenant/ai")).json()
             assert (owner["model"], owner["system"]) == ("scripted:echo", "the owner's prompt")
 
+        async def delete_no_schedule_of_the_owner() -> None:
+            sent = await intruder.delete("/v1/schedules/greeter")
+            result = await wait_for_command(intruder, sent.json()["command_id"])
+            assert result["reason"] == "no schedule 'greeter'", result
+            owner = (await client.get("/v1/schedules/greeter")).json()
+            assert owner["status"] == "active"
+
+        async def own_schedule() -> None:
+            body = {"name": "greeter", "workflow": "refund-approval", "every": "1d"}
+            await rejected("/v1/schedules", body)  # its tenant has no such workflow
+            assert (await client.get("/v1/schedules/greeter")).json()["workflow"] == "hello"
+
         async def own_customers() -> None:
             mine = await intruder.put("/v1/customers/acme", json={"name": "Intruder's Acme"})
             await wait_for_command(intruder, mine.json()["command_id"])
@@ -433,6 +451,14 @@ async def test_another_tenant_sees_none_of_a_tenants_objects_at_any_endpoint(
             "PUT /v1/playbooks/{name}": no_owners_workflows_in_a_playbook,
             "PUT /v1/customers/{customer_id}": own_customers,
             "POST /v1/customers/import": own_import,
+            "GET /v1/schedules": lambda: empty("/v1/schedules"),
+            "GET /v1/schedules/{name}": lambda: not_found("GET", "/v1/schedules/greeter"),
+            "POST /v1/schedules": own_schedule,
+            "POST /v1/schedules/{name}/pause": lambda: rejected("/v1/schedules/greeter/pause", {}),
+            "POST /v1/schedules/{name}/resume": lambda: rejected(
+                "/v1/schedules/greeter/resume", {}
+            ),
+            "DELETE /v1/schedules/{name}": delete_no_schedule_of_the_owner,
             "GET /v1/runs/diff": lambda: not_found(
                 "GET", "/v1/runs/diff", params={"a": finished, "b": finished}
             ),
