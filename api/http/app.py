@@ -5,7 +5,7 @@ publishing a workflow definition, so that an invalid one gets its problems back 
 once (422, with the path of each). Reads come from the projections' tables, except a
 run's events, which come straight from the event store. Every route but the health
 checks needs an API key, which decides the caller's tenant, actor and scopes
-(docs/security.md).
+(docs/security.md). The web UI (api/http/ui/) is served at `/ui`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from api.http import (
     tenant,
     threads,
     usage,
+    ui,
     workflows,
 )
 from api.http.asyncapi import asyncapi_routes
@@ -38,6 +39,7 @@ from api.http.dependencies import Runtime, admin_scope, read_or_write_scope
 from api.http.middleware import AnswerOutages, BodyLimit, too_deep, unreadable_body
 from api.http.observability import RequestLog
 from api.http.problems import answer_problems
+from api.http.ui.session import Sessions
 from infra.keys import ApiKeys
 
 
@@ -53,6 +55,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Event-sourced LLM workflows: commands in, read models out.",
     )
     app.state.keys = ApiKeys(runtime.reads)
+    app.state.ui_sessions = Sessions(runtime.settings.data_dir)
     settings = runtime.settings
     uploads = {
         "/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES"),
@@ -87,4 +90,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(dead_letters.routes(runtime), dependencies=admin)
     app.include_router(providers.routes(runtime), dependencies=admin)  # real calls cost money
     app.include_router(tenant.routes(runtime), dependencies=admin)
+    app.include_router(ui.routes(runtime))  # the web UI at /ui (signs in with a key)
     return app

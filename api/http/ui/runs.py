@@ -1,0 +1,247 @@
+"""The run pages: the list (filters, cursor pages, refreshed while open), the start form
+made from a workflow's input schema, and a run's own page (its graph, timeline, nodes
+and controls, kept live by the run's event stream).
+
+Reads are the API's own: the `runs` and `node_attempts` read models through the same
+queries, a run's events and state straight from the event store (so a run just started
+has its page at once), each as the key may see it (api/http/redaction.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sse_starlette import EventSourceResponse
+
+from api.http.database import json_object, jsonable, read
+from api.http.dependencies import Runtime
+from api.http.pagination import after, page, run_page
+from api.http.redaction import shown_to
+from api.http.replay import events_of
+from api.http.runs import CONTROLS, RUN_STATUSES
+from api.http.send import send_run_command
+from api.http.streaming import open_stream
+from api.http.streams import run_end
+from api.http.ui.forms import by_field, fields_of, values_of
+from api.http.ui.graph import layout
+from api.http.ui.pages import (
+    DECISION_SECONDS,
+    PageRoute,
+    form_of,
+    outcome,
+    render,
+    see,
+    visitor,
+    who,
+    writer,
+)
+from api.http.ui.session import Visitor
+from domain.definitions.problems import input_problems
+from domain.messages import RunEvent
+from domain.runs import TERMINAL_STATUSES
+from handlers.replay import ReplayError, choose_version, load_run, replay_view
+from infra.live import Doorbell
+from infra.watermark import ProgressReader
+from projections import definitions, node_attempts, run_history
+from projections.run_timeline import summarize
+
+PAGE_SIZE = 25
+PROJECTION_WAIT = 2.0
+"""Seconds a run's page waits for the read models to hold the run's latest event."""
+STEERING = ("pause", "resume", "cancel")
+"""The controls a run's page offers (the commands of `api.http.runs.CONTROLS`)."""
+
+
+def routes(runtime: Runtime) -> APIRouter:
+    """The run pages."""
+    router = APIRouter(route_class=PageRoute, include_in_schema=False)
+    doorbell = Doorbell(runtime.store, runtime.database_url)
+
+    async def runs_page(
+        tenant: str, workflow: str | None, status: str | None, cursor: str | None
+    ) -> dict[str, Any]:
+        keys = ["started_at", "run_id"]
+        filters = {"status": status or None, "workflow": workflow or None}
+        rows = await read(
+            runtime, run_history.list_runs, tenant, filters, after(cursor, keys), PAGE_SIZE + 1
+        )
+        return page(rows, PAGE_SIZE, keys)
+
+    @router.get("/ui/runs", response_class=HTMLResponse)
+    async def runs(
+        request: Request,
+        you: Visitor = Depends(visitor),
+        workflow: str | None = None,
+        status: str | None = Query(default=None, pattern="^(|" + "|".join(RUN_STATUSES) + ")$"),
+        cursor: str | None = None,
+    ) -> Response:
+        found = await runs_page(you.key.tenant, workflow, status, cursor)
+        workflows = await read(runtime, definitions.latest_versions, you.key.tenant)
+        return render(
+            request, "runs.html", you, runs=found["items"], next_cursor=found["next_cursor"],
+            workflow=workflow or "", status=status or "", statuses=RUN_STATUSES,
+            workflows=[w["name"] for w in workflows], live=cursor is None,
+        )  # fmt: skip
+
+    @router.get("/ui/runs/rows", response_class=HTMLResponse)
+    async def rows(
+        request: Request,
+        you: Visitor = Depends(visitor),
+        workflow: str | None = None,
+        status: str | None = Query(default=None, pattern="^(|" + "|".join(RUN_STATUSES) + ")$"),
+    ) -> Response:
+        """The first page's rows, for the list's live refresh."""
+        found = await runs_page(you.key.tenant, workflow, status, None)
+        return render(request, "_run_rows.html", you, runs=found["items"])
+
+    @router.get("/ui/start", response_class=HTMLResponse)
+    async def start_form(
+        request: Request, you: Visitor = Depends(writer), workflow: str | None = None
+    ) -> Response:
+        return await start_page(request, you, workflow, {}, {}, [])
+
+    async def start_page(
+        request: Request,
+        you: Visitor,
+        workflow: str | None,
+        values: dict[str, str],
+        problems: dict[str, str],
+        general: list[str],
+        status_code: int = 200,
+    ) -> Response:
+        workflows = await read(runtime, definitions.latest_versions, you.key.tenant)
+        spec = await latest_spec(you.key.tenant, workflow) if workflow else None
+        return render(
+            request, "start.html", you, status_code, workflows=workflows, workflow=workflow,
+            spec=spec, fields=fields_of(spec["inputs"]) if spec else [], values=values,
+            problems=problems, general=general,
+        )  # fmt: skip
+
+    async def latest_spec(tenant: str, workflow: str) -> dict[str, Any]:
+        versions = await read(runtime, definitions.versions, tenant, workflow)
+        if not versions:
+            raise HTTPException(404, f"no workflow {workflow!r}")
+        spec: dict[str, Any] = jsonable(versions[-1]["spec"])
+        spec.setdefault("inputs", {"type": "object"})
+        return spec
+
+    @router.post("/ui/start", response_class=HTMLResponse)
+    async def start(
+        request: Request, you: Visitor = Depends(writer), form: dict[str, str] = Depends(form_of)
+    ) -> Response:
+        """Start a run from the form: each problem of the input is shown at its field; a
+        run the intake refuses shows why; else the run's page."""
+        workflow = form.get("workflow", "")
+        spec = await latest_spec(you.key.tenant, workflow)
+        fields = fields_of(spec["inputs"])
+        values, problems = values_of(fields, spec["inputs"], form)
+        schema_problems, general = by_field(input_problems(spec["inputs"], values))
+        problems = {**schema_problems, **problems}
+        if problems or general:
+            return await start_page(request, you, workflow, form, problems, general, 422)
+        run_id = str(uuid.uuid4())
+        payload = {"workflow": workflow, "run_id": run_id, "input": values}
+        sent = await send_run_command(runtime, who(you), "StartRun", payload, run_id)
+        decided = await outcome(runtime, you.key.tenant, sent.command_id, DECISION_SECONDS)
+        if decided["status"] == "rejected":
+            reason = [f"the run was refused: {decided['reason']}"]
+            return await start_page(request, you, workflow, form, {}, reason, 422)
+        return see(f"/ui/runs/{run_id}?command={sent.command_id}")
+
+    @router.get("/ui/runs/{run_id}", response_class=HTMLResponse)
+    async def run(
+        request: Request,
+        run_id: UUID,
+        you: Visitor = Depends(visitor),
+        at: int | None = Query(default=None, ge=1),
+        command: str | None = Query(default=None, max_length=200),
+    ) -> Response:
+        context = await run_context(you, run_id, at, command)
+        return render(request, "run.html", you, **context)
+
+    @router.get("/ui/runs/{run_id}/live", response_class=HTMLResponse)
+    async def live(
+        request: Request,
+        run_id: UUID,
+        you: Visitor = Depends(visitor),
+        command: str | None = Query(default=None, max_length=200),
+    ) -> Response:
+        """The run's page without its frame, for the page's live refresh."""
+        context = await run_context(you, run_id, None, command)
+        return render(request, "_run.html", you, **context)
+
+    async def run_context(
+        you: Visitor, run_id: UUID, at: int | None, command: str | None
+    ) -> dict[str, Any]:
+        events = await events_of(runtime, run_id, you.key.tenant)
+        try:
+            version = choose_version(events, at=at)
+        except ReplayError as error:
+            raise HTTPException(422, str(error)) from None
+        state = await asyncio.to_thread(load_run, runtime.store, run_id, version)
+        async with ProgressReader(runtime) as reader:  # the attempts as of the events shown
+            await reader.wait_for(events[-1]["position"], PROJECTION_WAIT)
+        view = shown_to(you.key, events[0], json_object(replay_view(events, state, summarize)))
+        try:
+            attempts = await run_page(
+                runtime, who(you), run_id, node_attempts.run_attempts, {}, 500, None
+            )
+        except HTTPException:  # a run just started may not be in the read model yet
+            attempts = {"items": []}
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for attempt in shown_to(you.key, events[0], attempts["items"]):
+            by_node.setdefault(attempt["node_id"], []).append(attempt)
+        shown_events = shown_to(you.key, events[0], events)
+        return {
+            "run_id": str(run_id),
+            "view": view,
+            "run": view["state"],
+            "graph": layout(state.spec, view["state"]["nodes"], view["state"]["edges"]),
+            "attempts": by_node,
+            "payloads": {e["aggregate_version"]: e["data"] for e in shown_events},
+            "finished": events[-1]["type"]
+            in {RunEvent.COMPLETED, RunEvent.FAILED, RunEvent.CANCELLED},
+            "replaying": at is not None and version < events[-1]["aggregate_version"],
+            "command": await outcome(runtime, you.key.tenant, command) if command else None,
+            "controls": STEERING if you.can_write else (),
+            "terminal": TERMINAL_STATUSES,
+        }
+
+    @router.get("/ui/runs/{run_id}/stream")
+    async def stream(
+        run_id: UUID,
+        you: Visitor = Depends(visitor),
+        after_version: int = Query(default=0, ge=0, alias="after"),
+    ) -> EventSourceResponse:
+        """The run's stream (`GET /v1/runs/{id}/stream`) for the signed-in visitor: the
+        browser's EventSource sends the session cookie, never a bearer header."""
+        return await open_stream(
+            runtime, doorbell, run_id, you.key, f"{after_version}:0", RunEvent.STARTED, "run",
+            run_end,
+        )  # fmt: skip
+
+    @router.post("/ui/runs/{run_id}/{control}", response_class=HTMLResponse)
+    async def steer(
+        run_id: UUID,
+        control: str,
+        you: Visitor = Depends(writer),
+        form: dict[str, str] = Depends(form_of),
+    ) -> Response:
+        """Pause, resume or cancel the run; its page then shows what became of it."""
+        if control not in STEERING:
+            raise HTTPException(404, f"no control {control!r}")
+        await events_of(runtime, run_id, you.key.tenant)  # another tenant's run is a 404
+        payload: dict[str, Any] = {"run_id": str(run_id)}
+        if control != "resume" and form.get("reason"):
+            payload["reason"] = form["reason"]
+        sent = await send_run_command(
+            runtime, who(you), CONTROLS[control], payload, str(run_id)
+        )
+        await outcome(runtime, you.key.tenant, sent.command_id, DECISION_SECONDS)
+        return see(f"/ui/runs/{run_id}?command={sent.command_id}")
+
+    return router
