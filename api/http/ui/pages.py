@@ -22,6 +22,7 @@ from api.http.send import problems_of
 from api.http.ui.session import BadForm, Sessions, SignInFirst, Visitor, check_csrf
 from domain.commands import receipt_id
 from handlers.unit_of_work import UnitOfWork
+from infra.watermark import ProgressReader
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -115,7 +116,9 @@ def render(
 
 
 def error_page(request: Request, status: int, detail: str) -> HTMLResponse:
-    return render(request, "error.html", None, status, status=status, detail=detail)
+    """The page of an error, with the API's reason (and the menu, when signed in)."""
+    you = getattr(request.state, "visitor", None)
+    return render(request, "error.html", you, status, status=status, detail=detail)
 
 
 def sign_in_redirect(request: Request, reason: str = "") -> Response:
@@ -138,13 +141,18 @@ async def outcome(
     runtime: Runtime, tenant: str, command_id: str, wait: float = 0.0
 ) -> dict[str, Any]:
     """What became of a command: `pending` until the intake decides, then `accepted` or
-    `rejected` with its reason; waits up to `wait` seconds for the decision."""
+    `rejected` with its reason; waits up to `wait` seconds for the decision, and for
+    every read model to hold it."""
     deadline = time.monotonic() + wait
     while True:  # a unit of work per look: it keeps what it loaded, a missing receipt too
         receipt = await runtime.writer.run(
             UnitOfWork(runtime.store).get, receipt_id(tenant, command_id)
         )
         if receipt is not None:
+            if wait:  # the page that follows shows the command's effect in the read models
+                async with ProgressReader(runtime) as reader:
+                    newest = (await reader.read()).newest
+                    await reader.wait_for(newest, max(0.0, deadline - time.monotonic()))
             return dict(receipt.as_result())
         if time.monotonic() >= deadline:
             return {"command_id": command_id, "status": "pending", "reason": None}

@@ -90,7 +90,8 @@ class Sessions:
         response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="strict")
 
     async def visitor(self, request: Request) -> Visitor:
-        """The signed-in visitor, their key verified again; `SignInFirst` otherwise."""
+        """The signed-in visitor, their key verified again (kept in `request.state` for
+        the error pages); `SignInFirst` otherwise."""
         token = request.cookies.get(COOKIE)
         if not token:
             raise SignInFirst()
@@ -102,7 +103,8 @@ class Sessions:
         except KeyRefused as refused:
             raise SignInFirst(f"{refused}: sign in with another key") from None
         request.state.key_id = key.id  # for the request log
-        return Visitor(key=key, csrf=str(sealed["csrf"]))
+        request.state.visitor = Visitor(key=key, csrf=str(sealed["csrf"]))
+        return request.state.visitor
 
 
 def new_token() -> str:

@@ -1,0 +1,194 @@
+"""The web UI in a real Chromium against a real `heddle up`: what a person signing in
+with a key sees and can do."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.e2e.stack import Up
+from tests.ui.conftest import shot, sign_in
+
+pytestmark = pytest.mark.e2e
+
+
+def start(stack: Up, workflow: str, **inputs: Any) -> str:
+    """Start a run through the API (not the page under test); returns its id."""
+    body = {"workflow": workflow, "input": inputs}
+    answer = httpx.post(f"{stack.api}/v1/runs", json=body, headers=stack.headers())
+    assert answer.status_code == 202, answer.text
+    run_id: str = answer.json()["run_id"]
+    return run_id
+
+
+def new_key(stack: Up, *args: str) -> str:
+    made = stack.cli("keys", "create", *args)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def admin_key(stack: Up) -> str:
+    return stack.key_file.read_text().strip()
+
+
+def test_a_key_signs_in_once_into_a_cookie_no_script_can_read_and_signing_out_ends_it(
+    stack: Up, context: BrowserContext, page: Page
+) -> None:
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in"))
+    shot(page, "sign-in")
+    page.get_by_label("API key").fill("heddle_000000000000_" + "x" * 43)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("invalid API key")
+
+    sign_in(page, admin_key(stack))
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    [session] = [c for c in context.cookies() if c["name"] == "heddle_ui"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert admin_key(stack) not in session["value"]
+    assert page.evaluate("document.cookie") == ""
+    assert admin_key(stack) not in page.content()
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.goto("/ui/runs")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=%2Fui%2Fruns"))
+
+
+def test_hello_started_from_its_form_completes_on_its_page_without_a_reload(
+    stack: Up, page: Page
+) -> None:
+    sign_in(page, admin_key(stack))
+    shot(page, "runs")
+    page.get_by_role("link", name="Start a run").first.click()
+    page.get_by_label("Workflow", exact=True).select_option("hello")
+    expect(page.get_by_role("button", name="Start hello")).to_be_visible()
+    page.get_by_role("button", name="Start hello").click()
+    expect(page.locator("#err-name")).to_have_text("required")
+    shot(page, "start-form")
+
+    page.get_by_role("textbox", name=re.compile("^name")).fill("Ada")
+    page.get_by_role("button", name="Start hello").click()
+    expect(page).to_have_url(re.compile(r"/ui/runs/[0-9a-f-]{36}\?command="))
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator("#run-status")).to_have_text("completed")
+    assert page.evaluate("window.notReloaded") is True
+    expect(page.locator("#outcome")).to_contain_text("StartRun")
+    expect(page.locator("#outcome")).to_contain_text("accepted")
+    expect(page.locator(".facts")).to_contain_text('"tier": "vip"')
+    expect(page.locator("svg .node-completed")).to_have_count(3)
+    expect(page.locator("svg .node-skipped")).to_have_count(1)
+    page.locator("#node-greet > summary").click()
+    expect(page.locator("#node-greet")).to_contain_text("scripted:echo")
+    expect(page.locator("#node-greet")).to_contain_text("Say hello to Ada")
+    page.get_by_text("LlmCallCompleted").click()
+    expect(page.locator(".timeline")).to_contain_text('"provider": "scripted"')
+    shot(page, "run")
+
+    page.get_by_role("link", name="Runs", exact=True).click()
+    expect(page.locator("#run-rows")).to_contain_text("hello")
+
+
+def test_a_waiting_run_is_paused_and_resumed_from_its_page(stack: Up, page: Page) -> None:
+    run_id = start(stack, "refund-approval", customer="Ada", amount=120)
+    sign_in(page, admin_key(stack))
+    page.goto(f"/ui/runs/{run_id}")
+    expect(page.locator("svg .node-running")).to_have_count(1)
+
+    page.get_by_label("Reason to pause").fill("checking the customer")
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#outcome")).to_contain_text("PauseRun")
+    expect(page.locator("#outcome")).to_contain_text("accepted")
+    expect(page.locator("#run-status")).to_have_text("paused")
+    expect(page.locator(".timeline")).to_contain_text("checking the customer")
+    expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+    shot(page, "run-paused")
+
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#outcome")).to_contain_text("ResumeRun")
+    expect(page.locator("#outcome")).to_contain_text("accepted")
+    expect(page.locator("#run-status")).to_have_text("running")
+
+
+def test_refund_approvals_task_is_approved_from_the_work_queue(stack: Up, page: Page) -> None:
+    customer = f"Ada {uuid.uuid4().hex[:6]}"
+    run_id = start(stack, "refund-approval", customer=customer, amount=120)
+    stack.wait_for_run(run_id, until=("running",))
+    sign_in(page, admin_key(stack))
+    page.get_by_role("link", name="Work queue").click()
+    task = page.locator("article.task", has_text=customer)
+    expect(task).to_contain_text("role support")
+    shot(page, "work-queue")
+    task.get_by_label("Comment").fill("loyal customer")
+    task.get_by_role("button", name="Approve").click()
+    expect(page.locator("#outcome")).to_contain_text("CompleteTask")
+    expect(page.locator("#outcome")).to_contain_text("accepted")
+    expect(page.locator("article.task", has_text=customer)).to_have_count(0)
+
+    assert stack.wait_for_run(run_id)["variables"]["outcome"] == "refunded"
+    page.goto(f"/ui/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("completed")
+    expect(page.locator(".timeline")).to_contain_text("loyal customer")
+
+
+def test_a_read_key_sees_no_control_and_cannot_send_a_command(
+    stack: Up, context: BrowserContext, page: Page
+) -> None:
+    run_id = start(stack, "refund-approval", customer="Grace", amount=50)
+    stack.wait_for_run(run_id, until=("running",))
+    sign_in(page, new_key(stack, "--scope", "read", "--name", "viewer"))
+    expect(page.get_by_role("link", name="Start a run")).to_have_count(0)
+    page.goto(f"/ui/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("running")
+    expect(page.locator("main button")).to_have_count(0)
+    expect(page.locator("main form")).to_have_count(0)
+    page.goto("/ui/tasks")
+    expect(page.locator("article.task", has_text="Grace")).to_be_visible()
+    expect(page.locator("main button")).to_have_count(0)
+
+    refused = page.goto("/ui/start")
+    assert refused is not None and refused.status == 403
+    expect(page.get_by_role("alert")).to_contain_text("lacks the 'write' scope")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    answer = context.request.post(f"/ui/runs/{run_id}/cancel", form={"csrf": str(csrf)},
+                                  max_redirects=0)  # fmt: skip
+    assert answer.status == 403
+    assert stack.wait_for_run(run_id, until=("running",))["status"] == "running"
+
+
+def test_a_form_without_the_sessions_csrf_token_changes_nothing(
+    stack: Up, context: BrowserContext, page: Page
+) -> None:
+    run_id = start(stack, "refund-approval", customer="Linus", amount=10)
+    stack.wait_for_run(run_id, until=("running",))
+    sign_in(page, admin_key(stack))
+    answer = context.request.post(f"/ui/runs/{run_id}/cancel", form={"csrf": "forged"},
+                                  max_redirects=0)  # fmt: skip
+    assert answer.status == 403
+    assert "expired" in answer.text()
+    page.goto(f"/ui/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("running")
+
+
+def test_another_tenants_run_is_a_404_page(stack: Up, context: BrowserContext, page: Page) -> None:
+    run_id = start(stack, "hello", name="Ada")
+    stack.wait_for_run(run_id)
+    sign_in(page, new_key(stack, "--database", "--tenant", "acme", "--scope", "read", "--scope", "write"))
+    expect(page.locator("#run-rows")).not_to_contain_text(run_id[:8])
+    for path in (f"/ui/runs/{run_id}", f"/ui/runs/{run_id}?at=1", f"/ui/runs/{run_id}/live"):
+        shown = page.goto(path)
+        assert shown is not None and shown.status == 404
+        expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+        expect(page.get_by_role("alert")).to_contain_text(f"no run {run_id}")
+    stream = context.request.get(f"/ui/runs/{run_id}/stream")
+    assert stream.status == 404
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    answer = context.request.post(f"/ui/runs/{run_id}/cancel", form={"csrf": str(csrf)},
+                                  max_redirects=0)  # fmt: skip
+    assert answer.status == 404
+    assert stack.wait_for_run(run_id)["status"] == "completed"
