@@ -30,8 +30,8 @@ from api.http import (
     tasks,
     tenant,
     threads,
-    usage,
     ui,
+    usage,
     workflows,
 )
 from api.http.asyncapi import asyncapi_routes

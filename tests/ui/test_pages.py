@@ -49,7 +49,8 @@ def test_a_key_signs_in_once_into_a_cookie_no_script_can_read_and_signing_out_en
     sign_in(page, admin_key(stack))
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     [session] = [c for c in context.cookies() if c["name"] == "heddle_ui"]
-    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert session["httpOnly"]
+    assert session["sameSite"] == "Strict"
     assert admin_key(stack) not in session["value"]
     assert page.evaluate("document.cookie") == ""
     assert admin_key(stack) not in page.content()
@@ -152,7 +153,8 @@ def test_a_read_key_sees_no_control_and_cannot_send_a_command(
     expect(page.locator("main button")).to_have_count(0)
 
     refused = page.goto("/ui/start")
-    assert refused is not None and refused.status == 403
+    assert refused is not None
+    assert refused.status == 403
     expect(page.get_by_role("alert")).to_contain_text("lacks the 'write' scope")
     csrf = page.locator("input[name=csrf]").first.get_attribute("value")
     answer = context.request.post(f"/ui/runs/{run_id}/cancel", form={"csrf": str(csrf)},
@@ -178,11 +180,13 @@ def test_a_form_without_the_sessions_csrf_token_changes_nothing(
 def test_another_tenants_run_is_a_404_page(stack: Up, context: BrowserContext, page: Page) -> None:
     run_id = start(stack, "hello", name="Ada")
     stack.wait_for_run(run_id)
-    sign_in(page, new_key(stack, "--database", "--tenant", "acme", "--scope", "read", "--scope", "write"))
+    other = new_key(stack, "--database", "--tenant", "acme", "--scope", "read", "--scope", "write")
+    sign_in(page, other)
     expect(page.locator("#run-rows")).not_to_contain_text(run_id[:8])
     for path in (f"/ui/runs/{run_id}", f"/ui/runs/{run_id}?at=1", f"/ui/runs/{run_id}/live"):
         shown = page.goto(path)
-        assert shown is not None and shown.status == 404
+        assert shown is not None
+        assert shown.status == 404
         expect(page.get_by_role("heading", name="Not found")).to_be_visible()
         expect(page.get_by_role("alert")).to_contain_text(f"no run {run_id}")
     stream = context.request.get(f"/ui/runs/{run_id}/stream")

@@ -157,4 +157,3 @@ async def outcome(
         if time.monotonic() >= deadline:
             return {"command_id": command_id, "status": "pending", "reason": None}
         await asyncio.sleep(0.05)
-

@@ -238,9 +238,7 @@ def routes(runtime: Runtime) -> APIRouter:
         payload: dict[str, Any] = {"run_id": str(run_id)}
         if control != "resume" and form.get("reason"):
             payload["reason"] = form["reason"]
-        sent = await send_run_command(
-            runtime, who(you), CONTROLS[control], payload, str(run_id)
-        )
+        sent = await send_run_command(runtime, who(you), CONTROLS[control], payload, str(run_id))
         await outcome(runtime, you.key.tenant, sent.command_id, DECISION_SECONDS)
         return see(f"/ui/runs/{run_id}?command={sent.command_id}")
 

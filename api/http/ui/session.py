@@ -103,8 +103,9 @@ class Sessions:
         except KeyRefused as refused:
             raise SignInFirst(f"{refused}: sign in with another key") from None
         request.state.key_id = key.id  # for the request log
-        request.state.visitor = Visitor(key=key, csrf=str(sealed["csrf"]))
-        return request.state.visitor
+        visitor = Visitor(key=key, csrf=str(sealed["csrf"]))
+        request.state.visitor = visitor
+        return visitor
 
 
 def new_token() -> str:
