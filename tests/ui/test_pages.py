@@ -91,8 +91,25 @@ def test_hello_started_from_its_form_completes_on_its_page_without_a_reload(
     expect(page.locator(".timeline")).to_contain_text('"provider": "scripted"')
     shot(page, "run")
 
+    page.get_by_text("NodeStarted · greet").click()
+    page.get_by_role("link", name="The run as it stood after this event").first.click()
+    expect(page.locator(".run-head")).to_contain_text("as it stood after event 2 of 10")
+    expect(page.locator("svg .node-running")).to_have_count(1)
+    expect(page.locator("svg .node-running")).to_contain_text("greet")
+
     page.get_by_role("link", name="Runs", exact=True).click()
     expect(page.locator("#run-rows")).to_contain_text("hello")
+
+
+def test_the_operations_page_shows_each_read_models_lag_and_the_operator_the_metrics(
+    stack: Up, page: Page
+) -> None:
+    sign_in(page, admin_key(stack))
+    page.get_by_role("link", name="Operations").click()
+    expect(page.locator("#ops")).to_contain_text("run_history")
+    expect(page.locator("#ops")).to_contain_text("heddle_runs")
+    expect(page.locator("#ops")).to_contain_text("heddle_commands")
+    shot(page, "operations")
 
 
 def test_a_waiting_run_is_paused_and_resumed_from_its_page(stack: Up, page: Page) -> None:

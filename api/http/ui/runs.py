@@ -62,41 +62,41 @@ def routes(runtime: Runtime) -> APIRouter:
     doorbell = Doorbell(runtime.store, runtime.database_url)
 
     async def runs_page(
-        tenant: str, workflow: str | None, status: str | None, cursor: str | None
+        you: Visitor = Depends(visitor),
+        workflow: str = "",
+        status: str = Query(default="", pattern="^(|" + "|".join(RUN_STATUSES) + ")$"),
+        cursor: str | None = None,
     ) -> dict[str, Any]:
+        """A page of the visitor's runs, as `GET /v1/runs` reads it, and its filters."""
         keys = ["started_at", "run_id"]
         filters = {"status": status or None, "workflow": workflow or None}
         rows = await read(
-            runtime, run_history.list_runs, tenant, filters, after(cursor, keys), PAGE_SIZE + 1
-        )
-        return page(rows, PAGE_SIZE, keys)
+            runtime, run_history.list_runs, you.key.tenant, filters, after(cursor, keys),
+            PAGE_SIZE + 1,
+        )  # fmt: skip
+        return {**page(rows, PAGE_SIZE, keys), "workflow": workflow, "status": status,
+                "live": cursor is None}  # fmt: skip
 
     @router.get("/ui/runs", response_class=HTMLResponse)
     async def runs(
         request: Request,
         you: Visitor = Depends(visitor),
-        workflow: str | None = None,
-        status: str | None = Query(default=None, pattern="^(|" + "|".join(RUN_STATUSES) + ")$"),
-        cursor: str | None = None,
+        found: dict[str, Any] = Depends(runs_page),
     ) -> Response:
-        found = await runs_page(you.key.tenant, workflow, status, cursor)
         workflows = await read(runtime, definitions.latest_versions, you.key.tenant)
         return render(
-            request, "runs.html", you, runs=found["items"], next_cursor=found["next_cursor"],
-            workflow=workflow or "", status=status or "", statuses=RUN_STATUSES,
-            workflows=[w["name"] for w in workflows], live=cursor is None,
+            request, "runs.html", you, **found, statuses=RUN_STATUSES,
+            workflows=[w["name"] for w in workflows],
         )  # fmt: skip
 
     @router.get("/ui/runs/rows", response_class=HTMLResponse)
     async def rows(
         request: Request,
         you: Visitor = Depends(visitor),
-        workflow: str | None = None,
-        status: str | None = Query(default=None, pattern="^(|" + "|".join(RUN_STATUSES) + ")$"),
+        found: dict[str, Any] = Depends(runs_page),
     ) -> Response:
-        """The first page's rows, for the list's live refresh."""
-        found = await runs_page(you.key.tenant, workflow, status, None)
-        return render(request, "_run_rows.html", you, runs=found["items"])
+        """A page's rows, for the list's live refresh."""
+        return render(request, "_run_rows.html", you, **found)
 
     @router.get("/ui/start", response_class=HTMLResponse)
     async def start_form(
