@@ -213,3 +213,17 @@ def test_another_tenants_run_is_a_404_page(stack: Up, context: BrowserContext, p
                                   max_redirects=0)  # fmt: skip
     assert answer.status == 404
     assert stack.wait_for_run(run_id)["status"] == "completed"
+
+
+def test_the_runs_list_shows_a_run_started_elsewhere_without_a_reload(
+    stack: Up, page: Page
+) -> None:
+    sign_in(page, admin_key(stack))
+    page.get_by_label("Workflow", exact=True).select_option("refund-approval")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"workflow=refund-approval"))
+    page.evaluate("window.notReloaded = true")
+    run_id = start(stack, "refund-approval", customer="Eve", amount=5)
+    expect(page.locator("#run-rows")).to_contain_text(run_id[:8], timeout=15_000)
+    assert page.evaluate("window.notReloaded") is True
+    expect(page.locator("#run-rows")).not_to_contain_text("hello")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 REQUIRED = re.compile(r"^'([^']+)' is a required property$")
+UNREADABLE = {"json": "not JSON", "integer": "not a whole number", "number": "not a number"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class Field:
 
 
 def fields_of(schema: dict[str, Any]) -> list[Field]:
-    """The fields of an object schema's properties, in the schema's order."""
+    """The fields of an object schema's properties, the required ones first (the
+    read model's JSON keeps no order of properties)."""
     properties = schema.get("properties") or {}
     required = set(schema.get("required") or [])
     found = []
@@ -55,7 +57,7 @@ def fields_of(schema: dict[str, Any]) -> list[Field]:
                 step="1" if kind == "integer" else "any",
             )
         )
-    return found
+    return sorted(found, key=lambda item: not item.required)
 
 
 def values_of(fields: list[Field], schema: dict[str, Any], form: dict[str, str]) -> tuple[
@@ -87,7 +89,8 @@ def values_of(fields: list[Field], schema: dict[str, Any], form: dict[str, str])
             else:
                 values[item.name] = raw
         except ValueError:
-            problems[item.name] = f"not {'JSON' if item.widget == 'json' else 'a ' + str(kind)}"
+            reading = "json" if item.widget == "json" else str(kind)
+            problems[item.name] = UNREADABLE.get(reading, "not a valid value")
     return values, problems
 
 
