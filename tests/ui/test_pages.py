@@ -4,6 +4,7 @@ with a key sees and can do."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
@@ -227,3 +228,46 @@ def test_the_runs_list_shows_a_run_started_elsewhere_without_a_reload(
     expect(page.locator("#run-rows")).to_contain_text(run_id[:8], timeout=15_000)
     assert page.evaluate("window.notReloaded") is True
     expect(page.locator("#run-rows")).not_to_contain_text("hello")
+
+
+def thread_of(stack: Up, run_id: str) -> str:
+    """The id of the run's thread, once the read model has it."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = httpx.get(f"{stack.api}/v1/threads", params={"run_id": run_id},
+                          headers=stack.headers()).json()["items"]  # fmt: skip
+        if found:
+            thread_id: str = found[0]["thread_id"]
+            return thread_id
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} opened no thread")
+
+
+def test_a_chat_in_renewal_chat_replies_live_and_completing_it_finishes_the_run(
+    stack: Up, page: Page
+) -> None:
+    run_id = start(stack, "renewal-chat", customer="Acme", arr=120000)
+    thread_of(stack, run_id)
+    sign_in(page, admin_key(stack))
+    page.goto(f"/ui/runs/{run_id}")
+    page.get_by_role("link", name="its threads").click()
+    page.get_by_role("link", name="Renewal: Acme").click()
+    chat = page.get_by_role("list", name="Messages")
+    expect(chat).to_contain_text("Ready to talk about Acme's renewal.")
+
+    page.get_by_label("Message", exact=True).fill("What should I offer?")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#outcome")).to_contain_text("PostMessage")
+    expect(page.locator("#outcome")).to_contain_text("accepted")
+    expect(chat.locator(".bubble-user")).to_contain_text("What should I offer?")
+    expect(chat.locator(".bubble-assistant").last).to_contain_text(
+        "renews at 120000 USD a year. Be brief.) What should I offer?"
+    )
+    page.get_by_role("button", name="Thanks").click()
+    expect(chat.locator(".bubble-assistant").last).to_contain_text("Anytime. Good luck with Acme!")
+    shot(page, "thread")
+
+    page.get_by_label("Data to keep with the thread (JSON)").fill('{"outcome": "renewed"}')
+    page.get_by_role("button", name="Complete the thread").click()
+    expect(page.locator("#thread-status")).to_have_text("completed")
+    assert stack.wait_for_run(run_id)["variables"]["outcome"] == "renewed"

@@ -32,7 +32,8 @@ function followRun(element) {
   source.addEventListener("event", refresh);
   source.addEventListener("token", (message) => {
     const delta = JSON.parse(message.data);
-    const pre = element.querySelector(`pre.stream[data-node="${CSS.escape(delta.node_id)}"]`);
+    const pre = element.querySelector(`pre.stream[data-node="${CSS.escape(delta.node_id)}"]`)
+      || element.querySelector('pre.stream[data-node=""]');  // a thread's reply being written
     if (pre) pre.textContent += delta.text;
   });
   source.addEventListener("end", () => { source.close(); swap(element, live); });
