@@ -271,3 +271,27 @@ def test_a_chat_in_renewal_chat_replies_live_and_completing_it_finishes_the_run(
     page.get_by_role("button", name="Complete the thread").click()
     expect(page.locator("#thread-status")).to_have_text("completed")
     assert stack.wait_for_run(run_id)["variables"]["outcome"] == "renewed"
+
+
+def test_a_completed_run_is_forked_from_a_node_with_a_new_prompt_and_compared(
+    stack: Up, page: Page
+) -> None:
+    run_id = start(stack, "hello", name="Ada")
+    assert stack.wait_for_run(run_id)["variables"]["tier"] == "vip"
+    sign_in(page, admin_key(stack))
+    page.goto(f"/ui/runs/{run_id}")
+    page.locator("#node-greet > summary").click()
+    page.get_by_text("Fork the run from greet").click()
+    page.get_by_label("Prompt").fill("Say hello to Grace")
+    page.get_by_role("button", name="Fork from greet").click()
+    expect(page.locator("#outcome")).to_contain_text("ForkRun")
+    expect(page.locator("#outcome")).to_contain_text("accepted")
+    expect(page).not_to_have_url(re.compile(run_id))
+    expect(page.locator("#run-status")).to_have_text("completed")
+    expect(page.locator(".facts")).to_contain_text('"tier": "regular"')
+    expect(page.locator(".run-head")).to_contain_text(f"forked from {run_id[:8]} at greet")
+
+    page.get_by_role("link", name="compare with it").click()
+    expect(page.locator("#first-divergence")).to_have_text("they first differ at greet")
+    expect(page.locator("tr.first")).to_contain_text("Say hello to Grace")
+    shot(page, "diff")

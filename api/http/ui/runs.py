@@ -43,7 +43,14 @@ from api.http.ui.session import Visitor
 from domain.definitions.problems import input_problems
 from domain.messages import RunEvent
 from domain.runs import TERMINAL_STATUSES
-from handlers.replay import ReplayError, choose_version, load_run, replay_view
+from handlers.replay import (
+    ReplayError,
+    choose_version,
+    diff_runs,
+    load_run,
+    replay_view,
+    run_state,
+)
 from infra.live import Doorbell
 from infra.watermark import ProgressReader
 from projections import definitions, node_attempts, run_history
@@ -152,6 +159,21 @@ def routes(runtime: Runtime) -> APIRouter:
             return await start_page(request, you, workflow, form, {}, reason, 422)
         return see(f"/ui/runs/{run_id}?command={sent.command_id}")
 
+    @router.get("/ui/runs/diff", response_class=HTMLResponse)
+    async def diff(request: Request, a: UUID, b: UUID, you: Visitor = Depends(visitor)) -> Response:
+        """Two runs side by side, node by node, the first divergence first (as
+        `GET /v1/runs/diff` compares them)."""
+        events_a, events_b = await asyncio.gather(
+            events_of(runtime, a, you.key.tenant), events_of(runtime, b, you.key.tenant)
+        )
+        run_a, run_b = await asyncio.gather(
+            asyncio.to_thread(load_run, runtime.store, a),
+            asyncio.to_thread(load_run, runtime.store, b),
+        )
+        compared = diff_runs(events_a, run_state(run_a), events_b, run_state(run_b))
+        shown = shown_to(you.key, events_a[0], shown_to(you.key, events_b[0], jsonable(compared)))
+        return render(request, "diff.html", you, diff=shown)
+
     @router.get("/ui/runs/{run_id}", response_class=HTMLResponse)
     async def run(
         request: Request,
@@ -207,6 +229,7 @@ def routes(runtime: Runtime) -> APIRouter:
             in {RunEvent.COMPLETED, RunEvent.FAILED, RunEvent.CANCELLED},
             "replaying": at is not None and version < events[-1]["aggregate_version"],
             "command": await outcome(runtime, you.key.tenant, command) if command else None,
+            "forked_from": state.forked_from,
             "controls": STEERING if you.can_write else (),
             "terminal": TERMINAL_STATUSES,
         }
@@ -223,6 +246,29 @@ def routes(runtime: Runtime) -> APIRouter:
             runtime, doorbell, run_id, you.key, f"{after_version}:0", RunEvent.STARTED, "run",
             run_end,
         )  # fmt: skip
+
+    @router.post("/ui/runs/{run_id}/fork", response_class=HTMLResponse)
+    async def fork(
+        run_id: UUID,
+        you: Visitor = Depends(writer),
+        form: dict[str, str] = Depends(form_of),
+    ) -> Response:
+        """Fork the run from a node (`ForkRun`), with the node's prompt or model changed
+        when the form changed them; the new run's page, or this one's with the refusal."""
+        events = await events_of(runtime, run_id, you.key.tenant)
+        node_id = form.get("from_node", "")
+        node = events[0]["data"]["graph"]["nodes"].get(node_id, {})
+        payload: dict[str, Any] = {
+            "source_run_id": str(run_id), "from_node": node_id, "run_id": str(uuid.uuid4()),
+            "mode": form.get("mode") or "live",
+        }  # fmt: skip
+        for field, overrides in (("prompt", "prompts"), ("model", "models")):
+            if form.get(field) and form[field] != node.get(field):
+                payload[overrides] = {node_id: form[field]}
+        sent = await send_run_command(runtime, who(you), "ForkRun", payload, payload["run_id"])
+        decided = await outcome(runtime, you.key.tenant, sent.command_id, DECISION_SECONDS)
+        shown = run_id if decided["status"] == "rejected" else payload["run_id"]
+        return see(f"/ui/runs/{shown}?command={sent.command_id}")
 
     @router.post("/ui/runs/{run_id}/{control}", response_class=HTMLResponse)
     async def steer(
