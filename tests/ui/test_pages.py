@@ -295,3 +295,28 @@ def test_a_completed_run_is_forked_from_a_node_with_a_new_prompt_and_compared(
     expect(page.locator("#first-divergence")).to_have_text("they first differ at greet")
     expect(page.locator("tr.first")).to_contain_text("Say hello to Grace")
     shot(page, "diff")
+
+
+def test_a_workflow_is_published_from_the_page_with_each_problem_at_its_path(
+    stack: Up, page: Page
+) -> None:
+    sign_in(page, admin_key(stack))
+    page.get_by_role("link", name="Workflows").click()
+    expect(page.get_by_role("link", name="refund-approval")).to_be_visible()
+    source = page.get_by_label("Definition")
+    source.fill("name: greeter\nstart: greet\nnodes:\n  greet: {kind: llm, prompt: Hi}\n")
+    page.get_by_role("button", name="Publish").click()
+    problems = page.get_by_role("alert")
+    expect(problems).to_contain_text("nodes.greet.model")
+    expect(page.get_by_label("Definition")).to_have_value(re.compile("name: greeter"))
+
+    page.get_by_label("Definition").fill(
+        "name: greeter\nstart: greet\nnodes:\n"
+        "  greet: {kind: llm, model: 'scripted:echo', prompt: Hi, next: done}\n"
+        "  done: {kind: set, vars: {ok: true}}\n"
+    )
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("heading", name="greeter v1")).to_be_visible()
+    expect(page.locator("svg .node")).to_have_count(2)
+    expect(page.locator("main")).to_contain_text("sha256:")
+    shot(page, "workflow")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from api.http.dependencies import Runtime, api_keys
-from api.http.ui import ops, runs, tasks, threads
+from api.http.ui import ops, runs, tasks, threads, workflows
 from api.http.ui.pages import HERE, PageRoute, render, see, sessions, visitor
 from api.http.ui.session import SIGN_IN_COOKIE, BadForm, check_csrf, new_token, set_cookie
 from infra.keys import KeyRefused
@@ -86,6 +86,7 @@ def routes(runtime: Runtime) -> APIRouter:
     router.include_router(runs.routes(runtime))
     router.include_router(tasks.routes(runtime))
     router.include_router(threads.routes(runtime))
+    router.include_router(workflows.routes(runtime))
     router.include_router(ops.routes(runtime))
     return router
 

@@ -172,7 +172,13 @@ def routes(runtime: Runtime) -> APIRouter:
         )
         compared = diff_runs(events_a, run_state(run_a), events_b, run_state(run_b))
         shown = shown_to(you.key, events_a[0], shown_to(you.key, events_b[0], jsonable(compared)))
-        return render(request, "diff.html", you, diff=shown)
+        variables = shown["run"]["variables"]
+        sides = {
+            side: {name: values[side] for name, values in variables["changed"].items()}
+            | variables[f"only_{side}"]
+            for side in ("a", "b")
+        }
+        return render(request, "diff.html", you, diff=shown, variables=sides)
 
     @router.get("/ui/runs/{run_id}", response_class=HTMLResponse)
     async def run(
