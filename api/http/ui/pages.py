@@ -150,10 +150,16 @@ async def outcome(
         )
         if receipt is not None:
             if wait:  # the page that follows shows the command's effect in the read models
-                async with ProgressReader(runtime) as reader:
-                    newest = (await reader.read()).newest
-                    await reader.wait_for(newest, max(0.0, deadline - time.monotonic()))
+                await caught_up(runtime, max(0.0, deadline - time.monotonic()))
             return dict(receipt.as_result())
         if time.monotonic() >= deadline:
             return {"command_id": command_id, "status": "pending", "reason": None}
         await asyncio.sleep(0.05)
+
+
+async def caught_up(runtime: Runtime, seconds: float, position: int | None = None) -> None:
+    """Wait (up to `seconds`) until every read model holds the store position `position`
+    (its newest event by default): the page a form leads to then shows what it did."""
+    async with ProgressReader(runtime) as reader:
+        target = (await reader.read()).newest if position is None else position
+        await reader.wait_for(target, seconds)

@@ -31,6 +31,7 @@ from api.http.ui.graph import layout
 from api.http.ui.pages import (
     DECISION_SECONDS,
     PageRoute,
+    caught_up,
     form_of,
     outcome,
     render,
@@ -52,7 +53,6 @@ from handlers.replay import (
     run_state,
 )
 from infra.live import Doorbell
-from infra.watermark import ProgressReader
 from projections import definitions, node_attempts, run_history
 from projections.run_timeline import summarize
 
@@ -211,8 +211,7 @@ def routes(runtime: Runtime) -> APIRouter:
         except ReplayError as error:
             raise HTTPException(422, str(error)) from None
         state = await asyncio.to_thread(load_run, runtime.store, run_id, version)
-        async with ProgressReader(runtime) as reader:  # the attempts as of the events shown
-            await reader.wait_for(events[-1]["position"], PROJECTION_WAIT)
+        await caught_up(runtime, PROJECTION_WAIT, events[-1]["position"])  # attempts as shown
         view = shown_to(you.key, events[0], json_object(replay_view(events, state, summarize)))
         try:
             attempts = await run_page(

@@ -13,7 +13,16 @@ from fastapi.responses import HTMLResponse, Response
 from api.http.database import jsonable, read
 from api.http.dependencies import Runtime
 from api.http.ui.graph import layout
-from api.http.ui.pages import PageRoute, form_of, render, see, visitor, writer
+from api.http.ui.pages import (
+    DECISION_SECONDS,
+    PageRoute,
+    caught_up,
+    form_of,
+    render,
+    see,
+    visitor,
+    writer,
+)
 from api.http.ui.session import Visitor
 from api.http.workflows import YamlAlias, load_yaml
 from domain.definitions.parsing import parse_definition
@@ -75,6 +84,7 @@ def routes(runtime: Runtime) -> APIRouter:
             result = await runtime.publish_workflow(document, you.key.tenant, you.key.actor)
             if result["status"] == "accepted":
                 published = result["result"]
+                await caught_up(runtime, DECISION_SECONDS)
                 return see(f"/ui/workflows/{published['workflow']}?version={published['version']}")
             problems = [{"path": "", "message": str(result["reason"])}]
         found = jsonable(await read(runtime, definitions.latest_versions, you.key.tenant))
