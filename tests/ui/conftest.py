@@ -10,7 +10,9 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
@@ -78,3 +80,22 @@ def shot(page: Page, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
+def start(stack: Up, workflow: str, **inputs: Any) -> str:
+    """Start a run through the API (not the page under test); returns its id."""
+    body = {"workflow": workflow, "input": inputs}
+    answer = httpx.post(f"{stack.api}/v1/runs", json=body, headers=stack.headers())
+    assert answer.status_code == 202, answer.text
+    run_id: str = answer.json()["run_id"]
+    return run_id
+
+
+def new_key(stack: Up, *args: str) -> str:
+    made = stack.cli("keys", "create", *args)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def admin_key(stack: Up) -> str:
+    return stack.key_file.read_text().strip()

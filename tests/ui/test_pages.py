@@ -6,35 +6,15 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.e2e.stack import Up
-from tests.ui.conftest import shot, sign_in
+from tests.ui.conftest import admin_key, new_key, shot, sign_in, start
 
 pytestmark = pytest.mark.e2e
-
-
-def start(stack: Up, workflow: str, **inputs: Any) -> str:
-    """Start a run through the API (not the page under test); returns its id."""
-    body = {"workflow": workflow, "input": inputs}
-    answer = httpx.post(f"{stack.api}/v1/runs", json=body, headers=stack.headers())
-    assert answer.status_code == 202, answer.text
-    run_id: str = answer.json()["run_id"]
-    return run_id
-
-
-def new_key(stack: Up, *args: str) -> str:
-    made = stack.cli("keys", "create", *args)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
-
-
-def admin_key(stack: Up) -> str:
-    return stack.key_file.read_text().strip()
 
 
 def test_a_key_signs_in_once_into_a_cookie_no_script_can_read_and_signing_out_ends_it(
@@ -320,3 +300,21 @@ def test_a_workflow_is_published_from_the_page_with_each_problem_at_its_path(
     expect(page.locator("svg .node")).to_have_count(2)
     expect(page.locator("main")).to_contain_text("sha256:")
     shot(page, "workflow")
+
+
+def test_the_runs_list_goes_a_page_at_a_time(stack: Up, page: Page) -> None:
+    started = {start(stack, "titles", chapters=[]) for _ in range(26)}
+    for run_id in started:
+        stack.wait_for_run(run_id)
+    sign_in(page, admin_key(stack))
+    page.goto("/ui/runs?workflow=titles")
+    rows = page.locator("#run-rows tr")
+    expect(rows).to_have_count(25)
+    first = set(rows.locator("a").all_inner_texts())
+    page.get_by_role("link", name="Older runs →").click()
+    expect(rows).to_have_count(1)
+    last = set(rows.locator("a").all_inner_texts())
+    assert first | last == {run_id[:8] for run_id in started}
+    expect(page.get_by_role("link", name="Older runs →")).to_have_count(0)
+    page.get_by_role("link", name="Newest").click()
+    expect(rows).to_have_count(25)
