@@ -318,3 +318,38 @@ def test_the_runs_list_goes_a_page_at_a_time(stack: Up, page: Page) -> None:
     expect(page.get_by_role("link", name="Older runs →")).to_have_count(0)
     page.get_by_role("link", name="Newest").click()
     expect(rows).to_have_count(25)
+
+
+def test_an_input_task_is_completed_from_the_form_made_from_its_schema(
+    stack: Up, page: Page
+) -> None:
+    definition = {
+        "start": "ask",
+        "nodes": {
+            "ask": {
+                "kind": "human", "task": "input", "title": "How many seats?", "role": "sales",
+                "form": {"type": "object", "required": ["seats"], "properties": {
+                    "seats": {"type": "integer", "minimum": 1},
+                    "plan": {"enum": ["basic", "pro"]},
+                }},
+                "output": "order",
+            }
+        },
+    }  # fmt: skip
+    published = httpx.put(f"{stack.api}/v1/workflows/seats", json=definition,
+                          headers=stack.headers())  # fmt: skip
+    assert published.status_code == 200, published.text
+    run_id = start(stack, "seats")
+    stack.wait_for_run(run_id, until=("running",))
+    sign_in(page, admin_key(stack))
+    page.goto("/ui/tasks")
+    task = page.locator("article.task", has_text="How many seats?")
+    task.get_by_label("seats").fill("0")
+    task.get_by_role("button", name="Complete").click()
+    expect(page.locator("#outcome")).to_contain_text("rejected")
+    expect(page.locator("#outcome")).to_contain_text("minimum of 1")
+    task.get_by_label("seats").fill("3")
+    task.get_by_label("plan").select_option("pro")
+    task.get_by_role("button", name="Complete").click()
+    expect(page.locator("#outcome")).to_contain_text("accepted")
+    assert stack.wait_for_run(run_id)["variables"]["order"] == {"seats": 3, "plan": "pro"}
