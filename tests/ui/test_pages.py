@@ -353,3 +353,15 @@ def test_an_input_task_is_completed_from_the_form_made_from_its_schema(
     task.get_by_role("button", name="Complete").click()
     expect(page.locator("#outcome")).to_contain_text("accepted")
     assert stack.wait_for_run(run_id)["variables"]["order"] == {"seats": 3, "plan": "pro"}
+
+
+def test_a_runs_child_runs_are_listed_from_its_page(stack: Up, page: Page) -> None:
+    run_id = start(stack, "onboard", customer="Ada")
+    stack.wait_for_run(run_id)
+    sign_in(page, admin_key(stack))
+    page.goto(f"/ui/runs/{run_id}")
+    page.get_by_role("link", name="its child runs").click()
+    rows = page.locator("#run-rows tr")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("welcome")
+    expect(rows).to_contain_text(f"child of {run_id[:8]}")

@@ -72,17 +72,22 @@ def routes(runtime: Runtime) -> APIRouter:
         you: Visitor = Depends(visitor),
         workflow: str = "",
         status: str = Query(default="", pattern="^(|" + "|".join(RUN_STATUSES) + ")$"),
+        parent: str = Query(default="", pattern="^(|[0-9a-fA-F-]{36})$"),
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """A page of the visitor's runs, as `GET /v1/runs` reads it, and its filters."""
         keys = ["started_at", "run_id"]
-        filters = {"status": status or None, "workflow": workflow or None}
+        filters = {
+            "status": status or None,
+            "workflow": workflow or None,
+            "parent_run_id": parent or None,
+        }
         rows = await read(
             runtime, run_history.list_runs, you.key.tenant, filters, after(cursor, keys),
             PAGE_SIZE + 1,
         )  # fmt: skip
         return {**page(rows, PAGE_SIZE, keys), "workflow": workflow, "status": status,
-                "live": cursor is None}  # fmt: skip
+                "parent": parent, "live": cursor is None}  # fmt: skip
 
     @router.get("/ui/runs", response_class=HTMLResponse)
     async def runs(
