@@ -32,7 +32,13 @@ chromium:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || echo "no chromium: tests/ui is skipped (fails in CI); install Debian's chromium"
 
-test: $(DEV_STAMP) chromium
+# ... and axe-core (pinned by tests/ui/package-lock.json) for their accessibility check.
+UI_TOOLS := tests/ui/node_modules/.package-lock.json
+$(UI_TOOLS): tests/ui/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/ui --silent --no-audit --no-fund; \
+	else echo "no npm: the accessibility check in tests/ui is skipped (fails in CI)"; fi
+
+test: $(DEV_STAMP) chromium $(UI_TOOLS)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)

@@ -10,7 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import psutil
@@ -27,16 +27,30 @@ SCREENSHOTS = os.environ.get("HEDDLE_UI_SCREENSHOTS")
 def browser() -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     if chromium is None:
-        reason = "browser tests need Debian's chromium (make test installs it, as root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        needed("browser tests need Debian's chromium (make test installs it, as root)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium)
         try:
             yield launched
         finally:
             launched.close()
+
+
+def needed(reason: str) -> NoReturn:
+    """Skip for want of a tool, except in CI (CI=true), where it fails: `make test`
+    installs what the browser tests need."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def axe() -> str:
+    """axe-core's source, to run in a page (`make test` installs it with npm)."""
+    path = Path(__file__).with_name("node_modules") / "axe-core" / "axe.min.js"
+    if not path.exists():
+        needed("the accessibility check needs axe-core: npm ci --prefix tests/ui")
+    return path.read_text()
 
 
 @pytest.fixture(scope="module")

@@ -365,3 +365,32 @@ def test_a_runs_child_runs_are_listed_from_its_page(stack: Up, page: Page) -> No
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text("welcome")
     expect(rows).to_contain_text(f"child of {run_id[:8]}")
+
+
+def serious_violations(page: Page, axe: str) -> list[str]:
+    """What axe-core finds of serious or critical impact on the page, with where."""
+    page.evaluate(axe)
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']}: {v['help']} ({', '.join(n['target'][0] for n in v['nodes'][:3])})"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_every_page_passes_axe_without_a_serious_violation(stack: Up, page: Page, axe: str) -> None:
+    run_id = start(stack, "renewal-chat", customer="Acme", arr=1000)
+    thread_id = thread_of(stack, run_id)
+    sign_in(page, admin_key(stack))
+    pages = [
+        "/ui/runs", "/ui/start?workflow=refund-approval", f"/ui/runs/{run_id}", "/ui/tasks",
+        "/ui/threads", f"/ui/threads/{thread_id}", "/ui/workflows", "/ui/workflows/hello",
+        "/ui/ops", f"/ui/runs/diff?a={run_id}&b={run_id}", f"/ui/runs/{uuid.uuid4()}",
+    ]  # fmt: skip
+    found = {}
+    for path in pages:
+        page.goto(path)
+        found[path] = serious_violations(page, axe)
+    page.get_by_role("button", name="Sign out").click()
+    found["/ui/sign-in"] = serious_violations(page, axe)
+    assert {path: problems for path, problems in found.items() if problems} == {}
