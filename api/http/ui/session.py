@@ -10,6 +10,7 @@ page out at once. Each session has a CSRF token, sent back in every form.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
@@ -73,9 +74,10 @@ class Sessions:
         if self._cipher is None:
             if not self.path.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(descriptor, "wb") as file:
-                    file.write(Fernet.generate_key())
+                with contextlib.suppress(FileExistsError):  # another process made it first
+                    descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(descriptor, "wb") as file:
+                        file.write(Fernet.generate_key())
             self._cipher = Fernet(self.path.read_bytes().strip())
         return self._cipher
 
