@@ -64,9 +64,17 @@ STEERING = ("pause", "resume", "cancel")
 
 
 def routes(runtime: Runtime) -> APIRouter:
-    """The run pages."""
+    """The run pages (the list and the run's page before the routes with a run id)."""
     router = APIRouter(route_class=PageRoute, include_in_schema=False)
-    doorbell = Doorbell(runtime.store, runtime.database_url)
+    _add_list(router, runtime)
+    _add_start(router, runtime)
+    _add_run_page(router, runtime)
+    _add_commands(router, runtime)
+    return router
+
+
+def _add_list(router: APIRouter, runtime: Runtime) -> None:
+    """The runs list and its live rows."""
 
     async def runs_page(
         you: Visitor = Depends(visitor),
@@ -109,6 +117,10 @@ def routes(runtime: Runtime) -> APIRouter:
     ) -> Response:
         """A page's rows, for the list's live refresh."""
         return render(request, "_run_rows.html", you, **found)
+
+
+def _add_start(router: APIRouter, runtime: Runtime) -> None:
+    """The start form, made from the workflow's input schema."""
 
     @router.get("/ui/start", response_class=HTMLResponse)
     async def start_form(
@@ -163,6 +175,11 @@ def routes(runtime: Runtime) -> APIRouter:
             reason = [f"the run was refused: {decided['reason']}"]
             return await start_page(request, you, workflow, form, {}, reason, 422)
         return see(f"/ui/runs/{run_id}?command={sent.command_id}")
+
+
+def _add_run_page(router: APIRouter, runtime: Runtime) -> None:
+    """Two runs compared, a run's page, its live part and its stream."""
+    doorbell = Doorbell(runtime.store, runtime.database_url)
 
     @router.get("/ui/runs/diff", response_class=HTMLResponse)
     async def diff(request: Request, a: UUID, b: UUID, you: Visitor = Depends(visitor)) -> Response:
@@ -257,6 +274,10 @@ def routes(runtime: Runtime) -> APIRouter:
             run_end,
         )  # fmt: skip
 
+
+def _add_commands(router: APIRouter, runtime: Runtime) -> None:
+    """Fork, pause, resume and cancel."""
+
     @router.post("/ui/runs/{run_id}/fork", response_class=HTMLResponse)
     async def fork(
         run_id: UUID,
@@ -297,5 +318,3 @@ def routes(runtime: Runtime) -> APIRouter:
         sent = await send_run_command(runtime, who(you), CONTROLS[control], payload, str(run_id))
         await outcome(runtime, you.key.tenant, sent.command_id, DECISION_SECONDS)
         return see(f"/ui/runs/{run_id}?command={sent.command_id}")
-
-    return router
