@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 UV     := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 SYNC   := $(UV) sync --locked --inexact --python $(BIN)/python
 
-.PHONY: up test lint typecheck bench clean openapi lock
+.PHONY: up test lint typecheck bench clean openapi lock chromium
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3)"; exit 1; }
@@ -45,7 +45,19 @@ lock: | $(BIN)/uv
 up: $(STAMP)
 	$(BIN)/heddle up
 
-test: $(DEV_STAMP)
+# The browser tests (tests/ui) drive Debian's chromium; as root, install it when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || echo "no chromium: tests/ui is skipped (fails in CI); install Debian's chromium"
+
+# ... and axe-core (pinned by tests/ui/package-lock.json) for their accessibility check.
+UI_TOOLS := tests/ui/node_modules/.package-lock.json
+$(UI_TOOLS): tests/ui/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/ui --silent --no-audit --no-fund; \
+	else echo "no npm: the accessibility check in tests/ui is skipped (fails in CI)"; fi
+
+test: $(DEV_STAMP) chromium $(UI_TOOLS)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)

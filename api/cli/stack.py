@@ -199,6 +199,7 @@ def banner(
     made = f"\n  New admin key    {new_key}  (printed this once; the file keeps it)"
     return f"""
 Heddle is up.
+  Web UI           {api_url}/ui  (sign in with the API key below)
   API              {api_url}  (docs: {api_url}/docs)
   Kafka bootstrap  {bootstrap}  (commands topic: {commands_topic})
   Workflows        {workflows}

@@ -5,7 +5,8 @@ publishing a workflow definition, so that an invalid one gets its problems back 
 once (422, with the path of each). Reads come from the projections' tables, except a
 run's events, which come straight from the event store. Every route but the health
 checks and the API's own description (`/openapi.json`, `/docs`, `/redoc`) needs an API
-key, which decides the caller's tenant, actor and scopes (docs/security.md).
+key, which decides the caller's tenant, actor and scopes (docs/security.md). The web UI
+(api/http/ui/) is served at `/ui`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from api.http import (
     tasks,
     tenant,
     threads,
+    ui,
     usage,
     workflows,
 )
@@ -45,6 +47,7 @@ from api.http.dependencies import Runtime, admin_scope, read_or_write_scope
 from api.http.middleware import AnswerOutages, BodyLimit, too_deep, unreadable_body
 from api.http.observability import RequestLog
 from api.http.problems import answer_problems, errors, with_components, with_problems
+from api.http.ui.session import Sessions
 from domain.definitions.spec import WorkflowSpec
 from infra.keys import ApiKeys
 
@@ -63,6 +66,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         generate_unique_id_function=operation_id,
     )
     app.state.keys = ApiKeys(runtime.reads)
+    app.state.ui_sessions = Sessions(runtime.settings.data_dir)
     settings = runtime.settings
     uploads = {
         "/v1/documents": (settings.document_max_bytes, "HEDDLE_DOCUMENT_MAX_BYTES"),
@@ -104,6 +108,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     # real calls cost money
     app.include_router(providers.routes(runtime), dependencies=admin, responses=keyed)
     app.include_router(tenant.routes(runtime), dependencies=admin, responses=keyed)
+    app.include_router(ui.routes(runtime))  # the web UI at /ui (signs in with a key)
     return app
 
 
