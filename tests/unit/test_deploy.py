@@ -77,6 +77,9 @@ def test_the_image_holds_every_package_heddle_installs_and_runs_as_non_root() ->
     packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile, re.MULTILINE))
     assert packages <= copied
+    [install] = re.findall(r"^RUN uv sync (.*)$", dockerfile, re.MULTILINE)
+    assert "--locked" in install.split()  # the versions of uv.lock
+    assert "embedded" not in install  # no dev servers in production
     users = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert users
     assert users[-1] not in ("root", "0")
