@@ -1,7 +1,7 @@
 # Heddle's production image: every role runs from it (`heddle serve --role ...`).
 # Non-root, the locked versions (uv.lock) without the embedded dev servers, configured
-# by the environment
-# (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, HEDDLE_*). See deploy/compose.yaml.
+# by the environment (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, HEDDLE_*). See
+# deploy/compose.yaml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
