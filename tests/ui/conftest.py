@@ -23,7 +23,7 @@ SCREENSHOTS = os.environ.get("HEDDLE_UI_SCREENSHOTS")
 """A folder to save each page's screenshot in (docs/ui/, when refreshing them by hand)."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     if chromium is None:
