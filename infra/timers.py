@@ -95,14 +95,14 @@ class Timers:
         for schedule_id, tenant, name, spec, after in due:
             for tick in ScheduleSpec.model_validate(spec).ticks(after, datetime.now(UTC)):
                 command_id = fire_command_id(schedule_id, tick)
-                if (command_id, "") in self._sent:
+                if ("schedule", command_id) in self._sent:
                     continue
                 envelope = CommandEnvelope(
                     command_id=command_id, type="FireSchedule", tenant=tenant, actor="heddle",
                     payload={"name": name, "tick": tick.isoformat()},
                 )  # fmt: skip
                 await self.send(envelope, str(schedule_id))
-                self._sent[(command_id, "")] = now
+                self._sent[("schedule", command_id)] = now
                 sent += 1
         if sent:
             log.info("fired %d schedule ticks", sent)
